@@ -1,0 +1,317 @@
+/*
+ * mha.h — multi-head attention forward kernels for CPUs (FP32).
+ *
+ * The one installed header of libmha. C11, usable from C++.
+ *
+ * Two levels of API:
+ *   1. The attention core, for engines that already hold Q, K and V:
+ *        out = softmax(scale · Q·Kᵀ + mask) · V      per (batch, head)
+ *      mha_attention_f32().
+ *   2. The full layer (projections, attention, output projection) as a plan
+ *      that packs the weights once and runs many times:
+ *        mha_layer_create() / mha_layer_forward() / mha_layer_destroy(),
+ *      and the one-shot mha_layer_forward_once().
+ *
+ * Conventions
+ *   - Shapes are named B (batch), H (query heads), Hkv (key/value heads),
+ *     Tq (query rows), Tk (key rows), D (query/key head width), Dv (value
+ *     head width) everywhere.
+ *   - Sizes and strides are int64_t counts of elements (not bytes).
+ *   - Every function that can fail returns an mha_status; on failure it
+ *     writes nothing to any output buffer, and mha_last_error() describes
+ *     what was wrong. No function aborts, asserts or exits.
+ *   - All entry points are thread-safe: plans are read-only after creation
+ *     and may be used by several threads at once.
+ *   - Results are bitwise identical for any thread count.
+ */
+#ifndef MHA_H
+#define MHA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MHA_VERSION_MAJOR 0
+#define MHA_VERSION_MINOR 1
+#define MHA_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Every failure has its own value; values are stable across releases. */
+typedef enum mha_status {
+  MHA_STATUS_SUCCESS = 0,          /* the call did what it says */
+  MHA_STATUS_NULL_POINTER = 1,     /* a required pointer argument is NULL */
+  MHA_STATUS_INVALID_SIZE = 2,     /* a size is zero or negative, or out of its documented range */
+  MHA_STATUS_INVALID_SHAPE = 3,    /* sizes that do not fit together: H % Hkv != 0,
+                                      d_model % H != 0 where D is derived, a packed
+                                      in_proj_weight with d_kv != d_model, ... */
+  MHA_STATUS_INVALID_STRIDE = 4,   /* a negative stride, or a row stride shorter than the row */
+  MHA_STATUS_INVALID_ARGUMENT = 5, /* any other bad value: a non-finite scale, kv_len[b]
+                                      outside [0, Tk], an unknown enum value */
+  MHA_STATUS_SIZE_OVERFLOW = 6,    /* a product of sizes overflows int64_t / size_t */
+  MHA_STATUS_OUT_OF_MEMORY = 7,    /* an allocation failed */
+  MHA_STATUS_UNKNOWN_ISA = 8,      /* an ISA name that mha does not know (MHA_ISA or mha_set_isa_by_name) */
+  MHA_STATUS_UNSUPPORTED_ISA = 9   /* an ISA that this CPU lacks or this build does not contain */
+} mha_status;
+
+/* A short constant description of a status ("invalid size", ...). Never NULL. */
+const char* mha_status_string(mha_status status);
+
+/* The message of the last failed call made by the calling thread, with the
+ * name of the offending argument ("mha_attention_f32: H (12) is not a
+ * multiple of Hkv (5)"). Empty string if no call has failed. Thread-local. */
+const char* mha_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* ISA selection                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Kernel sets. Tags are the words SLEEF uses. */
+typedef enum mha_isa {
+  MHA_ISA_SCALAR = 0,  /* portable C11, the reference path; always present */
+  MHA_ISA_AVX2 = 1,    /* x86-64 AVX2 + FMA */
+  MHA_ISA_AVX512F = 2, /* x86-64 AVX-512F */
+  MHA_ISA_NEON = 3     /* AArch64 Advanced SIMD */
+} mha_isa;
+
+#define MHA_ISA_COUNT 4
+
+/* "scalar", "avx2", "avx512f", "neon"; "unknown" for other values. */
+const char* mha_isa_name(mha_isa isa);
+
+/* 1 if this build contains the kernel set and the CPU can run it, else 0. */
+int mha_isa_available(mha_isa isa);
+
+/* The kernel set in use. At the first call into the library it is chosen
+ * from the environment variable MHA_ISA (one of the names above) if set,
+ * else the best set the CPU can run. If MHA_ISA names an unknown or
+ * unavailable set, every computing call fails with MHA_STATUS_UNKNOWN_ISA
+ * or MHA_STATUS_UNSUPPORTED_ISA until mha_set_isa() picks a valid one: mha
+ * never silently runs a different set than the one asked for. */
+mha_status mha_get_isa(mha_isa* isa);
+
+/* Force a kernel set for all later calls (process-wide).
+ * Returns MHA_STATUS_UNSUPPORTED_ISA if mha_isa_available(isa) is 0 and
+ * MHA_STATUS_INVALID_ARGUMENT for a value outside the enum. */
+mha_status mha_set_isa(mha_isa isa);
+
+/* As mha_set_isa(), by name; MHA_STATUS_UNKNOWN_ISA for an unknown name. */
+mha_status mha_set_isa_by_name(const char* name);
+
+/* ------------------------------------------------------------------------ */
+/* Strided views                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Element strides of a 4-D tensor [batch, head, row, col] whose last
+ * dimension (col) is contiguous. Element (b, h, t, c) is at
+ *   base[b·batch + h·head + t·row + c].
+ * Strides must be >= 0. A stride of 0 is allowed where a dimension has
+ * size 1, and on masks, where it broadcasts. */
+typedef struct mha_strides {
+  int64_t batch;
+  int64_t head;
+  int64_t row;
+} mha_strides;
+
+/* Strides of a contiguous [B, H, T, width] tensor: {H·T·width, T·width, width}. */
+mha_strides mha_strides_bhtd(int64_t H, int64_t T, int64_t width);
+
+/* Strides of a contiguous [B, T, H, width] tensor — the layout that X·W
+ * produces, so heads are a view, not a transpose: {T·H·width, width, H·width}. */
+mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width);
+
+/* ------------------------------------------------------------------------ */
+/* Masks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* All masks compose. A key is visible to a query row when every enabled
+ * mask lets it through; the additive mask is added to the visible logits
+ * (an entry of -INFINITY hides its key too).
+ *
+ *  causal   Bottom-right aligned: query row i (0-based) sees key j iff
+ *           j <= i + (Tk - Tq). With Tq == Tk this is the usual lower
+ *           triangle; with Tq < Tk the queries are the last Tq positions
+ *           of the sequence (what a KV cache needs). NOTE: PyTorch's
+ *           scaled_dot_product_attention(is_causal=True) aligns top-left
+ *           (j <= i) instead; both agree when Tq == Tk.
+ *  kv_len   NULL, or an array of B lengths: in batch entry b, keys
+ *           j >= kv_len[b] are hidden (key padding). 0 <= kv_len[b] <= Tk.
+ *  additive NULL, or an additive float mask whose element for
+ *           (b, h, i, j) is additive[b·s.batch + h·s.head + i·s.row + j]
+ *           (keys contiguous). A stride of 0 broadcasts that dimension,
+ *           e.g. {0, 0, Tk} is one [Tq, Tk] mask for all batches and heads.
+ *
+ * A query row that the masks leave with no visible key outputs zeros (and
+ * zero weights), never NaN. A NaN in Q, K, V or the mask still propagates. */
+typedef struct mha_mask {
+  int causal;                   /* 0 or 1 */
+  const int32_t* kv_len;        /* [B] or NULL */
+  const float* additive;        /* or NULL */
+  mha_strides additive_strides; /* used only when additive != NULL */
+} mha_mask;
+
+/* ------------------------------------------------------------------------ */
+/* The attention core                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Describes one call of mha_attention_f32(). Fill it with
+ * mha_attention_desc_init() and change what differs. */
+typedef struct mha_attention_desc {
+  int64_t B, H, Hkv, Tq, Tk, D, Dv; /* all >= 1; H % Hkv == 0 */
+  mha_strides q;    /* Q   [B, H,   Tq, D ] */
+  mha_strides k;    /* K   [B, Hkv, Tk, D ] */
+  mha_strides v;    /* V   [B, Hkv, Tk, Dv] */
+  mha_strides out;  /* out [B, H,   Tq, Dv] */
+  float scale;      /* multiplies Q·Kᵀ; 0 means the default 1/sqrt(D); must be finite */
+  mha_mask mask;    /* all off by default */
+  int num_threads;  /* 0: OpenMP's default (1 when called inside a parallel region); > 0: exactly that many */
+} mha_attention_desc;
+
+/* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
+ * scale 0 (default), no mask, num_threads 0. Never fails; values are checked
+ * by mha_attention_f32(). */
+void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int64_t Hkv,
+                             int64_t Tq, int64_t Tk, int64_t D, int64_t Dv);
+
+/* Scaled dot-product attention for every (batch b, query head h):
+ *
+ *   g        = h / (H / Hkv)                  (the K/V head of query head h)
+ *   S[i, j]  = scale · Σ_d Q[b,h,i,d] · K[b,g,j,d] + M[b,h,i,j]
+ *   P[i, :]  = softmax(S[i, :]) over the visible keys (0 on hidden keys)
+ *   out[b,h,i,:] = Σ_j P[i, j] · V[b,g,j,:]
+ *
+ * where M is the additive mask (0 without one) and "visible" is defined by
+ * the mask (see mha_mask). Grouped-query (1 < Hkv < H) and multi-query
+ * (Hkv = 1) attention follow from g.
+ *
+ * weights: NULL, or a contiguous [B, H, Tq, Tk] buffer that receives P
+ * (rows of hidden keys are 0). Without it no Tq × Tk buffer is allocated:
+ * the workspace is O(threads · tile).
+ *
+ * Returns SUCCESS, NULL_POINTER (desc, q, k, v or out), INVALID_SIZE,
+ * INVALID_SHAPE (H % Hkv), INVALID_STRIDE, INVALID_ARGUMENT (scale,
+ * causal, kv_len), SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA or
+ * UNSUPPORTED_ISA (a bad MHA_ISA). */
+mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
+                             const float* v, float* out, float* weights);
+
+/* ------------------------------------------------------------------------ */
+/* The full layer                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* How the projection weights are laid out in memory. */
+typedef enum mha_weight_layout {
+  /* W is [in, out] row-major, Y = X·W (the textbook layout). */
+  MHA_WEIGHTS_IN_OUT = 0,
+  /* W is [out, in] row-major, Y = X·Wᵀ: PyTorch nn.Linear.weight. */
+  MHA_WEIGHTS_OUT_IN = 1
+} mha_weight_layout;
+
+/* Describes a layer. Pointers are read only during mha_layer_create(): the
+ * plan keeps packed copies, and the caller may free its weights after. */
+typedef struct mha_layer_desc {
+  int64_t d_model; /* width of X_q and of the output; >= 1 */
+  int64_t d_kv;    /* width of X_k and X_v; 0 means d_model */
+  int64_t H;       /* query heads; >= 1 */
+  int64_t Hkv;     /* key/value heads; 0 means H; H % Hkv == 0 */
+  int64_t D;       /* query/key head width; 0 means d_model / H (then d_model % H == 0) */
+  int64_t Dv;      /* value head width; 0 means D */
+  mha_weight_layout layout; /* layout of w_q, w_k, w_v, w_o */
+
+  /* Separate projection weights (IN_OUT shapes shown; OUT_IN transposes):
+   *   w_q [d_model, H·D], w_k [d_kv, Hkv·D], w_v [d_kv, Hkv·Dv],
+   *   w_o [H·Dv, d_model] or NULL.
+   * w_o == NULL gives the "wrapper" design: the output is the concatenation
+   * of the heads, [B, Tq, H·Dv], with no output projection. */
+  const float* w_q;
+  const float* w_k;
+  const float* w_v;
+  const float* w_o;
+
+  /* Alternatively PyTorch's packed nn.MultiheadAttention.in_proj_weight
+   * [3·d_model, d_model] (always OUT_IN, rows q, k, v). When non-NULL,
+   * w_q, w_k and w_v must be NULL; it requires d_kv == d_model,
+   * Hkv == H and D == Dv == d_model / H. */
+  const float* in_proj_weight;
+
+  /* Optional biases (NULL: none): b_q [H·D], b_k [Hkv·D], b_v [Hkv·Dv],
+   * b_o [d_model]; or in_proj_bias [3·d_model] together with in_proj_weight
+   * (then b_q, b_k, b_v must be NULL). */
+  const float* b_q;
+  const float* b_k;
+  const float* b_v;
+  const float* b_o;
+  const float* in_proj_bias;
+} mha_layer_desc;
+
+/* An opaque plan: the packed weights and the kernel set they were packed for. */
+typedef struct mha_layer mha_layer;
+
+/* Validates desc and packs the weights. On success *layer is a new plan;
+ * on failure *layer is set to NULL (if layer is non-NULL).
+ * Returns SUCCESS, NULL_POINTER, INVALID_SIZE, INVALID_SHAPE,
+ * INVALID_ARGUMENT (bad layout, mixed in_proj and separate weights),
+ * SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA, UNSUPPORTED_ISA. */
+mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** layer);
+
+/* Frees a plan. NULL is allowed. */
+void mha_layer_destroy(mha_layer* layer);
+
+/* The width of the layer's output rows: d_model, or H·Dv when w_o is NULL. */
+int64_t mha_layer_output_width(const mha_layer* layer);
+
+/* One forward pass. */
+typedef struct mha_layer_args {
+  int64_t B;        /* >= 1 */
+  int64_t Tq;       /* query rows per batch entry; >= 1 */
+  int64_t Tk;       /* key rows per batch entry; ignored (= Tq) for self-attention */
+  const float* x_q; /* [B, Tq, d_model], contiguous */
+  /* x_k: [B, Tk, d_kv], or NULL for self-attention (K and V from x_q; then
+   *      d_kv must equal d_model). x_v: [B, Tk, d_kv], or NULL when values
+   *      come from the same input as keys (one fused K/V projection). */
+  const float* x_k;
+  const float* x_v;
+  float* out;       /* [B, Tq, mha_layer_output_width()], contiguous */
+  mha_mask mask;    /* as in the core, over [B, H, Tq, Tk] */
+  float* weights;   /* NULL, or [B, H, Tq, Tk] attention weights */
+  float scale;      /* 0: 1/sqrt(D) */
+  int num_threads;  /* 0: OpenMP's default */
+} mha_layer_args;
+
+/* Sets everything to 0 / NULL: self-attention, no mask, default scale. */
+void mha_layer_args_init(mha_layer_args* args);
+
+/* out = concat_h(attention(X_q·W_q + b_q, X_k·W_k + b_k, X_v·W_v + b_v)_h) · W_o + b_o
+ * with head h of Q being columns [h·D, (h+1)·D) of X_q·W_q (a view: heads
+ * are never copied apart), and the core's masks and GQA rule. Allocates
+ * O(B·(Tq + Tk)·(H·D + Hkv·(D + Dv))) floats of projections per call, no
+ * Tq × Tk buffer unless args->weights is given.
+ * Returns the core's statuses plus NULL_POINTER for a NULL layer/args/x_q/out. */
+mha_status mha_layer_forward(const mha_layer* layer, const mha_layer_args* args);
+
+/* Create, forward once, destroy. */
+mha_status mha_layer_forward_once(const mha_layer_desc* desc, const mha_layer_args* args);
+
+/* ------------------------------------------------------------------------ */
+/* Textbook helpers                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Split heads: x [B, T, H·D] → out [B, H, T, D] (a copy, for teaching and
+ * for engines that want the BHTD layout; the layer itself never copies). */
+mha_status mha_split_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
+                               float* out);
+
+/* Combine heads: x [B, H, T, D] → out [B, T, H·D]; the inverse of the above. */
+mha_status mha_combine_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
+                                 float* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MHA_H */

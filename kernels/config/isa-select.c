@@ -1,0 +1,144 @@
+/* Run-time choice of the kernel table: MHA_ISA, else the best the CPU runs. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/kernels.h"
+#include "mha/internal.h"
+
+static const char* const mha_isa_names[MHA_ISA_COUNT] = {"scalar", "avx2", "avx512f", "neon"};
+
+const char* mha_isa_name(mha_isa isa) {
+  if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return "unknown";
+  return mha_isa_names[isa];
+}
+
+/* Is the ISA compiled in, and can this CPU run it? */
+static int mha_cpu_runs(mha_isa isa) {
+  switch (isa) {
+    case MHA_ISA_SCALAR: return 1;
+#if defined(MHA_ENABLE_X86)
+    case MHA_ISA_AVX2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case MHA_ISA_AVX512F:
+      return __builtin_cpu_supports("avx512f");
+#endif
+#if defined(MHA_ENABLE_NEON)
+    case MHA_ISA_NEON: return 1; /* Advanced SIMD is mandatory on AArch64 */
+#endif
+    default: return 0;
+  }
+}
+
+static const mha_kernels* mha_table_of(mha_isa isa) {
+  switch (isa) {
+    case MHA_ISA_SCALAR: return mha_kernels_scalar();
+#if defined(MHA_ENABLE_X86)
+    case MHA_ISA_AVX2: return mha_kernels_avx2();
+    case MHA_ISA_AVX512F: return mha_kernels_avx512f();
+#endif
+#if defined(MHA_ENABLE_NEON)
+    case MHA_ISA_NEON: return mha_kernels_neon();
+#endif
+    default: return NULL;
+  }
+}
+
+int mha_isa_available(mha_isa isa) {
+  if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return 0;
+  return mha_cpu_runs(isa) && mha_table_of(isa) != NULL;
+}
+
+const mha_kernels* mha_kernels_for(mha_isa isa) {
+  return mha_isa_available(isa) ? mha_table_of(isa) : NULL;
+}
+
+/* The selection: an ISA index >= 0, or -1 before the first look, or
+ * -(status) - 1 after a bad MHA_ISA. Racing first calls compute the same. */
+static atomic_int mha_selected = ATOMIC_VAR_INIT(-1);
+static _Thread_local char mha_env_name[64];
+
+static int mha_parse_isa(const char* name, mha_isa* out) {
+  for (int i = 0; i < MHA_ISA_COUNT; i++) {
+    if (strcmp(name, mha_isa_names[i]) == 0) {
+      *out = (mha_isa)i;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int mha_select_from_env(void) {
+  const char* env = getenv("MHA_ISA");
+  if (env != NULL && env[0] != '\0') {
+    mha_isa isa;
+    if (!mha_parse_isa(env, &isa)) return -(int)MHA_STATUS_UNKNOWN_ISA - 1;
+    if (!mha_isa_available(isa)) return -(int)MHA_STATUS_UNSUPPORTED_ISA - 1;
+    return (int)isa;
+  }
+  static const mha_isa best_first[] = {MHA_ISA_AVX512F, MHA_ISA_AVX2, MHA_ISA_NEON};
+  for (size_t i = 0; i < sizeof best_first / sizeof best_first[0]; i++) {
+    if (mha_isa_available(best_first[i])) return (int)best_first[i];
+  }
+  return (int)MHA_ISA_SCALAR;
+}
+
+static int mha_selection(void) {
+  int sel = atomic_load(&mha_selected);
+  if (sel == -1) {
+    sel = mha_select_from_env();
+    int expected = -1;
+    if (!atomic_compare_exchange_strong(&mha_selected, &expected, sel)) sel = expected;
+  }
+  return sel;
+}
+
+static mha_status mha_selection_error(int sel) {
+  const char* env = getenv("MHA_ISA");
+  strncpy(mha_env_name, env ? env : "", sizeof mha_env_name - 1);
+  mha_status st = (mha_status)(-sel - 1);
+  if (st == MHA_STATUS_UNKNOWN_ISA) {
+    return mha_error(st, "MHA_ISA=%s is not a known ISA (scalar, avx2, avx512f, neon)",
+                     mha_env_name);
+  }
+  return mha_error(st, "MHA_ISA=%s: this CPU or this build cannot run it", mha_env_name);
+}
+
+mha_status mha_kernels_active(const mha_kernels** out) {
+  int sel = mha_selection();
+  if (sel < 0) return mha_selection_error(sel);
+  *out = mha_table_of((mha_isa)sel);
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_get_isa(mha_isa* isa) {
+  if (isa == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "mha_get_isa: isa is NULL");
+  int sel = mha_selection();
+  if (sel < 0) return mha_selection_error(sel);
+  *isa = (mha_isa)sel;
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_set_isa(mha_isa isa) {
+  if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "mha_set_isa: %d is not an mha_isa", (int)isa);
+  }
+  if (!mha_isa_available(isa)) {
+    return mha_error(MHA_STATUS_UNSUPPORTED_ISA,
+                     "mha_set_isa: %s is not available on this CPU or in this build",
+                     mha_isa_name(isa));
+  }
+  atomic_store(&mha_selected, (int)isa);
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_set_isa_by_name(const char* name) {
+  if (name == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "mha_set_isa_by_name: name is NULL");
+  mha_isa isa;
+  if (!mha_parse_isa(name, &isa)) {
+    return mha_error(MHA_STATUS_UNKNOWN_ISA,
+                     "mha_set_isa_by_name: '%.40s' is not a known ISA (scalar, avx2, avx512f, neon)",
+                     name);
+  }
+  return mha_set_isa(isa);
+}

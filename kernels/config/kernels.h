@@ -1,0 +1,76 @@
+/*
+ * The kernel table: one entry per ISA, chosen once at run time.
+ *
+ * Every ISA (scalar included) fills the same table with kernels of the same
+ * signatures, tiles and packing; the portable drivers in kernels/mha/ only
+ * ever call through it. The contracts are written down in kernels/README.md.
+ */
+#ifndef MHA_KERNELS_CONFIG_KERNELS_H
+#define MHA_KERNELS_CONFIG_KERNELS_H
+
+#include <stddef.h>
+
+#include "mha.h"
+
+/* C[m×n] (=, or += when accumulate) A[m×k] · B[k×n]
+ *   A row-major with row stride lda; B row-major with row stride ldb
+ *   (a packed weight panel is B with ldb = NR); C row-major, row stride ldc.
+ *   1 <= m <= MR, 1 <= n <= NR, k >= 1. Reads only A[0..m)[0..k) and
+ *   B[0..k)[0..n); writes only C[0..m)[0..n). The kernel handles the edges. */
+typedef void (*mha_f32_gemm_ukernel_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const float* b, size_t ldb, float* c, size_t ldc,
+                                        int accumulate);
+
+/* One online-softmax step on one row of a score tile (n keys of a key block):
+ *   s[j] ← s[j]·scale + (add ? add[j] : 0)         for j < n_valid
+ *   m'   = max(m, max_j s[j]);  p[j] = exp(s[j] − m') (stored in s);  s[j] = 0 for j >= n_valid
+ *   l    ← l·exp(m − m') + Σ_j p[j];  m ← m'
+ * Returns alpha = exp(m − m'), the factor the caller applies to the row's
+ * output accumulator. While no key of the row has been visible (m' = −inf)
+ * all p are 0 and alpha is 1. n_valid <= n. NaN propagates. */
+typedef float (*mha_f32_softmax_online_row_fn)(size_t n, size_t n_valid, float* s, float scale,
+                                               const float* add, float* m, float* l);
+
+/* x[0..n) ← x[0..n) · alpha */
+typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
+
+/* x[0..n) ← exp(x[0..n) − c) · alpha  (the weights pass: final probabilities) */
+typedef void (*mha_f32_vexp_scale_fn)(size_t n, float* x, float c, float alpha);
+
+typedef struct mha_kernels {
+  mha_isa isa;
+  const char* name;
+
+  /* projection and attention GEMM micro-kernel and its register tile */
+  mha_f32_gemm_ukernel_fn gemm;
+  size_t gemm_mr;
+  size_t gemm_nr;
+  /* cache blocks of the projection GEMM (the five loops): see kernels/mha/gemm.c */
+  size_t gemm_mc;
+  size_t gemm_kc;
+  size_t gemm_nc;
+
+  /* attention: query rows and keys per block of the flash loop */
+  size_t attn_mq;
+  size_t attn_nk;
+
+  mha_f32_softmax_online_row_fn softmax_online_row;
+  mha_f32_vscale_fn vscale;
+  mha_f32_vexp_scale_fn vexp_scale;
+} mha_kernels;
+
+/* The kernel table of each ISA; NULL when the ISA is not compiled in. */
+const mha_kernels* mha_kernels_scalar(void);
+const mha_kernels* mha_kernels_avx2(void);
+const mha_kernels* mha_kernels_avx512f(void);
+const mha_kernels* mha_kernels_neon(void);
+
+/* The table in use (chosen once from MHA_ISA or the CPU). On failure
+ * (bad MHA_ISA) returns the status and sets the error message; *out is
+ * untouched. */
+mha_status mha_kernels_active(const mha_kernels** out);
+
+/* The table of a given ISA if built and runnable, else NULL. */
+const mha_kernels* mha_kernels_for(mha_isa isa);
+
+#endif

@@ -1,0 +1,24 @@
+/* The scalar kernel table: portable C, the reference every fast path is tested against. */
+#include "config/kernels.h"
+#include "f32-gemm/f32-gemm.h"
+#include "f32-softmax/f32-softmax.h"
+
+static const mha_kernels mha_kernels_scalar_table = {
+    .isa = MHA_ISA_SCALAR,
+    .name = "scalar",
+    .gemm = mha_f32_gemm_ukernel_4x8__scalar,
+    .gemm_mr = 4,
+    .gemm_nr = 8,
+    /* scalar code is compute bound at any block size; these keep A and a
+     * weight panel in L1/L2 like the SIMD paths do */
+    .gemm_mc = 64,
+    .gemm_kc = 256,
+    .gemm_nc = 256,
+    .attn_mq = 32,
+    .attn_nk = 64,
+    .softmax_online_row = mha_f32_softmax_online_row__scalar,
+    .vscale = mha_f32_vscale__scalar,
+    .vexp_scale = mha_f32_vexp_scale__scalar,
+};
+
+const mha_kernels* mha_kernels_scalar(void) { return &mha_kernels_scalar_table; }

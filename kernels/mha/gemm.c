@@ -1,0 +1,99 @@
+/*
+ * The projection GEMM: weights packed once, then Goto's five loops around the
+ * table's micro-kernel.
+ *
+ *   W [K×N] is packed into ⌈N/NR⌉ panels; panel p holds columns
+ *   [p·NR, p·NR + NR) as K rows of NR floats, zero padded past N. A k-slice
+ *   [pc, pc + kc) of a panel is then the micro-kernel's B with ldb = NR.
+ *
+ *   loop 5  jc over N in NC   (a block of panels that stays in L3/L2)
+ *   loop 4  pc over K in KC   (the k-slice of those panels, KC·NC floats)
+ *   loop 3  ic over M in MC   (rows of A re-used across the panels, MC·KC in L2)
+ *   loop 2  jr over NC in NR  (one panel slice, KC·NR in L1)
+ *   loop 1  ir over MC in MR  (the micro-kernel)
+ *
+ * Threads take whole (ic, jc) tiles of C, each over the full K in the same
+ * order, so the result does not depend on the number of threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mha/internal.h"
+
+mha_status mha_pack_w(const mha_kernels* kr, int64_t K, int64_t N, const float* w,
+                      int64_t stride_k, int64_t stride_n, mha_packed_w* out) {
+  const int64_t nr = (int64_t)kr->gemm_nr;
+  const int64_t panels = (N + nr - 1) / nr;
+  int64_t n;
+  if (!mha_mul_i64(panels, nr, &n) || !mha_mul_i64(n, K, &n) ||
+      !mha_mul_i64(n, (int64_t)sizeof(float), &n) || (uint64_t)n > (uint64_t)SIZE_MAX - 64) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_layer_create: packed weights overflow");
+  }
+  float* data = aligned_alloc(64, ((size_t)n + 63) & ~(size_t)63);
+  if (data == NULL) {
+    return mha_error(MHA_STATUS_OUT_OF_MEMORY,
+                     "mha_layer_create: cannot allocate %lld bytes of packed weights", (long long)n);
+  }
+  for (int64_t p = 0; p < panels; p++) {
+    float* panel = data + p * K * nr;
+    for (int64_t kk = 0; kk < K; kk++) {
+      for (int64_t j = 0; j < nr; j++) {
+        const int64_t col = p * nr + j;
+        panel[kk * nr + j] = col < N ? w[kk * stride_k + col * stride_n] : 0.0f;
+      }
+    }
+  }
+  out->data = data;
+  out->K = K;
+  out->N = N;
+  out->nr = (size_t)nr;
+  return MHA_STATUS_SUCCESS;
+}
+
+void mha_packed_w_free(mha_packed_w* pw) {
+  if (pw == NULL) return;
+  free(pw->data);
+  pw->data = NULL;
+}
+
+/* One (ic, jc) tile of C over the whole K. */
+static void mha_gemm_tile(const mha_kernels* kr, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
+                          const float* a, int64_t lda, const mha_packed_w* w, const float* bias,
+                          float* c, int64_t ldc) {
+  const int64_t K = w->K, nr = (int64_t)w->nr, mr = (int64_t)kr->gemm_mr;
+  const int64_t kc_max = (int64_t)kr->gemm_kc;
+  if (bias != NULL) {
+    for (int64_t i = 0; i < mc; i++) memcpy(c + (ic + i) * ldc + jc, bias + jc, (size_t)nc * sizeof(float));
+  }
+  for (int64_t pc = 0; pc < K; pc += kc_max) {
+    const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
+    const int accumulate = pc > 0 || bias != NULL;
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+      const int64_t n = nc - jr < nr ? nc - jr : nr;
+      const float* panel = w->data + ((jc + jr) / nr) * K * nr + pc * nr;
+      for (int64_t ir = 0; ir < mc; ir += mr) {
+        const int64_t m = mc - ir < mr ? mc - ir : mr;
+        kr->gemm((size_t)m, (size_t)n, (size_t)kc, a + (ic + ir) * lda + pc, (size_t)lda, panel,
+                 (size_t)nr, c + (ic + ir) * ldc + jc + jr, (size_t)ldc, accumulate);
+      }
+    }
+  }
+}
+
+void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
+                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads) {
+  const int64_t N = w->N;
+  /* MC a multiple of MR and NC a multiple of NR, so tiles start on tile edges */
+  const int64_t mc = ((int64_t)kr->gemm_mc / (int64_t)kr->gemm_mr) * (int64_t)kr->gemm_mr;
+  const int64_t nc = ((int64_t)kr->gemm_nc / (int64_t)w->nr) * (int64_t)w->nr;
+  const int64_t mt = (M + mc - 1) / mc, nt = (N + nc - 1) / nc;
+  const int64_t tiles = mt * nt;
+  if (nthreads > tiles) nthreads = (int)tiles;
+  if (nthreads < 1) nthreads = 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+  for (int64_t t = 0; t < tiles; t++) {
+    const int64_t ic = (t / nt) * mc, jc = (t % nt) * nc;
+    mha_gemm_tile(kr, ic, M - ic < mc ? M - ic : mc, jc, N - jc < nc ? N - jc : nc, a, lda, w,
+                  bias, c, ldc);
+  }
+}

@@ -1,0 +1,63 @@
+/* Internal helpers shared by the portable drivers: errors, size checks, threads. */
+#ifndef MHA_KERNELS_MHA_INTERNAL_H
+#define MHA_KERNELS_MHA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/kernels.h"
+#include "mha.h"
+
+/* Records a formatted message for mha_last_error() and returns status. */
+mha_status mha_error(mha_status status, const char* fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Clears the calling thread's last error message. */
+void mha_error_clear(void);
+
+/* *out = a · b; returns 0 on int64 overflow (a, b >= 0). */
+int mha_mul_i64(int64_t a, int64_t b, int64_t* out);
+/* *out = a + b; returns 0 on int64 overflow (a, b >= 0). */
+int mha_add_i64(int64_t a, int64_t b, int64_t* out);
+
+/* Checks a strided 4-D view [n0, n1, n2, width] with last dim contiguous:
+ * strides >= 0, row stride >= width when n2 > 1, and the largest offset + 1
+ * fits in int64 and size_t. Returns SUCCESS or the status (message set,
+ * naming fn and what). */
+mha_status mha_check_view(const char* fn, const char* what, int64_t n0, int64_t n1, int64_t n2,
+                          int64_t width, const mha_strides* s);
+
+/* The number of threads a call uses: requested > 0 as is; 0 → OpenMP's
+ * default, or 1 inside an active parallel region (no oversubscription). */
+int mha_resolve_threads(int requested);
+
+/* Projection GEMM with weights packed once (kernels/mha/gemm.c). */
+typedef struct mha_packed_w {
+  float* data;      /* ⌈N/NR⌉ panels of K×NR, zero padded */
+  int64_t K, N;
+  size_t nr;
+} mha_packed_w;
+
+/* Packs W (element (k, n) at w[k·stride_k + n·stride_n]) for kernels' NR. */
+mha_status mha_pack_w(const mha_kernels* kernels, int64_t K, int64_t N, const float* w,
+                      int64_t stride_k, int64_t stride_n, mha_packed_w* out);
+void mha_packed_w_free(mha_packed_w* pw);
+
+/* C[M×N] = A[M×K] · W + bias (bias NULL: none), over nthreads threads.
+ * A row stride lda, C row stride ldc. Deterministic for any nthreads. */
+void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t lda,
+                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads);
+
+/* The attention core after validation (kernels/mha/attention.c). */
+mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
+                             const float* q, const float* k, const float* v, float* out,
+                             float* weights, int nthreads);
+
+/* Validates a core descriptor and the pointers (kernels/mha/attention.c). */
+mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc, const float* q,
+                                  const float* k, const float* v, const float* out);
+
+#endif
