@@ -20,3 +20,21 @@ set_source_files_properties(
 
 set(MHA_ISA_DEFINES "")
 set(MHA_SIMD_LIBS "")
+
+if(MHA_ARCH STREQUAL "x86")
+  # SLEEF's vector exp for the SIMD softmax (Debian libsleef-dev: pkg-config only).
+  pkg_check_modules(SLEEF REQUIRED IMPORTED_TARGET sleef)
+  set(MHA_AVX2_SOURCES
+    kernels/config/table-avx2.c
+    kernels/f32-gemm/f32-gemm-6x16-avx2.c
+    kernels/f32-softmax/f32-softmax-online-avx2.c)
+  set(MHA_AVX512F_SOURCES
+    kernels/config/table-avx512f.c
+    kernels/f32-gemm/f32-gemm-12x32-avx512f.c
+    kernels/f32-softmax/f32-softmax-online-avx512f.c)
+  set_source_files_properties(${MHA_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
+  set_source_files_properties(${MHA_AVX512F_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mfma")
+  list(APPEND MHA_SOURCES ${MHA_AVX2_SOURCES} ${MHA_AVX512F_SOURCES})
+  list(APPEND MHA_ISA_DEFINES MHA_ENABLE_X86)
+  list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
+endif()

@@ -1,0 +1,24 @@
+/* The AVX2 + FMA kernel table. */
+#include "config/kernels.h"
+#include "f32-gemm/f32-gemm.h"
+#include "f32-softmax/f32-softmax.h"
+
+static const mha_kernels mha_kernels_avx2_table = {
+    .isa = MHA_ISA_AVX2,
+    .name = "avx2",
+    .gemm = mha_f32_gemm_ukernel_6x16__avx2,
+    .gemm_mr = 6,
+    .gemm_nr = 16,
+    /* KC·NR·4 B = 16 KiB: one panel slice in half of L1; MC·KC·4 B = 96 KiB of A
+     * in L2; NC·KC·4 B = 256 KiB of panels */
+    .gemm_mc = 96,
+    .gemm_kc = 256,
+    .gemm_nc = 256,
+    .attn_mq = 48,
+    .attn_nk = 64,
+    .softmax_online_row = mha_f32_softmax_online_row__avx2,
+    .vscale = mha_f32_vscale__avx2,
+    .vexp_scale = mha_f32_vexp_scale__avx2,
+};
+
+const mha_kernels* mha_kernels_avx2(void) { return &mha_kernels_avx2_table; }

@@ -1,0 +1,25 @@
+/* The AVX-512F kernel table. */
+#include "config/kernels.h"
+#include "f32-gemm/f32-gemm.h"
+#include "f32-softmax/f32-softmax.h"
+
+static const mha_kernels mha_kernels_avx512f_table = {
+    .isa = MHA_ISA_AVX512F,
+    .name = "avx512f",
+    .gemm = mha_f32_gemm_ukernel_12x32__avx512f,
+    .gemm_mr = 12,
+    .gemm_nr = 32,
+    /* KC·NR·4 B = 32 KiB: one panel slice per L1 (48 KiB here, 32 on Zen 4);
+     * MC·KC·4 B = 192 KiB of A in L2; NC·KC·4 B = 384 KiB of panels in L2/L3 */
+    .gemm_mc = 192,
+    .gemm_kc = 256,
+    .gemm_nc = 384,
+    /* 48 query rows (4 tiles of 12) against 64 keys: S is 12 KiB, Kᵀ 32 KiB at D = 128 */
+    .attn_mq = 48,
+    .attn_nk = 64,
+    .softmax_online_row = mha_f32_softmax_online_row__avx512f,
+    .vscale = mha_f32_vscale__avx512f,
+    .vexp_scale = mha_f32_vexp_scale__avx512f,
+};
+
+const mha_kernels* mha_kernels_avx512f(void) { return &mha_kernels_avx512f_table; }
