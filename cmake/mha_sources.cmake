@@ -4,6 +4,7 @@ set(MHA_SOURCES
   kernels/config/isa-select.c
   kernels/config/table-scalar.c
   kernels/f32-gemm/f32-gemm-4x8-scalar.c
+  kernels/f32-gemm/f32-gemm-nt-1x1-scalar.c
   kernels/f32-softmax/f32-softmax-online-scalar.c
   kernels/mha/attention.c
   kernels/mha/checks.c
@@ -15,6 +16,7 @@ set(MHA_SOURCES
 # The scalar kernels are the reference: keep the compiler from vectorizing them.
 set_source_files_properties(
   kernels/f32-gemm/f32-gemm-4x8-scalar.c
+  kernels/f32-gemm/f32-gemm-nt-1x1-scalar.c
   kernels/f32-softmax/f32-softmax-online-scalar.c
   PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
 
@@ -27,10 +29,12 @@ if(MHA_ARCH STREQUAL "x86")
   set(MHA_AVX2_SOURCES
     kernels/config/table-avx2.c
     kernels/f32-gemm/f32-gemm-6x16-avx2.c
+    kernels/f32-gemm/f32-gemm-nt-4x4-avx2.c
     kernels/f32-softmax/f32-softmax-online-avx2.c)
   set(MHA_AVX512F_SOURCES
     kernels/config/table-avx512f.c
     kernels/f32-gemm/f32-gemm-12x32-avx512f.c
+    kernels/f32-gemm/f32-gemm-nt-4x4-avx512f.c
     kernels/f32-softmax/f32-softmax-online-avx512f.c)
   set_source_files_properties(${MHA_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
   set_source_files_properties(${MHA_AVX512F_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mfma")

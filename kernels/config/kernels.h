@@ -21,6 +21,13 @@ typedef void (*mha_f32_gemm_ukernel_fn)(size_t m, size_t n, size_t k, const floa
                                         const float* b, size_t ldb, float* c, size_t ldc,
                                         int accumulate);
 
+/* C[m×n] = A[m×k] · B[n×k]ᵀ: rows of A against rows of B (row strides lda,
+ *   ldb), no packing, any m >= 1 and n >= 1, k >= 1; writes only
+ *   C[0..m)[0..n). Used where a tile has too few rows to amortize a
+ *   transpose of B (decode: one query row per head against the keys). */
+typedef void (*mha_f32_gemm_nt_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                   const float* b, size_t ldb, float* c, size_t ldc);
+
 /* One online-softmax step on one row of a score tile (n keys of a key block):
  *   s[j] ← s[j]·scale + (add ? add[j] : 0)         for j < n_valid
  *   m'   = max(m, max_j s[j]);  p[j] = exp(s[j] − m') (stored in s);  s[j] = 0 for j >= n_valid
@@ -49,6 +56,8 @@ typedef struct mha_kernels {
   size_t gemm_mc;
   size_t gemm_kc;
   size_t gemm_nc;
+  /* dot-product form for few-row tiles */
+  mha_f32_gemm_nt_fn gemm_nt;
 
   /* attention: query rows and keys per block of the flash loop */
   size_t attn_mq;

@@ -14,6 +14,7 @@ static const mha_kernels mha_kernels_avx2_table = {
     .gemm_mc = 96,
     .gemm_kc = 256,
     .gemm_nc = 256,
+    .gemm_nt = mha_f32_gemm_nt_ukernel_4x4__avx2,
     .attn_mq = 48,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__avx2,

@@ -14,6 +14,7 @@ static const mha_kernels mha_kernels_avx512f_table = {
     .gemm_mc = 192,
     .gemm_kc = 256,
     .gemm_nc = 384,
+    .gemm_nt = mha_f32_gemm_nt_ukernel_4x4__avx512f,
     /* 48 query rows (4 tiles of 12) against 64 keys: S is 12 KiB, Kᵀ 32 KiB at D = 128 */
     .attn_mq = 48,
     .attn_nk = 64,

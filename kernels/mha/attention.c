@@ -71,23 +71,27 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
   return MHA_STATUS_SUCCESS;
 }
 
-/* The block sizes of one call: a function of the shape and kernels only. */
+/* The schedule of one call: a function of the shape and the kernels only. */
 typedef struct mha_attn_plan {
   const mha_kernels* kr;
   const mha_attention_desc* d;
   const float *q, *k, *v;
   float *out, *weights;
   float scale;
-  int64_t G;      /* query heads per K/V head */
-  int64_t mq;     /* query rows per head in one item */
-  int64_t nqb;    /* query blocks per head */
-  int64_t nk;     /* keys per block */
-  int64_t rows;   /* G·mq: rows of the packed query tile */
-  size_t scratch; /* floats of scratch per thread */
+  int64_t G;         /* query heads per K/V head */
+  int64_t mq;        /* query rows per head in one item */
+  int64_t nqb;       /* query blocks per head */
+  int64_t nk;        /* keys per block */
+  int64_t nkb;       /* key blocks per head: ⌈Tk / nk⌉ */
+  int64_t rows;      /* G·mq: rows of the packed query tile */
+  int use_nt;        /* few rows: scores as dot products with K in place */
+  float* kt;         /* else: Kᵀ per key block, packed once, [B][Hkv][nkb][D][nk] */
+  int64_t nsplit;    /* key ranges per item (decode); 1 otherwise */
+  int64_t split_len; /* keys per range, a multiple of nk */
+  float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
+  size_t scratch;    /* floats of scratch per thread */
 } mha_attn_plan;
 
-/* Scratch layout per thread (floats): Qp [rows×D] | Kt [D×nk] | S [rows×nk] |
- * O [rows×Dv] | m [rows] | l [rows] | lim [rows]; each part 16-float aligned. */
 static size_t mha_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* C[M×N] (+)= A[M×K]·B[K×N], all row-major with the given strides, tiled
@@ -104,16 +108,42 @@ static void mha_gemm_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, 
   }
 }
 
-/* Kt[D×nk] (row stride ldk) ← transpose of the key rows K[j0 .. j0+nk). */
-static void mha_pack_kt(size_t nk, size_t D, const float* kbase, int64_t krow, float* kt,
-                        size_t ldkt) {
-  for (size_t j = 0; j < nk; j++) {
-    const float* kr = kbase + (int64_t)j * krow;
-    for (size_t dd = 0; dd < D; dd++) kt[dd * ldkt + j] = kr[dd];
+/* The packed Kᵀ of key block kb of (b, g). */
+static float* mha_kt_block(const mha_attn_plan* p, int64_t b, int64_t g, int64_t kb) {
+  return p->kt + (size_t)(((b * p->d->Hkv + g) * p->nkb + kb) * p->d->D * p->nk);
+}
+
+/* The pre-pass: Kᵀ of one key block, [D × nk], keys past kv_len left out. */
+static void mha_pack_kt_block(const mha_attn_plan* p, int64_t blk) {
+  const mha_attention_desc* d = p->d;
+  const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
+  const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
+  const int64_t j0 = kb * p->nk;
+  const int64_t nk = kv_end - j0 < p->nk ? kv_end - j0 : p->nk;
+  float* kt = mha_kt_block(p, b, g, kb);
+  const float* kbase = p->k + b * d->k.batch + g * d->k.head + j0 * d->k.row;
+  for (int64_t j = 0; j < nk; j++) {
+    const float* krow = kbase + j * d->k.row;
+    for (int64_t dd = 0; dd < d->D; dd++) kt[dd * p->nk + j] = krow[dd];
   }
 }
 
-static void mha_attention_item(const mha_attn_plan* p, int64_t item, float* scratch) {
+/* S[R × nk] (row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ */
+static void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0,
+                       size_t nk, const float* qp, float* s) {
+  const mha_attention_desc* d = p->d;
+  const size_t D = (size_t)d->D, NK = (size_t)p->nk;
+  if (p->use_nt) {
+    const float* krows = p->k + b * d->k.batch + g * d->k.head + j0 * d->k.row;
+    p->kr->gemm_nt(R, nk, D, qp, D, krows, (size_t)d->k.row, s, NK);
+  } else {
+    mha_gemm_tiles(p->kr, R, nk, D, qp, D, mha_kt_block(p, b, g, j0 / p->nk), NK, s, NK, 0);
+  }
+}
+
+/* One (item, key range): the flash loop over the range's key blocks. */
+static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split,
+                               float* scratch) {
   const mha_attention_desc* d = p->d;
   const mha_kernels* kr = p->kr;
   const int64_t qb = item % p->nqb;
@@ -124,15 +154,15 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, float* scra
   const size_t R = (size_t)(p->G * mq);
   const size_t D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p->nk;
 
-  float* qp = scratch;
-  float* kt = qp + mha_round16((size_t)p->rows * D);
-  float* s = kt + mha_round16(D * NK);
-  float* o = s + mha_round16((size_t)p->rows * NK);
+  float* qp = scratch;                           /* [rows × D]  */
+  float* s = qp + mha_round16((size_t)p->rows * D);  /* [rows × nk] */
+  float* o = s + mha_round16((size_t)p->rows * NK);  /* [rows × Dv] */
   float* m = o + mha_round16((size_t)p->rows * Dv);
   float* l = m + mha_round16((size_t)p->rows);
   int64_t* lim = (int64_t*)(l + mha_round16((size_t)p->rows));
 
-  /* pack the group's query rows; row r = (head h = g·G + r / mq, query i = q0 + r % mq) */
+  /* pack the group's query rows; row r = (head h = g·G + r / mq, query i = q0 + r % mq);
+   * lim[r]: the row sees keys [0, lim[r]) (causal and kv_len are both prefixes) */
   const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
   int64_t max_lim = 0;
   for (size_t r = 0; r < R; r++) {
@@ -148,12 +178,13 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, float* scra
   }
   memset(o, 0, R * Dv * sizeof(float));
 
-  const float* kbase = p->k + b * d->k.batch + g * d->k.head;
+  /* key blocks hidden from every row of the item are never touched */
+  const int64_t k_begin = split * p->split_len;
+  const int64_t k_end = k_begin + p->split_len < max_lim ? k_begin + p->split_len : max_lim;
   const float* vbase = p->v + b * d->v.batch + g * d->v.head;
-  for (int64_t j0 = 0; j0 < max_lim; j0 += p->nk) {
-    const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
-    mha_pack_kt(nk, D, kbase + j0 * d->k.row, d->k.row, kt, NK);
-    mha_gemm_tiles(kr, R, nk, D, qp, D, kt, NK, s, NK, 0);
+  for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
+    const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
+    mha_scores(p, R, b, g, j0, nk, qp, s);
     for (size_t r = 0; r < R; r++) {
       const int64_t h = g * p->G + (int64_t)r / mq;
       const int64_t i = q0 + (int64_t)r % mq;
@@ -169,6 +200,17 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, float* scra
       if (alpha != 1.0f) kr->vscale(Dv, o + r * Dv, alpha);
     }
     mha_gemm_tiles(kr, R, Dv, nk, s, NK, vbase + j0 * d->v.row, (size_t)d->v.row, o, Dv, 1);
+  }
+
+  if (p->nsplit > 1) {
+    /* a partial result: the merge (mha_attention_merge) finishes the rows */
+    float* part = p->partial + (size_t)((item * p->nsplit + split) * p->rows) * (Dv + 2);
+    for (size_t r = 0; r < R; r++) {
+      memcpy(part + r * (Dv + 2), o + r * Dv, Dv * sizeof(float));
+      part[r * (Dv + 2) + Dv] = m[r];
+      part[r * (Dv + 2) + Dv + 1] = l[r];
+    }
+    return;
   }
 
   for (size_t r = 0; r < R; r++) {
@@ -191,8 +233,7 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, float* scra
   }
   for (int64_t j0 = 0; j0 < max_lim; j0 += p->nk) {
     const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
-    mha_pack_kt(nk, D, kbase + j0 * d->k.row, d->k.row, kt, NK);
-    mha_gemm_tiles(kr, R, nk, D, qp, D, kt, NK, s, NK, 0);
+    mha_scores(p, R, b, g, j0, nk, qp, s);
     for (size_t r = 0; r < R; r++) {
       const int64_t h = g * p->G + (int64_t)r / mq;
       const int64_t i = q0 + (int64_t)r % mq;
@@ -212,10 +253,44 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, float* scra
   }
 }
 
+/* Decode: merges the key ranges of one item (log-sum-exp) and writes out.
+ *   M = max_s m_s,  L = Σ_s l_s·e^(m_s − M),  out = Σ_s O_s·e^(m_s − M) / L
+ * in a fixed order of s; a range that saw no key has m_s = −inf and adds 0. */
+static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* acc) {
+  const mha_attention_desc* d = p->d;
+  const int64_t g = (item / p->nqb) % d->Hkv, b = item / (p->nqb * d->Hkv);
+  const int64_t q0 = (item % p->nqb) * p->mq;
+  const int64_t mq = d->Tq - q0 < p->mq ? d->Tq - q0 : p->mq;
+  const size_t Dv = (size_t)d->Dv, stride = Dv + 2;
+  for (int64_t r = 0; r < p->G * mq; r++) {
+    const float* part = p->partial + (size_t)(item * p->nsplit * p->rows + r) * stride;
+    const size_t split_stride = (size_t)p->rows * stride;
+    float M = -INFINITY;
+    for (int64_t sp = 0; sp < p->nsplit; sp++) {
+      const float ms = part[sp * split_stride + Dv];
+      if (ms > M) M = ms;
+    }
+    float L = 0.0f;
+    memset(acc, 0, Dv * sizeof(float));
+    for (int64_t sp = 0; sp < p->nsplit; sp++) {
+      const float* ps = part + sp * split_stride;
+      const float f = ps[Dv] == -INFINITY ? 0.0f : expf(ps[Dv] - M);
+      L += ps[Dv + 1] * f;
+      for (size_t c = 0; c < Dv; c++) acc[c] += ps[c] * f;
+    }
+    const int64_t h = g * p->G + r / mq, i = q0 + r % mq;
+    float* dst = p->out + b * d->out.batch + h * d->out.head + i * d->out.row;
+    const float inv = L == 0.0f ? 0.0f : 1.0f / L;
+    for (size_t c = 0; c < Dv; c++) dst[c] = acc[c] * inv;
+  }
+}
+
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
                              const float* k, const float* v, float* out, float* weights,
                              int nthreads) {
+  static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
+  memset(&p, 0, sizeof p);
   p.kr = kr;
   p.d = d;
   p.q = q;
@@ -230,33 +305,74 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   if (p.mq > d->Tq) p.mq = d->Tq;
   p.nqb = (d->Tq + p.mq - 1) / p.mq;
   p.nk = (int64_t)kr->attn_nk;
+  p.nkb = (d->Tk + p.nk - 1) / p.nk;
   p.rows = p.G * p.mq;
+  p.use_nt = p.rows < (int64_t)kr->gemm_mr;
 
   int64_t items;
   if (!mha_mul_i64(d->B, d->Hkv, &items) || !mha_mul_i64(items, p.nqb, &items)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_attention_f32: work item count overflows");
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: work item count overflows", fn);
   }
+  /* decode: few items, one query block each: split the keys into ranges so
+   * that about 64 units of work exist (enough for any thread count we meet),
+   * each of at least 4 key blocks. Depends on the shape only. */
+  p.nsplit = 1;
+  p.split_len = p.nkb * p.nk;
+  if (p.use_nt && p.nqb == 1 && weights == NULL && items < 64) {
+    int64_t ns = (64 + items - 1) / items;
+    const int64_t max_ns = (d->Tk + 4 * p.nk - 1) / (4 * p.nk);
+    if (ns > max_ns) ns = max_ns;
+    if (ns > 1) {
+      p.split_len = ((d->Tk + ns - 1) / ns + p.nk - 1) / p.nk * p.nk;
+      p.nsplit = (d->Tk + p.split_len - 1) / p.split_len;
+    }
+  }
+
   const size_t rows = (size_t)p.rows, D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p.nk;
-  /* sizes were checked by the validation: each view's extent fits size_t */
-  p.scratch = mha_round16(rows * D) + mha_round16(D * NK) + mha_round16(rows * NK) +
-              mha_round16(rows * Dv) + 2 * mha_round16(rows) +
-              mha_round16(rows * sizeof(int64_t) / sizeof(float));
-  if (nthreads > items) nthreads = (int)items;
+  /* the validation bounded every view's extent, so these sums fit size_t */
+  p.scratch = mha_round16(rows * D) + mha_round16(rows * NK) + mha_round16(rows * Dv) +
+              2 * mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float)) +
+              mha_round16(Dv);
+  int64_t units = items * p.nsplit;
+  if (nthreads > units) nthreads = (int)units;
   if (nthreads < 1) nthreads = 1;
-  size_t total;
-  if (__builtin_mul_overflow(p.scratch, (size_t)nthreads * sizeof(float), &total)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_attention_f32: scratch size overflows");
+  size_t scratch_n, kt_n = 0, part_n = 0, total;
+  int bad = __builtin_mul_overflow(p.scratch, (size_t)nthreads, &scratch_n);
+  if (!p.use_nt) {
+    bad |= __builtin_mul_overflow((size_t)(d->B * d->Hkv * p.nkb), D * NK, &kt_n);
   }
-  float* scratch = aligned_alloc(64, (total + 63) & ~(size_t)63);
-  if (scratch == NULL) {
-    return mha_error(MHA_STATUS_OUT_OF_MEMORY, "mha_attention_f32: cannot allocate %zu bytes of scratch",
-                     total);
+  if (p.nsplit > 1) part_n = (size_t)units * rows * (Dv + 2);
+  bad |= __builtin_add_overflow(scratch_n, kt_n, &total);
+  bad |= __builtin_add_overflow(total, part_n, &total);
+  bad |= __builtin_mul_overflow(total, sizeof(float), &total);
+  if (bad || total > SIZE_MAX - 64) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
   }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t item = 0; item < items; item++) {
-    mha_attention_item(&p, item, scratch + (size_t)omp_get_thread_num() * p.scratch);
+  float* ws = aligned_alloc(64, (total + 63) & ~(size_t)63);
+  if (ws == NULL) {
+    return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace", fn, total);
   }
-  free(scratch);
+  float* scratch = ws;
+  p.kt = kt_n ? ws + scratch_n : NULL;
+  p.partial = part_n ? ws + scratch_n + kt_n : NULL;
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    float* mine = scratch + (size_t)omp_get_thread_num() * p.scratch;
+    if (p.kt != NULL) {
+#pragma omp for schedule(static)
+      for (int64_t blk = 0; blk < d->B * d->Hkv * p.nkb; blk++) mha_pack_kt_block(&p, blk);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, mine);
+    if (p.nsplit > 1) {
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < items; item++) {
+        mha_attention_merge(&p, item, mine + p.scratch - mha_round16(Dv));
+      }
+    }
+  }
+  free(ws);
   return MHA_STATUS_SUCCESS;
 }
 
