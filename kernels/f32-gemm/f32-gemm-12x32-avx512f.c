@@ -21,6 +21,7 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
     acc1[i] = _mm512_setzero_ps();
   }
   if (n == 32) {
+#pragma GCC unroll 4
     for (size_t p = 0; p < k; p++) {
       const __m512 b0 = _mm512_loadu_ps(b + p * ldb);
       const __m512 b1 = _mm512_loadu_ps(b + p * ldb + 16);
