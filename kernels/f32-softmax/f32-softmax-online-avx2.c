@@ -36,7 +36,11 @@ float mha_f32_softmax_online_row__avx2(size_t n, size_t n_valid, float* s, float
   for (size_t j = 0; j < n_valid; j += 8) {
     const __m256i mk = mha_tail8(n_valid - j);
     __m256 x = _mm256_mul_ps(_mm256_maskload_ps(s + j, mk), vscale);
-    if (add != NULL) x = _mm256_add_ps(x, _mm256_maskload_ps(add + j, mk));
+    if (add != NULL) {
+      /* an additive -inf hides its key, even from a NaN score */
+      const __m256 a = _mm256_maskload_ps(add + j, mk);
+      x = _mm256_blendv_ps(_mm256_add_ps(x, a), ninf, _mm256_cmp_ps(a, ninf, _CMP_EQ_OQ));
+    }
     _mm256_maskstore_ps(s + j, mk, x);
     /* lanes past the tail are -inf; a NaN lane keeps vmax (max_ps returns its second operand) */
     x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(mk));

@@ -18,7 +18,12 @@ float mha_f32_softmax_online_row__avx512f(size_t n, size_t n_valid, float* s, fl
   for (size_t j = 0; j < n_valid; j += 16) {
     const __mmask16 mk = mha_tail16(n_valid - j);
     __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, s + j), vscale);
-    if (add != NULL) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, add + j));
+    if (add != NULL) {
+      /* an additive -inf hides its key, even from a NaN score */
+      const __m512 a = _mm512_maskz_loadu_ps(mk, add + j);
+      const __m512 ninf = _mm512_set1_ps(-INFINITY);
+      x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, ninf, _CMP_EQ_OQ), _mm512_add_ps(x, a), ninf);
+    }
     _mm512_mask_storeu_ps(s + j, mk, x);
     nan_seen |= _mm512_mask_cmp_ps_mask(mk, x, x, _CMP_UNORD_Q);
     vmax = _mm512_mask_max_ps(vmax, mk, x, vmax); /* a NaN lane keeps vmax */

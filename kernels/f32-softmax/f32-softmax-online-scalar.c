@@ -11,7 +11,8 @@ float mha_f32_softmax_online_row__scalar(size_t n, size_t n_valid, float* s, flo
   int has_nan = 0;
   for (size_t j = 0; j < n_valid; j++) {
     float x = s[j] * scale;
-    if (add != NULL) x += add[j];
+    /* an additive -inf hides its key, even from a NaN score */
+    if (add != NULL) x = add[j] == -INFINITY ? -INFINITY : x + add[j];
     s[j] = x;
     if (x > mx) mx = x;
     has_nan |= isnan(x);

@@ -49,14 +49,14 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
                      d->num_threads);
   }
   mha_status st;
-  if ((st = mha_check_view(fn, "q", d->B, d->H, d->Tq, d->D, &d->q)) != MHA_STATUS_SUCCESS ||
-      (st = mha_check_view(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k)) != MHA_STATUS_SUCCESS ||
-      (st = mha_check_view(fn, "v", d->B, d->Hkv, d->Tk, d->Dv, &d->v)) != MHA_STATUS_SUCCESS ||
-      (st = mha_check_view(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out)) != MHA_STATUS_SUCCESS) {
+  if ((st = mha_check_view(fn, "q", d->B, d->H, d->Tq, d->D, &d->q, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view(fn, "v", d->B, d->Hkv, d->Tk, d->Dv, &d->v, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out, 0)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   if (d->mask.additive != NULL) {
-    st = mha_check_view(fn, "mask.additive", d->B, d->H, d->Tq, d->Tk, &d->mask.additive_strides);
+    st = mha_check_view(fn, "mask.additive", d->B, d->H, d->Tq, d->Tk, &d->mask.additive_strides, 1);
     if (st != MHA_STATUS_SUCCESS) return st;
   }
   if (d->mask.kv_len != NULL) {
@@ -246,8 +246,14 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
         const mha_strides* ms = &d->mask.additive_strides;
         add = d->mask.additive + b * ms->batch + h * ms->head + i * ms->row + j0;
       }
-      for (int64_t j = 0; j < nv; j++) row[j] = add ? row[j] * p->scale + add[j] : row[j] * p->scale;
+      /* as the row step: an additive -inf hides its key, even from a NaN score */
+      for (int64_t j = 0; j < nv; j++) {
+        row[j] = add == NULL ? row[j] * p->scale : add[j] == -INFINITY ? -INFINITY : row[j] * p->scale + add[j];
+      }
       kr->vexp_scale((size_t)nv, row, m[r], 1.0f / l[r]);
+      if (add != NULL) { /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
+        for (int64_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
+      }
       memcpy(p->weights + ((b * d->H + h) * d->Tq + i) * Tk + j0, row, (size_t)nv * sizeof(float));
     }
   }

@@ -8,13 +8,13 @@ int mha_mul_i64(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_over
 int mha_add_i64(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
 
 mha_status mha_check_view(const char* fn, const char* what, int64_t n0, int64_t n1, int64_t n2,
-                          int64_t width, const mha_strides* s) {
+                          int64_t width, const mha_strides* s, int allow_broadcast) {
   if (s->batch < 0 || s->head < 0 || s->row < 0) {
     return mha_error(MHA_STATUS_INVALID_STRIDE,
                      "%s: %s strides {%lld, %lld, %lld} must be >= 0", fn, what,
                      (long long)s->batch, (long long)s->head, (long long)s->row);
   }
-  if (n2 > 1 && s->row < width) {
+  if (n2 > 1 && s->row < width && !(allow_broadcast && s->row == 0)) {
     return mha_error(MHA_STATUS_INVALID_STRIDE,
                      "%s: %s row stride %lld is shorter than its row (%lld)", fn, what,
                      (long long)s->row, (long long)width);

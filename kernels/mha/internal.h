@@ -24,11 +24,11 @@ int mha_mul_i64(int64_t a, int64_t b, int64_t* out);
 int mha_add_i64(int64_t a, int64_t b, int64_t* out);
 
 /* Checks a strided 4-D view [n0, n1, n2, width] with last dim contiguous:
- * strides >= 0, row stride >= width when n2 > 1, and the largest offset + 1
- * fits in int64 and size_t. Returns SUCCESS or the status (message set,
- * naming fn and what). */
+ * strides >= 0, row stride >= width when n2 > 1 (or 0 when broadcast is
+ * allowed, as on masks), and the largest offset + 1 fits in int64 and size_t.
+ * Returns SUCCESS or the status (message set, naming fn and what). */
 mha_status mha_check_view(const char* fn, const char* what, int64_t n0, int64_t n1, int64_t n2,
-                          int64_t width, const mha_strides* s);
+                          int64_t width, const mha_strides* s, int allow_broadcast);
 
 /* The number of threads a call uses: requested > 0 as is; 0 → OpenMP's
  * default, or 1 inside an active parallel region (no oversubscription). */

@@ -1,0 +1,247 @@
+/*
+ * White-box test of the online-softmax row kernel and the vector helpers of
+ * every available kernel table (contracts in config/kernels.h):
+ *
+ *   softmax_online_row(n, n_valid, s, scale, add, &m, &l):
+ *     x[j] = s[j]·scale + (add ? add[j] : 0)          j < n_valid
+ *     m'   = max(m, max_j x[j]);  s[j] = exp(x[j] − m');  s[j] = 0 for j >= n_valid
+ *     l   ← l·exp(m − m') + Σ_j s[j];  m ← m';  returns alpha = exp(m − m')
+ *     no key visible yet (m' = −inf): all s are 0, alpha is 1, m and l unchanged.
+ *   vscale(n, x, alpha):          x ← x·alpha
+ *   vexp_scale(n, x, c, alpha):   x ← exp(x − c)·alpha
+ *
+ * Against a double reference, for every n around the SIMD widths (tails),
+ * n_valid from 0 to n, no mask / a mask / a mask with −inf / all −inf,
+ * fresh and running states, chains of blocks, NaN. s and add end at a
+ * PROT_NONE page: reading past n faults.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/kernels.h"
+#include "guarded-buffer.h"
+#include "tester.h"
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const size_t kLengths[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100};
+static const float kScales[] = {1.0f, 0.125f, -0.7f};
+
+typedef enum mask_kind { MASK_NONE, MASK_RANDOM, MASK_SOME_INF, MASK_ALL_INF, MASK_COUNT } mask_kind;
+static const char* const kMaskNames[MASK_COUNT] = {"none", "random", "some -inf", "all -inf"};
+
+/* The state before a block: fresh, below the block's max, above it. */
+typedef enum start_kind { START_FRESH, START_LOW, START_HIGH, START_COUNT } start_kind;
+static const char* const kStartNames[START_COUNT] = {"fresh", "m below", "m above"};
+
+static const double kEps = 0x1.0p-23;
+
+/* One block: builds s and add, runs the kernel and checks s, m, l, alpha. */
+static void check_block(tester* t, const mha_kernels* kr, size_t n, size_t n_valid, float scale,
+                        mask_kind mk, start_kind sk) {
+  tester_context(t, "isa=%s softmax_online_row n=%zu n_valid=%zu scale=%g mask=%s start=%s",
+                 kr->name, n, n_valid, (double)scale, kMaskNames[mk], kStartNames[sk]);
+  guarded_buffer gs = guarded_alloc(n);
+  guarded_buffer ga = guarded_alloc(n);
+  float* s = gs.data;
+  float* add = mk == MASK_NONE ? NULL : ga.data;
+  tester_fill_range(t, s, n, -4.0f, 4.0f);
+  tester_fill_range(t, ga.data, n, -2.0f, 2.0f);
+  if (mk == MASK_SOME_INF) {
+    for (size_t j = 0; j < n; j++) {
+      if (tester_below(t, 3) == 0) ga.data[j] = -INFINITY;
+    }
+  }
+  if (mk == MASK_ALL_INF) {
+    for (size_t j = 0; j < n; j++) ga.data[j] = -INFINITY;
+  }
+
+  /* the reference, from the same float inputs */
+  double x[128], want_p[128], tol_p[128];
+  double mx = -INFINITY, x_err = 0.0;
+  for (size_t j = 0; j < n_valid; j++) {
+    const double sc = (double)s[j] * (double)scale;
+    const double a = add != NULL ? (double)add[j] : 0.0;
+    x[j] = sc + a;
+    /* two roundings (multiply, add): u·|sc| + u·|sc + a| <= eps·(|sc| + |a|) */
+    if (isfinite(x[j]) && kEps * (fabs(sc) + fabs(a)) > x_err) x_err = kEps * (fabs(sc) + fabs(a));
+    if (x[j] > mx) mx = x[j];
+  }
+  float m = -INFINITY, l = 0.0f;
+  if (sk == START_LOW) {
+    m = (float)(isfinite(mx) ? mx - 3.0 : -5.0);
+    l = 2.5f;
+  }
+  if (sk == START_HIGH) {
+    m = (float)(isfinite(mx) ? mx + 3.0 : 5.0);
+    l = 1.5f;
+  }
+  const double m0 = (double)m, l0 = (double)l;
+  const double m1 = m0 > mx ? m0 : mx;
+
+  const float alpha = kr->softmax_online_row(n, n_valid, s, scale, add, &m, &l);
+
+  if (m1 == -INFINITY) {
+    /* nothing visible yet */
+    int zeros = 1;
+    for (size_t j = 0; j < n; j++) zeros &= s[j] == 0.0f;
+    tester_check(t, zeros, "no visible key: s not all zero");
+    tester_check(t, alpha == 1.0f, "no visible key: alpha = %g, want 1", (double)alpha);
+    tester_check(t, m == -INFINITY && l == 0.0f, "no visible key: m = %g, l = %g, want -inf, 0",
+                 (double)m, (double)l);
+  } else {
+    double sum = 0.0, sum_tol = 0.0;
+    for (size_t j = 0; j < n; j++) {
+      if (j >= n_valid || x[j] == -INFINITY) {
+        want_p[j] = 0.0;
+        tol_p[j] = 0.0;
+        continue;
+      }
+      /* the exponent x − m' is off by x_err twice plus the subtraction's
+       * u·|x − m'|; exp adds <= 4 eps */
+      want_p[j] = exp(x[j] - m1);
+      const double arg_err = 2.0 * x_err + kEps * fabs(x[j] - m1);
+      tol_p[j] = want_p[j] * (expm1(arg_err) + 4.0 * kEps) + FLT_MIN;
+      sum += want_p[j];
+      sum_tol += tol_p[j];
+    }
+    tester_check_close(t, "p", n, s, want_p, tol_p);
+    const double want_alpha = exp(m0 - m1);
+    /* from a fresh state alpha = exp(−inf) = 0 exactly */
+    const double alpha_tol =
+        m0 == -INFINITY ? 0.0
+                        : want_alpha * (expm1(2.0 * x_err + kEps * fabs(m0 - m1)) + 4.0 * kEps);
+    tester_check(t, fabs((double)alpha - want_alpha) <= alpha_tol,
+                 "alpha = %.9g, want %.9g +- %.3g", (double)alpha, want_alpha, alpha_tol);
+    tester_check(t, fabs((double)m - m1) <= x_err, "m = %.9g, want %.9g +- %.3g", (double)m, m1,
+                 x_err);
+    const double want_l = l0 * want_alpha + sum;
+    const double l_tol = l0 * alpha_tol + sum_tol + (double)(n + 2) * kEps * want_l;
+    tester_check(t, fabs((double)l - want_l) <= l_tol, "l = %.9g, want %.9g +- %.3g", (double)l,
+                 want_l, l_tol);
+  }
+  guarded_free(&ga);
+  guarded_free(&gs);
+}
+
+/* A row split into blocks of width nk: the chained state must end with the
+ * row's max and sum, and the accumulated alpha factors must turn each
+ * block's p into exp(x − final max). */
+static void check_chain(tester* t, const mha_kernels* kr, size_t total, size_t nk) {
+  tester_context(t, "isa=%s softmax_online_row chain total=%zu nk=%zu", kr->name, total, nk);
+  float row[256];
+  tester_fill_range(t, row, total, -6.0f, 6.0f);
+  float m = -INFINITY, l = 0.0f;
+  double acc = 0.0;  /* Σ_j p_j·w_j rescaled like the output accumulator */
+  double weight[256];
+  for (size_t j = 0; j < total; j++) weight[j] = tester_uniform(t, -1.0, 1.0);
+  for (size_t j0 = 0; j0 < total; j0 += nk) {
+    const size_t n = total - j0 < nk ? total - j0 : nk;
+    guarded_buffer gs = guarded_alloc(n);
+    memcpy(gs.data, row + j0, n * sizeof(float));
+    const float alpha = kr->softmax_online_row(n, n, gs.data, 1.0f, NULL, &m, &l);
+    acc *= (double)alpha;
+    for (size_t j = 0; j < n; j++) acc += (double)gs.data[j] * weight[j0 + j];
+    guarded_free(&gs);
+  }
+  double mx = -INFINITY, sum = 0.0, dot = 0.0, mag = 0.0;
+  for (size_t j = 0; j < total; j++) mx = row[j] > mx ? row[j] : mx;
+  for (size_t j = 0; j < total; j++) {
+    const double p = exp((double)row[j] - mx);
+    sum += p;
+    dot += p * weight[j];
+    mag += p * fabs(weight[j]);
+  }
+  /* each block adds a rescale (alpha) and an exp per element */
+  const double rel = (double)(total + 4 * (total / nk + 1)) * kEps + 12.0 * 6.0 * kEps;
+  tester_check(t, (double)m == mx, "chain: m = %.9g, want %.9g", (double)m, mx);
+  tester_check(t, fabs((double)l - sum) <= rel * sum, "chain: l = %.9g, want %.9g", (double)l,
+               sum);
+  tester_check(t, fabs(acc - dot) <= rel * mag, "chain: rescaled accumulator %.9g, want %.9g",
+               acc, dot);
+}
+
+static void check_nan(tester* t, const mha_kernels* kr, size_t n) {
+  tester_context(t, "isa=%s softmax_online_row NaN n=%zu", kr->name, n);
+  guarded_buffer gs = guarded_alloc(n);
+  tester_fill(t, gs.data, n);
+  gs.data[n / 2] = NAN;
+  float m = -INFINITY, l = 0.0f;
+  (void)kr->softmax_online_row(n, n, gs.data, 1.0f, NULL, &m, &l);
+  tester_check(t, isnan(l), "a NaN score: l = %g, want NaN", (double)l);
+  tester_fill(t, gs.data, n);
+  m = -INFINITY;
+  l = 0.0f;
+  guarded_buffer ga = guarded_alloc(n);
+  tester_fill(t, ga.data, n);
+  ga.data[n - 1] = NAN;
+  (void)kr->softmax_online_row(n, n, gs.data, 1.0f, ga.data, &m, &l);
+  tester_check(t, isnan(l), "a NaN mask entry: l = %g, want NaN", (double)l);
+  guarded_free(&ga);
+  guarded_free(&gs);
+}
+
+static void check_vector_helpers(tester* t, const mha_kernels* kr, size_t n) {
+  tester_context(t, "isa=%s vscale / vexp_scale n=%zu", kr->name, n);
+  guarded_buffer gx = guarded_alloc(n);
+  float ref[128];
+  tester_fill_range(t, gx.data, n, -10.0f, 10.0f);
+  const float alpha = 0.734f;
+  for (size_t j = 0; j < n; j++) ref[j] = gx.data[j] * alpha; /* one correctly rounded multiply */
+  kr->vscale(n, gx.data, alpha);
+  tester_check(t, memcmp(ref, gx.data, n * sizeof(float)) == 0,
+               "vscale is not the correctly rounded x * alpha");
+
+  tester_fill_range(t, gx.data, n, -20.0f, 5.0f);
+  double want[128], tol[128];
+  const float c = 3.5f, beta = 0.25f;
+  for (size_t j = 0; j < n; j++) {
+    const double arg = (double)gx.data[j] - c;
+    want[j] = exp(arg) * beta;
+    tol[j] = want[j] * (kEps * (fabs(arg) + 6.0)) + FLT_MIN;
+  }
+  kr->vexp_scale(n, gx.data, c, beta);
+  tester_check_close(t, "vexp_scale", n, gx.data, want, tol);
+  guarded_free(&gx);
+}
+
+static void test_kernel(tester* t, const mha_kernels* kr) {
+  for (size_t li = 0; li < COUNT(kLengths); li++) {
+    const size_t n = kLengths[li];
+    size_t valid[5] = {0, 1, n / 2, n - 1, n};
+    for (size_t vi = 0; vi < COUNT(valid); vi++) {
+      if (vi > 0 && valid[vi] == valid[vi - 1]) continue;
+      for (size_t si = 0; si < COUNT(kScales); si++) {
+        for (int mk = 0; mk < MASK_COUNT; mk++) {
+          for (int sk = 0; sk < START_COUNT; sk++) {
+            check_block(t, kr, n, valid[vi], kScales[si], (mask_kind)mk, (start_kind)sk);
+          }
+        }
+      }
+    }
+    check_nan(t, kr, n);
+    check_vector_helpers(t, kr, n);
+  }
+  const size_t chains[][2] = {{1, 1}, {100, 8}, {200, 64}, {129, 16}, {256, 33}};
+  for (size_t i = 0; i < COUNT(chains); i++) check_chain(t, kr, chains[i][0], chains[i][1]);
+}
+
+int main(void) {
+  tester t;
+  tester_init(&t, "softmax-ukernel-test");
+  const isa_list isas = tester_available_isas(&t);
+  for (int i = 0; i < isas.count; i++) {
+    const mha_kernels* kr = mha_kernels_for(isas.isa[i]);
+    tester_context(&t, "mha_kernels_for(%s)", mha_isa_name(isas.isa[i]));
+    if (!tester_check(&t, kr != NULL && kr->softmax_online_row != NULL && kr->vscale != NULL &&
+                              kr->vexp_scale != NULL,
+                      "kernel table incomplete")) {
+      continue;
+    }
+    test_kernel(&t, kr);
+  }
+  return tester_finish(&t);
+}

@@ -1,0 +1,32 @@
+/*
+ * Derived tolerances: for each output element, a bound on the error of any
+ * correct float evaluation, computed from the operands' magnitudes (not a
+ * picked constant). The derivation is in tolerance.c.
+ */
+#ifndef MHA_TESTS_TOLERANCE_H
+#define MHA_TESTS_TOLERANCE_H
+
+#include "oracle.h"
+
+/* FLT_EPSILON = 2^-23, twice the unit roundoff u of float. */
+#define TOLERANCE_EPS 0x1.0p-23
+
+/* Per-element absolute errors already present in the inputs of a core
+ * problem (the layer's projections); NULL members mean exact inputs. Same
+ * strides as the problem's q, k, v. */
+typedef struct tolerance_input_errors {
+  const double *q, *k, *v;
+} tolerance_input_errors;
+
+/* out_tol [B, H, Tq, Dv]; weights_tol [B, H, Tq, Tk] (or NULL) from the
+ * oracle's weights (needed when weights_tol is non-NULL). err may be NULL.
+ * Rows without a visible key get 0: they must be exact zeros. */
+void tolerance_attention(const oracle_attention_problem* p, const tolerance_input_errors* err,
+                         const double* weights, double* out_tol, double* weights_tol);
+
+/* The same for a layer forward traced by oracle_layer_forward():
+ * out_tol [B, Tq, width], weights_tol [B, H, Tq, Tk] or NULL. */
+void tolerance_layer(const oracle_layer* L, const oracle_layer_trace* trace,
+                     const double* weights, double* out_tol, double* weights_tol);
+
+#endif
