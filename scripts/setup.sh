@@ -2,7 +2,7 @@
 # Installs the Debian packages mha needs when they are missing (root, or sudo).
 # Usage: scripts/setup.sh [--cross]   (--cross adds the AArch64 cross toolchain and qemu)
 set -euo pipefail
-pkgs=(cmake make gcc g++ pkg-config libsleef-dev libbenchmark-dev libopenblas-dev gnuplot-nox)
+pkgs=(cmake make gcc g++ pkg-config python3 libsleef-dev libbenchmark-dev libopenblas-dev gnuplot-nox)
 if [[ "${1:-}" == "--cross" ]]; then
   pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi

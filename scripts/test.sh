@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 dir=build
-flags=(-DCMAKE_BUILD_TYPE=Release)
+flags=(-DCMAKE_BUILD_TYPE=Release -DMHA_BUILD_TESTS=ON -DMHA_BUILD_BENCH=ON)
 if [[ "${1:-}" == "--sanitize" ]]; then
   dir=build-asan
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMHA_SANITIZE=address,undefined -DMHA_BUILD_BENCH=OFF)
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMHA_SANITIZE=address,undefined -DMHA_BUILD_TESTS=ON -DMHA_BUILD_BENCH=OFF)
 fi
 jobs=$(nproc)
 cmake -S . -B "$dir" "${flags[@]}" >/dev/null

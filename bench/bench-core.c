@@ -1,0 +1,85 @@
+/*
+ * The attention core: mha_attention_f32() on contiguous [B, H, T, D]
+ * tensors, timed. The _scalar twin forces MHA_ISA_SCALAR around each call
+ * (the core takes the kernel set in use at call time) and restores the one
+ * that was in use.
+ */
+#include <stdlib.h>
+
+#include "bench.h"
+
+typedef struct mha_bench_core_state {
+  mha_attention_desc desc;
+  const float *q, *k, *v;
+  float* out;
+  int scalar;
+  mha_isa prev;
+} mha_bench_core_state;
+
+static void mha_bench_core_teardown(void* p) {
+  mha_bench_core_state* st = p;
+  if (st == NULL) return;
+  free(st->out);
+  free(st);
+}
+
+static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar, void** out) {
+  const mha_bench_shape* s = &d->s;
+  *out = NULL;
+  mha_bench_core_state* st = calloc(1, sizeof *st);
+  if (st == NULL) return mha_bench_fail("out of memory");
+  st->out = malloc(d->out_len * sizeof(float));
+  if (st->out == NULL) {
+    free(st);
+    return mha_bench_fail("out of memory");
+  }
+  mha_attention_desc_init(&st->desc, s->B, s->H, s->Hkv, s->Tq, s->Tk, s->D, s->D);
+  st->desc.mask.causal = s->causal;
+  st->desc.num_threads = threads;
+  st->q = d->q;
+  st->k = d->k;
+  st->v = d->v;
+  st->scalar = scalar;
+  if (scalar) {
+    mha_status status = mha_get_isa(&st->prev);
+    if (status != MHA_STATUS_SUCCESS) {
+      mha_bench_core_teardown(st);
+      return mha_bench_fail("mha_get_isa: %s: %s", mha_status_string(status), mha_last_error());
+    }
+  }
+  *out = st;
+  return 0;
+}
+
+static int mha_bench_core_setup(const mha_bench_data* d, int threads, void** out) {
+  return mha_bench_core_make(d, threads, 0, out);
+}
+
+static int mha_bench_core_setup_scalar(const mha_bench_data* d, int threads, void** out) {
+  return mha_bench_core_make(d, threads, 1, out);
+}
+
+static int mha_bench_core_run(void* p) {
+  mha_bench_core_state* st = p;
+  if (st->scalar) mha_set_isa(MHA_ISA_SCALAR);
+  const mha_status status = mha_attention_f32(&st->desc, st->q, st->k, st->v, st->out, NULL);
+  if (st->scalar) mha_set_isa(st->prev);
+  if (status != MHA_STATUS_SUCCESS) {
+    return mha_bench_fail("mha_attention_f32: %s: %s", mha_status_string(status), mha_last_error());
+  }
+  return 0;
+}
+
+static const float* mha_bench_core_output(const void* p) {
+  return ((const mha_bench_core_state*)p)->out;
+}
+
+static const char* mha_bench_scalar_label(void) { return "scalar"; }
+
+const mha_bench_impl mha_bench_core = {
+    "mha", MHA_BENCH_CORE, mha_bench_core_setup, mha_bench_core_run,
+    mha_bench_core_output, mha_bench_core_teardown, mha_bench_active_isa};
+
+const mha_bench_impl mha_bench_core_scalar = {
+    "mha_scalar", MHA_BENCH_CORE, mha_bench_core_setup_scalar, mha_bench_core_run,
+    mha_bench_core_output, mha_bench_core_teardown, mha_bench_scalar_label};

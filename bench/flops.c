@@ -1,0 +1,50 @@
+/*
+ * Work counts: the FLOPs behind every GFLOPS counter and the bytes behind
+ * decode's GBps. Only multiply-adds of matrix products count (2 FLOPs each);
+ * softmax, scaling, biases and copies are not counted. Every implementation
+ * of a shape is credited the same useful FLOPs, so GFLOPS ratios are time
+ * ratios (a peer that computes masked scores, or the wrapper that projects
+ * K and V once per query head under GQA, does extra work it is not paid for).
+ */
+#include "bench.h"
+
+/* Query row i (0-based) sees keys j <= i + (Tk − Tq) under the causal mask
+ * (bottom-right aligned, as mha_mask documents): min(Tk, max(0, i + 1 + Tk − Tq))
+ * keys; without a mask all Tk. */
+double mha_bench_visible_pairs(int64_t Tq, int64_t Tk, int causal) {
+  if (!causal) return (double)Tq * (double)Tk;
+  double pairs = 0.0;
+  for (int64_t i = 0; i < Tq; i++) {
+    int64_t n = i + 1 + Tk - Tq;
+    if (n < 0) n = 0;
+    if (n > Tk) n = Tk;
+    pairs += (double)n;
+  }
+  return pairs;
+}
+
+double mha_bench_flops(const mha_bench_shape* s) {
+  const double B = (double)s->B, H = (double)s->H, Hkv = (double)s->Hkv;
+  const double Tq = (double)s->Tq, Tk = (double)s->Tk, D = (double)s->D, Dv = (double)s->D;
+  /* the core: per (batch, head), S = Q·Kᵀ is 2·D FLOPs per visible (query, key)
+   * pair and O = P·V is 2·Dv per pair:  2·B·H·pairs·(D + Dv),
+   * pairs = Tq·Tk, or the visible part under the causal mask */
+  const double core = 2.0 * B * H * mha_bench_visible_pairs(s->Tq, s->Tk, s->causal) * (D + Dv);
+  if (s->kind == MHA_BENCH_CORE) return core;
+  const double dm = (double)s->d_model;
+  /* the projections, 2·B·T·d_in·d_out each:
+   *   Q   2·B·Tq·d_model·(H·D)
+   *   K   2·B·Tk·d_model·(Hkv·D)
+   *   V   2·B·Tk·d_model·(Hkv·Dv)
+   *   out 2·B·Tq·(H·Dv)·d_model */
+  const double q = 2.0 * B * Tq * dm * (H * D);
+  const double k = 2.0 * B * Tk * dm * (Hkv * D);
+  const double v = 2.0 * B * Tk * dm * (Hkv * Dv);
+  const double o = 2.0 * B * Tq * (H * Dv) * dm;
+  return q + k + v + core + o;
+}
+
+/* K [B, Hkv, Tk, D] and V [B, Hkv, Tk, Dv] in FP32: each element read at least once. */
+double mha_bench_kv_bytes(const mha_bench_shape* s) {
+  return (double)s->B * (double)s->Hkv * (double)s->Tk * (double)(s->D + s->D) * sizeof(float);
+}

@@ -1,0 +1,29 @@
+/* The FMA probes' dispatch: which ISA's probe this build has and this CPU runs. */
+#include "bench.h"
+
+#if defined(MHA_BENCH_X86_PROBES)
+double mha_bench_fma_run__avx2(int threads, int64_t reps);
+double mha_bench_fma_run__avx512f(int threads, int64_t reps);
+#endif
+
+int mha_bench_fma_available(mha_isa isa) {
+#if defined(MHA_BENCH_X86_PROBES)
+  switch (isa) {
+    case MHA_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case MHA_ISA_AVX512F: return __builtin_cpu_supports("avx512f");
+    default: return 0;
+  }
+#else
+  (void)isa;
+  return 0;
+#endif
+}
+
+double mha_bench_fma_run(mha_isa isa, int threads, int64_t reps) {
+  if (!mha_bench_fma_available(isa)) return 0.0;
+#if defined(MHA_BENCH_X86_PROBES)
+  if (isa == MHA_ISA_AVX2) return mha_bench_fma_run__avx2(threads, reps);
+  if (isa == MHA_ISA_AVX512F) return mha_bench_fma_run__avx512f(threads, reps);
+#endif
+  return 0.0;
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The benchmark suite: installs what is missing, builds Release in build/,
+# runs, prints the table, writes the JSON and the plots under out/bench/.
+# Usage: scripts/bench.sh            quick mode (about two minutes on 2 cores)
+#        scripts/bench.sh --full     every preset at its real size, every thread count
+#        scripts/bench.sh --smoke    CI: tiny shapes, every preset and peer once
+# Anything after the mode goes to the benchmark binary, e.g.
+#        scripts/bench.sh --full --benchmark_filter='^(gpt2|heads)/'
+# Exits nonzero if any benchmark reported an error (a failed call, or a peer
+# whose output does not match mha's). No timing is asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=quick
+case "${1:-}" in
+  --quick | --full | --smoke) mode=${1#--}; shift ;;
+esac
+
+bash scripts/setup.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMHA_BUILD_BENCH=ON >/dev/null
+cmake --build build -j "$(nproc)" --target mha_bench
+if [[ ! -x build/bench/mha_bench ]]; then
+  echo "bench: build/bench/mha_bench was not built (is libbenchmark-dev installed?)" >&2
+  exit 1
+fi
+
+out=out/bench
+mkdir -p "$out"
+json=$out/$mode.json
+flags=()
+if [[ $mode == smoke ]]; then flags+=(--benchmark_min_time=0.01); fi
+
+rc=0
+./build/bench/mha_bench "--$mode" "${flags[@]}" --benchmark_out="$json" "$@" 2>&1 | tee "$out/$mode.txt" || rc=$?
+
+# Every benchmark's status, from the JSON (the binary's exit status says the same).
+errors=$(/usr/bin/python3 - "$json" <<'EOF'
+import json, sys
+try:
+    runs = json.load(open(sys.argv[1]))["benchmarks"]
+except (OSError, ValueError, KeyError) as e:
+    print(f"cannot read {sys.argv[1]}: {e}")
+    sys.exit(0)
+for r in runs:
+    if r.get("error_occurred"):
+        print(f"{r['name']}: {r.get('error_message', '')}")
+EOF
+)
+if [[ -n $errors ]]; then
+  echo "bench: benchmarks reported errors:" >&2
+  echo "$errors" >&2
+  rc=1
+fi
+
+if /usr/bin/python3 scripts/plot_bench.py "$json" "$out/$mode"; then
+  plots=$(ls "$out/$mode"-*.png 2>/dev/null | tr '\n' ' ')
+else
+  plots="(plotting failed)"
+  rc=1
+fi
+echo
+echo "bench ($mode): table $out/$mode.txt"
+echo "bench ($mode): JSON  $json"
+echo "bench ($mode): plots $plots"
+exit $rc
