@@ -281,30 +281,36 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
   }
 
   const int nthreads = mha_resolve_threads(a->num_threads);
-  const size_t bytes = (size_t)(n_q + n_kv + (L->has_wo ? n_cat : 0)) * sizeof(float);
+  /* everything is allocated before anything is written: projections, the
+   * concatenated heads, the GEMM's packing space */
+  const size_t n_pack = mha_gemm_workspace_floats(L->kr, nthreads);
+  const size_t bytes = ((size_t)(n_q + n_kv + (L->has_wo ? n_cat : 0)) + n_pack) * sizeof(float);
   float* buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
   if (buf == NULL) return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of projections", fn, bytes);
   float* qbuf = buf;
   float* kvbuf = self ? qbuf + L->nq : buf + n_q;
   float* cat = L->has_wo ? buf + n_q + n_kv : a->out;
+  float* pack = buf + n_q + n_kv + (L->has_wo ? n_cat : 0);
   const mha_kernels* kr = L->kr;
   const float* bq = L->bqkv;
   const float* bkv = L->bqkv ? L->bqkv + L->nq : NULL;
 
   if (self) {
-    mha_gemm_f32(kr, rows_q, a->x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, nthreads);
+    mha_gemm_f32(kr, rows_q, a->x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, nthreads, pack);
   } else {
-    mha_gemm_f32(kr, rows_q, a->x_q, L->d_model, &L->wq, bq, qbuf, ldq, nthreads);
+    mha_gemm_f32(kr, rows_q, a->x_q, L->d_model, &L->wq, bq, qbuf, ldq, nthreads, pack);
     if (a->x_v == NULL) {
-      mha_gemm_f32(kr, rows_k, a->x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, nthreads);
+      mha_gemm_f32(kr, rows_k, a->x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, nthreads, pack);
     } else {
-      mha_gemm_f32(kr, rows_k, a->x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, nthreads);
-      mha_gemm_f32(kr, rows_k, a->x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk, ldkv, nthreads);
+      mha_gemm_f32(kr, rows_k, a->x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, nthreads, pack);
+      mha_gemm_f32(kr, rows_k, a->x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk,
+                   ldkv, nthreads, pack);
     }
   }
+  /* the core fails (out of memory) before writing anything */
   st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, cat, a->weights, nthreads);
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
-    mha_gemm_f32(kr, rows_q, cat, H * Dv, &L->wo, L->bo, a->out, L->d_model, nthreads);
+    mha_gemm_f32(kr, rows_q, cat, H * Dv, &L->wo, L->bo, a->out, L->d_model, nthreads, pack);
   }
   free(buf);
   return st;
