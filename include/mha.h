@@ -170,6 +170,12 @@ typedef struct mha_attention_desc {
   float scale;      /* multiplies Q·Kᵀ; 0 means the default 1/sqrt(D); must be finite */
   mha_mask mask;    /* all off by default */
   int num_threads;  /* 0: OpenMP's default (1 when called inside a parallel region); > 0: exactly that many */
+  /* NULL: the call allocates its workspace (and frees it before returning).
+   * Else a caller-owned buffer of workspace_size bytes, any alignment, at
+   * least mha_attention_workspace_size(): the call then allocates nothing.
+   * One buffer per concurrent call. */
+  void* workspace;
+  size_t workspace_size;
 } mha_attention_desc;
 
 /* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
@@ -199,6 +205,14 @@ void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int
  * UNSUPPORTED_ISA (a bad MHA_ISA). */
 mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
                              const float* v, float* out, float* weights);
+
+/* The workspace bytes mha_attention_f32(desc, ..., weights) needs, with
+ * with_weights = (weights != NULL), at desc->num_threads (0 resolved as at
+ * call time). It is O(threads · tile + B·Hkv·Tk·D): per-thread tiles plus one
+ * packed copy of K for prefill shapes; never Tq × Tk. Checks desc like the
+ * call does (pointers aside) and returns the same statuses. */
+mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
+                                        size_t* bytes);
 
 /* ------------------------------------------------------------------------ */
 /* The full layer                                                           */
@@ -265,6 +279,10 @@ void mha_layer_destroy(mha_layer* layer);
 /* The width of the layer's output rows: d_model, or H·Dv when w_o is NULL. */
 int64_t mha_layer_output_width(const mha_layer* layer);
 
+/* The kernel set the plan's weights were packed for; the plan always runs
+ * with it, whatever mha_set_isa() says later. MHA_ISA_SCALAR for NULL. */
+mha_isa mha_layer_isa(const mha_layer* layer);
+
 /* One forward pass. */
 typedef struct mha_layer_args {
   int64_t B;        /* >= 1 */
@@ -281,6 +299,11 @@ typedef struct mha_layer_args {
   float* weights;   /* NULL, or [B, H, Tq, Tk] attention weights */
   float scale;      /* 0: 1/sqrt(D) */
   int num_threads;  /* 0: OpenMP's default */
+  /* NULL: the call allocates its buffers. Else a caller-owned buffer of
+   * workspace_size bytes, at least mha_layer_workspace_size(): the call then
+   * allocates nothing. One buffer per concurrent call. */
+  void* workspace;
+  size_t workspace_size;
 } mha_layer_args;
 
 /* Sets everything to 0 / NULL: self-attention, no mask, default scale. */
@@ -293,6 +316,13 @@ void mha_layer_args_init(mha_layer_args* args);
  * Tq × Tk buffer unless args->weights is given.
  * Returns the core's statuses plus NULL_POINTER for a NULL layer/args/x_q/out. */
 mha_status mha_layer_forward(const mha_layer* layer, const mha_layer_args* args);
+
+/* The workspace bytes mha_layer_forward(layer, args) needs for args' B, Tq,
+ * Tk, inputs (self or cross), weights and num_threads: the projections
+ * O(B·(Tq + Tk)·(H·D + Hkv·(D + Dv))), the GEMM's packing space and the
+ * core's workspace. Checks args like the call (data pointers aside). */
+mha_status mha_layer_workspace_size(const mha_layer* layer, const mha_layer_args* args,
+                                    size_t* bytes);
 
 /* Create, forward once, destroy. */
 mha_status mha_layer_forward_once(const mha_layer_desc* desc, const mha_layer_args* args);

@@ -89,7 +89,9 @@ typedef struct mha_attn_plan {
   int64_t nsplit;    /* key ranges per item (decode); 1 otherwise */
   int64_t split_len; /* keys per range, a multiple of nk */
   float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
+  int64_t items;     /* B·Hkv·nqb */
   size_t scratch;    /* floats of scratch per thread */
+  size_t scratch_n, kt_n, part_n; /* floats of the three workspace parts */
 } mha_attn_plan;
 
 static size_t mha_round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -291,76 +293,109 @@ static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* acc
   }
 }
 
+/* Fills the schedule of one call and counts its workspace (floats): per-thread
+ * scratch, the packed Kᵀ blocks (prefill form), the decode partials. */
+static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
+                                     const mha_attention_desc* d, int with_weights, int* nthreads,
+                                     size_t* ws_floats) {
+  static const char fn[] = "mha_attention_f32";
+  memset(p, 0, sizeof *p);
+  p->kr = kr;
+  p->d = d;
+  p->scale = d->scale != 0.0f ? d->scale : (float)(1.0 / sqrt((double)d->D));
+  p->G = d->H / d->Hkv;
+  p->mq = (int64_t)kr->attn_mq / p->G;
+  if (p->mq < 1) p->mq = 1;
+  if (p->mq > d->Tq) p->mq = d->Tq;
+  p->nqb = (d->Tq + p->mq - 1) / p->mq;
+  p->nk = (int64_t)kr->attn_nk;
+  p->nkb = (d->Tk + p->nk - 1) / p->nk;
+  p->rows = p->G * p->mq;
+  p->use_nt = p->rows < (int64_t)kr->gemm_mr;
+
+  int64_t items;
+  if (!mha_mul_i64(d->B, d->Hkv, &items) || !mha_mul_i64(items, p->nqb, &items)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: work item count overflows", fn);
+  }
+  p->items = items;
+  /* decode: few items, one query block each: split the keys into ranges so
+   * that about 64 units of work exist (enough for any thread count we meet),
+   * each of at least 4 key blocks. Depends on the shape only. */
+  p->nsplit = 1;
+  p->split_len = p->nkb * p->nk;
+  if (p->use_nt && p->nqb == 1 && !with_weights && items < 64) {
+    int64_t ns = (64 + items - 1) / items;
+    const int64_t max_ns = (d->Tk + 4 * p->nk - 1) / (4 * p->nk);
+    if (ns > max_ns) ns = max_ns;
+    if (ns > 1) {
+      p->split_len = ((d->Tk + ns - 1) / ns + p->nk - 1) / p->nk * p->nk;
+      p->nsplit = (d->Tk + p->split_len - 1) / p->split_len;
+    }
+  }
+
+  const size_t rows = (size_t)p->rows, D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p->nk;
+  /* the validation bounded every view's extent, so these sums fit size_t */
+  p->scratch = mha_round16(rows * D) + mha_round16(rows * NK) + mha_round16(rows * Dv) +
+               2 * mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float)) +
+               mha_round16(Dv);
+  const int64_t units = items * p->nsplit;
+  if (*nthreads > units) *nthreads = (int)units;
+  if (*nthreads < 1) *nthreads = 1;
+  size_t total;
+  int bad = __builtin_mul_overflow(p->scratch, (size_t)*nthreads, &p->scratch_n);
+  if (!p->use_nt) {
+    bad |= __builtin_mul_overflow((size_t)(d->B * d->Hkv * p->nkb), D * NK, &p->kt_n);
+  }
+  if (p->nsplit > 1) p->part_n = (size_t)units * rows * (Dv + 2);
+  bad |= __builtin_add_overflow(p->scratch_n, p->kt_n, &total);
+  bad |= __builtin_add_overflow(total, p->part_n, &total);
+  if (bad || total > (SIZE_MAX - 128) / sizeof(float)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
+  }
+  *ws_floats = total;
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_attention_workspace_floats(const mha_kernels* kr, const mha_attention_desc* d,
+                                          int with_weights, int nthreads, size_t* floats) {
+  mha_attn_plan p;
+  return mha_attn_plan_make(&p, kr, d, with_weights, &nthreads, floats);
+}
+
+/* A caller's workspace, aligned up to 64 bytes, if it holds `floats`; else NULL. */
+float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
+  if (ws == NULL) return NULL;
+  const size_t pad = (64 - (uintptr_t)ws % 64) % 64;
+  if (ws_bytes < pad || (ws_bytes - pad) / sizeof(float) < floats) return NULL;
+  return (float*)((char*)ws + pad);
+}
+
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
                              const float* k, const float* v, float* out, float* weights,
-                             int nthreads) {
+                             int nthreads, float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
-  memset(&p, 0, sizeof p);
-  p.kr = kr;
-  p.d = d;
+  size_t total = 0;
+  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, &nthreads, &total);
+  if (st != MHA_STATUS_SUCCESS) return st;
   p.q = q;
   p.k = k;
   p.v = v;
   p.out = out;
   p.weights = weights;
-  p.scale = d->scale != 0.0f ? d->scale : (float)(1.0 / sqrt((double)d->D));
-  p.G = d->H / d->Hkv;
-  p.mq = (int64_t)kr->attn_mq / p.G;
-  if (p.mq < 1) p.mq = 1;
-  if (p.mq > d->Tq) p.mq = d->Tq;
-  p.nqb = (d->Tq + p.mq - 1) / p.mq;
-  p.nk = (int64_t)kr->attn_nk;
-  p.nkb = (d->Tk + p.nk - 1) / p.nk;
-  p.rows = p.G * p.mq;
-  p.use_nt = p.rows < (int64_t)kr->gemm_mr;
-
-  int64_t items;
-  if (!mha_mul_i64(d->B, d->Hkv, &items) || !mha_mul_i64(items, p.nqb, &items)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: work item count overflows", fn);
-  }
-  /* decode: few items, one query block each: split the keys into ranges so
-   * that about 64 units of work exist (enough for any thread count we meet),
-   * each of at least 4 key blocks. Depends on the shape only. */
-  p.nsplit = 1;
-  p.split_len = p.nkb * p.nk;
-  if (p.use_nt && p.nqb == 1 && weights == NULL && items < 64) {
-    int64_t ns = (64 + items - 1) / items;
-    const int64_t max_ns = (d->Tk + 4 * p.nk - 1) / (4 * p.nk);
-    if (ns > max_ns) ns = max_ns;
-    if (ns > 1) {
-      p.split_len = ((d->Tk + ns - 1) / ns + p.nk - 1) / p.nk * p.nk;
-      p.nsplit = (d->Tk + p.split_len - 1) / p.split_len;
+  float* ws = workspace;
+  if (ws == NULL) {
+    ws = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
+    if (ws == NULL) {
+      return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace", fn,
+                       total * sizeof(float));
     }
   }
-
-  const size_t rows = (size_t)p.rows, D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p.nk;
-  /* the validation bounded every view's extent, so these sums fit size_t */
-  p.scratch = mha_round16(rows * D) + mha_round16(rows * NK) + mha_round16(rows * Dv) +
-              2 * mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float)) +
-              mha_round16(Dv);
-  int64_t units = items * p.nsplit;
-  if (nthreads > units) nthreads = (int)units;
-  if (nthreads < 1) nthreads = 1;
-  size_t scratch_n, kt_n = 0, part_n = 0, total;
-  int bad = __builtin_mul_overflow(p.scratch, (size_t)nthreads, &scratch_n);
-  if (!p.use_nt) {
-    bad |= __builtin_mul_overflow((size_t)(d->B * d->Hkv * p.nkb), D * NK, &kt_n);
-  }
-  if (p.nsplit > 1) part_n = (size_t)units * rows * (Dv + 2);
-  bad |= __builtin_add_overflow(scratch_n, kt_n, &total);
-  bad |= __builtin_add_overflow(total, part_n, &total);
-  bad |= __builtin_mul_overflow(total, sizeof(float), &total);
-  if (bad || total > SIZE_MAX - 64) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
-  }
-  float* ws = aligned_alloc(64, (total + 63) & ~(size_t)63);
-  if (ws == NULL) {
-    return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace", fn, total);
-  }
   float* scratch = ws;
-  p.kt = kt_n ? ws + scratch_n : NULL;
-  p.partial = part_n ? ws + scratch_n + kt_n : NULL;
+  p.kt = p.kt_n ? ws + p.scratch_n : NULL;
+  p.partial = p.part_n ? ws + p.scratch_n + p.kt_n : NULL;
+  const int64_t items = p.items, units = items * p.nsplit;
+  const size_t Dv = (size_t)d->Dv;
 
 #pragma omp parallel num_threads(nthreads)
   {
@@ -378,7 +413,7 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
       }
     }
   }
-  free(ws);
+  if (workspace == NULL) free(ws);
   return MHA_STATUS_SUCCESS;
 }
 
@@ -424,5 +459,36 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
   }
   const mha_kernels* kr;
   if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;
-  return mha_attention_run(kr, desc, q, k, v, out, weights, mha_resolve_threads(desc->num_threads));
+  const int nthreads = mha_resolve_threads(desc->num_threads);
+  float* ws = NULL;
+  if (desc->workspace != NULL) {
+    size_t floats;
+    st = mha_attention_workspace_floats(kr, desc, weights != NULL, nthreads, &floats);
+    if (st != MHA_STATUS_SUCCESS) return st;
+    ws = mha_workspace_take(desc->workspace, desc->workspace_size, floats);
+    if (ws == NULL) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                       "%s: workspace_size %zu is smaller than mha_attention_workspace_size() (%zu)", fn,
+                       desc->workspace_size, floats * sizeof(float) + 64);
+    }
+  }
+  return mha_attention_run(kr, desc, q, k, v, out, weights, nthreads, ws);
+}
+
+mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
+                                        size_t* bytes) {
+  static const char fn[] = "mha_attention_workspace_size";
+  if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
+  /* the sizes and views are checked as in the call; pointers do not matter here */
+  static const float any = 0.0f;
+  mha_status st = mha_attention_validate(fn, desc, &any, &any, &any, &any);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  const mha_kernels* kr;
+  if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;
+  size_t floats;
+  st = mha_attention_workspace_floats(kr, desc, with_weights != 0,
+                                      mha_resolve_threads(desc->num_threads), &floats);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  *bytes = floats * sizeof(float) + 64; /* + room to align a caller's buffer */
+  return MHA_STATUS_SUCCESS;
 }

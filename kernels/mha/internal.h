@@ -55,10 +55,17 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
                   float* workspace);
 size_t mha_gemm_workspace_floats(const mha_kernels* kernels, int nthreads);
 
-/* The attention core after validation (kernels/mha/attention.c). */
+/* The attention core after validation (kernels/mha/attention.c).
+ * workspace: NULL (allocated here), or mha_attention_workspace_floats()
+ * floats, 64-byte aligned. Fails only before writing anything. */
 mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
                              const float* q, const float* k, const float* v, float* out,
-                             float* weights, int nthreads);
+                             float* weights, int nthreads, float* workspace);
+mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
+                                          int with_weights, int nthreads, size_t* floats);
+
+/* A caller's workspace, aligned up to 64 bytes, if it holds `floats` floats; else NULL. */
+float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats);
 
 /* Validates a core descriptor and the pointers (kernels/mha/attention.c). */
 mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc, const float* q,

@@ -222,6 +222,8 @@ fail:
   return st;
 }
 
+mha_isa mha_layer_isa(const mha_layer* L) { return L == NULL ? MHA_ISA_SCALAR : L->kr->isa; }
+
 int64_t mha_layer_output_width(const mha_layer* L) {
   if (L == NULL) return 0;
   return L->has_wo ? L->d_model : L->H * L->Dv;
@@ -231,47 +233,57 @@ void mha_layer_args_init(mha_layer_args* args) {
   if (args != NULL) memset(args, 0, sizeof *args);
 }
 
-mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
-  static const char fn[] = "mha_layer_forward";
-  if (L == NULL || a == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, L == NULL ? "layer" : "args");
-  if (a->x_q == NULL || a->out == NULL) {
-    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, a->x_q == NULL ? "x_q" : "out");
-  }
-  const int self = a->x_k == NULL;
-  if (self && a->x_v != NULL) {
+/* One forward call's shapes and buffer sizes (floats), checked. */
+typedef struct mha_layer_call {
+  int self;
+  int64_t B, Tq, Tk, ldq, ldkv, rows_q, rows_k, n_q, n_kv, n_cat;
+  mha_attention_desc cd; /* the core's view of the projections (pointers at run time) */
+  int nthreads;
+  size_t n_pack, n_attn, total;
+} mha_layer_call;
+
+static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const mha_layer_args* a,
+                                      mha_layer_call* c) {
+  c->self = a->x_k == NULL;
+  if (c->self && a->x_v != NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: x_v given without x_k", fn);
   }
-  if (self && L->d_kv != L->d_model) {
+  if (c->self && L->d_kv != L->d_model) {
     return mha_error(MHA_STATUS_INVALID_SHAPE, "%s: self-attention needs d_kv == d_model (%lld != %lld)", fn,
                      (long long)L->d_kv, (long long)L->d_model);
   }
-  const int64_t B = a->B, Tq = a->Tq, Tk = self ? a->Tq : a->Tk;
+  const int64_t B = a->B, Tq = a->Tq, Tk = c->self ? a->Tq : a->Tk;
   if (B < 1 || Tq < 1 || Tk < 1) {
     return mha_error(MHA_STATUS_INVALID_SIZE, "%s: B = %lld, Tq = %lld, Tk = %lld; each must be >= 1", fn,
                      (long long)B, (long long)Tq, (long long)Tk);
   }
   const int64_t H = L->H, Hkv = L->Hkv, D = L->D, Dv = L->Dv;
-  const int64_t ldq = self ? L->nq + L->nk + L->nv : L->nq, ldkv = L->nk + L->nv;
-  int64_t rows_q, rows_k, n_q, n_kv, n_cat, t;
-  if (!mha_mul_i64(B, Tq, &rows_q) || !mha_mul_i64(B, Tk, &rows_k) || !mha_mul_i64(rows_q, ldq, &n_q) ||
-      !mha_mul_i64(rows_k, self ? 0 : ldkv, &n_kv) || !mha_mul_i64(rows_q, H * Dv, &n_cat) ||
-      !mha_mul_i64(rows_q, L->d_model > L->d_kv ? L->d_model : L->d_kv, &t) ||
-      !mha_mul_i64(rows_k, L->d_kv, &t) || !mha_add_i64(n_q, n_kv, &t) || !mha_add_i64(t, n_cat, &t) ||
-      !mha_mul_i64(t, (int64_t)sizeof(float), &t) || (uint64_t)t > (uint64_t)SIZE_MAX - 64) {
+  c->B = B;
+  c->Tq = Tq;
+  c->Tk = Tk;
+  c->ldq = c->self ? L->nq + L->nk + L->nv : L->nq;
+  c->ldkv = L->nk + L->nv;
+  int64_t t;
+  if (!mha_mul_i64(B, Tq, &c->rows_q) || !mha_mul_i64(B, Tk, &c->rows_k) ||
+      !mha_mul_i64(c->rows_q, c->ldq, &c->n_q) || !mha_mul_i64(c->rows_k, c->self ? 0 : c->ldkv, &c->n_kv) ||
+      !mha_mul_i64(c->rows_q, L->has_wo ? H * Dv : 0, &c->n_cat) ||
+      !mha_mul_i64(c->rows_q, L->d_model > L->d_kv ? L->d_model : L->d_kv, &t) ||
+      !mha_mul_i64(c->rows_k, L->d_kv, &t) || !mha_add_i64(c->n_q, c->n_kv, &t) ||
+      !mha_add_i64(t, c->n_cat, &t) || !mha_mul_i64(t, (int64_t)sizeof(float), &t) ||
+      (uint64_t)t > (uint64_t)SIZE_MAX / 2) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: B·T times the layer widths overflows", fn);
   }
-
-  /* the core's view of the projections (pointers filled after allocation) */
-  mha_attention_desc cd;
-  mha_attention_desc_init(&cd, B, H, Hkv, Tq, Tk, D, Dv);
-  cd.q = (mha_strides){Tq * ldq, D, ldq};
-  cd.k = self ? (mha_strides){Tq * ldq, D, ldq} : (mha_strides){Tk * ldkv, D, ldkv};
-  cd.v = self ? (mha_strides){Tq * ldq, Dv, ldq} : (mha_strides){Tk * ldkv, Dv, ldkv};
-  cd.out = mha_strides_bthd(H, Tq, Dv);
-  cd.scale = a->scale;
-  cd.mask = a->mask;
-  cd.num_threads = a->num_threads;
-  mha_status st = mha_attention_validate(fn, &cd, a->x_q, a->x_q, a->x_q, a->out);
+  mha_attention_desc* cd = &c->cd;
+  mha_attention_desc_init(cd, B, H, Hkv, Tq, Tk, D, Dv);
+  cd->q = (mha_strides){Tq * c->ldq, D, c->ldq};
+  cd->k = c->self ? (mha_strides){Tq * c->ldq, D, c->ldq} : (mha_strides){Tk * c->ldkv, D, c->ldkv};
+  cd->v = c->self ? (mha_strides){Tq * c->ldq, Dv, c->ldq} : (mha_strides){Tk * c->ldkv, Dv, c->ldkv};
+  cd->out = mha_strides_bthd(H, Tq, Dv);
+  cd->scale = a->scale;
+  cd->mask = a->mask;
+  cd->num_threads = a->num_threads;
+  static const float any = 0.0f;
+  mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any);
   if (st != MHA_STATUS_SUCCESS) return st;
   if (a->weights != NULL) {
     if (!mha_mul_i64(B * H, Tq, &t) || !mha_mul_i64(t, Tk, &t) || !mha_mul_i64(t, (int64_t)sizeof(float), &t) ||
@@ -279,23 +291,71 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
       return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: weights [B, H, Tq, Tk] overflows", fn);
     }
   }
+  c->nthreads = mha_resolve_threads(a->num_threads);
+  c->n_pack = mha_gemm_workspace_floats(L->kr, c->nthreads);
+  st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &c->n_attn);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  /* each part starts 64-byte aligned */
+  c->total = (size_t)(c->n_q + c->n_kv + c->n_cat) + 16 + c->n_pack + 16 + c->n_attn;
+  if (c->total > (SIZE_MAX - 128) / sizeof(float)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
+  }
+  return MHA_STATUS_SUCCESS;
+}
 
-  const int nthreads = mha_resolve_threads(a->num_threads);
-  /* everything is allocated before anything is written: projections, the
-   * concatenated heads, the GEMM's packing space */
-  const size_t n_pack = mha_gemm_workspace_floats(L->kr, nthreads);
-  const size_t bytes = ((size_t)(n_q + n_kv + (L->has_wo ? n_cat : 0)) + n_pack) * sizeof(float);
-  float* buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-  if (buf == NULL) return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of projections", fn, bytes);
+static float* mha_align64(float* p) { return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* a, size_t* bytes) {
+  static const char fn[] = "mha_layer_workspace_size";
+  if (L == NULL || a == NULL || bytes == NULL) {
+    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
+                     L == NULL ? "layer" : a == NULL ? "args" : "bytes");
+  }
+  mha_layer_call c;
+  mha_status st = mha_layer_call_make(fn, L, a, &c);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  *bytes = c.total * sizeof(float) + 64;
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
+  static const char fn[] = "mha_layer_forward";
+  if (L == NULL || a == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, L == NULL ? "layer" : "args");
+  if (a->x_q == NULL || a->out == NULL) {
+    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, a->x_q == NULL ? "x_q" : "out");
+  }
+  mha_layer_call c;
+  mha_status st = mha_layer_call_make(fn, L, a, &c);
+  if (st != MHA_STATUS_SUCCESS) return st;
+
+  /* everything is allocated (or taken from the caller's workspace) before
+   * anything is written: projections, concatenated heads, GEMM packing, core */
+  float* buf = mha_workspace_take(a->workspace, a->workspace_size, c.total);
+  if (a->workspace != NULL && buf == NULL) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: workspace_size %zu is smaller than mha_layer_workspace_size() (%zu)", fn,
+                     a->workspace_size, c.total * sizeof(float) + 64);
+  }
+  const int owned = buf == NULL;
+  if (owned) {
+    buf = aligned_alloc(64, (c.total * sizeof(float) + 63) & ~(size_t)63);
+    if (buf == NULL) {
+      return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace", fn,
+                       c.total * sizeof(float));
+    }
+  }
   float* qbuf = buf;
-  float* kvbuf = self ? qbuf + L->nq : buf + n_q;
-  float* cat = L->has_wo ? buf + n_q + n_kv : a->out;
-  float* pack = buf + n_q + n_kv + (L->has_wo ? n_cat : 0);
+  float* kvbuf = c.self ? qbuf + L->nq : buf + c.n_q;
+  float* cat = L->has_wo ? buf + c.n_q + c.n_kv : a->out;
+  float* pack = mha_align64(buf + c.n_q + c.n_kv + c.n_cat);
+  float* attn_ws = mha_align64(pack + c.n_pack);
   const mha_kernels* kr = L->kr;
   const float* bq = L->bqkv;
   const float* bkv = L->bqkv ? L->bqkv + L->nq : NULL;
+  const int nthreads = c.nthreads;
+  const int64_t rows_q = c.rows_q, rows_k = c.rows_k, ldq = c.ldq, ldkv = c.ldkv;
 
-  if (self) {
+  if (c.self) {
     mha_gemm_f32(kr, rows_q, a->x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, nthreads, pack);
   } else {
     mha_gemm_f32(kr, rows_q, a->x_q, L->d_model, &L->wq, bq, qbuf, ldq, nthreads, pack);
@@ -307,12 +367,11 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
                    ldkv, nthreads, pack);
     }
   }
-  /* the core fails (out of memory) before writing anything */
-  st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, cat, a->weights, nthreads);
+  st = mha_attention_run(kr, &c.cd, qbuf, kvbuf, kvbuf + L->nk, cat, a->weights, nthreads, attn_ws);
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
-    mha_gemm_f32(kr, rows_q, cat, H * Dv, &L->wo, L->bo, a->out, L->d_model, nthreads, pack);
+    mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, a->out, L->d_model, nthreads, pack);
   }
-  free(buf);
+  if (owned) free(buf);
   return st;
 }
 
