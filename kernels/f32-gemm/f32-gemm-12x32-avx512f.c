@@ -17,6 +17,9 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
   __m512 acc0[12], acc1[12];
 #pragma GCC unroll 12
   for (size_t i = 0; i < MR; i++) {
+    /* C is read (accumulate) and written only after the k loop: fetch it now */
+    _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char*)(c + i * ldc + 16), _MM_HINT_T0);
     acc0[i] = _mm512_setzero_ps();
     acc1[i] = _mm512_setzero_ps();
   }

@@ -21,6 +21,8 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx2(
   __m256 acc0[6], acc1[6];
 #pragma GCC unroll 6
   for (size_t i = 0; i < MR; i++) {
+    /* C is read (accumulate) and written only after the k loop: fetch it now */
+    _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
     acc0[i] = _mm256_setzero_ps();
     acc1[i] = _mm256_setzero_ps();
   }
