@@ -56,12 +56,29 @@ double Peak(int threads) {
   return it == g_peak.end() ? 0.0 : it->second;
 }
 
+const mha_isa kIsas[] = {MHA_ISA_SCALAR, MHA_ISA_AVX2, MHA_ISA_AVX512F, MHA_ISA_NEON};
+
+// The peak a benchmark is measured against: a micro-kernel of a SIMD ISA
+// ("ukernel/..__avx2") against that ISA's FMA probe; everything else (and the
+// scalar kernels, which have no probe of their own) against the machine's best.
+double PeakFor(const std::string& family, int threads) {
+  if (family.rfind("ukernel/", 0) == 0) {
+    for (mha_isa isa : kIsas) {
+      const std::string tag = std::string("__") + mha_isa_name(isa);
+      if (family.size() >= tag.size() && family.compare(family.size() - tag.size(), tag.size(), tag) == 0) {
+        auto it = g_peak_isa.find({int(isa), threads});
+        if (it != g_peak_isa.end()) return it->second;
+      }
+    }
+  }
+  return Peak(threads);
+}
+
 double Bandwidth(int threads) {
   auto it = g_bw.find(threads);
   return it == g_bw.end() ? 0.0 : it->second;
 }
 
-const mha_isa kIsas[] = {MHA_ISA_SCALAR, MHA_ISA_AVX2, MHA_ISA_AVX512F, MHA_ISA_NEON};
 
 size_t BandwidthBytes() {
   if (g_opt.mode == MHA_BENCH_SMOKE) return size_t{16} << 20;
@@ -198,15 +215,17 @@ int g_errors = 0;
 
 // pct_peak = 100 · GFLOPS / peak(threads), pct_bw = 100 · GBps / bandwidth(threads),
 // from the rates Google Benchmark computed: plain numbers, next to them in
-// every report. Micro-kernels (no threads argument) count as one thread.
+// every report. Micro-kernels (no threads argument) count as one thread and
+// are measured against their own ISA's peak (PeakFor).
 void Derive(Run& r) {
   if (r.error_occurred || r.run_name.function_name.rfind("probe/", 0) == 0) return;
   int t = ArgValue(r, "threads");
   if (t <= 0) t = 1;
   const bool relative = r.run_type == Run::RT_Aggregate && r.aggregate_unit == benchmark::kPercentage;  // cv
   auto g = r.counters.find("GFLOPS");
-  if (g != r.counters.end() && Peak(t) > 0) {
-    r.counters["pct_peak"] = benchmark::Counter(relative ? g->second.value : 100.0 * g->second.value / Peak(t));
+  const double peak = PeakFor(r.run_name.function_name, t);
+  if (g != r.counters.end() && peak > 0) {
+    r.counters["pct_peak"] = benchmark::Counter(relative ? g->second.value : 100.0 * g->second.value / peak);
   }
   auto b = r.counters.find("GBps");
   if (b != r.counters.end() && Bandwidth(t) > 0) {
