@@ -143,6 +143,30 @@ static void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, i
   }
 }
 
+/* Row r of an item packs query row i = q0 + r % mq of head h = g·G + r / mq. */
+typedef struct mha_row {
+  int64_t h, i;
+} mha_row;
+
+static mha_row mha_item_row(const mha_attn_plan* p, int64_t g, int64_t q0, int64_t mq, size_t r) {
+  mha_row row = {g * p->G + (int64_t)r / mq, q0 + (int64_t)r % mq};
+  return row;
+}
+
+/* Of the keys [j0, j0 + nk), how many row (b, row) sees (a prefix: keys
+ * [0, lim) are visible), and its additive mask from key j0 (NULL if none). */
+static size_t mha_row_keys(const mha_attn_plan* p, int64_t b, mha_row row, int64_t lim, int64_t j0,
+                           size_t nk, const float** add) {
+  const mha_attention_desc* d = p->d;
+  *add = NULL;
+  if (d->mask.additive != NULL) {
+    const mha_strides* ms = &d->mask.additive_strides;
+    *add = d->mask.additive + b * ms->batch + row.h * ms->head + row.i * ms->row + j0;
+  }
+  const int64_t nv = lim - j0;
+  return nv < 0 ? 0 : nv > (int64_t)nk ? nk : (size_t)nv;
+}
+
 /* One (item, key range): the flash loop over the range's key blocks. */
 static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split,
                                float* scratch) {
@@ -168,11 +192,10 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
   int64_t max_lim = 0;
   for (size_t r = 0; r < R; r++) {
-    const int64_t h = g * p->G + (int64_t)r / mq;
-    const int64_t i = q0 + (int64_t)r % mq;
-    memcpy(qp + r * D, p->q + b * d->q.batch + h * d->q.head + i * d->q.row, D * sizeof(float));
+    const mha_row row = mha_item_row(p, g, q0, mq, r);
+    memcpy(qp + r * D, p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row, D * sizeof(float));
     int64_t li = kv_end;
-    if (d->mask.causal && i + d->Tk - d->Tq + 1 < li) li = i + d->Tk - d->Tq + 1;
+    if (d->mask.causal && row.i + d->Tk - d->Tq + 1 < li) li = row.i + d->Tk - d->Tq + 1;
     lim[r] = li < 0 ? 0 : li;
     if (lim[r] > max_lim) max_lim = lim[r];
     m[r] = -INFINITY;
@@ -188,17 +211,9 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
     mha_scores(p, R, b, g, j0, nk, qp, s);
     for (size_t r = 0; r < R; r++) {
-      const int64_t h = g * p->G + (int64_t)r / mq;
-      const int64_t i = q0 + (int64_t)r % mq;
-      int64_t nv = lim[r] - j0;
-      nv = nv < 0 ? 0 : nv > (int64_t)nk ? (int64_t)nk : nv;
-      const float* add = NULL;
-      if (d->mask.additive != NULL) {
-        const mha_strides* ms = &d->mask.additive_strides;
-        add = d->mask.additive + b * ms->batch + h * ms->head + i * ms->row + j0;
-      }
-      const float alpha = kr->softmax_online_row(nk, (size_t)nv, s + r * NK, p->scale, add, &m[r],
-                                                 &l[r]);
+      const float* add;
+      const size_t nv = mha_row_keys(p, b, mha_item_row(p, g, q0, mq, r), lim[r], j0, nk, &add);
+      const float alpha = kr->softmax_online_row(nk, nv, s + r * NK, p->scale, add, &m[r], &l[r]);
       if (alpha != 1.0f) kr->vscale(Dv, o + r * Dv, alpha);
     }
     mha_gemm_tiles(kr, R, Dv, nk, s, NK, vbase + j0 * d->v.row, (size_t)d->v.row, o, Dv, 1);
@@ -216,11 +231,10 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   }
 
   for (size_t r = 0; r < R; r++) {
-    const int64_t h = g * p->G + (int64_t)r / mq;
-    const int64_t i = q0 + (int64_t)r % mq;
+    const mha_row row = mha_item_row(p, g, q0, mq, r);
     /* a row with no visible key has l = 0 and outputs zeros; a NaN l stays NaN */
     const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];
-    float* dst = p->out + b * d->out.batch + h * d->out.head + i * d->out.row;
+    float* dst = p->out + b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
     memcpy(dst, o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
   }
@@ -229,34 +243,27 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   /* the inspection pass: recompute the scores and write the final probabilities */
   const int64_t Tk = d->Tk;
   for (size_t r = 0; r < R; r++) {
-    const int64_t h = g * p->G + (int64_t)r / mq;
-    const int64_t i = q0 + (int64_t)r % mq;
-    memset(p->weights + ((b * d->H + h) * d->Tq + i) * Tk, 0, (size_t)Tk * sizeof(float));
+    const mha_row row = mha_item_row(p, g, q0, mq, r);
+    memset(p->weights + ((b * d->H + row.h) * d->Tq + row.i) * Tk, 0, (size_t)Tk * sizeof(float));
   }
   for (int64_t j0 = 0; j0 < max_lim; j0 += p->nk) {
     const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
     mha_scores(p, R, b, g, j0, nk, qp, s);
     for (size_t r = 0; r < R; r++) {
-      const int64_t h = g * p->G + (int64_t)r / mq;
-      const int64_t i = q0 + (int64_t)r % mq;
-      int64_t nv = lim[r] - j0;
-      nv = nv < 0 ? 0 : nv > (int64_t)nk ? (int64_t)nk : nv;
+      const mha_row qrow = mha_item_row(p, g, q0, mq, r);
+      const float* add;
+      const size_t nv = mha_row_keys(p, b, qrow, lim[r], j0, nk, &add);
       if (nv == 0 || l[r] == 0.0f) continue;
       float* row = s + r * NK;
-      const float* add = NULL;
-      if (d->mask.additive != NULL) {
-        const mha_strides* ms = &d->mask.additive_strides;
-        add = d->mask.additive + b * ms->batch + h * ms->head + i * ms->row + j0;
-      }
       /* as the row step: an additive -inf hides its key, even from a NaN score */
-      for (int64_t j = 0; j < nv; j++) {
+      for (size_t j = 0; j < nv; j++) {
         row[j] = add == NULL ? row[j] * p->scale : add[j] == -INFINITY ? -INFINITY : row[j] * p->scale + add[j];
       }
-      kr->vexp_scale((size_t)nv, row, m[r], 1.0f / l[r]);
+      kr->vexp_scale(nv, row, m[r], 1.0f / l[r]);
       if (add != NULL) { /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
-        for (int64_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
+        for (size_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
       }
-      memcpy(p->weights + ((b * d->H + h) * d->Tq + i) * Tk + j0, row, (size_t)nv * sizeof(float));
+      memcpy(p->weights + ((b * d->H + qrow.h) * d->Tq + qrow.i) * Tk + j0, row, nv * sizeof(float));
     }
   }
 }
@@ -286,8 +293,8 @@ static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* acc
       L += ps[Dv + 1] * f;
       for (size_t c = 0; c < Dv; c++) acc[c] += ps[c] * f;
     }
-    const int64_t h = g * p->G + r / mq, i = q0 + r % mq;
-    float* dst = p->out + b * d->out.batch + h * d->out.head + i * d->out.row;
+    const mha_row row = mha_item_row(p, g, q0, mq, (size_t)r);
+    float* dst = p->out + b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
     for (size_t c = 0; c < Dv; c++) dst[c] = acc[c] * inv;
   }

@@ -19,14 +19,20 @@ static mha_status mha_heads_check(const char* fn, int64_t B, int64_t T, int64_t 
   return MHA_STATUS_SUCCESS;
 }
 
+/* out[b][j][i][:] = x[b][i][j][:] for x [B, n1, n2, D]: the middle two
+ * dimensions swapped. Split heads is (n1, n2) = (T, H), combine (H, T). */
+static void mha_swap_middle(int64_t B, int64_t n1, int64_t n2, int64_t D, const float* x, float* out) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t j = 0; j < n2; j++)
+      for (int64_t i = 0; i < n1; i++)
+        memcpy(out + ((b * n2 + j) * n1 + i) * D, x + ((b * n1 + i) * n2 + j) * D, (size_t)D * sizeof(float));
+}
+
 mha_status mha_split_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
                                float* out) {
   mha_status st = mha_heads_check("mha_split_heads_f32", B, T, H, D, x, out);
   if (st != MHA_STATUS_SUCCESS) return st;
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t t = 0; t < T; t++)
-        memcpy(out + ((b * H + h) * T + t) * D, x + ((b * T + t) * H + h) * D, (size_t)D * sizeof(float));
+  mha_swap_middle(B, T, H, D, x, out);
   return MHA_STATUS_SUCCESS;
 }
 
@@ -34,9 +40,6 @@ mha_status mha_combine_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, con
                                  float* out) {
   mha_status st = mha_heads_check("mha_combine_heads_f32", B, T, H, D, x, out);
   if (st != MHA_STATUS_SUCCESS) return st;
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t t = 0; t < T; t++)
-        memcpy(out + ((b * T + t) * H + h) * D, x + ((b * H + h) * T + t) * D, (size_t)D * sizeof(float));
+  mha_swap_middle(B, H, T, D, x, out);
   return MHA_STATUS_SUCCESS;
 }
