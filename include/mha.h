@@ -311,16 +311,19 @@ void mha_layer_args_init(mha_layer_args* args);
 
 /* out = concat_h(attention(X_q·W_q + b_q, X_k·W_k + b_k, X_v·W_v + b_v)_h) · W_o + b_o
  * with head h of Q being columns [h·D, (h+1)·D) of X_q·W_q (a view: heads
- * are never copied apart), and the core's masks and GQA rule. Allocates
- * O(B·(Tq + Tk)·(H·D + Hkv·(D + Dv))) floats of projections per call, no
- * Tq × Tk buffer unless args->weights is given.
+ * are never copied apart), and the core's masks and GQA rule. The batch
+ * runs in chunks of whole entries, so the workspace (allocated per call
+ * unless args->workspace is given) holds the projections of as many entries
+ * as fit in 16 MiB, at least one: O(Tq + Tk)·(H·D + Hkv·(D + Dv)) floats per
+ * entry, plus the core's workspace; no Tq × Tk buffer unless args->weights
+ * is given.
  * Returns the core's statuses plus NULL_POINTER for a NULL layer/args/x_q/out. */
 mha_status mha_layer_forward(const mha_layer* layer, const mha_layer_args* args);
 
 /* The workspace bytes mha_layer_forward(layer, args) needs for args' B, Tq,
- * Tk, inputs (self or cross), weights and num_threads: the projections
- * O(B·(Tq + Tk)·(H·D + Hkv·(D + Dv))), the GEMM's packing space and the
- * core's workspace. Checks args like the call (data pointers aside). */
+ * Tk, inputs (self or cross), weights and num_threads: one chunk of batch
+ * entries' projections (see mha_layer_forward), the GEMM's packing space and
+ * the core's workspace. Checks args like the call (data pointers aside). */
 mha_status mha_layer_workspace_size(const mha_layer* layer, const mha_layer_args* args,
                                     size_t* bytes);
 

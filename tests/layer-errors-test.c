@@ -279,9 +279,9 @@ static void test_forward(tester* t, layer_fixture* f) {
 }
 
 /*
- * OUT_OF_MEMORY. The layer allocates its projections, O(B·(Tq + Tk)·(H·D +
- * Hkv·(D + Dv))) floats, per forward (mha.h). With d_model 4, H 1 and
- * B = Tq = 2^25 (2^50 rows) that is 12·2^50 floats, about 2^56 bytes, and
+ * OUT_OF_MEMORY. The layer's workspace holds at least one batch entry's
+ * projections, O(Tq·(H·D + Hkv·(D + Dv))) floats (mha.h). With d_model 4,
+ * H 1, B = 1 and Tq = 2^50 that is 12·2^50 floats, about 2^56 bytes, and
  * still at most 2^60 bytes if an implementation pads each projection and
  * the heads to 64 columns: no product overflows int64_t or size_t, yet no
  * machine can allocate it (x86-64 and AArch64 address at most 2^48 bytes),
@@ -316,8 +316,8 @@ static void test_out_of_memory(tester* t) {
     if (mha_layer_create(&d, &plan) != MHA_STATUS_SUCCESS) _exit(CHILD_CREATE_FAILED);
     mha_layer_args a;
     mha_layer_args_init(&a);
-    a.B = (int64_t)1 << 25;
-    a.Tq = (int64_t)1 << 25;
+    a.B = 1;
+    a.Tq = (int64_t)1 << 50;
     a.x_q = x;
     a.out = out;
     a.num_threads = 1;
