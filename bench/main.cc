@@ -111,7 +111,7 @@ std::vector<int> ProbeThreads() {
   } else {
     ts.push_back(1);
   }
-  if (ts.back() != tmax) ts.push_back(tmax);
+  if (ts.empty() || ts.back() != tmax) ts.push_back(tmax);
   return ts;
 }
 
