@@ -27,7 +27,6 @@ typedef struct mha_bench_wrapper_state {
   int causal;
   const mha_kernels* kr;
   mha_packed_w wo;
-  float* gemm_ws;      /* the output projection's packing space */
 } mha_bench_wrapper_state;
 
 static void mha_bench_wrapper_teardown(void* p) {
@@ -38,7 +37,6 @@ static void mha_bench_wrapper_teardown(void* p) {
   }
   free(st->heads);
   mha_packed_w_free(&st->wo);
-  free(st->gemm_ws);
   free(st->head_out);
   free(st->cat);
   free(st->out);
@@ -81,11 +79,6 @@ static int mha_bench_wrapper_setup(const mha_bench_data* d, int threads, void** 
   /* w_o is [d_model, H·Dh] (out, in): element (in k, out n) at w_o[n·H·Dh + k] */
   status = mha_pack_w(st->kr, s->H * Dh, dm, d->w_o, 1, s->H * Dh, &st->wo);
   if (status != MHA_STATUS_SUCCESS) goto fail;
-  st->gemm_ws = aligned_alloc(64, mha_gemm_workspace_floats(st->kr, threads) * sizeof(float));
-  if (st->gemm_ws == NULL) {
-    mha_bench_wrapper_teardown(st);
-    return mha_bench_fail("out of memory");
-  }
   *out = st;
   return 0;
 fail:
@@ -119,8 +112,7 @@ static int mha_bench_wrapper_run(void* p) {
              (size_t)Dh * sizeof(float));
     }
   }
-  mha_gemm_f32(st->kr, rows, st->cat, H * Dh, &st->wo, NULL, st->out, st->d_model, st->threads,
-               st->gemm_ws);
+  mha_gemm_f32(st->kr, rows, st->cat, H * Dh, &st->wo, NULL, st->out, st->d_model, st->threads);
   return 0;
 }
 

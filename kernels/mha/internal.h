@@ -47,13 +47,9 @@ mha_status mha_pack_w(const mha_kernels* kernels, int64_t K, int64_t N, const fl
 void mha_packed_w_free(mha_packed_w* pw);
 
 /* C[M×N] = A[M×K] · W + bias (bias NULL: none), over nthreads threads.
- * A row stride lda, C row stride ldc. Deterministic for any nthreads.
- * workspace: mha_gemm_workspace_floats(kr, nthreads) floats, 64-byte
- * aligned (each thread's copy of its A block). */
+ * A row stride lda, C row stride ldc. Deterministic for any nthreads. */
 void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t lda,
-                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads,
-                  float* workspace);
-size_t mha_gemm_workspace_floats(const mha_kernels* kernels, int nthreads);
+                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads);
 
 /* The attention core after validation (kernels/mha/attention.c).
  * workspace: NULL (allocated here), or mha_attention_workspace_floats()

@@ -251,7 +251,7 @@ typedef struct mha_layer_call {
   int64_t n_q, n_kv, n_cat;       /* floats of one chunk's projections and concatenation */
   mha_attention_desc cd;          /* the core's view of one chunk (B = chunk; pointers at run time) */
   int nthreads;
-  size_t n_pack, n_attn, total;
+  size_t n_attn, total;
 } mha_layer_call;
 
 static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const mha_layer_args* a,
@@ -320,11 +320,10 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   }
   cd->B = c->chunk;
   c->nthreads = mha_resolve_threads(a->num_threads);
-  c->n_pack = mha_gemm_workspace_floats(L->kr, c->nthreads);
   st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &c->n_attn);
   if (st != MHA_STATUS_SUCCESS) return st;
-  /* each part starts 64-byte aligned */
-  c->total = (size_t)(c->n_q + c->n_kv + c->n_cat) + 16 + c->n_pack + 16 + c->n_attn;
+  /* the core's part starts 64-byte aligned */
+  c->total = (size_t)(c->n_q + c->n_kv + c->n_cat) + 16 + c->n_attn;
   if (c->total > (SIZE_MAX - 128) / sizeof(float)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
   }
@@ -360,21 +359,20 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   float* qbuf = buf;
   float* kvbuf = c->self ? qbuf + L->nq : buf + c->n_q;
   float* cat = L->has_wo ? buf + c->n_q + c->n_kv : out;
-  float* pack = mha_align64(buf + c->n_q + c->n_kv + c->n_cat);
-  float* attn_ws = mha_align64(pack + c->n_pack);
+  float* attn_ws = mha_align64(buf + c->n_q + c->n_kv + c->n_cat);
   const float* bq = L->bqkv;
   const float* bkv = L->bqkv ? L->bqkv + L->nq : NULL;
 
   if (c->self) {
-    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, nthreads, pack);
+    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, nthreads);
   } else {
-    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wq, bq, qbuf, ldq, nthreads, pack);
+    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wq, bq, qbuf, ldq, nthreads);
     if (x_v == NULL) {
-      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, nthreads, pack);
+      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, nthreads);
     } else {
-      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, nthreads, pack);
+      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, nthreads);
       mha_gemm_f32(kr, rows_k, x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk,
-                   ldkv, nthreads, pack);
+                   ldkv, nthreads);
     }
   }
   /* the core's view of this chunk: its batch entries of the masks and weights */
@@ -385,7 +383,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   float* weights = a->weights ? a->weights + b0 * L->H * c->Tq * c->Tk : NULL;
   mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, cat, weights, nthreads, attn_ws);
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
-    mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, nthreads, pack);
+    mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, nthreads);
   }
   return st;
 }
