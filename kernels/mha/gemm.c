@@ -21,34 +21,40 @@
 
 #include "mha/internal.h"
 
-mha_status mha_pack_w(const mha_kernels* kr, int64_t K, int64_t N, const float* w,
-                      int64_t stride_k, int64_t stride_n, mha_packed_w* out) {
+mha_status mha_packed_w_alloc(const mha_kernels* kr, int64_t K, int64_t N, mha_packed_w* out) {
   const int64_t nr = (int64_t)kr->gemm_nr;
-  const int64_t panels = (N + nr - 1) / nr;
   int64_t n;
-  if (!mha_mul_i64(panels, nr, &n) || !mha_mul_i64(n, K, &n) ||
-      !mha_mul_i64(n, (int64_t)sizeof(float), &n) || (uint64_t)n > (uint64_t)SIZE_MAX - 64) {
+  if (!mha_mul_i64((N + nr - 1) / nr * nr, K, &n) || !mha_mul_i64(n, (int64_t)sizeof(float), &n) ||
+      (uint64_t)n > (uint64_t)SIZE_MAX - 64) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_layer_create: packed weights overflow");
   }
-  float* data = aligned_alloc(64, ((size_t)n + 63) & ~(size_t)63);
-  if (data == NULL) {
+  out->data = aligned_alloc(64, ((size_t)n + 63) & ~(size_t)63);
+  if (out->data == NULL) {
     return mha_error(MHA_STATUS_OUT_OF_MEMORY,
                      "mha_layer_create: cannot allocate %lld bytes of packed weights", (long long)n);
   }
-  for (int64_t p = 0; p < panels; p++) {
-    float* panel = data + p * K * nr;
-    for (int64_t kk = 0; kk < K; kk++) {
-      for (int64_t j = 0; j < nr; j++) {
-        const int64_t col = p * nr + j;
-        panel[kk * nr + j] = col < N ? w[kk * stride_k + col * stride_n] : 0.0f;
-      }
-    }
-  }
-  out->data = data;
+  memset(out->data, 0, (size_t)n);
   out->K = K;
   out->N = N;
   out->nr = (size_t)nr;
   return MHA_STATUS_SUCCESS;
+}
+
+void mha_packed_w_fill(mha_packed_w* dst, int64_t col0, int64_t N, const float* w, int64_t stride_k,
+                       int64_t stride_n) {
+  const int64_t nr = (int64_t)dst->nr, K = dst->K;
+  for (int64_t j = 0; j < N; j++) {
+    const int64_t col = col0 + j;
+    float* panel = dst->data + (col / nr) * K * nr + col % nr;
+    for (int64_t kk = 0; kk < K; kk++) panel[kk * nr] = w[kk * stride_k + j * stride_n];
+  }
+}
+
+mha_status mha_pack_w(const mha_kernels* kr, int64_t K, int64_t N, const float* w,
+                      int64_t stride_k, int64_t stride_n, mha_packed_w* out) {
+  mha_status st = mha_packed_w_alloc(kr, K, N, out);
+  if (st == MHA_STATUS_SUCCESS) mha_packed_w_fill(out, 0, N, w, stride_k, stride_n);
+  return st;
 }
 
 void mha_packed_w_free(mha_packed_w* pw) {

@@ -43,36 +43,6 @@ static mha_packed_w mha_panels(const mha_packed_w* w, int64_t col0, int64_t cols
   return v;
 }
 
-/* Packs a K×N source into the panels of dst starting at column col0 (a
- * multiple of NR); the zero-initialized padding stays zero. */
-static void mha_pack_part(mha_packed_w* dst, int64_t col0, int64_t N, const float* w,
-                          int64_t stride_k, int64_t stride_n) {
-  const int64_t nr = (int64_t)dst->nr, K = dst->K;
-  for (int64_t j = 0; j < N; j++) {
-    const int64_t col = col0 + j;
-    float* panel = dst->data + (col / nr) * K * nr + col % nr;
-    for (int64_t kk = 0; kk < K; kk++) panel[kk * nr] = w[kk * stride_k + j * stride_n];
-  }
-}
-
-static mha_status mha_alloc_panels(const mha_kernels* kr, int64_t K, int64_t N, mha_packed_w* out) {
-  int64_t n;
-  if (!mha_mul_i64(K, N, &n) || !mha_mul_i64(n, (int64_t)sizeof(float), &n) ||
-      (uint64_t)n > (uint64_t)SIZE_MAX - 64) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_layer_create: packed weights overflow");
-  }
-  out->data = aligned_alloc(64, ((size_t)n + 63) & ~(size_t)63);
-  if (out->data == NULL) {
-    return mha_error(MHA_STATUS_OUT_OF_MEMORY,
-                     "mha_layer_create: cannot allocate %lld bytes of packed weights", (long long)n);
-  }
-  memset(out->data, 0, (size_t)n);
-  out->K = K;
-  out->N = N;
-  out->nr = kr->gemm_nr;
-  return MHA_STATUS_SUCCESS;
-}
-
 static mha_status mha_layer_validate(const mha_layer_desc* d, int64_t* d_kv, int64_t* Hkv,
                                      int64_t* D, int64_t* Dv) {
   static const char fn[] = "mha_layer_create";
@@ -176,21 +146,21 @@ mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** out) {
 
   const int fused = d_kv == dm;
   if (fused) {
-    if ((st = mha_alloc_panels(kr, dm, L->nq + L->nk + L->nv, &L->wq_alloc)) != MHA_STATUS_SUCCESS) goto fail;
+    if ((st = mha_packed_w_alloc(kr, dm, L->nq + L->nk + L->nv, &L->wq_alloc)) != MHA_STATUS_SUCCESS) goto fail;
     L->wqkv = L->wq_alloc;
     L->wq = mha_panels(&L->wqkv, 0, L->nq);
     L->wkv = mha_panels(&L->wqkv, L->nq, L->nk + L->nv);
   } else {
-    if ((st = mha_alloc_panels(kr, dm, L->nq, &L->wq_alloc)) != MHA_STATUS_SUCCESS) goto fail;
-    if ((st = mha_alloc_panels(kr, d_kv, L->nk + L->nv, &L->wkv_alloc)) != MHA_STATUS_SUCCESS) goto fail;
+    if ((st = mha_packed_w_alloc(kr, dm, L->nq, &L->wq_alloc)) != MHA_STATUS_SUCCESS) goto fail;
+    if ((st = mha_packed_w_alloc(kr, d_kv, L->nk + L->nv, &L->wkv_alloc)) != MHA_STATUS_SUCCESS) goto fail;
     L->wq = L->wq_alloc;
     L->wkv = L->wkv_alloc;
   }
   L->wk = mha_panels(&L->wkv, 0, L->nk);
   L->wv = mha_panels(&L->wkv, L->nk, L->nv);
-  mha_pack_part(&L->wq, 0, H * D, wq, sq_k, sq_n);
-  mha_pack_part(&L->wkv, 0, Hkv * D, wk, sk_k, sk_n);
-  mha_pack_part(&L->wkv, L->nk, Hkv * Dv, wv, sv_k, sv_n);
+  mha_packed_w_fill(&L->wq, 0, H * D, wq, sq_k, sq_n);
+  mha_packed_w_fill(&L->wkv, 0, Hkv * D, wk, sk_k, sk_n);
+  mha_packed_w_fill(&L->wkv, L->nk, Hkv * Dv, wv, sv_k, sv_n);
 
   const float *bq = desc->b_q, *bk = desc->b_k, *bv = desc->b_v;
   if (desc->in_proj_bias != NULL) {
