@@ -56,7 +56,6 @@ const mha_kernels* mha_kernels_for(mha_isa isa) {
 /* The selection: an ISA index >= 0, or -1 before the first look, or
  * -(status) - 1 after a bad MHA_ISA. Racing first calls compute the same. */
 static atomic_int mha_selected = ATOMIC_VAR_INIT(-1);
-static _Thread_local char mha_env_name[64];
 
 static int mha_parse_isa(const char* name, mha_isa* out) {
   for (int i = 0; i < MHA_ISA_COUNT; i++) {
@@ -95,13 +94,12 @@ static int mha_selection(void) {
 
 static mha_status mha_selection_error(int sel) {
   const char* env = getenv("MHA_ISA");
-  strncpy(mha_env_name, env ? env : "", sizeof mha_env_name - 1);
+  if (env == NULL) env = "";
   mha_status st = (mha_status)(-sel - 1);
   if (st == MHA_STATUS_UNKNOWN_ISA) {
-    return mha_error(st, "MHA_ISA=%s is not a known ISA (scalar, avx2, avx512f, neon)",
-                     mha_env_name);
+    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (scalar, avx2, avx512f, neon)", env);
   }
-  return mha_error(st, "MHA_ISA=%s: this CPU or this build cannot run it", mha_env_name);
+  return mha_error(st, "MHA_ISA=%.40s: this CPU or this build cannot run it", env);
 }
 
 mha_status mha_kernels_active(const mha_kernels** out) {
