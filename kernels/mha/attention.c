@@ -18,7 +18,8 @@
 #include "mha/internal.h"
 
 mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, const float* q,
-                                  const float* k, const float* v, const float* out) {
+                                  const float* k, const float* v, const float* out,
+                                  int with_weights) {
   if (d == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
   if (q == NULL || k == NULL || v == NULL || out == NULL) {
     return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
@@ -66,6 +67,13 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
                          "%s: mask.kv_len[%lld] = %d is outside [0, Tk = %lld]", fn, (long long)b,
                          (int)d->mask.kv_len[b], (long long)d->Tk);
       }
+    }
+  }
+  if (with_weights) {
+    int64_t n;
+    if (!mha_mul_i64(d->B, d->H, &n) || !mha_mul_i64(n, d->Tq, &n) || !mha_mul_i64(n, d->Tk, &n) ||
+        !mha_mul_i64(n, (int64_t)sizeof(float), &n) || (uint64_t)n > (uint64_t)SIZE_MAX) {
+      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: weights [B, H, Tq, Tk] overflows", fn);
     }
   }
   return MHA_STATUS_SUCCESS;
@@ -454,16 +462,8 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
 mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
                              const float* v, float* out, float* weights) {
   static const char fn[] = "mha_attention_f32";
-  mha_status st = mha_attention_validate(fn, desc, q, k, v, out);
+  mha_status st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
-  if (weights != NULL) {
-    int64_t n;
-    if (!mha_mul_i64(desc->B, desc->H, &n) || !mha_mul_i64(n, desc->Tq, &n) ||
-        !mha_mul_i64(n, desc->Tk, &n) || !mha_mul_i64(n, (int64_t)sizeof(float), &n) ||
-        (uint64_t)n > (uint64_t)SIZE_MAX) {
-      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: weights [B, H, Tq, Tk] overflows", fn);
-    }
-  }
   const mha_kernels* kr;
   if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(desc->num_threads);
@@ -488,7 +488,7 @@ mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
   /* the sizes and views are checked as in the call; pointers do not matter here */
   static const float any = 0.0f;
-  mha_status st = mha_attention_validate(fn, desc, &any, &any, &any, &any);
+  mha_status st = mha_attention_validate(fn, desc, &any, &any, &any, &any, with_weights != 0);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
   if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;

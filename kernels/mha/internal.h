@@ -69,8 +69,10 @@ mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_
 /* A caller's workspace, aligned up to 64 bytes, if it holds `floats` floats; else NULL. */
 float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats);
 
-/* Validates a core descriptor and the pointers (kernels/mha/attention.c). */
+/* Validates a core descriptor and the pointers, and with_weights: that a
+ * [B, H, Tq, Tk] weights array is addressable (kernels/mha/attention.c). */
 mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc, const float* q,
-                                  const float* k, const float* v, const float* out);
+                                  const float* k, const float* v, const float* out,
+                                  int with_weights);
 
 #endif

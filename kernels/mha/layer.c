@@ -280,14 +280,8 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   cd->mask = a->mask;
   cd->num_threads = a->num_threads;
   static const float any = 0.0f;
-  mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any);
+  mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any, a->weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
-  if (a->weights != NULL) {
-    if (!mha_mul_i64(B * H, Tq, &t) || !mha_mul_i64(t, Tk, &t) || !mha_mul_i64(t, (int64_t)sizeof(float), &t) ||
-        (uint64_t)t > (uint64_t)SIZE_MAX) {
-      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: weights [B, H, Tq, Tk] overflows", fn);
-    }
-  }
   cd->B = c->chunk;
   c->nthreads = mha_resolve_threads(a->num_threads);
   st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &c->n_attn);
