@@ -71,20 +71,24 @@ const char* mha_last_error(void);
 /* ISA selection                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Kernel sets. Tags are the words SLEEF uses. */
+/* Kernel sets. Tags are the words SLEEF uses. MHA_ISA_DEFAULT is 0 so that a
+ * zero-filled descriptor means "the process choice", never a slow path. */
 typedef enum mha_isa {
-  MHA_ISA_SCALAR = 0,  /* portable C11, the reference path; always present */
-  MHA_ISA_AVX2 = 1,    /* x86-64 AVX2 + FMA */
-  MHA_ISA_AVX512F = 2, /* x86-64 AVX-512F */
-  MHA_ISA_NEON = 3     /* AArch64 Advanced SIMD */
+  MHA_ISA_DEFAULT = 0, /* the process-wide choice (MHA_ISA, mha_set_isa, or the best) */
+  MHA_ISA_SCALAR = 1,  /* portable C11, the reference path; always present */
+  MHA_ISA_AVX2 = 2,    /* x86-64 AVX2 + FMA */
+  MHA_ISA_AVX512F = 3, /* x86-64 AVX-512F */
+  MHA_ISA_NEON = 4     /* AArch64 Advanced SIMD */
 } mha_isa;
 
-#define MHA_ISA_COUNT 4
+/* One past the largest mha_isa value: concrete sets are [MHA_ISA_SCALAR, MHA_ISA_COUNT). */
+#define MHA_ISA_COUNT 5
 
-/* "scalar", "avx2", "avx512f", "neon"; "unknown" for other values. */
+/* "default", "scalar", "avx2", "avx512f", "neon"; "unknown" for other values. */
 const char* mha_isa_name(mha_isa isa);
 
-/* 1 if this build contains the kernel set and the CPU can run it, else 0. */
+/* 1 if this build contains the kernel set and the CPU can run it, else 0
+ * (0 for MHA_ISA_DEFAULT, which is not a kernel set). */
 int mha_isa_available(mha_isa isa);
 
 /* The kernel set in use. At the first call into the library it is chosen
@@ -95,9 +99,13 @@ int mha_isa_available(mha_isa isa);
  * never silently runs a different set than the one asked for. */
 mha_status mha_get_isa(mha_isa* isa);
 
-/* Force a kernel set for all later calls (process-wide).
- * Returns MHA_STATUS_UNSUPPORTED_ISA if mha_isa_available(isa) is 0 and
- * MHA_STATUS_INVALID_ARGUMENT for a value outside the enum. */
+/* Force a kernel set for all later calls that do not choose their own
+ * (process-wide; a descriptor's isa field overrides it for one call or plan).
+ * MHA_ISA_DEFAULT forgets a previous choice: the next call chooses again from
+ * MHA_ISA and the CPU. Returns MHA_STATUS_UNSUPPORTED_ISA if
+ * mha_isa_available(isa) is 0 and MHA_STATUS_INVALID_ARGUMENT for a value
+ * outside the enum. Calls running while it changes use one set or the other,
+ * never a mix. */
 mha_status mha_set_isa(mha_isa isa);
 
 /* As mha_set_isa(), by name; MHA_STATUS_UNKNOWN_ISA for an unknown name. */
@@ -170,6 +178,8 @@ typedef struct mha_attention_desc {
   float scale;      /* multiplies Q·Kᵀ; 0 means the default 1/sqrt(D); must be finite */
   mha_mask mask;    /* all off by default */
   int num_threads;  /* 0: OpenMP's default (1 when called inside a parallel region); > 0: exactly that many */
+  mha_isa isa;      /* MHA_ISA_DEFAULT: the process choice; else this call's kernel set
+                       (UNSUPPORTED_ISA if unavailable). Thread-safe: nothing global changes. */
   /* NULL: the call allocates its workspace (and frees it before returning).
    * Else a caller-owned buffer of workspace_size bytes, any alignment, at
    * least mha_attention_workspace_size(): the call then allocates nothing.
@@ -261,6 +271,10 @@ typedef struct mha_layer_desc {
   const float* b_v;
   const float* b_o;
   const float* in_proj_bias;
+
+  /* MHA_ISA_DEFAULT (0): pack for the process choice at create time; else
+   * this plan's kernel set (UNSUPPORTED_ISA if unavailable). */
+  mha_isa isa;
 } mha_layer_desc;
 
 /* An opaque plan: the packed weights and the kernel set they were packed for. */

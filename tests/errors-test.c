@@ -262,7 +262,7 @@ static void test_names(tester* t) {
   tester_check(t, mha_status_string((mha_status)10) != NULL, "mha_status_string(10) is NULL");
   tester_check(t, mha_status_string((mha_status)-1) != NULL, "mha_status_string(-1) is NULL");
 
-  const char* want[MHA_ISA_COUNT] = {"scalar", "avx2", "avx512f", "neon"};
+  const char* want[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f", "neon"};
   for (int i = 0; i < MHA_ISA_COUNT; i++) {
     const char* name = mha_isa_name((mha_isa)i);
     tester_check(t, name != NULL && strcmp(name, want[i]) == 0, "mha_isa_name(%d) = \"%s\"", i,

@@ -6,7 +6,8 @@
 #include "config/kernels.h"
 #include "mha/internal.h"
 
-static const char* const mha_isa_names[MHA_ISA_COUNT] = {"scalar", "avx2", "avx512f", "neon"};
+static const char* const mha_isa_names[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f",
+                                                         "neon"};
 
 const char* mha_isa_name(mha_isa isa) {
   if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return "unknown";
@@ -45,7 +46,7 @@ static const mha_kernels* mha_table_of(mha_isa isa) {
 }
 
 int mha_isa_available(mha_isa isa) {
-  if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return 0;
+  if ((int)isa < (int)MHA_ISA_SCALAR || (int)isa >= MHA_ISA_COUNT) return 0;
   return mha_cpu_runs(isa) && mha_table_of(isa) != NULL;
 }
 
@@ -72,8 +73,10 @@ static int mha_select_from_env(void) {
   if (env != NULL && env[0] != '\0') {
     mha_isa isa;
     if (!mha_parse_isa(env, &isa)) return -(int)MHA_STATUS_UNKNOWN_ISA - 1;
-    if (!mha_isa_available(isa)) return -(int)MHA_STATUS_UNSUPPORTED_ISA - 1;
-    return (int)isa;
+    if (isa != MHA_ISA_DEFAULT) {
+      if (!mha_isa_available(isa)) return -(int)MHA_STATUS_UNSUPPORTED_ISA - 1;
+      return (int)isa;
+    }
   }
   static const mha_isa best_first[] = {MHA_ISA_AVX512F, MHA_ISA_AVX2, MHA_ISA_NEON};
   for (size_t i = 0; i < sizeof best_first / sizeof best_first[0]; i++) {
@@ -97,7 +100,7 @@ static mha_status mha_selection_error(int sel) {
   if (env == NULL) env = "";
   mha_status st = (mha_status)(-sel - 1);
   if (st == MHA_STATUS_UNKNOWN_ISA) {
-    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (scalar, avx2, avx512f, neon)", env);
+    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon)", env);
   }
   return mha_error(st, "MHA_ISA=%.40s: this CPU or this build cannot run it", env);
 }
@@ -106,6 +109,21 @@ mha_status mha_kernels_active(const mha_kernels** out) {
   int sel = mha_selection();
   if (sel < 0) return mha_selection_error(sel);
   *out = mha_table_of((mha_isa)sel);
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_kernels_resolve(const char* fn, mha_isa requested, const mha_kernels** out) {
+  if (requested == MHA_ISA_DEFAULT) return mha_kernels_active(out);
+  if ((int)requested < 0 || (int)requested >= MHA_ISA_COUNT) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: isa = %d is not an mha_isa", fn,
+                     (int)requested);
+  }
+  if (!mha_isa_available(requested)) {
+    return mha_error(MHA_STATUS_UNSUPPORTED_ISA,
+                     "%s: isa = %s is not available on this CPU or in this build", fn,
+                     mha_isa_name(requested));
+  }
+  *out = mha_table_of(requested);
   return MHA_STATUS_SUCCESS;
 }
 
@@ -121,6 +139,10 @@ mha_status mha_set_isa(mha_isa isa) {
   if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "mha_set_isa: %d is not an mha_isa", (int)isa);
   }
+  if (isa == MHA_ISA_DEFAULT) { /* choose again at the next call */
+    atomic_store(&mha_selected, -1);
+    return MHA_STATUS_SUCCESS;
+  }
   if (!mha_isa_available(isa)) {
     return mha_error(MHA_STATUS_UNSUPPORTED_ISA,
                      "mha_set_isa: %s is not available on this CPU or in this build",
@@ -135,7 +157,7 @@ mha_status mha_set_isa_by_name(const char* name) {
   mha_isa isa;
   if (!mha_parse_isa(name, &isa)) {
     return mha_error(MHA_STATUS_UNKNOWN_ISA,
-                     "mha_set_isa_by_name: '%.40s' is not a known ISA (scalar, avx2, avx512f, neon)",
+                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon)",
                      name);
   }
   return mha_set_isa(isa);

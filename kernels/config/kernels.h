@@ -79,6 +79,11 @@ const mha_kernels* mha_kernels_neon(void);
  * untouched. */
 mha_status mha_kernels_active(const mha_kernels** out);
 
+/* The table for a descriptor's isa field: the active one for MHA_ISA_DEFAULT,
+ * else that ISA's (INVALID_ARGUMENT outside the enum, UNSUPPORTED_ISA if not
+ * runnable here; message names fn). */
+mha_status mha_kernels_resolve(const char* fn, mha_isa requested, const mha_kernels** out);
+
 /* The table of a given ISA if built and runnable, else NULL. */
 const mha_kernels* mha_kernels_for(mha_isa isa);
 
