@@ -53,7 +53,8 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
   if ((st = mha_check_view(fn, "q", d->B, d->H, d->Tq, d->D, &d->q, 0)) != MHA_STATUS_SUCCESS ||
       (st = mha_check_view(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k, 0)) != MHA_STATUS_SUCCESS ||
       (st = mha_check_view(fn, "v", d->B, d->Hkv, d->Tk, d->Dv, &d->v, 0)) != MHA_STATUS_SUCCESS ||
-      (st = mha_check_view(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out, 0)) != MHA_STATUS_SUCCESS) {
+      (st = mha_check_view(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view_injective(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   if (d->mask.additive != NULL) {
@@ -98,6 +99,8 @@ typedef struct mha_attn_plan {
   int64_t split_len; /* keys per range, a multiple of nk */
   float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
   int64_t items;     /* B·Hkv·nqb */
+  int64_t units;     /* items·nsplit */
+  int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   size_t scratch_n, kt_n, part_n; /* floats of the three workspace parts */
 } mha_attn_plan;
@@ -175,28 +178,13 @@ static size_t mha_row_keys(const mha_attn_plan* p, int64_t b, mha_row row, int64
   return nv < 0 ? 0 : nv > (int64_t)nk ? nk : (size_t)nv;
 }
 
-/* One (item, key range): the flash loop over the range's key blocks. */
-static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split,
-                               float* scratch) {
+/* Packs an item's query rows into qp [R × D] and sets lim[r]: the row sees
+ * keys [0, lim[r]) (causal and kv_len are both prefixes). Returns the largest
+ * lim, the end of the keys any row of the item sees. */
+static int64_t mha_item_setup(const mha_attn_plan* p, int64_t b, int64_t g, int64_t q0, int64_t mq,
+                              float* qp, int64_t* lim) {
   const mha_attention_desc* d = p->d;
-  const mha_kernels* kr = p->kr;
-  const int64_t qb = item % p->nqb;
-  const int64_t g = (item / p->nqb) % d->Hkv;
-  const int64_t b = item / (p->nqb * d->Hkv);
-  const int64_t q0 = qb * p->mq;
-  const int64_t mq = d->Tq - q0 < p->mq ? d->Tq - q0 : p->mq;
-  const size_t R = (size_t)(p->G * mq);
-  const size_t D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p->nk;
-
-  float* qp = scratch;                           /* [rows × D]  */
-  float* s = qp + mha_round16((size_t)p->rows * D);  /* [rows × nk] */
-  float* o = s + mha_round16((size_t)p->rows * NK);  /* [rows × Dv] */
-  float* m = o + mha_round16((size_t)p->rows * Dv);
-  float* l = m + mha_round16((size_t)p->rows);
-  int64_t* lim = (int64_t*)(l + mha_round16((size_t)p->rows));
-
-  /* pack the group's query rows; row r = (head h = g·G + r / mq, query i = q0 + r % mq);
-   * lim[r]: the row sees keys [0, lim[r]) (causal and kv_len are both prefixes) */
+  const size_t R = (size_t)(p->G * mq), D = (size_t)d->D;
   const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
   int64_t max_lim = 0;
   for (size_t r = 0; r < R; r++) {
@@ -206,114 +194,194 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
     if (d->mask.causal && row.i + d->Tk - d->Tq + 1 < li) li = row.i + d->Tk - d->Tq + 1;
     lim[r] = li < 0 ? 0 : li;
     if (lim[r] > max_lim) max_lim = lim[r];
-    m[r] = -INFINITY;
-    l[r] = 0.0f;
   }
-  memset(o, 0, R * Dv * sizeof(float));
+  return max_lim;
+}
+
+/* The item's coordinates: batch entry, K/V head, first query row, rows per head. */
+typedef struct mha_item_pos {
+  int64_t b, g, q0, mq;
+} mha_item_pos;
+
+static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
+  mha_item_pos pos;
+  pos.q0 = (item % p->nqb) * p->mq;
+  pos.g = (item / p->nqb) % p->d->Hkv;
+  pos.b = item / (p->nqb * p->d->Hkv);
+  pos.mq = p->d->Tq - pos.q0 < p->mq ? p->d->Tq - pos.q0 : p->mq;
+  return pos;
+}
+
+/* The per-thread scratch of an item: query rows, a score tile, the output
+ * accumulator, the running max and sum, the row limits, a merge row. */
+typedef struct mha_scratch {
+  float *qp, *s, *o, *m, *l, *acc;
+  int64_t* lim;
+} mha_scratch;
+
+static mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
+  const size_t rows = (size_t)p->rows;
+  mha_scratch sc;
+  sc.qp = base;                                              /* [rows × D]  */
+  sc.s = sc.qp + mha_round16(rows * (size_t)p->d->D);        /* [rows × nk] */
+  sc.o = sc.s + mha_round16(rows * (size_t)p->nk);           /* [rows × Dv] */
+  sc.m = sc.o + mha_round16(rows * (size_t)p->d->Dv);
+  sc.l = sc.m + mha_round16(rows);
+  sc.lim = (int64_t*)(sc.l + mha_round16(rows));
+  sc.acc = sc.l + mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float));
+  return sc;
+}
+
+/* The inspection pass of one item: recompute the scores and write the final
+ * probabilities exp(s − m[r]) / l[r] of every row (zeros where hidden). */
+static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc,
+                                  int64_t max_lim) {
+  const mha_attention_desc* d = p->d;
+  const size_t R = (size_t)(p->G * pos.mq), NK = (size_t)p->nk;
+  const int64_t Tk = d->Tk;
+  for (size_t r = 0; r < R; r++) {
+    const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+    memset(p->weights + ((pos.b * d->H + row.h) * d->Tq + row.i) * Tk, 0, (size_t)Tk * sizeof(float));
+  }
+  for (int64_t j0 = 0; j0 < max_lim; j0 += p->nk) {
+    const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
+    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
+    for (size_t r = 0; r < R; r++) {
+      const mha_row qrow = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+      const float* add;
+      const size_t nv = mha_row_keys(p, pos.b, qrow, sc->lim[r], j0, nk, &add);
+      if (nv == 0 || sc->l[r] == 0.0f) continue;
+      float* row = sc->s + r * NK;
+      /* as the row step: an additive -inf hides its key, even from a NaN score */
+      for (size_t j = 0; j < nv; j++) {
+        row[j] = add == NULL ? row[j] * p->scale : add[j] == -INFINITY ? -INFINITY : row[j] * p->scale + add[j];
+      }
+      p->kr->vexp_scale(nv, row, sc->m[r], 1.0f / sc->l[r]);
+      if (add != NULL) { /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
+        for (size_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
+      }
+      memcpy(p->weights + ((pos.b * d->H + qrow.h) * d->Tq + qrow.i) * Tk + j0, row, nv * sizeof(float));
+    }
+  }
+}
+
+/* The partial (O [Dv], m, l) of row r of key range `split` of an item. */
+static float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64_t split, size_t r) {
+  return p->partial + ((size_t)(item * p->nsplit + split) * (size_t)p->rows + r) * (size_t)(p->d->Dv + 2);
+}
+
+/* One (item, key range): the flash loop over the range's key blocks. */
+static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch) {
+  const mha_attention_desc* d = p->d;
+  const mha_kernels* kr = p->kr;
+  const mha_item_pos pos = mha_item_pos_of(p, item);
+  const size_t R = (size_t)(p->G * pos.mq);
+  const size_t Dv = (size_t)d->Dv, NK = (size_t)p->nk;
+  const mha_scratch sc = mha_scratch_of(p, scratch);
+
+  const int64_t max_lim = mha_item_setup(p, pos.b, pos.g, pos.q0, pos.mq, sc.qp, sc.lim);
+  for (size_t r = 0; r < R; r++) {
+    sc.m[r] = -INFINITY;
+    sc.l[r] = 0.0f;
+  }
+  memset(sc.o, 0, R * Dv * sizeof(float));
 
   /* key blocks hidden from every row of the item are never touched */
   const int64_t k_begin = split * p->split_len;
   const int64_t k_end = k_begin + p->split_len < max_lim ? k_begin + p->split_len : max_lim;
-  const float* vbase = p->v + b * d->v.batch + g * d->v.head;
+  const float* vbase = p->v + pos.b * d->v.batch + pos.g * d->v.head;
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
-    mha_scores(p, R, b, g, j0, nk, qp, s);
+    mha_scores(p, R, pos.b, pos.g, j0, nk, sc.qp, sc.s);
     for (size_t r = 0; r < R; r++) {
       const float* add;
-      const size_t nv = mha_row_keys(p, b, mha_item_row(p, g, q0, mq, r), lim[r], j0, nk, &add);
-      const float alpha = kr->softmax_online_row(nk, nv, s + r * NK, p->scale, add, &m[r], &l[r]);
-      if (alpha != 1.0f) kr->vscale(Dv, o + r * Dv, alpha);
+      const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+      const size_t nv = mha_row_keys(p, pos.b, row, sc.lim[r], j0, nk, &add);
+      const float alpha = kr->softmax_online_row(nk, nv, sc.s + r * NK, p->scale, add, &sc.m[r], &sc.l[r]);
+      if (alpha != 1.0f) kr->vscale(Dv, sc.o + r * Dv, alpha);
     }
-    mha_gemm_tiles(kr, R, Dv, nk, s, NK, vbase + j0 * d->v.row, (size_t)d->v.row, o, Dv, 1);
+    mha_gemm_tiles(kr, R, Dv, nk, sc.s, NK, vbase + j0 * d->v.row, (size_t)d->v.row, sc.o, Dv, 1);
   }
 
   if (p->nsplit > 1) {
     /* a partial result: the merge (mha_attention_merge) finishes the rows */
-    float* part = p->partial + (size_t)((item * p->nsplit + split) * p->rows) * (Dv + 2);
     for (size_t r = 0; r < R; r++) {
-      memcpy(part + r * (Dv + 2), o + r * Dv, Dv * sizeof(float));
-      part[r * (Dv + 2) + Dv] = m[r];
-      part[r * (Dv + 2) + Dv + 1] = l[r];
+      float* part = mha_partial_row(p, item, split, r);
+      memcpy(part, sc.o + r * Dv, Dv * sizeof(float));
+      part[Dv] = sc.m[r];
+      part[Dv + 1] = sc.l[r];
     }
     return;
   }
 
   for (size_t r = 0; r < R; r++) {
-    const mha_row row = mha_item_row(p, g, q0, mq, r);
+    const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
     /* a row with no visible key has l = 0 and outputs zeros; a NaN l stays NaN */
-    const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];
-    float* dst = p->out + b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
-    memcpy(dst, o + r * Dv, Dv * sizeof(float));
+    const float inv = sc.l[r] == 0.0f ? 0.0f : 1.0f / sc.l[r];
+    float* dst = p->out + pos.b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
+    memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
   }
-
-  if (p->weights == NULL) return;
-  /* the inspection pass: recompute the scores and write the final probabilities */
-  const int64_t Tk = d->Tk;
-  for (size_t r = 0; r < R; r++) {
-    const mha_row row = mha_item_row(p, g, q0, mq, r);
-    memset(p->weights + ((b * d->H + row.h) * d->Tq + row.i) * Tk, 0, (size_t)Tk * sizeof(float));
-  }
-  for (int64_t j0 = 0; j0 < max_lim; j0 += p->nk) {
-    const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
-    mha_scores(p, R, b, g, j0, nk, qp, s);
-    for (size_t r = 0; r < R; r++) {
-      const mha_row qrow = mha_item_row(p, g, q0, mq, r);
-      const float* add;
-      const size_t nv = mha_row_keys(p, b, qrow, lim[r], j0, nk, &add);
-      if (nv == 0 || l[r] == 0.0f) continue;
-      float* row = s + r * NK;
-      /* as the row step: an additive -inf hides its key, even from a NaN score */
-      for (size_t j = 0; j < nv; j++) {
-        row[j] = add == NULL ? row[j] * p->scale : add[j] == -INFINITY ? -INFINITY : row[j] * p->scale + add[j];
-      }
-      kr->vexp_scale(nv, row, m[r], 1.0f / l[r]);
-      if (add != NULL) { /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
-        for (size_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
-      }
-      memcpy(p->weights + ((b * d->H + qrow.h) * d->Tq + qrow.i) * Tk + j0, row, nv * sizeof(float));
-    }
-  }
+  if (p->weights != NULL) mha_attention_weights(p, pos, &sc, max_lim);
 }
 
 /* Decode: merges the key ranges of one item (log-sum-exp) and writes out.
  *   M = max_s m_s,  L = Σ_s l_s·e^(m_s − M),  out = Σ_s O_s·e^(m_s − M) / L
- * in a fixed order of s; a range that saw no key has m_s = −inf and adds 0. */
-static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* acc) {
+ * in a fixed order of s; a range that saw no key has m_s = −inf and adds 0.
+ * With weights, the inspection pass then runs with the merged (M, L). */
+static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
   const mha_attention_desc* d = p->d;
-  const int64_t g = (item / p->nqb) % d->Hkv, b = item / (p->nqb * d->Hkv);
-  const int64_t q0 = (item % p->nqb) * p->mq;
-  const int64_t mq = d->Tq - q0 < p->mq ? d->Tq - q0 : p->mq;
-  const size_t Dv = (size_t)d->Dv, stride = Dv + 2;
-  for (int64_t r = 0; r < p->G * mq; r++) {
-    const float* part = p->partial + (size_t)(item * p->nsplit * p->rows + r) * stride;
-    const size_t split_stride = (size_t)p->rows * stride;
+  const mha_item_pos pos = mha_item_pos_of(p, item);
+  const mha_scratch sc = mha_scratch_of(p, scratch);
+  const size_t Dv = (size_t)d->Dv, R = (size_t)(p->G * pos.mq);
+  for (size_t r = 0; r < R; r++) {
     float M = -INFINITY;
     for (int64_t sp = 0; sp < p->nsplit; sp++) {
-      const float ms = part[sp * split_stride + Dv];
+      const float ms = mha_partial_row(p, item, sp, r)[Dv];
       if (ms > M) M = ms;
     }
     float L = 0.0f;
-    memset(acc, 0, Dv * sizeof(float));
+    memset(sc.acc, 0, Dv * sizeof(float));
     for (int64_t sp = 0; sp < p->nsplit; sp++) {
-      const float* ps = part + sp * split_stride;
+      const float* ps = mha_partial_row(p, item, sp, r);
       const float f = ps[Dv] == -INFINITY ? 0.0f : expf(ps[Dv] - M);
       L += ps[Dv + 1] * f;
-      for (size_t c = 0; c < Dv; c++) acc[c] += ps[c] * f;
+      for (size_t c = 0; c < Dv; c++) sc.acc[c] += ps[c] * f;
     }
-    const mha_row row = mha_item_row(p, g, q0, mq, (size_t)r);
-    float* dst = p->out + b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
+    const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+    float* dst = p->out + pos.b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
-    for (size_t c = 0; c < Dv; c++) dst[c] = acc[c] * inv;
+    for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
+    sc.m[r] = M;
+    sc.l[r] = L;
+  }
+  if (p->weights != NULL) {
+    const int64_t max_lim = mha_item_setup(p, pos.b, pos.g, pos.q0, pos.mq, sc.qp, sc.lim);
+    mha_attention_weights(p, pos, &sc, max_lim);
   }
 }
 
+/* Checked size_t arithmetic for the workspace count: *acc += a·b, bad |= overflow. */
+static void mha_count(size_t* acc, size_t a, size_t b, int* bad) {
+  size_t t;
+  *bad |= __builtin_mul_overflow(a, b, &t);
+  *bad |= __builtin_add_overflow(*acc, t, acc);
+}
+
+/* Key blocks per decode range: at least MHA_DECODE_MIN_BLOCKS, and at most
+ * MHA_DECODE_MAX_RANGES ranges. A function of Tk and the key block only:
+ * never of B or the thread count, so an entry's bits do not depend on its
+ * batch. */
+enum { MHA_DECODE_MIN_BLOCKS = 4, MHA_DECODE_MAX_RANGES = 16 };
+
 /* Fills the schedule of one call and counts its workspace (floats): per-thread
- * scratch, the packed Kᵀ blocks (prefill form), the decode partials. */
+ * scratch, the packed Kᵀ blocks (prefill form), the decode partials. Every
+ * product is overflow-checked. */
 static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
                                      const mha_attention_desc* d, int with_weights, int* nthreads,
                                      size_t* ws_floats) {
   static const char fn[] = "mha_attention_f32";
+  (void)with_weights; /* the schedule, and so the bits of out, do not depend on it */
   memset(p, 0, sizeof *p);
   p->kr = kr;
   p->d = d;
@@ -324,48 +392,62 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   if (p->mq > d->Tq) p->mq = d->Tq;
   p->nqb = (d->Tq + p->mq - 1) / p->mq;
   p->nk = (int64_t)kr->attn_nk;
-  p->nkb = (d->Tk + p->nk - 1) / p->nk;
-  p->rows = p->G * p->mq;
+  p->nkb = d->Tk / p->nk + (d->Tk % p->nk != 0);
+  p->rows = p->G * p->mq; /* G·mq <= max(G, attn_mq) */
   p->use_nt = p->rows < (int64_t)kr->gemm_mr;
 
-  int64_t items;
+  int64_t items, units, kt_blocks;
   if (!mha_mul_i64(d->B, d->Hkv, &items) || !mha_mul_i64(items, p->nqb, &items)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: work item count overflows", fn);
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work item count B·Hkv·⌈Tq/mq⌉ overflows", fn);
   }
   p->items = items;
-  /* decode: few items, one query block each: split the keys into ranges so
-   * that about 64 units of work exist (enough for any thread count we meet),
-   * each of at least 4 key blocks. Depends on the shape only. */
+  /* decode (one query block of few rows): split the keys into ranges of a
+   * fixed number of key blocks, so that few items still make many units */
   p->nsplit = 1;
   p->split_len = p->nkb * p->nk;
-  if (p->use_nt && p->nqb == 1 && !with_weights && items < 64) {
-    int64_t ns = (64 + items - 1) / items;
-    const int64_t max_ns = (d->Tk + 4 * p->nk - 1) / (4 * p->nk);
-    if (ns > max_ns) ns = max_ns;
-    if (ns > 1) {
-      p->split_len = ((d->Tk + ns - 1) / ns + p->nk - 1) / p->nk * p->nk;
-      p->nsplit = (d->Tk + p->split_len - 1) / p->split_len;
-    }
+  if (p->use_nt && p->nqb == 1) {
+    int64_t per = (p->nkb + MHA_DECODE_MAX_RANGES - 1) / MHA_DECODE_MAX_RANGES;
+    if (per < MHA_DECODE_MIN_BLOCKS) per = MHA_DECODE_MIN_BLOCKS;
+    p->split_len = per * p->nk;
+    p->nsplit = (p->nkb + per - 1) / per;
   }
+  if (!mha_mul_i64(items, p->nsplit, &units) ||
+      (!p->use_nt && !mha_mul_i64(d->B * d->Hkv, p->nkb, &kt_blocks))) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work unit count overflows", fn);
+  }
+  p->units = units;
+  p->kt_blocks = p->use_nt ? 0 : kt_blocks;
 
   const size_t rows = (size_t)p->rows, D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p->nk;
-  /* the validation bounded every view's extent, so these sums fit size_t */
-  p->scratch = mha_round16(rows * D) + mha_round16(rows * NK) + mha_round16(rows * Dv) +
-               2 * mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float)) +
-               mha_round16(Dv);
-  const int64_t units = items * p->nsplit;
+  int bad = 0;
+  size_t scratch = 0;
+  mha_count(&scratch, rows, D, &bad);
+  mha_count(&scratch, rows, NK, &bad);
+  mha_count(&scratch, rows, Dv, &bad);
+  mha_count(&scratch, rows, 2 + sizeof(int64_t) / sizeof(float), &bad);
+  mha_count(&scratch, Dv, 1, &bad);
+  mha_count(&scratch, 16, 8, &bad); /* seven parts, each rounded up to 16 floats */
+  p->scratch = scratch & ~(size_t)15;
   if (*nthreads > units) *nthreads = (int)units;
   if (*nthreads < 1) *nthreads = 1;
-  size_t total;
-  int bad = __builtin_mul_overflow(p->scratch, (size_t)*nthreads, &p->scratch_n);
-  if (!p->use_nt) {
-    bad |= __builtin_mul_overflow((size_t)(d->B * d->Hkv * p->nkb), D * NK, &p->kt_n);
+  size_t total = 0;
+  mha_count(&total, p->scratch, (size_t)*nthreads, &bad);
+  p->scratch_n = total;
+  if (p->kt_blocks > 0) {
+    size_t blk = 0;
+    mha_count(&blk, D, NK, &bad);
+    mha_count(&total, (size_t)p->kt_blocks, blk, &bad);
+    p->kt_n = total - p->scratch_n;
   }
-  if (p->nsplit > 1) p->part_n = (size_t)units * rows * (Dv + 2);
-  bad |= __builtin_add_overflow(p->scratch_n, p->kt_n, &total);
-  bad |= __builtin_add_overflow(total, p->part_n, &total);
+  if (p->nsplit > 1) {
+    size_t row = 0;
+    mha_count(&row, rows, Dv + 2, &bad);
+    const size_t before = total;
+    mha_count(&total, (size_t)units, row, &bad);
+    p->part_n = total - before;
+  }
   if (bad || total > (SIZE_MAX - 128) / sizeof(float)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the workspace size overflows", fn);
   }
   *ws_floats = total;
   return MHA_STATUS_SUCCESS;
@@ -409,22 +491,27 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   float* scratch = ws;
   p.kt = p.kt_n ? ws + p.scratch_n : NULL;
   p.partial = p.part_n ? ws + p.scratch_n + p.kt_n : NULL;
-  const int64_t items = p.items, units = items * p.nsplit;
-  const size_t Dv = (size_t)d->Dv;
+  const int64_t items = p.items, units = p.units, kt_blocks = p.kt_blocks;
 
-#pragma omp parallel num_threads(nthreads)
-  {
-    float* mine = scratch + (size_t)omp_get_thread_num() * p.scratch;
-    if (p.kt != NULL) {
-#pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < d->B * d->Hkv * p.nkb; blk++) mha_pack_kt_block(&p, blk);
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, mine);
+  /* One thread opens no parallel region: the OpenMP runtime allocates its
+   * team there and exits the process if that fails. The loops are the same. */
+  if (nthreads == 1) {
+    for (int64_t blk = 0; blk < kt_blocks; blk++) mha_pack_kt_block(&p, blk);
+    for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, scratch);
     if (p.nsplit > 1) {
+      for (int64_t item = 0; item < items; item++) mha_attention_merge(&p, item, scratch);
+    }
+  } else {
+#pragma omp parallel num_threads(nthreads)
+    {
+      float* mine = scratch + (size_t)omp_get_thread_num() * p.scratch;
 #pragma omp for schedule(static)
-      for (int64_t item = 0; item < items; item++) {
-        mha_attention_merge(&p, item, mine + p.scratch - mha_round16(Dv));
+      for (int64_t blk = 0; blk < kt_blocks; blk++) mha_pack_kt_block(&p, blk);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, mine);
+      if (p.nsplit > 1) {
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; item++) mha_attention_merge(&p, item, mine);
       }
     }
   }
@@ -459,13 +546,49 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
   return s;
 }
 
+/* The written views (out, weights) must not share memory with each other or
+ * with anything the call reads (q, k, v, the masks): every work item reads
+ * its inputs while others write, so any overlap is a race and wrong results.
+ * The test is on the byte ranges the views address, so interleaved but
+ * disjoint views are refused too (documented in mha.h). */
+static mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d,
+                                              const float* q, const float* k, const float* v,
+                                              const float* out, const float* weights) {
+  size_t nq, nk, nv, nout, nadd = 0, nw = 0;
+  mha_status st;
+  if ((st = mha_view_span(fn, "q", d->B, d->H, d->Tq, d->D, &d->q, &nq)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k, &nk)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "v", d->B, d->Hkv, d->Tk, d->Dv, &d->v, &nv)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out, &nout)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  if (d->mask.additive != NULL &&
+      (st = mha_view_span(fn, "mask.additive", d->B, d->H, d->Tq, d->Tk, &d->mask.additive_strides,
+                          &nadd)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  if (weights != NULL) nw = (size_t)(d->B * d->H * d->Tq * d->Tk) * sizeof(float); /* validated */
+  const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
+  const struct { const char* name; const void* p; size_t n; } in[] = {
+      {"q", q, nq}, {"k", k, nk}, {"v", v, nv}, {"mask.additive", d->mask.additive, nadd},
+      {"mask.kv_len", d->mask.kv_len, nlen}};
+  for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+    if ((st = mha_check_disjoint(fn, "out", out, nout, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS ||
+        (st = mha_check_disjoint(fn, "weights", weights, nw, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS) {
+      return st;
+    }
+  }
+  return mha_check_disjoint(fn, "weights", weights, nw, "out", out, nout);
+}
+
 mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
                              const float* v, float* out, float* weights) {
   static const char fn[] = "mha_attention_f32";
   mha_status st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights)) != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
-  if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(desc->num_threads);
   float* ws = NULL;
   if (desc->workspace != NULL) {
@@ -491,7 +614,7 @@ mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with
   mha_status st = mha_attention_validate(fn, desc, &any, &any, &any, &any, with_weights != 0);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
-  if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   size_t floats;
   st = mha_attention_workspace_floats(kr, desc, with_weights != 0,
                                       mha_resolve_threads(desc->num_threads), &floats);

@@ -100,6 +100,15 @@ static void mha_gemm_tile(const mha_kernels* kr, int64_t i0, int64_t mt, int64_t
  * calls in the same k order whatever the tiling, so results do not depend on it. */
 enum { MHA_GEMM_MC_PER_TILE = 4 };
 
+/* Tile t of the tiles × nt grid of C (rows in blocks of mtile, columns of nc). */
+static void mha_gemm_tile_at(const mha_kernels* kr, int64_t t, int64_t nt, int64_t mtile, int64_t nc,
+                             int64_t M, const float* a, int64_t lda, const mha_packed_w* w,
+                             const float* bias, float* c, int64_t ldc) {
+  const int64_t N = w->N, i0 = (t / nt) * mtile, jc = (t % nt) * nc;
+  mha_gemm_tile(kr, i0, M - i0 < mtile ? M - i0 : mtile, jc, N - jc < nc ? N - jc : nc, a, lda, w,
+                bias, c, ldc);
+}
+
 void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
                   const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads) {
   const int64_t N = w->N;
@@ -111,10 +120,12 @@ void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
   const int64_t tiles = mt * nt;
   if (nthreads > tiles) nthreads = (int)tiles;
   if (nthreads < 1) nthreads = 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t t = 0; t < tiles; t++) {
-    const int64_t i0 = (t / nt) * mtile, jc = (t % nt) * nc;
-    mha_gemm_tile(kr, i0, M - i0 < mtile ? M - i0 : mtile, jc, N - jc < nc ? N - jc : nc, a, lda, w,
-                  bias, c, ldc);
+  /* One thread opens no parallel region: the OpenMP runtime allocates its
+   * team there and exits the process if that fails. */
+  if (nthreads == 1) {
+    for (int64_t t = 0; t < tiles; t++) mha_gemm_tile_at(kr, t, nt, mtile, nc, M, a, lda, w, bias, c, ldc);
+    return;
   }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+  for (int64_t t = 0; t < tiles; t++) mha_gemm_tile_at(kr, t, nt, mtile, nc, M, a, lda, w, bias, c, ldc);
 }

@@ -30,6 +30,21 @@ int mha_add_i64(int64_t a, int64_t b, int64_t* out);
 mha_status mha_check_view(const char* fn, const char* what, int64_t n0, int64_t n1, int64_t n2,
                           int64_t width, const mha_strides* s, int allow_broadcast);
 
+/* The bytes a checked view addresses from its base: (largest offset + 1)·4. */
+mha_status mha_view_span(const char* fn, const char* what, int64_t n0, int64_t n1, int64_t n2,
+                         int64_t width, const mha_strides* s, size_t* bytes);
+
+/* An output view must not write one element twice: sorted by stride, each
+ * dimension of size > 1 steps over all that the inner ones span (so stride 0
+ * only on size 1). Call after mha_check_view. INVALID_STRIDE otherwise. */
+mha_status mha_check_view_injective(const char* fn, const char* what, int64_t n0, int64_t n1,
+                                    int64_t n2, int64_t width, const mha_strides* s);
+
+/* INVALID_STRIDE (naming both) if the byte ranges [a, a + bytes_a) and
+ * [b, b + bytes_b) intersect; NULL or empty ranges never do. */
+mha_status mha_check_disjoint(const char* fn, const char* what_a, const void* a, size_t bytes_a,
+                              const char* what_b, const void* b, size_t bytes_b);
+
 /* The number of threads a call uses: requested > 0 as is; 0 → OpenMP's
  * default, or 1 inside an active parallel region (no oversubscription). */
 int mha_resolve_threads(int requested);

@@ -114,7 +114,7 @@ mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** out) {
   mha_status st = mha_layer_validate(desc, &d_kv, &Hkv, &D, &Dv);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
-  if ((st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
 
   mha_layer* L = calloc(1, sizeof *L);
   if (L == NULL) return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate the plan", fn);
@@ -210,7 +210,11 @@ void mha_layer_args_init(mha_layer_args* args) {
  * 32 MiB mmap ceiling, so repeated calls reuse heap memory instead of
  * faulting in fresh pages (about 10% of a bert_base B = 8 forward). Every
  * output element sees the same operations in the same order whatever the
- * chunking, so results do not depend on it. */
+ * chunking: the GEMM's per-row results do not depend on the row count, and
+ * the core's schedule (query blocks, decode key ranges) is a function of one
+ * entry's shape, never of B. So results do not depend on the chunking, and
+ * an entry's bits do not depend on the rest of its batch (tested in
+ * batch-invariance-test). */
 enum { MHA_LAYER_CHUNK_BYTES = 16 << 20 };
 
 /* One forward call's shapes and buffer sizes (floats, per chunk), checked. */
@@ -282,10 +286,19 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   static const float any = 0.0f;
   mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any, a->weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
-  cd->B = c->chunk;
   c->nthreads = mha_resolve_threads(a->num_threads);
+  /* the core's workspace for a full chunk and for the short last one: the
+   * larger (it grows with B, but a buffer overrun must not hang on that) */
+  size_t n_last = 0;
+  cd->B = B % c->chunk;
+  if (cd->B != 0) {
+    st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &n_last);
+    if (st != MHA_STATUS_SUCCESS) return st;
+  }
+  cd->B = c->chunk;
   st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &c->n_attn);
   if (st != MHA_STATUS_SUCCESS) return st;
+  if (n_last > c->n_attn) c->n_attn = n_last;
   /* the core's part starts 64-byte aligned */
   c->total = (size_t)(c->n_q + c->n_kv + c->n_cat) + 16 + c->n_attn;
   if (c->total > (SIZE_MAX - 128) / sizeof(float)) {
@@ -352,6 +365,38 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   return st;
 }
 
+/* out and weights must not share memory with each other or with what the
+ * call reads (x_q, x_k, x_v, the masks, the workspace). All are contiguous
+ * except the additive mask, whose span was checked with the core's desc. */
+static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, const mha_layer_args* a,
+                                          const mha_layer_call* c) {
+  /* the products were checked by mha_layer_call_make and mha_attention_validate */
+  const size_t f = sizeof(float), B = (size_t)c->B, Tq = (size_t)c->Tq, Tk = (size_t)c->Tk;
+  const size_t nout = B * Tq * (size_t)mha_layer_output_width(L) * f;
+  const size_t nw = a->weights ? B * (size_t)L->H * Tq * Tk * f : 0;
+  size_t nadd = 0;
+  mha_status st;
+  if (a->mask.additive != NULL &&
+      (st = mha_view_span(fn, "mask.additive", c->B, L->H, c->Tq, c->Tk, &a->mask.additive_strides,
+                          &nadd)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  const struct { const char* name; const void* p; size_t n; } in[] = {
+      {"x_q", a->x_q, B * Tq * (size_t)L->d_model * f},
+      {"x_k", a->x_k, B * Tk * (size_t)L->d_kv * f},
+      {"x_v", a->x_v, B * Tk * (size_t)L->d_kv * f},
+      {"mask.additive", a->mask.additive, nadd},
+      {"mask.kv_len", a->mask.kv_len, a->mask.kv_len ? B * sizeof(int32_t) : 0},
+      {"workspace", a->workspace, a->workspace ? a->workspace_size : 0}};
+  for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+    if ((st = mha_check_disjoint(fn, "out", a->out, nout, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS ||
+        (st = mha_check_disjoint(fn, "weights", a->weights, nw, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS) {
+      return st;
+    }
+  }
+  return mha_check_disjoint(fn, "weights", a->weights, nw, "out", a->out, nout);
+}
+
 mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
   static const char fn[] = "mha_layer_forward";
   if (L == NULL || a == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, L == NULL ? "layer" : "args");
@@ -361,6 +406,7 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
   mha_layer_call c;
   mha_status st = mha_layer_call_make(fn, L, a, &c);
   if (st != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_layer_check_overlap(fn, L, a, &c)) != MHA_STATUS_SUCCESS) return st;
 
   /* everything is allocated (or taken from the caller's workspace) before
    * anything is written; the core, given its workspace, cannot fail */
