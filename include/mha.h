@@ -21,8 +21,18 @@
  *     writes nothing to any output buffer, and mha_last_error() describes
  *     what was wrong. No function aborts, asserts or exits.
  *   - All entry points are thread-safe: plans are read-only after creation
- *     and may be used by several threads at once.
- *   - Results are bitwise identical for any thread count.
+ *     and may be used by several threads at once (each call with its own
+ *     outputs and workspace). The kernel set can be chosen per call or per
+ *     plan (the isa fields) without touching the process-wide choice.
+ *   - Determinism: for a given kernel set, the bits of a batch entry's output
+ *     (and weights) depend only on that entry's inputs and the shape of one
+ *     entry (H, Hkv, Tq, Tk, D, Dv, the layer's widths, the mask kinds) —
+ *     never on the thread count, on B, on the other entries of the batch, on
+ *     the layer's chunking, on whether a workspace is passed, or on whether
+ *     weights are requested. Different kernel sets may differ in the last
+ *     bits (within the documented tolerance of the scalar path).
+ *   - A call with num_threads == 1 (or resolving to 1) opens no OpenMP
+ *     parallel region, so the OpenMP runtime allocates nothing for it.
  */
 #ifndef MHA_H
 #define MHA_H
@@ -118,8 +128,19 @@ mha_status mha_set_isa_by_name(const char* name);
 /* Element strides of a 4-D tensor [batch, head, row, col] whose last
  * dimension (col) is contiguous. Element (b, h, t, c) is at
  *   base[b·batch + h·head + t·row + c].
- * Strides must be >= 0. A stride of 0 is allowed where a dimension has
- * size 1, and on masks, where it broadcasts. */
+ * Strides must be >= 0.
+ *   - Inputs (q, k, v, masks) may broadcast: a batch or head stride of 0
+ *     reads the same data for every index (a row stride of 0 only on masks
+ *     or where the dimension has size 1).
+ *   - Outputs (out) must address every element once: sorted by stride, each
+ *     dimension of size > 1 must step over everything the inner dimensions
+ *     span, so a stride of 0 is allowed only where a dimension has size 1.
+ *   - out and weights must not overlap each other or any input of the call
+ *     (q, k, v, the masks; in the layer x_q, x_k, x_v and the workspace).
+ *     The test is on the byte range each view spans (lowest to highest
+ *     element), so views that interleave without sharing an element are
+ *     refused too. Violations return MHA_STATUS_INVALID_STRIDE, naming the
+ *     views. */
 typedef struct mha_strides {
   int64_t batch;
   int64_t head;
@@ -155,7 +176,16 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width);
  *           e.g. {0, 0, Tk} is one [Tq, Tk] mask for all batches and heads.
  *
  * A query row that the masks leave with no visible key outputs zeros (and
- * zero weights), never NaN. A NaN in Q, K, V or the mask still propagates. */
+ * zero weights), never NaN. A NaN in Q, K, V or the mask still propagates to
+ * the rows that see it; K/V rows hidden from a query row (causal, kv_len, an
+ * additive -inf) never reach it, whatever they hold.
+ *
+ * Non-finite logits: an additive +inf, or a finite scale and inputs whose
+ * scaled product overflows to +inf (e.g. scale 3e38), make that query row
+ * NaN (inf − inf in the softmax). A row whose visible logits all overflow to
+ * -inf is treated as a row with no visible key: zeros. Scale must be finite
+ * (INVALID_ARGUMENT otherwise); it is not checked for overflow, since that
+ * depends on the data. */
 typedef struct mha_mask {
   int causal;                   /* 0 or 1 */
   const int32_t* kv_len;        /* [B] or NULL */
@@ -207,7 +237,13 @@ void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int
  *
  * weights: NULL, or a contiguous [B, H, Tq, Tk] buffer that receives P
  * (rows of hidden keys are 0). Without it no Tq × Tk buffer is allocated:
- * the workspace is O(threads · tile).
+ * the workspace is O(threads · tile + B·Hkv·Tk·D). Requesting weights does not
+ * change the bits of out.
+ *
+ * Decode (few query rows per K/V head) splits the keys into ranges of a fixed
+ * number of key blocks (at most 16 ranges, each at least 4 blocks), runs the
+ * ranges in parallel and merges them by log-sum-exp in a fixed order: the
+ * split is a function of Tk only.
  *
  * Returns SUCCESS, NULL_POINTER (desc, q, k, v or out), INVALID_SIZE,
  * INVALID_SHAPE (H % Hkv), INVALID_STRIDE, INVALID_ARGUMENT (scale,
