@@ -1,6 +1,10 @@
 /* C[m×n] = A[m×k]·B[n×k]ᵀ: dot products of A rows with B rows, for few-row
  * tiles such as decode. Any m and n: up to 4 rows (a compile-time count) ×
- * 4 keys at a time, the k tail masked. Compiled with -mavx2 -mfma. */
+ * 4 keys at a time; full 8-float vectors with plain loads, the k tail (if
+ * any) with one masked load per row, once.
+ *   4x4: 16 acc + 4 B + 1 A = 21 > 16 ymm: the compiler keeps A in memory
+ *   operands of the FMAs (vfmadd231ps ymm, ymm, m256), so 16 acc + 4 B.
+ * Compiled with -mavx2 -mfma. */
 #include <immintrin.h>
 #include <stddef.h>
 
@@ -27,8 +31,20 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx2(
     for (size_t i = 0; i < MI; i++)
 #pragma GCC unroll 4
       for (size_t j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
-    for (size_t p = 0; p < k; p += 8) {
-      const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(k - p >= 8 ? 8 : (int)(k - p)), lanes);
+    size_t p = 0;
+    for (; p + 8 <= k; p += 8) { /* full vectors: plain loads */
+      __m256 bv[4];
+#pragma GCC unroll 4
+      for (size_t j = 0; j < 4; j++) bv[j] = _mm256_loadu_ps(br[j] + p);
+#pragma GCC unroll 4
+      for (size_t i = 0; i < MI; i++) {
+        const __m256 av = _mm256_loadu_ps(a + i * lda + p);
+#pragma GCC unroll 4
+        for (size_t j = 0; j < 4; j++) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+      }
+    }
+    if (p < k) { /* the k tail, once: masked loads read nothing past the rows */
+      const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k - p)), lanes);
       __m256 bv[4];
 #pragma GCC unroll 4
       for (size_t j = 0; j < 4; j++) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
