@@ -217,6 +217,8 @@ static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
 typedef struct mha_scratch {
   float *qp, *s, *o, *m, *l, *acc;
   int64_t* lim;
+  float* vclean; /* [nk × Dv]: a V block with its non-finite hidden rows zeroed */
+  unsigned char* bad; /* [nk]: key j's V row holds a NaN or an infinity */
 } mha_scratch;
 
 static mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
@@ -229,6 +231,8 @@ static mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
   sc.l = sc.m + mha_round16(rows);
   sc.lim = (int64_t*)(sc.l + mha_round16(rows));
   sc.acc = sc.l + mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float));
+  sc.vclean = sc.acc + mha_round16((size_t)p->d->Dv);
+  sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
   return sc;
 }
 
@@ -270,6 +274,65 @@ static float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64_t spli
   return p->partial + ((size_t)(item * p->nsplit + split) * (size_t)p->rows + r) * (size_t)(p->d->Dv + 2);
 }
 
+/* Is key j0 + j hidden from row r (causal/kv_len prefix, or an additive -inf)? */
+static int mha_key_hidden(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t r,
+                          int64_t j0, size_t j) {
+  if (j0 + (int64_t)j >= sc->lim[r]) return 1;
+  const float* add;
+  (void)mha_row_keys(p, pos.b, mha_item_row(p, pos.g, pos.q0, pos.mq, r), sc->lim[r], j0, j + 1, &add);
+  return add != NULL && add[j] == -INFINITY;
+}
+
+/* O += P·V over one key block. A hidden key has p = 0, but 0 · NaN = NaN: a
+ * NaN or infinity in the V row of a key that some row cannot see would reach
+ * that row through the GEMM. Where that can happen (a block with keys hidden
+ * from some rows: the causal diagonal, an additive mask) the V rows are
+ * scanned, and only if one is non-finite and hidden from a row, the GEMM runs
+ * on a copy with those V rows zeroed, and the rows that do see them add
+ * their term separately (so they still get the NaN or infinity). With finite
+ * V the result is the plain GEMM's, bit for bit. */
+static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
+                             int64_t j0, size_t nk, const float* vblk) {
+  const mha_kernels* kr = p->kr;
+  const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk, ldv = (size_t)p->d->v.row;
+  int masked = p->d->mask.additive != NULL;
+  for (size_t r = 0; r < R && !masked; r++) masked = sc->lim[r] < j0 + (int64_t)nk;
+  if (!masked) {
+    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, ldv, sc->o, Dv, 1);
+    return;
+  }
+  int any_bad = 0;
+  for (size_t j = 0; j < nk; j++) {
+    const float* vj = vblk + j * ldv;
+    float probe = 0.0f; /* v − v is NaN exactly for NaN and ±inf */
+    for (size_t c = 0; c < Dv; c++) probe += vj[c] - vj[c];
+    sc->bad[j] = probe != probe;
+    if (sc->bad[j]) { /* only a key hidden from some row matters */
+      int hidden = 0;
+      for (size_t r = 0; r < R && !hidden; r++) hidden = mha_key_hidden(p, sc, pos, r, j0, j);
+      sc->bad[j] = (unsigned char)hidden;
+      any_bad |= hidden;
+    }
+  }
+  if (!any_bad) {
+    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, ldv, sc->o, Dv, 1);
+    return;
+  }
+  for (size_t j = 0; j < nk; j++) {
+    if (sc->bad[j]) memset(sc->vclean + j * Dv, 0, Dv * sizeof(float));
+    else memcpy(sc->vclean + j * Dv, vblk + j * ldv, Dv * sizeof(float));
+  }
+  mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, sc->vclean, Dv, sc->o, Dv, 1);
+  for (size_t j = 0; j < nk; j++) {
+    if (!sc->bad[j]) continue;
+    for (size_t r = 0; r < R; r++) {
+      if (mha_key_hidden(p, sc, pos, r, j0, j)) continue;
+      const float pj = sc->s[r * NK + j];
+      for (size_t c = 0; c < Dv; c++) sc->o[r * Dv + c] += pj * vblk[j * ldv + c];
+    }
+  }
+}
+
 /* One (item, key range): the flash loop over the range's key blocks. */
 static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch) {
   const mha_attention_desc* d = p->d;
@@ -300,7 +363,7 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
       const float alpha = kr->softmax_online_row(nk, nv, sc.s + r * NK, p->scale, add, &sc.m[r], &sc.l[r]);
       if (alpha != 1.0f) kr->vscale(Dv, sc.o + r * Dv, alpha);
     }
-    mha_gemm_tiles(kr, R, Dv, nk, sc.s, NK, vbase + j0 * d->v.row, (size_t)d->v.row, sc.o, Dv, 1);
+    mha_attention_pv(p, &sc, pos, R, j0, nk, vbase + j0 * d->v.row);
   }
 
   if (p->nsplit > 1) {
@@ -426,7 +489,9 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   mha_count(&scratch, rows, Dv, &bad);
   mha_count(&scratch, rows, 2 + sizeof(int64_t) / sizeof(float), &bad);
   mha_count(&scratch, Dv, 1, &bad);
-  mha_count(&scratch, 16, 8, &bad); /* seven parts, each rounded up to 16 floats */
+  mha_count(&scratch, NK, Dv, &bad);
+  mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
+  mha_count(&scratch, 16, 10, &bad); /* nine parts, each rounded up to 16 floats */
   p->scratch = scratch & ~(size_t)15;
   if (*nthreads > units) *nthreads = (int)units;
   if (*nthreads < 1) *nthreads = 1;
