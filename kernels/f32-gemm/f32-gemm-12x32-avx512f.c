@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "config/mca-markers.h"
 #include "f32-gemm/f32-gemm.h"
 
 static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
@@ -24,8 +25,9 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
     acc1[i] = _mm512_setzero_ps();
   }
   if (n == 32) {
-#pragma GCC unroll 4
+#pragma GCC unroll 1
     for (size_t p = 0; p < k; p++) {
+      if (MR == 12) MHA_MCA_BEGIN("f32_gemm_12x32__avx512f.kstep");
       const __m512 b0 = _mm512_loadu_ps(b + p * ldb);
       const __m512 b1 = _mm512_loadu_ps(b + p * ldb + 16);
 #pragma GCC unroll 12
@@ -34,6 +36,7 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
         acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
         acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
       }
+      if (MR == 12) MHA_MCA_END("f32_gemm_12x32__avx512f.kstep");
     }
   } else {
     for (size_t p = 0; p < k; p++) {
@@ -47,6 +50,7 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
       }
     }
   }
+  if (MR == 12) MHA_MCA_BEGIN("f32_gemm_12x32__avx512f.store");
 #pragma GCC unroll 12
   for (size_t i = 0; i < MR; i++) {
     float* ci = c + i * ldc;
@@ -57,6 +61,7 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
     _mm512_mask_storeu_ps(ci, mask0, acc0[i]);
     _mm512_mask_storeu_ps(ci + 16, mask1, acc1[i]);
   }
+  if (MR == 12) MHA_MCA_END("f32_gemm_12x32__avx512f.store");
 }
 
 void mha_f32_gemm_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "config/mca-markers.h"
 #include "f32-gemm/f32-gemm.h"
 
 static __m256i mha_avx2_tail_mask(size_t n) {
@@ -32,6 +33,7 @@ static inline __attribute__((always_inline)) void mha_gemm_full_avx2(
     acc1[i] = _mm256_setzero_ps();
   }
   for (size_t p = 0; p < k; p++) {
+    if (MR == 6) MHA_MCA_BEGIN("f32_gemm_6x16__avx2.kstep");
     const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
     const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
 #pragma GCC unroll 6
@@ -40,7 +42,9 @@ static inline __attribute__((always_inline)) void mha_gemm_full_avx2(
       acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
       acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
     }
+    if (MR == 6) MHA_MCA_END("f32_gemm_6x16__avx2.kstep");
   }
+  if (MR == 6) MHA_MCA_BEGIN("f32_gemm_6x16__avx2.store");
 #pragma GCC unroll 6
   for (size_t i = 0; i < MR; i++) {
     float* ci = c + i * ldc;
@@ -51,6 +55,7 @@ static inline __attribute__((always_inline)) void mha_gemm_full_avx2(
     _mm256_storeu_ps(ci, acc0[i]);
     _mm256_storeu_ps(ci + 8, acc1[i]);
   }
+  if (MR == 6) MHA_MCA_END("f32_gemm_6x16__avx2.store");
 }
 
 /* An edge tile, n < 16 (rare: the last columns of a projection or of an odd

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "config/mca-markers.h"
 #include "f32-gemm/f32-gemm.h"
 
 static float mha_hsum8_nt(__m256 v) {
@@ -33,6 +34,7 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx2(
       for (size_t j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
     size_t p = 0;
     for (; p + 8 <= k; p += 8) { /* full vectors: plain loads */
+      if (MI == 4) MHA_MCA_BEGIN("f32_gemm_nt_4x4__avx2.kstep");
       __m256 bv[4];
 #pragma GCC unroll 4
       for (size_t j = 0; j < 4; j++) bv[j] = _mm256_loadu_ps(br[j] + p);
@@ -42,6 +44,7 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx2(
 #pragma GCC unroll 4
         for (size_t j = 0; j < 4; j++) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
       }
+      if (MI == 4) MHA_MCA_END("f32_gemm_nt_4x4__avx2.kstep");
     }
     if (p < k) { /* the k tail, once: masked loads read nothing past the rows */
       const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k - p)), lanes);

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Predicted speed of mha's micro-kernels on CPUs this machine is not.
+
+Compiles each SIMD micro-kernel file with -DMHA_MCA -S (kernels/config/mca-markers.h
+turns its inner loop and store epilogue into named llvm-mca regions), runs
+llvm-mca-16 on every region for each CPU model, and prints the predicted
+cycles per k step against the FMA bound of that model. The bound is measured
+by llvm-mca itself on a block of the same number of independent FMAs of the
+same width, so it is the model's own peak (two 256-bit FMA pipes on Zen 3/4 and
+Intel; 512-bit FMAs double-pumped on Zen 4).
+
+Usage: bench/mca.py [--check] [--cc gcc] [--out FILE.md]
+  --check   exit 1 if a full-tile k step is predicted more than 15% above its
+            FMA bound on any model (the CTest performance guard: it does not
+            depend on the CPU that runs it)
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# kernel file, compile flags, vector width (bits), the models that can run it
+KERNELS = [
+    ("kernels/f32-gemm/f32-gemm-6x16-avx2.c", ["-mavx2", "-mfma"], 256,
+     ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
+    ("kernels/f32-gemm/f32-gemm-nt-4x4-avx2.c", ["-mavx2", "-mfma"], 256,
+     ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
+    ("kernels/f32-gemm/f32-gemm-12x32-avx512f.c", ["-mavx512f", "-mfma"], 512,
+     ["znver4", "icelake-server", "sapphirerapids"]),
+]
+# regions whose k step is a full tile: guarded by --check
+GUARDED = {"f32_gemm_6x16__avx2.kstep", "f32_gemm_12x32__avx512f.kstep"}
+LIMIT = 1.15
+
+FMA_RE = re.compile(r"^\s*vfmadd\w+", re.M)
+
+
+def region_asm(asm):
+    """{name: instructions} of each LLVM-MCA region in an assembly file."""
+    regions, cur, body = {}, None, []
+    for line in asm.splitlines():
+        m = re.search(r"LLVM-MCA-BEGIN\s+(\S+)", line)
+        if m:
+            cur, body = m.group(1), []
+            continue
+        if cur and "LLVM-MCA-END" in line:
+            regions.setdefault(cur, "\n".join(body))
+            cur = None
+            continue
+        if cur is not None:
+            s = line.strip()
+            if s and not s.startswith((".", "#")) and not s.endswith(":"):
+                body.append(line)
+    return regions
+
+
+def mca_cycles(mca, cpu, asm_text):
+    with tempfile.NamedTemporaryFile("w", suffix=".s", delete=False) as f:
+        f.write(asm_text + "\n")
+        path = f.name
+    try:
+        out = subprocess.run([mca, f"-mcpu={cpu}", "-iterations=200", path], capture_output=True,
+                             text=True, check=True).stdout
+    finally:
+        os.unlink(path)
+    m = re.search(r"Block RThroughput:\s*([\d.]+)", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+def fma_bound(mca, cpu, width, n_fma):
+    """Cycles of n_fma independent FMAs of the given width on the model."""
+    reg = "zmm" if width == 512 else "ymm"
+    lines = [f"vfmadd231ps %{reg}{30 if width == 512 else 14}, %{reg}{15}, %{reg}{i % 12}"
+             for i in range(n_fma)]
+    return mca_cycles(mca, cpu, "\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--cc", default=os.environ.get("CC", "gcc"))
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    mca = shutil.which("llvm-mca-16")
+    if mca is None:
+        print("mca: llvm-mca-16 not found (Debian package llvm-16; scripts/setup.sh --mca)",
+              file=sys.stderr)
+        return 2
+    rows, failures = [], []
+    for src, flags, width, cpus in KERNELS:
+        cmd = [args.cc, "-O3", "-S", "-o", "-", "-DMHA_MCA", "-std=c11", "-D_DEFAULT_SOURCE",
+               f"-I{ROOT}/kernels", f"-I{ROOT}/include", *flags, os.path.join(ROOT, src)]
+        asm = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        for name, body in sorted(region_asm(asm).items()):
+            n_fma = len(FMA_RE.findall(body))
+            for cpu in cpus:
+                cyc = mca_cycles(mca, cpu, body)
+                bound = fma_bound(mca, cpu, width, n_fma) if n_fma else float("nan")
+                ratio = cyc / bound if n_fma else float("nan")
+                rows.append((name, cpu, n_fma, cyc, bound, ratio))
+                if args.check and name in GUARDED and not ratio <= LIMIT:
+                    failures.append(f"{name} on {cpu}: {cyc:.2f} cycles vs FMA bound {bound:.2f} "
+                                    f"({ratio:.2f}x > {LIMIT}x)")
+    lines = ["| region | model | FMAs | predicted cycles | FMA bound | ratio |",
+             "|---|---|---|---|---|---|"]
+    for name, cpu, n_fma, cyc, bound, ratio in rows:
+        b = f"{bound:.2f}" if n_fma else "—"
+        r = f"{ratio:.2f}" if n_fma else "—"
+        lines.append(f"| {name} | {cpu} | {n_fma} | {cyc:.2f} | {b} | {r} |")
+    table = "\n".join(lines)
+    print(f"llvm-mca-16 predictions ({args.cc} -O3), cycles per region iteration:")
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
+    for msg in failures:
+        print("mca: FAILED: " + msg, file=sys.stderr)
+    if args.check:
+        guarded = sum(1 for r in rows if r[0] in GUARDED)
+        if guarded == 0:
+            print("mca: FAILED: no guarded region found (markers missing?)", file=sys.stderr)
+            return 1
+        print(f"mca: {guarded - len(failures)} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
