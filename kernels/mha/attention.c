@@ -431,11 +431,15 @@ static void mha_count(size_t* acc, size_t a, size_t b, int* bad) {
   *bad |= __builtin_add_overflow(*acc, t, acc);
 }
 
-/* Key blocks per decode range: at least MHA_DECODE_MIN_BLOCKS, and at most
- * MHA_DECODE_MAX_RANGES ranges. A function of Tk and the key block only:
+/* Key blocks per decode range: at least MHA_DECODE_MIN_BLOCKS (128 keys), and
+ * at most MHA_DECODE_MAX_RANGES ranges (a step over 4096 keys has 32: enough
+ * units for 64 threads with 8 K/V heads). A function of Tk and the key block only:
  * never of B or the thread count, so an entry's bits do not depend on its
  * batch. */
-enum { MHA_DECODE_MIN_BLOCKS = 4, MHA_DECODE_MAX_RANGES = 16 };
+enum { MHA_DECODE_MIN_BLOCKS = 2, MHA_DECODE_MAX_RANGES = 64 };
+
+/* Units of work each thread should have to choose from (dynamic schedule). */
+enum { MHA_ATTN_UNITS_PER_THREAD = 4 };
 
 /* Fills the schedule of one call and counts its workspace (floats): per-thread
  * scratch, the packed Kᵀ blocks (prefill form), the decode partials. Every
@@ -450,31 +454,56 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   p->d = d;
   p->scale = d->scale != 0.0f ? d->scale : (float)(1.0 / sqrt((double)d->D));
   p->G = d->H / d->Hkv;
-  p->mq = (int64_t)kr->attn_mq / p->G;
-  if (p->mq < 1) p->mq = 1;
-  if (p->mq > d->Tq) p->mq = d->Tq;
-  p->nqb = (d->Tq + p->mq - 1) / p->mq;
   p->nk = (int64_t)kr->attn_nk;
   p->nkb = d->Tk / p->nk + (d->Tk % p->nk != 0);
-  p->rows = p->G * p->mq; /* G·mq <= max(G, attn_mq) */
-  p->use_nt = p->rows < (int64_t)kr->gemm_mr;
+  const int64_t mr = (int64_t)kr->gemm_mr;
 
-  int64_t items, units, kt_blocks;
-  if (!mha_mul_i64(d->B, d->Hkv, &items) || !mha_mul_i64(items, p->nqb, &items)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work item count B·Hkv·⌈Tq/mq⌉ overflows", fn);
-  }
-  p->items = items;
-  /* decode (one query block of few rows): split the keys into ranges of a
-   * fixed number of key blocks, so that few items still make many units */
+  /* The decisions that change bits are functions of one entry's shape (and
+   * the kernels) only: the nominal query block mq0 = attn_mq / G rows per
+   * head (at most Tq), the form of the scores, the key split. */
+  int64_t mq0 = (int64_t)kr->attn_mq / p->G;
+  if (mq0 < 1) mq0 = 1;
+  if (mq0 > d->Tq) mq0 = d->Tq;
+  const int64_t nqb0 = d->Tq / mq0 + (d->Tq % mq0 != 0);
+  const int64_t rows0 = p->G * mq0; /* G·mq0 <= max(G, attn_mq) */
+  /* Kᵀ is packed once per call when its blocks are reused by several query
+   * blocks, or when one block of rows is tall enough for the GEMM tile to beat
+   * dot products by more than the transpose costs; else (decode, few rows)
+   * the scores are dot products with K read in place: a decode step never
+   * copies its K cache. */
+  p->use_nt = nqb0 == 1 ? rows0 < 2 * mr : rows0 < mr;
+  /* one query block per head (decode, short prefill): split the keys into
+   * ranges of a fixed number of key blocks, so that few items still make
+   * many units */
   p->nsplit = 1;
   p->split_len = p->nkb * p->nk;
-  if (p->use_nt && p->nqb == 1) {
+  if (nqb0 == 1) {
     int64_t per = (p->nkb + MHA_DECODE_MAX_RANGES - 1) / MHA_DECODE_MAX_RANGES;
     if (per < MHA_DECODE_MIN_BLOCKS) per = MHA_DECODE_MIN_BLOCKS;
     p->split_len = per * p->nk;
     p->nsplit = (p->nkb + per - 1) / per;
   }
-  if (!mha_mul_i64(items, p->nsplit, &units) ||
+
+  /* How rows are grouped into items changes no result (every row's scores,
+   * softmax and P·V are computed alone): with few items for the threads (a
+   * B = 1 prefill), smaller query blocks, down to one MR tile of rows. */
+  p->mq = mq0;
+  const int64_t want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * *nthreads;
+  for (;;) {
+    int64_t items;
+    p->nqb = d->Tq / p->mq + (d->Tq % p->mq != 0);
+    if (!mha_mul_i64(d->B, d->Hkv, &items) || !mha_mul_i64(items, p->nqb, &items)) {
+      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work item count B·Hkv·⌈Tq/mq⌉ overflows", fn);
+    }
+    p->items = items;
+    const int64_t half = (p->mq + 1) / 2;
+    if (items >= want / p->nsplit || p->mq == 1 || (!p->use_nt && p->G * half < mr)) break;
+    p->mq = half;
+  }
+  p->rows = p->G * p->mq;
+
+  int64_t units, kt_blocks;
+  if (!mha_mul_i64(p->items, p->nsplit, &units) ||
       (!p->use_nt && !mha_mul_i64(d->B * d->Hkv, p->nkb, &kt_blocks))) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work unit count overflows", fn);
   }

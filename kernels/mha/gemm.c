@@ -109,23 +109,51 @@ static void mha_gemm_tile_at(const mha_kernels* kr, int64_t t, int64_t nt, int64
                 bias, c, ldc);
 }
 
+/* Units of work each thread should have to choose from, so that dynamic
+ * scheduling evens out uneven tiles and noisy cores. */
+enum { MHA_GEMM_UNITS_PER_THREAD = 4 };
+
+mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kr, int64_t M, int64_t N, int64_t nr, int nthreads) {
+  /* MC a multiple of MR and NC a multiple of NR, so tiles start on tile edges */
+  const int64_t mr = (int64_t)kr->gemm_mr;
+  const int64_t mc = ((int64_t)kr->gemm_mc / mr) * mr;
+  mha_gemm_grid g;
+  g.mtile = mc * MHA_GEMM_MC_PER_TILE;
+  g.nc = ((int64_t)kr->gemm_nc / nr) * nr;
+  /* few tiles for the threads (a B = 1 prefill, a decode step): halve the
+   * tiles, rows down to one MC block first (B blocks stay reused from L2),
+   * then columns down to one panel, then rows down to one MR tile. The
+   * tiling never changes a result: every C element sees the same k order. */
+  const int64_t want = (int64_t)MHA_GEMM_UNITS_PER_THREAD * (nthreads > 1 ? nthreads : 1);
+  for (;;) {
+    g.mt = (M + g.mtile - 1) / g.mtile;
+    g.nt = (N + g.nc - 1) / g.nc;
+    g.tiles = g.mt * g.nt;
+    if (g.tiles >= want || nthreads <= 1) break;
+    if (g.mtile > mc && g.mtile < 2 * M) {
+      g.mtile = (g.mtile / 2 + mr - 1) / mr * mr;
+    } else if (g.nc > nr) {
+      g.nc = (g.nc / 2 + nr - 1) / nr * nr;
+    } else if (g.mtile > mr) {
+      g.mtile = (g.mtile / 2 + mr - 1) / mr * mr;
+    } else {
+      break;
+    }
+  }
+  return g;
+}
+
 void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
                   const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads) {
-  const int64_t N = w->N;
-  /* MC a multiple of MR and NC a multiple of NR, so tiles start on tile edges */
-  const int64_t mc = ((int64_t)kr->gemm_mc / (int64_t)kr->gemm_mr) * (int64_t)kr->gemm_mr;
-  const int64_t nc = ((int64_t)kr->gemm_nc / (int64_t)w->nr) * (int64_t)w->nr;
-  const int64_t mtile = mc * MHA_GEMM_MC_PER_TILE;
-  const int64_t mt = (M + mtile - 1) / mtile, nt = (N + nc - 1) / nc;
-  const int64_t tiles = mt * nt;
-  if (nthreads > tiles) nthreads = (int)tiles;
+  const mha_gemm_grid g = mha_gemm_grid_for(kr, M, w->N, (int64_t)w->nr, nthreads);
+  if (nthreads > g.tiles) nthreads = (int)g.tiles;
   if (nthreads < 1) nthreads = 1;
   /* One thread opens no parallel region: the OpenMP runtime allocates its
    * team there and exits the process if that fails. */
   if (nthreads == 1) {
-    for (int64_t t = 0; t < tiles; t++) mha_gemm_tile_at(kr, t, nt, mtile, nc, M, a, lda, w, bias, c, ldc);
+    for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, t, g.nt, g.mtile, g.nc, M, a, lda, w, bias, c, ldc);
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t t = 0; t < tiles; t++) mha_gemm_tile_at(kr, t, nt, mtile, nc, M, a, lda, w, bias, c, ldc);
+  for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, t, g.nt, g.mtile, g.nc, M, a, lda, w, bias, c, ldc);
 }

@@ -67,6 +67,15 @@ mha_status mha_pack_w(const mha_kernels* kernels, int64_t K, int64_t N, const fl
                       int64_t stride_k, int64_t stride_n, mha_packed_w* out);
 void mha_packed_w_free(mha_packed_w* pw);
 
+/* How the projection GEMM splits C among threads: tiles of mtile rows × nc
+ * columns, mt × nt of them. A function of the shape, the kernels and the
+ * thread count; it never changes a result (every C element sees the same
+ * k order), only how many units the threads share. */
+typedef struct mha_gemm_grid {
+  int64_t mtile, nc, mt, nt, tiles;
+} mha_gemm_grid;
+mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kernels, int64_t M, int64_t N, int64_t nr, int nthreads);
+
 /* C[M×N] = A[M×K] · W + bias (bias NULL: none), over nthreads threads.
  * A row stride lda, C row stride ldc. Deterministic for any nthreads. */
 void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t lda,
