@@ -102,7 +102,8 @@ typedef struct mha_attn_plan {
   int64_t units;     /* items·nsplit */
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
-  size_t scratch_n, kt_n, part_n; /* floats of the three workspace parts */
+  int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */
+  size_t scratch_n, kt_n, part_n, done_n; /* floats of the four workspace parts */
 } mha_attn_plan;
 
 static size_t mha_round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -126,16 +127,24 @@ static float* mha_kt_block(const mha_attn_plan* p, int64_t b, int64_t g, int64_t
   return p->kt + (size_t)(((b * p->d->Hkv + g) * p->nkb + kb) * p->d->D * p->nk);
 }
 
-/* The pre-pass: Kᵀ of one key block, [D × nk], keys past kv_len left out. */
-static void mha_pack_kt_block(const mha_attn_plan* p, int64_t blk) {
+/* Packing units per key block: quarters of its keys, so that a B = 1
+ * prefill has enough units for many threads. */
+enum { MHA_KT_PARTS = 4 };
+
+/* The pre-pass: Kᵀ of one quarter of a key block (unit = block · 4 + part),
+ * into the block's [D × nk]; keys past kv_len left out. */
+static void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   const mha_attention_desc* d = p->d;
+  const int64_t blk = unit / MHA_KT_PARTS, part = unit % MHA_KT_PARTS;
   const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
   const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
   const int64_t j0 = kb * p->nk;
   const int64_t nk = kv_end - j0 < p->nk ? kv_end - j0 : p->nk;
+  const int64_t per = (p->nk + MHA_KT_PARTS - 1) / MHA_KT_PARTS;
+  const int64_t ja = part * per, jb = ja + per < nk ? ja + per : nk;
   float* kt = mha_kt_block(p, b, g, kb);
   const float* kbase = p->k + b * d->k.batch + g * d->k.head + j0 * d->k.row;
-  for (int64_t j = 0; j < nk; j++) {
+  for (int64_t j = ja; j < jb; j++) {
     const float* krow = kbase + j * d->k.row;
     for (int64_t dd = 0; dd < d->D; dd++) kt[dd * p->nk + j] = krow[dd];
   }
@@ -333,6 +342,8 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
   }
 }
 
+static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch);
+
 /* One (item, key range): the flash loop over the range's key blocks. */
 static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch) {
   const mha_attention_desc* d = p->d;
@@ -367,12 +378,17 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   }
 
   if (p->nsplit > 1) {
-    /* a partial result: the merge (mha_attention_merge) finishes the rows */
+    /* a partial result; whichever thread finishes an item's last range
+     * merges the item (mha_attention_merge, in a fixed order of ranges), so
+     * the merge is no stage of its own that few items would starve */
     for (size_t r = 0; r < R; r++) {
       float* part = mha_partial_row(p, item, split, r);
       memcpy(part, sc.o + r * Dv, Dv * sizeof(float));
       part[Dv] = sc.m[r];
       part[Dv + 1] = sc.l[r];
+    }
+    if (__atomic_add_fetch(&p->done[item], 1, __ATOMIC_ACQ_REL) == (int32_t)p->nsplit) {
+      mha_attention_merge(p, item, scratch);
     }
     return;
   }
@@ -466,12 +482,11 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   if (mq0 > d->Tq) mq0 = d->Tq;
   const int64_t nqb0 = d->Tq / mq0 + (d->Tq % mq0 != 0);
   const int64_t rows0 = p->G * mq0; /* G·mq0 <= max(G, attn_mq) */
-  /* Kᵀ is packed once per call when its blocks are reused by several query
-   * blocks, or when one block of rows is tall enough for the GEMM tile to beat
-   * dot products by more than the transpose costs; else (decode, few rows)
-   * the scores are dot products with K read in place: a decode step never
-   * copies its K cache. */
-  p->use_nt = nqb0 == 1 ? rows0 < 2 * mr : rows0 < mr;
+  /* Kᵀ is packed once per call only when its blocks are reused by several
+   * query blocks (and those hold at least MR rows); with one query block per
+   * head (decode: Tq·G rows) every key block is used once, so the scores are
+   * dot products with K read in place: a decode step never copies its K cache. */
+  p->use_nt = nqb0 == 1 || rows0 < mr;
   /* one query block per head (decode, short prefill): split the keys into
    * ranges of a fixed number of key blocks, so that few items still make
    * many units */
@@ -502,9 +517,10 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   }
   p->rows = p->G * p->mq;
 
-  int64_t units, kt_blocks;
+  int64_t units, kt_blocks, units_pack;
   if (!mha_mul_i64(p->items, p->nsplit, &units) ||
-      (!p->use_nt && !mha_mul_i64(d->B * d->Hkv, p->nkb, &kt_blocks))) {
+      (!p->use_nt && (!mha_mul_i64(d->B * d->Hkv, p->nkb, &kt_blocks) ||
+                       !mha_mul_i64(kt_blocks, MHA_KT_PARTS, &units_pack)))) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work unit count overflows", fn);
   }
   p->units = units;
@@ -539,11 +555,24 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
     const size_t before = total;
     mha_count(&total, (size_t)units, row, &bad);
     p->part_n = total - before;
+    mha_count(&total, (size_t)p->items, 1, &bad); /* one int32 per item */
+    p->done_n = (size_t)p->items;
   }
   if (bad || total > (SIZE_MAX - 128) / sizeof(float)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the workspace size overflows", fn);
   }
   *ws_floats = total;
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_desc* d, int nthreads,
+                                    int64_t* pack_units, int64_t* units) {
+  mha_attn_plan p;
+  size_t floats;
+  mha_status st = mha_attn_plan_make(&p, kr, d, 0, &nthreads, &floats);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  *pack_units = p.kt_blocks * MHA_KT_PARTS;
+  *units = p.units;
   return MHA_STATUS_SUCCESS;
 }
 
@@ -585,28 +614,23 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   float* scratch = ws;
   p.kt = p.kt_n ? ws + p.scratch_n : NULL;
   p.partial = p.part_n ? ws + p.scratch_n + p.kt_n : NULL;
-  const int64_t items = p.items, units = p.units, kt_blocks = p.kt_blocks;
+  p.done = p.done_n ? (int32_t*)(ws + p.scratch_n + p.kt_n + p.part_n) : NULL;
+  if (p.done != NULL) memset(p.done, 0, p.done_n * sizeof(int32_t));
+  const int64_t units = p.units, kt_units = p.kt_blocks * MHA_KT_PARTS;
 
   /* One thread opens no parallel region: the OpenMP runtime allocates its
    * team there and exits the process if that fails. The loops are the same. */
   if (nthreads == 1) {
-    for (int64_t blk = 0; blk < kt_blocks; blk++) mha_pack_kt_block(&p, blk);
+    for (int64_t u = 0; u < kt_units; u++) mha_pack_kt_part(&p, u);
     for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, scratch);
-    if (p.nsplit > 1) {
-      for (int64_t item = 0; item < items; item++) mha_attention_merge(&p, item, scratch);
-    }
   } else {
 #pragma omp parallel num_threads(nthreads)
     {
       float* mine = scratch + (size_t)omp_get_thread_num() * p.scratch;
 #pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < kt_blocks; blk++) mha_pack_kt_block(&p, blk);
+      for (int64_t u = 0; u < kt_units; u++) mha_pack_kt_part(&p, u);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, mine);
-      if (p.nsplit > 1) {
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < items; item++) mha_attention_merge(&p, item, mine);
-      }
     }
   }
   if (workspace == NULL) free(ws);

@@ -90,6 +90,12 @@ mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_des
 mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
                                           int with_weights, int nthreads, size_t* floats);
 
+/* The parallel stages of a core call at nthreads threads: the Kᵀ packing
+ * blocks (0 in the dot-product form) and the (item, key range) units; the
+ * decode merge is done by the last unit of each item, no stage of its own. */
+mha_status mha_attention_work_units(const mha_kernels* kernels, const mha_attention_desc* desc,
+                                    int nthreads, int64_t* pack_units, int64_t* units);
+
 /* A caller's workspace, aligned up to 64 bytes, if it holds `floats` floats; else NULL. */
 float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats);
 
