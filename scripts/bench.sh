@@ -4,6 +4,9 @@
 # Usage: scripts/bench.sh            quick mode (about two minutes on 2 cores)
 #        scripts/bench.sh --full     every preset at its real size, every thread count
 #        scripts/bench.sh --smoke    CI: tiny shapes, every preset and peer once
+#        scripts/bench.sh [mode] --peers   also PyTorch and ONNX Runtime on the real presets
+#            (installs them from PyPI into .venv-peers/, git-ignored: torch pulls about
+#            2.8 GB of wheels, 5.3 GB on disk; onnxruntime, onnx, numpy about 60 MB)
 # Anything after the mode goes to the benchmark binary, e.g.
 #        scripts/bench.sh --full --benchmark_filter='^(gpt2|heads)/'
 # Exits nonzero if any benchmark reported an error (a failed call, or a peer
@@ -12,13 +15,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=quick
-case "${1:-}" in
-  --quick | --full | --smoke) mode=${1#--}; shift ;;
-esac
+peers=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick | --full | --smoke) mode=${1#--}; shift ;;
+    --peers) peers=1; shift ;;
+    *) break ;;
+  esac
+done
 
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMHA_BUILD_BENCH=ON >/dev/null
-cmake --build build -j "$(nproc)" --target mha_bench
+cmake --build build -j "$(nproc)" --target mha_bench mha_shared
 if [[ ! -x build/bench/mha_bench ]]; then
   echo "bench: build/bench/mha_bench was not built (is libbenchmark-dev installed?)" >&2
   exit 1
@@ -58,7 +66,22 @@ else
   plots="(plotting failed)"
   rc=1
 fi
+peers_json=""
+if ((peers)); then
+  bash scripts/setup-peers.sh
+  peers_json=$out/$mode-peers.json
+  # the peers' own BLAS/OpenMP must not inherit this machine's OpenBLAS workarounds
+  if ! env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv-peers/bin/python bench/peers.py \
+      --lib build/libmha.so --threads "$(nproc)" --probe-json "$json" --json "$peers_json" \
+      --rounds 3; then
+    echo "bench: the peers reported errors (see above)" >&2
+    rc=1
+  fi
+fi
+/usr/bin/python3 bench/summary.py "$json" ${peers_json:+--peers "$peers_json"} --md "$out/$mode-summary.md" || rc=1
+
 echo
+echo "bench ($mode): summary $out/$mode-summary.md"
 echo "bench ($mode): table $out/$mode.txt"
 echo "bench ($mode): JSON  $json"
 echo "bench ($mode): plots $plots"
