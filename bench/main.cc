@@ -298,6 +298,10 @@ void RegisterUkernel(mha_isa isa, int kernel, int64_t m, int64_t n, int64_t k) {
   } else {
     b->ArgNames({"m", "n", "k"})->Args({m, n, k});
   }
+  // A call takes 0.1-2 us: 0.1 s × 3 was at the mercy of a noisy VM's clock
+  // ramp and neighbours (a k=256 tile read 50% of peak in quick mode, 75% in a
+  // long run). Every mode but smoke gives them 0.3 s × 5 repetitions.
+  if (g_opt.mode != MHA_BENCH_SMOKE) b->MinTime(g_opt.mode == MHA_BENCH_FULL ? 0.5 : 0.3)->Repetitions(5);
 }
 
 void RegisterUkernels() {

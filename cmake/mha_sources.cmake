@@ -29,7 +29,7 @@ if(MHA_ARCH STREQUAL "x86")
   set(MHA_AVX2_SOURCES
     kernels/config/table-avx2.c
     kernels/f32-gemm/f32-gemm-6x16-avx2.c
-    kernels/f32-gemm/f32-gemm-nt-4x4-avx2.c
+    kernels/f32-gemm/f32-gemm-nt-4x3-avx2.c
     kernels/f32-softmax/f32-softmax-online-avx2.c)
   set(MHA_AVX512F_SOURCES
     kernels/config/table-avx512f.c

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #include <stddef.h>
 
+#include "config/mca-markers.h"
 #include "f32-gemm/f32-gemm.h"
 
 /* rows [0, MI) of A against keys [0, n) of B; MI is a compile-time constant */
@@ -21,6 +22,7 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx512f(
 #pragma GCC unroll 4
       for (size_t j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     for (size_t p = 0; p < k; p += 16) {
+      if (MI == 4) MHA_MCA_BEGIN("f32_gemm_nt_4x4__avx512f.kstep");
       const __mmask16 mk = k - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - p)) - 1u);
       __m512 bv[4];
 #pragma GCC unroll 4
@@ -31,10 +33,17 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx512f(
 #pragma GCC unroll 4
         for (size_t j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
       }
+      if (MI == 4) MHA_MCA_END("f32_gemm_nt_4x4__avx512f.kstep");
     }
+    /* reduce every accumulator with compile-time indices (a runtime index
+     * into acc would force the whole array into memory), store the nj keys */
+    float sums[4][4];
 #pragma GCC unroll 4
     for (size_t i = 0; i < MI; i++)
-      for (size_t j = 0; j < nj; j++) c[i * ldc + j0 + j] = _mm512_reduce_add_ps(acc[i][j]);
+#pragma GCC unroll 4
+      for (size_t j = 0; j < 4; j++) sums[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+    for (size_t i = 0; i < MI; i++)
+      for (size_t j = 0; j < nj; j++) c[i * ldc + j0 + j] = sums[i][j];
   }
 }
 
