@@ -18,6 +18,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mha/internal.h"
 
@@ -63,6 +64,38 @@ void mha_packed_w_free(mha_packed_w* pw) {
   pw->data = NULL;
 }
 
+/* The L2 bytes per core, read once (sysconf, which glibc answers from CPUID
+ * leaf 4 / 0x8000001D on x86); 0 when unknown. */
+static long mha_l2_bytes(void) {
+  static long cached = -1;
+  long v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+  if (v < 0) {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    if (v < 0) v = 0;
+    __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+  }
+  return v;
+}
+
+/* MC (rows of A) and NC (columns of packed W) of the table, shrunk on a CPU
+ * whose L2 cannot hold MC·KC + NC·KC floats in 3/4 of it (the tables' values
+ * fit the 512 KiB – 2 MiB L2s of Zen 3/4 and Intel server cores; a 256 KiB
+ * client L2 gets half-size blocks). KC is never changed: it sets the order of
+ * the k-block additions, and so the bits, which must not depend on the CPU's
+ * caches within one kernel set. */
+static void mha_gemm_blocks(const mha_kernels* kr, int64_t nr, int64_t* mc, int64_t* nc) {
+  const int64_t mr = (int64_t)kr->gemm_mr, kc = (int64_t)kr->gemm_kc;
+  *mc = (int64_t)kr->gemm_mc / mr * mr;
+  *nc = (int64_t)kr->gemm_nc / nr * nr;
+  const long l2 = mha_l2_bytes();
+  while (l2 > 0 && (*mc + *nc) * kc * (int64_t)sizeof(float) > l2 / 4 * 3 && (*mc > mr || *nc > nr)) {
+    if (*mc > mr) *mc = (*mc / 2 + mr - 1) / mr * mr;
+    if (*nc > nr) *nc = (*nc / 2 + nr - 1) / nr * nr;
+  }
+}
+
 /* One tile of C: rows [i0, i0 + mt) (several MC blocks) × columns
  * [jc, jc + nc), over the whole K. For each k-slice the B block (KC×NC,
  * in L2) serves every MC block of the tile before the next slice. A is read
@@ -73,7 +106,8 @@ static void mha_gemm_tile(const mha_kernels* kr, int64_t i0, int64_t mt, int64_t
                           float* c, int64_t ldc) {
   const int64_t K = w->K, nr = (int64_t)w->nr, mr = (int64_t)kr->gemm_mr;
   const int64_t kc_max = (int64_t)kr->gemm_kc;
-  const int64_t mc_max = (int64_t)kr->gemm_mc / mr * mr; /* blocks start on tile edges */
+  int64_t mc_max, nc_unused; /* blocks start on tile edges */
+  mha_gemm_blocks(kr, nr, &mc_max, &nc_unused);
   if (bias != NULL) {
     for (int64_t i = 0; i < mt; i++) memcpy(c + (i0 + i) * ldc + jc, bias + jc, (size_t)nc * sizeof(float));
   }
@@ -116,10 +150,10 @@ enum { MHA_GEMM_UNITS_PER_THREAD = 4 };
 mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kr, int64_t M, int64_t N, int64_t nr, int nthreads) {
   /* MC a multiple of MR and NC a multiple of NR, so tiles start on tile edges */
   const int64_t mr = (int64_t)kr->gemm_mr;
-  const int64_t mc = ((int64_t)kr->gemm_mc / mr) * mr;
+  int64_t mc;
   mha_gemm_grid g;
+  mha_gemm_blocks(kr, nr, &mc, &g.nc);
   g.mtile = mc * MHA_GEMM_MC_PER_TILE;
-  g.nc = ((int64_t)kr->gemm_nc / nr) * nr;
   /* few tiles for the threads (a B = 1 prefill, a decode step): halve the
    * tiles, rows down to one MC block first (B blocks stay reused from L2),
    * then columns down to one panel, then rows down to one MR tile. The
