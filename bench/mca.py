@@ -9,7 +9,19 @@ by llvm-mca itself on a block of the same number of independent FMAs of the
 same width, so it is the model's own peak (two 256-bit FMA pipes on Zen 3/4 and
 Intel; 512-bit FMAs double-pumped on Zen 4).
 
-Usage: bench/mca.py [--check] [--cc gcc] [--out FILE.md]
+The NEON kernels are compiled with aarch64-linux-gnu-gcc (Debian's
+gcc-aarch64-linux-gnu, scripts/setup.sh --cross; skipped with a note when it
+is missing) and run through llvm-mca-16 -march=aarch64 for neoverse-n1,
+neoverse-v1, neoverse-v2 and apple-m1. LLVM 16 prices the two forms of a
+128-bit FMLA differently on some of these models (Apple M1, the Cyclone
+model: by element 0.33 cycles, vector 0.5), so a NEON bound is the smaller of
+a block of vector FMLAs and a block of the region's own FMLAs (same count,
+same forms), never the cost of the loads around them. LLVM 16's models are
+approximations of those cores: neoverse-n1 uses the Cortex-A57 model (the
+vector and by-element forms on different pipes, one 128-bit FMLA per cycle),
+neoverse-v1 and -v2 the Neoverse N2 one (two 128-bit FMLA pipes).
+
+Usage: bench/mca.py [--check] [--cc gcc] [--cc-aarch64 aarch64-linux-gnu-gcc] [--out FILE.md]
   --check   exit 1 if a full-tile k step is predicted more than 15% above its
             FMA bound on any model (the CTest performance guard: it does not
             depend on the CPU that runs it)
@@ -24,7 +36,10 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# kernel file, compile flags, vector width (bits), the models that can run it
+NEON_MODELS = ["neoverse-n1", "neoverse-v1", "neoverse-v2", "apple-m1"]
+
+# kernel file, compile flags, vector width (bits), the models that can run it;
+# width 128 is a NEON file (aarch64 compiler, llvm-mca -march=aarch64)
 KERNELS = [
     ("kernels/f32-gemm/f32-gemm-6x16-avx2.c", ["-mavx2", "-mfma"], 256,
      ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
@@ -34,13 +49,17 @@ KERNELS = [
      ["znver4", "icelake-server", "sapphirerapids"]),
     ("kernels/f32-gemm/f32-gemm-nt-4x4-avx512f.c", ["-mavx512f", "-mfma"], 512,
      ["znver4", "icelake-server", "sapphirerapids"]),
+    ("kernels/f32-gemm/f32-gemm-8x12-neon.c", [], 128, NEON_MODELS),
+    ("kernels/f32-gemm/f32-gemm-nt-4x4-neon.c", [], 128, NEON_MODELS),
 ]
 # regions whose k step is a full tile: guarded by --check
 GUARDED = {"f32_gemm_6x16__avx2.kstep", "f32_gemm_12x32__avx512f.kstep",
-           "f32_gemm_nt_4x3__avx2.kstep", "f32_gemm_nt_4x4__avx512f.kstep"}
+           "f32_gemm_nt_4x3__avx2.kstep", "f32_gemm_nt_4x4__avx512f.kstep",
+           "f32_gemm_8x12__neon.kstep", "f32_gemm_nt_4x4__neon.kstep"}
 LIMIT = 1.15
 
 FMA_RE = re.compile(r"^\s*vfmadd\w+", re.M)
+FMLA_RE = re.compile(r"^\s*fmla\s+v\d+\.4s.*$", re.M)
 
 
 def region_asm(asm):
@@ -57,18 +76,19 @@ def region_asm(asm):
             continue
         if cur is not None:
             s = line.strip()
-            if s and not s.startswith((".", "#")) and not s.endswith(":"):
+            if s and not s.startswith((".", "#", "//")) and not s.endswith(":"):
                 body.append(line)
     return regions
 
 
-def mca_cycles(mca, cpu, asm_text):
+def mca_cycles(mca, cpu, asm_text, march=None):
     with tempfile.NamedTemporaryFile("w", suffix=".s", delete=False) as f:
         f.write(asm_text + "\n")
         path = f.name
     try:
-        out = subprocess.run([mca, f"-mcpu={cpu}", "-iterations=200", path], capture_output=True,
-                             text=True, check=True).stdout
+        arch = [f"-march={march}"] if march else []
+        out = subprocess.run([mca, *arch, f"-mcpu={cpu}", "-iterations=200", path],
+                             capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(path)
     m = re.search(r"Block RThroughput:\s*([\d.]+)", out)
@@ -83,10 +103,19 @@ def fma_bound(mca, cpu, width, n_fma):
     return mca_cycles(mca, cpu, "\n".join(lines))
 
 
+def fma_bound_neon(mca, cpu, fmlas):
+    """Cycles of the region's 128-bit FMLAs alone, or of as many independent
+    vector FMLAs, whichever the model prices lower."""
+    vector = [f"fmla v{i % 24}.4s, v30.4s, v31.4s" for i in range(len(fmlas))]
+    return min(mca_cycles(mca, cpu, "\n".join(vector), "aarch64"),
+               mca_cycles(mca, cpu, "\n".join(fmlas), "aarch64"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--cc", default=os.environ.get("CC", "gcc"))
+    ap.add_argument("--cc-aarch64", default="aarch64-linux-gnu-gcc")
     ap.add_argument("--out")
     args = ap.parse_args()
     mca = shutil.which("llvm-mca-16")
@@ -95,16 +124,29 @@ def main():
         print("mca: SKIPPED: llvm-mca-16 not found (Debian package llvm-16, installed by "
               "scripts/setup.sh)", file=sys.stderr)
         return 77
-    rows, failures = [], []
+    rows, failures, notes = [], [], []
+    have_cc_aarch64 = shutil.which(args.cc_aarch64) is not None
     for src, flags, width, cpus in KERNELS:
-        cmd = [args.cc, "-O3", "-S", "-o", "-", "-DMHA_MCA", "-std=c11", "-D_DEFAULT_SOURCE",
+        neon = width == 128
+        if neon and not have_cc_aarch64:
+            notes.append(f"{src}: not compiled, {args.cc_aarch64} not found (Debian package "
+                         "gcc-aarch64-linux-gnu: scripts/setup.sh --cross)")
+            continue
+        cc = args.cc_aarch64 if neon else args.cc
+        cmd = [cc, "-O3", "-S", "-o", "-", "-DMHA_MCA", "-std=c11", "-D_DEFAULT_SOURCE",
                f"-I{ROOT}/kernels", f"-I{ROOT}/include", *flags, os.path.join(ROOT, src)]
         asm = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         for name, body in sorted(region_asm(asm).items()):
-            n_fma = len(FMA_RE.findall(body))
+            fmlas = FMLA_RE.findall(body) if neon else []
+            n_fma = len(fmlas) if neon else len(FMA_RE.findall(body))
             for cpu in cpus:
-                cyc = mca_cycles(mca, cpu, body)
-                bound = fma_bound(mca, cpu, width, n_fma) if n_fma else float("nan")
+                cyc = mca_cycles(mca, cpu, body, "aarch64" if neon else None)
+                if not n_fma:
+                    bound = float("nan")
+                elif neon:
+                    bound = fma_bound_neon(mca, cpu, fmlas)
+                else:
+                    bound = fma_bound(mca, cpu, width, n_fma)
                 ratio = cyc / bound if n_fma else float("nan")
                 rows.append((name, cpu, n_fma, cyc, bound, ratio))
                 if args.check and name in GUARDED and not ratio <= LIMIT:
@@ -117,8 +159,11 @@ def main():
         r = f"{ratio:.2f}" if n_fma else "—"
         lines.append(f"| {name} | {cpu} | {n_fma} | {cyc:.2f} | {b} | {r} |")
     table = "\n".join(lines)
-    print(f"llvm-mca-16 predictions ({args.cc} -O3), cycles per region iteration:")
+    print(f"llvm-mca-16 predictions ({args.cc} -O3; NEON: {args.cc_aarch64} -O3), "
+          "cycles per region iteration:")
     print(table)
+    for msg in notes:
+        print("mca: note: " + msg)
     if args.out:
         with open(args.out, "w") as f:
             f.write(table + "\n")

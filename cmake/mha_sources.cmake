@@ -42,3 +42,18 @@ if(MHA_ARCH STREQUAL "x86")
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_X86)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
 endif()
+
+if(MHA_ARCH STREQUAL "arm64")
+  # Advanced SIMD is part of the AArch64 base ISA: no extra flags. SLEEF's
+  # Sleef_expf4_u10advsimd for the softmax (Debian libsleef-dev:arm64, by
+  # pkg-config; the cross build points pkg-config at its own arm64 sysroot,
+  # cmake/toolchain-aarch64-linux-gnu.cmake).
+  pkg_check_modules(SLEEF REQUIRED IMPORTED_TARGET sleef)
+  list(APPEND MHA_SOURCES
+    kernels/config/table-neon.c
+    kernels/f32-gemm/f32-gemm-8x12-neon.c
+    kernels/f32-gemm/f32-gemm-nt-4x4-neon.c
+    kernels/f32-softmax/f32-softmax-online-neon.c)
+  list(APPEND MHA_ISA_DEFINES MHA_ENABLE_NEON)
+  list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
+endif()

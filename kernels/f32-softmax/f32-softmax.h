@@ -20,4 +20,9 @@ float mha_f32_softmax_online_row__avx512f(size_t n, size_t n_valid, float* s, fl
 void mha_f32_vscale__avx512f(size_t n, float* x, float alpha);
 void mha_f32_vexp_scale__avx512f(size_t n, float* x, float c, float alpha);
 
+float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float scale,
+                                       const float* add, float* m, float* l);
+void mha_f32_vscale__neon(size_t n, float* x, float alpha);
+void mha_f32_vexp_scale__neon(size_t n, float* x, float c, float alpha);
+
 #endif
