@@ -30,7 +30,8 @@
  *     never on the thread count, on B, on the other entries of the batch, on
  *     the layer's chunking, on whether a workspace is passed, or on whether
  *     weights are requested. Different kernel sets may differ in the last
- *     bits (within the documented tolerance of the scalar path).
+ *     bits (within the documented tolerance of the scalar path). A NaN is
+ *     a NaN: its sign and payload are not part of the guarantee.
  *   - A call with num_threads == 1 (or resolving to 1) opens no OpenMP
  *     parallel region, so the OpenMP runtime allocates nothing for it.
  */

@@ -292,35 +292,36 @@ static int mha_key_hidden(const mha_attn_plan* p, const mha_scratch* sc, mha_ite
   return add != NULL && add[j] == -INFINITY;
 }
 
+/* 1 if x[0..n) holds a NaN or an infinity (exponent bits all ones): integer
+ * tests, which the compiler vectorizes without -ffast-math. */
+static int mha_any_nonfinite(const float* x, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &x[i], sizeof u);
+    bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad != 0;
+}
+
 /* O += P·V over one key block. A hidden key has p = 0, but 0 · NaN = NaN: a
- * NaN or infinity in the V row of a key that some row cannot see would reach
- * that row through the GEMM. Where that can happen (a block with keys hidden
- * from some rows: the causal diagonal, an additive mask) the V rows are
- * scanned, and only if one is non-finite and hidden from a row, the GEMM runs
- * on a copy with those V rows zeroed, and the rows that do see them add
- * their term separately (so they still get the NaN or infinity). With finite
- * V the result is the plain GEMM's, bit for bit. */
+ * NaN or infinity in the V row of a key that a row cannot see would reach that
+ * row through the GEMM. The plain GEMM runs first (mha_attention_item); only
+ * when a row of the item ends non-finite is the item run again "carefully":
+ * every V row with a non-finite value is zeroed in a copy for the GEMM, and
+ * each row that sees such a key adds its term separately. Which keys are
+ * treated so depends on V alone, never on which rows share the item, so every
+ * row gets the same bits however rows are grouped (threads, B); a row that
+ * sees no such key gets the plain GEMM's bits. */
 static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
-                             int64_t j0, size_t nk, const float* vblk) {
+                             int64_t j0, size_t nk, const float* vblk, int careful) {
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk, ldv = (size_t)p->d->v.row;
-  int masked = p->d->mask.additive != NULL;
-  for (size_t r = 0; r < R && !masked; r++) masked = sc->lim[r] < j0 + (int64_t)nk;
-  if (!masked) {
-    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, ldv, sc->o, Dv, 1);
-    return;
-  }
   int any_bad = 0;
-  for (size_t j = 0; j < nk; j++) {
-    const float* vj = vblk + j * ldv;
-    float probe = 0.0f; /* v − v is NaN exactly for NaN and ±inf */
-    for (size_t c = 0; c < Dv; c++) probe += vj[c] - vj[c];
-    sc->bad[j] = probe != probe;
-    if (sc->bad[j]) { /* only a key hidden from some row matters */
-      int hidden = 0;
-      for (size_t r = 0; r < R && !hidden; r++) hidden = mha_key_hidden(p, sc, pos, r, j0, j);
-      sc->bad[j] = (unsigned char)hidden;
-      any_bad |= hidden;
+  if (careful) {
+    for (size_t j = 0; j < nk; j++) {
+      sc->bad[j] = (unsigned char)mha_any_nonfinite(vblk + j * ldv, Dv);
+      any_bad |= sc->bad[j];
     }
   }
   if (!any_bad) {
@@ -342,6 +343,33 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
   }
 }
 
+/* The flash loop of one (item, key range) over keys [k_begin, k_end), from a
+ * fresh (m, l, O). */
+static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
+                           int64_t k_begin, int64_t k_end, int careful) {
+  const mha_attention_desc* d = p->d;
+  const mha_kernels* kr = p->kr;
+  const size_t Dv = (size_t)d->Dv, NK = (size_t)p->nk;
+  for (size_t r = 0; r < R; r++) {
+    sc->m[r] = -INFINITY;
+    sc->l[r] = 0.0f;
+  }
+  memset(sc->o, 0, R * Dv * sizeof(float));
+  const float* vbase = p->v + pos.b * d->v.batch + pos.g * d->v.head;
+  for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
+    const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
+    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
+    for (size_t r = 0; r < R; r++) {
+      const float* add;
+      const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+      const size_t nv = mha_row_keys(p, pos.b, row, sc->lim[r], j0, nk, &add);
+      const float alpha = kr->softmax_online_row(nk, nv, sc->s + r * NK, p->scale, add, &sc->m[r], &sc->l[r]);
+      if (alpha != 1.0f) kr->vscale(Dv, sc->o + r * Dv, alpha);
+    }
+    mha_attention_pv(p, sc, pos, R, j0, nk, vbase + j0 * d->v.row, careful);
+  }
+}
+
 static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch);
 
 /* One (item, key range): the flash loop over the range's key blocks. */
@@ -350,32 +378,17 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   const mha_kernels* kr = p->kr;
   const mha_item_pos pos = mha_item_pos_of(p, item);
   const size_t R = (size_t)(p->G * pos.mq);
-  const size_t Dv = (size_t)d->Dv, NK = (size_t)p->nk;
+  const size_t Dv = (size_t)d->Dv;
   const mha_scratch sc = mha_scratch_of(p, scratch);
 
   const int64_t max_lim = mha_item_setup(p, pos.b, pos.g, pos.q0, pos.mq, sc.qp, sc.lim);
-  for (size_t r = 0; r < R; r++) {
-    sc.m[r] = -INFINITY;
-    sc.l[r] = 0.0f;
-  }
-  memset(sc.o, 0, R * Dv * sizeof(float));
-
   /* key blocks hidden from every row of the item are never touched */
   const int64_t k_begin = split * p->split_len;
   const int64_t k_end = k_begin + p->split_len < max_lim ? k_begin + p->split_len : max_lim;
-  const float* vbase = p->v + pos.b * d->v.batch + pos.g * d->v.head;
-  for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
-    const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
-    mha_scores(p, R, pos.b, pos.g, j0, nk, sc.qp, sc.s);
-    for (size_t r = 0; r < R; r++) {
-      const float* add;
-      const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-      const size_t nv = mha_row_keys(p, pos.b, row, sc.lim[r], j0, nk, &add);
-      const float alpha = kr->softmax_online_row(nk, nv, sc.s + r * NK, p->scale, add, &sc.m[r], &sc.l[r]);
-      if (alpha != 1.0f) kr->vscale(Dv, sc.o + r * Dv, alpha);
-    }
-    mha_attention_pv(p, &sc, pos, R, j0, nk, vbase + j0 * d->v.row);
-  }
+  mha_item_flash(p, &sc, pos, R, k_begin, k_end, 0);
+  /* a non-finite row may hold a NaN from a V row it cannot see: run again
+   * with the guard (mha_attention_pv); rare, and free when nothing is */
+  if (mha_any_nonfinite(sc.o, R * Dv)) mha_item_flash(p, &sc, pos, R, k_begin, k_end, 1);
 
   if (p->nsplit > 1) {
     /* a partial result; whichever thread finishes an item's last range
@@ -654,13 +667,20 @@ void mha_attention_desc_init(mha_attention_desc* d, int64_t B, int64_t H, int64_
   d->out = mha_strides_bhtd(H, Tq, Dv);
 }
 
+/* a·b, or INT64_MAX when it overflows: the helpers never fail, and the
+ * validation of the call refuses such a stride (its view's extent overflows) */
+static int64_t mha_mul_sat(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 mha_strides mha_strides_bhtd(int64_t H, int64_t T, int64_t width) {
-  mha_strides s = {H * T * width, T * width, width};
+  mha_strides s = {mha_mul_sat(mha_mul_sat(H, T), width), mha_mul_sat(T, width), width};
   return s;
 }
 
 mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
-  mha_strides s = {T * H * width, width, H * width};
+  mha_strides s = {mha_mul_sat(mha_mul_sat(T, H), width), width, mha_mul_sat(H, width)};
   return s;
 }
 
@@ -713,7 +733,11 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
     size_t floats;
     st = mha_attention_workspace_floats(kr, desc, weights != NULL, nthreads, &floats);
     if (st != MHA_STATUS_SUCCESS) return st;
-    ws = mha_workspace_take(desc->workspace, desc->workspace_size, floats);
+    /* the caller must pass what mha_attention_workspace_size() reports
+     * (floats + 64 bytes to align), whatever its buffer's alignment */
+    ws = desc->workspace_size / sizeof(float) < floats + 16
+             ? NULL
+             : mha_workspace_take(desc->workspace, desc->workspace_size, floats);
     if (ws == NULL) {
       return mha_error(MHA_STATUS_INVALID_ARGUMENT,
                        "%s: workspace_size %zu is smaller than mha_attention_workspace_size() (%zu)", fn,

@@ -68,7 +68,7 @@ static mha_status mha_layer_validate(const mha_layer_desc* d, int64_t* d_kv, int
   int64_t t;
   if (!mha_mul_i64(d->H, *D, &t) || !mha_mul_i64(t, d->d_model, &t) ||
       !mha_mul_i64(d->H, *Dv, &t) || !mha_mul_i64(t, d->d_model, &t) ||
-      !mha_mul_i64(*Hkv, *D + *Dv, &t) || !mha_mul_i64(t, *d_kv, &t) ||
+      !mha_add_i64(*D, *Dv, &t) || !mha_mul_i64(*Hkv, t, &t) || !mha_mul_i64(t, *d_kv, &t) ||
       !mha_mul_i64(t, 2 * (int64_t)sizeof(float), &t)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the weight sizes overflow", fn);
   }
@@ -410,7 +410,11 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
 
   /* everything is allocated (or taken from the caller's workspace) before
    * anything is written; the core, given its workspace, cannot fail */
-  float* buf = mha_workspace_take(a->workspace, a->workspace_size, c.total);
+  /* the caller must pass what mha_layer_workspace_size() reports (total + 64
+   * bytes to align), whatever its buffer's alignment */
+  float* buf = a->workspace_size / sizeof(float) < c.total + 16
+                   ? NULL
+                   : mha_workspace_take(a->workspace, a->workspace_size, c.total);
   if (a->workspace != NULL && buf == NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT,
                      "%s: workspace_size %zu is smaller than mha_layer_workspace_size() (%zu)", fn,
