@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the libFuzzer harnesses (standard library only).
+
+    python3 tests/fuzz/make_seeds.py [corpus_dir]     (default: tests/fuzz/corpus)
+
+Each seed is one named problem encoded in the byte format that
+fuzz-common.c, fuzz-attention.c and fuzz-layer.c decode: change this file
+with them. Fields left out take the harness's defaults, so a seed names only
+what makes it interesting. The directories corpus/attention and corpus/layer
+are rewritten from scratch.
+"""
+import os
+import struct
+import sys
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+# fuzz_size: bytes 0xE0..0xEB are these special values
+SPECIAL_SIZES = {0: 0xE0, -1: 0xE1, INT64_MIN: 0xE2, 1 << 62: 0xE3, INT64_MAX: 0xE4,
+                 1 << 31: 0xE5, (1 << 32) + 1: 0xE6, 2048: 0xE8, 1 << 40: 0xE9,
+                 3037000500: 0xEA, (1 << 31) - 1: 0xEB}
+
+
+def size(v):
+    """A size field: 1..8 and 9..70 in one byte, up to 2200 in three, or a special."""
+    if v in SPECIAL_SIZES:
+        return bytes([SPECIAL_SIZES[v]])
+    if 1 <= v <= 8:
+        return bytes([v - 1])
+    if 9 <= v <= 70:
+        return bytes([0x70 + v - 1])
+    if 71 <= v <= 2200:
+        return bytes([0xE7]) + struct.pack("<H", v - 1)
+    raise ValueError(f"size {v} has no encoding")
+
+
+# fuzz_layout: < 0x80 contiguous [B, H, T, W]; 0x80 + kind otherwise, then
+# the kind's own fields: three pad bytes, three sizes, or one flag byte
+LAYOUT_KINDS = ["bthd", "padded", "zero_batch", "zero_head", "zero_row", "neg_batch", "neg_head",
+                "neg_row", "rows_overlap", "heads_overlap", "batches_overlap", "huge_row",
+                "huge_head", "explicit", "bthd_padded", "unit_zero"]
+LAYOUT_FIELDS = {"padded": 3, "explicit": 3, "bthd_padded": 3, "unit_zero": 1}
+
+
+def layout(kind="bhtd", *extra):
+    if kind == "bhtd":
+        return b"\x00"
+    if len(extra) != LAYOUT_FIELDS.get(kind, 0):
+        raise ValueError(f"layout {kind} takes {LAYOUT_FIELDS.get(kind, 0)} fields")
+    out = bytes([0x80 + LAYOUT_KINDS.index(kind)])
+    for x in extra:  # a size (bytes) or a byte (int)
+        out += x if isinstance(x, bytes) else bytes([x])
+    return out
+
+
+# fuzz_scale: < 0x80 default; 0x80 + 40 + 16·s for s in [-2.5, 4.4]; 0xF0.. specials
+SPECIAL_SCALES = ["nan", "inf", "-inf", "3e38", "-3e38", "-0", "flt_min", "1e-30", "1e6",
+                  "flt_max", "0.125", "1", "30", "-1", "1e3", "0"]
+
+
+def scale(s=None):
+    if s is None:
+        return b"\x00"
+    if isinstance(s, str):
+        return bytes([0xF0 + SPECIAL_SCALES.index(s)])
+    return bytes([0x80 + 40 + round(16 * s)])
+
+
+ISAS = {"default": 0, "scalar": 1, "avx2": 2, "avx512f": 3, "neon": 4,
+        "bad5": 0xF0, "bad-1": 0xF1, "bad100": 0xF2}
+THREADS = {0: 0, 1: 1, 2: 2, 3: 0xF0, -1: 0xF1, "int_min": 0xF2}
+CAUSAL = {0: 0, 1: 1, 2: 0xF0, -1: 0xF1, "int_min": 0xF2}
+KV_LEN = {"none": 0, "random": 4, "full": 5, "empty_and_full": 6,
+          "bad-1": 7, "bad_tk+1": 7 | 8, "bad_int_max": 7 | 16, "bad_int_min": 7 | 24}
+ADDITIVE = {"none": 0, "broadcast": 3, "full": 4, "padded": 5, "per_batch": 6,
+            "key_padding": 7, "one_row": 8, "negative": 9, "short_rows": 10, "layout": 11}
+CONTENT = {"finite": 0, "some_-inf": 1, "rows_-inf": 2, "mostly_-inf": 3, "one_+inf": 4,
+           "one_nan": 5, "huge": 6, "mixed": 7}
+WORKSPACE = {"none": 0, "exact": 4, "misaligned": 5, "short": 6, "tiny": 7}
+
+
+def mask(causal=0, kv_len="none", additive="none", content="finite", extra=b""):
+    """causal, kv_len, additive kind [+ its bytes], content (only with an additive mask)."""
+    out = bytes([CAUSAL[causal], KV_LEN[kv_len], ADDITIVE[additive]]) + extra
+    if additive != "none":
+        out += bytes([CONTENT[content]])
+    return out
+
+
+CORE_NULL = {"none": 0, "q": 0xF0, "k": 0xF1, "v": 0xF2, "out": 0xF3, "desc": 0xF4, "bytes": 0xF5}
+CORE_ALIAS = {"none": 0, "k=q": 0xF0, "v=k": 0xF1, "out=q": 0xF2, "out=v": 0xF3,
+              "weights=out": 0xF4, "out=mask": 0xF5, "weights=k": 0xF6}
+CHECKS_ALL = 0x07  # reruns: threads, weights toggled, one entry
+BAD_NAN, BAD_INF = 0x08, 0x18  # NaN / +inf in a few K/V (layer: key/value input) elements
+
+
+def attention(B=1, Hkv=1, group=2, H=None, Tq=3, Tk=5, D=8, Dv=8, q="bhtd", k="bhtd", v="bhtd",
+              out="bhtd", m=None, sc=None, values=0, threads=0, isa="default", weights=0,
+              workspace="none", null="none", alias="none", checks=CHECKS_ALL):
+    """One fuzz-attention input; H = Hkv·group unless H is given."""
+    hmode = size(H) if H is not None else b""
+    data = size(B) + size(Hkv)
+    data += bytes([0xC0]) + hmode if H is not None else bytes([group - 1])
+    data += size(Tq) + size(Tk) + size(D) + size(Dv)
+    for lay in (q, k, v, out):
+        data += layout(*lay) if isinstance(lay, tuple) else layout(lay)
+    data += m if m is not None else mask()
+    data += scale(sc) + bytes([values, THREADS[threads], ISAS[isa], weights,
+                               WORKSPACE[workspace], CORE_NULL[null], CORE_ALIAS[alias], checks])
+    return data
+
+
+LAYER_NULL = {"none": 0, "desc": 0xF0, "&layer": 0xF1, "layer": 0xF2, "args": 0xF3, "x_q": 0xF4,
+              "out": 0xF5, "bytes": 0xF6}
+LAYER_ALIAS = {"none": 0, "out=x_q": 0xF0, "out=x_k": 0xF1, "weights=out": 0xF2,
+               "weights=x_q": 0xF3, "workspace=out": 0xF4}
+FORMS = {"separate": 0, "in_proj": 5, "in_proj+w_q": 6, "no_w_q": 7, "no_w_k": 7 | 8,
+         "no_w_v": 7 | 16}
+INPUTS = {"self": 0, "cross_kv": 4, "cross": 6, "x_v_only": 7}
+
+
+def hkv_byte(H, Hkv):
+    """The Hkv field: 0 (default = H), H / divisor, or an explicit size."""
+    if Hkv == 0:
+        return b"\x00"
+    if Hkv > 0 and H % Hkv == 0 and H // Hkv <= 8:
+        return bytes([((H // Hkv - 1) << 2) | 1])  # the largest divisor <= 1 + (b >> 2) % 8
+    return bytes([0xF0]) + size(Hkv)
+
+
+def optional(v, threshold):
+    """D, Dv, d_kv: 0 is the default; anything else is a marker byte and a size."""
+    return b"\x00" if v == 0 else bytes([threshold]) + size(v)
+
+
+def layer(d_model=16, H=2, Hkv=0, D=0, Dv=0, d_kv=0, out_in=1, form="separate", biases="",
+          w_o=True, isa="default", B=1, Tq=4, Tk=5, inputs="self", m=None, weights=0, sc=None,
+          threads=0, workspace="none", null="none", checks=CHECKS_ALL, alias="none"):
+    """One fuzz-layer input; biases is a string of q k v o p (in_proj_bias)."""
+    bias_bits = sum(1 << "qkvop".index(ch) for ch in biases)
+    layout_byte = out_in if out_in in (0, 1) else (0xF1 if out_in == 2 else 0xF0)
+    data = size(d_model) + size(H) + hkv_byte(H, Hkv)
+    data += optional(D, 0xA0) + optional(Dv, 0xC0) + optional(d_kv, 0xC0)
+    data += bytes([layout_byte, FORMS[form], bias_bits, 0 if w_o else 3, ISAS[isa]])
+    data += size(B) + size(Tq) + size(Tk) + bytes([INPUTS[inputs]])
+    data += m if m is not None else mask()
+    data += bytes([weights]) + scale(sc)
+    data += bytes([THREADS[threads], WORKSPACE[workspace], LAYER_NULL[null], checks,
+                   LAYER_ALIAS[alias]])
+    return data
+
+
+ATTENTION_SEEDS = {
+    # the paths a real engine takes
+    "prefill-causal": attention(B=2, Hkv=2, group=2, Tq=16, Tk=16, D=32, Dv=32, m=mask(causal=1)),
+    "prefill-gqa-bthd": attention(B=2, Hkv=2, group=4, Tq=33, Tk=33, D=16, Dv=16, q="bthd",
+                                  k="bthd", v="bthd", out="bthd", m=mask(causal=1)),
+    "decode-mqa-2048": attention(B=1, Hkv=1, group=4, Tq=1, Tk=2048, D=64, Dv=64),
+    "decode-gqa-kvlen": attention(B=2, Hkv=2, group=2, Tq=1, Tk=2048, D=16, Dv=16,
+                                  m=mask(kv_len="random"), threads=2),
+    "decode-2100-causal": attention(B=1, Hkv=1, group=2, Tq=1, Tk=2100, D=64, Dv=64,
+                                    m=mask(causal=1)),
+    "chunked-prefill-tq<tk": attention(B=1, Hkv=1, group=3, Tq=7, Tk=65, D=24, Dv=12,
+                                       m=mask(causal=1), weights=1),
+    "tq>tk-causal-weights": attention(B=1, Hkv=2, group=1, Tq=9, Tk=4, D=7, Dv=5,
+                                      m=mask(causal=1), weights=1),
+    # every mask kind
+    "mask-kvlen-empty-full": attention(B=3, Hkv=1, group=2, Tq=5, Tk=9,
+                                       m=mask(kv_len="empty_and_full"), weights=1),
+    "mask-broadcast-some-inf": attention(B=2, Hkv=1, group=2, Tq=6, Tk=10,
+                                         m=mask(additive="broadcast", content="some_-inf")),
+    "mask-full-rows-inf": attention(B=2, Hkv=2, group=1, Tq=4, Tk=8, weights=1,
+                                    m=mask(additive="full", content="rows_-inf")),
+    "mask-padded-mostly-inf": attention(B=2, Hkv=1, group=1, Tq=3, Tk=20,
+                                        m=mask(causal=1, additive="padded", extra=b"\x05",
+                                               content="mostly_-inf")),
+    "mask-per-batch-huge": attention(B=2, Hkv=1, group=2, Tq=4, Tk=6,
+                                     m=mask(additive="per_batch", content="huge")),
+    "mask-key-padding-nan": attention(B=2, Hkv=1, group=2, Tq=4, Tk=6, weights=1,
+                                      m=mask(additive="key_padding", content="one_nan")),
+    "mask-one-row-plus-inf": attention(B=1, Hkv=1, group=1, Tq=3, Tk=6,
+                                       m=mask(additive="one_row", content="one_+inf")),
+    "mask-all-kinds-mixed": attention(B=3, Hkv=1, group=2, Tq=8, Tk=8, weights=1,
+                                      m=mask(causal=1, kv_len="random", additive="full",
+                                             content="mixed")),
+    "nonfinite-kv-causal": attention(B=2, Hkv=2, group=2, Tq=24, Tk=24, m=mask(causal=1),
+                                   weights=1, checks=CHECKS_ALL | BAD_NAN),
+    "nonfinite-kv-kvlen-decode": attention(B=3, Hkv=2, group=2, Tq=1, Tk=300,
+                                         m=mask(kv_len="random"), checks=CHECKS_ALL | BAD_NAN),
+    "nonfinite-kv-inf-additive": attention(B=1, Hkv=1, group=2, Tq=8, Tk=40,
+                                     m=mask(additive="full", content="some_-inf"),
+                                     checks=CHECKS_ALL | BAD_INF),
+    # layouts, workspaces, values, kernel sets
+    "strides-padded-broadcast": attention(B=2, Hkv=2, group=2, Tq=5, Tk=7, D=9, Dv=3,
+                                          q=("padded", 3, 5, 7), k="zero_batch", v=("unit_zero", 1),
+                                          out=("bthd_padded", 1, 2, 3)),
+    "workspace-exact-scalar": attention(B=2, Hkv=1, group=2, Tq=8, Tk=8, workspace="exact",
+                                        isa="scalar", weights=1),
+    "workspace-misaligned-avx2": attention(B=1, Hkv=1, group=2, Tq=1, Tk=300,
+                                           workspace="misaligned", isa="avx2"),
+    "logits-high-avx512f": attention(B=1, Hkv=1, group=2, Tq=4, Tk=64, D=32, values=1,
+                                     isa="avx512f", threads=1),
+    "logits-large-scale": attention(B=1, Hkv=1, group=1, Tq=4, Tk=16, values=2, sc=4.0),
+    # what must be refused
+    "bad-workspace-short": attention(workspace="short"),
+    "bad-h-not-multiple": attention(Hkv=3, H=4),
+    "bad-sizes-huge": attention(Tq=1 << 62, D=INT64_MAX),
+    "bad-size-zero": attention(Tk=0),
+    "bad-out-overlaps": attention(Tq=4, out="rows_overlap"),
+    "bad-out-head-stride-0": attention(out="zero_head"),
+    "bad-negative-stride": attention(k="neg_row"),
+    "bad-huge-strides": attention(q="huge_row", v=("explicit", size(1 << 40), size(1), size(8))),
+    "bad-scale-nan": attention(sc="nan"),
+    "bad-scale-3e38": attention(sc="3e38", values=2),
+    "bad-causal-2": attention(m=mask(causal=2)),
+    "bad-kvlen-tk+1": attention(B=2, m=mask(kv_len="bad_tk+1")),
+    "bad-isa-neon": attention(isa="neon"),
+    "bad-isa-value": attention(isa="bad5"),
+    "bad-null-q": attention(null="q"),
+    "bad-out-is-q": attention(alias="out=q"),
+    "bad-weights-is-out": attention(weights=1, alias="weights=out"),
+    "bad-threads-negative": attention(threads=-1),
+}
+
+LAYER_SEEDS = {
+    "self-bert-biases-causal": layer(d_model=64, H=4, biases="qkvo", B=2, Tq=16, m=mask(causal=1)),
+    "self-in-out-layout": layer(d_model=24, H=3, out_in=0, B=2, Tq=7, weights=1),
+    "self-gqa": layer(d_model=64, H=8, Hkv=2, B=1, Tq=12, m=mask(causal=1, kv_len="random")),
+    "self-in-proj": layer(d_model=32, H=4, form="in_proj", biases="op", B=2, Tq=9),
+    "self-no-w-o": layer(d_model=40, H=5, w_o=False, B=2, Tq=6, weights=1),
+    "self-explicit-head-widths": layer(d_model=40, H=3, D=24, Dv=16, B=1, Tq=5,
+                                       m=mask(additive="broadcast", content="some_-inf")),
+    "cross-kv-fused": layer(d_model=32, d_kv=48, H=4, B=2, Tq=6, Tk=20, inputs="cross_kv",
+                            m=mask(kv_len="empty_and_full")),
+    "cross-separate-x-v": layer(d_model=16, H=2, B=2, Tq=3, Tk=30, inputs="cross",
+                                m=mask(additive="key_padding", content="rows_-inf"), weights=1),
+    "cross-decode": layer(d_model=32, H=4, Hkv=1, B=1, Tq=1, Tk=700, inputs="cross_kv",
+                          threads=2),
+    "nonfinite-input-self-causal": layer(d_model=16, H=2, B=2, Tq=10, m=mask(causal=1),
+                                       checks=CHECKS_ALL | BAD_NAN),
+    "nonfinite-input-inf-cross-kvlen": layer(d_model=16, H=2, B=2, Tq=3, Tk=12, inputs="cross",
+                                       m=mask(kv_len="random"), weights=1,
+                                       checks=CHECKS_ALL | BAD_INF),
+    "workspace-exact": layer(d_model=16, H=4, B=3, Tq=5, workspace="exact", isa="scalar"),
+    "workspace-misaligned": layer(d_model=16, H=2, B=2, Tq=5, workspace="misaligned", isa="avx2"),
+    # what must be refused
+    "bad-workspace-short": layer(workspace="short"),
+    "bad-in-proj-with-w-q": layer(form="in_proj+w_q"),
+    "bad-missing-w-k": layer(form="no_w_k"),
+    "bad-in-proj-shape": layer(d_model=16, H=2, d_kv=8, form="in_proj"),
+    "bad-b-o-without-w-o": layer(biases="o", w_o=False),
+    "bad-d-model-not-multiple": layer(d_model=10, H=3),
+    "bad-layout": layer(out_in=2),
+    "bad-huge-head-width": layer(d_model=1, H=1, D=1 << 62, Dv=1 << 62),
+    "bad-self-with-d-kv": layer(d_kv=8, inputs="self"),
+    "bad-x-v-without-x-k": layer(inputs="x_v_only"),
+    "bad-batch-zero": layer(B=0),
+    "bad-tq-huge": layer(Tq=1 << 62),
+    "bad-isa-neon": layer(isa="neon"),
+    "bad-null-args": layer(null="args"),
+    "bad-out-is-x-q": layer(alias="out=x_q"),
+    "bad-workspace-is-out": layer(alias="workspace=out"),
+}
+
+
+def write(directory, seeds):
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        os.remove(os.path.join(directory, name))
+    for name, data in seeds.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+    write(os.path.join(root, "attention"), ATTENTION_SEEDS)
+    write(os.path.join(root, "layer"), LAYER_SEEDS)
+    print(f"{len(ATTENTION_SEEDS)} attention and {len(LAYER_SEEDS)} layer seeds in {root}")
+
+
+if __name__ == "__main__":
+    main()
