@@ -242,9 +242,10 @@ void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int
  * change the bits of out.
  *
  * Decode (few query rows per K/V head) splits the keys into ranges of a fixed
- * number of key blocks (at most 16 ranges, each at least 4 blocks), runs the
- * ranges in parallel and merges them by log-sum-exp in a fixed order: the
- * split is a function of Tk only.
+ * number of key blocks (enough ranges for 256 units over the entry's Hkv
+ * heads, at most 64, each at least 2 blocks), runs the ranges in parallel and
+ * merges them by log-sum-exp in a fixed order: the split is a function of one
+ * entry's shape (Hkv, Tk) only.
  *
  * Returns SUCCESS, NULL_POINTER (desc, q, k, v or out), INVALID_SIZE,
  * INVALID_SHAPE (H % Hkv), INVALID_STRIDE, INVALID_ARGUMENT (scale,
