@@ -15,29 +15,8 @@
 #include <stddef.h>
 
 #include "config/mca-markers.h"
+#include "config/neon-parts.h"
 #include "f32-gemm/f32-gemm.h"
-
-/* p[0..r) in lanes 0..r-1 (r = 1..3), zeros above: reads nothing past p[r-1]. */
-static inline __attribute__((always_inline)) float32x4_t mha_neon_load_part(const float* p,
-                                                                           size_t r) {
-  const float32x2_t z = vdup_n_f32(0.0f);
-  switch (r) {
-    case 1: return vcombine_f32(vld1_lane_f32(p, z, 0), z);
-    case 2: return vcombine_f32(vld1_f32(p), z);
-    default: return vcombine_f32(vld1_f32(p), vld1_lane_f32(p + 2, z, 0));
-  }
-}
-
-/* lanes 0..r-1 of v to p[0..r) (r = 1..3) */
-static inline __attribute__((always_inline)) void mha_neon_store_part(float* p, float32x4_t v,
-                                                                      size_t r) {
-  if (r == 1) {
-    vst1q_lane_f32(p, v, 0);
-  } else {
-    vst1_f32(p, vget_low_f32(v));
-    if (r == 3) vst1q_lane_f32(p + 2, v, 2);
-  }
-}
 
 /* One tile of MR rows and NV vectors of columns (compile-time constants);
  * PART: the last vector holds only rn = 1..3 columns (a runtime count).

@@ -13,20 +13,10 @@
 #include <stddef.h>
 
 #include "config/mca-markers.h"
+#include "config/neon-parts.h"
 #include "f32-gemm/f32-gemm.h"
 
 enum { NJ = 4 }; /* keys per pass */
-
-/* p[0..r) in lanes 0..r-1 (r = 1..3), zeros above: reads nothing past p[r-1]. */
-static inline __attribute__((always_inline)) float32x4_t mha_nt_load_part(const float* p,
-                                                                         size_t r) {
-  const float32x2_t z = vdup_n_f32(0.0f);
-  switch (r) {
-    case 1: return vcombine_f32(vld1_lane_f32(p, z, 0), z);
-    case 2: return vcombine_f32(vld1_f32(p), z);
-    default: return vcombine_f32(vld1_f32(p), vld1_lane_f32(p + 2, z, 0));
-  }
-}
 
 /* rows [0, MI) of A against keys [0, n) of B; MI is a compile-time constant */
 static inline __attribute__((always_inline)) void mha_gemm_nt_rows_neon(
@@ -60,10 +50,10 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_neon(
       const size_t r = k - p;
       float32x4_t bv[NJ];
 #pragma GCC unroll 4
-      for (size_t j = 0; j < NJ; j++) bv[j] = mha_nt_load_part(br[j] + p, r);
+      for (size_t j = 0; j < NJ; j++) bv[j] = mha_neon_load_part(br[j] + p, r);
 #pragma GCC unroll 4
       for (size_t i = 0; i < MI; i++) {
-        const float32x4_t av = mha_nt_load_part(a + i * lda + p, r);
+        const float32x4_t av = mha_neon_load_part(a + i * lda + p, r);
 #pragma GCC unroll 4
         for (size_t j = 0; j < NJ; j++) acc[i][j] = vfmaq_f32(acc[i][j], av, bv[j]);
       }

@@ -6,29 +6,8 @@
 #include <sleef.h>
 #include <stddef.h>
 
+#include "config/neon-parts.h"
 #include "f32-softmax/f32-softmax.h"
-
-/* p[0..r) in lanes 0..r-1 (r = 1..3), zeros above: reads nothing past p[r-1]. */
-static inline __attribute__((always_inline)) float32x4_t mha_sm_load_part(const float* p,
-                                                                         size_t r) {
-  const float32x2_t z = vdup_n_f32(0.0f);
-  switch (r) {
-    case 1: return vcombine_f32(vld1_lane_f32(p, z, 0), z);
-    case 2: return vcombine_f32(vld1_f32(p), z);
-    default: return vcombine_f32(vld1_f32(p), vld1_lane_f32(p + 2, z, 0));
-  }
-}
-
-/* lanes 0..r-1 of v to p[0..r) (r = 1..3) */
-static inline __attribute__((always_inline)) void mha_sm_store_part(float* p, float32x4_t v,
-                                                                    size_t r) {
-  if (r == 1) {
-    vst1q_lane_f32(p, v, 0);
-  } else {
-    vst1_f32(p, vget_low_f32(v));
-    if (r == 3) vst1q_lane_f32(p + 2, v, 2);
-  }
-}
 
 /* all-ones in lanes 0..r-1 */
 static inline uint32x4_t mha_sm_lanes_below(size_t r) {
@@ -41,7 +20,7 @@ static void mha_zero_tail_neon(float* s, size_t from, size_t n) {
   const float32x4_t zero = vdupq_n_f32(0.0f);
   size_t j = from;
   for (; j + 4 <= n; j += 4) vst1q_f32(s + j, zero);
-  if (j < n) mha_sm_store_part(s + j, zero, n - j);
+  if (j < n) mha_neon_store_part(s + j, zero, n - j);
 }
 
 /* Scale and mask one vector of scores: x·scale, then + add, where an
@@ -78,9 +57,9 @@ float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float
   if (j < n_valid) {
     const size_t r = n_valid - j;
     float32x4_t a;
-    if (add != NULL) a = mha_sm_load_part(add + j, r);
-    float32x4_t x = mha_scale_add4(mha_sm_load_part(s + j, r), vscale, add != NULL ? &a : NULL);
-    mha_sm_store_part(s + j, x, r);
+    if (add != NULL) a = mha_neon_load_part(add + j, r);
+    float32x4_t x = mha_scale_add4(mha_neon_load_part(s + j, r), vscale, add != NULL ? &a : NULL);
+    mha_neon_store_part(s + j, x, r);
     x = vbslq_f32(mha_sm_lanes_below(r), x, ninf); /* lanes past the tail: -inf */
     nan_acc = vorrq_u32(nan_acc, vmvnq_u32(vceqq_f32(x, x)));
     vmax = vmaxnmq_f32(vmax, x);
@@ -104,8 +83,8 @@ float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float
   }
   if (j < n_valid) {
     const size_t r = n_valid - j;
-    const float32x4_t p = Sleef_expf4_u10advsimd(vsubq_f32(mha_sm_load_part(s + j, r), vm));
-    mha_sm_store_part(s + j, p, r);
+    const float32x4_t p = Sleef_expf4_u10advsimd(vsubq_f32(mha_neon_load_part(s + j, r), vm));
+    mha_neon_store_part(s + j, p, r);
     vsum = vaddq_f32(vsum, vbslq_f32(mha_sm_lanes_below(r), p, zero));
   }
   mha_zero_tail_neon(s, n_valid, n);
@@ -121,7 +100,7 @@ void mha_f32_vscale__neon(size_t n, float* x, float alpha) {
   const float32x4_t va = vdupq_n_f32(alpha);
   size_t j = 0;
   for (; j + 4 <= n; j += 4) vst1q_f32(x + j, vmulq_f32(vld1q_f32(x + j), va));
-  if (j < n) mha_sm_store_part(x + j, vmulq_f32(mha_sm_load_part(x + j, n - j), va), n - j);
+  if (j < n) mha_neon_store_part(x + j, vmulq_f32(mha_neon_load_part(x + j, n - j), va), n - j);
 }
 
 void mha_f32_vexp_scale__neon(size_t n, float* x, float c, float alpha) {
@@ -133,7 +112,7 @@ void mha_f32_vexp_scale__neon(size_t n, float* x, float c, float alpha) {
   }
   if (j < n) {
     const size_t r = n - j;
-    const float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(mha_sm_load_part(x + j, r), vc));
-    mha_sm_store_part(x + j, vmulq_f32(e, va), r);
+    const float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(mha_neon_load_part(x + j, r), vc));
+    mha_neon_store_part(x + j, vmulq_f32(e, va), r);
   }
 }
