@@ -475,10 +475,8 @@ enum { MHA_ATTN_UNITS_PER_THREAD = 4 };
  * scratch, the packed Kᵀ blocks (prefill form), the decode partials. Every
  * product is overflow-checked. */
 static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
-                                     const mha_attention_desc* d, int with_weights, int* nthreads,
-                                     size_t* ws_floats) {
+                                     const mha_attention_desc* d, int* nthreads, size_t* ws_floats) {
   static const char fn[] = "mha_attention_f32";
-  (void)with_weights; /* the schedule, and so the bits of out, do not depend on it */
   memset(p, 0, sizeof *p);
   p->kr = kr;
   p->d = d;
@@ -587,7 +585,7 @@ mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_d
                                     int64_t* pack_units, int64_t* units) {
   mha_attn_plan p;
   size_t floats;
-  mha_status st = mha_attn_plan_make(&p, kr, d, 0, &nthreads, &floats);
+  mha_status st = mha_attn_plan_make(&p, kr, d, &nthreads, &floats);
   if (st != MHA_STATUS_SUCCESS) return st;
   *pack_units = p.kt_blocks * MHA_KT_PARTS;
   *units = p.units;
@@ -595,16 +593,17 @@ mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_d
 }
 
 mha_status mha_attention_workspace_floats(const mha_kernels* kr, const mha_attention_desc* d,
-                                          int with_weights, int nthreads, size_t* floats) {
+                                          int nthreads, size_t* floats) {
   mha_attn_plan p;
-  return mha_attn_plan_make(&p, kr, d, with_weights, &nthreads, floats);
+  return mha_attn_plan_make(&p, kr, d, &nthreads, floats);
 }
 
-/* A caller's workspace, aligned up to 64 bytes, if it holds `floats`; else NULL. */
+/* A caller's workspace, aligned up to 64 bytes, if it has the size that
+ * *_workspace_size() reports (floats + 64 bytes, whatever its alignment);
+ * else NULL. */
 float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
-  if (ws == NULL) return NULL;
+  if (ws == NULL || ws_bytes / sizeof(float) < floats + 64 / sizeof(float)) return NULL;
   const size_t pad = (64 - (uintptr_t)ws % 64) % 64;
-  if (ws_bytes < pad || (ws_bytes - pad) / sizeof(float) < floats) return NULL;
   return (float*)((char*)ws + pad);
 }
 
@@ -614,7 +613,7 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
   size_t total = 0;
-  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, &nthreads, &total);
+  mha_status st = mha_attn_plan_make(&p, kr, d, &nthreads, &total);
   if (st != MHA_STATUS_SUCCESS) return st;
   p.q = q;
   p.k = k;
@@ -712,16 +711,11 @@ static mha_status mha_attention_check_overlap(const char* fn, const mha_attentio
   }
   if (weights != NULL) nw = (size_t)(d->B * d->H * d->Tq * d->Tk) * sizeof(float); /* validated */
   const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
-  const struct { const char* name; const void* p; size_t n; } in[] = {
-      {"q", q, nq}, {"k", k, nk}, {"v", v, nv}, {"mask.additive", d->mask.additive, nadd},
-      {"mask.kv_len", d->mask.kv_len, nlen}};
-  for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-    if ((st = mha_check_disjoint(fn, "out", out, nout, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS ||
-        (st = mha_check_disjoint(fn, "weights", weights, nw, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS) {
-      return st;
-    }
-  }
-  return mha_check_disjoint(fn, "weights", weights, nw, "out", out, nout);
+  const mha_span in[] = {{"q", q, nq}, {"k", k, nk}, {"v", v, nv},
+                         {"mask.additive", d->mask.additive, nadd},
+                         {"mask.kv_len", d->mask.kv_len, nlen}};
+  return mha_check_outputs_disjoint(fn, (mha_span){"out", out, nout},
+                                    (mha_span){"weights", weights, nw}, in, sizeof in / sizeof in[0]);
 }
 
 mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
@@ -736,13 +730,9 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
   float* ws = NULL;
   if (desc->workspace != NULL) {
     size_t floats;
-    st = mha_attention_workspace_floats(kr, desc, weights != NULL, nthreads, &floats);
+    st = mha_attention_workspace_floats(kr, desc, nthreads, &floats);
     if (st != MHA_STATUS_SUCCESS) return st;
-    /* the caller must pass what mha_attention_workspace_size() reports
-     * (floats + 64 bytes to align), whatever its buffer's alignment */
-    ws = desc->workspace_size / sizeof(float) < floats + 16
-             ? NULL
-             : mha_workspace_take(desc->workspace, desc->workspace_size, floats);
+    ws = mha_workspace_take(desc->workspace, desc->workspace_size, floats);
     if (ws == NULL) {
       return mha_error(MHA_STATUS_INVALID_ARGUMENT,
                        "%s: workspace_size %zu is smaller than mha_attention_workspace_size() (%zu)", fn,
@@ -763,8 +753,7 @@ mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   size_t floats;
-  st = mha_attention_workspace_floats(kr, desc, with_weights != 0,
-                                      mha_resolve_threads(desc->num_threads), &floats);
+  st = mha_attention_workspace_floats(kr, desc, mha_resolve_threads(desc->num_threads), &floats);
   if (st != MHA_STATUS_SUCCESS) return st;
   *bytes = floats * sizeof(float) + 64; /* + room to align a caller's buffer */
   return MHA_STATUS_SUCCESS;

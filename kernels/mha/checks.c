@@ -67,16 +67,27 @@ mha_status mha_check_view_injective(const char* fn, const char* what, int64_t n0
   return MHA_STATUS_SUCCESS;
 }
 
-mha_status mha_check_disjoint(const char* fn, const char* what_a, const void* a, size_t bytes_a,
-                              const char* what_b, const void* b, size_t bytes_b) {
-  if (a == NULL || b == NULL || bytes_a == 0 || bytes_b == 0) return MHA_STATUS_SUCCESS;
-  const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
-  if (a0 < b0 + bytes_b && b0 < a0 + bytes_a) {
+static mha_status mha_check_disjoint(const char* fn, mha_span a, mha_span b) {
+  if (a.p == NULL || b.p == NULL || a.bytes == 0 || b.bytes == 0) return MHA_STATUS_SUCCESS;
+  const uintptr_t a0 = (uintptr_t)a.p, b0 = (uintptr_t)b.p;
+  if (a0 < b0 + b.bytes && b0 < a0 + a.bytes) {
     return mha_error(MHA_STATUS_INVALID_STRIDE,
-                     "%s: %s overlaps %s (the memory they address must be disjoint)", fn, what_a,
-                     what_b);
+                     "%s: %s overlaps %s (the memory they address must be disjoint)", fn, a.name,
+                     b.name);
   }
   return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_check_outputs_disjoint(const char* fn, mha_span out, mha_span weights,
+                                      const mha_span* inputs, size_t n) {
+  mha_status st;
+  for (size_t i = 0; i < n; i++) {
+    if ((st = mha_check_disjoint(fn, out, inputs[i])) != MHA_STATUS_SUCCESS ||
+        (st = mha_check_disjoint(fn, weights, inputs[i])) != MHA_STATUS_SUCCESS) {
+      return st;
+    }
+  }
+  return mha_check_disjoint(fn, weights, out);
 }
 
 int mha_resolve_threads(int requested) {

@@ -40,10 +40,18 @@ mha_status mha_view_span(const char* fn, const char* what, int64_t n0, int64_t n
 mha_status mha_check_view_injective(const char* fn, const char* what, int64_t n0, int64_t n1,
                                     int64_t n2, int64_t width, const mha_strides* s);
 
-/* INVALID_STRIDE (naming both) if the byte ranges [a, a + bytes_a) and
- * [b, b + bytes_b) intersect; NULL or empty ranges never do. */
-mha_status mha_check_disjoint(const char* fn, const char* what_a, const void* a, size_t bytes_a,
-                              const char* what_b, const void* b, size_t bytes_b);
+/* A named byte range a call reads or writes: [p, p + bytes); NULL or empty
+ * ranges overlap nothing. */
+typedef struct mha_span {
+  const char* name;
+  const void* p;
+  size_t bytes;
+} mha_span;
+
+/* INVALID_STRIDE (naming both) if out or weights overlaps one of inputs[0..n)
+ * or the other output; SUCCESS otherwise. */
+mha_status mha_check_outputs_disjoint(const char* fn, mha_span out, mha_span weights,
+                                      const mha_span* inputs, size_t n);
 
 /* The number of threads a call uses: requested > 0 as is; 0 → OpenMP's
  * default, or 1 inside an active parallel region (no oversubscription). */
@@ -88,7 +96,7 @@ mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_des
                              const float* q, const float* k, const float* v, float* out,
                              float* weights, int nthreads, float* workspace);
 mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
-                                          int with_weights, int nthreads, size_t* floats);
+                                          int nthreads, size_t* floats);
 
 /* The parallel stages of a core call at nthreads threads: the Kᵀ packing
  * blocks (0 in the dot-product form) and the (item, key range) units; the
@@ -96,7 +104,8 @@ mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_
 mha_status mha_attention_work_units(const mha_kernels* kernels, const mha_attention_desc* desc,
                                     int nthreads, int64_t* pack_units, int64_t* units);
 
-/* A caller's workspace, aligned up to 64 bytes, if it holds `floats` floats; else NULL. */
+/* A caller's workspace, aligned up to 64 bytes, if its size is at least what
+ * *_workspace_size() reports for `floats` (floats·4 + 64 bytes); else NULL. */
 float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats);
 
 /* Validates a core descriptor and the pointers, and with_weights: that a

@@ -292,11 +292,11 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   size_t n_last = 0;
   cd->B = B % c->chunk;
   if (cd->B != 0) {
-    st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &n_last);
+    st = mha_attention_workspace_floats(L->kr, cd, c->nthreads, &n_last);
     if (st != MHA_STATUS_SUCCESS) return st;
   }
   cd->B = c->chunk;
-  st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &c->n_attn);
+  st = mha_attention_workspace_floats(L->kr, cd, c->nthreads, &c->n_attn);
   if (st != MHA_STATUS_SUCCESS) return st;
   if (n_last > c->n_attn) c->n_attn = n_last;
   /* the core's part starts 64-byte aligned */
@@ -381,20 +381,15 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
                           &nadd)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  const struct { const char* name; const void* p; size_t n; } in[] = {
+  const mha_span in[] = {
       {"x_q", a->x_q, B * Tq * (size_t)L->d_model * f},
       {"x_k", a->x_k, B * Tk * (size_t)L->d_kv * f},
       {"x_v", a->x_v, B * Tk * (size_t)L->d_kv * f},
       {"mask.additive", a->mask.additive, nadd},
       {"mask.kv_len", a->mask.kv_len, a->mask.kv_len ? B * sizeof(int32_t) : 0},
       {"workspace", a->workspace, a->workspace ? a->workspace_size : 0}};
-  for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-    if ((st = mha_check_disjoint(fn, "out", a->out, nout, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS ||
-        (st = mha_check_disjoint(fn, "weights", a->weights, nw, in[i].name, in[i].p, in[i].n)) != MHA_STATUS_SUCCESS) {
-      return st;
-    }
-  }
-  return mha_check_disjoint(fn, "weights", a->weights, nw, "out", a->out, nout);
+  return mha_check_outputs_disjoint(fn, (mha_span){"out", a->out, nout},
+                                    (mha_span){"weights", a->weights, nw}, in, sizeof in / sizeof in[0]);
 }
 
 mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
@@ -410,11 +405,7 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
 
   /* everything is allocated (or taken from the caller's workspace) before
    * anything is written; the core, given its workspace, cannot fail */
-  /* the caller must pass what mha_layer_workspace_size() reports (total + 64
-   * bytes to align), whatever its buffer's alignment */
-  float* buf = a->workspace_size / sizeof(float) < c.total + 16
-                   ? NULL
-                   : mha_workspace_take(a->workspace, a->workspace_size, c.total);
+  float* buf = mha_workspace_take(a->workspace, a->workspace_size, c.total);
   if (a->workspace != NULL && buf == NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT,
                      "%s: workspace_size %zu is smaller than mha_layer_workspace_size() (%zu)", fn,
