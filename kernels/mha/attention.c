@@ -187,11 +187,25 @@ static size_t mha_row_keys(const mha_attn_plan* p, int64_t b, mha_row row, int64
   return nv < 0 ? 0 : nv > (int64_t)nk ? nk : (size_t)nv;
 }
 
+/* The item's coordinates: batch entry, K/V head, first query row, rows per head. */
+typedef struct mha_item_pos {
+  int64_t b, g, q0, mq;
+} mha_item_pos;
+
+static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
+  mha_item_pos pos;
+  pos.q0 = (item % p->nqb) * p->mq;
+  pos.g = (item / p->nqb) % p->d->Hkv;
+  pos.b = item / (p->nqb * p->d->Hkv);
+  pos.mq = p->d->Tq - pos.q0 < p->mq ? p->d->Tq - pos.q0 : p->mq;
+  return pos;
+}
+
 /* Packs an item's query rows into qp [R × D] and sets lim[r]: the row sees
  * keys [0, lim[r]) (causal and kv_len are both prefixes). Returns the largest
  * lim, the end of the keys any row of the item sees. */
-static int64_t mha_item_setup(const mha_attn_plan* p, int64_t b, int64_t g, int64_t q0, int64_t mq,
-                              float* qp, int64_t* lim) {
+static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lim) {
+  const int64_t b = pos.b, g = pos.g, q0 = pos.q0, mq = pos.mq;
   const mha_attention_desc* d = p->d;
   const size_t R = (size_t)(p->G * mq), D = (size_t)d->D;
   const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
@@ -205,20 +219,6 @@ static int64_t mha_item_setup(const mha_attn_plan* p, int64_t b, int64_t g, int6
     if (lim[r] > max_lim) max_lim = lim[r];
   }
   return max_lim;
-}
-
-/* The item's coordinates: batch entry, K/V head, first query row, rows per head. */
-typedef struct mha_item_pos {
-  int64_t b, g, q0, mq;
-} mha_item_pos;
-
-static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
-  mha_item_pos pos;
-  pos.q0 = (item % p->nqb) * p->mq;
-  pos.g = (item / p->nqb) % p->d->Hkv;
-  pos.b = item / (p->nqb * p->d->Hkv);
-  pos.mq = p->d->Tq - pos.q0 < p->mq ? p->d->Tq - pos.q0 : p->mq;
-  return pos;
 }
 
 /* The per-thread scratch of an item: query rows, a score tile, the output
@@ -381,7 +381,7 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   const size_t Dv = (size_t)d->Dv;
   const mha_scratch sc = mha_scratch_of(p, scratch);
 
-  const int64_t max_lim = mha_item_setup(p, pos.b, pos.g, pos.q0, pos.mq, sc.qp, sc.lim);
+  const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lim);
   /* key blocks hidden from every row of the item are never touched */
   const int64_t k_begin = split * p->split_len;
   const int64_t k_end = k_begin + p->split_len < max_lim ? k_begin + p->split_len : max_lim;
@@ -448,7 +448,7 @@ static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scr
     sc.l[r] = L;
   }
   if (p->weights != NULL) {
-    const int64_t max_lim = mha_item_setup(p, pos.b, pos.g, pos.q0, pos.mq, sc.qp, sc.lim);
+    const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lim);
     mha_attention_weights(p, pos, &sc, max_lim);
   }
 }

@@ -101,13 +101,11 @@ static void mha_gemm_blocks(const mha_kernels* kr, int64_t nr, int64_t* mc, int6
  * in L2) serves every MC block of the tile before the next slice. A is read
  * in place: copying its blocks contiguous measured 2–4% slower, also at
  * d_model 4096, where its rows lie 16 KiB apart. */
-static void mha_gemm_tile(const mha_kernels* kr, int64_t i0, int64_t mt, int64_t jc, int64_t nc,
-                          const float* a, int64_t lda, const mha_packed_w* w, const float* bias,
-                          float* c, int64_t ldc) {
+static void mha_gemm_tile(const mha_kernels* kr, int64_t mc_max, int64_t i0, int64_t mt, int64_t jc,
+                          int64_t nc, const float* a, int64_t lda, const mha_packed_w* w,
+                          const float* bias, float* c, int64_t ldc) {
   const int64_t K = w->K, nr = (int64_t)w->nr, mr = (int64_t)kr->gemm_mr;
   const int64_t kc_max = (int64_t)kr->gemm_kc;
-  int64_t mc_max, nc_unused; /* blocks start on tile edges */
-  mha_gemm_blocks(kr, nr, &mc_max, &nc_unused);
   if (bias != NULL) {
     for (int64_t i = 0; i < mt; i++) memcpy(c + (i0 + i) * ldc + jc, bias + jc, (size_t)nc * sizeof(float));
   }
@@ -134,13 +132,13 @@ static void mha_gemm_tile(const mha_kernels* kr, int64_t i0, int64_t mt, int64_t
  * calls in the same k order whatever the tiling, so results do not depend on it. */
 enum { MHA_GEMM_MC_PER_TILE = 4 };
 
-/* Tile t of the tiles × nt grid of C (rows in blocks of mtile, columns of nc). */
-static void mha_gemm_tile_at(const mha_kernels* kr, int64_t t, int64_t nt, int64_t mtile, int64_t nc,
-                             int64_t M, const float* a, int64_t lda, const mha_packed_w* w,
-                             const float* bias, float* c, int64_t ldc) {
-  const int64_t N = w->N, i0 = (t / nt) * mtile, jc = (t % nt) * nc;
-  mha_gemm_tile(kr, i0, M - i0 < mtile ? M - i0 : mtile, jc, N - jc < nc ? N - jc : nc, a, lda, w,
-                bias, c, ldc);
+/* Tile t of the grid of C. */
+static void mha_gemm_tile_at(const mha_kernels* kr, const mha_gemm_grid* g, int64_t t, int64_t M,
+                             const float* a, int64_t lda, const mha_packed_w* w, const float* bias,
+                             float* c, int64_t ldc) {
+  const int64_t N = w->N, i0 = (t / g->nt) * g->mtile, jc = (t % g->nt) * g->nc;
+  mha_gemm_tile(kr, g->mc, i0, M - i0 < g->mtile ? M - i0 : g->mtile, jc,
+                N - jc < g->nc ? N - jc : g->nc, a, lda, w, bias, c, ldc);
 }
 
 /* Units of work each thread should have to choose from, so that dynamic
@@ -150,9 +148,9 @@ enum { MHA_GEMM_UNITS_PER_THREAD = 4 };
 mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kr, int64_t M, int64_t N, int64_t nr, int nthreads) {
   /* MC a multiple of MR and NC a multiple of NR, so tiles start on tile edges */
   const int64_t mr = (int64_t)kr->gemm_mr;
-  int64_t mc;
   mha_gemm_grid g;
-  mha_gemm_blocks(kr, nr, &mc, &g.nc);
+  mha_gemm_blocks(kr, nr, &g.mc, &g.nc);
+  const int64_t mc = g.mc;
   g.mtile = mc * MHA_GEMM_MC_PER_TILE;
   /* few tiles for the threads (a B = 1 prefill, a decode step): halve the
    * tiles, rows down to one MC block first (B blocks stay reused from L2),
@@ -185,9 +183,9 @@ void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
   /* One thread opens no parallel region: the OpenMP runtime allocates its
    * team there and exits the process if that fails. */
   if (nthreads == 1) {
-    for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, t, g.nt, g.mtile, g.nc, M, a, lda, w, bias, c, ldc);
+    for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, &g, t, M, a, lda, w, bias, c, ldc);
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, t, g.nt, g.mtile, g.nc, M, a, lda, w, bias, c, ldc);
+  for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, &g, t, M, a, lda, w, bias, c, ldc);
 }

@@ -76,11 +76,11 @@ mha_status mha_pack_w(const mha_kernels* kernels, int64_t K, int64_t N, const fl
 void mha_packed_w_free(mha_packed_w* pw);
 
 /* How the projection GEMM splits C among threads: tiles of mtile rows × nc
- * columns, mt × nt of them. A function of the shape, the kernels and the
+ * columns, mt × nt of them, each run in MC-row blocks of A (mc). A function of the shape, the kernels and the
  * thread count; it never changes a result (every C element sees the same
  * k order), only how many units the threads share. */
 typedef struct mha_gemm_grid {
-  int64_t mtile, nc, mt, nt, tiles;
+  int64_t mc, mtile, nc, mt, nt, tiles;
 } mha_gemm_grid;
 mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kernels, int64_t M, int64_t N, int64_t nr, int nthreads);
 
