@@ -5,18 +5,21 @@ set(MHA_SOURCES
   kernels/config/table-scalar.c
   kernels/f32-gemm/f32-gemm-4x8-scalar.c
   kernels/f32-gemm/f32-gemm-nt-1x1-scalar.c
+  kernels/f32-scoremod/f32-scoremod-scalar.c
   kernels/f32-softmax/f32-softmax-online-scalar.c
   kernels/mha/attention.c
   kernels/mha/checks.c
   kernels/mha/error.c
   kernels/mha/gemm.c
   kernels/mha/heads.c
-  kernels/mha/layer.c)
+  kernels/mha/layer.c
+  kernels/mha/merge.c)
 
 # The scalar kernels are the reference: keep the compiler from vectorizing them.
 set_source_files_properties(
   kernels/f32-gemm/f32-gemm-4x8-scalar.c
   kernels/f32-gemm/f32-gemm-nt-1x1-scalar.c
+  kernels/f32-scoremod/f32-scoremod-scalar.c
   kernels/f32-softmax/f32-softmax-online-scalar.c
   PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
 
@@ -30,11 +33,13 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/config/table-avx2.c
     kernels/f32-gemm/f32-gemm-6x16-avx2.c
     kernels/f32-gemm/f32-gemm-nt-4x3-avx2.c
+    kernels/f32-scoremod/f32-scoremod-avx2.c
     kernels/f32-softmax/f32-softmax-online-avx2.c)
   set(MHA_AVX512F_SOURCES
     kernels/config/table-avx512f.c
     kernels/f32-gemm/f32-gemm-12x32-avx512f.c
     kernels/f32-gemm/f32-gemm-nt-4x4-avx512f.c
+    kernels/f32-scoremod/f32-scoremod-avx512f.c
     kernels/f32-softmax/f32-softmax-online-avx512f.c)
   set_source_files_properties(${MHA_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
   set_source_files_properties(${MHA_AVX512F_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mfma")
@@ -53,6 +58,7 @@ if(MHA_ARCH STREQUAL "arm64")
     kernels/config/table-neon.c
     kernels/f32-gemm/f32-gemm-8x12-neon.c
     kernels/f32-gemm/f32-gemm-nt-4x4-neon.c
+    kernels/f32-scoremod/f32-scoremod-neon.c
     kernels/f32-softmax/f32-softmax-online-neon.c)
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_NEON)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)

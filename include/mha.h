@@ -41,6 +41,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MHA_API marks the library's entry points. The shared library (libmha.so)
+ * is built with -fvisibility=hidden and exports these declarations only; in
+ * the static library (libmha.a) the attribute changes nothing. Defined empty
+ * for compilers without the GNU visibility attribute. */
+#ifndef MHA_API
+#if defined(__GNUC__) || defined(__clang__)
+#define MHA_API __attribute__((visibility("default")))
+#else
+#define MHA_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -71,12 +83,12 @@ typedef enum mha_status {
 } mha_status;
 
 /* A short constant description of a status ("invalid size", ...). Never NULL. */
-const char* mha_status_string(mha_status status);
+MHA_API const char* mha_status_string(mha_status status);
 
 /* The message of the last failed call made by the calling thread, with the
  * name of the offending argument ("mha_attention_f32: H (12) is not a
  * multiple of Hkv (5)"). Empty string if no call has failed. Thread-local. */
-const char* mha_last_error(void);
+MHA_API const char* mha_last_error(void);
 
 /* ------------------------------------------------------------------------ */
 /* ISA selection                                                            */
@@ -96,11 +108,11 @@ typedef enum mha_isa {
 #define MHA_ISA_COUNT 5
 
 /* "default", "scalar", "avx2", "avx512f", "neon"; "unknown" for other values. */
-const char* mha_isa_name(mha_isa isa);
+MHA_API const char* mha_isa_name(mha_isa isa);
 
 /* 1 if this build contains the kernel set and the CPU can run it, else 0
  * (0 for MHA_ISA_DEFAULT, which is not a kernel set). */
-int mha_isa_available(mha_isa isa);
+MHA_API int mha_isa_available(mha_isa isa);
 
 /* The kernel set in use. At the first call into the library it is chosen
  * from the environment variable MHA_ISA (one of the names above) if set,
@@ -108,7 +120,7 @@ int mha_isa_available(mha_isa isa);
  * unavailable set, every computing call fails with MHA_STATUS_UNKNOWN_ISA
  * or MHA_STATUS_UNSUPPORTED_ISA until mha_set_isa() picks a valid one: mha
  * never silently runs a different set than the one asked for. */
-mha_status mha_get_isa(mha_isa* isa);
+MHA_API mha_status mha_get_isa(mha_isa* isa);
 
 /* Force a kernel set for all later calls that do not choose their own
  * (process-wide; a descriptor's isa field overrides it for one call or plan).
@@ -117,10 +129,10 @@ mha_status mha_get_isa(mha_isa* isa);
  * mha_isa_available(isa) is 0 and MHA_STATUS_INVALID_ARGUMENT for a value
  * outside the enum. Calls running while it changes use one set or the other,
  * never a mix. */
-mha_status mha_set_isa(mha_isa isa);
+MHA_API mha_status mha_set_isa(mha_isa isa);
 
 /* As mha_set_isa(), by name; MHA_STATUS_UNKNOWN_ISA for an unknown name. */
-mha_status mha_set_isa_by_name(const char* name);
+MHA_API mha_status mha_set_isa_by_name(const char* name);
 
 /* ------------------------------------------------------------------------ */
 /* Strided views                                                            */
@@ -149,37 +161,67 @@ typedef struct mha_strides {
 } mha_strides;
 
 /* Strides of a contiguous [B, H, T, width] tensor: {H·T·width, T·width, width}. */
-mha_strides mha_strides_bhtd(int64_t H, int64_t T, int64_t width);
+MHA_API mha_strides mha_strides_bhtd(int64_t H, int64_t T, int64_t width);
 
 /* Strides of a contiguous [B, T, H, width] tensor — the layout that X·W
  * produces, so heads are a view, not a transpose: {T·H·width, width, H·width}. */
-mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width);
+MHA_API mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width);
 
 /* ------------------------------------------------------------------------ */
 /* Masks                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* All masks compose. A key is visible to a query row when every enabled
- * mask lets it through; the additive mask is added to the visible logits
- * (an entry of -INFINITY hides its key too).
+/* Where query row i sits among the keys: its aligned position i', which the
+ * causal mask, the sliding window and ALiBi measure from. */
+typedef enum mha_align {
+  /* i' = i + Tk − Tq: the queries are the last Tq positions (the default;
+   * what a KV cache needs). */
+  MHA_ALIGN_BOTTOM_RIGHT = 0,
+  /* i' = i: PyTorch's scaled_dot_product_attention(is_causal=True). */
+  MHA_ALIGN_TOP_LEFT = 1,
+  /* i' = i + mask.offset: a chunk of queries at any position (chunked
+   * prefill, speculative verification). */
+  MHA_ALIGN_OFFSET = 2,
+  /* i' = i + kv_len[b] − Tq (Tk when kv_len is NULL): bottom-right per batch
+   * entry, for a padded batch of caches of different lengths. */
+  MHA_ALIGN_KV_END = 3
+} mha_align;
+
+/* All masks and score modifiers compose. A key is visible to a query row when
+ * every enabled mask lets it through. The logit of a visible key is
  *
- *  causal   Bottom-right aligned: query row i (0-based) sees key j iff
- *           j <= i + (Tk - Tq). With Tq == Tk this is the usual lower
- *           triangle; with Tq < Tk the queries are the last Tq positions
- *           of the sequence (what a KV cache needs). NOTE: PyTorch's
- *           scaled_dot_product_attention(is_causal=True) aligns top-left
- *           (j <= i) instead; both agree when Tq == Tk.
+ *   s = scale·q·k;  s ← softcap·tanh(s / softcap)   (if softcap > 0)
+ *   s ← s − slope_h·(i' − j)                        (if alibi_slopes)
+ *   s ← s + additive[b, h, i, j]                    (if additive)
+ *
+ *  causal   key j is visible iff j <= i' (i' from align; bottom-right by
+ *           default: with Tq == Tk the usual lower triangle; with Tq < Tk
+ *           the queries are the last Tq positions). NOTE: PyTorch's
+ *           scaled_dot_product_attention(is_causal=True) aligns top-left:
+ *           use MHA_ALIGN_TOP_LEFT for its result when Tq != Tk.
+ *  window   1: key j is visible iff i' − window_left <= j <= i' + window_right
+ *           (both >= 0; Mistral's window W is left = W − 1, right = 0, or
+ *           right = anything with causal). Key blocks outside every row's
+ *           window are never visited: cost grows with T·window, not T².
  *  kv_len   NULL, or an array of B lengths: in batch entry b, keys
  *           j >= kv_len[b] are hidden (key padding). 0 <= kv_len[b] <= Tk.
  *  additive NULL, or an additive float mask whose element for
  *           (b, h, i, j) is additive[b·s.batch + h·s.head + i·s.row + j]
  *           (keys contiguous). A stride of 0 broadcasts that dimension,
  *           e.g. {0, 0, Tk} is one [Tq, Tk] mask for all batches and heads.
+ *  alibi_slopes  NULL, or H slopes (ALiBi): computed in the kernel, no bias
+ *           tensor.
+ *  softcap  0 (off), or a finite cap > 0 (Gemma 2's logit soft-capping).
+ *  sinks    NULL, or H logits (gpt-oss's attention sinks): sink h joins the
+ *           softmax's denominator of every row of head h but has no value
+ *           row, so a row puts weight exp(sink_h − m)/l on "nothing".
+ *           A sink of −inf is no sink.
  *
  * A query row that the masks leave with no visible key outputs zeros (and
- * zero weights), never NaN. A NaN in Q, K, V or the mask still propagates to
- * the rows that see it; K/V rows hidden from a query row (causal, kv_len, an
- * additive -inf) never reach it, whatever they hold.
+ * zero weights), never NaN; with a sink, its weight is all on the sink. A
+ * NaN in Q, K, V or the mask still propagates to the rows that see it; K/V
+ * rows hidden from a query row (causal, window, kv_len, an additive -inf)
+ * never reach it, whatever they hold.
  *
  * Non-finite logits: an additive +inf, or a finite scale and inputs whose
  * scaled product overflows to +inf (e.g. scale 3e38), make that query row
@@ -192,6 +234,14 @@ typedef struct mha_mask {
   const int32_t* kv_len;        /* [B] or NULL */
   const float* additive;        /* or NULL */
   mha_strides additive_strides; /* used only when additive != NULL */
+  mha_align align;              /* the aligned position i' of causal, window, ALiBi */
+  int64_t offset;               /* i' = i + offset with MHA_ALIGN_OFFSET; |offset| < 2^60 */
+  int window;                   /* 0 or 1: the sliding window below */
+  int64_t window_left;          /* >= 0: keys before i' a row sees */
+  int64_t window_right;         /* >= 0: keys after i' a row sees */
+  const float* alibi_slopes;    /* [H] or NULL */
+  float softcap;                /* 0, or the cap (finite, > 0) */
+  const float* sinks;           /* [H] or NULL */
 } mha_mask;
 
 /* ------------------------------------------------------------------------ */
@@ -211,6 +261,11 @@ typedef struct mha_attention_desc {
   int num_threads;  /* 0: OpenMP's default (1 when called inside a parallel region); > 0: exactly that many */
   mha_isa isa;      /* MHA_ISA_DEFAULT: the process choice; else this call's kernel set
                        (UNSUPPORTED_ISA if unavailable). Thread-safe: nothing global changes. */
+  /* NULL, or a contiguous [B, H, Tq] buffer that receives each row's
+   * log-sum-exp of its visible logits (the sink included): out and lse of
+   * disjoint key ranges merge into the exact result (mha_merge_f32). A row
+   * with no visible key (and no sink) gets -inf; a NaN row NaN. */
+  float* lse;
   /* NULL: the call allocates its workspace (and frees it before returning).
    * Else a caller-owned buffer of workspace_size bytes, any alignment, at
    * least mha_attention_workspace_size(): the call then allocates nothing.
@@ -222,8 +277,8 @@ typedef struct mha_attention_desc {
 /* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
  * scale 0 (default), no mask, num_threads 0. Never fails; values are checked
  * by mha_attention_f32(). */
-void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int64_t Hkv,
-                             int64_t Tq, int64_t Tk, int64_t D, int64_t Dv);
+MHA_API void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H,
+                                     int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv);
 
 /* Scaled dot-product attention for every (batch b, query head h):
  *
@@ -251,16 +306,32 @@ void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int
  * INVALID_SHAPE (H % Hkv), INVALID_STRIDE, INVALID_ARGUMENT (scale,
  * causal, kv_len), SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA or
  * UNSUPPORTED_ISA (a bad MHA_ISA). */
-mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
-                             const float* v, float* out, float* weights);
+MHA_API mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q,
+                                     const float* k, const float* v, float* out, float* weights);
 
 /* The workspace bytes mha_attention_f32(desc, ..., weights) needs, with
  * with_weights = (weights != NULL), at desc->num_threads (0 resolved as at
  * call time). It is O(threads · tile + B·Hkv·Tk·D): per-thread tiles plus one
  * packed copy of K for prefill shapes; never Tq × Tk. Checks desc like the
  * call does (pointers aside) and returns the same statuses. */
-mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
-                                        size_t* bytes);
+MHA_API mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
+                                                size_t* bytes);
+
+/* Merges the partial results of disjoint key ranges of the same queries,
+ * computed with an lse output, into the result over their union:
+ *
+ *   L = log Σ_p exp(lse_p[r]);  out[r, :] = Σ_p exp(lse_p[r] − L) · out_p[r, :]
+ *
+ * over parts p = 0 .. parts−1 in that order, so the bits are reproducible
+ * for a fixed order of parts. rows = B·H·Tq rows of width Dv: outs[p] and
+ * out are contiguous [rows, Dv], lses[p] and lse contiguous [rows]. A part
+ * with lse −inf adds nothing (its out row is not read); a row that no part
+ * sees gets zeros and lse −inf. lse may be NULL; out may be outs[0] (in
+ * place) but must not overlap another part. A sink belongs to one part only
+ * (pass sinks to one range's call). Returns SUCCESS, NULL_POINTER,
+ * INVALID_SIZE (parts, rows or Dv < 1), SIZE_OVERFLOW. */
+MHA_API mha_status mha_merge_f32(int64_t parts, int64_t rows, int64_t Dv, const float* const* outs,
+                                 const float* const* lses, float* out, float* lse);
 
 /* ------------------------------------------------------------------------ */
 /* The full layer                                                           */
@@ -323,17 +394,17 @@ typedef struct mha_layer mha_layer;
  * Returns SUCCESS, NULL_POINTER, INVALID_SIZE, INVALID_SHAPE,
  * INVALID_ARGUMENT (bad layout, mixed in_proj and separate weights),
  * SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA, UNSUPPORTED_ISA. */
-mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** layer);
+MHA_API mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** layer);
 
 /* Frees a plan. NULL is allowed. */
-void mha_layer_destroy(mha_layer* layer);
+MHA_API void mha_layer_destroy(mha_layer* layer);
 
 /* The width of the layer's output rows: d_model, or H·Dv when w_o is NULL. */
-int64_t mha_layer_output_width(const mha_layer* layer);
+MHA_API int64_t mha_layer_output_width(const mha_layer* layer);
 
 /* The kernel set the plan's weights were packed for; the plan always runs
  * with it, whatever mha_set_isa() says later. MHA_ISA_SCALAR for NULL. */
-mha_isa mha_layer_isa(const mha_layer* layer);
+MHA_API mha_isa mha_layer_isa(const mha_layer* layer);
 
 /* One forward pass. */
 typedef struct mha_layer_args {
@@ -359,7 +430,7 @@ typedef struct mha_layer_args {
 } mha_layer_args;
 
 /* Sets everything to 0 / NULL: self-attention, no mask, default scale. */
-void mha_layer_args_init(mha_layer_args* args);
+MHA_API void mha_layer_args_init(mha_layer_args* args);
 
 /* out = concat_h(attention(X_q·W_q + b_q, X_k·W_k + b_k, X_v·W_v + b_v)_h) · W_o + b_o
  * with head h of Q being columns [h·D, (h+1)·D) of X_q·W_q (a view: heads
@@ -370,17 +441,17 @@ void mha_layer_args_init(mha_layer_args* args);
  * entry, plus the core's workspace; no Tq × Tk buffer unless args->weights
  * is given.
  * Returns the core's statuses plus NULL_POINTER for a NULL layer/args/x_q/out. */
-mha_status mha_layer_forward(const mha_layer* layer, const mha_layer_args* args);
+MHA_API mha_status mha_layer_forward(const mha_layer* layer, const mha_layer_args* args);
 
 /* The workspace bytes mha_layer_forward(layer, args) needs for args' B, Tq,
  * Tk, inputs (self or cross), weights and num_threads: one chunk of batch
  * entries' projections (see mha_layer_forward), the GEMM's packing space and
  * the core's workspace. Checks args like the call (data pointers aside). */
-mha_status mha_layer_workspace_size(const mha_layer* layer, const mha_layer_args* args,
-                                    size_t* bytes);
+MHA_API mha_status mha_layer_workspace_size(const mha_layer* layer, const mha_layer_args* args,
+                                            size_t* bytes);
 
 /* Create, forward once, destroy. */
-mha_status mha_layer_forward_once(const mha_layer_desc* desc, const mha_layer_args* args);
+MHA_API mha_status mha_layer_forward_once(const mha_layer_desc* desc, const mha_layer_args* args);
 
 /* ------------------------------------------------------------------------ */
 /* Textbook helpers                                                         */
@@ -388,12 +459,12 @@ mha_status mha_layer_forward_once(const mha_layer_desc* desc, const mha_layer_ar
 
 /* Split heads: x [B, T, H·D] → out [B, H, T, D] (a copy, for teaching and
  * for engines that want the BHTD layout; the layer itself never copies). */
-mha_status mha_split_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
-                               float* out);
+MHA_API mha_status mha_split_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D,
+                                       const float* x, float* out);
 
 /* Combine heads: x [B, H, T, D] → out [B, T, H·D]; the inverse of the above. */
-mha_status mha_combine_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
-                                 float* out);
+MHA_API mha_status mha_combine_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D,
+                                         const float* x, float* out);
 
 #ifdef __cplusplus
 }

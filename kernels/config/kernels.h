@@ -38,6 +38,13 @@ typedef void (*mha_f32_gemm_nt_fn)(size_t m, size_t n, size_t k, const float* a,
 typedef float (*mha_f32_softmax_online_row_fn)(size_t n, size_t n_valid, float* s, float scale,
                                                const float* add, float* m, float* l);
 
+/* The score modifiers of one row, before the softmax step (which then runs
+ * with scale 1):  x[j] ← x[j]·scale;  x[j] ← cap·tanh(x[j]/cap) if cap > 0;
+ *   x[j] ← x[j] + slope·(d0 + j) if slope != 0   (ALiBi: d0 = j0 − i')
+ * for j < n. NaN propagates. */
+typedef void (*mha_f32_scoremod_fn)(size_t n, float* x, float scale, float cap, float slope,
+                                    float d0);
+
 /* x[0..n) ← x[0..n) · alpha */
 typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
 
@@ -64,6 +71,7 @@ typedef struct mha_kernels {
   size_t attn_nk;
 
   mha_f32_softmax_online_row_fn softmax_online_row;
+  mha_f32_scoremod_fn scoremod;
   mha_f32_vscale_fn vscale;
   mha_f32_vexp_scale_fn vexp_scale;
 } mha_kernels;

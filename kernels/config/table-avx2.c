@@ -1,6 +1,7 @@
 /* The AVX2 + FMA kernel table. */
 #include "config/kernels.h"
 #include "f32-gemm/f32-gemm.h"
+#include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
 
 static const mha_kernels mha_kernels_avx2_table = {
@@ -18,6 +19,7 @@ static const mha_kernels mha_kernels_avx2_table = {
     .attn_mq = 48,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__avx2,
+    .scoremod = mha_f32_scoremod__avx2,
     .vscale = mha_f32_vscale__avx2,
     .vexp_scale = mha_f32_vexp_scale__avx2,
 };

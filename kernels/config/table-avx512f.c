@@ -1,6 +1,7 @@
 /* The AVX-512F kernel table. */
 #include "config/kernels.h"
 #include "f32-gemm/f32-gemm.h"
+#include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
 
 static const mha_kernels mha_kernels_avx512f_table = {
@@ -19,6 +20,7 @@ static const mha_kernels mha_kernels_avx512f_table = {
     .attn_mq = 48,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__avx512f,
+    .scoremod = mha_f32_scoremod__avx512f,
     .vscale = mha_f32_vscale__avx512f,
     .vexp_scale = mha_f32_vexp_scale__avx512f,
 };

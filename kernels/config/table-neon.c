@@ -1,6 +1,7 @@
 /* The AArch64 Advanced SIMD (NEON) kernel table. */
 #include "config/kernels.h"
 #include "f32-gemm/f32-gemm.h"
+#include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
 
 static const mha_kernels mha_kernels_neon_table = {
@@ -22,6 +23,7 @@ static const mha_kernels mha_kernels_neon_table = {
     .attn_mq = 48,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__neon,
+    .scoremod = mha_f32_scoremod__neon,
     .vscale = mha_f32_vscale__neon,
     .vexp_scale = mha_f32_vexp_scale__neon,
 };

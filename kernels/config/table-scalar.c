@@ -1,6 +1,7 @@
 /* The scalar kernel table: portable C, the reference every fast path is tested against. */
 #include "config/kernels.h"
 #include "f32-gemm/f32-gemm.h"
+#include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
 
 static const mha_kernels mha_kernels_scalar_table = {
@@ -18,6 +19,7 @@ static const mha_kernels mha_kernels_scalar_table = {
     .attn_mq = 32,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__scalar,
+    .scoremod = mha_f32_scoremod__scalar,
     .vscale = mha_f32_vscale__scalar,
     .vexp_scale = mha_f32_vexp_scale__scalar,
 };

@@ -17,6 +17,10 @@
 
 #include "mha/internal.h"
 
+/* Bound of |mask.offset| and clamp of the window's reach: with T < 2^61
+ * (any view that fits memory), aligned positions stay within ±2^62. */
+#define MHA_POS_LIMIT ((int64_t)1 << 60)
+
 mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, const float* q,
                                   const float* k, const float* v, const float* out,
                                   int with_weights) {
@@ -44,6 +48,28 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
   if (d->mask.causal != 0 && d->mask.causal != 1) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.causal = %d, must be 0 or 1", fn,
                      d->mask.causal);
+  }
+  const mha_mask* mk = &d->mask;
+  if ((int)mk->align < MHA_ALIGN_BOTTOM_RIGHT || (int)mk->align > MHA_ALIGN_KV_END) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.align = %d is not an mha_align", fn,
+                     (int)mk->align);
+  }
+  if (mk->align == MHA_ALIGN_OFFSET && (mk->offset >= MHA_POS_LIMIT || mk->offset <= -MHA_POS_LIMIT)) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.offset = %lld, must be within ±2^60", fn,
+                     (long long)mk->offset);
+  }
+  if (mk->window != 0 && mk->window != 1) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.window = %d, must be 0 or 1", fn,
+                     mk->window);
+  }
+  if (mk->window && (mk->window_left < 0 || mk->window_right < 0)) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: mask.window_left = %lld, window_right = %lld: both must be >= 0", fn,
+                     (long long)mk->window_left, (long long)mk->window_right);
+  }
+  if (!(mk->softcap >= 0.0f) || !isfinite(mk->softcap)) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.softcap must be 0 (off) or finite and > 0",
+                     fn);
   }
   if (d->num_threads < 0) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: num_threads = %d, must be >= 0", fn,
@@ -87,6 +113,7 @@ typedef struct mha_attn_plan {
   const float *q, *k, *v;
   float *out, *weights;
   float scale;
+  int modify;        /* a score modifier (soft-cap, ALiBi) runs before each softmax step */
   int64_t G;         /* query heads per K/V head */
   int64_t mq;        /* query rows per head in one item */
   int64_t nqb;       /* query blocks per head */
@@ -201,23 +228,53 @@ static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
   return pos;
 }
 
-/* Packs an item's query rows into qp [R × D] and sets lim[r]: the row sees
- * keys [0, lim[r]) (causal and kv_len are both prefixes). Returns the largest
- * lim, the end of the keys any row of the item sees. */
-static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lim) {
+/* i' − i, the aligned position's shift, for batch entry b (mha_align). */
+static int64_t mha_align_shift(const mha_attention_desc* d, int64_t b) {
+  switch (d->mask.align) {
+    case MHA_ALIGN_TOP_LEFT: return 0;
+    case MHA_ALIGN_OFFSET: return d->mask.offset;
+    case MHA_ALIGN_KV_END: return (d->mask.kv_len ? d->mask.kv_len[b] : d->Tk) - d->Tq;
+    default: return d->Tk - d->Tq;
+  }
+}
+
+/* The keys [lo, hi) query row i of batch entry b sees before the additive
+ * mask: kv_len, causal and the window each cut an interval. An empty row gets
+ * [0, 0). Positions are bounded by ±2^62 (validated), so nothing overflows. */
+static void mha_row_interval(const mha_attention_desc* d, int64_t b, int64_t i, int64_t* lo,
+                             int64_t* hi) {
+  const int64_t ip = i + mha_align_shift(d, b);
+  int64_t a = 0, e = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
+  if (d->mask.causal && ip + 1 < e) e = ip + 1;
+  if (d->mask.window) {
+    const int64_t left = d->mask.window_left < MHA_POS_LIMIT ? d->mask.window_left : MHA_POS_LIMIT;
+    const int64_t right = d->mask.window_right < MHA_POS_LIMIT ? d->mask.window_right : MHA_POS_LIMIT;
+    if (ip - left > a) a = ip - left;
+    if (ip + right + 1 < e) e = ip + right + 1;
+  }
+  if (e <= a) a = e = 0;
+  *lo = a;
+  *hi = e;
+}
+
+/* Packs an item's query rows into qp [R × D] and sets the keys [lo[r],
+ * lim[r]) each row sees. Returns the largest lim, the end of the keys any row
+ * of the item sees, and in *first the start of the first key block any row
+ * sees (key blocks outside every row's keys are never visited). */
+static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo,
+                              int64_t* lim, int64_t* first) {
   const int64_t b = pos.b, g = pos.g, q0 = pos.q0, mq = pos.mq;
   const mha_attention_desc* d = p->d;
   const size_t R = (size_t)(p->G * mq), D = (size_t)d->D;
-  const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
-  int64_t max_lim = 0;
+  int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
     memcpy(qp + r * D, p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row, D * sizeof(float));
-    int64_t li = kv_end;
-    if (d->mask.causal && row.i + d->Tk - d->Tq + 1 < li) li = row.i + d->Tk - d->Tq + 1;
-    lim[r] = li < 0 ? 0 : li;
+    mha_row_interval(d, b, row.i, &lo[r], &lim[r]);
     if (lim[r] > max_lim) max_lim = lim[r];
+    if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
   }
+  *first = max_lim == 0 ? 0 : min_lo / p->nk * p->nk;
   return max_lim;
 }
 
@@ -225,7 +282,7 @@ static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* q
  * accumulator, the running max and sum, the row limits, a merge row. */
 typedef struct mha_scratch {
   float *qp, *s, *o, *m, *l, *acc;
-  int64_t* lim;
+  int64_t *lo, *lim; /* row r sees keys [lo[r], lim[r]) (before the additive mask) */
   float* vclean; /* [nk × Dv]: a V block with its non-finite hidden rows zeroed */
   unsigned char* bad; /* [nk]: key j's V row holds a NaN or an infinity */
 } mha_scratch;
@@ -238,17 +295,42 @@ static mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
   sc.o = sc.s + mha_round16(rows * (size_t)p->nk);           /* [rows × Dv] */
   sc.m = sc.o + mha_round16(rows * (size_t)p->d->Dv);
   sc.l = sc.m + mha_round16(rows);
-  sc.lim = (int64_t*)(sc.l + mha_round16(rows));
-  sc.acc = sc.l + mha_round16(rows) + mha_round16(rows * sizeof(int64_t) / sizeof(float));
+  sc.lo = (int64_t*)(sc.l + mha_round16(rows));
+  sc.lim = sc.lo + rows;
+  sc.acc = sc.l + mha_round16(rows) + mha_round16(2 * rows * sizeof(int64_t) / sizeof(float));
   sc.vclean = sc.acc + mha_round16((size_t)p->d->Dv);
   sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
   return sc;
 }
 
+/* Row r's logits of key block j0 (S row `srow`, nk keys), ready for the
+ * softmax step: returns the visible prefix n_valid, sets *add (the row's
+ * additive mask from key j0, or NULL), *nlo (the keys before the row's window,
+ * set to -inf here) and *step_scale (the scale the step still applies: 1 once
+ * the modifiers ran here). */
+static size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
+                              size_t r, int64_t j0, size_t nk, float* srow, const float** add,
+                              size_t* nlo, float* step_scale) {
+  const mha_attention_desc* d = p->d;
+  const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+  const size_t nv = mha_row_keys(p, pos.b, row, sc->lim[r], j0, nk, add);
+  const int64_t before = sc->lo[r] - j0;
+  *nlo = before <= 0 ? 0 : before >= (int64_t)nv ? nv : (size_t)before;
+  *step_scale = p->scale;
+  if (nv == 0 || (!p->modify && *nlo == 0)) return nv;
+  const float slope = d->mask.alibi_slopes ? d->mask.alibi_slopes[row.h] : 0.0f;
+  const int64_t ip = row.i + mha_align_shift(d, pos.b);
+  p->kr->scoremod(nv - *nlo, srow + *nlo, p->scale, d->mask.softcap, slope,
+                  (float)(j0 + (int64_t)*nlo - ip));
+  for (size_t j = 0; j < *nlo; j++) srow[j] = -INFINITY;
+  *step_scale = 1.0f;
+  return nv;
+}
+
 /* The inspection pass of one item: recompute the scores and write the final
  * probabilities exp(s − m[r]) / l[r] of every row (zeros where hidden). */
 static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc,
-                                  int64_t max_lim) {
+                                  int64_t first, int64_t max_lim) {
   const mha_attention_desc* d = p->d;
   const size_t R = (size_t)(p->G * pos.mq), NK = (size_t)p->nk;
   const int64_t Tk = d->Tk;
@@ -256,21 +338,25 @@ static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, cons
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
     memset(p->weights + ((pos.b * d->H + row.h) * d->Tq + row.i) * Tk, 0, (size_t)Tk * sizeof(float));
   }
-  for (int64_t j0 = 0; j0 < max_lim; j0 += p->nk) {
+  for (int64_t j0 = first; j0 < max_lim; j0 += p->nk) {
     const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
     for (size_t r = 0; r < R; r++) {
       const mha_row qrow = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
       const float* add;
-      const size_t nv = mha_row_keys(p, pos.b, qrow, sc->lim[r], j0, nk, &add);
-      if (nv == 0 || sc->l[r] == 0.0f) continue;
+      size_t nlo;
+      float sc_step;
       float* row = sc->s + r * NK;
+      const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, row, &add, &nlo, &sc_step);
+      if (nv == 0 || sc->l[r] == 0.0f) continue;
       /* as the row step: an additive -inf hides its key, even from a NaN score */
       for (size_t j = 0; j < nv; j++) {
-        row[j] = add == NULL ? row[j] * p->scale : add[j] == -INFINITY ? -INFINITY : row[j] * p->scale + add[j];
+        row[j] = add == NULL ? row[j] * sc_step : add[j] == -INFINITY ? -INFINITY : row[j] * sc_step + add[j];
       }
       p->kr->vexp_scale(nv, row, sc->m[r], 1.0f / sc->l[r]);
-      if (add != NULL) { /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
+      /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
+      for (size_t j = 0; j < nlo; j++) row[j] = 0.0f;
+      if (add != NULL) {
         for (size_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
       }
       memcpy(p->weights + ((pos.b * d->H + qrow.h) * d->Tq + qrow.i) * Tk + j0, row, nv * sizeof(float));
@@ -283,10 +369,10 @@ static float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64_t spli
   return p->partial + ((size_t)(item * p->nsplit + split) * (size_t)p->rows + r) * (size_t)(p->d->Dv + 2);
 }
 
-/* Is key j0 + j hidden from row r (causal/kv_len prefix, or an additive -inf)? */
+/* Is key j0 + j hidden from row r (outside its [lo, lim), or an additive -inf)? */
 static int mha_key_hidden(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t r,
                           int64_t j0, size_t j) {
-  if (j0 + (int64_t)j >= sc->lim[r]) return 1;
+  if (j0 + (int64_t)j >= sc->lim[r] || j0 + (int64_t)j < sc->lo[r]) return 1;
   const float* add;
   (void)mha_row_keys(p, pos.b, mha_item_row(p, pos.g, pos.q0, pos.mq, r), sc->lim[r], j0, j + 1, &add);
   return add != NULL && add[j] == -INFINITY;
@@ -344,15 +430,17 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
 }
 
 /* The flash loop of one (item, key range) over keys [k_begin, k_end), from a
- * fresh (m, l, O). */
+ * fresh (m, l, O): m = −inf, l = 0, or, in the first range of a head with a
+ * sink, m = sink, l = 1 (the sink's term exp(sink − m), with no value row). */
 static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
-                           int64_t k_begin, int64_t k_end, int careful) {
+                           int64_t k_begin, int64_t k_end, int with_sink, int careful) {
   const mha_attention_desc* d = p->d;
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)d->Dv, NK = (size_t)p->nk;
   for (size_t r = 0; r < R; r++) {
-    sc->m[r] = -INFINITY;
-    sc->l[r] = 0.0f;
+    const float sink = with_sink ? d->mask.sinks[mha_item_row(p, pos.g, pos.q0, pos.mq, r).h] : -INFINITY;
+    sc->m[r] = sink;
+    sc->l[r] = sink == -INFINITY ? 0.0f : 1.0f;
   }
   memset(sc->o, 0, R * Dv * sizeof(float));
   const float* vbase = p->v + pos.b * d->v.batch + pos.g * d->v.head;
@@ -361,9 +449,11 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
     for (size_t r = 0; r < R; r++) {
       const float* add;
-      const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-      const size_t nv = mha_row_keys(p, pos.b, row, sc->lim[r], j0, nk, &add);
-      const float alpha = kr->softmax_online_row(nk, nv, sc->s + r * NK, p->scale, add, &sc->m[r], &sc->l[r]);
+      size_t nlo;
+      float step_scale;
+      float* srow = sc->s + r * NK;
+      const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, srow, &add, &nlo, &step_scale);
+      const float alpha = kr->softmax_online_row(nk, nv, srow, step_scale, add, &sc->m[r], &sc->l[r]);
       if (alpha != 1.0f) kr->vscale(Dv, sc->o + r * Dv, alpha);
     }
     mha_attention_pv(p, sc, pos, R, j0, nk, vbase + j0 * d->v.row, careful);
@@ -371,6 +461,10 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
 }
 
 static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch);
+
+/* A row's log-sum-exp from its running (m, l): −inf for a row that saw
+ * nothing (l = 0), NaN for a NaN row. */
+static float mha_lse(float m, float l) { return l == 0.0f ? -INFINITY : m + logf(l); }
 
 /* One (item, key range): the flash loop over the range's key blocks. */
 static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch) {
@@ -381,14 +475,17 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
   const size_t Dv = (size_t)d->Dv;
   const mha_scratch sc = mha_scratch_of(p, scratch);
 
-  const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lim);
+  int64_t first;
+  const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lo, sc.lim, &first);
   /* key blocks hidden from every row of the item are never touched */
-  const int64_t k_begin = split * p->split_len;
+  int64_t k_begin = split * p->split_len;
   const int64_t k_end = k_begin + p->split_len < max_lim ? k_begin + p->split_len : max_lim;
-  mha_item_flash(p, &sc, pos, R, k_begin, k_end, 0);
+  if (k_begin < first) k_begin = first;
+  const int with_sink = d->mask.sinks != NULL && split == 0;
+  mha_item_flash(p, &sc, pos, R, k_begin, k_end, with_sink, 0);
   /* a non-finite row may hold a NaN from a V row it cannot see: run again
    * with the guard (mha_attention_pv); rare, and free when nothing is */
-  if (mha_any_nonfinite(sc.o, R * Dv)) mha_item_flash(p, &sc, pos, R, k_begin, k_end, 1);
+  if (mha_any_nonfinite(sc.o, R * Dv)) mha_item_flash(p, &sc, pos, R, k_begin, k_end, with_sink, 1);
 
   if (p->nsplit > 1) {
     /* a partial result; whichever thread finishes an item's last range
@@ -413,8 +510,9 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
     float* dst = p->out + pos.b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
     memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
+    if (d->lse != NULL) d->lse[(pos.b * d->H + row.h) * d->Tq + row.i] = mha_lse(sc.m[r], sc.l[r]);
   }
-  if (p->weights != NULL) mha_attention_weights(p, pos, &sc, max_lim);
+  if (p->weights != NULL) mha_attention_weights(p, pos, &sc, first, max_lim);
 }
 
 /* Decode: merges the key ranges of one item (log-sum-exp) and writes out.
@@ -444,12 +542,14 @@ static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scr
     float* dst = p->out + pos.b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
     for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
+    if (d->lse != NULL) d->lse[(pos.b * d->H + row.h) * d->Tq + row.i] = mha_lse(M, L);
     sc.m[r] = M;
     sc.l[r] = L;
   }
   if (p->weights != NULL) {
-    const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lim);
-    mha_attention_weights(p, pos, &sc, max_lim);
+    int64_t first;
+    const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lo, sc.lim, &first);
+    mha_attention_weights(p, pos, &sc, first, max_lim);
   }
 }
 
@@ -481,6 +581,7 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   p->kr = kr;
   p->d = d;
   p->scale = d->scale != 0.0f ? d->scale : (float)(1.0 / sqrt((double)d->D));
+  p->modify = d->mask.softcap > 0.0f || d->mask.alibi_slopes != NULL;
   p->G = d->H / d->Hkv;
   p->nk = (int64_t)kr->attn_nk;
   p->nkb = d->Tk / p->nk + (d->Tk % p->nk != 0);
@@ -548,7 +649,7 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   mha_count(&scratch, rows, D, &bad);
   mha_count(&scratch, rows, NK, &bad);
   mha_count(&scratch, rows, Dv, &bad);
-  mha_count(&scratch, rows, 2 + sizeof(int64_t) / sizeof(float), &bad);
+  mha_count(&scratch, rows, 2 + 2 * sizeof(int64_t) / sizeof(float), &bad);
   mha_count(&scratch, Dv, 1, &bad);
   mha_count(&scratch, NK, Dv, &bad);
   mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
@@ -711,11 +812,21 @@ static mha_status mha_attention_check_overlap(const char* fn, const mha_attentio
   }
   if (weights != NULL) nw = (size_t)(d->B * d->H * d->Tq * d->Tk) * sizeof(float); /* validated */
   const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
+  const size_t nhead = (size_t)d->H * sizeof(float);
+  const size_t nlse = d->lse != NULL ? (size_t)(d->B * d->H * d->Tq) * sizeof(float) : 0;
   const mha_span in[] = {{"q", q, nq}, {"k", k, nk}, {"v", v, nv},
                          {"mask.additive", d->mask.additive, nadd},
-                         {"mask.kv_len", d->mask.kv_len, nlen}};
+                         {"mask.kv_len", d->mask.kv_len, nlen},
+                         {"mask.alibi_slopes", d->mask.alibi_slopes, nhead},
+                         {"mask.sinks", d->mask.sinks, nhead},
+                         {"out", out, nout}, {"weights", weights, nw}};
+  const size_t n_in = sizeof in / sizeof in[0];
+  /* lse is an output too: disjoint from the inputs and from out and weights */
+  mha_status st2 = mha_check_outputs_disjoint(fn, (mha_span){"lse", d->lse, nlse},
+                                              (mha_span){"lse", NULL, 0}, in, n_in);
+  if (st2 != MHA_STATUS_SUCCESS) return st2;
   return mha_check_outputs_disjoint(fn, (mha_span){"out", out, nout},
-                                    (mha_span){"weights", weights, nw}, in, sizeof in / sizeof in[0]);
+                                    (mha_span){"weights", weights, nw}, in, n_in - 2);
 }
 
 mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
