@@ -4,6 +4,7 @@
  * (the core takes the kernel set in use at call time) and restores the one
  * that was in use.
  */
+#include <math.h>
 #include <stdlib.h>
 
 #include "bench.h"
@@ -12,6 +13,7 @@ typedef struct mha_bench_core_state {
   mha_attention_desc desc;
   const float *q, *k, *v;
   float* out;
+  float *slopes, *sinks; /* [H] when the shape asks for ALiBi / sinks */
   int scalar;
   mha_isa prev;
 } mha_bench_core_state;
@@ -20,6 +22,8 @@ static void mha_bench_core_teardown(void* p) {
   mha_bench_core_state* st = p;
   if (st == NULL) return;
   free(st->out);
+  free(st->slopes);
+  free(st->sinks);
   free(st);
 }
 
@@ -35,6 +39,26 @@ static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar,
   }
   mha_attention_desc_init(&st->desc, s->B, s->H, s->Hkv, s->Tq, s->Tk, s->D, s->D);
   st->desc.mask.causal = s->causal;
+  if (s->window > 0) {
+    st->desc.mask.window = 1;
+    st->desc.mask.window_left = s->window - 1;
+    st->desc.mask.window_right = 0;
+  }
+  st->desc.mask.softcap = s->softcap;
+  if (s->alibi || s->sinks) {
+    st->slopes = malloc((size_t)s->H * sizeof(float));
+    st->sinks = malloc((size_t)s->H * sizeof(float));
+    if (st->slopes == NULL || st->sinks == NULL) {
+      mha_bench_core_teardown(st);
+      return mha_bench_fail("out of memory");
+    }
+    for (int64_t h = 0; h < s->H; h++) {
+      st->slopes[h] = exp2f(-8.0f * (float)(h + 1) / (float)s->H); /* ALiBi's geometric slopes */
+      st->sinks[h] = 0.25f * (float)(h % 5);                      /* learned-looking logits */
+    }
+    if (s->alibi) st->desc.mask.alibi_slopes = st->slopes;
+    if (s->sinks) st->desc.mask.sinks = st->sinks;
+  }
   st->desc.num_threads = threads;
   st->q = d->q;
   st->k = d->k;

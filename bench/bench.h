@@ -39,7 +39,9 @@ enum {
   MHA_BENCH_BIG = 1u << 1,     /* quick mode leaves the wrapper layout out */
   MHA_BENCH_HEADS = 1u << 2,   /* the heads study: mha against its wrapper layout only,
                                   every thread count in full mode, 1 and all in quick */
-  MHA_BENCH_DECODE = 1u << 3   /* memory bound: report GBps of K and V read */
+  MHA_BENCH_DECODE = 1u << 3,  /* memory bound: report GBps of K and V read */
+  MHA_BENCH_VARIANT = 1u << 4  /* attention variants (window, ALiBi, soft-cap, sinks): mha
+                                  only (the C peers have none; bench/peers.py has PyTorch) */
 };
 
 /* One benchmarked shape. For a layer, Tq == Tk == T (self-attention),
@@ -51,6 +53,11 @@ typedef struct mha_bench_shape {
   int64_t B, H, Hkv, Tq, Tk, D, d_model;
   int causal;
   unsigned flags;
+  /* the core's variants (mha_mask): 0 = off */
+  int64_t window; /* > 0: a row sees its `window` latest keys (left = window − 1, right = 0) */
+  float softcap;  /* > 0: logit soft-cap */
+  int alibi;      /* 1: ALiBi with the usual slopes 2^(−8(h+1)/H) */
+  int sinks;      /* 1: one sink logit per head */
 } mha_bench_shape;
 
 /* The cases of a mode, in the order they run. */
@@ -60,8 +67,8 @@ size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes);
 /* Work counts (flops.c)                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* (query, key) pairs of one head that the mask leaves visible. */
-double mha_bench_visible_pairs(int64_t Tq, int64_t Tk, int causal);
+/* (query, key) pairs of one head that the mask leaves visible (window 0: none). */
+double mha_bench_visible_pairs(int64_t Tq, int64_t Tk, int causal, int64_t window);
 /* Useful FLOPs of one forward pass of the shape (the formula is in flops.c). */
 double mha_bench_flops(const mha_bench_shape* s);
 /* Bytes of K and V one pass of the core reads at least once (decode's floor). */

@@ -8,17 +8,19 @@
  */
 #include "bench.h"
 
-/* Query row i (0-based) sees keys j <= i + (Tk − Tq) under the causal mask
- * (bottom-right aligned, as mha_mask documents): min(Tk, max(0, i + 1 + Tk − Tq))
- * keys; without a mask all Tk. */
-double mha_bench_visible_pairs(int64_t Tq, int64_t Tk, int causal) {
-  if (!causal) return (double)Tq * (double)Tk;
+/* Query row i (0-based, aligned position i' = i + Tk − Tq, bottom-right as
+ * mha_mask documents) sees keys j <= i' under the causal mask and
+ * j > i' − window under a window: the keys in [max(0, i' − window + 1),
+ * min(Tk, i' + 1)); without a mask all Tk. */
+double mha_bench_visible_pairs(int64_t Tq, int64_t Tk, int causal, int64_t window) {
+  if (!causal && window <= 0) return (double)Tq * (double)Tk;
   double pairs = 0.0;
   for (int64_t i = 0; i < Tq; i++) {
-    int64_t n = i + 1 + Tk - Tq;
-    if (n < 0) n = 0;
-    if (n > Tk) n = Tk;
-    pairs += (double)n;
+    const int64_t ip = i + Tk - Tq;
+    int64_t lo = 0, hi = Tk;
+    if (causal && ip + 1 < hi) hi = ip + 1;
+    if (window > 0 && ip - window + 1 > lo) lo = ip - window + 1;
+    if (hi > lo) pairs += (double)(hi - lo);
   }
   return pairs;
 }
@@ -29,7 +31,7 @@ double mha_bench_flops(const mha_bench_shape* s) {
   /* the core: per (batch, head), S = Q·Kᵀ is 2·D FLOPs per visible (query, key)
    * pair and O = P·V is 2·Dv per pair:  2·B·H·pairs·(D + Dv),
    * pairs = Tq·Tk, or the visible part under the causal mask */
-  const double core = 2.0 * B * H * mha_bench_visible_pairs(s->Tq, s->Tk, s->causal) * (D + Dv);
+  const double core = 2.0 * B * H * mha_bench_visible_pairs(s->Tq, s->Tk, s->causal, s->window) * (D + Dv);
   if (s->kind == MHA_BENCH_CORE) return core;
   const double dm = (double)s->d_model;
   /* the projections, 2·B·T·d_in·d_out each:

@@ -486,6 +486,10 @@ std::vector<const mha_bench_impl*> ImplsFor(const mha_bench_shape& s, bool activ
   const bool heads = (s.flags & MHA_BENCH_HEADS) != 0;
   const bool big = g_opt.mode == MHA_BENCH_QUICK && (s.flags & MHA_BENCH_BIG) != 0;
   std::vector<const mha_bench_impl*> impls = {layer ? &mha_bench_layer : &mha_bench_core};
+  if (s.flags & MHA_BENCH_VARIANT) {  // the C peers have no variants: mha (and its scalar path in smoke)
+    if (smoke) impls.push_back(&mha_bench_core_scalar);
+    return impls;
+  }
   if (!heads && (smoke || !active_scalar)) impls.push_back(layer ? &mha_bench_layer_scalar : &mha_bench_core_scalar);
   if (layer && (heads || smoke || !big)) impls.push_back(&mha_bench_wrapper);
   const mha_bench_impl* blas = layer ? &mha_bench_blas_layer : &mha_bench_blas_core;

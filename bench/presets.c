@@ -6,9 +6,12 @@
 #include "bench.h"
 
 #define LAYER(name, B, H, Hkv, T, dm, causal, flags) \
-  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, flags}
+  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, flags, 0, 0.0f, 0, 0}
 #define CORE(name, B, H, Hkv, Tq, Tk, D, causal, flags) \
-  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal, flags}
+  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal, flags, 0, 0.0f, 0, 0}
+/* a causal self-attention core with variants: window, soft-cap, ALiBi, sinks */
+#define VAR(name, H, Hkv, T, D, window, softcap, alibi, sinks) \
+  {name, MHA_BENCH_CORE, 1, H, Hkv, T, T, D, 0, 1, MHA_BENCH_VARIANT, window, softcap, alibi, sinks}
 
 enum { SWEEP = MHA_BENCH_SWEEP, BIG = MHA_BENCH_BIG, HEADS = MHA_BENCH_HEADS, DEC = MHA_BENCH_DECODE };
 
@@ -32,6 +35,24 @@ static const mha_bench_shape mha_bench_real[] = {
     LAYER("heads",           1, 16, 16,  512,  768,  0, HEADS),
     LAYER("heads",           1, 24, 24,  512,  768,  0, HEADS),
     LAYER("heads",           1, 48, 48,  512,  768,  0, HEADS),
+    /* the variants: each alone against none on one shape (their cost) ... */
+    /*   preset          H   Hkv  T      D    window softcap alibi sinks */
+    VAR("var_none",      8,  8,   4096,  64,  0,     0.0f,   0,    0),
+    VAR("var_window",    8,  8,   4096,  64,  1024,  0.0f,   0,    0),
+    VAR("var_alibi",     8,  8,   4096,  64,  0,     0.0f,   1,    0),
+    VAR("var_softcap",   8,  8,   4096,  64,  0,     50.0f,  0,    0),
+    VAR("var_sinks",     8,  8,   4096,  64,  0,     0.0f,   0,    1),
+    VAR("var_all",       8,  8,   4096,  64,  1024,  50.0f,  1,    1),
+    /* ... models that use them: Gemma 2 (window 4096 + soft-cap 50, GQA,
+     * D 256) and gpt-oss (sinks; window 128 on alternate layers) ... */
+    VAR("gemma2",        16, 8,   8192,  256, 4096,  50.0f,  0,    0),
+    VAR("gpt_oss_local", 64, 8,   4096,  64,  128,   0.0f,   0,    1),
+    VAR("gpt_oss_global",64, 8,   4096,  64,  0,     0.0f,   0,    1),
+    /* ... and a sliding window's cost against T: T·window, not T² */
+    VAR("window_scaling", 8, 8,   4096,  64,  4096,  0.0f,   0,    0),
+    VAR("window_scaling", 8, 8,   8192,  64,  4096,  0.0f,   0,    0),
+    VAR("window_scaling", 8, 8,   16384, 64,  4096,  0.0f,   0,    0),
+    VAR("window_scaling", 8, 8,   32768, 64,  4096,  0.0f,   0,    0),
 };
 
 /* Tiny twins: odd sizes around the tiles (T 33 and 80 cross a 32- and a
@@ -53,6 +74,17 @@ static const mha_bench_shape mha_bench_tiny[] = {
     LAYER("heads",           1, 16, 16,  16,   48,   0, HEADS),
     LAYER("heads",           1, 24, 24,  16,   48,   0, HEADS),
     LAYER("heads",           1, 48, 48,  16,   48,   0, HEADS),
+    VAR("var_none",      4,  4,   80,    16,  0,     0.0f,   0,    0),
+    VAR("var_window",    4,  4,   80,    16,  20,    0.0f,   0,    0),
+    VAR("var_alibi",     4,  4,   80,    16,  0,     0.0f,   1,    0),
+    VAR("var_softcap",   4,  4,   80,    16,  0,     5.0f,   0,    0),
+    VAR("var_sinks",     4,  4,   80,    16,  0,     0.0f,   0,    1),
+    VAR("var_all",       4,  4,   80,    16,  20,    5.0f,   1,    1),
+    VAR("gemma2",        4,  2,   80,    32,  33,    5.0f,   0,    0),
+    VAR("gpt_oss_local", 8,  2,   80,    16,  9,     0.0f,   0,    1),
+    VAR("gpt_oss_global",8,  2,   80,    16,  0,     0.0f,   0,    1),
+    VAR("window_scaling", 2, 2,   80,    16,  20,    0.0f,   0,    0),
+    VAR("window_scaling", 2, 2,   160,   16,  20,    0.0f,   0,    0),
 };
 
 size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes) {
