@@ -21,6 +21,10 @@ Writes a JSON of rows and prints a Markdown table: median time, GFLOP/s,
 over each peer (peer time / mha time). Peaks come from the mha_bench JSON
 (--probe-json), measured in the same run by scripts/bench.sh --peers.
 
+mha runs through the Python front (python/mha, imported from this checkout)
+over the library given by --lib (passed as MHA_LIBRARY), in a process of its
+own.
+
 Usage: bench/peers.py --lib build/libmha.so --threads 2 [--presets a,b] [--rounds 3]
                       [--min-time 0.3] [--probe-json out/bench/quick.json]
                       [--json out/bench/peers.json] [--md out/bench/quick-summary.md]
@@ -35,8 +39,11 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mha_ctypes  # noqa: E402
+# the Python front from this checkout; it loads libmha.so at its first call (in
+# the mha worker only, with MHA_LIBRARY set from --lib)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "python"))
+import mha  # noqa: E402
 
 # name, kind, B, H, Hkv, Tq, Tk, D, d_model, causal  (as bench/presets.c)
 PRESETS = [
@@ -99,16 +106,19 @@ def make_inputs(p, rng):
                 bo=rng.uniform(-0.1, 0.1, dm).astype(f))
 
 
-def mha_system(lib, p, x, threads):
+def mha_system(p, x, threads):
+    """(call, cleanup): a call returns mha's output, written into one preallocated array."""
     name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
     if kind == "core":
         out = np.empty((B, H, Tq, D), np.float32)
-        return lambda: (lib.core(x["q"], x["k"], x["v"], out, causal, threads), out)[1], None
-    plan = lib.layer(dm, H, Hkv, x["wq"], x["wk"], x["wv"], x["wo"], x["bq"], x["bk"], x["bv"],
-                     x["bo"])
+        return (lambda: mha.attention(x["q"], x["k"], x["v"], causal=causal, num_threads=threads,
+                                      out=out), None)
+    plan = mha.Layer(dm, H, num_kv_heads=Hkv, layout="out_in", w_q=x["wq"], w_k=x["wk"],
+                     w_v=x["wv"], w_o=x["wo"], b_q=x["bq"], b_k=x["bk"], b_v=x["bv"],
+                     b_o=x["bo"])
     out = np.empty((B, Tq, dm), np.float32)
-    return (lambda: (lib.forward(plan, x["x"], out, causal, threads), out)[1],
-            lambda: lib.destroy(plan))
+    return (lambda: plan.forward(x["x"], causal=causal, num_threads=threads, out=out),
+            plan.close)
 
 
 def torch_systems(p, x, threads):
@@ -274,7 +284,8 @@ FAMILIES = ("mha", "torch", "ort")
 
 
 def worker(family, lib_path, threads, conn):
-    lib = mha_ctypes.Mha(lib_path) if family == "mha" else None
+    if family == "mha":
+        os.environ["MHA_LIBRARY"] = os.path.abspath(lib_path)
     systems, cleanup = {}, None
     while True:
         cmd, arg = conn.recv()
@@ -283,7 +294,7 @@ def worker(family, lib_path, threads, conn):
                 break
             if cmd == "versions":
                 if family == "mha":
-                    conn.send(("ok", {"mha_isa": lib.isa()}))
+                    conn.send(("ok", {"mha_isa": mha.get_isa()}))
                 elif family == "torch":
                     import torch
                     conn.send(("ok", {"torch": torch.__version__}))
@@ -297,7 +308,7 @@ def worker(family, lib_path, threads, conn):
                 p = arg
                 x = make_inputs(p, np.random.default_rng(0x6d6861))
                 if family == "mha":
-                    fn, cleanup = mha_system(lib, p, x, threads)
+                    fn, cleanup = mha_system(p, x, threads)
                     systems = {"mha": fn}
                 elif family == "torch":
                     systems = torch_systems(p, x, threads)

@@ -248,6 +248,18 @@ typedef struct mha_mask {
 /* The attention core                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* What the optional weights output holds (the attention probabilities P). */
+typedef enum mha_weights_mode {
+  /* [B, H, Tq, Tk]: every head's weights. */
+  MHA_WEIGHTS_PER_HEAD = 0,
+  /* [B, Tq, Tk]: their mean over the H heads, summed in head order
+   * (nn.MultiheadAttention's default, average_attn_weights=True). */
+  MHA_WEIGHTS_HEAD_MEAN = 1,
+  /* [B, n, Tq, Tk]: heads weights_heads[0 .. n) only, in that order; the
+   * other heads' weights are never computed. */
+  MHA_WEIGHTS_SELECTED = 2
+} mha_weights_mode;
+
 /* Describes one call of mha_attention_f32(). Fill it with
  * mha_attention_desc_init() and change what differs. */
 typedef struct mha_attention_desc {
@@ -266,6 +278,12 @@ typedef struct mha_attention_desc {
    * disjoint key ranges merge into the exact result (mha_merge_f32). A row
    * with no visible key (and no sink) gets -inf; a NaN row NaN. */
   float* lse;
+  /* The layout of the weights output, when one is passed (see
+   * mha_weights_mode); weights_heads [weights_nheads] lists the heads of
+   * MHA_WEIGHTS_SELECTED (each in [0, H)). */
+  mha_weights_mode weights_mode;
+  const int32_t* weights_heads;
+  int64_t weights_nheads;
   /* NULL: the call allocates its workspace (and frees it before returning).
    * Else a caller-owned buffer of workspace_size bytes, any alignment, at
    * least mha_attention_workspace_size(): the call then allocates nothing.
@@ -291,10 +309,13 @@ MHA_API void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_
  * the mask (see mha_mask). Grouped-query (1 < Hkv < H) and multi-query
  * (Hkv = 1) attention follow from g.
  *
- * weights: NULL, or a contiguous [B, H, Tq, Tk] buffer that receives P
- * (rows of hidden keys are 0). Without it no Tq × Tk buffer is allocated:
- * the workspace is O(threads · tile + B·Hkv·Tk·D). Requesting weights does not
- * change the bits of out.
+ * weights: NULL, or a contiguous buffer that receives P (0 on hidden keys)
+ * in desc->weights_mode's layout: [B, H, Tq, Tk] (the default), their mean
+ * over heads [B, Tq, Tk], or chosen heads [B, n, Tq, Tk]. It is written by an
+ * inspection pass after the flash loop (per head: with each item; the mean:
+ * a pass per query block over all heads, in head order). Without it no
+ * Tq × Tk buffer is allocated: the workspace is O(threads · tile +
+ * B·Hkv·Tk·D). Requesting weights does not change the bits of out.
  *
  * Decode (few query rows per K/V head) splits the keys into ranges of a fixed
  * number of key blocks (enough ranges for 256 units over the entry's Hkv
@@ -419,7 +440,11 @@ typedef struct mha_layer_args {
   const float* x_v;
   float* out;       /* [B, Tq, mha_layer_output_width()], contiguous */
   mha_mask mask;    /* as in the core, over [B, H, Tq, Tk] */
-  float* weights;   /* NULL, or [B, H, Tq, Tk] attention weights */
+  float* weights;   /* NULL, or the attention weights in weights_mode's layout
+                       ([B, H, Tq, Tk] by default; see mha_weights_mode) */
+  mha_weights_mode weights_mode;
+  const int32_t* weights_heads; /* MHA_WEIGHTS_SELECTED: the heads, [weights_nheads] */
+  int64_t weights_nheads;
   float scale;      /* 0: 1/sqrt(D) */
   int num_threads;  /* 0: OpenMP's default */
   /* NULL: the call allocates its buffers. Else a caller-owned buffer of

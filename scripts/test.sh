@@ -53,6 +53,10 @@ case "$mode" in
     ;;
 esac
 bash scripts/setup.sh "${setup[@]}"
+if [[ -z "$mode" ]]; then
+  # .venv-py/ (git-ignored): every python/requirements-*.txt, for the CTest test python-front
+  bash scripts/setup-python.sh
+fi
 if [[ "$mode" == --memcheck ]]; then
   ctest_args+=(--overwrite "MemoryCheckCommand=$(command -v valgrind)")
 fi

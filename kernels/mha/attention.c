@@ -21,6 +21,14 @@
  * (any view that fits memory), aligned positions stay within ±2^62. */
 #define MHA_POS_LIMIT ((int64_t)1 << 60)
 
+int64_t mha_weights_slots(const mha_attention_desc* d) {
+  switch (d->weights_mode) {
+    case MHA_WEIGHTS_HEAD_MEAN: return 1;
+    case MHA_WEIGHTS_SELECTED: return d->weights_nheads;
+    default: return d->H;
+  }
+}
+
 mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, const float* q,
                                   const float* k, const float* v, const float* out,
                                   int with_weights) {
@@ -96,11 +104,31 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
       }
     }
   }
+  if ((int)d->weights_mode < MHA_WEIGHTS_PER_HEAD || (int)d->weights_mode > MHA_WEIGHTS_SELECTED) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: weights_mode = %d is not an mha_weights_mode",
+                     fn, (int)d->weights_mode);
+  }
+  if (with_weights && d->weights_mode == MHA_WEIGHTS_SELECTED) {
+    if (d->weights_heads == NULL) {
+      return mha_error(MHA_STATUS_NULL_POINTER, "%s: weights_heads is NULL (MHA_WEIGHTS_SELECTED)", fn);
+    }
+    if (d->weights_nheads < 1) {
+      return mha_error(MHA_STATUS_INVALID_SIZE, "%s: weights_nheads = %lld, must be >= 1", fn,
+                       (long long)d->weights_nheads);
+    }
+    for (int64_t k = 0; k < d->weights_nheads; k++) {
+      if (d->weights_heads[k] < 0 || d->weights_heads[k] >= d->H) {
+        return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                         "%s: weights_heads[%lld] = %d is outside [0, H = %lld)", fn, (long long)k,
+                         (int)d->weights_heads[k], (long long)d->H);
+      }
+    }
+  }
   if (with_weights) {
     int64_t n;
-    if (!mha_mul_i64(d->B, d->H, &n) || !mha_mul_i64(n, d->Tq, &n) || !mha_mul_i64(n, d->Tk, &n) ||
+    if (!mha_mul_i64(d->B, mha_weights_slots(d), &n) || !mha_mul_i64(n, d->Tq, &n) || !mha_mul_i64(n, d->Tk, &n) ||
         !mha_mul_i64(n, (int64_t)sizeof(float), &n) || (uint64_t)n > (uint64_t)SIZE_MAX) {
-      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: weights [B, H, Tq, Tk] overflows", fn);
+      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the weights output [B, H, Tq, Tk] overflows", fn);
     }
   }
   return MHA_STATUS_SUCCESS;
@@ -130,7 +158,8 @@ typedef struct mha_attn_plan {
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */
-  size_t scratch_n, kt_n, part_n, done_n; /* floats of the four workspace parts */
+  float* ml;         /* head-mean weights: every row's final (m, l), [B][H][Tq][2] */
+  size_t scratch_n, kt_n, part_n, done_n, ml_n; /* floats of the five workspace parts */
 } mha_attn_plan;
 
 static size_t mha_round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -329,39 +358,124 @@ static size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha
 
 /* The inspection pass of one item: recompute the scores and write the final
  * probabilities exp(s − m[r]) / l[r] of every row (zeros where hidden). */
+/* The weights output's slot s of row (b, i): [B][slots][Tq][Tk]. */
+static float* mha_weights_row(const mha_attn_plan* p, int64_t b, int64_t slot, int64_t i) {
+  const mha_attention_desc* d = p->d;
+  return p->weights + ((b * mha_weights_slots(d) + slot) * d->Tq + i) * d->Tk;
+}
+
+/* Does head h have a slot of its own in the weights output (per head, or
+ * chosen; a head may be chosen more than once)? */
+static int mha_weights_head_selected(const mha_attention_desc* d, int64_t h) {
+  if (d->weights_mode == MHA_WEIGHTS_PER_HEAD) return 1;
+  if (d->weights_mode != MHA_WEIGHTS_SELECTED) return 0;
+  for (int64_t k = 0; k < d->weights_nheads; k++) {
+    if (d->weights_heads[k] == h) return 1;
+  }
+  return 0;
+}
+
+/* Row r's final probabilities of key block j0 into srow (after mha_scores):
+ * exp(s − m[r]) / l[r], 0 on hidden keys. Returns the keys it covers (the
+ * visible prefix; the rest of the block is 0), or 0 if the row sees none. */
+static size_t mha_row_weights(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
+                              size_t r, int64_t j0, size_t nk, float* srow) {
+  const float* add;
+  size_t nlo;
+  float sc_step;
+  const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, srow, &add, &nlo, &sc_step);
+  if (nv == 0 || sc->l[r] == 0.0f) return 0;
+  /* as the row step: an additive -inf hides its key, even from a NaN score */
+  for (size_t j = 0; j < nv; j++) {
+    srow[j] = add == NULL ? srow[j] * sc_step : add[j] == -INFINITY ? -INFINITY : srow[j] * sc_step + add[j];
+  }
+  p->kr->vexp_scale(nv, srow, sc->m[r], 1.0f / sc->l[r]);
+  /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
+  for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
+  if (add != NULL) {
+    for (size_t j = 0; j < nv; j++) srow[j] = add[j] == -INFINITY ? 0.0f : srow[j];
+  }
+  return nv;
+}
+
 static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc,
                                   int64_t first, int64_t max_lim) {
   const mha_attention_desc* d = p->d;
   const size_t R = (size_t)(p->G * pos.mq), NK = (size_t)p->nk;
-  const int64_t Tk = d->Tk;
+  const int64_t Tk = d->Tk, slots = mha_weights_slots(d);
+  if (d->weights_mode == MHA_WEIGHTS_HEAD_MEAN) {
+    /* the mean is a pass of its own over all heads (mha_attention_weights_mean):
+     * keep each row's (m, l) for it */
+    for (size_t r = 0; r < R; r++) {
+      const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+      float* ml = p->ml + ((pos.b * d->H + row.h) * d->Tq + row.i) * 2;
+      ml[0] = sc->m[r];
+      ml[1] = sc->l[r];
+    }
+    return;
+  }
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-    memset(p->weights + ((pos.b * d->H + row.h) * d->Tq + row.i) * Tk, 0, (size_t)Tk * sizeof(float));
+    for (int64_t k = 0; k < slots; k++) {
+      const int64_t h = d->weights_mode == MHA_WEIGHTS_SELECTED ? d->weights_heads[k] : k;
+      if (h == row.h) memset(mha_weights_row(p, pos.b, k, row.i), 0, (size_t)Tk * sizeof(float));
+    }
   }
   for (int64_t j0 = first; j0 < max_lim; j0 += p->nk) {
     const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
     for (size_t r = 0; r < R; r++) {
       const mha_row qrow = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-      const float* add;
-      size_t nlo;
-      float sc_step;
-      float* row = sc->s + r * NK;
-      const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, row, &add, &nlo, &sc_step);
-      if (nv == 0 || sc->l[r] == 0.0f) continue;
-      /* as the row step: an additive -inf hides its key, even from a NaN score */
-      for (size_t j = 0; j < nv; j++) {
-        row[j] = add == NULL ? row[j] * sc_step : add[j] == -INFINITY ? -INFINITY : row[j] * sc_step + add[j];
+      if (!mha_weights_head_selected(d, qrow.h)) continue; /* never computed */
+      float* srow = sc->s + r * NK;
+      const size_t nv = mha_row_weights(p, sc, pos, r, j0, nk, srow);
+      if (nv == 0) continue;
+      for (int64_t k = 0; k < slots; k++) {
+        const int64_t h = d->weights_mode == MHA_WEIGHTS_SELECTED ? d->weights_heads[k] : k;
+        if (h == qrow.h) memcpy(mha_weights_row(p, pos.b, k, qrow.i) + j0, srow, nv * sizeof(float));
       }
-      p->kr->vexp_scale(nv, row, sc->m[r], 1.0f / sc->l[r]);
-      /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
-      for (size_t j = 0; j < nlo; j++) row[j] = 0.0f;
-      if (add != NULL) {
-        for (size_t j = 0; j < nv; j++) row[j] = add[j] == -INFINITY ? 0.0f : row[j];
-      }
-      memcpy(p->weights + ((pos.b * d->H + qrow.h) * d->Tq + qrow.i) * Tk + j0, row, nv * sizeof(float));
     }
   }
+}
+
+/* The head-mean weights of query block qb of batch entry b (one unit of the
+ * mean pass): Σ_h P_h / H over rows [q0, q0 + mq), heads summed in order
+ * h = 0 .. H−1 (K/V heads in order, then the query heads of each group), so
+ * every element's sum has the same order for any thread count and batch. */
+static void mha_attention_weights_mean(const mha_attn_plan* p, int64_t unit, float* scratch) {
+  const mha_attention_desc* d = p->d;
+  const mha_scratch sc = mha_scratch_of(p, scratch);
+  const int64_t qb = unit % p->nqb, b = unit / p->nqb, Tk = d->Tk;
+  const size_t NK = (size_t)p->nk;
+  mha_item_pos pos = mha_item_pos_of(p, (b * d->Hkv) * p->nqb + qb);
+  for (int64_t i = pos.q0; i < pos.q0 + pos.mq; i++) {
+    memset(mha_weights_row(p, b, 0, i), 0, (size_t)Tk * sizeof(float));
+  }
+  for (int64_t g = 0; g < d->Hkv; g++) {
+    pos.g = g;
+    const size_t R = (size_t)(p->G * pos.mq);
+    int64_t first;
+    const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lo, sc.lim, &first);
+    for (size_t r = 0; r < R; r++) {
+      const mha_row row = mha_item_row(p, g, pos.q0, pos.mq, r);
+      const float* ml = p->ml + ((b * d->H + row.h) * d->Tq + row.i) * 2;
+      sc.m[r] = ml[0];
+      sc.l[r] = ml[1];
+    }
+    /* rows in head order within the group: r = (h − g·G)·mq + (i − q0) */
+    for (int64_t j0 = first; j0 < max_lim; j0 += p->nk) {
+      const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
+      mha_scores(p, R, b, g, j0, nk, sc.qp, sc.s);
+      for (size_t r = 0; r < R; r++) {
+        float* srow = sc.s + r * NK;
+        const size_t nv = mha_row_weights(p, &sc, pos, r, j0, nk, srow);
+        float* dst = mha_weights_row(p, b, 0, mha_item_row(p, g, pos.q0, pos.mq, r).i) + j0;
+        for (size_t j = 0; j < nv; j++) dst[j] += srow[j];
+      }
+    }
+  }
+  const float inv_h = 1.0f / (float)d->H;
+  for (int64_t i = pos.q0; i < pos.q0 + pos.mq; i++) p->kr->vscale((size_t)Tk, mha_weights_row(p, b, 0, i), inv_h);
 }
 
 /* The partial (O [Dv], m, l) of row r of key range `split` of an item. */
@@ -675,6 +789,11 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
     mha_count(&total, (size_t)p->items, 1, &bad); /* one int32 per item */
     p->done_n = (size_t)p->items;
   }
+  if (d->weights_mode == MHA_WEIGHTS_HEAD_MEAN) {
+    const size_t before = total;
+    mha_count(&total, (size_t)(d->B * d->H), (size_t)d->Tq * 2, &bad); /* < out's B·H·Tq·Dv + ... */
+    p->ml_n = total - before;
+  }
   if (bad || total > (SIZE_MAX - 128) / sizeof(float)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the workspace size overflows", fn);
   }
@@ -733,14 +852,18 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   p.kt = p.kt_n ? ws + p.scratch_n : NULL;
   p.partial = p.part_n ? ws + p.scratch_n + p.kt_n : NULL;
   p.done = p.done_n ? (int32_t*)(ws + p.scratch_n + p.kt_n + p.part_n) : NULL;
+  p.ml = p.ml_n ? ws + p.scratch_n + p.kt_n + p.part_n + p.done_n : NULL;
   if (p.done != NULL) memset(p.done, 0, p.done_n * sizeof(int32_t));
   const int64_t units = p.units, kt_units = p.kt_blocks * MHA_KT_PARTS;
+  /* the head-mean weights: a pass of its own, one unit per (b, query block) */
+  const int64_t mean_units = weights != NULL && d->weights_mode == MHA_WEIGHTS_HEAD_MEAN ? d->B * p.nqb : 0;
 
   /* One thread opens no parallel region: the OpenMP runtime allocates its
    * team there and exits the process if that fails. The loops are the same. */
   if (nthreads == 1) {
     for (int64_t u = 0; u < kt_units; u++) mha_pack_kt_part(&p, u);
     for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, scratch);
+    for (int64_t u = 0; u < mean_units; u++) mha_attention_weights_mean(&p, u, scratch);
   } else {
 #pragma omp parallel num_threads(nthreads)
     {
@@ -749,6 +872,8 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
       for (int64_t u = 0; u < kt_units; u++) mha_pack_kt_part(&p, u);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, mine);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t u = 0; u < mean_units; u++) mha_attention_weights_mean(&p, u, mine);
     }
   }
   if (workspace == NULL) free(ws);
@@ -810,7 +935,7 @@ static mha_status mha_attention_check_overlap(const char* fn, const mha_attentio
                           &nadd)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  if (weights != NULL) nw = (size_t)(d->B * d->H * d->Tq * d->Tk) * sizeof(float); /* validated */
+  if (weights != NULL) nw = (size_t)(d->B * mha_weights_slots(d) * d->Tq * d->Tk) * sizeof(float); /* validated */
   const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
   const size_t nhead = (size_t)d->H * sizeof(float);
   const size_t nlse = d->lse != NULL ? (size_t)(d->B * d->H * d->Tq) * sizeof(float) : 0;

@@ -53,6 +53,9 @@ typedef struct mha_span {
 mha_status mha_check_outputs_disjoint(const char* fn, mha_span out, mha_span weights,
                                       const mha_span* inputs, size_t n);
 
+/* The weights output's heads dimension: H, 1 (head mean) or the chosen heads. */
+int64_t mha_weights_slots(const mha_attention_desc* d);
+
 /* The number of threads a call uses: requested > 0 as is; 0 → OpenMP's
  * default, or 1 inside an active parallel region (no oversubscription). */
 int mha_resolve_threads(int requested);

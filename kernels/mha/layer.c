@@ -282,6 +282,9 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   cd->out = mha_strides_bthd(H, Tq, Dv);
   cd->scale = a->scale;
   cd->mask = a->mask;
+  cd->weights_mode = a->weights_mode;
+  cd->weights_heads = a->weights_heads;
+  cd->weights_nheads = a->weights_nheads;
   cd->num_threads = a->num_threads;
   static const float any = 0.0f;
   mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any, a->weights != NULL);
@@ -357,7 +360,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   cd.B = nb;
   if (cd.mask.kv_len != NULL) cd.mask.kv_len += b0;
   if (cd.mask.additive != NULL) cd.mask.additive += b0 * cd.mask.additive_strides.batch;
-  float* weights = a->weights ? a->weights + b0 * L->H * c->Tq * c->Tk : NULL;
+  float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
   mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, cat, weights, nthreads, attn_ws);
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
     mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, nthreads);
@@ -373,7 +376,9 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
   /* the products were checked by mha_layer_call_make and mha_attention_validate */
   const size_t f = sizeof(float), B = (size_t)c->B, Tq = (size_t)c->Tq, Tk = (size_t)c->Tk;
   const size_t nout = B * Tq * (size_t)mha_layer_output_width(L) * f;
-  const size_t nw = a->weights ? B * (size_t)L->H * Tq * Tk * f : 0;
+  const int64_t slots = a->weights_mode == MHA_WEIGHTS_HEAD_MEAN ? 1
+                        : a->weights_mode == MHA_WEIGHTS_SELECTED ? a->weights_nheads : L->H;
+  const size_t nw = a->weights ? B * (size_t)slots * Tq * Tk * f : 0;
   size_t nadd = 0;
   mha_status st;
   if (a->mask.additive != NULL &&
@@ -387,6 +392,8 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
       {"x_v", a->x_v, B * Tk * (size_t)L->d_kv * f},
       {"mask.additive", a->mask.additive, nadd},
       {"mask.kv_len", a->mask.kv_len, a->mask.kv_len ? B * sizeof(int32_t) : 0},
+      {"mask.alibi_slopes", a->mask.alibi_slopes, (size_t)L->H * f},
+      {"mask.sinks", a->mask.sinks, (size_t)L->H * f},
       {"workspace", a->workspace, a->workspace ? a->workspace_size : 0}};
   return mha_check_outputs_disjoint(fn, (mha_span){"out", a->out, nout},
                                     (mha_span){"weights", a->weights, nw}, in, sizeof in / sizeof in[0]);

@@ -1,0 +1,551 @@
+"""mha — multi-head attention kernels for CPUs, from Python.
+
+A pure-Python front (ctypes) over libmha.so: NumPy arrays in, NumPy arrays
+out, no compiled code of its own. The library is found (at the first call) at:
+
+  1. $MHA_LIBRARY, a path to libmha.so (an error if it is set but missing);
+  2. a libmha.so (or libmha.so.0) next to this package, if installed with it;
+  3. <repo>/build/libmha.so when the package is used from a checkout;
+  4. ctypes.util.find_library("mha") (an installed libmha).
+
+Views, not copies. mha takes element strides for the batch, head and row
+dimensions of every tensor, with the last dimension contiguous, so any NumPy
+view of that kind is passed as it is: slices of bigger arrays, the [B,T,H,D]
+"bthd" layout (strides, no transpose), broadcast inputs (stride 0, e.g. from
+np.broadcast_to or a batch of 1 against a bigger batch) and masks that
+broadcast to [B,H,Tq,Tk]. An input is copied only when mha cannot express it:
+  - its dtype is not float32 (other float dtypes are cast, a copy; integer
+    dtypes are refused with TypeError);
+  - its last dimension is not contiguous (np.ascontiguousarray);
+  - it has a negative stride, a stride that is not a whole number of
+    elements, or a row stride shorter than its row (q, k, v broadcast over
+    rows; masks may broadcast rows). The copy is np.ascontiguousarray.
+  - a mask whose last dimension broadcasts (size 1 against Tk) gets that one
+    dimension materialized, at its own size (not [B,H,Tq,Tk]).
+  - Layer weights, and the inputs x, x_k, x_v of Layer.forward, must be
+    C-contiguous float32 (the C API): copied when they are not.
+  - kv_len is always converted to a small int32 array.
+Outputs are never copied: out= must be a writable float32 array of the exact
+output shape, which mha writes in place; mha refuses (MhaError
+MHA_STATUS_INVALID_STRIDE) an out that overlaps an input or itself.
+
+Errors: every failure of the library raises MhaError with the status and
+mha_last_error()'s message. Inconsistencies the C call cannot see (q and k
+with different head widths, a mask that does not broadcast, a wrong out
+shape, ...) raise MhaError too, with the status mha uses for its own checks
+(INVALID_SHAPE, INVALID_STRIDE, ...) and a message from this package.
+"""
+import ctypes
+import weakref
+
+import numpy as np
+
+from . import _lib
+from ._lib import LibraryNotFoundError  # noqa: F401 (public)
+
+__version__ = "0.2.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
+
+__all__ = ["MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
+           "isa_available", "get_isa", "set_isa", "attention", "Layer"]
+
+#: The kernel set names mha knows (mha_isa_name), besides "default".
+ISAS = ("scalar", "avx2", "avx512f", "neon")
+
+_F32 = np.dtype(np.float32)
+_I32_MIN, _I32_MAX = -2 ** 31, 2 ** 31 - 1
+
+
+class MhaError(Exception):
+    """A failed mha call.
+
+    status       the mha_status value (int)
+    status_name  its enum name, e.g. "MHA_STATUS_INVALID_SHAPE"
+    description  mha_status_string(status), e.g. "invalid shape"
+    message      mha_last_error() of the failed call (or this package's
+                 message for a check made before calling the library)
+    """
+
+    def __init__(self, status, message, description=None):
+        self.status = int(status)
+        self.status_name = _lib.STATUS_NAMES.get(self.status, f"MHA_STATUS_{self.status}")
+        if description is None:
+            try:
+                description = _lib.lib().mha_status_string(self.status).decode()
+            except Exception:  # the library may be missing: keep the name
+                description = self.status_name[len("MHA_STATUS_"):].lower().replace("_", " ")
+        self.description = description
+        self.message = message
+        super().__init__(f"{self.status_name} ({description}): {message}")
+
+
+def _fail(status_name, message):
+    raise MhaError(_lib.STATUS[status_name], message)
+
+
+def _check(status):
+    """Raises MhaError for a non-zero status; reads mha_last_error() at once, in
+    the calling thread (the message is thread-local)."""
+    if status != 0:
+        msg = _lib.lib().mha_last_error()
+        raise MhaError(status, msg.decode("utf-8", "replace") if msg else "")
+
+
+# ---------------------------------------------------------------------------- the process
+
+
+def version():
+    """The library version this package is for, "MAJOR.MINOR.PATCH"."""
+    return __version__
+
+
+def library_path():
+    """The path of the libmha.so in use (loading it if needed)."""
+    return _lib.path()
+
+
+def isa_available(name):
+    """True if this build of libmha contains the kernel set `name` ("scalar",
+    "avx2", "avx512f", "neon") and the CPU runs it; False otherwise,
+    including for names mha does not know and "default"."""
+    value = _lib.ISA_VALUES.get(name)
+    if value is None:
+        return False
+    return bool(_lib.lib().mha_isa_available(value))
+
+
+def get_isa():
+    """The process-wide kernel set in use (MHA_ISA, set_isa, or the best)."""
+    L = _lib.lib()
+    v = ctypes.c_int()
+    _check(L.mha_get_isa(ctypes.byref(v)))
+    return L.mha_isa_name(v.value).decode()
+
+
+def set_isa(name):
+    """Forces the process-wide kernel set ("default" forgets the choice).
+    MhaError UNKNOWN_ISA / UNSUPPORTED_ISA otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: name must be a str, not {type(name).__name__}")
+    _check(_lib.lib().mha_set_isa_by_name(name.encode()))
+
+
+def _isa_value(isa):
+    if isa is None:
+        return 0
+    value = _lib.ISA_VALUES.get(isa) if isinstance(isa, str) else None
+    if value is None:
+        _fail("UNKNOWN_ISA", f"unknown ISA {isa!r}; one of default, {', '.join(ISAS)}")
+    return value
+
+
+def _c_int(value, name):
+    value = int(value)
+    if not _I32_MIN <= value <= _I32_MAX:
+        _fail("INVALID_ARGUMENT", f"{name} = {value} does not fit a C int")
+    return value
+
+
+def _scale(scale):
+    # None (or 0.0, as in the C API) means the default 1/sqrt(D)
+    return 0.0 if scale is None else float(scale)
+
+
+# ---------------------------------------------------------------------------- arrays
+
+
+def _float32(a, name):
+    """a as a float32 ndarray: the same array (no copy) when it is one, else a
+    cast copy for other float dtypes."""
+    a = np.asarray(a)
+    if a.dtype != _F32:
+        if a.dtype.kind != "f":
+            raise TypeError(f"{name}: dtype {a.dtype} is not a float dtype (float32 expected)")
+        a = a.astype(_F32)  # a copy: mha computes in float32
+    return a
+
+
+def _element_strides(a, axes, allow_row0):
+    """Element strides (batch, head, row) of a 4-D float32 view for mha, or None
+    when mha cannot express it (last dimension not contiguous, negative or
+    misaligned strides, a row stride shorter than the row)."""
+    if a.size == 0:
+        return [0, 0, 0]  # a size of 0: mha refuses it (INVALID_SIZE) before any stride
+    shape, strides = a.shape, a.strides
+    # aligned: the address and every stride a whole number of floats
+    if not a.flags.aligned or (shape[3] > 1 and strides[3] != 4):
+        return None
+    out = []
+    for ax in axes:
+        n, s = shape[ax], strides[ax]
+        if s < 0 or s % 4:
+            if n > 1:
+                return None
+            s = 0  # any stride addresses a dimension of size 1
+        out.append(s // 4)
+    nrow, srow = shape[axes[2]], out[2]
+    if nrow > 1 and srow < shape[3] and not (allow_row0 and srow == 0):
+        return None
+    return out
+
+
+def _strides(values):
+    return _lib.Strides(*values)
+
+
+def _input_view(a, axes, allow_row0=False):
+    """(array to pass, its element strides): a itself when mha can read it in
+    place, else a C-contiguous copy."""
+    st = _element_strides(a, axes, allow_row0)
+    if st is None:
+        a = np.ascontiguousarray(a)
+        st = _element_strides(a, axes, allow_row0)
+    return a, st
+
+
+def _check_out_array(out, shape, name):
+    """An output array the caller gave: the right type, dtype and shape, writable."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, not {type(out).__name__}")
+    if out.dtype != _F32:
+        raise TypeError(f"{name}: dtype {out.dtype} is not float32 (an output is never copied)")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if tuple(out.shape) != tuple(shape):
+        _fail("INVALID_SHAPE", f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+
+
+def _output_view(out, shape, axes, name):
+    """Element strides of a caller's out= view, which mha writes in place
+    (never copied). Strides mha refuses (negative, overlapping) are passed on
+    for mha to report; what it cannot even be told is refused here."""
+    _check_out_array(out, shape, name)
+    if out.size == 0:
+        return [0, 0, 0]
+    if not out.flags.aligned:
+        _fail("INVALID_STRIDE", f"{name}: its address or a stride is not a whole number of "
+                                f"floats (byte strides {out.strides})")
+    if shape[3] > 1 and out.strides[3] != 4:
+        _fail("INVALID_STRIDE", f"{name}: the last dimension must be contiguous "
+                                f"(byte strides {out.strides})")
+    st = []
+    for ax in axes:
+        n, s = shape[ax], out.strides[ax]
+        if s % 4:
+            if n > 1:
+                _fail("INVALID_STRIDE", f"{name}: byte stride {s} is not a whole number of floats")
+            s = 0
+        st.append(s // 4)  # negative strides go to mha, which refuses them
+    return st
+
+
+def _mask_view(mask, B, H, Tq, Tk):
+    """The additive mask as a [B,H,Tq,Tk] view of the caller's array (NumPy
+    broadcasting: broadcast dimensions get stride 0, nothing is materialized
+    except a broadcast last dimension, at the mask's own size)."""
+    m = _float32(mask, "mask")
+    if m.ndim > 4:
+        _fail("INVALID_SHAPE", f"mask has {m.ndim} dimensions; it must broadcast to [B,H,Tq,Tk]")
+    m = m[(None,) * (4 - m.ndim)]  # a view
+    target = (B, H, Tq, Tk)
+    if any(n not in (1, t) for n, t in zip(m.shape, target)):
+        _fail("INVALID_SHAPE", f"mask of shape {np.shape(mask)} does not broadcast to "
+                               f"[B,H,Tq,Tk] = {list(target)}")
+    if Tk > 1 and (m.shape[3] != Tk or m.strides[3] != 4):
+        m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (Tk,)))
+    view = np.broadcast_to(m, target)
+    st = _element_strides(view, (0, 1, 2), allow_row0=True)
+    if st is None:
+        view = np.broadcast_to(np.ascontiguousarray(m), target)
+        st = _element_strides(view, (0, 1, 2), allow_row0=True)
+    return view, st
+
+
+def _kv_len_array(kv_len, B):
+    a = np.asarray(kv_len)
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError(f"kv_len: dtype {a.dtype} is not an integer dtype")
+    if a.ndim == 0:
+        a = np.full(B, a)
+    if a.shape != (B,):
+        _fail("INVALID_SHAPE", f"kv_len has shape {a.shape}, expected ({B},) (one length per batch entry)")
+    if a.size and (int(a.min()) < _I32_MIN or int(a.max()) > _I32_MAX):
+        _fail("INVALID_ARGUMENT", "kv_len holds a value outside the int32 range")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _set_mask(cmask, causal, kv_len, mask, B, H, Tq, Tk, keep):
+    cmask.causal = 1 if causal else 0
+    if kv_len is not None:
+        kl = _kv_len_array(kv_len, B)
+        keep.append(kl)
+        cmask.kv_len = kl.ctypes.data
+    if mask is not None:
+        m, st = _mask_view(mask, B, H, Tq, Tk)
+        keep.append(m)
+        cmask.additive = m.ctypes.data
+        cmask.additive_strides = _strides(st)
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data
+
+
+# ---------------------------------------------------------------------------- the core
+
+_LAYOUT_AXES = {"bhtd": (0, 1, 2), "bthd": (0, 2, 1)}  # axes of (batch, head, row)
+
+
+def _batch_to(a, axis, B):
+    """a with a batch of 1 broadcast to B (stride 0), or a itself."""
+    if a.shape[axis] == B:
+        return a
+    shape = list(a.shape)
+    shape[axis] = B
+    return np.broadcast_to(a, shape)
+
+
+def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
+              need_weights=False, num_threads=0, isa=None, out=None):
+    """out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head): mha_attention_f32.
+
+    layout "bhtd": q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] → out [B,H,Tq,Dv]
+    layout "bthd": the same as [B,T,H,D] (strides passed through, no transpose)
+    Any strided view is read in place (see the module's docstring for the few
+    copies); a batch of 1 in q, k or v broadcasts against the others (stride 0).
+    H % Hkv == 0 (grouped-query: query head h reads K/V head h // (H // Hkv)).
+
+    causal        bottom-right aligned: query i sees key j iff j <= i + Tk - Tq
+    kv_len        B key lengths (an int broadcasts): keys j >= kv_len[b] hidden
+    mask          additive float mask, broadcastable to [B,H,Tq,Tk] (-inf hides)
+    scale         None (or 0.0, as in C): 1/sqrt(D)
+    need_weights  also return the probabilities, [B,H,Tq,Tk] float32
+    num_threads   0: OpenMP's default; results are bitwise the same for any count
+    isa           None: the process choice; or "scalar", "avx2", ... for this call
+    out           None: allocated; else a writable float32 array of out's shape
+                  (any strides mha accepts), written in place
+    Returns out, or (out, weights) when need_weights. A query row that the
+    masks leave without keys gives zeros.
+    """
+    L = _lib.lib()
+    axes = _LAYOUT_AXES.get(layout)
+    if axes is None:
+        raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
+    q, k, v = _float32(q, "q"), _float32(k, "k"), _float32(v, "v")
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if a.ndim != 4:
+            _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 4 ({layout})")
+    ib, ih, it = axes
+    bq, H, Tq, D = q.shape[ib], q.shape[ih], q.shape[it], q.shape[3]
+    bk, Hkv, Tk, Dk = k.shape[ib], k.shape[ih], k.shape[it], k.shape[3]
+    bv, Hv, Tv, Dv = v.shape[ib], v.shape[ih], v.shape[it], v.shape[3]
+    B = max(bq, bk, bv)
+    if bq != B or bk != B or bv != B:
+        if any(b not in (1, B) for b in (bq, bk, bv)):
+            _fail("INVALID_SHAPE", f"batch sizes of q, k, v ({bq}, {bk}, {bv}) do not broadcast")
+        q, k, v = (_batch_to(a, ib, B) for a in (q, k, v))
+    if Dk != D:
+        _fail("INVALID_SHAPE", f"k's head width ({Dk}) differs from q's ({D})")
+    if Hv != Hkv or Tv != Tk:
+        _fail("INVALID_SHAPE", f"v's heads and rows ({Hv}, {Tv}) differ from k's ({Hkv}, {Tk})")
+    q, sq = _input_view(q, axes)
+    k, sk = _input_view(k, axes)
+    v, sv = _input_view(v, axes)
+
+    out_shape = (B, H, Tq, Dv) if layout == "bhtd" else (B, Tq, H, Dv)
+    if out is None:
+        out = np.empty(out_shape, _F32)
+        so = _element_strides(out, axes, False)
+    else:
+        so = _output_view(out, out_shape, axes, "out")
+    weights = np.empty((B, H, Tq, Tk), _F32) if need_weights else None
+
+    # every field is set here or left 0 (ctypes zero-fills), which is what
+    # mha_attention_desc_init leaves in the fields it does not take (a ctypes
+    # call with seven int64 arguments costs more than the smallest attention)
+    d = _lib.AttentionDesc(B, H, Hkv, Tq, Tk, D, Dv, _strides(sq), _strides(sk), _strides(sv),
+                           _strides(so))
+    d.scale = _scale(scale)
+    d.num_threads = _c_int(num_threads, "num_threads")
+    d.isa = _isa_value(isa)
+    keep = []  # the mask arrays, alive through the call
+    _set_mask(d.mask, causal, kv_len, mask, B, H, Tq, Tk, keep)
+    _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
+                               _ptr(weights)))
+    return (out, weights) if need_weights else out
+
+
+# ---------------------------------------------------------------------------- the layer
+
+
+def _contiguous(a, name):
+    """A C-contiguous float32 array (a itself when it is one, else a copy)."""
+    return np.ascontiguousarray(_float32(a, name))
+
+
+class Layer:
+    """The full layer as a plan (mha_layer_create): the weights are packed once
+    (copied into the plan; the arrays may be dropped after), forward runs many
+    times. Usable as a context manager; the plan is freed by close(), at the
+    end of a with block, or when the object is garbage collected.
+
+    d_model, num_heads     widths: X_q [B,Tq,d_model], H query heads
+    num_kv_heads           Hkv (None: H), H % Hkv == 0
+    head_dim               D (None: d_model // num_heads)
+    value_head_dim         Dv (None: D); an extension of the C desc's Dv
+    d_kv                   width of x_k, x_v (None: d_model)
+    w_q, w_k, w_v, w_o     layout "out_in" (PyTorch nn.Linear.weight, Y = X·Wᵀ):
+                           w_q [H·D, d_model], w_k [Hkv·D, d_kv], w_v [Hkv·Dv, d_kv],
+                           w_o [d_model, H·Dv]; layout "in_out" (Y = X·W): transposed.
+                           w_o None: no output projection, the output is the
+                           concatenated heads [B,Tq,H·Dv] (the "wrapper" design)
+    b_q, b_k, b_v, b_o     optional biases [H·D], [Hkv·D], [Hkv·Dv], [d_model]
+    in_proj_weight/_bias   PyTorch's packed nn.MultiheadAttention weights
+                           [3·d_model, d_model] / [3·d_model], instead of w_q, w_k, w_v
+    isa                    None: pack for the process choice; or a kernel set name
+    """
+
+    def __init__(self, d_model, num_heads, *, num_kv_heads=None, head_dim=None, d_kv=None,
+                 w_q=None, w_k=None, w_v=None, w_o=None, b_q=None, b_k=None, b_v=None, b_o=None,
+                 in_proj_weight=None, in_proj_bias=None, layout="out_in", isa=None,
+                 value_head_dim=None):
+        self._handle = None
+        self._finalizer = None
+        L = _lib.lib()
+        layouts = {"out_in": _lib.MHA_WEIGHTS_OUT_IN, "in_out": _lib.MHA_WEIGHTS_IN_OUT}
+        if layout not in layouts:
+            raise ValueError(f"layout must be 'out_in' or 'in_out', not {layout!r}")
+        dm, H = int(d_model), int(num_heads)
+        # the C rules for the derived sizes (0 or None: derived)
+        dkv = int(d_kv or 0) or dm
+        Hkv = int(num_kv_heads or 0) or H
+        D = int(head_dim or 0) or (dm // H if H > 0 and dm % H == 0 else 0)
+        Dv = int(value_head_dim or 0) or D
+        self.d_model, self.num_heads, self.num_kv_heads = dm, H, Hkv
+        self.head_dim, self.value_head_dim, self.d_kv = D, Dv, dkv
+
+        def mat(n_in, n_out):
+            return (n_out, n_in) if layout == "out_in" else (n_in, n_out)
+        expected = {"w_q": mat(dm, H * D), "w_k": mat(dkv, Hkv * D), "w_v": mat(dkv, Hkv * Dv),
+                    "w_o": mat(H * Dv, dm), "b_q": (H * D,), "b_k": (Hkv * D,),
+                    "b_v": (Hkv * Dv,), "b_o": (dm,), "in_proj_weight": (3 * dm, dm),
+                    "in_proj_bias": (3 * dm,)}
+        # shapes are checked here only where mha would read them: if a size is
+        # invalid, mha_layer_create refuses before reading any weight
+        sizes_ok = min(dm, H, Hkv, D, Dv, dkv) > 0 and H % Hkv == 0
+        given = dict(w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o, b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o,
+                     in_proj_weight=in_proj_weight, in_proj_bias=in_proj_bias)
+        arrays = {}
+        for name, a in given.items():
+            if a is None:
+                continue
+            a = _contiguous(a, name)
+            if sizes_ok and a.shape != expected[name]:
+                _fail("INVALID_SHAPE", f"Layer: {name} has shape {a.shape}, expected "
+                                       f"{expected[name]} (layout {layout!r})")
+            arrays[name] = a
+
+        desc = _lib.LayerDesc()
+        desc.d_model, desc.H = dm, H
+        desc.d_kv = int(d_kv or 0)
+        desc.Hkv = int(num_kv_heads or 0)
+        desc.D = int(head_dim or 0)
+        desc.Dv = int(value_head_dim or 0)
+        desc.layout = layouts[layout]
+        desc.isa = _isa_value(isa)
+        for name, a in arrays.items():
+            setattr(desc, name, a.ctypes.data)
+        handle = _lib.PTR()
+        _check(L.mha_layer_create(ctypes.byref(desc), ctypes.byref(handle)))
+        self._handle = handle.value
+        self._finalizer = weakref.finalize(self, L.mha_layer_destroy, handle.value)
+        self._output_width = int(L.mha_layer_output_width(self._handle))
+        self._isa = L.mha_isa_name(L.mha_layer_isa(self._handle)).decode()
+
+    @property
+    def isa(self):
+        """The kernel set the plan was packed for (it always runs with it)."""
+        return self._isa
+
+    @property
+    def output_width(self):
+        """d_model, or H·Dv without an output projection."""
+        return self._output_width
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def close(self):
+        """Frees the plan (idempotent). A later forward raises MhaError NULL_POINTER."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def forward(self, x, x_k=None, x_v=None, *, causal=False, kv_len=None, mask=None, scale=None,
+                need_weights=False, num_threads=0, out=None):
+        """One forward pass (mha_layer_forward).
+
+        x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
+        x_k    [B,Tk,d_kv] (cross-attention); x_v [B,Tk,d_kv] or None (V from x_k)
+        x, x_k, x_v must be C-contiguous float32: copied when they are not.
+        Masks, scale, num_threads as in attention() (over [B,H,Tq,Tk]).
+        out    None: allocated; else a C-contiguous writable float32
+               [B,Tq,output_width], written in place.
+        Returns out [B,Tq,output_width], or (out, weights [B,H,Tq,Tk]).
+        """
+        L = _lib.lib()
+        x = _contiguous(x, "x")
+        if x.ndim != 3 or x.shape[2] != self.d_model:
+            _fail("INVALID_SHAPE", f"x has shape {x.shape}, expected [B, Tq, {self.d_model}]")
+        B, Tq = x.shape[0], x.shape[1]
+        Tk = Tq
+        xk = xv = None
+        for name, a in (("x_k", x_k), ("x_v", x_v)):
+            if a is None:
+                continue
+            a = _contiguous(a, name)
+            if a.ndim != 3 or a.shape[0] != B or a.shape[2] != self.d_kv:
+                _fail("INVALID_SHAPE", f"{name} has shape {a.shape}, expected [{B}, Tk, {self.d_kv}]")
+            if name == "x_k" or xk is None:
+                Tk = a.shape[1]
+            elif a.shape[1] != Tk:
+                _fail("INVALID_SHAPE", f"x_v has {a.shape[1]} rows, x_k {Tk}")
+            if name == "x_k":
+                xk = a
+            else:
+                xv = a
+        out_shape = (B, Tq, self._output_width)
+        if out is None:
+            out = np.empty(out_shape, _F32)
+        else:
+            _check_out_array(out, out_shape, "out")
+            if not out.flags.c_contiguous:
+                _fail("INVALID_STRIDE", "out of Layer.forward must be C-contiguous "
+                                        "[B, Tq, output_width] (the C API's layout)")
+        weights = np.empty((B, self.num_heads, Tq, Tk), _F32) if need_weights else None
+
+        a = _lib.LayerArgs()
+        L.mha_layer_args_init(ctypes.byref(a))
+        a.B, a.Tq, a.Tk = B, Tq, Tk
+        a.x_q, a.x_k, a.x_v = _ptr(x), _ptr(xk), _ptr(xv)
+        a.out, a.weights = _ptr(out), _ptr(weights)
+        a.scale = _scale(scale)
+        a.num_threads = _c_int(num_threads, "num_threads")
+        keep = []
+        _set_mask(a.mask, causal, kv_len, mask, B, self.num_heads, Tq, Tk, keep)
+        _check(L.mha_layer_forward(self._handle, ctypes.byref(a)))
+        return (out, weights) if need_weights else out
+
+    __call__ = forward
+
+    def __repr__(self):
+        state = "closed" if self.closed else f"isa={self._isa!r}"
+        return (f"mha.Layer(d_model={self.d_model}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, "
+                f"output_width={self._output_width}, {state})")

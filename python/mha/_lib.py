@@ -1,0 +1,171 @@
+"""Finding and loading libmha.so, and the C structs of include/mha.h as ctypes.
+
+The structs mirror mha.h field for field, in order; the function prototypes are
+set once when the library is loaded. Only public symbols of mha.h are used.
+When a struct of mha.h changes, change it here too: the test
+tests/test_abi.py compares every size and offset with the C compiler's
+(python/abi-dump.c, built and passed to the tests by python/CMakeLists.txt).
+"""
+import ctypes
+import ctypes.util
+import os
+import threading
+
+I64 = ctypes.c_int64
+PTR = ctypes.c_void_p
+
+# enum mha_status, by value (values are stable across releases, mha.h)
+STATUS_NAMES = {
+    0: "MHA_STATUS_SUCCESS",
+    1: "MHA_STATUS_NULL_POINTER",
+    2: "MHA_STATUS_INVALID_SIZE",
+    3: "MHA_STATUS_INVALID_SHAPE",
+    4: "MHA_STATUS_INVALID_STRIDE",
+    5: "MHA_STATUS_INVALID_ARGUMENT",
+    6: "MHA_STATUS_SIZE_OVERFLOW",
+    7: "MHA_STATUS_OUT_OF_MEMORY",
+    8: "MHA_STATUS_UNKNOWN_ISA",
+    9: "MHA_STATUS_UNSUPPORTED_ISA",
+}
+STATUS = {name[len("MHA_STATUS_"):]: value for value, name in STATUS_NAMES.items()}
+
+# enum mha_isa
+ISA_VALUES = {"default": 0, "scalar": 1, "avx2": 2, "avx512f": 3, "neon": 4}
+
+MHA_WEIGHTS_IN_OUT = 0
+MHA_WEIGHTS_OUT_IN = 1
+
+
+class Strides(ctypes.Structure):
+    _fields_ = [("batch", I64), ("head", I64), ("row", I64)]
+
+
+class Mask(ctypes.Structure):
+    _fields_ = [("causal", ctypes.c_int), ("kv_len", PTR), ("additive", PTR),
+                ("additive_strides", Strides), ("align", ctypes.c_int), ("offset", I64),
+                ("window", ctypes.c_int), ("window_left", I64), ("window_right", I64),
+                ("alibi_slopes", PTR), ("softcap", ctypes.c_float), ("sinks", PTR)]
+
+
+class AttentionDesc(ctypes.Structure):
+    _fields_ = [("B", I64), ("H", I64), ("Hkv", I64), ("Tq", I64), ("Tk", I64), ("D", I64),
+                ("Dv", I64), ("q", Strides), ("k", Strides), ("v", Strides), ("out", Strides),
+                ("scale", ctypes.c_float), ("mask", Mask), ("num_threads", ctypes.c_int),
+                ("isa", ctypes.c_int), ("lse", PTR), ("weights_mode", ctypes.c_int),
+                ("weights_heads", PTR), ("weights_nheads", I64), ("workspace", PTR),
+                ("workspace_size", ctypes.c_size_t)]
+
+
+class LayerDesc(ctypes.Structure):
+    _fields_ = [("d_model", I64), ("d_kv", I64), ("H", I64), ("Hkv", I64), ("D", I64),
+                ("Dv", I64), ("layout", ctypes.c_int), ("w_q", PTR), ("w_k", PTR), ("w_v", PTR),
+                ("w_o", PTR), ("in_proj_weight", PTR), ("b_q", PTR), ("b_k", PTR), ("b_v", PTR),
+                ("b_o", PTR), ("in_proj_bias", PTR), ("isa", ctypes.c_int)]
+
+
+class LayerArgs(ctypes.Structure):
+    _fields_ = [("B", I64), ("Tq", I64), ("Tk", I64), ("x_q", PTR), ("x_k", PTR), ("x_v", PTR),
+                ("out", PTR), ("mask", Mask), ("weights", PTR), ("weights_mode", ctypes.c_int),
+                ("weights_heads", PTR), ("weights_nheads", I64), ("scale", ctypes.c_float),
+                ("num_threads", ctypes.c_int), ("workspace", PTR),
+                ("workspace_size", ctypes.c_size_t)]
+
+
+class LibraryNotFoundError(OSError):
+    """No libmha.so was found (or it could not be loaded)."""
+
+
+def _package_dir():
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def candidates():
+    """The places searched, in order, as (description, path or None)."""
+    out = []
+    env = os.environ.get("MHA_LIBRARY")
+    if env:
+        out.append(("$MHA_LIBRARY", env))
+    for name in ("libmha.so", "libmha.so.0"):
+        out.append(("next to the package", os.path.join(_package_dir(), name)))
+    repo = os.path.dirname(os.path.dirname(_package_dir()))  # <repo>/python/mha -> <repo>
+    if os.path.isfile(os.path.join(repo, "include", "mha.h")):  # used from a checkout
+        out.append(("the repository's build/", os.path.join(repo, "build", "libmha.so")))
+    out.append(('ctypes.util.find_library("mha")', ctypes.util.find_library("mha")))
+    return out
+
+
+def find_library():
+    """The path of the libmha.so to load: $MHA_LIBRARY (must exist if set), a
+    libmha.so next to the package, <repo>/build/libmha.so, then
+    ctypes.util.find_library("mha")."""
+    env = os.environ.get("MHA_LIBRARY")
+    if env:
+        if not os.path.isfile(env):
+            raise LibraryNotFoundError(f"MHA_LIBRARY={env!r} is not a file")
+        return os.path.abspath(env)
+    tried = []
+    for what, path in candidates():
+        if path is None:
+            tried.append(f"{what}: nothing")
+            continue
+        if what.startswith("ctypes.util"):
+            return path  # a soname the dynamic loader resolves
+        if os.path.isfile(path):
+            return path
+        tried.append(f"{what}: {path}")
+    raise LibraryNotFoundError(
+        "libmha.so not found; build it (cmake --build build, target mha_shared) or set "
+        "MHA_LIBRARY to its path. Tried: " + "; ".join(tried))
+
+
+def _prototypes(lib):
+    c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
+    P = ctypes.POINTER
+    protos = {
+        "mha_status_string": (c_char_p, [c_int]),
+        "mha_last_error": (c_char_p, []),
+        "mha_isa_name": (c_char_p, [c_int]),
+        "mha_isa_available": (c_int, [c_int]),
+        "mha_get_isa": (c_int, [P(c_int)]),
+        "mha_set_isa": (c_int, [c_int]),
+        "mha_set_isa_by_name": (c_int, [c_char_p]),
+        "mha_attention_desc_init": (None, [P(AttentionDesc)] + [I64] * 7),
+        "mha_attention_f32": (c_int, [P(AttentionDesc), PTR, PTR, PTR, PTR, PTR]),
+        "mha_layer_create": (c_int, [P(LayerDesc), P(PTR)]),
+        "mha_layer_destroy": (None, [PTR]),
+        "mha_layer_output_width": (I64, [PTR]),
+        "mha_layer_isa": (c_int, [PTR]),
+        "mha_layer_args_init": (None, [P(LayerArgs)]),
+        "mha_layer_forward": (c_int, [PTR, P(LayerArgs)]),
+    }
+    for name, (restype, argtypes) in protos.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+_lock = threading.Lock()
+_lib = None
+_path = None
+
+
+def lib():
+    """The loaded library (loaded at the first call)."""
+    global _lib, _path
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                path = find_library()
+                try:
+                    handle = ctypes.CDLL(path)
+                except OSError as e:
+                    raise LibraryNotFoundError(f"cannot load {path}: {e}") from e
+                _prototypes(handle)
+                _path = path
+                _lib = handle
+    return _lib
+
+
+def path():
+    lib()
+    return _path
