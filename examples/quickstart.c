@@ -53,6 +53,7 @@ int main(void) {
      * internal compiler error on the vectorized fmax reduction) */
     const double err = fabs((double)out[i] - ref[i]);
     if (!(err <= max_err)) max_err = err;
+    if (err != err) break; /* a NaN: keep it, it fails the check */
   }
   printf("mha quickstart: B=%d T=%d d_model=%d H=%d causal, isa=%s\n", B, T, DM, H, mha_isa_name(isa));
   printf("out[0][0][0..3] = %.6f %.6f %.6f %.6f\n", out[0], out[1], out[2], out[3]);

@@ -17,9 +17,14 @@
 
 #include "mha/internal.h"
 
-/* Bound of |mask.offset| and clamp of the window's reach: with T < 2^61
- * (any view that fits memory), aligned positions stay within ±2^62. */
+/* Bound of |mask.offset|. With T < 2^61 (any view that fits memory), an
+ * aligned position i' lies in (−2^61, 2^61 + 2^60) for every alignment. */
 #define MHA_POS_LIMIT ((int64_t)1 << 60)
+/* Clamp of the window's reach: a side of 2^62 reaches past every key from any
+ * i' (i' − 2^62 < 0 and i' + 2^62 > 2^61 > Tk), and i' ± (2^62 + 1) cannot
+ * overflow. A clamp of 2^60 would not do: with offset −(2^60 − 1) a window of
+ * INT64_MAX on the right would end at key i + 1. */
+#define MHA_WINDOW_LIMIT ((int64_t)1 << 62)
 
 int64_t mha_weights_slots(const mha_attention_desc* d) {
   switch (d->weights_mode) {
@@ -269,15 +274,16 @@ static int64_t mha_align_shift(const mha_attention_desc* d, int64_t b) {
 
 /* The keys [lo, hi) query row i of batch entry b sees before the additive
  * mask: kv_len, causal and the window each cut an interval. An empty row gets
- * [0, 0). Positions are bounded by ±2^62 (validated), so nothing overflows. */
+ * [0, 0). Positions lie in (−2^61, 2^61 + 2^60) (MHA_POS_LIMIT), so nothing
+ * overflows. */
 static void mha_row_interval(const mha_attention_desc* d, int64_t b, int64_t i, int64_t* lo,
                              int64_t* hi) {
   const int64_t ip = i + mha_align_shift(d, b);
   int64_t a = 0, e = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
   if (d->mask.causal && ip + 1 < e) e = ip + 1;
   if (d->mask.window) {
-    const int64_t left = d->mask.window_left < MHA_POS_LIMIT ? d->mask.window_left : MHA_POS_LIMIT;
-    const int64_t right = d->mask.window_right < MHA_POS_LIMIT ? d->mask.window_right : MHA_POS_LIMIT;
+    const int64_t left = d->mask.window_left < MHA_WINDOW_LIMIT ? d->mask.window_left : MHA_WINDOW_LIMIT;
+    const int64_t right = d->mask.window_right < MHA_WINDOW_LIMIT ? d->mask.window_right : MHA_WINDOW_LIMIT;
     if (ip - left > a) a = ip - left;
     if (ip + right + 1 < e) e = ip + right + 1;
   }
@@ -567,7 +573,12 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
       float step_scale;
       float* srow = sc->s + r * NK;
       const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, srow, &add, &nlo, &step_scale);
-      const float alpha = kr->softmax_online_row(nk, nv, srow, step_scale, add, &sc->m[r], &sc->l[r]);
+      /* the step starts after the keys before the row's window: their mask
+       * entries are never read, so a NaN or +inf there cannot reach the row
+       * (-inf + NaN is NaN), as for the keys after lim */
+      const float alpha = kr->softmax_online_row(nk - nlo, nv - nlo, srow + nlo, step_scale,
+                                                 add != NULL ? add + nlo : NULL, &sc->m[r], &sc->l[r]);
+      for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
       if (alpha != 1.0f) kr->vscale(Dv, sc->o + r * Dv, alpha);
     }
     mha_attention_pv(p, sc, pos, R, j0, nk, vbase + j0 * d->v.row, careful);

@@ -24,7 +24,9 @@ broadcast to [B,H,Tq,Tk]. An input is copied only when mha cannot express it:
     dimension materialized, at its own size (not [B,H,Tq,Tk]).
   - Layer weights, and the inputs x, x_k, x_v of Layer.forward, must be
     C-contiguous float32 (the C API): copied when they are not.
-  - kv_len is always converted to a small int32 array.
+  - kv_len, and the head list of weights_mode, are always converted to small
+    int32 arrays; alibi_slopes and sinks (H values each) to contiguous float32
+    arrays. All of them are kept alive through the call only.
 Outputs are never copied: out= must be a writable float32 array of the exact
 output shape, which mha writes in place; mha refuses (MhaError
 MHA_STATUS_INVALID_STRIDE) an out that overlaps an input or itself.
@@ -36,6 +38,7 @@ shape, ...) raise MhaError too, with the status mha uses for its own checks
 (INVALID_SHAPE, INVALID_STRIDE, ...) and a message from this package.
 """
 import ctypes
+import operator
 import weakref
 
 import numpy as np
@@ -46,13 +49,14 @@ from ._lib import LibraryNotFoundError  # noqa: F401 (public)
 __version__ = "0.2.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
 
 __all__ = ["MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
-           "isa_available", "get_isa", "set_isa", "attention", "Layer"]
+           "isa_available", "get_isa", "set_isa", "attention", "merge", "Layer"]
 
 #: The kernel set names mha knows (mha_isa_name), besides "default".
 ISAS = ("scalar", "avx2", "avx512f", "neon")
 
 _F32 = np.dtype(np.float32)
 _I32_MIN, _I32_MAX = -2 ** 31, 2 ** 31 - 1
+_I64_MIN, _I64_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 class MhaError(Exception):
@@ -286,6 +290,110 @@ def _set_mask(cmask, causal, kv_len, mask, B, H, Tq, Tk, keep):
         cmask.additive_strides = _strides(st)
 
 
+# enum mha_align (mha.h); an int align is MHA_ALIGN_OFFSET with that offset
+_ALIGNS = {"bottom_right": 0, "top_left": 1, "kv_end": 3}
+_ALIGN_OFFSET = 2
+# enum mha_weights_mode (mha.h)
+_WEIGHTS_MODES = {"per_head": 0, "mean": 1}
+_WEIGHTS_SELECTED = 2
+
+
+def _c_int64(value, name):
+    """An integer (not a bool, not a float) that fits int64_t."""
+    if isinstance(value, (bool, np.bool_)):
+        _fail("INVALID_ARGUMENT", f"{name} must be an integer, not a bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        _fail("INVALID_ARGUMENT", f"{name} must be an integer, not {type(value).__name__}")
+    if not _I64_MIN <= value <= _I64_MAX:
+        _fail("INVALID_ARGUMENT", f"{name} = {value} does not fit int64_t")
+    return value
+
+
+def _head_values(a, H, name):
+    """H per-head values (alibi_slopes, sinks) as a contiguous float32 [H] array."""
+    a = np.asarray(a)
+    if a.size and a.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: dtype {a.dtype} is not a float dtype (float32 expected)")
+    a = np.asarray(a, dtype=_F32, order="C")  # a copy unless already float32 and contiguous
+    if a.shape != (H,):
+        _fail("INVALID_SHAPE", f"{name} has shape {a.shape}, expected ({H},) (one value per "
+                               f"query head)")
+    return a
+
+
+def _set_variants(cmask, H, align, window, alibi_slopes, softcap, sinks, keep):
+    """The mask fields of mha.h's attention variants. Values mha checks itself
+    (a negative window, a negative, NaN or infinite softcap, an offset beyond
+    ±2^60) are passed on for mha to refuse; what C cannot be told is refused
+    here."""
+    if isinstance(align, str):
+        value = _ALIGNS.get(align)
+        if value is None:
+            _fail("INVALID_ARGUMENT", f"align {align!r} is not one of 'bottom_right', "
+                                      f"'top_left', 'kv_end' or an int offset")
+        cmask.align = value
+    elif isinstance(align, (int, np.integer)) and not isinstance(align, (bool, np.bool_)):
+        cmask.align = _ALIGN_OFFSET
+        cmask.offset = _c_int64(align, "align (offset)")
+    else:
+        _fail("INVALID_ARGUMENT", f"align must be 'bottom_right', 'top_left', 'kv_end' or an "
+                                  f"int offset, not {type(align).__name__}")
+    if window is not None:
+        try:
+            left, right = window
+        except (TypeError, ValueError):
+            _fail("INVALID_ARGUMENT", f"window must be None or a pair (left, right), not {window!r}")
+        cmask.window = 1
+        cmask.window_left = _c_int64(left, "window left")
+        cmask.window_right = _c_int64(right, "window right")
+    if alibi_slopes is not None:
+        a = _head_values(alibi_slopes, H, "alibi_slopes")
+        keep.append(a)
+        cmask.alibi_slopes = a.ctypes.data
+    if softcap is not None:
+        cap = ctypes.c_float(float(softcap)).value  # what mha will read
+        if cap == 0.0:
+            # 0 means "off" in C: a cap the caller asked for may not vanish silently
+            _fail("INVALID_ARGUMENT", f"softcap = {softcap!r} (as float32 {cap}) must be > 0 "
+                                      f"(None: no soft-capping)")
+        cmask.softcap = cap  # < 0, NaN, inf: mha refuses them (INVALID_ARGUMENT)
+    if sinks is not None:
+        a = _head_values(sinks, H, "sinks")
+        keep.append(a)
+        cmask.sinks = a.ctypes.data
+
+
+def _weights_mode(mode, H, need_weights, keep):
+    """(C mode, heads pointer, number of heads, slots): slots is the second
+    dimension of the weights ([B,slots,Tq,Tk]), or None for the mean
+    ([B,Tq,Tk]). The mode is checked even without need_weights (then it is
+    otherwise ignored, as PyTorch ignores average_attn_weights)."""
+    if isinstance(mode, str):
+        value = _WEIGHTS_MODES.get(mode)
+        if value is None:
+            _fail("INVALID_ARGUMENT", f"weights_mode {mode!r} is not 'per_head', 'mean' or a "
+                                      f"sequence of head indices")
+        return value, None, 0, (H if value == 0 else None)
+    heads = np.asarray(mode)
+    if heads.ndim != 1 or (heads.size and heads.dtype.kind not in "iu"):
+        _fail("INVALID_ARGUMENT", "weights_mode must be 'per_head', 'mean' or a 1-D sequence of "
+                                  "integer head indices")
+    if heads.size and (int(heads.min()) < _I32_MIN or int(heads.max()) > _I32_MAX):
+        _fail("INVALID_ARGUMENT", "weights_mode holds a head index outside the int32 range")
+    heads = np.ascontiguousarray(heads, dtype=np.int32)
+    if not need_weights:
+        return 0, None, 0, H
+    keep.append(heads)  # the range [0, H) and n >= 1 are mha's checks
+    return _WEIGHTS_SELECTED, heads.ctypes.data, heads.size, heads.size
+
+
+def _weights_array(slots, B, Tq, Tk):
+    shape = (B, Tq, Tk) if slots is None else (B, slots, Tq, Tk)
+    return np.empty(shape, _F32)
+
+
 def _ptr(a):
     return None if a is None else a.ctypes.data
 
@@ -305,7 +413,9 @@ def _batch_to(a, axis, B):
 
 
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
-              need_weights=False, num_threads=0, isa=None, out=None):
+              align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
+              need_weights=False, weights_mode="per_head", return_lse=False, num_threads=0,
+              isa=None, out=None):
     """out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head): mha_attention_f32.
 
     layout "bhtd": q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] → out [B,H,Tq,Dv]
@@ -314,17 +424,54 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     copies); a batch of 1 in q, k or v broadcasts against the others (stride 0).
     H % Hkv == 0 (grouped-query: query head h reads K/V head h // (H // Hkv)).
 
-    causal        bottom-right aligned: query i sees key j iff j <= i + Tk - Tq
+    Masks and score modifiers (all compose; a key is visible when every
+    enabled mask lets it through). i' is query row i's aligned position
+    among the keys (see align):
+    causal        query i sees key j iff j <= i'
     kv_len        B key lengths (an int broadcasts): keys j >= kv_len[b] hidden
     mask          additive float mask, broadcastable to [B,H,Tq,Tk] (-inf hides)
+    align         where query row i sits, for causal, window and ALiBi:
+                  "bottom_right" (default): i' = i + Tk - Tq (the queries are
+                  the last Tq positions, a KV cache); "top_left": i' = i
+                  (PyTorch's is_causal=True); "kv_end": i' = i + kv_len[b] - Tq
+                  (bottom-right per batch entry, Tk without kv_len); an int
+                  offset: i' = i + offset (a chunk of queries anywhere;
+                  |offset| < 2**60)
+    window        None (off), or (left, right), ints >= 0: query i sees key j
+                  iff i' - left <= j <= i' + right (Mistral's window W is
+                  (W - 1, 0)); keys outside every row's window are never read
+    alibi_slopes  None, or H floats: the logit of key j gets - slope_h·(i' - j)
+    softcap       None (off), or a cap > 0: s ← softcap·tanh(s / softcap),
+                  applied to scale·q·k before ALiBi and the additive mask
+                  (Gemma 2's logit soft-capping)
+    sinks         None, or H logits (gpt-oss's attention sinks): sink h joins
+                  the softmax's denominator of every row of head h, with no
+                  value row; -inf is no sink
+    alibi_slopes and sinks are converted to contiguous float32 [H] arrays.
+    A query row that the masks leave without keys gives zeros (its weights
+    are zeros: with a sink, all its weight is on the sink).
+
     scale         None (or 0.0, as in C): 1/sqrt(D)
-    need_weights  also return the probabilities, [B,H,Tq,Tk] float32
+    need_weights  also return the probabilities P (0 on hidden keys), float32,
+                  in weights_mode's shape
+    weights_mode  "per_head" (default): [B,H,Tq,Tk]; "mean": their mean over
+                  the heads [B,Tq,Tk] (nn.MultiheadAttention's
+                  average_attn_weights=True); a sequence of n head indices in
+                  [0, H): those heads only, in that order, [B,n,Tq,Tk] (the
+                  other heads' weights are never computed). Ignored (but
+                  checked) without need_weights. Weights do not change out.
+    return_lse    also return each row's log-sum-exp of its visible logits
+                  (the sink included), float32 with out's leading dimensions:
+                  [B,H,Tq] ("bhtd") or [B,Tq,H] ("bthd", a transposed view).
+                  -inf for a row with no visible key and no sink. The (out,
+                  lse) of calls over disjoint key ranges merge into the result
+                  over their union with merge().
     num_threads   0: OpenMP's default; results are bitwise the same for any count
     isa           None: the process choice; or "scalar", "avx2", ... for this call
     out           None: allocated; else a writable float32 array of out's shape
                   (any strides mha accepts), written in place
-    Returns out, or (out, weights) when need_weights. A query row that the
-    masks leave without keys gives zeros.
+    Returns out; with need_weights and/or return_lse a tuple in the order
+    (out, weights), (out, lse) or (out, weights, lse).
     """
     L = _lib.lib()
     axes = _LAYOUT_AXES.get(layout)
@@ -351,27 +498,118 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     k, sk = _input_view(k, axes)
     v, sv = _input_view(v, axes)
 
+    # every field is set here or left 0 (ctypes zero-fills), which is what
+    # mha_attention_desc_init leaves in the fields it does not take (a ctypes
+    # call with seven int64 arguments costs more than the smallest attention)
+    d = _lib.AttentionDesc(B, H, Hkv, Tq, Tk, D, Dv)
+    d.scale = _scale(scale)
+    d.num_threads = _c_int(num_threads, "num_threads")
+    d.isa = _isa_value(isa)
+    keep = []  # the mask and per-head arrays, alive through the call
+    _set_mask(d.mask, causal, kv_len, mask, B, H, Tq, Tk, keep)
+    _set_variants(d.mask, H, align, window, alibi_slopes, softcap, sinks, keep)
+    d.weights_mode, d.weights_heads, d.weights_nheads, slots = _weights_mode(
+        weights_mode, H, need_weights, keep)
+
     out_shape = (B, H, Tq, Dv) if layout == "bhtd" else (B, Tq, H, Dv)
     if out is None:
         out = np.empty(out_shape, _F32)
         so = _element_strides(out, axes, False)
     else:
         so = _output_view(out, out_shape, axes, "out")
-    weights = np.empty((B, H, Tq, Tk), _F32) if need_weights else None
-
-    # every field is set here or left 0 (ctypes zero-fills), which is what
-    # mha_attention_desc_init leaves in the fields it does not take (a ctypes
-    # call with seven int64 arguments costs more than the smallest attention)
-    d = _lib.AttentionDesc(B, H, Hkv, Tq, Tk, D, Dv, _strides(sq), _strides(sk), _strides(sv),
-                           _strides(so))
-    d.scale = _scale(scale)
-    d.num_threads = _c_int(num_threads, "num_threads")
-    d.isa = _isa_value(isa)
-    keep = []  # the mask arrays, alive through the call
-    _set_mask(d.mask, causal, kv_len, mask, B, H, Tq, Tk, keep)
+    weights = _weights_array(slots, B, Tq, Tk) if need_weights else None
+    lse = np.empty((B, H, Tq), _F32) if return_lse else None
+    d.q, d.k, d.v, d.out = _strides(sq), _strides(sk), _strides(sv), _strides(so)
+    d.lse = _ptr(lse)
     _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
                                _ptr(weights)))
-    return (out, weights) if need_weights else out
+    if not (need_weights or return_lse):
+        return out
+    result = (out, weights) if need_weights else (out,)
+    if return_lse:
+        result += (lse if layout == "bhtd" else lse.transpose(0, 2, 1),)
+    return result
+
+
+# ---------------------------------------------------------------------------- merging
+
+
+def _merge_fn(L):
+    fn = L.mha_merge_f32
+    if fn.argtypes is None:  # the prototype, set once (pointer arrays as void*)
+        fn.restype = ctypes.c_int
+        fn.argtypes = [_lib.I64, _lib.I64, _lib.I64, _lib.PTR, _lib.PTR, _lib.PTR, _lib.PTR]
+    return fn
+
+
+def merge(outs, lses, *, out=None):
+    """Merges the (out, lse) of attention over disjoint key ranges of the same
+    queries into the result over their union (mha_merge_f32):
+
+      L = log Σ_p exp(lses[p]);  out = Σ_p exp(lses[p] - L)·outs[p]
+
+    summed over the parts in the order given (the bits are reproducible for a
+    fixed order). For chunked prefill, a shared prefix attended once, or
+    sequence-parallel attention: call attention(..., return_lse=True) on each
+    key range (with the causal/window/ALiBi positions of the whole sequence,
+    e.g. align=<int offset>, and sinks on one range only) and merge.
+
+    outs   a sequence of P >= 1 arrays of one shape [..., Dv]
+    lses   P arrays of shape [...] (outs' leading dimensions); the leading
+           dimensions are flattened to rows, so a part's rows must be in the
+           same order in its out and its lse (as attention returns them, in
+           either layout). Parts that are not C-contiguous float32 are copied.
+    out    None: allocated; else a C-contiguous writable float32 array of
+           outs' shape, written in place. It may be outs[0] itself (merging
+           in place) but no other part, nor overlap one.
+    A part whose lse is -inf adds nothing; a row no part sees gets zeros and
+    lse -inf; a NaN lse makes the row NaN.
+    Returns (out, lse) with lse of shape [...], float32.
+    """
+    L = _lib.lib()
+    outs, lses = list(outs), list(lses)
+    if not outs:
+        _fail("INVALID_SIZE", "merge: no parts (outs is empty)")
+    if len(lses) != len(outs):
+        _fail("INVALID_SHAPE", f"merge: {len(outs)} outs but {len(lses)} lses")
+    os_, ls_ = [], []
+    shape = None
+    for p, (o, l) in enumerate(zip(outs, lses)):
+        # C order, copied only if needed (ascontiguousarray would make a 0-d lse 1-d)
+        o = np.asarray(_float32(o, f"outs[{p}]"), order="C")
+        l = np.asarray(_float32(l, f"lses[{p}]"), order="C")
+        if o.ndim < 1:
+            _fail("INVALID_SHAPE", f"merge: outs[{p}] is a scalar; expected [..., Dv]")
+        if shape is None:
+            shape = o.shape
+        elif o.shape != shape:
+            _fail("INVALID_SHAPE", f"merge: outs[{p}] has shape {o.shape}, outs[0] {shape}")
+        if l.shape != shape[:-1]:
+            _fail("INVALID_SHAPE", f"merge: lses[{p}] has shape {l.shape}, expected "
+                                   f"{shape[:-1]} (outs' leading dimensions)")
+        os_.append(o)
+        ls_.append(l)
+    Dv = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    if out is None:
+        out = np.empty(shape, _F32)
+    else:
+        _check_out_array(out, shape, "out")
+        if not out.flags.c_contiguous:
+            _fail("INVALID_STRIDE", "out of merge must be C-contiguous (the C API's layout)")
+        for p, a in enumerate(os_ + ls_):
+            in_place = p == 0 and a.ctypes.data == out.ctypes.data
+            if not in_place and np.may_share_memory(out, a):
+                what = f"outs[{p}]" if p < len(os_) else f"lses[{p - len(os_)}]"
+                _fail("INVALID_STRIDE", f"merge: out overlaps {what} (only outs[0] itself may "
+                                        f"be out)")
+    lse = np.empty(shape[:-1], _F32)
+    P = len(os_)
+    po = (ctypes.c_void_p * P)(*[a.ctypes.data for a in os_])
+    pl = (ctypes.c_void_p * P)(*[a.ctypes.data for a in ls_])
+    _check(_merge_fn(L)(P, rows, Dv, ctypes.addressof(po), ctypes.addressof(pl), _ptr(out),
+                        _ptr(lse)))
+    return out, lse
 
 
 # ---------------------------------------------------------------------------- the layer
@@ -488,16 +726,22 @@ class Layer:
         self.close()
 
     def forward(self, x, x_k=None, x_v=None, *, causal=False, kv_len=None, mask=None, scale=None,
-                need_weights=False, num_threads=0, out=None):
+                align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
+                need_weights=False, weights_mode="per_head", num_threads=0, out=None):
         """One forward pass (mha_layer_forward).
 
         x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
         x_k    [B,Tk,d_kv] (cross-attention); x_v [B,Tk,d_kv] or None (V from x_k)
         x, x_k, x_v must be C-contiguous float32: copied when they are not.
-        Masks, scale, num_threads as in attention() (over [B,H,Tq,Tk]).
+        causal, kv_len, mask, align, window, alibi_slopes, softcap, sinks,
+        scale, num_threads: as in attention(), over [B,H,Tq,Tk] (alibi_slopes
+        and sinks: H values).
+        need_weights, weights_mode: as in attention(): weights [B,H,Tq,Tk]
+               ("per_head"), [B,Tq,Tk] ("mean") or [B,n,Tq,Tk] (n heads).
         out    None: allocated; else a C-contiguous writable float32
                [B,Tq,output_width], written in place.
-        Returns out [B,Tq,output_width], or (out, weights [B,H,Tq,Tk]).
+        Returns out [B,Tq,output_width], or (out, weights) with need_weights.
+        (The layer has no lse output: use attention() for merging.)
         """
         L = _lib.lib()
         x = _contiguous(x, "x")
@@ -528,17 +772,20 @@ class Layer:
             if not out.flags.c_contiguous:
                 _fail("INVALID_STRIDE", "out of Layer.forward must be C-contiguous "
                                         "[B, Tq, output_width] (the C API's layout)")
-        weights = np.empty((B, self.num_heads, Tq, Tk), _F32) if need_weights else None
-
+        H = self.num_heads
         a = _lib.LayerArgs()
         L.mha_layer_args_init(ctypes.byref(a))
         a.B, a.Tq, a.Tk = B, Tq, Tk
         a.x_q, a.x_k, a.x_v = _ptr(x), _ptr(xk), _ptr(xv)
-        a.out, a.weights = _ptr(out), _ptr(weights)
         a.scale = _scale(scale)
         a.num_threads = _c_int(num_threads, "num_threads")
         keep = []
-        _set_mask(a.mask, causal, kv_len, mask, B, self.num_heads, Tq, Tk, keep)
+        _set_mask(a.mask, causal, kv_len, mask, B, H, Tq, Tk, keep)
+        _set_variants(a.mask, H, align, window, alibi_slopes, softcap, sinks, keep)
+        a.weights_mode, a.weights_heads, a.weights_nheads, slots = _weights_mode(
+            weights_mode, H, need_weights, keep)
+        weights = _weights_array(slots, B, Tq, Tk) if need_weights else None
+        a.out, a.weights = _ptr(out), _ptr(weights)
         _check(L.mha_layer_forward(self._handle, ctypes.byref(a)))
         return (out, weights) if need_weights else out
 
