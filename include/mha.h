@@ -58,8 +58,14 @@ extern "C" {
 #endif
 
 #define MHA_VERSION_MAJOR 0
-#define MHA_VERSION_MINOR 2
+#define MHA_VERSION_MINOR 3
 #define MHA_VERSION_PATCH 0
+
+/* The version of the library actually loaded, MAJOR·10000 + MINOR·100 +
+ * PATCH: a program or binding can compare it with the MHA_VERSION_* it was
+ * built against (before 1.0 the structs may change between minor versions;
+ * the SONAME is libmha.so.0.<minor>). */
+MHA_API uint32_t mha_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
@@ -210,8 +216,11 @@ typedef enum mha_align {
  *           (keys contiguous). A stride of 0 broadcasts that dimension,
  *           e.g. {0, 0, Tk} is one [Tq, Tk] mask for all batches and heads.
  *  alibi_slopes  NULL, or H slopes (ALiBi): computed in the kernel, no bias
- *           tensor.
- *  softcap  0 (off), or a finite cap > 0 (Gemma 2's logit soft-capping).
+ *           tensor. The distance i' − j is formed in float: exact while
+ *           |i' − j| < 2^24 (16M positions); beyond, neighbouring keys may
+ *           get the same bias.
+ *  softcap  0 (off), or a finite cap > 0 (Gemma 2's logit soft-capping). A
+ *           scaled product that overflows to ±inf is capped to ±cap (no NaN).
  *  sinks    NULL, or H logits (gpt-oss's attention sinks): sink h joins the
  *           softmax's denominator of every row of head h but has no value
  *           row, so a row puts weight exp(sink_h − m)/l on "nothing".

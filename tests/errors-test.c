@@ -5,8 +5,11 @@
  * (filled with a sentinel and compared after). Size overflows use huge
  * sizes with tiny buffers: validation must fail before touching memory.
  * Every status from 1 to 9 except OUT_OF_MEMORY must come up here (the
- * layer's errors and OUT_OF_MEMORY are in layer-errors-test.c).
+ * layer's errors and OUT_OF_MEMORY are in layer-errors-test.c). The
+ * attention variants' fields (align, offset, window, softcap) and the lse
+ * output's overlaps have their own cases, and the limits they allow run.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,12 +29,15 @@ enum {
   V_SIZE = B0 * HKV0 * TK0 * DV0,
   OUT_SIZE = B0 * H0 * TQ0 * DV0,
   W_SIZE = B0 * H0 * TQ0 * TK0,
+  LSE_SIZE = B0 * H0 * TQ0,
 };
 
 typedef struct core_fixture {
   mha_attention_desc desc;
   float q[Q_SIZE], k[K_SIZE], v[V_SIZE], out[OUT_SIZE], weights[W_SIZE], additive[W_SIZE];
   float out_before[OUT_SIZE], weights_before[W_SIZE];
+  float lse[LSE_SIZE], lse_before[LSE_SIZE];
+  float slopes[H0], sinks[H0];
   int32_t kv_len[B0];
 } core_fixture;
 
@@ -45,6 +51,9 @@ static void fixture_init(tester* t, core_fixture* f) {
   tester_fill(t, f->additive, W_SIZE);
   tester_fill(t, f->out_before, OUT_SIZE);
   tester_fill(t, f->weights_before, W_SIZE);
+  tester_fill(t, f->lse_before, LSE_SIZE);
+  tester_fill(t, f->slopes, H0);
+  tester_fill(t, f->sinks, H0);
   f->kv_len[0] = TK0;
   f->kv_len[1] = 2;
 }
@@ -55,6 +64,7 @@ static void expect_core(tester* t, core_fixture* f, const mha_attention_desc* de
                         const char* what, mha_status want, const char* arg) {
   memcpy(f->out, f->out_before, sizeof f->out);
   memcpy(f->weights, f->weights_before, sizeof f->weights);
+  memcpy(f->lse, f->lse_before, sizeof f->lse);
   tester_context(t, "core error: %s", what);
   tester_stale_error();
   const mha_status got = mha_attention_f32(desc, f->q, f->k, f->v, f->out, f->weights);
@@ -63,6 +73,142 @@ static void expect_core(tester* t, core_fixture* f, const mha_attention_desc* de
   tester_check(t, memcmp(f->out, f->out_before, sizeof f->out) == 0, "%s: out was written", what);
   tester_check(t, memcmp(f->weights, f->weights_before, sizeof f->weights) == 0,
                "%s: weights were written", what);
+  tester_check(t, memcmp(f->lse, f->lse_before, sizeof f->lse) == 0, "%s: lse was written", what);
+}
+
+/* The attention variants' arguments (mha_mask: align, offset, window,
+ * softcap): each bad value is INVALID_ARGUMENT from the call and from the
+ * workspace query, with a message naming the field; the limits themselves
+ * are accepted. */
+static void expect_core_and_query(tester* t, core_fixture* f, const mha_attention_desc* d,
+                                  const char* what, mha_status want, const char* arg) {
+  expect_core(t, f, d, what, want, arg);
+  char query[96];
+  snprintf(query, sizeof query, "workspace query, %s", what);
+  size_t bytes = 0;
+  tester_stale_error();
+  tester_check_failure(t, query, mha_attention_workspace_size(d, 1, &bytes), want, arg);
+}
+
+static void expect_core_success(tester* t, core_fixture* f, const mha_attention_desc* d,
+                                const char* what) {
+  tester_context(t, "core, valid: %s", what);
+  const mha_status st = mha_attention_f32(d, f->q, f->k, f->v, f->out, f->weights);
+  tester_check(t, st == MHA_STATUS_SUCCESS, "%s returned %s: %s", what, mha_status_string(st),
+               mha_last_error());
+}
+
+static void test_core_variant_arguments(tester* t, core_fixture* f) {
+  const int aligns[] = {-1, MHA_ALIGN_KV_END + 1, 100};
+  for (size_t i = 0; i < COUNT(aligns); i++) {
+    mha_attention_desc d = f->desc;
+    d.mask.align = (mha_align)aligns[i];
+    char what[64];
+    snprintf(what, sizeof what, "mask.align = %d", aligns[i]);
+    expect_core_and_query(t, f, &d, what, MHA_STATUS_INVALID_ARGUMENT, "align");
+  }
+  const int64_t limit = (int64_t)1 << 60;
+  const int64_t offsets[] = {limit, -limit, INT64_MAX, INT64_MIN};
+  for (size_t i = 0; i < COUNT(offsets); i++) {
+    mha_attention_desc d = f->desc;
+    d.mask.align = MHA_ALIGN_OFFSET;
+    d.mask.offset = offsets[i];
+    char what[64];
+    snprintf(what, sizeof what, "mask.offset = %lld", (long long)offsets[i]);
+    expect_core_and_query(t, f, &d, what, MHA_STATUS_INVALID_ARGUMENT, "offset");
+  }
+  const int windows[] = {2, -1, 1000};
+  for (size_t i = 0; i < COUNT(windows); i++) {
+    mha_attention_desc d = f->desc;
+    d.mask.window = windows[i];
+    char what[64];
+    snprintf(what, sizeof what, "mask.window = %d", windows[i]);
+    expect_core_and_query(t, f, &d, what, MHA_STATUS_INVALID_ARGUMENT, "window");
+  }
+  const int64_t sides[] = {-1, INT64_MIN};
+  for (size_t i = 0; i < COUNT(sides); i++) {
+    for (int right = 0; right <= 1; right++) {
+      mha_attention_desc d = f->desc;
+      d.mask.window = 1;
+      d.mask.window_left = right ? 3 : sides[i];
+      d.mask.window_right = right ? sides[i] : 3;
+      char what[64];
+      snprintf(what, sizeof what, "mask.window_%s = %lld", right ? "right" : "left",
+               (long long)sides[i]);
+      expect_core_and_query(t, f, &d, what, MHA_STATUS_INVALID_ARGUMENT,
+                            right ? "window_right" : "window_left");
+    }
+  }
+  const float caps[] = {NAN, -NAN, -1.0f, -FLT_MIN, INFINITY, -INFINITY};
+  for (size_t i = 0; i < COUNT(caps); i++) {
+    mha_attention_desc d = f->desc;
+    d.mask.softcap = caps[i];
+    char what[64];
+    snprintf(what, sizeof what, "mask.softcap = %g", (double)caps[i]);
+    expect_core_and_query(t, f, &d, what, MHA_STATUS_INVALID_ARGUMENT, "softcap");
+  }
+  /* the limits are valid */
+  mha_attention_desc d = f->desc;
+  d.mask.align = MHA_ALIGN_OFFSET;
+  d.mask.offset = limit - 1;
+  d.mask.causal = 1;
+  expect_core_success(t, f, &d, "offset 2^60 - 1, causal");
+  d.mask.offset = -(limit - 1);
+  expect_core_success(t, f, &d, "offset -(2^60 - 1), causal");
+  d = f->desc;
+  d.mask.window = 1;
+  d.mask.window_left = INT64_MAX;
+  d.mask.window_right = INT64_MAX;
+  d.mask.softcap = FLT_MAX;
+  d.mask.alibi_slopes = f->slopes;
+  d.mask.sinks = f->sinks;
+  d.lse = f->lse;
+  expect_core_success(t, f, &d, "window INT64_MAX both sides, softcap FLT_MAX, slopes, sinks, lse");
+  d.mask.softcap = -0.0f; /* == 0: off */
+  expect_core_success(t, f, &d, "softcap -0");
+}
+
+/* lse is an output: it must not overlap out, weights or any input; nor may
+ * out or weights overlap the slopes or the sinks (inputs): INVALID_STRIDE,
+ * naming the views. */
+static void test_core_variant_overlaps(tester* t, core_fixture* f) {
+  struct {
+    const char* what;
+    float* lse;
+  } lse_cases[] = {
+      {"lse on out", f->out},
+      {"lse on the last element of out", f->out + OUT_SIZE - 1},
+      {"lse on weights", f->weights + 5},
+      {"lse on q", f->q},
+      {"lse on k", f->k + K_SIZE - 2},
+      {"lse on v", f->v + 3},
+      {"lse on the additive mask", f->additive},
+      {"lse on kv_len", (float*)f->kv_len},
+      {"lse on the ALiBi slopes", f->slopes},
+      {"lse on the sinks", f->sinks},
+  };
+  for (size_t i = 0; i < COUNT(lse_cases); i++) {
+    mha_attention_desc d = f->desc;
+    d.mask.additive = f->additive;
+    d.mask.additive_strides = (mha_strides){H0 * TQ0 * TK0, TQ0 * TK0, TK0};
+    d.mask.kv_len = f->kv_len;
+    d.mask.alibi_slopes = f->slopes;
+    d.mask.sinks = f->sinks;
+    d.lse = lse_cases[i].lse;
+    expect_core(t, f, &d, lse_cases[i].what, MHA_STATUS_INVALID_STRIDE, "lse");
+  }
+  mha_attention_desc d = f->desc;
+  d.mask.sinks = f->out + 1;
+  expect_core(t, f, &d, "sinks inside out", MHA_STATUS_INVALID_STRIDE, "sinks");
+  d = f->desc;
+  d.mask.alibi_slopes = f->weights + W_SIZE - 1;
+  expect_core(t, f, &d, "ALiBi slopes overlapping weights", MHA_STATUS_INVALID_STRIDE, "alibi_slopes");
+  /* adjacent but disjoint: accepted */
+  d = f->desc;
+  d.lse = f->lse;
+  d.mask.alibi_slopes = f->slopes;
+  d.mask.sinks = f->sinks;
+  expect_core_success(t, f, &d, "lse, slopes and sinks in their own buffers");
 }
 
 static void test_core_null_pointers(tester* t, core_fixture* f) {
@@ -290,6 +436,8 @@ int main(void) {
   test_core_strides(&t, &f);
   test_core_arguments(&t, &f);
   test_core_overflow(&t, &f);
+  test_core_variant_arguments(&t, &f);
+  test_core_variant_overlaps(&t, &f);
   test_isa_errors(&t);
   test_names(&t);
 

@@ -26,60 +26,92 @@ double oracle_mask_value(const oracle_attention_problem* p, int64_t b, int64_t h
   return (double)p->additive[b * s.batch + h * s.head + i * s.row + j];
 }
 
+int64_t oracle_aligned_position(const oracle_attention_problem* p, int64_t b, int64_t i) {
+  switch (p->var.align) {
+    case 1: return i;
+    case 2: return i + p->var.offset;
+    case 3: return i + (p->kv_len != NULL ? (int64_t)p->kv_len[b] : p->Tk) - p->Tq;
+    default: return i + p->Tk - p->Tq;
+  }
+}
+
 int oracle_key_visible(const oracle_attention_problem* p, int64_t b, int64_t h, int64_t i,
                        int64_t j) {
-  if (p->causal && j > i + p->Tk - p->Tq) return 0;
+  /* d = j − i' stays within ±2^62; the window sides may be anything up to
+   * INT64_MAX, so they are compared with d, never added to i' */
+  const int64_t d = j - oracle_aligned_position(p, b, i);
+  if (p->causal && d > 0) return 0;
+  if (p->var.window && (d < -p->var.window_left || d > p->var.window_right)) return 0;
   if (p->kv_len != NULL && j >= (int64_t)p->kv_len[b]) return 0;
   if (p->additive != NULL && oracle_mask_value(p, b, h, i, j) == -INFINITY) return 0;
   return 1;
 }
 
-/* scale · q_i · k_j + mask, in double. */
-static double oracle_score(const oracle_attention_problem* p, int64_t b, int64_t h, int64_t i,
-                           int64_t j) {
+double oracle_logit(const oracle_attention_problem* p, int64_t b, int64_t h, int64_t i,
+                    int64_t j) {
   const int64_t g = oracle_kv_head(p, h);
   const double* qi = p->q + b * p->q_strides.batch + h * p->q_strides.head + i * p->q_strides.row;
   const double* kj = p->k + b * p->k_strides.batch + g * p->k_strides.head + j * p->k_strides.row;
   double dot = 0.0;
   for (int64_t d = 0; d < p->D; d++) dot += qi[d] * kj[d];
-  return p->scale * dot + oracle_mask_value(p, b, h, i, j);
+  double s = p->scale * dot;
+  if (p->var.softcap > 0.0) s = p->var.softcap * tanh(s / p->var.softcap);
+  if (p->var.alibi_slopes != NULL) {
+    const double dist = (double)(oracle_aligned_position(p, b, i) - j);
+    s -= (double)p->var.alibi_slopes[h] * dist;
+  }
+  return s + oracle_mask_value(p, b, h, i, j);
 }
 
-void oracle_attention(const oracle_attention_problem* p, double* out, double* weights) {
+double oracle_sink(const oracle_attention_problem* p, int64_t h) {
+  return p->var.sinks != NULL ? (double)p->var.sinks[h] : -INFINITY;
+}
+
+void oracle_attention_lse(const oracle_attention_problem* p, double* out, double* weights,
+                          double* lse) {
   double* s = oracle_alloc((size_t)p->Tk, sizeof(double));
   int* vis = oracle_alloc((size_t)p->Tk, sizeof(int));
   for (int64_t b = 0; b < p->B; b++) {
     for (int64_t h = 0; h < p->H; h++) {
       const int64_t g = oracle_kv_head(p, h);
       const double* vbase = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+      const double sink = oracle_sink(p, h);
       for (int64_t i = 0; i < p->Tq; i++) {
-        double* o = out + ((b * p->H + h) * p->Tq + i) * p->Dv;
-        double* w = weights != NULL ? weights + ((b * p->H + h) * p->Tq + i) * p->Tk : NULL;
-        /* pass 1: scores of the visible keys and their max */
+        const size_t r = (size_t)((b * p->H + h) * p->Tq + i);
+        double* o = out + r * (size_t)p->Dv;
+        double* w = weights != NULL ? weights + r * (size_t)p->Tk : NULL;
+        /* pass 1: logits of the visible keys and their max, the sink included */
         int any = 0, has_nan = 0;
-        double mx = -INFINITY;
+        double mx = sink;
         for (int64_t j = 0; j < p->Tk; j++) {
           vis[j] = oracle_key_visible(p, b, h, i, j);
           if (!vis[j]) continue;
-          s[j] = oracle_score(p, b, h, i, j);
-          any = 1;
+          s[j] = oracle_logit(p, b, h, i, j);
           if (isnan(s[j])) has_nan = 1;
           else if (s[j] > mx) mx = s[j];
+          if (s[j] != -INFINITY) any = 1;
         }
         for (int64_t c = 0; c < p->Dv; c++) o[c] = 0.0;
         if (w != NULL) {
           for (int64_t j = 0; j < p->Tk; j++) w[j] = 0.0;
         }
-        if (!any) continue; /* no visible key: zeros */
-        if (has_nan || mx == INFINITY) {
+        if (has_nan || (any && mx == INFINITY)) {
+          /* a NaN (or +inf) logit: the row is NaN where it sees keys */
           for (int64_t c = 0; c < p->Dv; c++) o[c] = NAN;
           if (w != NULL) {
             for (int64_t j = 0; j < p->Tk; j++) w[j] = vis[j] ? NAN : 0.0;
           }
+          if (lse != NULL) lse[r] = NAN;
           continue;
         }
-        /* pass 2: exp and sum */
-        double sum = 0.0;
+        if (!any) {
+          /* no visible key (or only -inf logits): zeros, the weight all on
+           * the sink if there is one */
+          if (lse != NULL) lse[r] = sink;
+          continue;
+        }
+        /* pass 2: exp and sum, the sink's term included */
+        double sum = sink == -INFINITY ? 0.0 : exp(sink - mx);
         for (int64_t j = 0; j < p->Tk; j++) {
           if (!vis[j]) continue;
           s[j] = exp(s[j] - mx);
@@ -93,11 +125,45 @@ void oracle_attention(const oracle_attention_problem* p, double* out, double* we
           const double* vj = vbase + j * p->v_strides.row;
           for (int64_t c = 0; c < p->Dv; c++) o[c] += pj * vj[c];
         }
+        if (lse != NULL) lse[r] = mx + log(sum);
       }
     }
   }
   free(vis);
   free(s);
+}
+
+void oracle_attention(const oracle_attention_problem* p, double* out, double* weights) {
+  oracle_attention_lse(p, out, weights, NULL);
+}
+
+void oracle_merge(int64_t parts, int64_t rows, int64_t Dv, const double* const* outs,
+                  const double* const* lses, double* out, double* lse) {
+  for (int64_t r = 0; r < rows; r++) {
+    double mx = -INFINITY;
+    int bad = 0;
+    for (int64_t k = 0; k < parts; k++) {
+      const double x = lses[k][r];
+      if (isnan(x) || x == INFINITY) bad = 1;
+      else if (x > mx) mx = x;
+    }
+    double* o = out + r * Dv;
+    if (bad || mx == -INFINITY) {
+      for (int64_t c = 0; c < Dv; c++) o[c] = bad ? NAN : 0.0;
+      if (lse != NULL) lse[r] = bad ? NAN : -INFINITY;
+      continue;
+    }
+    double sum = 0.0;
+    for (int64_t k = 0; k < parts; k++) sum += exp(lses[k][r] - mx);
+    const double L = mx + log(sum);
+    for (int64_t c = 0; c < Dv; c++) o[c] = 0.0;
+    for (int64_t k = 0; k < parts; k++) {
+      if (lses[k][r] == -INFINITY) continue; /* its out row is not read */
+      const double f = exp(lses[k][r] - L);
+      for (int64_t c = 0; c < Dv; c++) o[c] += f * outs[k][r * Dv + c];
+    }
+    if (lse != NULL) lse[r] = L;
+  }
 }
 
 void oracle_gather(int64_t n0, int64_t n1, int64_t n2, int64_t width, const float* src,
@@ -166,6 +232,16 @@ void oracle_layer_forward(const oracle_layer* L, int64_t B, int64_t Tq, int64_t 
                           int causal, const int32_t* kv_len, const float* additive,
                           oracle_strides additive_strides, double* out, double* weights,
                           oracle_layer_trace* trace) {
+  oracle_layer_forward_variants(L, B, Tq, Tk, x_q, x_k, x_v, scale, causal, kv_len, additive,
+                                additive_strides, NULL, out, weights, trace);
+}
+
+void oracle_layer_forward_variants(const oracle_layer* L, int64_t B, int64_t Tq, int64_t Tk,
+                                   const float* x_q, const float* x_k, const float* x_v,
+                                   double scale, int causal, const int32_t* kv_len,
+                                   const float* additive, oracle_strides additive_strides,
+                                   const oracle_variants* var, double* out, double* weights,
+                                   oracle_layer_trace* trace) {
   const int64_t H = L->H, Hkv = L->Hkv, D = L->D, Dv = L->Dv;
   const float* xk = x_k != NULL ? x_k : x_q;
   const float* xv = x_v != NULL ? x_v : xk;
@@ -198,6 +274,7 @@ void oracle_layer_forward(const oracle_layer* L, int64_t B, int64_t Tq, int64_t 
   p.kv_len = kv_len;
   p.additive = additive;
   p.additive_strides = additive_strides;
+  if (var != NULL) p.var = *var;
   double* heads = oracle_alloc((size_t)(B * H * Tq * Dv), sizeof(double));
   oracle_attention(&p, heads, weights);
 

@@ -4,6 +4,10 @@
 
 #include "mha/internal.h"
 
+uint32_t mha_version(void) {
+  return MHA_VERSION_MAJOR * 10000u + MHA_VERSION_MINOR * 100u + MHA_VERSION_PATCH;
+}
+
 static _Thread_local char mha_last_error_buf[512];
 
 const char* mha_status_string(mha_status status) {

@@ -144,6 +144,28 @@ def _prototypes(lib):
         fn.argtypes = argtypes
 
 
+# The MHA_VERSION of include/mha.h this package's structs mirror.
+ABI_VERSION = (0, 3)
+
+
+def _check_version(handle, path):
+    """A library of another minor version (before 1.0: other struct layouts)
+    would read the structs wrongly and return garbage without an error:
+    refuse it at load."""
+    try:
+        fn = handle.mha_version
+    except AttributeError:
+        raise LibraryNotFoundError(f"{path} has no mha_version(): a library older than 0.3, "
+                                   f"this package needs {ABI_VERSION[0]}.{ABI_VERSION[1]}.x") from None
+    fn.restype = ctypes.c_uint32
+    fn.argtypes = []
+    v = fn()
+    if (v // 10000, v // 100 % 100) != ABI_VERSION:
+        raise LibraryNotFoundError(
+            f"{path} is mha {v // 10000}.{v // 100 % 100}.{v % 100}; this package needs "
+            f"{ABI_VERSION[0]}.{ABI_VERSION[1]}.x (the structs differ between minor versions)")
+
+
 _lock = threading.Lock()
 _lib = None
 _path = None
@@ -161,6 +183,7 @@ def lib():
                 except OSError as e:
                     raise LibraryNotFoundError(f"cannot load {path}: {e}") from e
                 _prototypes(handle)
+                _check_version(handle, path)
                 _path = path
                 _lib = handle
     return _lib

@@ -62,3 +62,18 @@ def test_mha_error_is_an_exception():
     assert isinstance(e, Exception)
     assert (e.status, e.status_name, e.message, e.description) == (
         3, "MHA_STATUS_INVALID_SHAPE", "custom", "invalid shape")
+
+
+def test_loaded_library_version_matches():
+    v = _lib.lib().mha_version()
+    assert (v // 10000, v // 100 % 100) == _lib.ABI_VERSION
+    assert mha.__version__.startswith(f"{v // 10000}.{v // 100 % 100}.")
+
+
+def test_other_minor_version_is_refused(monkeypatch):
+    class Fake:
+        def __init__(self, v):
+            self.mha_version = lambda: v
+    with pytest.raises(mha.LibraryNotFoundError, match="structs differ"):
+        _lib._check_version(Fake(200), "libmha.so.0.2")   # 0.2.0
+    _lib._check_version(Fake(_lib.ABI_VERSION[0] * 10000 + _lib.ABI_VERSION[1] * 100 + 7), "ok")

@@ -15,9 +15,14 @@ if (($# != 8)); then
 fi
 build=$1 source=$2 work=$3 version=$4 libdir_rel=$5 cmake=$6 cc=$7 pkgconfig=$8
 major=${version%%.*}
+minor=${version#*.}
+minor=${minor%%.*}
+# the ABI version in the SONAME: the major, or 0.<minor> before 1.0
+abi=$major
+[[ $major == 0 ]] && abi=0.$minor
 prefix=$work/prefix
 libdir=$prefix/$libdir_rel
-# the programs must find libmha.so.<major> in the prefix by their RPATH, never
+# the programs must find libmha.so.<abi> in the prefix by their RPATH, never
 # in the build tree, and run with the kernel set they pick
 unset LD_LIBRARY_PATH MHA_ISA
 
@@ -36,22 +41,22 @@ for f in include/mha.h "$libdir_rel/libmha.a" "$libdir_rel/libmha.so.$version" \
          "$libdir_rel/cmake/mha/mhaTargets.cmake" "$libdir_rel/pkgconfig/mha.pc"; do
   [[ -f $prefix/$f && ! -L $prefix/$f ]] || fail "$prefix/$f missing"
 done
-[[ $(readlink "$libdir/libmha.so.$major") == "libmha.so.$version" ]] || fail "libmha.so.$major is not a link to libmha.so.$version"
-[[ $(readlink "$libdir/libmha.so") == "libmha.so.$major" ]] || fail "libmha.so is not a link to libmha.so.$major"
+[[ $(readlink "$libdir/libmha.so.$abi") == "libmha.so.$version" ]] || fail "libmha.so.$abi is not a link to libmha.so.$version"
+[[ $(readlink "$libdir/libmha.so") == "libmha.so.$abi" ]] || fail "libmha.so is not a link to libmha.so.$abi"
 soname=$(LC_ALL=C readelf -d "$libdir/libmha.so.$version" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
-[[ $soname == "libmha.so.$major" ]] || fail "SONAME is '$soname', not libmha.so.$major"
+[[ $soname == "libmha.so.$abi" ]] || fail "SONAME is '$soname', not libmha.so.$abi"
 echo "SONAME $soname; $(ls "$libdir" | tr '\n' ' ')"
 
 # checks that a program runs, and that libmha.so comes from the prefix (shared)
 # or is not needed at all (static)
 run_consumer() { # <program> shared|static
   local exe=$1 kind=$2 needed loaded
-  needed=$(LC_ALL=C readelf -d "$exe" | grep -c "(NEEDED).*\[libmha\.so\.$major\]" || true)
+  needed=$(LC_ALL=C readelf -d "$exe" | grep -c "(NEEDED).*\[libmha\.so\.${abi/./\\.}\]" || true)
   if [[ $kind == shared ]]; then
-    ((needed == 1)) || fail "$exe does not need libmha.so.$major"
-    loaded=$(ldd "$exe" | sed -n "s/^[[:space:]]*libmha\.so\.$major => \([^ ]*\) .*/\1/p")
+    ((needed == 1)) || fail "$exe does not need libmha.so.$abi"
+    loaded=$(ldd "$exe" | sed -n "s/^[[:space:]]*libmha\.so\.${abi/./\\.} => \([^ ]*\) .*/\1/p")
     [[ -n $loaded && $(realpath "$loaded") == $(realpath "$libdir/libmha.so.$version") ]] ||
-      { ldd "$exe"; fail "$exe does not load $libdir/libmha.so.$major"; }
+      { ldd "$exe"; fail "$exe does not load $libdir/libmha.so.$abi"; }
   else
     ((needed == 0)) || fail "$exe needs libmha.so, but links libmha.a"
   fi

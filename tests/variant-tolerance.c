@@ -1,0 +1,192 @@
+/*
+ * Error bounds of the float computation of the attention variants, per
+ * output element. Notation and steps 1-4 as in tolerance.c (u = eps/2 the
+ * unit roundoff, mag_i = max_j scale·Σ_d |q_id||k_jd| and add_i = max_j
+ * |add_ij| over the visible keys j of row i); what the variants add:
+ *
+ * 1. Logits. The pipeline is
+ *      s = fl(scale·fl(q·k));  t = fl(cap·tanh(fl(s / cap)));
+ *      b = fma(slope, δ, t) with δ = fl(fl(j0 − i') + lane);  x = fl(b + add) − m
+ *    - soft-cap: tanh' = sech² <= 1, so the dot product's error passes
+ *      through unchanged or smaller; the division by cap adds u·|s|·sech² <=
+ *      u·mag, tanh itself 2 ulp at most (SLEEF's u10 kernels 1, glibc's tanhf
+ *      2) <= 2·eps·|t/cap|·cap <= 2·eps·mag, the product by cap u·|t|:
+ *      4·eps·mag in all;
+ *    - ALiBi: with β_i = max_j |slope·(i' − j)|, δ is exact below 2^24 and
+ *      off by 2u·|δ| above, the fma rounds once (u·(|t| + β)), and β enters
+ *      the mask add, the subtraction of m and the online rescaling wherever
+ *      add_i does in tolerance.c (3 eps per unit of magnitude): 5·eps·β_i;
+ *    - a sink σ_h (finite) is one more logit, exact, but the subtraction
+ *      σ − m and every x − m (m may now be σ) round at u·(|x| + |σ|):
+ *      2·eps·|σ|.
+ *    So e_s = pert + eps·((D + 5 + 4·[cap])·mag + 3·add + 5·β + 2·|σ|).
+ * 2. Probabilities: as tolerance.c, with the sink as one more term of l:
+ *      r_i = expm1(2·e_s) + 2·(Tk + 5)·eps;  weights p_j·r_i (+ FLT_MIN).
+ * 3. Output: |Δout_ic| <= max_j |v_jc|·r_i + max_j δv_jc; Σ_j p_j <= 1 with
+ *    a sink, so the bound stands. A row with no visible key is exact zeros.
+ * 4. lse = m + log(l). Logits off by e_s move the log-sum-exp by e_s at
+ *    most (its gradient is the probability vector); l's relative error
+ *    (inside r_i) moves log(l) by r_i; the log and the add round at
+ *    u·|log l| + u·|lse|, where 0 <= log l = lse − m <= log(Tk + 2) (at most
+ *    Tk keys and the sink, each term <= 1). So
+ *      lse_tol = e_s + r_i + 2·eps·(|lse| + log(Tk + 2)) + FLT_MIN
+ *    (4 times the rounding terms, for the merge of decode key ranges). A row
+ *    with no visible key has lse exactly σ (l = 1, log 1 = 0) or -inf:
+ *    tolerance 0.
+ * 5. The layer: tolerance.c's step 4 with these head bounds.
+ */
+#include "variant-tolerance.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double* vt_alloc(size_t count) {
+  double* p = calloc(count == 0 ? 1 : count, sizeof(double));
+  if (p == NULL) {
+    fprintf(stderr, "variant-tolerance: cannot allocate %zu doubles\n", count);
+    exit(2);
+  }
+  return p;
+}
+
+static double vt_at(const double* err, oracle_strides s, int64_t b, int64_t h, int64_t t,
+                    int64_t c) {
+  return err != NULL ? err[b * s.batch + h * s.head + t * s.row + c] : 0.0;
+}
+
+void variant_tolerance_attention(const oracle_attention_problem* p,
+                                 const tolerance_input_errors* err, const double* weights,
+                                 const double* lse, double* out_tol, double* weights_tol,
+                                 double* lse_tol) {
+  const double eps = TOLERANCE_EPS;
+  const double* eq = err != NULL ? err->q : NULL;
+  const double* ek = err != NULL ? err->k : NULL;
+  const double* ev = err != NULL ? err->v : NULL;
+  const double cap_terms = p->var.softcap > 0.0 ? 4.0 : 0.0;
+  double* vmax = vt_alloc((size_t)p->Dv);
+  double* evmax = vt_alloc((size_t)p->Dv);
+  for (int64_t b = 0; b < p->B; b++) {
+    for (int64_t h = 0; h < p->H; h++) {
+      const int64_t g = oracle_kv_head(p, h);
+      const double sink = oracle_sink(p, h);
+      const double slope = p->var.alibi_slopes != NULL ? fabs((double)p->var.alibi_slopes[h]) : 0.0;
+      for (int64_t i = 0; i < p->Tq; i++) {
+        const double* qi =
+            p->q + b * p->q_strides.batch + h * p->q_strides.head + i * p->q_strides.row;
+        const int64_t ip = oracle_aligned_position(p, b, i);
+        double mag = 0.0, pert = 0.0, add = 0.0, beta = 0.0;
+        int any = 0;
+        for (int64_t c = 0; c < p->Dv; c++) vmax[c] = evmax[c] = 0.0;
+        for (int64_t j = 0; j < p->Tk; j++) {
+          if (!oracle_key_visible(p, b, h, i, j)) continue;
+          any = 1;
+          const double* kj =
+              p->k + b * p->k_strides.batch + g * p->k_strides.head + j * p->k_strides.row;
+          double m = 0.0, d_err = 0.0;
+          for (int64_t d = 0; d < p->D; d++) {
+            const double dq = vt_at(eq, p->q_strides, b, h, i, d);
+            const double dk = vt_at(ek, p->k_strides, b, g, j, d);
+            m += (fabs(qi[d]) + dq) * (fabs(kj[d]) + dk);
+            d_err += dq * (fabs(kj[d]) + dk) + fabs(qi[d]) * dk;
+          }
+          m *= fabs(p->scale);
+          d_err *= fabs(p->scale);
+          if (m > mag) mag = m;
+          if (d_err > pert) pert = d_err;
+          const double a = fabs(oracle_mask_value(p, b, h, i, j));
+          if (a > add) add = a;
+          const double bj = slope * fabs((double)(ip - j));
+          if (bj > beta) beta = bj;
+          const double* vj =
+              p->v + b * p->v_strides.batch + g * p->v_strides.head + j * p->v_strides.row;
+          for (int64_t c = 0; c < p->Dv; c++) {
+            const double dv = vt_at(ev, p->v_strides, b, g, j, c);
+            if (fabs(vj[c]) + dv > vmax[c]) vmax[c] = fabs(vj[c]) + dv;
+            if (dv > evmax[c]) evmax[c] = dv;
+          }
+        }
+        const double sig = isfinite(sink) ? fabs(sink) : 0.0;
+        const double e_s = pert + eps * (((double)p->D + 5.0 + cap_terms) * mag + 3.0 * add +
+                                         5.0 * beta + 2.0 * sig);
+        const double r = expm1(2.0 * e_s) + 2.0 * (double)(p->Tk + 5) * eps;
+        const size_t row = (size_t)((b * p->H + h) * p->Tq + i);
+        double* ot = out_tol + row * (size_t)p->Dv;
+        for (int64_t c = 0; c < p->Dv; c++) ot[c] = any ? vmax[c] * r + evmax[c] + FLT_MIN : 0.0;
+        if (lse_tol != NULL) {
+          const double l = lse != NULL ? lse[row] : 0.0;
+          lse_tol[row] = any && isfinite(l)
+                             ? e_s + r + 2.0 * eps * (fabs(l) + log((double)p->Tk + 2.0)) + FLT_MIN
+                             : 0.0;
+        }
+        if (weights_tol == NULL) continue;
+        const size_t wrow = row * (size_t)p->Tk;
+        for (int64_t j = 0; j < p->Tk; j++) {
+          const int vis = oracle_key_visible(p, b, h, i, j);
+          weights_tol[wrow + (size_t)j] = vis ? fabs(weights[wrow + (size_t)j]) * r + FLT_MIN : 0.0;
+        }
+      }
+    }
+  }
+  free(evmax);
+  free(vmax);
+}
+
+/* e[i] = (K + 2)·eps·mag[i] for n elements: a projection's rounding bound. */
+static double* vt_projection(size_t n, int64_t K, const double* mag) {
+  double* e = vt_alloc(n);
+  for (size_t i = 0; i < n; i++) e[i] = (double)(K + 2) * TOLERANCE_EPS * mag[i];
+  return e;
+}
+
+void variant_tolerance_layer(const oracle_layer* L, const oracle_layer_trace* tr,
+                             const double* weights, double* out_tol, double* weights_tol) {
+  const oracle_attention_problem* p = &tr->attention;
+  const int64_t B = tr->B, Tq = tr->Tq, Tk = tr->Tk, H = L->H, Hkv = L->Hkv;
+  const int64_t D = L->D, Dv = L->Dv;
+  double* eq = vt_projection((size_t)(B * Tq * H * D), L->d_model, tr->q_abs);
+  double* ek = vt_projection((size_t)(B * Tk * Hkv * D), tr->d_kv, tr->k_abs);
+  double* ev = vt_projection((size_t)(B * Tk * Hkv * Dv), tr->d_kv, tr->v_abs);
+  const tolerance_input_errors in = {eq, ek, ev};
+  double* heads_tol = vt_alloc((size_t)(B * H * Tq * Dv));
+  variant_tolerance_attention(p, &in, weights, NULL, heads_tol, weights_tol, NULL);
+
+  /* δA[b, t, h·Dv + c] = heads_tol[b, h, t, c] */
+  const int64_t HDv = H * Dv;
+  double* ea = vt_alloc((size_t)(B * Tq * HDv));
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t h = 0; h < H; h++) {
+      for (int64_t t = 0; t < Tq; t++) {
+        for (int64_t c = 0; c < Dv; c++) {
+          ea[(b * Tq + t) * HDv + h * Dv + c] = heads_tol[((b * H + h) * Tq + t) * Dv + c];
+        }
+      }
+    }
+  }
+  if (L->w_o == NULL) {
+    memcpy(out_tol, ea, (size_t)(B * Tq * HDv) * sizeof(double));
+  } else {
+    const int64_t M = B * Tq, N = L->d_model;
+    double* grown = vt_alloc((size_t)(M * N));   /* Σ δA·|W| */
+    double* mag = vt_alloc((size_t)(M * N));     /* Σ (|A| + δA)·|W| + |b| */
+    double* a_plus = vt_alloc((size_t)(M * HDv));
+    double* scratch = vt_alloc((size_t)(M * N));
+    for (int64_t i = 0; i < M * HDv; i++) a_plus[i] = fabs(tr->attn[i]) + ea[i];
+    oracle_linear(M, HDv, N, ea, L->w_o, L->out_in, NULL, scratch, grown);
+    oracle_linear(M, HDv, N, a_plus, L->w_o, L->out_in, L->b_o, scratch, mag);
+    for (int64_t i = 0; i < M * N; i++) {
+      out_tol[i] = grown[i] + (double)(HDv + 2) * TOLERANCE_EPS * mag[i] + FLT_MIN;
+    }
+    free(scratch);
+    free(a_plus);
+    free(mag);
+    free(grown);
+  }
+  free(ea);
+  free(heads_tol);
+  free(ev);
+  free(ek);
+  free(eq);
+}
