@@ -1,11 +1,14 @@
 /*
  * The attention core: mha_attention_f32() on contiguous [B, H, T, D]
- * tensors, timed. The _scalar twin forces MHA_ISA_SCALAR around each call
+ * tensors, timed, with a workspace of mha_attention_workspace_size() bytes
+ * first touched in setup (as an engine keeps one: the timed call allocates
+ * nothing and takes no page faults). The _scalar twin forces MHA_ISA_SCALAR around each call
  * (the core takes the kernel set in use at call time) and restores the one
  * that was in use.
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench.h"
 
@@ -13,6 +16,7 @@ typedef struct mha_bench_core_state {
   mha_attention_desc desc;
   const float *q, *k, *v;
   float* out;
+  void* workspace;
   float *slopes, *sinks; /* [H] when the shape asks for ALiBi / sinks */
   int scalar;
   mha_isa prev;
@@ -22,6 +26,7 @@ static void mha_bench_core_teardown(void* p) {
   mha_bench_core_state* st = p;
   if (st == NULL) return;
   free(st->out);
+  free(st->workspace);
   free(st->slopes);
   free(st->sinks);
   free(st);
@@ -64,6 +69,16 @@ static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar,
   st->k = d->k;
   st->v = d->v;
   st->scalar = scalar;
+  if (scalar) st->desc.isa = MHA_ISA_SCALAR; /* the workspace is sized for the kernel set */
+  size_t bytes = 0;
+  mha_status ws_status = mha_attention_workspace_size(&st->desc, 0, &bytes);
+  if (ws_status != MHA_STATUS_SUCCESS || (st->workspace = malloc(bytes)) == NULL) {
+    mha_bench_core_teardown(st);
+    return mha_bench_fail("core workspace (%zu bytes): %s", bytes, mha_last_error());
+  }
+  memset(st->workspace, 0, bytes);
+  st->desc.workspace = st->workspace;
+  st->desc.workspace_size = bytes;
   if (scalar) {
     mha_status status = mha_get_isa(&st->prev);
     if (status != MHA_STATUS_SUCCESS) {

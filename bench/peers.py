@@ -111,14 +111,17 @@ def mha_system(p, x, threads):
     name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
     if kind == "core":
         out = np.empty((B, H, Tq, D), np.float32)
+        # workspace="auto": one buffer kept across calls, as an engine passes
+        # one (mha_attention_workspace_size); PyTorch's and ONNX Runtime's
+        # allocators cache their memory too
         return (lambda: mha.attention(x["q"], x["k"], x["v"], causal=causal, num_threads=threads,
-                                      out=out), None)
+                                      out=out, workspace="auto"), None)
     plan = mha.Layer(dm, H, num_kv_heads=Hkv, layout="out_in", w_q=x["wq"], w_k=x["wk"],
                      w_v=x["wv"], w_o=x["wo"], b_q=x["bq"], b_k=x["bk"], b_v=x["bv"],
                      b_o=x["bo"])
     out = np.empty((B, Tq, dm), np.float32)
-    return (lambda: plan.forward(x["x"], causal=causal, num_threads=threads, out=out),
-            plan.close)
+    return (lambda: plan.forward(x["x"], causal=causal, num_threads=threads, out=out,
+                                 workspace="auto"), plan.close)
 
 
 def torch_systems(p, x, threads):

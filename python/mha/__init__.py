@@ -38,6 +38,7 @@ shape, ...) raise MhaError too, with the status mha uses for its own checks
 (INVALID_SHAPE, INVALID_STRIDE, ...) and a message from this package.
 """
 import ctypes
+import threading
 import operator
 import weakref
 
@@ -415,7 +416,7 @@ def _batch_to(a, axis, B):
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
               align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
               need_weights=False, weights_mode="per_head", return_lse=False, num_threads=0,
-              isa=None, out=None):
+              isa=None, out=None, workspace=None):
     """out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head): mha_attention_f32.
 
     layout "bhtd": q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] → out [B,H,Tq,Dv]
@@ -470,6 +471,9 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     isa           None: the process choice; or "scalar", "avx2", ... for this call
     out           None: allocated; else a writable float32 array of out's shape
                   (any strides mha accepts), written in place
+    workspace     None: mha allocates its workspace per call; "auto": a buffer
+                  kept per thread by this module (repeated calls allocate
+                  nothing); or a writable C-contiguous array of enough bytes
     Returns out; with need_weights and/or return_lse a tuple in the order
     (out, weights), (out, lse) or (out, weights, lse).
     """
@@ -521,6 +525,10 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     lse = np.empty((B, H, Tq), _F32) if return_lse else None
     d.q, d.k, d.v, d.out = _strides(sq), _strides(sk), _strides(sv), _strides(so)
     d.lse = _ptr(lse)
+    ws = _workspace(workspace, lambda size: L.mha_attention_workspace_size(
+        ctypes.byref(d), int(need_weights), ctypes.byref(size)))
+    if ws is not None:
+        d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
     _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
                                _ptr(weights)))
     if not (need_weights or return_lse):
@@ -529,6 +537,35 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     if return_lse:
         result += (lse if layout == "bhtd" else lse.transpose(0, 2, 1),)
     return result
+
+
+# ---------------------------------------------------------------------------- workspaces
+
+_ws_cache = threading.local()
+
+
+def _workspace(workspace, query):
+    """The workspace of a call: None (mha allocates its own per call), "auto"
+    (a buffer kept per thread by this module and grown to what
+    mha_*_workspace_size reports: what an engine does, so repeated calls
+    allocate nothing and take no page faults), or a caller's writable
+    C-contiguous NumPy array (its nbytes; mha refuses one that is too small)."""
+    if workspace is None:
+        return None
+    if isinstance(workspace, str):
+        if workspace != "auto":
+            raise ValueError(f"workspace must be None, 'auto' or a NumPy array, not {workspace!r}")
+        size = ctypes.c_size_t(0)
+        _check(query(size))
+        buf = getattr(_ws_cache, "buf", None)
+        if buf is None or buf.nbytes < size.value:
+            buf = np.zeros(max(size.value, 64), np.uint8)  # first touched here, not in the call
+            _ws_cache.buf = buf
+        return buf
+    if not isinstance(workspace, np.ndarray) or not workspace.flags.c_contiguous or \
+            not workspace.flags.writeable:
+        raise TypeError("workspace must be a writable C-contiguous NumPy array")
+    return workspace
 
 
 # ---------------------------------------------------------------------------- merging
@@ -727,7 +764,8 @@ class Layer:
 
     def forward(self, x, x_k=None, x_v=None, *, causal=False, kv_len=None, mask=None, scale=None,
                 align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
-                need_weights=False, weights_mode="per_head", num_threads=0, out=None):
+                need_weights=False, weights_mode="per_head", num_threads=0, out=None,
+                workspace=None):
         """One forward pass (mha_layer_forward).
 
         x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
@@ -740,6 +778,7 @@ class Layer:
                ("per_head"), [B,Tq,Tk] ("mean") or [B,n,Tq,Tk] (n heads).
         out    None: allocated; else a C-contiguous writable float32
                [B,Tq,output_width], written in place.
+        workspace  None, "auto" or an array, as in attention().
         Returns out [B,Tq,output_width], or (out, weights) with need_weights.
         (The layer has no lse output: use attention() for merging.)
         """
@@ -786,6 +825,10 @@ class Layer:
             weights_mode, H, need_weights, keep)
         weights = _weights_array(slots, B, Tq, Tk) if need_weights else None
         a.out, a.weights = _ptr(out), _ptr(weights)
+        ws = _workspace(workspace, lambda size: L.mha_layer_workspace_size(
+            self._handle, ctypes.byref(a), ctypes.byref(size)))
+        if ws is not None:
+            a.workspace, a.workspace_size = ws.ctypes.data, ws.nbytes
         _check(L.mha_layer_forward(self._handle, ctypes.byref(a)))
         return (out, weights) if need_weights else out
 

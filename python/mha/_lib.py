@@ -137,6 +137,8 @@ def _prototypes(lib):
         "mha_layer_isa": (c_int, [PTR]),
         "mha_layer_args_init": (None, [P(LayerArgs)]),
         "mha_layer_forward": (c_int, [PTR, P(LayerArgs)]),
+        "mha_attention_workspace_size": (c_int, [P(AttentionDesc), c_int, P(ctypes.c_size_t)]),
+        "mha_layer_workspace_size": (c_int, [PTR, P(LayerArgs), P(ctypes.c_size_t)]),
     }
     for name, (restype, argtypes) in protos.items():
         fn = getattr(lib, name)

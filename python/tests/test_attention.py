@@ -309,3 +309,21 @@ def test_isa_selection():
     finally:
         mha.set_isa("default")
     assert mha.get_isa() == before
+
+
+def test_workspace_auto_and_caller_buffer_give_the_same_bits():
+    rng = np.random.default_rng(5)
+    q = rng.uniform(-1, 1, (2, 4, 33, 16)).astype(np.float32)
+    k = rng.uniform(-1, 1, (2, 2, 70, 16)).astype(np.float32)
+    v = rng.uniform(-1, 1, (2, 2, 70, 16)).astype(np.float32)
+    ref = mha.attention(q, k, v, causal=True)
+    auto = mha.attention(q, k, v, causal=True, workspace="auto")
+    assert np.array_equal(ref, auto)
+    buf = np.zeros(1 << 22, np.uint8)
+    mine = mha.attention(q, k, v, causal=True, workspace=buf)
+    assert np.array_equal(ref, mine)
+    with pytest.raises(mha.MhaError) as e:
+        mha.attention(q, k, v, causal=True, workspace=np.zeros(16, np.uint8))
+    assert e.value.status_name.endswith("INVALID_ARGUMENT")
+    with pytest.raises(ValueError):
+        mha.attention(q, k, v, workspace="yes")

@@ -139,3 +139,15 @@ def test_plan_freed_on_garbage_collection(rng):
     gc.collect()
     close(layer.forward(x), want)
     assert "Layer(d_model=16" in repr(layer)
+
+
+def test_layer_workspace_auto_gives_the_same_bits():
+    rng = np.random.default_rng(9)
+    dm, H = 32, 4
+    w = rng.uniform(-0.2, 0.2, (3 * dm, dm)).astype(np.float32)
+    wo = rng.uniform(-0.2, 0.2, (dm, dm)).astype(np.float32)
+    x = rng.uniform(-1, 1, (2, 19, dm)).astype(np.float32)
+    with mha.Layer(dm, H, in_proj_weight=w, w_o=wo) as layer:
+        ref = layer.forward(x, causal=True)
+        for _ in range(2):
+            assert np.array_equal(layer.forward(x, causal=True, workspace="auto"), ref)
