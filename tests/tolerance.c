@@ -137,6 +137,12 @@ static double* tolerance_projection(size_t n, int64_t K, const double* mag) {
 
 void tolerance_layer(const oracle_layer* L, const oracle_layer_trace* tr, const double* weights,
                      double* out_tol, double* weights_tol) {
+  tolerance_layer_with(L, tr, weights, tolerance_attention, out_tol, weights_tol);
+}
+
+void tolerance_layer_with(const oracle_layer* L, const oracle_layer_trace* tr,
+                          const double* weights, tolerance_core_fn core, double* out_tol,
+                          double* weights_tol) {
   const oracle_attention_problem* p = &tr->attention;
   const int64_t B = tr->B, Tq = tr->Tq, Tk = tr->Tk, H = L->H, Hkv = L->Hkv;
   const int64_t D = L->D, Dv = L->Dv;
@@ -146,7 +152,7 @@ void tolerance_layer(const oracle_layer* L, const oracle_layer_trace* tr, const 
   double* ev = tolerance_projection((size_t)(B * Tk * Hkv * Dv), dkv, tr->v_abs);
   const tolerance_input_errors in = {eq, ek, ev};
   double* heads_tol = tolerance_alloc((size_t)(B * H * Tq * Dv));
-  tolerance_attention(p, &in, weights, heads_tol, weights_tol);
+  core(p, &in, weights, heads_tol, weights_tol);
 
   /* δA[b, t, h·Dv + c] = heads_tol[b, h, t, c] */
   const int64_t HDv = H * Dv;

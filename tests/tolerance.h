@@ -29,4 +29,15 @@ void tolerance_attention(const oracle_attention_problem* p, const tolerance_inpu
 void tolerance_layer(const oracle_layer* L, const oracle_layer_trace* trace,
                      const double* weights, double* out_tol, double* weights_tol);
 
+/* A core's tolerance function, as tolerance_attention. */
+typedef void (*tolerance_core_fn)(const oracle_attention_problem* p,
+                                  const tolerance_input_errors* err, const double* weights,
+                                  double* out_tol, double* weights_tol);
+
+/* tolerance_layer around any core tolerance (the variants' has its own):
+ * the projections' rounding into the core, then the output projection's. */
+void tolerance_layer_with(const oracle_layer* L, const oracle_layer_trace* trace,
+                          const double* weights, tolerance_core_fn core, double* out_tol,
+                          double* weights_tol);
+
 #endif

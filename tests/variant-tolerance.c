@@ -134,59 +134,13 @@ void variant_tolerance_attention(const oracle_attention_problem* p,
   free(vmax);
 }
 
-/* e[i] = (K + 2)·eps·mag[i] for n elements: a projection's rounding bound. */
-static double* vt_projection(size_t n, int64_t K, const double* mag) {
-  double* e = vt_alloc(n);
-  for (size_t i = 0; i < n; i++) e[i] = (double)(K + 2) * TOLERANCE_EPS * mag[i];
-  return e;
+/* variant_tolerance_attention in tolerance_layer_with's shape. */
+static void vt_core(const oracle_attention_problem* p, const tolerance_input_errors* in,
+                    const double* weights, double* out_tol, double* weights_tol) {
+  variant_tolerance_attention(p, in, weights, NULL, out_tol, weights_tol, NULL);
 }
 
 void variant_tolerance_layer(const oracle_layer* L, const oracle_layer_trace* tr,
                              const double* weights, double* out_tol, double* weights_tol) {
-  const oracle_attention_problem* p = &tr->attention;
-  const int64_t B = tr->B, Tq = tr->Tq, Tk = tr->Tk, H = L->H, Hkv = L->Hkv;
-  const int64_t D = L->D, Dv = L->Dv;
-  double* eq = vt_projection((size_t)(B * Tq * H * D), L->d_model, tr->q_abs);
-  double* ek = vt_projection((size_t)(B * Tk * Hkv * D), tr->d_kv, tr->k_abs);
-  double* ev = vt_projection((size_t)(B * Tk * Hkv * Dv), tr->d_kv, tr->v_abs);
-  const tolerance_input_errors in = {eq, ek, ev};
-  double* heads_tol = vt_alloc((size_t)(B * H * Tq * Dv));
-  variant_tolerance_attention(p, &in, weights, NULL, heads_tol, weights_tol, NULL);
-
-  /* δA[b, t, h·Dv + c] = heads_tol[b, h, t, c] */
-  const int64_t HDv = H * Dv;
-  double* ea = vt_alloc((size_t)(B * Tq * HDv));
-  for (int64_t b = 0; b < B; b++) {
-    for (int64_t h = 0; h < H; h++) {
-      for (int64_t t = 0; t < Tq; t++) {
-        for (int64_t c = 0; c < Dv; c++) {
-          ea[(b * Tq + t) * HDv + h * Dv + c] = heads_tol[((b * H + h) * Tq + t) * Dv + c];
-        }
-      }
-    }
-  }
-  if (L->w_o == NULL) {
-    memcpy(out_tol, ea, (size_t)(B * Tq * HDv) * sizeof(double));
-  } else {
-    const int64_t M = B * Tq, N = L->d_model;
-    double* grown = vt_alloc((size_t)(M * N));   /* Σ δA·|W| */
-    double* mag = vt_alloc((size_t)(M * N));     /* Σ (|A| + δA)·|W| + |b| */
-    double* a_plus = vt_alloc((size_t)(M * HDv));
-    double* scratch = vt_alloc((size_t)(M * N));
-    for (int64_t i = 0; i < M * HDv; i++) a_plus[i] = fabs(tr->attn[i]) + ea[i];
-    oracle_linear(M, HDv, N, ea, L->w_o, L->out_in, NULL, scratch, grown);
-    oracle_linear(M, HDv, N, a_plus, L->w_o, L->out_in, L->b_o, scratch, mag);
-    for (int64_t i = 0; i < M * N; i++) {
-      out_tol[i] = grown[i] + (double)(HDv + 2) * TOLERANCE_EPS * mag[i] + FLT_MIN;
-    }
-    free(scratch);
-    free(a_plus);
-    free(mag);
-    free(grown);
-  }
-  free(ea);
-  free(heads_tol);
-  free(ev);
-  free(ek);
-  free(eq);
+  tolerance_layer_with(L, tr, weights, vt_core, out_tol, weights_tol);
 }
