@@ -13,7 +13,8 @@ set(MHA_SOURCES
   kernels/mha/gemm.c
   kernels/mha/heads.c
   kernels/mha/layer.c
-  kernels/mha/merge.c)
+  kernels/mha/merge.c
+  kernels/mha/varlen.c)
 
 # The scalar kernels are the reference: keep the compiler from vectorizing them.
 set_source_files_properties(

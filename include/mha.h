@@ -347,6 +347,44 @@ MHA_API mha_status mha_attention_f32(const mha_attention_desc* desc, const float
 MHA_API mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
                                                 size_t* bytes);
 
+/* A packed variable-length batch: B sequences of different lengths, back to
+ * back without padding (FlashAttention's cu_seqlens), in one call.
+ *
+ *   cu_seqlens_q [B + 1]: sequence b's queries are rows [cu_q[b], cu_q[b+1])
+ *                of q and out; cu_seqlens_k [B + 1] likewise its keys in k, v.
+ *                Both start at 0 and never decrease.
+ *   desc         B = the number of sequences; Tq, Tk = the longest query and
+ *                key lengths allowed (at least every sequence's); H, Hkv, D,
+ *                Dv, scale, num_threads, isa, workspace as in the core. The
+ *                views' head and row strides address the packed rows (q
+ *                element (row t, head h, d) at q[t·q.row + h·q.head + d]); their
+ *                batch strides are not used. lse, when given, is [total_q, H].
+ *   masks        per sequence, with its own lengths: causal bottom-right means
+ *                i' = i + len_k − len_q; top-left, offset, the window, ALiBi,
+ *                soft-cap and sinks as in mha_mask. kv_len and the additive
+ *                mask must be NULL (INVALID_ARGUMENT), and there is no weights
+ *                output (use the padded call to inspect weights).
+ *
+ * Bits: sequence b gets exactly the bits of the padded call with the same
+ * desc (B, Tq, Tk) whose queries are left-padded to Tq, keys right-padded
+ * with kv_len = len_k, and align MHA_ALIGN_KV_END: the schedule depends on
+ * (Tq, Tk, H, Hkv, D), never on the other sequences or the thread count. An
+ * engine that keeps Tq and Tk fixed (its context limits) gets the same bits
+ * for a sequence whatever batch it is packed in.
+ * Returns the core's statuses, plus INVALID_ARGUMENT for bad cu_seqlens
+ * (naming the entry). */
+MHA_API mha_status mha_attention_varlen_f32(const mha_attention_desc* desc,
+                                            const int32_t* cu_seqlens_q,
+                                            const int32_t* cu_seqlens_k, const float* q,
+                                            const float* k, const float* v, float* out);
+
+/* The workspace bytes mha_attention_varlen_f32() needs (as
+ * mha_attention_workspace_size() for the core). */
+MHA_API mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,
+                                                       const int32_t* cu_seqlens_q,
+                                                       const int32_t* cu_seqlens_k,
+                                                       size_t* bytes);
+
 /* Merges the partial results of disjoint key ranges of the same queries,
  * computed with an lse output, into the result over their union:
  *

@@ -163,6 +163,11 @@ typedef struct mha_attn_plan {
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */
+  /* a packed variable-length batch (mha_attention_varlen_f32), else NULL:
+   * entry b's queries are rows [Tq − len_q, Tq) of the plan (left-padded),
+   * its keys [0, len_k); its rows sit at cu_q[b] (cu_k[b]) of the packed
+   * q, out (k, v), whose batch strides are not used */
+  const int32_t *cu_q, *cu_k;
   float* ml;         /* head-mean weights: every row's final (m, l), [B][H][Tq][2] */
   size_t scratch_n, kt_n, part_n, done_n, ml_n; /* floats of the five workspace parts */
 } mha_attn_plan;
@@ -183,6 +188,48 @@ static void mha_gemm_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, 
   }
 }
 
+/* The keys batch entry b has: kv_len or Tk, or its packed length. */
+static int64_t mha_kv_end(const mha_attn_plan* p, int64_t b) {
+  if (p->cu_k != NULL) return (int64_t)p->cu_k[b + 1] - p->cu_k[b];
+  return p->d->mask.kv_len ? p->d->mask.kv_len[b] : p->d->Tk;
+}
+
+/* Rows [0, pad) of entry b are padding in a packed variable-length batch. */
+static int64_t mha_q_pad(const mha_attn_plan* p, int64_t b) {
+  return p->cu_q != NULL ? p->d->Tq - ((int64_t)p->cu_q[b + 1] - p->cu_q[b]) : 0;
+}
+
+/* Key 0 of K/V head g of entry b (x = k or v, s its strides). */
+static const float* mha_kv_entry(const mha_attn_plan* p, const float* x, const mha_strides* s,
+                                 int64_t b, int64_t g) {
+  return x + (p->cu_k != NULL ? (int64_t)p->cu_k[b] * s->row : b * s->batch) + g * s->head;
+}
+
+/* The element offset of query row i of entry b in q/out (strides s); the
+ * caller adds the head. */
+static int64_t mha_q_row_offset(const mha_attn_plan* p, const mha_strides* s, int64_t b, int64_t i) {
+  if (p->cu_q != NULL) return ((int64_t)p->cu_q[b] + i - mha_q_pad(p, b)) * s->row;
+  return b * s->batch + i * s->row;
+}
+
+/* The output row of (b, h, i), or NULL for a padding row. */
+static float* mha_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i) {
+  if (i < mha_q_pad(p, b)) return NULL;
+  return p->out + mha_q_row_offset(p, &p->d->out, b, i) + h * p->d->out.head;
+}
+
+/* Writes row (b, h, i)'s log-sum-exp when an lse output is asked for:
+ * [B, H, Tq], or [total_q, H] for a packed variable-length batch. */
+static void mha_put_lse(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float value) {
+  const mha_attention_desc* d = p->d;
+  if (d->lse == NULL || i < mha_q_pad(p, b)) return;
+  if (p->cu_q != NULL) {
+    d->lse[((int64_t)p->cu_q[b] + i - mha_q_pad(p, b)) * d->H + h] = value;
+  } else {
+    d->lse[(b * d->H + h) * d->Tq + i] = value;
+  }
+}
+
 /* The packed Kᵀ of key block kb of (b, g). */
 static float* mha_kt_block(const mha_attn_plan* p, int64_t b, int64_t g, int64_t kb) {
   return p->kt + (size_t)(((b * p->d->Hkv + g) * p->nkb + kb) * p->d->D * p->nk);
@@ -198,13 +245,13 @@ static void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   const mha_attention_desc* d = p->d;
   const int64_t blk = unit / MHA_KT_PARTS, part = unit % MHA_KT_PARTS;
   const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
-  const int64_t kv_end = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
+  const int64_t kv_end = mha_kv_end(p, b);
   const int64_t j0 = kb * p->nk;
   const int64_t nk = kv_end - j0 < p->nk ? kv_end - j0 : p->nk;
   const int64_t per = (p->nk + MHA_KT_PARTS - 1) / MHA_KT_PARTS;
   const int64_t ja = part * per, jb = ja + per < nk ? ja + per : nk;
   float* kt = mha_kt_block(p, b, g, kb);
-  const float* kbase = p->k + b * d->k.batch + g * d->k.head + j0 * d->k.row;
+  const float* kbase = mha_kv_entry(p, p->k, &d->k, b, g) + j0 * d->k.row;
   for (int64_t j = ja; j < jb; j++) {
     const float* krow = kbase + j * d->k.row;
     for (int64_t dd = 0; dd < d->D; dd++) kt[dd * p->nk + j] = krow[dd];
@@ -217,7 +264,7 @@ static void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, i
   const mha_attention_desc* d = p->d;
   const size_t D = (size_t)d->D, NK = (size_t)p->nk;
   if (p->use_nt) {
-    const float* krows = p->k + b * d->k.batch + g * d->k.head + j0 * d->k.row;
+    const float* krows = mha_kv_entry(p, p->k, &d->k, b, g) + j0 * d->k.row;
     p->kr->gemm_nt(R, nk, D, qp, D, krows, (size_t)d->k.row, s, NK);
   } else {
     mha_gemm_tiles(p->kr, R, nk, D, qp, D, mha_kt_block(p, b, g, j0 / p->nk), NK, s, NK, 0);
@@ -262,13 +309,24 @@ static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
   return pos;
 }
 
-/* i' − i, the aligned position's shift, for batch entry b (mha_align). */
-static int64_t mha_align_shift(const mha_attention_desc* d, int64_t b) {
+/* The aligned position i' of query row i of batch entry b (mha_align). In a
+ * packed variable-length batch the row is i − pad of its sequence, and
+ * bottom-right means its own lengths: i' = (i − pad) + len_k − len_q. */
+static int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i) {
+  const mha_attention_desc* d = p->d;
+  if (p->cu_q != NULL) {
+    const int64_t pad = mha_q_pad(p, b), len_q = d->Tq - pad;
+    switch (d->mask.align) {
+      case MHA_ALIGN_TOP_LEFT: return i - pad;
+      case MHA_ALIGN_OFFSET: return i - pad + d->mask.offset;
+      default: return i - pad + mha_kv_end(p, b) - len_q;
+    }
+  }
   switch (d->mask.align) {
-    case MHA_ALIGN_TOP_LEFT: return 0;
-    case MHA_ALIGN_OFFSET: return d->mask.offset;
-    case MHA_ALIGN_KV_END: return (d->mask.kv_len ? d->mask.kv_len[b] : d->Tk) - d->Tq;
-    default: return d->Tk - d->Tq;
+    case MHA_ALIGN_TOP_LEFT: return i;
+    case MHA_ALIGN_OFFSET: return i + d->mask.offset;
+    case MHA_ALIGN_KV_END: return i + mha_kv_end(p, b) - d->Tq;
+    default: return i + d->Tk - d->Tq;
   }
 }
 
@@ -276,10 +334,11 @@ static int64_t mha_align_shift(const mha_attention_desc* d, int64_t b) {
  * mask: kv_len, causal and the window each cut an interval. An empty row gets
  * [0, 0). Positions lie in (−2^61, 2^61 + 2^60) (MHA_POS_LIMIT), so nothing
  * overflows. */
-static void mha_row_interval(const mha_attention_desc* d, int64_t b, int64_t i, int64_t* lo,
+static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64_t* lo,
                              int64_t* hi) {
-  const int64_t ip = i + mha_align_shift(d, b);
-  int64_t a = 0, e = d->mask.kv_len ? d->mask.kv_len[b] : d->Tk;
+  const mha_attention_desc* d = p->d;
+  const int64_t ip = mha_aligned_pos(p, b, i);
+  int64_t a = 0, e = i < mha_q_pad(p, b) ? 0 : mha_kv_end(p, b); /* a padding row sees nothing */
   if (d->mask.causal && ip + 1 < e) e = ip + 1;
   if (d->mask.window) {
     const int64_t left = d->mask.window_left < MHA_WINDOW_LIMIT ? d->mask.window_left : MHA_WINDOW_LIMIT;
@@ -304,8 +363,12 @@ static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* q
   int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
-    memcpy(qp + r * D, p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row, D * sizeof(float));
-    mha_row_interval(d, b, row.i, &lo[r], &lim[r]);
+    if (row.i < mha_q_pad(p, b)) {
+      memset(qp + r * D, 0, D * sizeof(float)); /* a padding row: computed, never written */
+    } else {
+      memcpy(qp + r * D, p->q + mha_q_row_offset(p, &d->q, b, row.i) + row.h * d->q.head, D * sizeof(float));
+    }
+    mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
     if (lim[r] > max_lim) max_lim = lim[r];
     if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
   }
@@ -354,7 +417,7 @@ static size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha
   *step_scale = p->scale;
   if (nv == 0 || (!p->modify && *nlo == 0)) return nv;
   const float slope = d->mask.alibi_slopes ? d->mask.alibi_slopes[row.h] : 0.0f;
-  const int64_t ip = row.i + mha_align_shift(d, pos.b);
+  const int64_t ip = mha_aligned_pos(p, pos.b, row.i);
   p->kr->scoremod(nv - *nlo, srow + *nlo, p->scale, d->mask.softcap, slope,
                   (float)(j0 + (int64_t)*nlo - ip));
   for (size_t j = 0; j < *nlo; j++) srow[j] = -INFINITY;
@@ -563,7 +626,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     sc->l[r] = sink == -INFINITY ? 0.0f : 1.0f;
   }
   memset(sc->o, 0, R * Dv * sizeof(float));
-  const float* vbase = p->v + pos.b * d->v.batch + pos.g * d->v.head;
+  const float* vbase = mha_kv_entry(p, p->v, &d->v, pos.b, pos.g);
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
@@ -632,10 +695,11 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
     /* a row with no visible key has l = 0 and outputs zeros; a NaN l stays NaN */
     const float inv = sc.l[r] == 0.0f ? 0.0f : 1.0f / sc.l[r];
-    float* dst = p->out + pos.b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
+    float* dst = mha_out_row(p, pos.b, row.h, row.i);
+    if (dst == NULL) continue; /* a padding row of a packed batch */
     memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
-    if (d->lse != NULL) d->lse[(pos.b * d->H + row.h) * d->Tq + row.i] = mha_lse(sc.m[r], sc.l[r]);
+    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r]));
   }
   if (p->weights != NULL) mha_attention_weights(p, pos, &sc, first, max_lim);
 }
@@ -664,10 +728,12 @@ static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scr
       for (size_t c = 0; c < Dv; c++) sc.acc[c] += ps[c] * f;
     }
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-    float* dst = p->out + pos.b * d->out.batch + row.h * d->out.head + row.i * d->out.row;
+    float* dst = mha_out_row(p, pos.b, row.h, row.i);
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
-    for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
-    if (d->lse != NULL) d->lse[(pos.b * d->H + row.h) * d->Tq + row.i] = mha_lse(M, L);
+    if (dst != NULL) {
+      for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
+    }
+    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L));
     sc.m[r] = M;
     sc.l[r] = L;
   }
@@ -840,7 +906,8 @@ float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
 
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
                              const float* k, const float* v, float* out, float* weights,
-                             int nthreads, float* workspace) {
+                             const int32_t* cu_q, const int32_t* cu_k, int nthreads,
+                             float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
   size_t total = 0;
@@ -851,6 +918,8 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   p.v = v;
   p.out = out;
   p.weights = weights;
+  p.cu_q = cu_q;
+  p.cu_k = cu_k;
   float* ws = workspace;
   if (ws == NULL) {
     ws = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
@@ -930,7 +999,7 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
  * its inputs while others write, so any overlap is a race and wrong results.
  * The test is on the byte ranges the views address, so interleaved but
  * disjoint views are refused too (documented in mha.h). */
-static mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d,
+mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d,
                                               const float* q, const float* k, const float* v,
                                               const float* out, const float* weights) {
   size_t nq, nk, nv, nout, nadd = 0, nw = 0;
@@ -986,7 +1055,7 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
                        desc->workspace_size, floats * sizeof(float) + 64);
     }
   }
-  return mha_attention_run(kr, desc, q, k, v, out, weights, nthreads, ws);
+  return mha_attention_run(kr, desc, q, k, v, out, weights, NULL, NULL, nthreads, ws);
 }
 
 mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,

@@ -97,7 +97,13 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
  * floats, 64-byte aligned. Fails only before writing anything. */
 mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
                              const float* q, const float* k, const float* v, float* out,
-                             float* weights, int nthreads, float* workspace);
+                             float* weights, const int32_t* cu_q, const int32_t* cu_k,
+                             int nthreads, float* workspace);
+/* out, weights and lse disjoint from each other and the inputs (the views
+ * of desc; INVALID_STRIDE naming them otherwise). */
+mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* desc,
+                                       const float* q, const float* k, const float* v,
+                                       const float* out, const float* weights);
 mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
                                           int nthreads, size_t* floats);
 
