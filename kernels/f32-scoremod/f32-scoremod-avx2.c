@@ -1,4 +1,4 @@
-/* Score modifiers of one row: AVX2 + FMA, SLEEF's Sleef_tanhf8_u10avx2 for
+/* Score modifiers of one row: AVX2 + FMA, SLEEF's Sleef_tanhf8_u35avx2 for
  * the soft-cap. Full vectors use plain loads and stores; the tail is one
  * masked load and store per row (vmaskmovps stores cost ~12 cycles on AMD
  * Zen 2-4). Contract: config/kernels.h. */
@@ -13,7 +13,7 @@ static inline __attribute__((always_inline)) __m256 mha_scoremod8(__m256 s, __m2
                                                                   __m256 vinv, float slope,
                                                                   __m256 vslope, __m256 vd) {
   s = _mm256_mul_ps(s, vscale);
-  if (cap > 0.0f) s = _mm256_mul_ps(vcap, Sleef_tanhf8_u10avx2(_mm256_mul_ps(s, vinv)));
+  if (cap > 0.0f) s = _mm256_mul_ps(vcap, Sleef_tanhf8_u35avx2(_mm256_mul_ps(s, vinv)));
   if (slope != 0.0f) s = _mm256_fmadd_ps(vslope, vd, s);
   return s;
 }

@@ -1,4 +1,4 @@
-/* Score modifiers of one row: AVX-512F, SLEEF's Sleef_tanhf16_u10avx512f for
+/* Score modifiers of one row: AVX-512F, SLEEF's Sleef_tanhf16_u35avx512f for
  * the soft-cap; the tail is one masked load and store (k-masks cost no more
  * than plain ones on Intel and on Zen 4). Contract: config/kernels.h. */
 #include <immintrin.h>
@@ -16,7 +16,7 @@ void mha_f32_scoremod__avx512f(size_t n, float* x, float scale, float cap, float
   for (size_t j = 0; j < n; j += 16) {
     const __mmask16 mk = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
     __m512 s = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + j), vscale);
-    if (cap > 0.0f) s = _mm512_mul_ps(vcap, Sleef_tanhf16_u10avx512f(_mm512_mul_ps(s, vinv)));
+    if (cap > 0.0f) s = _mm512_mul_ps(vcap, Sleef_tanhf16_u35avx512f(_mm512_mul_ps(s, vinv)));
     if (slope != 0.0f) s = _mm512_fmadd_ps(vslope, vd, s);
     _mm512_mask_storeu_ps(x + j, mk, s);
     vd = _mm512_add_ps(vd, sixteen);

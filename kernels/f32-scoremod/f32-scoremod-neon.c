@@ -1,5 +1,5 @@
 /* Score modifiers of one row: AArch64 Advanced SIMD, SLEEF's
- * Sleef_tanhf4_u10advsimd for the soft-cap; the 1-3 floats of the tail go
+ * Sleef_tanhf4_u35advsimd for the soft-cap; the 1-3 floats of the tail go
  * through the scalar formula. Contract: config/kernels.h. */
 #include <arm_neon.h>
 #include <math.h>
@@ -18,7 +18,7 @@ void mha_f32_scoremod__neon(size_t n, float* x, float scale, float cap, float sl
   size_t j = 0;
   for (; j + 4 <= n; j += 4) {
     float32x4_t s = vmulq_f32(vld1q_f32(x + j), vscale);
-    if (cap > 0.0f) s = vmulq_f32(vcap, Sleef_tanhf4_u10advsimd(vmulq_f32(s, vinv)));
+    if (cap > 0.0f) s = vmulq_f32(vcap, Sleef_tanhf4_u35advsimd(vmulq_f32(s, vinv)));
     if (slope != 0.0f) s = vfmaq_f32(s, vslope, vd);
     vst1q_f32(x + j, s);
     vd = vaddq_f32(vd, four);
