@@ -11,6 +11,13 @@ same NumPy inputs for everyone:
                   Attention with q_num_heads / kv_num_heads → MatMul + Add)
   core presets    mha (mha_attention_f32), torch_sdpa, ort_mha (com.microsoft
                   MultiHeadAttention; H = Hkv only), ort_attention23 (opset 23)
+  variant presets (causal self-attention cores with a sliding window, ALiBi, soft-cap
+                  and/or sinks, as bench/presets.c) mha (mha.attention with window=,
+                  alibi_slopes=, softcap=, sinks=), torch_sdpa_mask (SDPA with the
+                  equivalent explicit float mask; without soft-cap and sinks only, which
+                  SDPA cannot express), torch_eager (the composite a user writes:
+                  Q·Kᵀ·scale, soft-cap, + ALiBi and mask, sink column, softmax, ·V; heads
+                  in chunks where the scores would not fit); ONNX Runtime: none
 Every peer's output is checked against mha's once before timing (normalized
 RMS error < 1e-3). Then `rounds` rounds, each timing every system in turn
 (repeat calls for at least `min_time` seconds, the median call); the
@@ -25,11 +32,21 @@ mha runs through the Python front (python/mha, imported from this checkout)
 over the library given by --lib (passed as MHA_LIBRARY), in a process of its
 own.
 
-Usage: bench/peers.py --lib build/libmha.so --threads 2 [--presets a,b] [--rounds 3]
+Usage: bench/peers.py --lib build/libmha.so --threads 2 [--presets a,b|variants] [--rounds 3]
                       [--min-time 0.3] [--probe-json out/bench/quick.json]
                       [--json out/bench/peers.json] [--md out/bench/quick-summary.md]
+                      [--variants-full] [--tiny]
+  --presets variants   the variant presets alone (var_*, gemma2, gpt_oss_*, window_scaling)
+  --variants-full      also the variant shapes left out by default for their time
+                       (marked full_only in PRESETS: gemma2, window_scaling T 16384 and
+                       32768; --tiny includes them)
+  --tiny               a smoke check only, not a benchmark: every preset shrunk (T / 16,
+                       so 4096 → 256, windows with it; Hkv / 4 with the GQA ratio kept;
+                       B ≤ 2), e.g. --tiny --threads 1 --rounds 1 --presets var_all,gemma2
 """
 import argparse
+import collections
+import gc
 import json
 import os
 import platform
@@ -45,28 +62,94 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "python"))
 import mha  # noqa: E402
 
-# name, kind, B, H, Hkv, Tq, Tk, D, d_model, causal  (as bench/presets.c)
+# name, kind, B, H, Hkv, Tq, Tk, D, d_model, causal  (as bench/presets.c); the
+# variant presets add window (W > 0: a row sees keys [i − W + 1, i]), softcap
+# (> 0), alibi and sinks (the slopes and sink logits of bench/bench-core.c), and
+# full_only (run with --variants-full only: their PyTorch peers take ~25-30 s a call
+# on one core, 5-6 minutes a shape there; the default variant list takes ~10 minutes
+# on one core, ~6 on two)
+Preset = collections.namedtuple(
+    "Preset", "name kind B H Hkv Tq Tk D d_model causal variant window softcap alibi sinks "
+    "full_only", defaults=(False, 0, 0.0, False, False, False))
+
+
+def VAR(name, H, Hkv, T, D, window, softcap, alibi, sinks, full_only=False):
+    """A causal self-attention core with variants, B 1, Tq = Tk (bottom-right = top-left)."""
+    return Preset(name, "core", 1, H, Hkv, T, T, D, 0, True, True, window, softcap, bool(alibi),
+                  bool(sinks), full_only)
+
+
 PRESETS = [
-    ("bert_base", "layer", 8, 12, 12, 512, 512, 64, 768, False),
-    ("gpt2", "layer", 1, 12, 12, 1024, 1024, 64, 768, True),
-    ("llama_prefill", "layer", 1, 32, 32, 2048, 2048, 128, 4096, True),
-    ("llama_prefill_gqa", "layer", 1, 32, 8, 2048, 2048, 128, 4096, True),
-    ("long_core", "core", 1, 8, 8, 8192, 8192, 64, 0, False),
-    ("decode", "core", 1, 32, 32, 1, 4096, 128, 0, False),
-    ("decode_gqa", "core", 1, 32, 8, 1, 4096, 128, 0, False),
+    Preset("bert_base", "layer", 8, 12, 12, 512, 512, 64, 768, False),
+    Preset("gpt2", "layer", 1, 12, 12, 1024, 1024, 64, 768, True),
+    Preset("llama_prefill", "layer", 1, 32, 32, 2048, 2048, 128, 4096, True),
+    Preset("llama_prefill_gqa", "layer", 1, 32, 8, 2048, 2048, 128, 4096, True),
+    Preset("long_core", "core", 1, 8, 8, 8192, 8192, 64, 0, False),
+    Preset("decode", "core", 1, 32, 32, 1, 4096, 128, 0, False),
+    Preset("decode_gqa", "core", 1, 32, 8, 1, 4096, 128, 0, False),
+    # the variants, as bench/presets.c's real table
+    #   name              H   Hkv  T      D    window softcap alibi sinks
+    VAR("var_none",       8,  8,   4096,  64,  0,     0.0,    0,    0),
+    VAR("var_window",     8,  8,   4096,  64,  1024,  0.0,    0,    0),
+    VAR("var_alibi",      8,  8,   4096,  64,  0,     0.0,    1,    0),
+    VAR("var_softcap",    8,  8,   4096,  64,  0,     50.0,   0,    0),
+    VAR("var_sinks",      8,  8,   4096,  64,  0,     0.0,    0,    1),
+    VAR("var_all",        8,  8,   4096,  64,  1024,  50.0,   1,    1),
+    VAR("gemma2",         16, 8,   8192,  256, 4096,  50.0,   0,    0, full_only=True),
+    VAR("gpt_oss_local",  64, 8,   4096,  64,  128,   0.0,    0,    1),
+    VAR("gpt_oss_global", 64, 8,   4096,  64,  0,     0.0,    0,    1),
+    VAR("window_scaling", 8,  8,   4096,  64,  4096,  0.0,    0,    0),
+    VAR("window_scaling", 8,  8,   8192,  64,  4096,  0.0,    0,    0),
+    VAR("window_scaling", 8,  8,   16384, 64,  4096,  0.0,    0,    0, full_only=True),
+    VAR("window_scaling", 8,  8,   32768, 64,  4096,  0.0,    0,    0, full_only=True),
 ]
 
 
-def visible_pairs(Tq, Tk, causal):
-    if not causal:
-        return Tq * Tk
-    return sum(min(Tk, max(0, i + 1 + Tk - Tq)) for i in range(Tq))
+def tiny(p):
+    """--tiny: the same preset shrunk for a smoke check (T / 16: 4096 → 256, the window
+    with it; Hkv / 4 keeping H / Hkv; B ≤ 2; d_model = H·D). Not a benchmark."""
+    f = 16
+    Hkv = max(1, p.Hkv // 4)
+    H = Hkv * (p.H // p.Hkv)
+    return p._replace(B=min(p.B, 2), H=H, Hkv=Hkv, Tq=p.Tq if p.Tq == 1 else max(16, p.Tq // f),
+                      Tk=max(16, p.Tk // f), d_model=H * p.D if p.d_model else 0,
+                      window=max(1, p.window // f) if p.window else 0)
+
+
+def describe(p):
+    """The shape in words, for the table."""
+    d = f"B {p.B}, H {p.H}/{p.Hkv}, T {p.Tq}" + (f"×{p.Tk}" if p.Tq != p.Tk else "") + f", D {p.D}"
+    if p.d_model:
+        d += f", d_model {p.d_model}"
+    d += ", causal" if p.causal else ""
+    if p.window:
+        d += f", window {p.window}"
+    if p.softcap:
+        d += f", soft-cap {p.softcap:g}"
+    if p.alibi:
+        d += ", ALiBi"
+    if p.sinks:
+        d += ", sinks"
+    return d
+
+
+def visible_pairs(Tq, Tk, causal, window=0):
+    """bench/flops.c mha_bench_visible_pairs: row i (aligned i' = i + Tk − Tq) sees the
+    keys in [max(0, i' − window + 1), min(Tk, i' + 1)) (causal) or [.., Tk) (window only)."""
+    if not causal and window <= 0:
+        return float(Tq) * Tk
+    ip = np.arange(Tq, dtype=np.int64) + (Tk - Tq)
+    hi = np.minimum(Tk, ip + 1) if causal else np.full(Tq, Tk, np.int64)
+    lo = np.maximum(0, ip - window + 1) if window > 0 else np.zeros(Tq, np.int64)
+    return float(np.maximum(hi - lo, 0).sum())
 
 
 def flops(p):
-    """bench/flops.c: only matrix products count, 2 FLOPs per multiply-add."""
-    _, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
-    core = 2.0 * B * H * visible_pairs(Tq, Tk, causal) * (D + D)
+    """bench/flops.c: only matrix products count, 2 FLOPs per multiply-add; a window
+    counts only the pairs it leaves visible (every system of a shape is credited the
+    same FLOPs, so GFLOP/s ratios are time ratios)."""
+    _, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
+    core = 2.0 * B * H * visible_pairs(Tq, Tk, causal, p.window) * (D + D)
     if kind == "core":
         return core
     return 2.0 * B * Tq * dm * (H * D) + 2.0 * 2 * B * Tk * dm * (Hkv * D) + core + \
@@ -74,7 +157,7 @@ def flops(p):
 
 
 def kv_bytes(p):
-    _, _, B, _, Hkv, _, Tk, D, _, _ = p
+    _, _, B, _, Hkv, _, Tk, D, _, _ = p[:10]
     return 4.0 * B * Hkv * Tk * 2 * D
 
 
@@ -88,12 +171,17 @@ def nrmse(a, b):
 
 
 def make_inputs(p, rng):
-    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
+    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
     f = np.float32
     if kind == "core":
-        return dict(q=rng.uniform(-1, 1, (B, H, Tq, D)).astype(f),
-                    k=rng.uniform(-1, 1, (B, Hkv, Tk, D)).astype(f),
-                    v=rng.uniform(-1, 1, (B, Hkv, Tk, D)).astype(f))
+        x = dict(q=rng.uniform(-1, 1, (B, H, Tq, D)).astype(f),
+                 k=rng.uniform(-1, 1, (B, Hkv, Tk, D)).astype(f),
+                 v=rng.uniform(-1, 1, (B, Hkv, Tk, D)).astype(f))
+        if p.variant:  # as bench/bench-core.c: ALiBi's geometric slopes, learned-looking sinks
+            h = np.arange(H)
+            x["slopes"] = np.exp2(-8.0 * (h + 1) / H).astype(f)
+            x["sinks"] = (0.25 * (h % 5)).astype(f)
+        return x
     s = 1.0 / np.sqrt(dm)
     return dict(x=rng.uniform(-1, 1, (B, Tq, dm)).astype(f),
                 wq=(rng.uniform(-1, 1, (H * D, dm)) * s).astype(f),
@@ -108,14 +196,19 @@ def make_inputs(p, rng):
 
 def mha_system(p, x, threads):
     """(call, cleanup): a call returns mha's output, written into one preallocated array."""
-    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
+    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
     if kind == "core":
         out = np.empty((B, H, Tq, D), np.float32)
         # workspace="auto": one buffer kept across calls, as an engine passes
         # one (mha_attention_workspace_size); PyTorch's and ONNX Runtime's
         # allocators cache their memory too
+        kw = {}
+        if p.variant:  # bottom-right aligned (mha's default), Tq = Tk: the same as top-left
+            kw = dict(window=(p.window - 1, 0) if p.window else None,
+                      alibi_slopes=x["slopes"] if p.alibi else None, softcap=p.softcap or None,
+                      sinks=x["sinks"] if p.sinks else None)
         return (lambda: mha.attention(x["q"], x["k"], x["v"], causal=causal, num_threads=threads,
-                                      out=out, workspace="auto"), None)
+                                      out=out, workspace="auto", **kw), None)
     plan = mha.Layer(dm, H, num_kv_heads=Hkv, layout="out_in", w_q=x["wq"], w_k=x["wk"],
                      w_v=x["wv"], w_o=x["wo"], b_q=x["bq"], b_k=x["bk"], b_v=x["bv"],
                      b_o=x["bo"])
@@ -124,11 +217,128 @@ def mha_system(p, x, threads):
                                  workspace="auto"), plan.close)
 
 
+GiB = 2.0 ** 30
+# The PyTorch peers of the variant presets materialize [Tq, Tk] tensors: the eager
+# composite processes heads in chunks whose scores fit in CHUNK_BYTES, and a peer
+# that would need more than SKIP_BYTES is left out with a printed reason.
+CHUNK_BYTES, SKIP_BYTES = 6 * GiB, 8 * GiB
+
+
+def variant_mask(p, x, torch):
+    """The explicit additive float mask equivalent to the preset's mask and ALiBi:
+    −inf where causal or the window hides key j from row i (i' = i + Tk − Tq; Tq = Tk
+    here), −slope_h·(i' − j) on the visible keys under ALiBi (0 without).
+    [1, H, Tq, Tk] with ALiBi, else [1, 1, Tq, Tk]: 4-D, since PyTorch 2.15 sends a
+    3-D [H, Tq, Tk] float mask to SDPA's math path (the whole score tensor in memory)
+    and a 4-D one to its fused CPU kernel. Built once, in row blocks (no [Tq, Tk]
+    temporaries beside it), as a user builds it once per sequence length."""
+    H, Tq, Tk = p.H, p.Tq, p.Tk
+    hm = H if p.alibi else 1
+    m = torch.empty(1, hm, Tq, Tk)
+    j = torch.arange(Tk).view(1, Tk)
+    slopes = torch.from_numpy(x["slopes"]).view(H, 1, 1)
+    for r0 in range(0, Tq, 256):
+        r1 = min(Tq, r0 + 256)
+        d = torch.arange(r0, r1).view(-1, 1) + (Tk - Tq) - j  # i' − j
+        hidden = torch.zeros(r1 - r0, Tk, dtype=torch.bool)
+        if p.causal:
+            hidden |= d < 0
+        if p.window:
+            hidden |= d >= p.window
+        blk = -slopes * d.to(torch.float32) if p.alibi else torch.zeros(1, r1 - r0, Tk)
+        m[0, :, r0:r1] = blk.masked_fill_(hidden, float("-inf"))
+    return m
+
+
+def variant_torch_systems(p, x, threads, torch, F):
+    """(systems, skipped) for a variant preset: torch_sdpa_mask where SDPA can express
+    the variants (no soft-cap, no sinks), torch_eager for every one."""
+    B, H, Hkv, Tq, Tk, D = p.B, p.H, p.Hkv, p.Tq, p.Tk, p.D
+    t = {k: torch.from_numpy(v) for k, v in x.items()}
+    gqa, g = Hkv != H, H // Hkv
+    scale = 1.0 / np.sqrt(D)
+    systems, skipped = {}, []
+    mask_bytes = 4.0 * (H if p.alibi else 1) * Tq * Tk
+    if mask_bytes > SKIP_BYTES:
+        return systems, [f"torch_sdpa_mask, torch_eager: the explicit mask alone is "
+                         f"{mask_bytes / GiB:.1f} GiB (> {SKIP_BYTES / GiB:.0f} GiB)"]
+    mask = variant_mask(p, x, torch)
+
+    if not p.softcap and not p.sinks:
+        # the fused CPU kernel keeps the mask and a block of scores; the math path
+        # (taken for masks it does not support) materializes scores and probabilities
+        try:
+            math = int(torch._fused_sdp_choice(t["q"], t["k"], t["v"], mask,
+                                               enable_gqa=gqa)) == 0
+        except (AttributeError, TypeError, RuntimeError):
+            math = True
+        need = mask_bytes + (3.0 * 4 * B * H * Tq * Tk if math else 0.0)
+        if need > SKIP_BYTES:
+            skipped.append(f"torch_sdpa_mask: needs ~{need / GiB:.1f} GiB "
+                           f"(> {SKIP_BYTES / GiB:.0f} GiB{', math path' if math else ''})")
+        else:
+            def sdpa_mask():
+                with torch.inference_mode():
+                    return F.scaled_dot_product_attention(t["q"], t["k"], t["v"], attn_mask=mask,
+                                                          enable_gqa=gqa).numpy()
+            systems["torch_sdpa_mask"] = sdpa_mask
+
+    # torch_eager: what a user writes (as Hugging Face's eager_attention_forward for
+    # Gemma 2 and gpt-oss): S = Q·Kᵀ·scale; soft-cap cap·tanh(S/cap); + the mask
+    # (ALiBi's bias folded in, built once as above); sinks as one more logit column,
+    # concatenated, then dropped after the softmax; softmax; ·V; GQA by repeating K/V
+    # (repeat_interleave, HF's repeat_kv). Its S is B·H·Tq·Tk floats: 4 GiB and more at
+    # the gemma2 / gpt_oss sizes, and each out-of-place step holds up to three of them
+    # at once. A user must do what this does: run the heads in chunks whose three
+    # [B, c, Tq, Tk + 1] tensors fit (CHUNK_BYTES, ~6 GiB here), and give up where one
+    # head alone would need more than SKIP_BYTES (window_scaling at T 32768: 12 GiB of
+    # scores for one head, beside its 4 GiB mask).
+    per_head = 3.0 * 4 * B * Tq * (Tk + 1)
+    fixed = mask_bytes + (2.0 * 4 * B * H * Tk * D if gqa else 0.0)
+    if per_head + fixed > SKIP_BYTES:
+        skipped.append(f"torch_eager: needs ~{(per_head + fixed) / GiB:.1f} GiB for one head "
+                       f"(> {SKIP_BYTES / GiB:.0f} GiB)")
+        return systems, skipped
+    chunk = int(max(1, min(H, (CHUNK_BYTES - fixed) // per_head)))
+    chunk = -(-H // -(-H // chunk))  # as even as the chunk count allows: 16 heads 6+6+4
+    cap = float(p.softcap)
+    sinks = t["sinks"].view(1, H, 1, 1)
+
+    def eager():
+        with torch.inference_mode():
+            q, k, v = t["q"], t["k"], t["v"]
+            if gqa:
+                k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+            outs = []
+            for h0 in range(0, H, chunk):
+                h1 = min(H, h0 + chunk)
+                s = torch.matmul(q[:, h0:h1], k[:, h0:h1].transpose(-1, -2)) * scale
+                if cap:
+                    s = torch.tanh(s / cap) * cap
+                s = s + (mask[:, h0:h1] if p.alibi else mask)
+                if p.sinks:
+                    s = torch.cat([s, sinks[:, h0:h1].expand(B, h1 - h0, Tq, 1)], dim=-1)
+                    w = torch.softmax(s, dim=-1)[..., :-1]
+                else:
+                    w = torch.softmax(s, dim=-1)
+                del s
+                outs.append(torch.matmul(w, v[:, h0:h1]))
+            return torch.cat(outs, dim=1).numpy()
+    systems["torch_eager"] = eager
+    if chunk < H:
+        print(f"peers: {p.name} T {Tq}: torch_eager runs {chunk} of {H} heads at a time "
+              f"(~{(chunk * per_head + fixed) / GiB:.1f} GiB)", flush=True)
+    return systems, skipped
+
+
 def torch_systems(p, x, threads):
+    """(systems, skipped): the PyTorch peers of the preset, and the ones left out, why."""
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
-    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
+    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
+    if p.variant:
+        return variant_torch_systems(p, x, threads, torch, F)
     t = {k: torch.from_numpy(v) for k, v in x.items()}
     gqa = Hkv != H
     systems = {}
@@ -138,7 +348,7 @@ def torch_systems(p, x, threads):
                 return F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal,
                                                       enable_gqa=gqa).numpy()
         systems["torch_sdpa"] = sdpa
-        return systems
+        return systems, []
 
     def sdpa_layer():
         with torch.inference_mode():
@@ -162,14 +372,17 @@ def torch_systems(p, x, threads):
                 return m(t["x"], t["x"], t["x"], need_weights=False, attn_mask=mask,
                          is_causal=causal)[0].numpy()
         systems["torch_nn_mha"] = nn_mha
-    return systems
+    return systems, []
 
 
 def ort_systems(p, x, threads):
+    """(systems, skipped): the ONNX Runtime peers (none for the variant presets)."""
+    if p.variant:
+        return {}, []
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p
+    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -206,7 +419,7 @@ def ort_systems(p, x, threads):
         s23 = session([helper.make_node("Attention", ["q", "k", "v"], ["y"], q_num_heads=H,
                                         kv_num_heads=Hkv, is_causal=int(causal))], ins, out, [])
         systems["ort_attention23"] = lambda: back(s23.run(None, feeds)[0])
-        return systems
+        return systems, []
 
     feeds = {"x": x["x"]}
     ins = [helper.make_tensor_value_info("x", F32, [B, Tq, dm])]
@@ -232,7 +445,7 @@ def ort_systems(p, x, threads):
     s23 = session(nodes, ins, out, [init("w", w), init("b", b),
                                     numpy_helper.from_array(split, "split")] + o_inits)
     systems["ort_attention23_layer"] = lambda: s23.run(None, feeds)[0]
-    return systems
+    return systems, []
 
 
 # ---------------------------------------------------------------------------- timing
@@ -308,16 +521,18 @@ def worker(family, lib_path, threads, conn):
                 if cleanup:
                     cleanup()
                     cleanup = None
+                systems, skipped = {}, []  # the previous preset's tensors go first
+                gc.collect()
                 p = arg
                 x = make_inputs(p, np.random.default_rng(0x6d6861))
                 if family == "mha":
                     fn, cleanup = mha_system(p, x, threads)
                     systems = {"mha": fn}
                 elif family == "torch":
-                    systems = torch_systems(p, x, threads)
+                    systems, skipped = torch_systems(p, x, threads)
                 else:
-                    systems = ort_systems(p, x, threads)
-                conn.send(("ok", sorted(systems)))
+                    systems, skipped = ort_systems(p, x, threads)
+                conn.send(("ok", (sorted(systems), skipped)))
             elif cmd == "output":
                 conn.send(("ok", np.ascontiguousarray(systems[arg]())))
             elif cmd == "time":
@@ -349,7 +564,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default="build/libmha.so")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--presets", default=",".join(p[0] for p in PRESETS))
+    ap.add_argument("--presets", default=",".join(dict.fromkeys(p.name for p in PRESETS)),
+                    help="comma-separated names; 'variants' stands for every variant preset")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--probe-json")
@@ -357,7 +573,27 @@ def main():
     ap.add_argument("--read-gbps", type=float)
     ap.add_argument("--json", default="out/bench/peers.json")
     ap.add_argument("--md")
+    ap.add_argument("--variants-full", action="store_true",
+                    help="also the variant shapes marked full_only (gemma2, window_scaling "
+                    "T 16384 and 32768)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="smoke check only: every preset shrunk (T / 16, fewer heads)")
     args = ap.parse_args()
+    wanted = set()
+    for w in args.presets.split(","):
+        names = {p.name for p in PRESETS if p.variant} if w == "variants" else {w}
+        if not names & {p.name for p in PRESETS}:
+            ap.error(f"unknown preset {w!r}")
+        wanted |= names
+    presets = []
+    for p in PRESETS:
+        if p.name not in wanted:
+            continue
+        if p.full_only and not (args.variants_full or args.tiny):  # tiny: seconds anyway
+            print(f"peers: {p.name} T {p.Tq}: left out (minutes for the PyTorch peers; "
+                  "--variants-full runs it)", flush=True)
+            continue
+        presets.append(tiny(p) if args.tiny else p)
 
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
@@ -371,24 +607,27 @@ def main():
     cpu = cpu_model()
     print(f"peers: CPU {cpu}; {args.threads} threads; mha {versions['mha_isa']}, torch "
           f"{versions['torch']}, onnxruntime {versions['onnxruntime']}; FMA peak {peak} GFLOP/s, "
-          f"read {bw} GB/s", flush=True)
+          f"read {bw} GB/s{'; --tiny: smoke shapes, not a benchmark' if args.tiny else ''}",
+          flush=True)
 
-    wanted = args.presets.split(",")
-    rows, errors = [], []
-    for p in PRESETS:
-        if p[0] not in wanted:
-            continue
+    rows, errors, skipped = [], [], []
+    for p in presets:
+        t_preset = time.perf_counter()
         owner = {}
         for fname, fam in fams.items():
             try:
-                for n in fam.call("setup", p):
+                names, why = fam.call("setup", p)
+                for n in names:
                     owner[n] = fam
+                for w in why:  # a peer left out on purpose (memory): a note, not an error
+                    skipped.append(f"{p.name} ({describe(p)}): {w}")
+                    print(f"peers: {p.name} T {p.Tq}: skipped {w}", flush=True)
             except RuntimeError as e:
                 errors.append(f"{p[0]}: {fname} setup: {e}")
         if "mha" not in owner:
             continue
         ref = owner["mha"].call("output", "mha")
-        ok = ["mha"]
+        ok, check = ["mha"], {}
         for n, fam in owner.items():
             if n == "mha":
                 continue
@@ -397,6 +636,7 @@ def main():
             except RuntimeError as e:
                 errors.append(f"{p[0]}: {n}: {e}")
                 continue
+            check[n] = err
             if err < 1e-3:
                 ok.append(n)
             else:
@@ -412,6 +652,11 @@ def main():
             row = {"preset": p[0], "kind": p[1], "B": p[2], "H": p[3], "Hkv": p[4], "Tq": p[5],
                    "Tk": p[6], "D": p[7], "d_model": p[8], "causal": p[9], "system": n,
                    "threads": args.threads, "median_s": t, "rounds_s": ts, "gflops": fl / t / 1e9}
+            if p.variant:
+                row.update(variant=True, window=p.window, softcap=p.softcap, alibi=p.alibi,
+                           sinks=p.sinks)
+            if n in check:
+                row["nrmse"] = check[n]
             if peak:
                 row["pct_peak"] = 100.0 * row["gflops"] / peak
             if p[5] == 1:
@@ -419,17 +664,20 @@ def main():
                 if bw:
                     row["pct_bw"] = 100.0 * row["gbps"] / bw
             rows.append(row)
-            print(f"peers: {p[0]:18s} {n:22s} {t * 1e3:10.2f} ms  {row['gflops']:8.1f} GFLOP/s",
-                  flush=True)
+            print(f"peers: {p[0]:18s} {n:22s} {t * 1e3:10.2f} ms  {row['gflops']:8.1f} GFLOP/s"
+                  + (f"  (T {p.Tq})" if p.variant else "")
+                  + (f"  nrmse {check[n]:.1e}" if n in check else ""), flush=True)
+        print(f"peers: {p.name} T {p.Tq}: {time.perf_counter() - t_preset:.1f} s in all",
+              flush=True)
     for f in fams.values():
         f.close()
 
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"context": {"cpu": cpu, "threads": args.threads, "peak_gflops": peak,
-                               "read_gbps": bw, **versions}, "rows": rows, "errors": errors}, f,
-                  indent=1)
-    md = summary(rows, cpu, args.threads, versions)
+                               "read_gbps": bw, "tiny": args.tiny, **versions}, "rows": rows,
+                   "errors": errors, "skipped": skipped}, f, indent=1)
+    md = summary(rows, cpu, args.threads, versions, skipped)
     print(md)
     if args.md:
         with open(args.md, "w") as f:
@@ -439,17 +687,26 @@ def main():
     return 1 if errors else 0
 
 
-def summary(rows, cpu, threads, versions):
+def row_shape(r):
+    """describe() of a JSON row (the presets' shape in words)."""
+    return describe(Preset(r["preset"], r["kind"], r["B"], r["H"], r["Hkv"], r["Tq"], r["Tk"],
+                           r["D"], r["d_model"], r["causal"], r.get("variant", False),
+                           r.get("window", 0), r.get("softcap", 0.0), r.get("alibi", False),
+                           r.get("sinks", False)))
+
+
+def summary(rows, cpu, threads, versions, skipped=()):
     lines = [f"CPU: {cpu}; {threads} threads; mha kernel set {versions['mha_isa']}; "
              f"torch {versions['torch']}, onnxruntime {versions['onnxruntime']}.",
              "Medians of alternating rounds in one run. speed-up = peer time / mha time "
              "(> 1: mha is faster).", "",
-             "| preset | system | median | GFLOP/s | % peak | GB/s | % read probe | mha speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
-    by_preset = {}
+             "| preset | shape | system | median | GFLOP/s | % peak | GB/s | % read probe | "
+             "mha speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by_shape = {}  # window_scaling has one preset name for four T
     for r in rows:
-        by_preset.setdefault(r["preset"], []).append(r)
-    for preset, rs in by_preset.items():
+        by_shape.setdefault((r["preset"], row_shape(r)), []).append(r)
+    for (preset, shape), rs in by_shape.items():
         mha = next((r for r in rs if r["system"] == "mha"), None)
         for r in rs:
             t = r["median_s"]
@@ -458,8 +715,10 @@ def summary(rows, cpu, threads, versions):
             pct = f"{r['pct_peak']:.1f}" if "pct_peak" in r else "—"
             gb = f"{r['gbps']:.1f}" if "gbps" in r else "—"
             pbw = f"{r['pct_bw']:.1f}" if "pct_bw" in r else "—"
-            lines.append(f"| {preset} | {r['system']} | {tm} | {r['gflops']:.1f} | {pct} | {gb} | "
-                         f"{pbw} | {sp} |")
+            lines.append(f"| {preset} | {shape} | {r['system']} | {tm} | {r['gflops']:.1f} | "
+                         f"{pct} | {gb} | {pbw} | {sp} |")
+    if skipped:
+        lines += ["", "Left out: " + "; ".join(skipped) + "."]
     return "\n".join(lines)
 
 

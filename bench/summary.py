@@ -5,6 +5,10 @@ Reads the mha_bench JSON (and, with --peers, bench/peers.py's JSON of the same
 run) and prints one Markdown table: preset × system at the largest thread
 count, median time, GFLOP/s, % of the FMA peak (decode: GB/s and % of the read
 probe), and mha's speed-up over each other system (its time / mha's time).
+The variant presets (var_*, gemma2, gpt_oss_*, window_scaling) group with
+mha_bench's rows of the same shape; their settings (window, soft-cap, ALiBi,
+sinks) are listed under the table from the peers' JSON, and so are the PyTorch
+peers that peers.py left out for memory.
 
 Usage: bench/summary.py out/bench/quick.json [--peers out/bench/quick-peers.json]
                         [--md out/bench/quick-summary.md]
@@ -39,6 +43,14 @@ def bench_rows(path):
     return ctx, rows
 
 
+def variant_text(r):
+    """A peers.py row's variants in words, e.g. 'window 1024, soft-cap 50, ALiBi, sinks'."""
+    parts = [f"window {r['window']}" if r.get("window") else "",
+             f"soft-cap {r['softcap']:g}" if r.get("softcap") else "",
+             "ALiBi" if r.get("alibi") else "", "sinks" if r.get("sinks") else ""]
+    return ", ".join(p for p in parts if p) or "none"
+
+
 def peer_rows(path, shapes):
     data = json.load(open(path))
     rows = []
@@ -51,8 +63,10 @@ def peer_rows(path, shapes):
         rows.append({"preset": preset, "system": r["system"] if r["system"] != "mha" else "mha (ctypes)",
                      "shape": shape, "threads": r["threads"], "median_s": r["median_s"],
                      "gflops": r.get("gflops"), "pct_peak": r.get("pct_peak"),
-                     "gbps": r.get("gbps"), "pct_bw": r.get("pct_bw")})
-    return data.get("context", {}), rows
+                     "gbps": r.get("gbps"), "pct_bw": r.get("pct_bw"),
+                     "variants": variant_text(r) if r.get("variant") else None})
+    ctx = dict(data.get("context", {}), skipped=data.get("skipped", []))
+    return ctx, rows
 
 
 def fmt(v, spec):
@@ -84,6 +98,18 @@ def table(ctx, rows, peer_ctx):
             head.append(f"| {preset} | {shape} | {r['system']} | {tm} | {fmt(r['gflops'], '.1f')} | "
                         f"{fmt(r['pct_peak'], '.1f')} | {fmt(r['gbps'], '.1f')} | "
                         f"{fmt(r['pct_bw'], '.1f')} | {sp} |")
+    # the variant presets' settings (causal self-attention cores, B 1, from peers.py's rows)
+    variants = {}
+    for r in rows:
+        if r.get("variants"):
+            variants.setdefault(r["preset"], r["variants"])
+    if variants:
+        head += ["", "Variant presets (causal self-attention cores, B 1; peers: torch_sdpa_mask = "
+                 "SDPA with the equivalent explicit float mask, without soft-cap and sinks only; "
+                 "torch_eager = the composite Q·Kᵀ → soft-cap → + mask/ALiBi → sink column → "
+                 "softmax → ·V): " + "; ".join(f"{k} {v}" for k, v in variants.items()) + "."]
+    if peer_ctx and peer_ctx.get("skipped"):
+        head += ["", "Peers left out: " + "; ".join(peer_ctx["skipped"]) + "."]
     return "\n".join(head)
 
 
