@@ -1,8 +1,9 @@
 /*
  * libFuzzer harness of the attention core: mha_attention_f32() and
  * mha_attention_workspace_size() over fuzzed shapes, strides, masks, scales,
- * thread counts, kernel sets, caller workspaces, NULL pointers and buffers
- * that alias each other.
+ * thread counts, kernel sets, caller workspaces, NULL pointers, buffers
+ * that alias each other, and the attention variants (alignment, sliding
+ * window, ALiBi, soft-cap, sinks, the lse output, the weights modes).
  *
  * Input bytes, front to back (fuzz-common.h decodes each field; every field
  * has a default once the input runs out; make_seeds.py writes the same):
@@ -24,6 +25,27 @@
  *                     bit 3: NaN in a few K and V elements (bit 4: +inf
  *                     instead): the rows that see them turn NaN, the rows
  *                     they are hidden from must not notice
+ * The variants (trailing bytes: an input that ends before them, as every
+ * input written before they existed, has every variant off):
+ *   align             < 0xF0: byte % 4 (mha_align); 0xF0: 4, 0xF1: -1 (bad)
+ *   offset            (default 0x20) < 0xF8: byte % 64 - 32; 0xF8.. : 2^60,
+ *                     -2^60, INT64_MAX, INT64_MIN (bad with ALIGN_OFFSET),
+ *                     2^60 - 1, -(2^60 - 1), 1000, -1000
+ *   window            < 0xF0: byte & 1; 0xF0: 2, 0xF1: -1 (bad)
+ *   left, right       window sides: < 0xF0: byte % 16; 0xF0.. : -1,
+ *                     INT64_MIN (bad with a window), INT64_MAX, 2^62,
+ *                     2^62 + 1, 64, 300; else byte % 16
+ *   alibi             % 4: off, slopes in [0, 1), [0, 1/16), [-1, 1)
+ *   softcap           < 0x80: 0; < 0xF0: 0.5 + (byte - 0x80) / 2; 0xF0..:
+ *                     NaN, -1, inf, -inf (bad), -0, FLT_MIN, FLT_MAX, 1e-3
+ *   sinks             % 4: off, in [-4, 4), the same with some -inf, [80, 100)
+ *   lse               < 0xF0: bit 0: an lse output; 0xF0: lse = out's
+ *                     buffer, 0xF1: lse = q's (both INVALID_STRIDE)
+ *   weights_mode      % 8: 0-3 per head, 4 head mean, 5 selected heads
+ *                     (1 + (byte >> 3) % 4 of them, drawn), 6 the same with
+ *                     one head outside [0, H); 7: by (byte >> 3) % 3 a mode
+ *                     outside the enum, weights_heads NULL, weights_nheads 0
+ *   (the slopes, sinks and heads are drawn from a generator of their own)
  *
  * Per input: the model of include/mha.h says which statuses the call may
  * return; buffers have exactly the extent their strides address (or are
@@ -31,20 +53,25 @@
  * touching them); inputs are random and finite with NaN in the gaps;
  * outputs are poisoned. A successful call must write every element of its
  * views and nothing else, agree with the scalar kernel set and the naive
- * double oracle within the derived tolerance, and keep its bits in the
+ * double oracle within the derived tolerance (tests/variant-tolerance.c
+ * with any variant, for out, weights in their mode's layout and lse; an
+ * infinite lse exactly), and keep its bits (out, weights, lse) in the
  * reruns. A failed call must leave every buffer as it was and set
  * mha_last_error(). Anything else is a finding: a message and abort().
  */
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz-common.h"
 #include "oracle.h"
 #include "tolerance.h"
+#include "variant-tolerance.h"
 
-enum { ROLE_Q, ROLE_K, ROLE_V, ROLE_OUT, ROLE_W, ROLE_COUNT };
-static const char* const role_name[ROLE_COUNT] = {"q", "k", "v", "out", "weights"};
+enum { ROLE_Q, ROLE_K, ROLE_V, ROLE_OUT, ROLE_W, ROLE_LSE, ROLE_COUNT };
+static const char* const role_name[ROLE_COUNT] = {"q", "k", "v", "out", "weights", "lse"};
 
 typedef enum { WS_NONE, WS_EXACT, WS_MISALIGNED, WS_SHORT, WS_TINY } ws_mode;
 typedef enum { NULL_NONE, NULL_Q, NULL_K, NULL_V, NULL_OUT, NULL_DESC, NULL_BYTES } null_mode;
@@ -66,9 +93,37 @@ enum {
   CHECK_BAD_KV_INF = 16
 };
 
+/* The lse output: none, its own [B, H, Tq] buffer, or over out or q. */
+typedef enum { LSE_NONE, LSE_OWN, LSE_IS_OUT, LSE_IS_Q } lse_mode;
+/* The weights layout: per head, the head mean, chosen heads; or broken:
+ * a head outside [0, H), a value outside the enum, heads NULL, nheads 0. */
+typedef enum {
+  WM_PER_HEAD,
+  WM_MEAN,
+  WM_SELECTED,
+  WM_BAD_HEAD,
+  WM_BAD_ENUM,
+  WM_NULL_HEADS,
+  WM_ZERO_HEADS
+} wmode_kind;
+
+/* The attention variants of the case (decoded from the trailing bytes; all
+ * off when the input runs out), and the arrays they point at. */
+typedef struct core_variants {
+  int any;           /* a variant that changes the math or asks for lse */
+  lse_mode lse;
+  wmode_kind wmode;
+  float* slopes;     /* owned, [nhead] or NULL */
+  float* sinks;      /* owned, [nhead] or NULL */
+  int32_t* heads;    /* owned, [nheads] (1 when nheads is 0) or NULL */
+  size_t nhead;      /* floats behind slopes / sinks: H, or 1 standing in for a huge H */
+  size_t nheads;     /* int32s behind heads */
+  void *slopes_snap, *sinks_snap, *heads_snap;
+} core_variants;
+
 typedef struct core_case {
   mha_attention_desc desc;
-  fuzz_view view[ROLE_COUNT]; /* weights: contiguous [B, H, Tq, Tk] */
+  fuzz_view view[ROLE_COUNT]; /* weights: contiguous [B, slots, Tq, Tk]; lse: [B, H, Tq] */
   int64_t extent[ROLE_COUNT]; /* floats each view addresses; 0: unknown */
   fuzz_mask mask;
   int weights;
@@ -80,6 +135,7 @@ typedef struct core_case {
   fuzz_expect shape; /* the rules of desc: what the workspace query checks too */
   fuzz_expect call;  /* plus the pointers, aliasing and the caller's workspace */
   int small;         /* cheap enough to run and to check against the oracle */
+  core_variants var;
 } core_case;
 
 /* The buffers of one call. Aliased roles share their source's allocation. */
@@ -143,6 +199,128 @@ static void core_decode(fuzz_input* in, fuzz_rng* r, core_case* c) {
       (fuzz_view){d->B, d->H, d->Tq, d->Tk, {fuzz_mul_sat(d->H, w_head), w_head, w_row}};
 }
 
+/* The slots of the weights output: H, 1 (the mean) or the chosen heads. */
+static int64_t core_weights_slots(const mha_attention_desc* d) {
+  if (d->weights_mode == MHA_WEIGHTS_HEAD_MEAN) return 1;
+  if (d->weights_mode == MHA_WEIGHTS_SELECTED) return d->weights_nheads;
+  return d->H;
+}
+
+/* A window side: small sizes (0 included) mostly; negative or huge ones. */
+static int64_t core_window_side(fuzz_input* in) {
+  static const int64_t special[] = {-1, INT64_MIN, INT64_MAX, (int64_t)1 << 62,
+                                    ((int64_t)1 << 62) + 1, 64, 300};
+  const uint8_t b = fuzz_u8(in, 0);
+  return b >= 0xF0 && b < 0xF0 + 7 ? special[b - 0xF0] : (int64_t)(b % 16);
+}
+
+/* H floats for the slopes or sinks (one standing in for a huge H). */
+static float* core_head_array(core_case* c, fuzz_rng* r, float lo, float hi) {
+  float* x = fuzz_alloc(c->var.nhead);
+  for (size_t h = 0; h < c->var.nhead; h++) x[h] = fuzz_uniform(r, lo, hi);
+  return x;
+}
+
+/* The trailing bytes: the attention variants (an input that ends before
+ * them leaves every variant off, so older inputs keep their meaning). Their
+ * arrays come from r, a generator of their own, so that the rest of the
+ * case draws what it drew before. */
+static void core_decode_variants(fuzz_input* in, fuzz_rng* r, core_case* c) {
+  mha_attention_desc* d = &c->desc;
+  mha_mask* m = &d->mask;
+  core_variants* var = &c->var;
+  const uint8_t align = fuzz_u8(in, 0);
+  m->align = align < 0xF0 ? (mha_align)(align % 4) : align == 0xF0 ? (mha_align)4 : (mha_align)-1;
+  static const int64_t offsets[] = {(int64_t)1 << 60,         -((int64_t)1 << 60),
+                                    INT64_MAX,                INT64_MIN,
+                                    ((int64_t)1 << 60) - 1,   -(((int64_t)1 << 60) - 1),
+                                    1000,                     -1000};
+  const uint8_t off = fuzz_u8(in, 0x20); /* 0x20: offset 0 */
+  m->offset = off >= 0xF8 ? offsets[off - 0xF8] : (int64_t)(off % 64) - 32;
+  const uint8_t win = fuzz_u8(in, 0);
+  m->window = win < 0xF0 ? win & 1 : win == 0xF0 ? 2 : -1;
+  m->window_left = core_window_side(in);
+  m->window_right = core_window_side(in);
+  const int64_t H = d->H;
+  var->nhead = H >= 1 && H <= (1 << 20) ? (size_t)H : 1;
+  const uint8_t alibi = fuzz_u8(in, 0) % 4;
+  if (alibi != 0) {
+    static const float range[4][2] = {{0, 0}, {0, 1}, {0, 0.0625f}, {-1, 1}};
+    var->slopes = core_head_array(c, r, range[alibi][0], range[alibi][1]);
+    m->alibi_slopes = var->slopes;
+  }
+  static const float caps[] = {NAN, -1.0f, INFINITY, -INFINITY, -0.0f, FLT_MIN, FLT_MAX, 1e-3f};
+  const uint8_t cap = fuzz_u8(in, 0);
+  m->softcap = cap < 0x80 ? 0.0f
+               : cap < 0xF0 ? 0.5f + 0.5f * (float)(cap - 0x80)
+               : cap < 0xF8 ? caps[cap - 0xF0] : 0.0f;
+  const uint8_t sinks = fuzz_u8(in, 0) % 4;
+  if (sinks != 0) {
+    var->sinks = sinks == 3 ? core_head_array(c, r, 80, 100) : core_head_array(c, r, -4, 4);
+    if (sinks == 2) {
+      for (size_t h = 0; h < var->nhead; h++) {
+        if (fuzz_next(r) % 3 == 0) var->sinks[h] = -INFINITY;
+      }
+    }
+    m->sinks = var->sinks;
+  }
+  const uint8_t lse = fuzz_u8(in, 0);
+  var->lse = lse < 0xF0 ? (lse & 1 ? LSE_OWN : LSE_NONE) : lse == 0xF0 ? LSE_IS_OUT
+             : lse == 0xF1 ? LSE_IS_Q : LSE_NONE;
+  const uint8_t wm = fuzz_u8(in, 0);
+  switch (wm % 8) {
+    case 4: var->wmode = WM_MEAN; break;
+    case 5: var->wmode = WM_SELECTED; break;
+    case 6: var->wmode = WM_BAD_HEAD; break;
+    case 7: var->wmode = (wmode_kind)(WM_BAD_ENUM + (wm >> 3) % 3); break;
+    default: var->wmode = WM_PER_HEAD; break;
+  }
+  d->weights_mode = MHA_WEIGHTS_PER_HEAD;
+  if (var->wmode == WM_MEAN) d->weights_mode = MHA_WEIGHTS_HEAD_MEAN;
+  if (var->wmode == WM_BAD_ENUM) d->weights_mode = (mha_weights_mode)3;
+  if (var->wmode == WM_SELECTED || var->wmode == WM_BAD_HEAD || var->wmode == WM_NULL_HEADS ||
+      var->wmode == WM_ZERO_HEADS) {
+    d->weights_mode = MHA_WEIGHTS_SELECTED;
+    var->nheads = var->wmode == WM_ZERO_HEADS ? 1 : 1 + (size_t)(wm >> 3) % 4;
+    var->heads = malloc(var->nheads * sizeof(int32_t));
+    if (var->heads == NULL) exit(2);
+    for (size_t k = 0; k < var->nheads; k++) {
+      var->heads[k] = H >= 1 ? (int32_t)(fuzz_next(r) % (uint64_t)(H < INT32_MAX ? H : INT32_MAX)) : 0;
+    }
+    if (var->wmode == WM_BAD_HEAD) {
+      static const int32_t bad[] = {-1, INT32_MIN, INT32_MAX};
+      const size_t k = (size_t)(fuzz_next(r) % var->nheads);
+      const uint64_t pick = fuzz_next(r) % 4;
+      var->heads[k] = pick < 3 ? bad[pick] : (int32_t)(H >= 0 && H < INT32_MAX ? H : -2);
+    }
+    d->weights_heads = var->wmode == WM_NULL_HEADS ? NULL : var->heads;
+    d->weights_nheads = var->wmode == WM_ZERO_HEADS ? 0 : (int64_t)var->nheads;
+    var->heads_snap = fuzz_snapshot(var->heads, var->nheads * sizeof(int32_t));
+  }
+  if (var->slopes) var->slopes_snap = fuzz_snapshot(var->slopes, var->nhead * sizeof(float));
+  if (var->sinks) var->sinks_snap = fuzz_snapshot(var->sinks, var->nhead * sizeof(float));
+  var->any = m->align != MHA_ALIGN_BOTTOM_RIGHT || m->window != 0 || m->alibi_slopes != NULL ||
+             m->softcap != 0.0f || m->sinks != NULL || var->lse != LSE_NONE;
+
+  /* the weights in the mode's layout; a broken mode gets one slot */
+  const int64_t slots = var->wmode == WM_NULL_HEADS || var->wmode == WM_ZERO_HEADS ||
+                                var->wmode == WM_BAD_ENUM
+                            ? 1 : core_weights_slots(d);
+  const int64_t w_row = d->Tk, w_head = fuzz_mul_sat(d->Tq, w_row);
+  c->view[ROLE_W] =
+      (fuzz_view){d->B, slots, d->Tq, d->Tk, {fuzz_mul_sat(slots, w_head), w_head, w_row}};
+  c->view[ROLE_LSE] = (fuzz_view){d->B, d->H, d->Tq, 1, {fuzz_mul_sat(d->H, d->Tq), d->Tq, 1}};
+}
+
+static void core_variants_free(core_variants* var) {
+  free(var->slopes);
+  free(var->sinks);
+  free(var->heads);
+  free(var->slopes_snap);
+  free(var->sinks_snap);
+  free(var->heads_snap);
+}
+
 static void core_describe(const core_case* c) {
   const mha_attention_desc* d = &c->desc;
   const mha_mask* m = &d->mask;
@@ -150,7 +328,8 @@ static void core_describe(const core_case* c) {
       "attention B=%lld H=%lld Hkv=%lld Tq=%lld Tk=%lld D=%lld Dv=%lld q{%lld,%lld,%lld} "
       "k{%lld,%lld,%lld} v{%lld,%lld,%lld} out{%lld,%lld,%lld} causal=%d kv_len=%s%d "
       "additive=%s{%lld,%lld,%lld} scale=%a threads=%d isa=%d weights=%d workspace=%d null=%d "
-      "alias=%d values=%d checks=0x%x",
+      "alias=%d values=%d checks=0x%x align=%d offset=%lld window=%d{%lld,%lld} alibi=%s "
+      "softcap=%a sinks=%s lse=%d weights_mode=%d{%d, nheads=%lld}",
       (long long)d->B, (long long)d->H, (long long)d->Hkv, (long long)d->Tq, (long long)d->Tk,
       (long long)d->D, (long long)d->Dv, (long long)d->q.batch, (long long)d->q.head,
       (long long)d->q.row, (long long)d->k.batch, (long long)d->k.head, (long long)d->k.row,
@@ -159,7 +338,11 @@ static void core_describe(const core_case* c) {
       m->kv_len ? (int)m->kv_len[0] : 0, m->additive ? "on" : "off",
       (long long)m->additive_strides.batch, (long long)m->additive_strides.head,
       (long long)m->additive_strides.row, (double)d->scale, d->num_threads, (int)d->isa,
-      c->weights, (int)c->ws, (int)c->null, (int)c->alias, (int)c->values, c->checks);
+      c->weights, (int)c->ws, (int)c->null, (int)c->alias, (int)c->values, c->checks,
+      (int)m->align, (long long)m->offset, m->window, (long long)m->window_left,
+      (long long)m->window_right, m->alibi_slopes ? "on" : "off", (double)m->softcap,
+      m->sinks ? "on" : "off", (int)c->var.lse, (int)d->weights_mode, (int)c->var.wmode,
+      (long long)d->weights_nheads);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -187,12 +370,46 @@ static void core_expect_shape(core_case* c) {
   if (!isfinite(d->scale)) fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "scale is not finite");
   if (d->num_threads < 0) fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "num_threads < 0");
   fuzz_expect_isa(e, d->isa);
+  const mha_mask* m = &d->mask;
+  const int64_t pos_limit = (int64_t)1 << 60;
+  if ((int)m->align < 0 || (int)m->align > 3) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.align = %d", (int)m->align);
+  } else if (m->align == MHA_ALIGN_OFFSET && (m->offset >= pos_limit || m->offset <= -pos_limit)) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "|mask.offset| >= 2^60");
+  }
+  if (m->window != 0 && m->window != 1) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.window = %d", m->window);
+  } else if (m->window && (m->window_left < 0 || m->window_right < 0)) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "a negative window side");
+  }
+  if (!(m->softcap >= 0.0f) || !isfinite(m->softcap)) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.softcap = %a", (double)m->softcap);
+  }
+  if ((int)d->weights_mode < 0 || (int)d->weights_mode > 2) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "weights_mode = %d", (int)d->weights_mode);
+  } else if (c->weights && d->weights_mode == MHA_WEIGHTS_SELECTED) {
+    if (d->weights_heads == NULL) {
+      fuzz_require(e, MHA_STATUS_NULL_POINTER, "weights_heads is NULL");
+    } else if (d->weights_nheads < 1) {
+      fuzz_require(e, MHA_STATUS_INVALID_SIZE, "weights_nheads < 1");
+    } else {
+      for (int64_t k = 0; k < d->weights_nheads; k++) {
+        if (d->weights_heads[k] < 0 || d->weights_heads[k] >= d->H) {
+          fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "weights_heads[%lld] = %d", (long long)k,
+                       (int)d->weights_heads[k]);
+          break;
+        }
+      }
+    }
+  }
   for (int r = ROLE_Q; r <= ROLE_OUT; r++) {
     c->extent[r] = fuzz_expect_view(e, role_name[r], &c->view[r], r == ROLE_OUT, 0);
   }
   if (c->weights && sizes_ok && !fuzz_view_extent(&c->view[ROLE_W], &c->extent[ROLE_W])) {
-    fuzz_require(e, MHA_STATUS_SIZE_OVERFLOW, "weights [B, H, Tq, Tk] overflows");
+    fuzz_require(e, MHA_STATUS_SIZE_OVERFLOW, "weights [B, slots, Tq, Tk] overflows");
   }
+  /* lse [B, H, Tq] fits whenever out does (out addresses B·H·Tq·Dv elements) */
+  if (c->var.lse == LSE_OWN && sizes_ok) fuzz_view_extent(&c->view[ROLE_LSE], &c->extent[ROLE_LSE]);
   const int64_t work = fuzz_mul_sat(
       fuzz_mul_sat(fuzz_mul_sat(fuzz_mul_sat(d->B, d->H), d->Tq), d->Tk), fuzz_add_sat(d->D, d->Dv));
   c->small = sizes_ok && work <= FUZZ_MAX_WORK;
@@ -202,7 +419,16 @@ static void core_expect_shape(core_case* c) {
   }
 }
 
-static int core_role_used(const core_case* c, int r) { return r != ROLE_W || c->weights; }
+static int core_role_used(const core_case* c, int r) {
+  if (r == ROLE_W) return c->weights;
+  if (r == ROLE_LSE) return c->var.lse == LSE_OWN;
+  return 1;
+}
+
+/* slopes and sinks have H floats (or one standing in for a huge H) */
+static int core_heads_tiny(const core_case* c) {
+  return (c->var.slopes || c->var.sinks) && c->desc.H > 1 && c->var.nhead == 1;
+}
 
 /* Whether every buffer the call uses can have its full extent. */
 static int core_extents_reasonable(const core_case* c) {
@@ -237,7 +463,11 @@ static void core_expect_call(core_case* c, size_t ws_needed, int ws_known) {
     fuzz_require(e, MHA_STATUS_INVALID_STRIDE, "%s shares its buffer with %s", role_name[dst],
                  src >= 0 ? role_name[src] : "mask.additive");
   }
-  if (!core_extents_reasonable(c) || c->mask.tiny) {
+  if (c->var.lse == LSE_IS_OUT || c->var.lse == LSE_IS_Q) {
+    fuzz_require(e, MHA_STATUS_INVALID_STRIDE, "lse shares its buffer with %s",
+                 c->var.lse == LSE_IS_OUT ? "out" : "q");
+  }
+  if (!core_extents_reasonable(c) || c->mask.tiny || core_heads_tiny(c)) {
     /* a one-float stand-in for a huge view: the span the library computes
      * from its strides may well cover another buffer */
     fuzz_allow(e, MHA_STATUS_INVALID_STRIDE);
@@ -297,7 +527,7 @@ static void core_buffers_make(const core_case* c, fuzz_rng* rng, core_buffers* b
   }
   core_poison_kv(c, b, rng);
   /* outputs start poisoned, unless they lie over an input (then the call must fail) */
-  for (int r = ROLE_OUT; r <= ROLE_W; r++) {
+  for (int r = ROLE_OUT; r <= ROLE_LSE; r++) {
     if (b->own[r] != NULL) fuzz_poison(b->own[r], b->n[r]);
   }
   for (int r = 0; r < ROLE_COUNT; r++) {
@@ -323,7 +553,7 @@ static void core_buffers_free(core_buffers* b) {
 /* Inputs never change; on failure nothing changes at all. */
 static void core_check_untouched(const core_case* c, const core_buffers* b, int failed) {
   for (int r = 0; r < ROLE_COUNT; r++) {
-    const int output = r == ROLE_OUT || r == ROLE_W;
+    const int output = r == ROLE_OUT || r == ROLE_W || r == ROLE_LSE;
     if (b->own[r] == NULL || (output && !failed)) continue;
     fuzz_check_unchanged(role_name[r], b->own[r], b->snap[r], b->n[r] * sizeof(float));
   }
@@ -335,6 +565,16 @@ static void core_check_untouched(const core_case* c, const core_buffers* b, int 
     fuzz_check_unchanged("mask.kv_len", c->mask.kv_len, b->kv_len_snap,
                          (size_t)c->desc.B * sizeof(int32_t)); /* kv_len exists only for B >= 1 */
   }
+  const core_variants* var = &c->var;
+  if (var->slopes) {
+    fuzz_check_unchanged("mask.alibi_slopes", var->slopes, var->slopes_snap, var->nhead * sizeof(float));
+  }
+  if (var->sinks) {
+    fuzz_check_unchanged("mask.sinks", var->sinks, var->sinks_snap, var->nhead * sizeof(float));
+  }
+  if (var->heads) {
+    fuzz_check_unchanged("weights_heads", var->heads, var->heads_snap, var->nheads * sizeof(int32_t));
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -344,7 +584,8 @@ static void core_check_untouched(const core_case* c, const core_buffers* b, int 
 /* The outputs of one successful call, dense. */
 typedef struct core_result {
   float* out;     /* [B, H, Tq, Dv] */
-  float* weights; /* [B, H, Tq, Tk] or NULL */
+  float* weights; /* [B, slots, Tq, Tk] or NULL */
+  float* lse;     /* [B, H, Tq] or NULL */
 } core_result;
 
 /* Every element of the out view (n floats at buf) was written, and nothing
@@ -364,12 +605,20 @@ static float* core_take_out(const fuzz_view* v, float* buf, size_t n) {
 }
 
 static size_t core_weights_count(const mha_attention_desc* d) {
-  return (size_t)(d->B * d->H * d->Tq * d->Tk);
+  return (size_t)(d->B * core_weights_slots(d) * d->Tq * d->Tk);
 }
+
+static size_t core_lse_count(const mha_attention_desc* d) { return (size_t)(d->B * d->H * d->Tq); }
 
 static void core_take_weights(const float* w, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (fuzz_is_poison(w[i])) fuzz_finding("weights element %zu was not written", i);
+  }
+}
+
+static void core_take_lse(const float* lse, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (fuzz_is_poison(lse[i])) fuzz_finding("lse element %zu was not written", i);
   }
 }
 
@@ -382,17 +631,24 @@ static core_result core_rerun(const mha_attention_desc* d, const float* q, const
   fuzz_view_extent(&ov, &n_out); /* the first call validated it */
   float* out = fuzz_alloc((size_t)n_out);
   fuzz_poison(out, (size_t)n_out);
-  core_result res = {NULL, NULL};
+  core_result res = {NULL, NULL, NULL};
   if (weights) {
     res.weights = fuzz_alloc(core_weights_count(d));
     fuzz_poison(res.weights, core_weights_count(d));
   }
-  const mha_status st = mha_attention_f32(d, q, k, v, out, res.weights);
+  mha_attention_desc dl = *d; /* a fresh lse output where the call has one */
+  if (d->lse != NULL) {
+    res.lse = fuzz_alloc(core_lse_count(d));
+    fuzz_poison(res.lse, core_lse_count(d));
+    dl.lse = res.lse;
+  }
+  const mha_status st = mha_attention_f32(&dl, q, k, v, out, res.weights);
   if (st != MHA_STATUS_SUCCESS) {
     fuzz_finding("the %s rerun failed with %s: %s", what, mha_status_string(st), mha_last_error());
   }
   res.out = core_take_out(&ov, out, (size_t)n_out);
   if (res.weights) core_take_weights(res.weights, core_weights_count(d));
+  if (res.lse) core_take_lse(res.lse, core_lse_count(d));
   free(out);
   return res;
 }
@@ -400,10 +656,77 @@ static core_result core_rerun(const mha_attention_desc* d, const float* q, const
 static void core_result_free(core_result* r) {
   free(r->out);
   free(r->weights);
+  free(r->lse);
+}
+
+/* got (and again, when not NULL) bitwise equal to the first result's weights and lse. */
+static void core_check_same(const char* what, const mha_attention_desc* d, const core_result* got,
+                            const core_result* again) {
+  char name[96];
+  if (got->weights && again->weights) {
+    snprintf(name, sizeof name, "weights %s", what);
+    fuzz_check_identical(name, got->weights, again->weights, core_weights_count(d));
+  }
+  if (got->lse && again->lse) {
+    snprintf(name, sizeof name, "lse %s", what);
+    fuzz_check_identical(name, got->lse, again->lse, core_lse_count(d));
+  }
+}
+
+/* The oracle's per-head weights [B, H, Tq, Tk] (and their tolerances) in
+ * the layout of weights_mode: the mean over heads (with the rounding of a
+ * float sum of H terms and the division), or the chosen heads. */
+static void core_weights_layout(const mha_attention_desc* d, const double* w, const double* w_tol,
+                                double* lw, double* lw_tol) {
+  const int64_t H = d->H, slots = core_weights_slots(d);
+  const size_t per = (size_t)(d->Tq * d->Tk);
+  for (int64_t b = 0; b < d->B; b++) {
+    for (int64_t k = 0; k < slots; k++) {
+      double* o = lw + (size_t)(b * slots + k) * per;
+      double* ot = lw_tol + (size_t)(b * slots + k) * per;
+      if (d->weights_mode == MHA_WEIGHTS_HEAD_MEAN) {
+        for (size_t x = 0; x < per; x++) {
+          double sum = 0.0, tol = 0.0;
+          for (int64_t h = 0; h < H; h++) {
+            sum += w[(size_t)(b * H + h) * per + x];
+            tol += w_tol[(size_t)(b * H + h) * per + x];
+          }
+          o[x] = sum / (double)H;
+          ot[x] = tol / (double)H + (double)(H + 2) * TOLERANCE_EPS * fabs(o[x]) + FLT_MIN;
+        }
+      } else {
+        const int64_t h = d->weights_mode == MHA_WEIGHTS_SELECTED ? d->weights_heads[k] : k;
+        memcpy(o, w + (size_t)(b * H + h) * per, per * sizeof(double));
+        memcpy(ot, w_tol + (size_t)(b * H + h) * per, per * sizeof(double));
+      }
+    }
+  }
+}
+
+/* lse against the oracle: NaN rows NaN, infinite ones (-inf: no visible key
+ * and no sink) exactly, the rest within the derived tolerance. */
+static void core_check_lse(size_t n, const float* got, const float* ref, const double* oracle,
+                           const double* tol) {
+  for (size_t i = 0; i < n; i++) {
+    const double o = oracle[i], t = tol[i], g = got[i], s = ref != NULL ? ref[i] : g;
+    int ok;
+    if (isnan(o)) {
+      ok = isnan(g) && isnan(s);
+    } else if (!isfinite(o)) {
+      ok = g == o && s == o;
+    } else {
+      if (!isfinite(t)) continue; /* the bound is vacuous (logits overflow float) */
+      ok = fabs(g - o) <= t && fabs(s - o) <= t;
+    }
+    if (!ok) {
+      fuzz_finding("lse row %zu: got %.9g, scalar %.9g, oracle %.9g, tolerance %.3g", i, g, s, o, t);
+    }
+  }
 }
 
 /* The naive double oracle and its derived tolerance (tests/oracle.c,
- * tests/tolerance.c) against the tested and the scalar results. */
+ * tests/tolerance.c; with a variant, oracle_attention_lse and
+ * tests/variant-tolerance.c) against the tested and the scalar results. */
 static void core_check_oracle(const core_case* c, const core_buffers* b, const core_result* got,
                               const core_result* scalar) {
   const mha_attention_desc* d = &c->desc;
@@ -413,13 +736,17 @@ static void core_check_oracle(const core_case* c, const core_buffers* b, const c
   double* v = malloc((size_t)(B * Hkv * Tk * Dv) * sizeof(double));
   double* out = malloc((size_t)(B * H * Tq * Dv) * sizeof(double));
   double* out_tol = malloc((size_t)(B * H * Tq * Dv) * sizeof(double));
-  double* w = malloc(core_weights_count(d) * sizeof(double));
-  double* w_tol = malloc(core_weights_count(d) * sizeof(double));
-  if (!q || !k || !v || !out || !out_tol || !w || !w_tol) exit(2);
+  const size_t n_wh = (size_t)(B * H * Tq * Tk), n_lse = core_lse_count(d);
+  double* w = malloc(n_wh * sizeof(double));
+  double* w_tol = malloc(n_wh * sizeof(double));
+  double* lse = malloc(n_lse * sizeof(double));
+  double* lse_tol = malloc(n_lse * sizeof(double));
+  if (!q || !k || !v || !out || !out_tol || !w || !w_tol || !lse || !lse_tol) exit(2);
   oracle_gather(B, H, Tq, D, b->ptr[ROLE_Q], (oracle_strides){d->q.batch, d->q.head, d->q.row}, q);
   oracle_gather(B, Hkv, Tk, D, b->ptr[ROLE_K], (oracle_strides){d->k.batch, d->k.head, d->k.row}, k);
   oracle_gather(B, Hkv, Tk, Dv, b->ptr[ROLE_V], (oracle_strides){d->v.batch, d->v.head, d->v.row}, v);
   const mha_strides* as = &d->mask.additive_strides;
+  const mha_mask* m = &d->mask;
   const oracle_attention_problem p = {
       .B = B, .H = H, .Hkv = Hkv, .Tq = Tq, .Tk = Tk, .D = D, .Dv = Dv,
       .q = q, .k = k, .v = v,
@@ -430,15 +757,32 @@ static void core_check_oracle(const core_case* c, const core_buffers* b, const c
       .causal = d->mask.causal,
       .kv_len = d->mask.kv_len,
       .additive = d->mask.additive,
-      .additive_strides = {as->batch, as->head, as->row}};
-  oracle_attention(&p, out, w);
-  tolerance_attention(&p, NULL, w, out_tol, w_tol);
-  const int64_t out_dims[4] = {B, H, Tq, Dv}, w_dims[4] = {B, H, Tq, Tk};
+      .additive_strides = {as->batch, as->head, as->row},
+      .var = {.align = (int)m->align, .offset = m->offset, .window = m->window,
+              .window_left = m->window_left, .window_right = m->window_right,
+              .alibi_slopes = m->alibi_slopes, .softcap = (double)m->softcap,
+              .sinks = m->sinks}};
+  if (c->var.any) {
+    oracle_attention_lse(&p, out, w, lse);
+    variant_tolerance_attention(&p, NULL, w, lse, out_tol, w_tol, lse_tol);
+  } else {
+    oracle_attention(&p, out, w);
+    tolerance_attention(&p, NULL, w, out_tol, w_tol);
+  }
+  const int64_t out_dims[4] = {B, H, Tq, Dv};
   fuzz_check_close("out", out_dims, got->out, scalar ? scalar->out : NULL, out, out_tol);
   if (got->weights) {
-    fuzz_check_close("weights", w_dims, got->weights, scalar ? scalar->weights : NULL, w, w_tol);
+    const int64_t w_dims[4] = {B, core_weights_slots(d), Tq, Tk};
+    double* lw = malloc(core_weights_count(d) * sizeof(double));
+    double* lw_tol = malloc(core_weights_count(d) * sizeof(double));
+    if (!lw || !lw_tol) exit(2);
+    core_weights_layout(d, w, w_tol, lw, lw_tol);
+    fuzz_check_close("weights", w_dims, got->weights, scalar ? scalar->weights : NULL, lw, lw_tol);
+    free(lw); free(lw_tol);
   }
+  if (got->lse) core_check_lse(n_lse, got->lse, scalar ? scalar->lse : NULL, lse, lse_tol);
   free(q); free(k); free(v); free(out); free(out_tol); free(w); free(w_tol);
+  free(lse); free(lse_tol);
 }
 
 /* One batch entry alone (B = 1, every pointer moved to it) gives the bits
@@ -452,12 +796,17 @@ static void core_check_entry(const core_case* c, const core_buffers* b, const co
   d.workspace_size = 0;
   if (d.mask.kv_len) d.mask.kv_len += e;
   if (d.mask.additive) d.mask.additive += e * d.mask.additive_strides.batch;
+  /* d.lse only says that there is one: core_rerun passes a fresh buffer */
   core_result one = core_rerun(&d, b->ptr[ROLE_Q] + e * d.q.batch, b->ptr[ROLE_K] + e * d.k.batch,
                                b->ptr[ROLE_V] + e * d.v.batch, c->weights, "single-entry");
   const size_t n_out = (size_t)(d.H * d.Tq * d.Dv), n_w = core_weights_count(&d);
   fuzz_check_identical("out of one entry", got->out + (size_t)e * n_out, one.out, n_out);
   if (got->weights) {
     fuzz_check_identical("weights of one entry", got->weights + (size_t)e * n_w, one.weights, n_w);
+  }
+  if (got->lse) {
+    const size_t n_lse = core_lse_count(&d);
+    fuzz_check_identical("lse of one entry", got->lse + (size_t)e * n_lse, one.lse, n_lse);
   }
   core_result_free(&one);
 }
@@ -467,14 +816,15 @@ static void core_check_entry(const core_case* c, const core_buffers* b, const co
 static void core_check_success(const core_case* c, const core_buffers* b, fuzz_rng* rng) {
   const fuzz_view ov = core_out_view(&c->desc);
   core_result got = {core_take_out(&ov, b->ptr[ROLE_OUT], b->n[ROLE_OUT]),
-                     c->weights ? b->ptr[ROLE_W] : NULL};
+                     c->weights ? b->ptr[ROLE_W] : NULL, c->desc.lse};
   if (got.weights) core_take_weights(got.weights, core_weights_count(&c->desc));
+  if (got.lse) core_take_lse(got.lse, core_lse_count(&c->desc));
   const float *q = b->ptr[ROLE_Q], *k = b->ptr[ROLE_K], *v = b->ptr[ROLE_V];
   mha_attention_desc d = c->desc;
   d.workspace = NULL; /* the reruns allocate their own: that must not change the bits */
   d.workspace_size = 0;
 
-  core_result scalar = {NULL, NULL};
+  core_result scalar = {NULL, NULL, NULL};
   if (d.isa != MHA_ISA_SCALAR) {
     mha_attention_desc ds = d;
     ds.isa = MHA_ISA_SCALAR;
@@ -489,15 +839,19 @@ static void core_check_success(const core_case* c, const core_buffers* b, fuzz_r
     dt.num_threads = d.num_threads == 1 ? 2 : 1;
     core_result again = core_rerun(&dt, q, k, v, c->weights, "thread-count");
     fuzz_check_identical("out at another thread count", got.out, again.out, n_out);
-    if (got.weights) {
-      fuzz_check_identical("weights at another thread count", got.weights, again.weights,
-                           core_weights_count(&d));
-    }
+    core_check_same("at another thread count", &d, &got, &again);
     core_result_free(&again);
   }
   if (c->checks & CHECK_WEIGHTS) { /* "Requesting weights does not change the bits of out" */
-    core_result again = core_rerun(&d, q, k, v, !c->weights, "weights-toggled");
+    mha_attention_desc dw = d;
+    if (!c->weights && dw.weights_mode == MHA_WEIGHTS_SELECTED && c->var.wmode != WM_SELECTED) {
+      dw.weights_mode = MHA_WEIGHTS_PER_HEAD; /* the heads are broken: the call ignored them */
+    }
+    core_result again = core_rerun(&dw, q, k, v, !c->weights, "weights-toggled");
     fuzz_check_identical("out with weights toggled", got.out, again.out, n_out);
+    if (got.lse && again.lse) {
+      fuzz_check_identical("lse with weights toggled", got.lse, again.lse, core_lse_count(&d));
+    }
     core_result_free(&again);
   }
   if ((c->checks & CHECK_ENTRY) && d.B > 1) core_check_entry(c, b, &got, rng);
@@ -548,13 +902,16 @@ static void core_run(core_case* c, fuzz_rng* rng) {
   const int known = qst == MHA_STATUS_SUCCESS && c->null != NULL_BYTES;
   void* ws = core_workspace(c, needed, known);
   core_expect_call(c, known ? needed : 0, known);
-  if (c->call.required == 0 && !(c->small && core_extents_reasonable(c))) {
-    free(ws); /* valid, but too big to run here */
+  if (c->call.required == 0 &&
+      !(c->small && core_extents_reasonable(c) && !c->mask.tiny && !core_heads_tiny(c))) {
+    free(ws); /* valid, but too big to run here (a tiny stand-in would be read) */
     return;
   }
 
   core_buffers b;
   core_buffers_make(c, rng, &b);
+  const float* lse_at[] = {NULL, b.ptr[ROLE_LSE], b.ptr[ROLE_OUT], b.ptr[ROLE_Q]};
+  c->desc.lse = (float*)lse_at[c->var.lse];
   const float* ptr[ROLE_COUNT];
   for (int r = 0; r < ROLE_COUNT; r++) {
     ptr[r] = c->null == (null_mode)(NULL_Q + r) ? NULL : b.ptr[r];
@@ -572,7 +929,8 @@ static void core_run(core_case* c, fuzz_rng* rng) {
   /* "Checks desc like the call does (pointers aside) and returns the same
    * statuses": where the pointers cannot matter (real, separate buffers) */
   const int pointers_fine = c->null == NULL_NONE && c->alias == ALIAS_NONE && c->ws == WS_NONE &&
-                            core_extents_reasonable(c) && !c->mask.tiny;
+                            core_extents_reasonable(c) && !c->mask.tiny && !core_heads_tiny(c) &&
+                            (c->var.lse == LSE_NONE || c->var.lse == LSE_OWN);
   if (pointers_fine && st != qst && st != MHA_STATUS_OUT_OF_MEMORY) {
     fuzz_finding("the call returned %s but the workspace query %s", mha_status_string(st),
                  mha_status_string(qst));
@@ -587,7 +945,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz_rng rng = fuzz_rng_from(data, size);
   core_case c;
   core_decode(&in, &rng, &c);
+  fuzz_rng vrng = rng; /* the variants' arrays: a stream of their own */
+  vrng.state ^= 0xD1B54A32D192ED03ull;
+  core_decode_variants(&in, &vrng, &c);
   core_run(&c, &rng);
   fuzz_mask_free(&c.mask);
+  core_variants_free(&c.var);
   return 0;
 }

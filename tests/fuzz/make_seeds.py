@@ -94,9 +94,52 @@ CHECKS_ALL = 0x07  # reruns: threads, weights toggled, one entry
 BAD_NAN, BAD_INF = 0x08, 0x18  # NaN / +inf in a few K/V (layer: key/value input) elements
 
 
+# The attention variants: trailing bytes after checks, written only when a
+# seed names one (an input that ends before them has every variant off)
+ALIGN = {"bottom_right": 0, "top_left": 1, "offset": 2, "kv_end": 3, "bad4": 0xF0, "bad-1": 0xF1}
+OFFSETS = {1 << 60: 0xF8, -(1 << 60): 0xF9, INT64_MAX: 0xFA, INT64_MIN: 0xFB,
+           (1 << 60) - 1: 0xFC, -((1 << 60) - 1): 0xFD, 1000: 0xFE, -1000: 0xFF}
+WINDOW = {0: 0, 1: 1, 2: 0xF0, -1: 0xF1}
+WINDOW_SIDES = {-1: 0xF0, INT64_MIN: 0xF1, INT64_MAX: 0xF2, 1 << 62: 0xF3, (1 << 62) + 1: 0xF4,
+                64: 0xF5, 300: 0xF6}
+ALIBI = {"off": 0, "unit": 1, "small": 2, "signed": 3}  # slopes in [0, 1), [0, 1/16), [-1, 1)
+SOFTCAPS = {"nan": 0xF0, "-1": 0xF1, "inf": 0xF2, "-inf": 0xF3, "-0": 0xF4, "flt_min": 0xF5,
+            "flt_max": 0xF6, "1e-3": 0xF7}
+SINKS = {"off": 0, "small": 1, "some_-inf": 2, "large": 3}  # [-4, 4), some -inf, [80, 100)
+LSE = {"off": 0, "on": 1, "out": 0xF0, "q": 0xF1}  # own buffer, or over out / q
+WMODES = {"per_head": 0, "mean": 4, "selected": 5, "bad_head": 6, "bad_enum": 7,
+          "null_heads": 7 | 8, "zero_heads": 7 | 16}
+
+
+def offset(o):
+    return bytes([OFFSETS[o]]) if o in OFFSETS else bytes([o + 32])  # -32 .. 31
+
+
+def window_side(w):
+    return bytes([WINDOW_SIDES[w]]) if w in WINDOW_SIDES else bytes([w])  # 0 .. 15
+
+
+def softcap(c):
+    if isinstance(c, str):
+        return bytes([SOFTCAPS[c]])
+    return bytes([0 if c == 0 else 0x80 + round((c - 0.5) * 2)])  # 0.5 .. 56.5 by halves
+
+
+def wmode(mode, nheads=1):
+    """weights_mode: selected / bad_head take 1..4 heads (drawn by the harness)."""
+    return bytes([WMODES[mode] | ((nheads - 1) << 3 if mode in ("selected", "bad_head") else 0)])
+
+
+def variants(align="bottom_right", off=0, window=0, left=0, right=0, alibi="off", cap=0,
+             sinks="off", lse="off", weights_mode="per_head", nheads=1):
+    return (bytes([ALIGN[align]]) + offset(off) + bytes([WINDOW[window]]) + window_side(left) +
+            window_side(right) + bytes([ALIBI[alibi]]) + softcap(cap) + bytes([SINKS[sinks]]) +
+            bytes([LSE[lse]]) + wmode(weights_mode, nheads))
+
+
 def attention(B=1, Hkv=1, group=2, H=None, Tq=3, Tk=5, D=8, Dv=8, q="bhtd", k="bhtd", v="bhtd",
               out="bhtd", m=None, sc=None, values=0, threads=0, isa="default", weights=0,
-              workspace="none", null="none", alias="none", checks=CHECKS_ALL):
+              workspace="none", null="none", alias="none", checks=CHECKS_ALL, var=None):
     """One fuzz-attention input; H = Hkv·group unless H is given."""
     hmode = size(H) if H is not None else b""
     data = size(B) + size(Hkv)
@@ -107,6 +150,8 @@ def attention(B=1, Hkv=1, group=2, H=None, Tq=3, Tk=5, D=8, Dv=8, q="bhtd", k="b
     data += m if m is not None else mask()
     data += scale(sc) + bytes([values, THREADS[threads], ISAS[isa], weights,
                                WORKSPACE[workspace], CORE_NULL[null], CORE_ALIAS[alias], checks])
+    if var is not None:
+        data += variants(**var)
     return data
 
 
@@ -220,6 +265,35 @@ ATTENTION_SEEDS = {
     "bad-out-is-q": attention(alias="out=q"),
     "bad-weights-is-out": attention(weights=1, alias="weights=out"),
     "bad-threads-negative": attention(threads=-1),
+    # the attention variants
+    "var-window-causal-alibi-lse": attention(
+        B=2, Hkv=2, group=2, Tq=16, Tk=40, D=16, Dv=8, m=mask(causal=1), weights=1,
+        var=dict(window=1, left=7, right=0, alibi="small", lse="on")),
+    "var-offset-softcap-sinks-selected": attention(
+        B=1, Hkv=1, group=3, Tq=7, Tk=65, D=24, Dv=12, m=mask(causal=1), weights=1, values=2,
+        var=dict(align="offset", off=20, cap=10, sinks="small", lse="on",
+                 weights_mode="selected", nheads=3)),
+    "var-decode-kvend-sinks-mean": attention(
+        B=3, Hkv=2, group=2, Tq=1, Tk=300, D=16, Dv=16, m=mask(kv_len="random"), weights=1,
+        var=dict(align="kv_end", sinks="some_-inf", lse="on", weights_mode="mean")),
+    "var-topleft-window-both-sides": attention(
+        B=2, Hkv=1, group=2, Tq=9, Tk=4, D=7, Dv=5, m=mask(additive="full", content="some_-inf"),
+        weights=1, var=dict(align="top_left", window=1, left=1, right=2, alibi="signed",
+                            sinks="large", weights_mode="mean")),
+    "var-high-logits-softcap": attention(
+        B=1, Hkv=1, group=2, Tq=4, Tk=64, D=32, values=1, weights=1,
+        var=dict(cap=30, alibi="unit", lse="on", weights_mode="selected", nheads=2)),
+    "var-window-empty-rows": attention(
+        B=2, Hkv=1, group=1, Tq=6, Tk=12, m=mask(causal=1), weights=1,
+        var=dict(align="offset", off=-10, window=1, left=0, right=0, sinks="small", lse="on")),
+    "bad-offset-2p60": attention(var=dict(align="offset", off=1 << 60)),
+    "bad-align-4": attention(var=dict(align="bad4")),
+    "bad-window-negative": attention(var=dict(window=1, left=-1)),
+    "bad-window-2": attention(var=dict(window=2, left=3)),
+    "bad-softcap-nan": attention(var=dict(cap="nan")),
+    "bad-softcap-negative": attention(var=dict(cap="-1")),
+    "bad-lse-is-out": attention(var=dict(lse="out")),
+    "bad-weights-head": attention(weights=1, var=dict(weights_mode="bad_head", nheads=2)),
 }
 
 LAYER_SEEDS = {
