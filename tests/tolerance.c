@@ -68,6 +68,25 @@ static double tolerance_at(const double* err, oracle_strides s, int64_t b, int64
   return err != NULL ? err[b * s.batch + h * s.head + t * s.row + c] : 0.0;
 }
 
+/* The bound on one visible logit's magnitude, scale·Σ(|q| + δq)(|k| + δk),
+ * and on the error the inputs' errors put in it, for key j of query row
+ * (b, h, i) with K/V head g (eq, ek: the inputs' errors, or NULL). */
+void tolerance_logit_bound(const oracle_attention_problem* p, const double* eq, const double* ek,
+                           int64_t b, int64_t h, int64_t g, int64_t i, int64_t j, double* mag,
+                           double* pert) {
+  const double* qi = p->q + b * p->q_strides.batch + h * p->q_strides.head + i * p->q_strides.row;
+  const double* kj = p->k + b * p->k_strides.batch + g * p->k_strides.head + j * p->k_strides.row;
+  double m = 0.0, d_err = 0.0;
+  for (int64_t d = 0; d < p->D; d++) {
+    const double dq = tolerance_at(eq, p->q_strides, b, h, i, d);
+    const double dk = tolerance_at(ek, p->k_strides, b, g, j, d);
+    m += (fabs(qi[d]) + dq) * (fabs(kj[d]) + dk);
+    d_err += dq * (fabs(kj[d]) + dk) + fabs(qi[d]) * dk;
+  }
+  *mag = m * fabs(p->scale);
+  *pert = d_err * fabs(p->scale);
+}
+
 void tolerance_attention(const oracle_attention_problem* p, const tolerance_input_errors* err,
                          const double* weights, double* out_tol, double* weights_tol) {
   const double eps = TOLERANCE_EPS;
@@ -80,25 +99,14 @@ void tolerance_attention(const oracle_attention_problem* p, const tolerance_inpu
     for (int64_t h = 0; h < p->H; h++) {
       const int64_t g = oracle_kv_head(p, h);
       for (int64_t i = 0; i < p->Tq; i++) {
-        const double* qi =
-            p->q + b * p->q_strides.batch + h * p->q_strides.head + i * p->q_strides.row;
         double mag = 0.0, pert = 0.0, add = 0.0;
         int any = 0;
         for (int64_t c = 0; c < p->Dv; c++) vmax[c] = evmax[c] = 0.0;
         for (int64_t j = 0; j < p->Tk; j++) {
           if (!oracle_key_visible(p, b, h, i, j)) continue;
           any = 1;
-          const double* kj =
-              p->k + b * p->k_strides.batch + g * p->k_strides.head + j * p->k_strides.row;
-          double m = 0.0, d_err = 0.0;
-          for (int64_t d = 0; d < p->D; d++) {
-            const double dq = tolerance_at(eq, p->q_strides, b, h, i, d);
-            const double dk = tolerance_at(ek, p->k_strides, b, g, j, d);
-            m += (fabs(qi[d]) + dq) * (fabs(kj[d]) + dk);
-            d_err += dq * (fabs(kj[d]) + dk) + fabs(qi[d]) * dk;
-          }
-          m *= fabs(p->scale);
-          d_err *= fabs(p->scale);
+          double m, d_err;
+          tolerance_logit_bound(p, eq, ek, b, h, g, i, j, &m, &d_err);
           if (m > mag) mag = m;
           if (d_err > pert) pert = d_err;
           const double a = fabs(oracle_mask_value(p, b, h, i, j));

@@ -24,6 +24,13 @@ typedef struct tolerance_input_errors {
 void tolerance_attention(const oracle_attention_problem* p, const tolerance_input_errors* err,
                          const double* weights, double* out_tol, double* weights_tol);
 
+/* The bound on one visible logit's magnitude, scale·Σ(|q| + δq)(|k| + δk),
+ * and on the error the inputs' errors (eq, ek, or NULL) put in it, for key j
+ * of query row (b, h, i) with K/V head g. */
+void tolerance_logit_bound(const oracle_attention_problem* p, const double* eq, const double* ek,
+                           int64_t b, int64_t h, int64_t g, int64_t i, int64_t j, double* mag,
+                           double* pert);
+
 /* The same for a layer forward traced by oracle_layer_forward():
  * out_tol [B, Tq, width], weights_tol [B, H, Tq, Tk] or NULL. */
 void tolerance_layer(const oracle_layer* L, const oracle_layer_trace* trace,

@@ -74,8 +74,6 @@ void variant_tolerance_attention(const oracle_attention_problem* p,
       const double sink = oracle_sink(p, h);
       const double slope = p->var.alibi_slopes != NULL ? fabs((double)p->var.alibi_slopes[h]) : 0.0;
       for (int64_t i = 0; i < p->Tq; i++) {
-        const double* qi =
-            p->q + b * p->q_strides.batch + h * p->q_strides.head + i * p->q_strides.row;
         const int64_t ip = oracle_aligned_position(p, b, i);
         double mag = 0.0, pert = 0.0, add = 0.0, beta = 0.0;
         int any = 0;
@@ -83,17 +81,8 @@ void variant_tolerance_attention(const oracle_attention_problem* p,
         for (int64_t j = 0; j < p->Tk; j++) {
           if (!oracle_key_visible(p, b, h, i, j)) continue;
           any = 1;
-          const double* kj =
-              p->k + b * p->k_strides.batch + g * p->k_strides.head + j * p->k_strides.row;
-          double m = 0.0, d_err = 0.0;
-          for (int64_t d = 0; d < p->D; d++) {
-            const double dq = vt_at(eq, p->q_strides, b, h, i, d);
-            const double dk = vt_at(ek, p->k_strides, b, g, j, d);
-            m += (fabs(qi[d]) + dq) * (fabs(kj[d]) + dk);
-            d_err += dq * (fabs(kj[d]) + dk) + fabs(qi[d]) * dk;
-          }
-          m *= fabs(p->scale);
-          d_err *= fabs(p->scale);
+          double m, d_err;
+          tolerance_logit_bound(p, eq, ek, b, h, g, i, j, &m, &d_err);
           if (m > mag) mag = m;
           if (d_err > pert) pert = d_err;
           const double a = fabs(oracle_mask_value(p, b, h, i, j));
