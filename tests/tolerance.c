@@ -54,7 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double* tolerance_alloc(size_t count) {
+double* tolerance_alloc(size_t count) {
   double* p = calloc(count == 0 ? 1 : count, sizeof(double));
   if (p == NULL) {
     fprintf(stderr, "tolerance: cannot allocate %zu doubles\n", count);
@@ -63,8 +63,8 @@ static double* tolerance_alloc(size_t count) {
   return p;
 }
 
-static double tolerance_at(const double* err, oracle_strides s, int64_t b, int64_t h, int64_t t,
-                           int64_t c) {
+double tolerance_at(const double* err, oracle_strides s, int64_t b, int64_t h, int64_t t,
+                    int64_t c) {
   return err != NULL ? err[b * s.batch + h * s.head + t * s.row + c] : 0.0;
 }
 

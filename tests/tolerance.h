@@ -18,6 +18,12 @@ typedef struct tolerance_input_errors {
   const double *q, *k, *v;
 } tolerance_input_errors;
 
+/* calloc of count doubles (at least one); reports and exits on failure. */
+double* tolerance_alloc(size_t count);
+
+/* err[b, h, t, c] through the view's strides, or 0 when err is NULL (exact). */
+double tolerance_at(const double* err, oracle_strides s, int64_t b, int64_t h, int64_t t, int64_t c);
+
 /* out_tol [B, H, Tq, Dv]; weights_tol [B, H, Tq, Tk] (or NULL) from the
  * oracle's weights (needed when weights_tol is non-NULL). err may be NULL.
  * Rows without a visible key get 0: they must be exact zeros. */

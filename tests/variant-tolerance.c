@@ -39,23 +39,8 @@
 
 #include <float.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static double* vt_alloc(size_t count) {
-  double* p = calloc(count == 0 ? 1 : count, sizeof(double));
-  if (p == NULL) {
-    fprintf(stderr, "variant-tolerance: cannot allocate %zu doubles\n", count);
-    exit(2);
-  }
-  return p;
-}
-
-static double vt_at(const double* err, oracle_strides s, int64_t b, int64_t h, int64_t t,
-                    int64_t c) {
-  return err != NULL ? err[b * s.batch + h * s.head + t * s.row + c] : 0.0;
-}
 
 void variant_tolerance_attention(const oracle_attention_problem* p,
                                  const tolerance_input_errors* err, const double* weights,
@@ -66,8 +51,8 @@ void variant_tolerance_attention(const oracle_attention_problem* p,
   const double* ek = err != NULL ? err->k : NULL;
   const double* ev = err != NULL ? err->v : NULL;
   const double cap_terms = p->var.softcap > 0.0 ? 5.0 : 0.0;
-  double* vmax = vt_alloc((size_t)p->Dv);
-  double* evmax = vt_alloc((size_t)p->Dv);
+  double* vmax = tolerance_alloc((size_t)p->Dv);
+  double* evmax = tolerance_alloc((size_t)p->Dv);
   for (int64_t b = 0; b < p->B; b++) {
     for (int64_t h = 0; h < p->H; h++) {
       const int64_t g = oracle_kv_head(p, h);
@@ -92,7 +77,7 @@ void variant_tolerance_attention(const oracle_attention_problem* p,
           const double* vj =
               p->v + b * p->v_strides.batch + g * p->v_strides.head + j * p->v_strides.row;
           for (int64_t c = 0; c < p->Dv; c++) {
-            const double dv = vt_at(ev, p->v_strides, b, g, j, c);
+            const double dv = tolerance_at(ev, p->v_strides, b, g, j, c);
             if (fabs(vj[c]) + dv > vmax[c]) vmax[c] = fabs(vj[c]) + dv;
             if (dv > evmax[c]) evmax[c] = dv;
           }
