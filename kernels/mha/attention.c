@@ -403,9 +403,10 @@ static mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
 
 /* Row r's logits of key block j0 (S row `srow`, nk keys), ready for the
  * softmax step: returns the visible prefix n_valid, sets *add (the row's
- * additive mask from key j0, or NULL), *nlo (the keys before the row's window,
- * set to -inf here) and *step_scale (the scale the step still applies: 1 once
- * the modifiers ran here). */
+ * additive mask from key j0, or NULL), *nlo (the keys before the row's window:
+ * the caller starts after them and never reads them) and *step_scale (the
+ * scale the step still applies: 1 once the modifiers ran here on keys
+ * [nlo, n_valid)). */
 static size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
                               size_t r, int64_t j0, size_t nk, float* srow, const float** add,
                               size_t* nlo, float* step_scale) {
@@ -420,7 +421,6 @@ static size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha
   const int64_t ip = mha_aligned_pos(p, pos.b, row.i);
   p->kr->scoremod(nv - *nlo, srow + *nlo, p->scale, d->mask.softcap, slope,
                   (float)(j0 + (int64_t)*nlo - ip));
-  for (size_t j = 0; j < *nlo; j++) srow[j] = -INFINITY;
   *step_scale = 1.0f;
   return nv;
 }
@@ -454,15 +454,16 @@ static size_t mha_row_weights(const mha_attn_plan* p, const mha_scratch* sc, mha
   float sc_step;
   const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, srow, &add, &nlo, &sc_step);
   if (nv == 0 || sc->l[r] == 0.0f) return 0;
-  /* as the row step: an additive -inf hides its key, even from a NaN score */
-  for (size_t j = 0; j < nv; j++) {
+  /* as the row step, from the row's first key: an additive -inf hides its key,
+   * even from a NaN score */
+  for (size_t j = nlo; j < nv; j++) {
     srow[j] = add == NULL ? srow[j] * sc_step : add[j] == -INFINITY ? -INFINITY : srow[j] * sc_step + add[j];
   }
-  p->kr->vexp_scale(nv, srow, sc->m[r], 1.0f / sc->l[r]);
+  p->kr->vexp_scale(nv - nlo, srow + nlo, sc->m[r], 1.0f / sc->l[r]);
   /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
   for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
   if (add != NULL) {
-    for (size_t j = 0; j < nv; j++) srow[j] = add[j] == -INFINITY ? 0.0f : srow[j];
+    for (size_t j = nlo; j < nv; j++) srow[j] = add[j] == -INFINITY ? 0.0f : srow[j];
   }
   return nv;
 }
