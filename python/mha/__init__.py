@@ -600,14 +600,6 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
     lse = np.empty((total_q, H), _F32) if return_lse else None
     d.lse = _ptr(lse)
     fn, size_fn = L.mha_attention_varlen_f32, L.mha_attention_varlen_workspace_size
-    if fn.argtypes is None:
-        I32P = ctypes.POINTER(ctypes.c_int32)
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.POINTER(_lib.AttentionDesc), I32P, I32P, _lib.PTR, _lib.PTR,
-                       _lib.PTR, _lib.PTR]
-        size_fn.restype = ctypes.c_int
-        size_fn.argtypes = [ctypes.POINTER(_lib.AttentionDesc), I32P, I32P,
-                            ctypes.POINTER(ctypes.c_size_t)]
     i32 = ctypes.POINTER(ctypes.c_int32)
     pq, pk = cq.ctypes.data_as(i32), ck.ctypes.data_as(i32)
     ws = _workspace(workspace, lambda size: size_fn(ctypes.byref(d), pq, pk, ctypes.byref(size)))
@@ -647,14 +639,6 @@ def _workspace(workspace, query):
 
 
 # ---------------------------------------------------------------------------- merging
-
-
-def _merge_fn(L):
-    fn = L.mha_merge_f32
-    if fn.argtypes is None:  # the prototype, set once (pointer arrays as void*)
-        fn.restype = ctypes.c_int
-        fn.argtypes = [_lib.I64, _lib.I64, _lib.I64, _lib.PTR, _lib.PTR, _lib.PTR, _lib.PTR]
-    return fn
 
 
 def merge(outs, lses, *, out=None):
@@ -722,8 +706,8 @@ def merge(outs, lses, *, out=None):
     P = len(os_)
     po = (ctypes.c_void_p * P)(*[a.ctypes.data for a in os_])
     pl = (ctypes.c_void_p * P)(*[a.ctypes.data for a in ls_])
-    _check(_merge_fn(L)(P, rows, Dv, ctypes.addressof(po), ctypes.addressof(pl), _ptr(out),
-                        _ptr(lse)))
+    _check(L.mha_merge_f32(P, rows, Dv, ctypes.addressof(po), ctypes.addressof(pl), _ptr(out),
+                           _ptr(lse)))
     return out, lse
 
 

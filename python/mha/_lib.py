@@ -139,6 +139,12 @@ def _prototypes(lib):
         "mha_layer_forward": (c_int, [PTR, P(LayerArgs)]),
         "mha_attention_workspace_size": (c_int, [P(AttentionDesc), c_int, P(ctypes.c_size_t)]),
         "mha_layer_workspace_size": (c_int, [PTR, P(LayerArgs), P(ctypes.c_size_t)]),
+        "mha_attention_varlen_f32": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
+                                             P(ctypes.c_int32), PTR, PTR, PTR, PTR]),
+        "mha_attention_varlen_workspace_size": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
+                                                        P(ctypes.c_int32), P(ctypes.c_size_t)]),
+        # pointer arrays as void*
+        "mha_merge_f32": (c_int, [I64, I64, I64, PTR, PTR, PTR, PTR]),
     }
     for name, (restype, argtypes) in protos.items():
         fn = getattr(lib, name)
