@@ -41,9 +41,9 @@ NEON_MODELS = ["neoverse-n1", "neoverse-v1", "neoverse-v2", "apple-m1"]
 # kernel file, compile flags, vector width (bits), the models that can run it;
 # width 128 is a NEON file (aarch64 compiler, llvm-mca -march=aarch64)
 KERNELS = [
-    ("kernels/f32-gemm/f32-gemm-6x16-avx2.c", ["-mavx2", "-mfma"], 256,
+    ("kernels/f32-gemm/f32-gemm-6x16-avx2.c", ["-mavx2", "-mfma", "-mf16c"], 256,
      ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
-    ("kernels/f32-gemm/f32-gemm-nt-4x3-avx2.c", ["-mavx2", "-mfma"], 256,
+    ("kernels/f32-gemm/f32-gemm-nt-4x3-avx2.c", ["-mavx2", "-mfma", "-mf16c"], 256,
      ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
     ("kernels/f32-gemm/f32-gemm-12x32-avx512f.c", ["-mavx512f", "-mfma"], 512,
      ["znver4", "icelake-server", "sapphirerapids"]),

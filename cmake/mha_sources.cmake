@@ -7,11 +7,15 @@ set(MHA_SOURCES
   kernels/f32-gemm/f32-gemm-nt-1x1-scalar.c
   kernels/f32-scoremod/f32-scoremod-scalar.c
   kernels/f32-softmax/f32-softmax-online-scalar.c
+  kernels/kv-gemm/kv-gemm-nt-1x1-scalar.c
+  kernels/kv-gemm/kv-gemm-pv-4x8-scalar.c
+  kernels/kv-gemm/kv-widen-scalar.c
   kernels/mha/attention.c
   kernels/mha/checks.c
   kernels/mha/error.c
   kernels/mha/gemm.c
   kernels/mha/heads.c
+  kernels/mha/kv-cache.c
   kernels/mha/layer.c
   kernels/mha/merge.c
   kernels/mha/varlen.c)
@@ -22,6 +26,9 @@ set_source_files_properties(
   kernels/f32-gemm/f32-gemm-nt-1x1-scalar.c
   kernels/f32-scoremod/f32-scoremod-scalar.c
   kernels/f32-softmax/f32-softmax-online-scalar.c
+  kernels/kv-gemm/kv-gemm-nt-1x1-scalar.c
+  kernels/kv-gemm/kv-gemm-pv-4x8-scalar.c
+  kernels/kv-gemm/kv-widen-scalar.c
   PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
 
 set(MHA_ISA_DEFINES "")
@@ -35,14 +42,21 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/f32-gemm/f32-gemm-6x16-avx2.c
     kernels/f32-gemm/f32-gemm-nt-4x3-avx2.c
     kernels/f32-scoremod/f32-scoremod-avx2.c
-    kernels/f32-softmax/f32-softmax-online-avx2.c)
+    kernels/f32-softmax/f32-softmax-online-avx2.c
+    kernels/kv-gemm/kv-gemm-nt-4x3-avx2.c
+    kernels/kv-gemm/kv-gemm-pv-6x16-avx2.c
+    kernels/kv-gemm/kv-widen-avx2.c)
   set(MHA_AVX512F_SOURCES
     kernels/config/table-avx512f.c
     kernels/f32-gemm/f32-gemm-12x32-avx512f.c
     kernels/f32-gemm/f32-gemm-nt-4x4-avx512f.c
     kernels/f32-scoremod/f32-scoremod-avx512f.c
-    kernels/f32-softmax/f32-softmax-online-avx512f.c)
-  set_source_files_properties(${MHA_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
+    kernels/f32-softmax/f32-softmax-online-avx512f.c
+    kernels/kv-gemm/kv-gemm-nt-4x4-avx512f.c
+    kernels/kv-gemm/kv-gemm-pv-12x32-avx512f.c
+    kernels/kv-gemm/kv-widen-avx512f.c)
+  # F16C (vcvtph2ps) widens f16 K/V rows; every AVX2 CPU has it (isa-select.c checks it)
+  set_source_files_properties(${MHA_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
   set_source_files_properties(${MHA_AVX512F_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mfma")
   list(APPEND MHA_SOURCES ${MHA_AVX2_SOURCES} ${MHA_AVX512F_SOURCES})
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_X86)
@@ -60,7 +74,10 @@ if(MHA_ARCH STREQUAL "arm64")
     kernels/f32-gemm/f32-gemm-8x12-neon.c
     kernels/f32-gemm/f32-gemm-nt-4x4-neon.c
     kernels/f32-scoremod/f32-scoremod-neon.c
-    kernels/f32-softmax/f32-softmax-online-neon.c)
+    kernels/f32-softmax/f32-softmax-online-neon.c
+    kernels/kv-gemm/kv-gemm-nt-4x4-neon.c
+    kernels/kv-gemm/kv-gemm-pv-8x12-neon.c
+    kernels/kv-gemm/kv-widen-neon.c)
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_NEON)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
 endif()

@@ -385,6 +385,98 @@ MHA_API mha_status mha_attention_varlen_workspace_size(const mha_attention_desc*
                                                        const int32_t* cu_seqlens_k,
                                                        size_t* bytes);
 
+/* ------------------------------------------------------------------------ */
+/* KV caches: 16-bit and paged                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The element type of a K/V cache. Q, the scores, the softmax, every
+ * accumulator and out stay fp32; a 16-bit K or V value is widened (exactly)
+ * in registers as the kernels load it, never copied out as an fp32 cache. */
+typedef enum mha_dtype {
+  MHA_DTYPE_F32 = 0,  /* IEEE binary32 */
+  MHA_DTYPE_F16 = 1,  /* IEEE binary16 (half), its bits as uint16_t */
+  MHA_DTYPE_BF16 = 2  /* bfloat16 (the upper half of a binary32), as uint16_t */
+} mha_dtype;
+
+/* A K/V cache as an engine stores it, contiguous or paged.
+ *
+ * Contiguous (block_size = 0): entry b's K row t of K/V head g is at
+ *   k + (b·k_strides.batch + g·k_strides.head + t·k_strides.row) elements,
+ *   for t < capacity (likewise v with v_strides).
+ * Paged (block_size > 0): K and V are pools of num_blocks blocks of
+ *   block_size tokens (a power of two, 16 .. 256); entry b's token t is row
+ *   t % block_size of block n = block_table[b·max_blocks + t / block_size],
+ *   at k + (n·k_strides.batch + g·k_strides.head + (t % block_size)·k_strides.row)
+ *   elements: the strides' "batch" steps from block to block. Entries may
+ *   share blocks (a common prefix); only the table slots that cover an
+ *   entry's keys are read, and each must be in [0, num_blocks).
+ * Strides are in elements of dtype; rows (the last dimension) contiguous. */
+typedef struct mha_kv_cache {
+  mha_dtype dtype;
+  void* k;                    /* K, or its pool */
+  void* v;                    /* V, or its pool */
+  mha_strides k_strides;
+  mha_strides v_strides;
+  int64_t capacity;           /* contiguous: rows per (b, g); paged: not used */
+  int64_t block_size;         /* 0: contiguous; else tokens per block, 16 .. 256, a power of two */
+  int64_t num_blocks;         /* paged: blocks in each pool */
+  const int32_t* block_table; /* paged: [B, max_blocks], row-major */
+  int64_t max_blocks;         /* paged: table columns; an entry holds up to max_blocks·block_size tokens */
+} mha_kv_cache;
+
+/* A contiguous cache [B, Hkv, capacity, D] (K) and [B, Hkv, capacity, Dv] (V). */
+MHA_API void mha_kv_cache_init(mha_kv_cache* cache, mha_dtype dtype, void* k, void* v,
+                               int64_t Hkv, int64_t capacity, int64_t D, int64_t Dv);
+
+/* A paged cache whose pools are [num_blocks, block_size, Hkv, D] (K) and
+ * [num_blocks, block_size, Hkv, Dv] (V) — vLLM's layout — addressed through
+ * block_table [B, max_blocks]. For [num_blocks, Hkv, block_size, D] pools set
+ * the strides to mha_strides_bhtd(Hkv, block_size, D) afterwards. */
+MHA_API void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype, void* k_pool,
+                                     void* v_pool, int64_t num_blocks, int64_t block_size,
+                                     int64_t Hkv, int64_t D, int64_t Dv,
+                                     const int32_t* block_table, int64_t max_blocks);
+
+/* The core (mha_attention_f32) with K and V read from a cache: entry b's keys
+ * are the cache's tokens [0, Tk) (fewer with mask.kv_len, as usual); desc's k
+ * and v strides are not used (the cache's are). Every mask, variant, GQA,
+ * weights mode and lse works as in the core; Tk <= capacity (contiguous) or
+ * Tk <= max_blocks·block_size (paged).
+ *
+ * Bits: the result is bitwise that of mha_attention_f32 on K and V widened
+ * to fp32 (same desc), on every kernel set, whatever the layout: contiguous
+ * and paged caches holding the same values give the same bits, for any
+ * block size, table and thread count. So a 16-bit cache is exactly as
+ * accurate as fp32 attention on its (rounded) values.
+ *
+ * Returns the core's statuses, plus NULL_POINTER (cache, its k, v or
+ * block_table), INVALID_ARGUMENT (dtype, block_size, a table slot outside
+ * [0, num_blocks), Tk past the cache), INVALID_SIZE (capacity, num_blocks,
+ * max_blocks < 1). Packed variable-length batches take fp32 K/V only. */
+MHA_API mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q,
+                                        const mha_kv_cache* cache, float* out, float* weights);
+
+/* The workspace bytes mha_attention_kv_f32() needs: the core's for desc
+ * (the layout and dtype of the cache do not change it). */
+MHA_API mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc,
+                                                   const mha_kv_cache* cache, int with_weights,
+                                                   size_t* bytes);
+
+/* Appends rows to a cache: for every entry b < B, K/V head g < Hkv and
+ * t < T, row t of k_new [B, Hkv, T, D] (strides k_new_strides, fp32) is
+ * rounded to the cache's dtype (to nearest, ties to even; beyond the f16
+ * range ±inf) and stored as the cache's token pos[b] + t of entry b; v_new
+ * [B, Hkv, T, Dv] likewise. pos[b] >= 0 and pos[b] + T must fit the cache
+ * (capacity, or max_blocks·block_size with every covering table slot in
+ * [0, num_blocks)). Entries must not write the same block rows (no check).
+ * Returns SUCCESS, NULL_POINTER, INVALID_SIZE, INVALID_ARGUMENT (dtype,
+ * block size, pos, table), INVALID_STRIDE, SIZE_OVERFLOW. Writes nothing
+ * unless every check passes. */
+MHA_API mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int64_t Hkv, int64_t T,
+                                      int64_t D, int64_t Dv, const int32_t* pos,
+                                      const float* k_new, mha_strides k_new_strides,
+                                      const float* v_new, mha_strides v_new_strides);
+
 /* Merges the partial results of disjoint key ranges of the same queries,
  * computed with an lse output, into the result over their union:
  *

@@ -2,6 +2,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(MHA_ENABLE_X86)
+#include <cpuid.h>
+#endif
 
 #include "config/kernels.h"
 #include "mha/internal.h"
@@ -14,13 +17,24 @@ const char* mha_isa_name(mha_isa isa) {
   return mha_isa_names[isa];
 }
 
+#if defined(MHA_ENABLE_X86)
+/* F16C (vcvtph2ps, the AVX2 kernels' f16 widening): CPUID leaf 1, ECX bit
+ * 29. Every AVX2 CPU has it; clang 14's __builtin_cpu_supports does not
+ * know "f16c", so CPUID is read here. */
+static int mha_cpu_has_f16c(void) {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+#endif
+
 /* Is the ISA compiled in, and can this CPU run it? */
 static int mha_cpu_runs(mha_isa isa) {
   switch (isa) {
     case MHA_ISA_SCALAR: return 1;
 #if defined(MHA_ENABLE_X86)
     case MHA_ISA_AVX2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             mha_cpu_has_f16c();
     case MHA_ISA_AVX512F:
       return __builtin_cpu_supports("avx512f");
 #endif

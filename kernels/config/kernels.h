@@ -9,6 +9,7 @@
 #define MHA_KERNELS_CONFIG_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mha.h"
 
@@ -45,6 +46,31 @@ typedef float (*mha_f32_softmax_online_row_fn)(size_t n, size_t n_valid, float* 
 typedef void (*mha_f32_scoremod_fn)(size_t n, float* x, float scale, float cap, float slope,
                                     float d0);
 
+/* K/V caches in 16 bits and paged (kernels/kv-gemm/, kernels/README.md).
+ * Q, the scores, the softmax and every accumulator stay fp32; a 16-bit value
+ * is widened (exactly) in registers as it is loaded. Per element, each kernel
+ * runs exactly the operations of the ISA's f32 kernel it mirrors, in the same
+ * order, so its result is bitwise the f32 kernel's on the widened values.
+ *
+ * gemm_nt_{f16,bf16}: C[m×n] = A[m×k]·B[n×k]ᵀ as gemm_nt, B's rows 16-bit
+ *   (row stride ldb, in elements). */
+typedef void (*mha_x16_gemm_nt_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                   const uint16_t* b, size_t ldb, float* c, size_t ldc);
+
+/* gemm_pv_{f32,f16,bf16}: C[m×n] += A[m×k]·B[k×n] with row p of B at
+ *   brows[p] (n values of the kernel's type): rows anywhere, as a paged cache
+ *   holds them. Per element as the ISA's gemm with accumulate = 1: acc = 0;
+ *   acc += a[i][p]·b[p][j] for p = 0 .. k−1 (one fma on the SIMD ISAs; a
+ *   rounded product, then the sum, on scalar, as its gemm); c = acc + c.
+ *   1 <= m, 1 <= n, k >= 1, any sizes (the kernel tiles them itself). */
+typedef void (*mha_f32_gemm_pv_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                   const float* const* brows, float* c, size_t ldc);
+typedef void (*mha_x16_gemm_pv_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                   const uint16_t* const* brows, float* c, size_t ldc);
+
+/* y[0..n) = x[0..n) widened to fp32 (exact) */
+typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
+
 /* x[0..n) ← x[0..n) · alpha */
 typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
 
@@ -74,6 +100,15 @@ typedef struct mha_kernels {
   mha_f32_scoremod_fn scoremod;
   mha_f32_vscale_fn vscale;
   mha_f32_vexp_scale_fn vexp_scale;
+
+  /* K/V caches: 16-bit rows, rows through pointers (paged) */
+  mha_x16_gemm_nt_fn gemm_nt_f16;
+  mha_x16_gemm_nt_fn gemm_nt_bf16;
+  mha_f32_gemm_pv_fn gemm_pv_f32;
+  mha_x16_gemm_pv_fn gemm_pv_f16;
+  mha_x16_gemm_pv_fn gemm_pv_bf16;
+  mha_x16_widen_fn widen_f16;
+  mha_x16_widen_fn widen_bf16;
 } mha_kernels;
 
 /* The kernel table of each ISA; NULL when the ISA is not compiled in. */

@@ -3,6 +3,7 @@
 #include "f32-gemm/f32-gemm.h"
 #include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
+#include "kv-gemm/kv-gemm.h"
 
 static const mha_kernels mha_kernels_avx512f_table = {
     .isa = MHA_ISA_AVX512F,
@@ -23,6 +24,13 @@ static const mha_kernels mha_kernels_avx512f_table = {
     .scoremod = mha_f32_scoremod__avx512f,
     .vscale = mha_f32_vscale__avx512f,
     .vexp_scale = mha_f32_vexp_scale__avx512f,
+    .gemm_nt_f16 = mha_f16_gemm_nt_ukernel_4x4__avx512f,
+    .gemm_nt_bf16 = mha_bf16_gemm_nt_ukernel_4x4__avx512f,
+    .gemm_pv_f32 = mha_f32_gemm_pv_ukernel_12x32__avx512f,
+    .gemm_pv_f16 = mha_f16_gemm_pv_ukernel_12x32__avx512f,
+    .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_12x32__avx512f,
+    .widen_f16 = mha_f16_widen__avx512f,
+    .widen_bf16 = mha_bf16_widen__avx512f,
 };
 
 const mha_kernels* mha_kernels_avx512f(void) { return &mha_kernels_avx512f_table; }

@@ -3,6 +3,7 @@
 #include "f32-gemm/f32-gemm.h"
 #include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
+#include "kv-gemm/kv-gemm.h"
 
 static const mha_kernels mha_kernels_neon_table = {
     .isa = MHA_ISA_NEON,
@@ -26,6 +27,13 @@ static const mha_kernels mha_kernels_neon_table = {
     .scoremod = mha_f32_scoremod__neon,
     .vscale = mha_f32_vscale__neon,
     .vexp_scale = mha_f32_vexp_scale__neon,
+    .gemm_nt_f16 = mha_f16_gemm_nt_ukernel_4x4__neon,
+    .gemm_nt_bf16 = mha_bf16_gemm_nt_ukernel_4x4__neon,
+    .gemm_pv_f32 = mha_f32_gemm_pv_ukernel_8x12__neon,
+    .gemm_pv_f16 = mha_f16_gemm_pv_ukernel_8x12__neon,
+    .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_8x12__neon,
+    .widen_f16 = mha_f16_widen__neon,
+    .widen_bf16 = mha_bf16_widen__neon,
 };
 
 const mha_kernels* mha_kernels_neon(void) { return &mha_kernels_neon_table; }

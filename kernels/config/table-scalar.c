@@ -3,6 +3,7 @@
 #include "f32-gemm/f32-gemm.h"
 #include "f32-scoremod/f32-scoremod.h"
 #include "f32-softmax/f32-softmax.h"
+#include "kv-gemm/kv-gemm.h"
 
 static const mha_kernels mha_kernels_scalar_table = {
     .isa = MHA_ISA_SCALAR,
@@ -22,6 +23,13 @@ static const mha_kernels mha_kernels_scalar_table = {
     .scoremod = mha_f32_scoremod__scalar,
     .vscale = mha_f32_vscale__scalar,
     .vexp_scale = mha_f32_vexp_scale__scalar,
+    .gemm_nt_f16 = mha_f16_gemm_nt_ukernel_1x1__scalar,
+    .gemm_nt_bf16 = mha_bf16_gemm_nt_ukernel_1x1__scalar,
+    .gemm_pv_f32 = mha_f32_gemm_pv_ukernel_4x8__scalar,
+    .gemm_pv_f16 = mha_f16_gemm_pv_ukernel_4x8__scalar,
+    .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_4x8__scalar,
+    .widen_f16 = mha_f16_widen__scalar,
+    .widen_bf16 = mha_bf16_widen__scalar,
 };
 
 const mha_kernels* mha_kernels_scalar(void) { return &mha_kernels_scalar_table; }

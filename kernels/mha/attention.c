@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv-gemm/kv-convert.h"
 #include "mha/internal.h"
 
 /* Bound of |mask.offset|. With T < 2^61 (any view that fits memory), an
@@ -143,8 +144,18 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
 typedef struct mha_attn_plan {
   const mha_kernels* kr;
   const mha_attention_desc* d;
-  const float *q, *k, *v;
+  const float* q;
+  const void *k, *v; /* fp32 views, or a cache's buffers or pools (dt) */
   float *out, *weights;
+  /* where K and V rows are: desc's views (fp32), or a cache (mha_kv_cache) */
+  const mha_strides *ks, *vs; /* element strides; paged: batch = block to block */
+  mha_dtype dt;               /* of K and V */
+  size_t esz;                 /* bytes per K/V element */
+  int64_t page;               /* paged: tokens per block (a power of two); 0: contiguous */
+  int page_shift;             /* paged: log2(page) */
+  const int32_t* table;       /* paged: [B][max_blocks] */
+  int64_t max_blocks;
+  int v_in_place;             /* fp32 contiguous V: the P·V GEMM reads it where it is */
   float scale;
   int modify;        /* a score modifier (soft-cap, ALiBi) runs before each softmax step */
   int64_t G;         /* query heads per K/V head */
@@ -199,10 +210,35 @@ static int64_t mha_q_pad(const mha_attn_plan* p, int64_t b) {
   return p->cu_q != NULL ? p->d->Tq - ((int64_t)p->cu_q[b + 1] - p->cu_q[b]) : 0;
 }
 
-/* Key 0 of K/V head g of entry b (x = k or v, s its strides). */
-static const float* mha_kv_entry(const mha_attn_plan* p, const float* x, const mha_strides* s,
-                                 int64_t b, int64_t g) {
-  return x + (p->cu_k != NULL ? (int64_t)p->cu_k[b] * s->row : b * s->batch) + g * s->head;
+/* Row j of K (is_v = 0) or V (1) of K/V head g of entry b: in a contiguous
+ * view or cache, or through the block table of a paged one. */
+static const void* mha_kv_row(const mha_attn_plan* p, int is_v, int64_t b, int64_t g, int64_t j) {
+  const mha_strides* s = is_v ? p->vs : p->ks;
+  int64_t at;
+  if (p->page != 0) {
+    const int64_t blk = p->table[b * p->max_blocks + (j >> p->page_shift)];
+    at = blk * s->batch + g * s->head + (j & (p->page - 1)) * s->row;
+  } else {
+    at = (p->cu_k != NULL ? (int64_t)p->cu_k[b] * s->row : b * s->batch) + g * s->head + j * s->row;
+  }
+  return (const char*)(is_v ? p->v : p->k) + (size_t)at * p->esz;
+}
+
+/* Of the rows j .. j + n, how many lie back to back from row j (one block of
+ * a paged cache; all of them in a contiguous one). */
+static size_t mha_kv_run(const mha_attn_plan* p, int64_t j, size_t n) {
+  if (p->page == 0) return n;
+  const size_t left = (size_t)(p->page - (j & (p->page - 1)));
+  return left < n ? left : n;
+}
+
+/* y[0..n) = row x widened to fp32 (x: n elements of the plan's K/V type). */
+static void mha_kv_widen(const mha_attn_plan* p, const void* x, size_t n, float* y) {
+  switch (p->dt) {
+    case MHA_DTYPE_F16: p->kr->widen_f16(n, (const uint16_t*)x, y); break;
+    case MHA_DTYPE_BF16: p->kr->widen_bf16(n, (const uint16_t*)x, y); break;
+    default: memcpy(y, x, n * sizeof(float)); break;
+  }
 }
 
 /* The element offset of query row i of entry b in q/out (strides s); the
@@ -251,10 +287,20 @@ static void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   const int64_t per = (p->nk + MHA_KT_PARTS - 1) / MHA_KT_PARTS;
   const int64_t ja = part * per, jb = ja + per < nk ? ja + per : nk;
   float* kt = mha_kt_block(p, b, g, kb);
-  const float* kbase = mha_kv_entry(p, p->k, &d->k, b, g) + j0 * d->k.row;
   for (int64_t j = ja; j < jb; j++) {
-    const float* krow = kbase + j * d->k.row;
-    for (int64_t dd = 0; dd < d->D; dd++) kt[dd * p->nk + j] = krow[dd];
+    const void* src = mha_kv_row(p, 0, b, g, j0 + j);
+    if (p->dt == MHA_DTYPE_F32) {
+      const float* krow = src;
+      for (int64_t dd = 0; dd < d->D; dd++) kt[dd * p->nk + j] = krow[dd];
+      continue;
+    }
+    /* a 16-bit row: widened in pieces of 64, then transposed */
+    float buf[64];
+    for (int64_t d0 = 0; d0 < d->D; d0 += 64) {
+      const size_t n = (size_t)(d->D - d0 < 64 ? d->D - d0 : 64);
+      mha_kv_widen(p, (const char*)src + (size_t)d0 * p->esz, n, buf);
+      for (size_t dd = 0; dd < n; dd++) kt[((size_t)d0 + dd) * (size_t)p->nk + (size_t)j] = buf[dd];
+    }
   }
 }
 
@@ -264,8 +310,19 @@ static void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, i
   const mha_attention_desc* d = p->d;
   const size_t D = (size_t)d->D, NK = (size_t)p->nk;
   if (p->use_nt) {
-    const float* krows = mha_kv_entry(p, p->k, &d->k, b, g) + j0 * d->k.row;
-    p->kr->gemm_nt(R, nk, D, qp, D, krows, (size_t)d->k.row, s, NK);
+    /* dot products with the K rows in place, a run of back-to-back rows at
+     * a time (one block of a paged cache): every score is computed alone */
+    const size_t ldk = (size_t)p->ks->row;
+    for (size_t j = 0; j < nk;) {
+      const size_t n = mha_kv_run(p, j0 + (int64_t)j, nk - j);
+      const void* krows = mha_kv_row(p, 0, b, g, j0 + (int64_t)j);
+      switch (p->dt) {
+        case MHA_DTYPE_F16: p->kr->gemm_nt_f16(R, n, D, qp, D, krows, ldk, s + j, NK); break;
+        case MHA_DTYPE_BF16: p->kr->gemm_nt_bf16(R, n, D, qp, D, krows, ldk, s + j, NK); break;
+        default: p->kr->gemm_nt(R, n, D, qp, D, krows, ldk, s + j, NK); break;
+      }
+      j += n;
+    }
   } else {
     mha_gemm_tiles(p->kr, R, nk, D, qp, D, mha_kt_block(p, b, g, j0 / p->nk), NK, s, NK, 0);
   }
@@ -381,7 +438,9 @@ static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* q
 typedef struct mha_scratch {
   float *qp, *s, *o, *m, *l, *acc;
   int64_t *lo, *lim; /* row r sees keys [lo[r], lim[r]) (before the additive mask) */
-  float* vclean; /* [nk × Dv]: a V block with its non-finite hidden rows zeroed */
+  float* vclean; /* [nk × Dv]: a V block in fp32 (widened, gathered, or with its
+                    non-finite rows zeroed) for the P·V GEMM */
+  const void** vrows; /* [nk]: the V rows of a key block (the pointer form of P·V) */
   unsigned char* bad; /* [nk]: key j's V row holds a NaN or an infinity */
 } mha_scratch;
 
@@ -397,7 +456,9 @@ static mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
   sc.lim = sc.lo + rows;
   sc.acc = sc.l + mha_round16(rows) + mha_round16(2 * rows * sizeof(int64_t) / sizeof(float));
   sc.vclean = sc.acc + mha_round16((size_t)p->d->Dv);
-  sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
+  sc.vrows = (const void**)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
+  sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv) +
+                            mha_round16((size_t)p->nk * sizeof(void*) / sizeof(float)));
   return sc;
 }
 
@@ -574,41 +635,63 @@ static int mha_any_nonfinite(const float* x, size_t n) {
   return bad != 0;
 }
 
-/* O += P·V over one key block. A hidden key has p = 0, but 0 · NaN = NaN: a
- * NaN or infinity in the V row of a key that a row cannot see would reach that
- * row through the GEMM. The plain GEMM runs first (mha_attention_item); only
- * when a row of the item ends non-finite is the item run again "carefully":
- * every V row with a non-finite value is zeroed in a copy for the GEMM, and
- * each row that sees such a key adds its term separately. Which keys are
- * treated so depends on V alone, never on which rows share the item, so every
- * row gets the same bits however rows are grouped (threads, B); a row that
- * sees no such key gets the plain GEMM's bits. */
+/* O += P·V over one key block (keys j0 .. j0 + nk of (b, g)).
+ *
+ * Where V is read: an fp32 contiguous V goes into the GEMM where it is. A
+ * 16-bit or paged V goes, in the dot-product form (decode: each V row is used
+ * by few query rows, so the bytes read are the cost), through the pointer
+ * kernels (gemm_pv_*), which widen in registers; in the tiled form (prefill:
+ * each V block is used by a whole query block) it is widened or gathered into
+ * the fp32 tile vclean first, as a GEMM packs its B panel: nk·Dv conversions
+ * for G·mq·nk·Dv FMAs. Every form runs per element the GEMM's operations in
+ * the GEMM's order, so all give the same bits for the same (widened) values.
+ *
+ * A hidden key has p = 0, but 0 · NaN = NaN: a NaN or infinity in the V row
+ * of a key that a row cannot see would reach that row through the GEMM. The
+ * plain GEMM runs first (mha_attention_item); only when a row of the item
+ * ends non-finite is the item run again "carefully": every V row with a
+ * non-finite value is zeroed in the fp32 tile for the GEMM, and each row
+ * that sees such a key adds its term separately. Which keys are treated so
+ * depends on V alone, never on which rows share the item, so every row gets
+ * the same bits however rows are grouped (threads, B); a row that sees no
+ * such key gets the plain GEMM's bits. */
 static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
-                             int64_t j0, size_t nk, const float* vblk, int careful) {
+                             int64_t j0, size_t nk, int careful) {
   const mha_kernels* kr = p->kr;
-  const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk, ldv = (size_t)p->d->v.row;
-  int any_bad = 0;
-  if (careful) {
-    for (size_t j = 0; j < nk; j++) {
-      sc->bad[j] = (unsigned char)mha_any_nonfinite(vblk + j * ldv, Dv);
-      any_bad |= sc->bad[j];
-    }
-  }
-  if (!any_bad) {
-    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, ldv, sc->o, Dv, 1);
+  const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk;
+  if (!careful && p->v_in_place) {
+    const float* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
+    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
     return;
   }
+  if (!careful && p->use_nt) {
+    for (size_t j = 0; j < nk; j++) sc->vrows[j] = mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j);
+    switch (p->dt) {
+      case MHA_DTYPE_F16: kr->gemm_pv_f16(R, Dv, nk, sc->s, NK, (const uint16_t* const*)sc->vrows, sc->o, Dv); break;
+      case MHA_DTYPE_BF16: kr->gemm_pv_bf16(R, Dv, nk, sc->s, NK, (const uint16_t* const*)sc->vrows, sc->o, Dv); break;
+      default: kr->gemm_pv_f32(R, Dv, nk, sc->s, NK, (const float* const*)sc->vrows, sc->o, Dv); break;
+    }
+    return;
+  }
+  /* the fp32 tile: V rows widened or gathered, non-finite rows zeroed when careful */
+  int any_bad = 0;
   for (size_t j = 0; j < nk; j++) {
-    if (sc->bad[j]) memset(sc->vclean + j * Dv, 0, Dv * sizeof(float));
-    else memcpy(sc->vclean + j * Dv, vblk + j * ldv, Dv * sizeof(float));
+    float* row = sc->vclean + j * Dv;
+    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j), Dv, row);
+    sc->bad[j] = (unsigned char)(careful && mha_any_nonfinite(row, Dv));
+    if (sc->bad[j]) memset(row, 0, Dv * sizeof(float));
+    any_bad |= sc->bad[j];
   }
   mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, sc->vclean, Dv, sc->o, Dv, 1);
+  if (!any_bad) return;
   for (size_t j = 0; j < nk; j++) {
     if (!sc->bad[j]) continue;
+    float* vrow = sc->acc; /* the row again, as it is (acc is free in the flash loop) */
+    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j), Dv, vrow);
     for (size_t r = 0; r < R; r++) {
       if (mha_key_hidden(p, sc, pos, r, j0, j)) continue;
       const float pj = sc->s[r * NK + j];
-      for (size_t c = 0; c < Dv; c++) sc->o[r * Dv + c] += pj * vblk[j * ldv + c];
+      for (size_t c = 0; c < Dv; c++) sc->o[r * Dv + c] += pj * vrow[c];
     }
   }
 }
@@ -627,7 +710,6 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     sc->l[r] = sink == -INFINITY ? 0.0f : 1.0f;
   }
   memset(sc->o, 0, R * Dv * sizeof(float));
-  const float* vbase = mha_kv_entry(p, p->v, &d->v, pos.b, pos.g);
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
@@ -645,7 +727,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
       for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
       if (alpha != 1.0f) kr->vscale(Dv, sc->o + r * Dv, alpha);
     }
-    mha_attention_pv(p, sc, pos, R, j0, nk, vbase + j0 * d->v.row, careful);
+    mha_attention_pv(p, sc, pos, R, j0, nk, careful);
   }
 }
 
@@ -844,8 +926,9 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   mha_count(&scratch, rows, 2 + 2 * sizeof(int64_t) / sizeof(float), &bad);
   mha_count(&scratch, Dv, 1, &bad);
   mha_count(&scratch, NK, Dv, &bad);
+  mha_count(&scratch, NK, sizeof(void*) / sizeof(float), &bad);
   mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
-  mha_count(&scratch, 16, 10, &bad); /* nine parts, each rounded up to 16 floats */
+  mha_count(&scratch, 16, 11, &bad); /* ten parts, each rounded up to 16 floats */
   p->scratch = scratch & ~(size_t)15;
   if (*nthreads > units) *nthreads = (int)units;
   if (*nthreads < 1) *nthreads = 1;
@@ -906,8 +989,8 @@ float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
 }
 
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
-                             const float* k, const float* v, float* out, float* weights,
-                             const int32_t* cu_q, const int32_t* cu_k, int nthreads,
+                             const float* k, const float* v, const mha_kv_cache* cache, float* out,
+                             float* weights, const int32_t* cu_q, const int32_t* cu_k, int nthreads,
                              float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
@@ -915,8 +998,25 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   mha_status st = mha_attn_plan_make(&p, kr, d, &nthreads, &total);
   if (st != MHA_STATUS_SUCCESS) return st;
   p.q = q;
-  p.k = k;
-  p.v = v;
+  if (cache != NULL) {
+    p.k = cache->k;
+    p.v = cache->v;
+    p.ks = &cache->k_strides;
+    p.vs = &cache->v_strides;
+    p.dt = cache->dtype;
+    p.page = cache->block_size;
+    while (p.page != 0 && ((int64_t)1 << p.page_shift) < p.page) p.page_shift++;
+    p.table = cache->block_table;
+    p.max_blocks = cache->max_blocks;
+  } else {
+    p.k = k;
+    p.v = v;
+    p.ks = &d->k;
+    p.vs = &d->v;
+    p.dt = MHA_DTYPE_F32;
+  }
+  p.esz = p.dt == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+  p.v_in_place = p.dt == MHA_DTYPE_F32 && p.page == 0;
   p.out = out;
   p.weights = weights;
   p.cu_q = cu_q;
@@ -1056,7 +1156,7 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
                        desc->workspace_size, floats * sizeof(float) + 64);
     }
   }
-  return mha_attention_run(kr, desc, q, k, v, out, weights, NULL, NULL, nthreads, ws);
+  return mha_attention_run(kr, desc, q, k, v, NULL, out, weights, NULL, NULL, nthreads, ws);
 }
 
 mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,

@@ -94,11 +94,14 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
 
 /* The attention core after validation (kernels/mha/attention.c).
  * workspace: NULL (allocated here), or mha_attention_workspace_floats()
- * floats, 64-byte aligned. Fails only before writing anything. */
+ * floats, 64-byte aligned. Fails only before writing anything. K and V come
+ * from the fp32 views k, v (desc's strides), or, when cache is non-NULL, from
+ * the cache (validated: mha_kv_cache_validate). */
 mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
-                             const float* q, const float* k, const float* v, float* out,
-                             float* weights, const int32_t* cu_q, const int32_t* cu_k,
-                             int nthreads, float* workspace);
+                             const float* q, const float* k, const float* v,
+                             const mha_kv_cache* cache, float* out, float* weights,
+                             const int32_t* cu_q, const int32_t* cu_k, int nthreads,
+                             float* workspace);
 /* out, weights and lse disjoint from each other and the inputs (the views
  * of desc; INVALID_STRIDE naming them otherwise). */
 mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* desc,
@@ -122,5 +125,17 @@ float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats
 mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc, const float* q,
                                   const float* k, const float* v, const float* out,
                                   int with_weights);
+
+/* The checks of a K/V cache for a core call over desc (kernels/mha/kv-cache.c):
+ * dtype, pointers, layout, every table slot that covers an entry's keys
+ * [0, kv_len or Tk); and *k_bytes, *v_bytes, the spans of k and v. */
+mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
+                                 const mha_kv_cache* cache, size_t* k_bytes, size_t* v_bytes);
+
+/* The checks of a K/V cache for a core call over desc (kernels/mha/kv-cache.c):
+ * dtype, pointers, layout, every table slot that covers an entry's keys
+ * [0, kv_len or Tk); and *k_bytes, *v_bytes, the spans of k and v. */
+mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
+                                 const mha_kv_cache* cache, size_t* k_bytes, size_t* v_bytes);
 
 #endif

@@ -361,7 +361,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   if (cd.mask.kv_len != NULL) cd.mask.kv_len += b0;
   if (cd.mask.additive != NULL) cd.mask.additive += b0 * cd.mask.additive_strides.batch;
   float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
-  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, cat, weights, NULL, NULL, nthreads,
+  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, NULL, NULL, nthreads,
                                     attn_ws);
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
     mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, nthreads);

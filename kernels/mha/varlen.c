@@ -81,7 +81,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* desc, const int32_
     }
   }
   if (cu_seqlens_q[desc->B] == 0) return MHA_STATUS_SUCCESS; /* no query rows: nothing to write */
-  return mha_attention_run(kr, &sched, q, k, v, out, NULL, cu_seqlens_q, cu_seqlens_k, nthreads, ws);
+  return mha_attention_run(kr, &sched, q, k, v, NULL, out, NULL, cu_seqlens_q, cu_seqlens_k, nthreads, ws);
 }
 
 mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,

@@ -1,0 +1,76 @@
+/* C[m×n] += A[m×k]·B[k×n] with row p of B at brows[p] (the value rows of a
+ * paged K/V cache, anywhere in memory), fp32 or 16-bit (f16, bf16) rows, any
+ * m and n: tiles of 8×12 by the neon GEMM micro-kernel's own core
+ * (f32-gemm/f32-gemm-8x12-neon.h), with row p read from brows[p] and 16-bit
+ * values widened exactly as they are loaded. Per element it runs the f32
+ * kernel's operations with accumulate = 1, so the result is bitwise
+ * mha_f32_gemm_ukernel_8x12__neon on the widened rows packed together.
+ * Columns are tiled outside rows: a 12-column slice of the k rows is reused
+ * by every row tile. AArch64 Advanced SIMD: no extra flags. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "f32-gemm/f32-gemm-8x12-neon.h"
+#include "kv-gemm/kv-gemm.h"
+
+/* One tile: m <= 8 rows (each count its own compile-time instance) × n <= 12
+ * columns from column j0 of the rows */
+static inline __attribute__((always_inline)) void mha_gemm_pv_tile_neon(
+    const int BT, size_t m, size_t n, size_t k, const float* a, size_t lda, const void* brows,
+    size_t j0, float* c, size_t ldc) {
+  switch (m) {
+    case 8:
+      mha_gemm_rows_neon(8, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    case 7:
+      mha_gemm_rows_neon(7, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    case 6:
+      mha_gemm_rows_neon(6, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    case 5:
+      mha_gemm_rows_neon(5, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    case 4:
+      mha_gemm_rows_neon(4, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    case 3:
+      mha_gemm_rows_neon(3, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    case 2:
+      mha_gemm_rows_neon(2, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+    default:
+      mha_gemm_rows_neon(1, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
+      break;
+  }
+}
+
+/* brows: a const float* const* (BT fp32) or a const uint16_t* const* */
+static inline __attribute__((always_inline)) void mha_gemm_pv_neon(const int BT, size_t m, size_t n,
+                                                                   size_t k, const float* a,
+                                                                   size_t lda, const void* brows,
+                                                                   float* c, size_t ldc) {
+  for (size_t j0 = 0; j0 < n; j0 += 12) {
+    const size_t nj = n - j0 < 12 ? n - j0 : 12;
+    for (size_t i0 = 0; i0 < m; i0 += 8) {
+      const size_t mi = m - i0 < 8 ? m - i0 : 8;
+      mha_gemm_pv_tile_neon(BT, mi, nj, k, a + i0 * lda, lda, brows, j0, c + i0 * ldc + j0, ldc);
+    }
+  }
+}
+
+void mha_f32_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const float* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv_neon(MHA_KV_F32, m, n, k, a, lda, brows, c, ldc);
+}
+
+void mha_f16_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const uint16_t* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv_neon(MHA_KV_F16, m, n, k, a, lda, brows, c, ldc);
+}
+
+void mha_bf16_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                         const uint16_t* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv_neon(MHA_KV_BF16, m, n, k, a, lda, brows, c, ldc);
+}

@@ -1,0 +1,70 @@
+/* K/V cache kernels, one set per ISA (contracts: config/kernels.h,
+ * kernels/README.md): dot products against 16-bit key rows (gemm_nt_*),
+ * P·V with the value rows through pointers (gemm_pv_*), and exact widening
+ * (widen_*). Each mirrors its ISA's f32 kernel operation for operation: the
+ * two share one core (the f32-gemm/ headers). */
+#ifndef MHA_KERNELS_KV_GEMM_H
+#define MHA_KERNELS_KV_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* C[m×n] = A[m×k]·B[n×k]ᵀ, B's rows 16-bit (any m, n >= 1, k >= 1) */
+void mha_f16_gemm_nt_ukernel_1x1__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                         const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_bf16_gemm_nt_ukernel_1x1__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                          const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_f16_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                       const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_bf16_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_f16_gemm_nt_ukernel_4x4__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                          const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_bf16_gemm_nt_ukernel_4x4__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                           const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_f16_gemm_nt_ukernel_4x4__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                       const uint16_t* b, size_t ldb, float* c, size_t ldc);
+void mha_bf16_gemm_nt_ukernel_4x4__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const uint16_t* b, size_t ldb, float* c, size_t ldc);
+
+/* C[m×n] += A[m×k]·B[k×n], row p of B at brows[p] (any m, n >= 1, k >= 1;
+ * tiled by the ISA's gemm tile) */
+void mha_f32_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                         const float* const* brows, float* c, size_t ldc);
+void mha_f16_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                         const uint16_t* const* brows, float* c, size_t ldc);
+void mha_bf16_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                          const uint16_t* const* brows, float* c, size_t ldc);
+void mha_f32_gemm_pv_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const float* const* brows, float* c, size_t ldc);
+void mha_f16_gemm_pv_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const uint16_t* const* brows, float* c, size_t ldc);
+void mha_bf16_gemm_pv_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                         const uint16_t* const* brows, float* c, size_t ldc);
+void mha_f32_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
+                                            size_t lda, const float* const* brows, float* c,
+                                            size_t ldc);
+void mha_f16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
+                                            size_t lda, const uint16_t* const* brows, float* c,
+                                            size_t ldc);
+void mha_bf16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
+                                             size_t lda, const uint16_t* const* brows, float* c,
+                                             size_t ldc);
+void mha_f32_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const float* const* brows, float* c, size_t ldc);
+void mha_f16_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const uint16_t* const* brows, float* c, size_t ldc);
+void mha_bf16_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                         const uint16_t* const* brows, float* c, size_t ldc);
+
+/* y[0..n) = x[0..n) widened to fp32, exactly */
+void mha_f16_widen__scalar(size_t n, const uint16_t* x, float* y);
+void mha_bf16_widen__scalar(size_t n, const uint16_t* x, float* y);
+void mha_f16_widen__avx2(size_t n, const uint16_t* x, float* y);
+void mha_bf16_widen__avx2(size_t n, const uint16_t* x, float* y);
+void mha_f16_widen__avx512f(size_t n, const uint16_t* x, float* y);
+void mha_bf16_widen__avx512f(size_t n, const uint16_t* x, float* y);
+void mha_f16_widen__neon(size_t n, const uint16_t* x, float* y);
+void mha_bf16_widen__neon(size_t n, const uint16_t* x, float* y);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * K/V caches as engines store them: fp32, f16 or bf16 elements, contiguous or
+ * paged through a block table (include/mha.h, "KV caches"). The checks, the
+ * attention entry point over a cache, and the writer that appends rows.
+ *
+ * The attention itself is the core's (kernels/mha/attention.c): its plan
+ * reads K and V rows through the cache (mha_kv_row), widens 16-bit values in
+ * the kernels' registers (kernels/kv-gemm/) and so gives bitwise the fp32
+ * core's result on the widened values, whatever the layout.
+ */
+#include <string.h>
+
+#include "kv-gemm/kv-convert.h"
+#include "mha/internal.h"
+
+enum { MHA_PAGE_MIN = 16, MHA_PAGE_MAX = 256 };
+
+void mha_kv_cache_init(mha_kv_cache* c, mha_dtype dtype, void* k, void* v, int64_t Hkv,
+                       int64_t capacity, int64_t D, int64_t Dv) {
+  if (c == NULL) return;
+  memset(c, 0, sizeof *c);
+  c->dtype = dtype;
+  c->k = k;
+  c->v = v;
+  c->k_strides = mha_strides_bhtd(Hkv, capacity, D);
+  c->v_strides = mha_strides_bhtd(Hkv, capacity, Dv);
+  c->capacity = capacity;
+}
+
+void mha_kv_cache_init_paged(mha_kv_cache* c, mha_dtype dtype, void* k_pool, void* v_pool,
+                             int64_t num_blocks, int64_t block_size, int64_t Hkv, int64_t D,
+                             int64_t Dv, const int32_t* block_table, int64_t max_blocks) {
+  if (c == NULL) return;
+  memset(c, 0, sizeof *c);
+  c->dtype = dtype;
+  c->k = k_pool;
+  c->v = v_pool;
+  /* [num_blocks, block_size, Hkv, width]: the bthd strides with "batch" = block */
+  c->k_strides = mha_strides_bthd(Hkv, block_size, D);
+  c->v_strides = mha_strides_bthd(Hkv, block_size, Dv);
+  c->block_size = block_size;
+  c->num_blocks = num_blocks;
+  c->block_table = block_table;
+  c->max_blocks = max_blocks;
+}
+
+static size_t mha_dtype_size(mha_dtype t) { return t == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+/* The cache's own checks for B entries of Hkv heads of D (K) and Dv (V)
+ * wide rows, of which entry b uses tokens [0, need(b)) with need(b) =
+ * first[b] + T (first NULL: 0; lens non-NULL: lens[b] + 0, else T). */
+static mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, int64_t Hkv,
+                                     int64_t D, int64_t Dv, const int32_t* first, const int32_t* lens,
+                                     int64_t T, size_t* k_bytes, size_t* v_bytes) {
+  if (c == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache is NULL", fn);
+  if (c->k == NULL || c->v == NULL) {
+    return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache->%s is NULL", fn, c->k == NULL ? "k" : "v");
+  }
+  if ((int)c->dtype < MHA_DTYPE_F32 || (int)c->dtype > MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: cache->dtype = %d is not an mha_dtype", fn,
+                     (int)c->dtype);
+  }
+  const int64_t bs = c->block_size;
+  if (bs != 0 && (bs < MHA_PAGE_MIN || bs > MHA_PAGE_MAX || (bs & (bs - 1)) != 0)) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: cache->block_size = %lld, must be 0 (contiguous) or a power of two in [16, 256]",
+                     fn, (long long)bs);
+  }
+  int64_t n0, rows, limit;
+  if (bs == 0) {
+    if (c->capacity < 1) {
+      return mha_error(MHA_STATUS_INVALID_SIZE, "%s: cache->capacity = %lld, must be >= 1", fn,
+                       (long long)c->capacity);
+    }
+    n0 = B;
+    rows = c->capacity;
+    limit = c->capacity;
+  } else {
+    if (c->num_blocks < 1 || c->max_blocks < 1) {
+      return mha_error(MHA_STATUS_INVALID_SIZE, "%s: cache->%s = %lld, must be >= 1", fn,
+                       c->num_blocks < 1 ? "num_blocks" : "max_blocks",
+                       (long long)(c->num_blocks < 1 ? c->num_blocks : c->max_blocks));
+    }
+    if (c->block_table == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache->block_table is NULL", fn);
+    int64_t slots;
+    if (!mha_mul_i64(c->max_blocks, bs, &limit) || !mha_mul_i64(B, c->max_blocks, &slots) ||
+        (uint64_t)slots > (uint64_t)(SIZE_MAX / sizeof(int32_t))) {
+      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the block table [B, max_blocks] overflows", fn);
+    }
+    n0 = c->num_blocks;
+    rows = bs;
+  }
+  mha_status st;
+  size_t kb, vb;
+  if ((st = mha_check_view(fn, "cache->k", n0, Hkv, rows, D, &c->k_strides, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view(fn, "cache->v", n0, Hkv, rows, Dv, &c->v_strides, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "cache->k", n0, Hkv, rows, D, &c->k_strides, &kb)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "cache->v", n0, Hkv, rows, Dv, &c->v_strides, &vb)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  /* the spans were counted in floats */
+  *k_bytes = kb / sizeof(float) * mha_dtype_size(c->dtype);
+  *v_bytes = vb / sizeof(float) * mha_dtype_size(c->dtype);
+  if (T > limit) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: %lld tokens per entry, past the %lld the cache holds",
+                     fn, (long long)T, (long long)limit);
+  }
+  for (int64_t b = 0; b < B; b++) {
+    const int64_t start = first != NULL ? first[b] : 0;
+    if (start < 0 || start > limit - T) { /* T <= limit: no overflow */
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                       "%s: entry %lld writes cache tokens [%lld, %lld + %lld): outside [0, %lld)", fn,
+                       (long long)b, (long long)start, (long long)start, (long long)T, (long long)limit);
+    }
+    const int64_t end = lens != NULL ? lens[b] : start + T; /* lens[b] <= T (validated) */
+    if (bs == 0 || end <= start) continue;
+    for (int64_t s = start / bs; s <= (end - 1) / bs; s++) {
+      const int32_t blk = c->block_table[b * c->max_blocks + s];
+      if (blk < 0 || blk >= c->num_blocks) {
+        return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                         "%s: cache->block_table[%lld][%lld] = %d is outside [0, num_blocks = %lld)", fn,
+                         (long long)b, (long long)s, (int)blk, (long long)c->num_blocks);
+      }
+    }
+  }
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* d, const mha_kv_cache* c,
+                                 size_t* k_bytes, size_t* v_bytes) {
+  /* entry b reads tokens [0, kv_len[b]) (validated <= Tk), or [0, Tk) */
+  return mha_kv_cache_check(fn, c, d->B, d->Hkv, d->D, d->Dv, NULL, d->mask.kv_len, d->Tk, k_bytes, v_bytes);
+}
+
+/* desc with k and v views that pass the core's checks whatever the caller
+ * left in them: the cache's layout replaces them. */
+static mha_attention_desc mha_kv_desc(const mha_attention_desc* desc) {
+  mha_attention_desc d = *desc;
+  const mha_strides kr = {0, 0, d.D}, vr = {0, 0, d.Dv};
+  d.k = kr;
+  d.v = vr;
+  return d;
+}
+
+mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, const mha_kv_cache* cache,
+                                float* out, float* weights) {
+  static const char fn[] = "mha_attention_kv_f32";
+  if (desc == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
+  if (cache == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache is NULL", fn);
+  const mha_attention_desc d = mha_kv_desc(desc);
+  static const float any = 0.0f;
+  mha_status st = mha_attention_validate(fn, &d, q, &any, &any, out, weights != NULL);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  size_t kb, vb;
+  if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
+  /* the outputs against q and the masks (the core's check, without k and v),
+   * then against the cache */
+  if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights)) != MHA_STATUS_SUCCESS) return st;
+  size_t nout, nw = 0;
+  (void)mha_view_span(fn, "out", d.B, d.H, d.Tq, d.Dv, &d.out, &nout); /* checked above */
+  if (weights != NULL) nw = (size_t)(d.B * mha_weights_slots(&d) * d.Tq * d.Tk) * sizeof(float);
+  const size_t nlse = d.lse != NULL ? (size_t)(d.B * d.H * d.Tq) * sizeof(float) : 0;
+  const size_t ntable = cache->block_size != 0 ? (size_t)(d.B * cache->max_blocks) * sizeof(int32_t) : 0;
+  const mha_span cache_spans[] = {{"cache->k", cache->k, kb}, {"cache->v", cache->v, vb},
+                                  {"cache->block_table", cache->block_table, ntable}};
+  if ((st = mha_check_outputs_disjoint(fn, (mha_span){"out", out, nout}, (mha_span){"weights", weights, nw},
+                                       cache_spans, 3)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_outputs_disjoint(fn, (mha_span){"lse", d.lse, nlse}, (mha_span){"lse", NULL, 0},
+                                       cache_spans, 3)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  const mha_kernels* kr;
+  if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
+  const int nthreads = mha_resolve_threads(d.num_threads);
+  float* ws = NULL;
+  if (d.workspace != NULL) {
+    size_t floats;
+    if ((st = mha_attention_workspace_floats(kr, &d, nthreads, &floats)) != MHA_STATUS_SUCCESS) return st;
+    ws = mha_workspace_take(d.workspace, d.workspace_size, floats);
+    if (ws == NULL) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                       "%s: workspace_size %zu is smaller than mha_attention_kv_workspace_size() (%zu)", fn,
+                       d.workspace_size, floats * sizeof(float) + 64);
+    }
+  }
+  return mha_attention_run(kr, &d, q, NULL, NULL, cache, out, weights, NULL, NULL, nthreads, ws);
+}
+
+mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const mha_kv_cache* cache,
+                                           int with_weights, size_t* bytes) {
+  static const char fn[] = "mha_attention_kv_workspace_size";
+  if (desc == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
+  if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
+  const mha_attention_desc d = mha_kv_desc(desc);
+  static const float any = 0.0f;
+  mha_status st = mha_attention_validate(fn, &d, &any, &any, &any, &any, with_weights != 0);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  size_t kb, vb;
+  if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
+  const mha_kernels* kr;
+  if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
+  size_t floats;
+  st = mha_attention_workspace_floats(kr, &d, mha_resolve_threads(d.num_threads), &floats);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  *bytes = floats * sizeof(float) + 64;
+  return MHA_STATUS_SUCCESS;
+}
+
+/* The address of token t of entry b, head g, in K (is_v = 0) or V (checked). */
+static void* mha_kv_cache_row(const mha_kv_cache* c, int is_v, int64_t b, int64_t g, int64_t t) {
+  const mha_strides* s = is_v ? &c->v_strides : &c->k_strides;
+  int64_t at;
+  if (c->block_size != 0) {
+    const int64_t blk = c->block_table[b * c->max_blocks + t / c->block_size];
+    at = blk * s->batch + g * s->head + (t % c->block_size) * s->row;
+  } else {
+    at = b * s->batch + g * s->head + t * s->row;
+  }
+  return (char*)(is_v ? c->v : c->k) + (size_t)at * mha_dtype_size(c->dtype);
+}
+
+/* dst[0..n) = src[0..n) rounded to the cache's dtype */
+static void mha_kv_store_row(mha_dtype t, void* dst, const float* src, int64_t n) {
+  if (t == MHA_DTYPE_F32) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+    return;
+  }
+  uint16_t* h = dst;
+  if (t == MHA_DTYPE_F16) {
+    for (int64_t i = 0; i < n; i++) h[i] = mha_f32_to_f16(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; i++) h[i] = mha_f32_to_bf16(src[i]);
+  }
+}
+
+mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int64_t Hkv, int64_t T, int64_t D,
+                              int64_t Dv, const int32_t* pos, const float* k_new, mha_strides k_new_strides,
+                              const float* v_new, mha_strides v_new_strides) {
+  static const char fn[] = "mha_kv_cache_write";
+  const struct { const char* name; int64_t value; } sizes[] = {
+      {"B", B}, {"Hkv", Hkv}, {"T", T}, {"D", D}, {"Dv", Dv}};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    if (sizes[i].value < 1) {
+      return mha_error(MHA_STATUS_INVALID_SIZE, "%s: %s = %lld, must be >= 1", fn, sizes[i].name,
+                       (long long)sizes[i].value);
+    }
+  }
+  if (pos == NULL || k_new == NULL || v_new == NULL) {
+    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
+                     pos == NULL ? "pos" : k_new == NULL ? "k_new" : "v_new");
+  }
+  mha_status st;
+  size_t kb, vb, nk, nv;
+  if ((st = mha_kv_cache_check(fn, cache, B, Hkv, D, Dv, pos, NULL, T, &kb, &vb)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view(fn, "k_new", B, Hkv, T, D, &k_new_strides, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_check_view(fn, "v_new", B, Hkv, T, Dv, &v_new_strides, 0)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "k_new", B, Hkv, T, D, &k_new_strides, &nk)) != MHA_STATUS_SUCCESS ||
+      (st = mha_view_span(fn, "v_new", B, Hkv, T, Dv, &v_new_strides, &nv)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  /* the cache is the output: disjoint from what is read */
+  const size_t ntable = cache->block_size != 0 ? (size_t)(B * cache->max_blocks) * sizeof(int32_t) : 0;
+  const mha_span in[] = {{"k_new", k_new, nk}, {"v_new", v_new, nv}, {"pos", pos, (size_t)B * sizeof(int32_t)},
+                         {"cache->block_table", cache->block_table, ntable}};
+  if ((st = mha_check_outputs_disjoint(fn, (mha_span){"cache->k", cache->k, kb},
+                                       (mha_span){"cache->v", cache->v, vb}, in, 4)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t g = 0; g < Hkv; g++) {
+      for (int64_t t = 0; t < T; t++) {
+        const int64_t at = pos[b] + t;
+        mha_kv_store_row(cache->dtype, mha_kv_cache_row(cache, 0, b, g, at),
+                         k_new + b * k_new_strides.batch + g * k_new_strides.head + t * k_new_strides.row, D);
+        mha_kv_store_row(cache->dtype, mha_kv_cache_row(cache, 1, b, g, at),
+                         v_new + b * v_new_strides.batch + g * v_new_strides.head + t * v_new_strides.row, Dv);
+      }
+    }
+  }
+  return MHA_STATUS_SUCCESS;
+}
