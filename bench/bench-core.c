@@ -18,6 +18,7 @@ typedef struct mha_bench_core_state {
   float* out;
   void* workspace;
   float *slopes, *sinks; /* [H] when the shape asks for ALiBi / sinks */
+  int32_t* kv_len;       /* [B] with mixed lengths */
   int scalar;
   mha_isa prev;
 } mha_bench_core_state;
@@ -29,6 +30,7 @@ static void mha_bench_core_teardown(void* p) {
   free(st->workspace);
   free(st->slopes);
   free(st->sinks);
+  free(st->kv_len);
   free(st);
 }
 
@@ -63,6 +65,15 @@ static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar,
     }
     if (s->alibi) st->desc.mask.alibi_slopes = st->slopes;
     if (s->sinks) st->desc.mask.sinks = st->sinks;
+  }
+  if (s->mixed) {
+    if ((st->kv_len = malloc((size_t)s->B * sizeof(int32_t))) == NULL) {
+      mha_bench_core_teardown(st);
+      return mha_bench_fail("out of memory");
+    }
+    for (int64_t b = 0; b < s->B; b++) st->kv_len[b] = (int32_t)mha_bench_kv_len(s, b);
+    st->desc.mask.kv_len = st->kv_len;
+    st->desc.mask.align = MHA_ALIGN_KV_END;
   }
   st->desc.num_threads = threads;
   st->q = d->q;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "kv-gemm/kv-convert.h"
 
 static char mha_bench_msg[512];
 
@@ -93,6 +94,17 @@ int mha_bench_data_create(const mha_bench_shape* s, int threads, mha_bench_data*
     d->v = mha_bench_random(B * Hkv * Tk * D, 8, 1.0f, threads);
     d->out_len = B * H * Tq * D;
     ok = d->q && d->k && d->v;
+    /* a 16-bit cache holds values of its type: K and V are rounded to it, so
+     * that the fp32 twin, the reference and the cache hold the same values */
+    if (ok && s->kv_dtype != MHA_DTYPE_F32) {
+      const size_t n = B * Hkv * Tk * D;
+      const int f16 = s->kv_dtype == MHA_DTYPE_F16;
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t i = 0; i < (int64_t)n; i++) {
+        d->k[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->k[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->k[i]));
+        d->v[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->v[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->v[i]));
+      }
+    }
   }
   d->ref = malloc(d->out_len * sizeof(float));
   if (!ok || d->ref == NULL) {

@@ -40,8 +40,9 @@ enum {
   MHA_BENCH_HEADS = 1u << 2,   /* the heads study: mha against its wrapper layout only,
                                   every thread count in full mode, 1 and all in quick */
   MHA_BENCH_DECODE = 1u << 3,  /* memory bound: report GBps of K and V read */
-  MHA_BENCH_VARIANT = 1u << 4  /* attention variants (window, ALiBi, soft-cap, sinks): mha
+  MHA_BENCH_VARIANT = 1u << 4, /* attention variants (window, ALiBi, soft-cap, sinks): mha
                                   only (the C peers have none; bench/peers.py has PyTorch) */
+  MHA_BENCH_KVCACHE = 1u << 5  /* K/V from a cache (kv_dtype, page): mha only, fp32 twin beside */
 };
 
 /* One benchmarked shape. For a layer, Tq == Tk == T (self-attention),
@@ -58,7 +59,14 @@ typedef struct mha_bench_shape {
   float softcap;  /* > 0: logit soft-cap */
   int alibi;      /* 1: ALiBi with the usual slopes 2^(−8(h+1)/H) */
   int sinks;      /* 1: one sink logit per head */
+  /* K/V caches (MHA_BENCH_KVCACHE): element type, paging, batch lengths */
+  int kv_dtype;   /* an mha_dtype: 0 fp32, 1 f16, 2 bf16 (K and V hold values of that type) */
+  int64_t page;   /* 0: contiguous; else tokens per block of a paged cache (shuffled blocks) */
+  int mixed;      /* 1: entry b holds Tk − ⌊b·Tk / 2B⌋ keys (mask.kv_len); 0: all Tk */
 } mha_bench_shape;
+
+/* The keys entry b of a shape holds (Tk, or less for mixed lengths). */
+int64_t mha_bench_kv_len(const mha_bench_shape* s, int64_t b);
 
 /* The cases of a mode, in the order they run. */
 size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes);
@@ -71,7 +79,8 @@ size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes);
 double mha_bench_visible_pairs(int64_t Tq, int64_t Tk, int causal, int64_t window);
 /* Useful FLOPs of one forward pass of the shape (the formula is in flops.c). */
 double mha_bench_flops(const mha_bench_shape* s);
-/* Bytes of K and V one pass of the core reads at least once (decode's floor). */
+/* Bytes of K and V one pass of the core reads at least once (decode's floor),
+ * at the shape's K/V element size and lengths. */
 double mha_bench_kv_bytes(const mha_bench_shape* s);
 
 /* ------------------------------------------------------------------------ */
@@ -138,6 +147,7 @@ extern const mha_bench_impl mha_bench_layer_scalar;  /* the same, plan made on M
 extern const mha_bench_impl mha_bench_wrapper;       /* bench-wrapper.c: H single-head layers */
 extern const mha_bench_impl mha_bench_core;          /* bench-core.c: mha_attention_f32 */
 extern const mha_bench_impl mha_bench_core_scalar;   /* the same on MHA_ISA_SCALAR */
+extern const mha_bench_impl mha_bench_core_kv;       /* bench-kv.c: mha_attention_kv_f32 */
 /* peer-blas.c; both NULL-named (name == NULL) when built without BLAS */
 extern const mha_bench_impl mha_bench_blas_layer;
 extern const mha_bench_impl mha_bench_blas_core;

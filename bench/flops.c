@@ -31,7 +31,9 @@ double mha_bench_flops(const mha_bench_shape* s) {
   /* the core: per (batch, head), S = Q·Kᵀ is 2·D FLOPs per visible (query, key)
    * pair and O = P·V is 2·Dv per pair:  2·B·H·pairs·(D + Dv),
    * pairs = Tq·Tk, or the visible part under the causal mask */
-  const double core = 2.0 * B * H * mha_bench_visible_pairs(s->Tq, s->Tk, s->causal, s->window) * (D + Dv);
+  double pairs = 0.0; /* Σ_b: with mixed lengths each entry's own Tk, queries bottom-right (kv_len) */
+  for (int64_t b = 0; b < s->B; b++) pairs += mha_bench_visible_pairs(s->Tq, mha_bench_kv_len(s, b), s->causal, s->window);
+  const double core = 2.0 * H * pairs * (D + Dv);
   if (s->kind == MHA_BENCH_CORE) return core;
   const double dm = (double)s->d_model;
   /* the projections, 2·B·T·d_in·d_out each:
@@ -46,7 +48,15 @@ double mha_bench_flops(const mha_bench_shape* s) {
   return q + k + v + core + o;
 }
 
-/* K [B, Hkv, Tk, D] and V [B, Hkv, Tk, Dv] in FP32: each element read at least once. */
+int64_t mha_bench_kv_len(const mha_bench_shape* s, int64_t b) {
+  return s->mixed ? s->Tk - b * s->Tk / (2 * s->B) : s->Tk;
+}
+
+/* K [B, Hkv, Tk, D] and V [B, Hkv, Tk, Dv] (Tk: each entry's length), 4 or 2
+ * bytes per element: each element read at least once. */
 double mha_bench_kv_bytes(const mha_bench_shape* s) {
-  return (double)s->B * (double)s->Hkv * (double)s->Tk * (double)(s->D + s->D) * sizeof(float);
+  double keys = 0.0;
+  for (int64_t b = 0; b < s->B; b++) keys += (double)mha_bench_kv_len(s, b);
+  const double esz = s->kv_dtype == MHA_DTYPE_F32 ? 4.0 : 2.0;
+  return keys * (double)s->Hkv * (double)(s->D + s->D) * esz;
 }

@@ -419,6 +419,10 @@ void RegisterCase(int shape, const mha_bench_impl* impl, int threads) {
     args.push_back(s.d_model);
     names.push_back("d_model");
   }
+  if (s.flags & MHA_BENCH_KVCACHE) {  // the cache: element type (0 fp32, 1 f16, 2 bf16), page, lengths
+    args.insert(args.end(), {s.kv_dtype, s.page, s.mixed});
+    names.insert(names.end(), {"kv", "page", "mixed"});
+  }
   args.push_back(threads);
   names.push_back("threads");
   std::string key = family;
@@ -485,6 +489,10 @@ std::vector<const mha_bench_impl*> ImplsFor(const mha_bench_shape& s, bool activ
   const bool layer = s.kind == MHA_BENCH_LAYER, smoke = g_opt.mode == MHA_BENCH_SMOKE;
   const bool heads = (s.flags & MHA_BENCH_HEADS) != 0;
   const bool big = g_opt.mode == MHA_BENCH_QUICK && (s.flags & MHA_BENCH_BIG) != 0;
+  if (s.flags & MHA_BENCH_KVCACHE) {  // the fp32 contiguous row through the core, the others a cache
+    if (s.kv_dtype == MHA_DTYPE_F32 && s.page == 0) return {&mha_bench_core};
+    return {&mha_bench_core_kv};
+  }
   std::vector<const mha_bench_impl*> impls = {layer ? &mha_bench_layer : &mha_bench_core};
   if (s.flags & MHA_BENCH_VARIANT) {  // the C peers have no variants: mha (and its scalar path in smoke)
     if (smoke) impls.push_back(&mha_bench_core_scalar);

@@ -6,12 +6,18 @@
 #include "bench.h"
 
 #define LAYER(name, B, H, Hkv, T, dm, causal, flags) \
-  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, flags, 0, 0.0f, 0, 0}
+  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, flags, 0, 0.0f, 0, 0, 0, 0, 0}
 #define CORE(name, B, H, Hkv, Tq, Tk, D, causal, flags) \
-  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal, flags, 0, 0.0f, 0, 0}
+  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal, flags, 0, 0.0f, 0, 0, 0, 0, 0}
 /* a causal self-attention core with variants: window, soft-cap, ALiBi, sinks */
 #define VAR(name, H, Hkv, T, D, window, softcap, alibi, sinks) \
-  {name, MHA_BENCH_CORE, 1, H, Hkv, T, T, D, 0, 1, MHA_BENCH_VARIANT, window, softcap, alibi, sinks}
+  {name, MHA_BENCH_CORE, 1, H, Hkv, T, T, D, 0, 1, MHA_BENCH_VARIANT, window, softcap, alibi, sinks, 0, 0, 0}
+
+/* the core over a K/V cache: element type (0 fp32, 1 f16, 2 bf16), page
+ * (0 contiguous, else tokens per block), mixed lengths */
+#define KVC(name, B, H, Hkv, Tq, Tk, D, causal, dtype, page, mixed)                                    \
+  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal,                                              \
+   MHA_BENCH_KVCACHE | ((Tq) == 1 ? MHA_BENCH_DECODE : 0), 0, 0.0f, 0, 0, dtype, page, mixed}
 
 enum { SWEEP = MHA_BENCH_SWEEP, BIG = MHA_BENCH_BIG, HEADS = MHA_BENCH_HEADS, DEC = MHA_BENCH_DECODE };
 
@@ -53,6 +59,29 @@ static const mha_bench_shape mha_bench_real[] = {
     VAR("window_scaling", 8, 8,   8192,  64,  4096,  0.0f,   0,    0),
     VAR("window_scaling", 8, 8,   16384, 64,  4096,  0.0f,   0,    0),
     VAR("window_scaling", 8, 8,   32768, 64,  4096,  0.0f,   0,    0),
+    /* K/V caches: decode from fp32, f16 and bf16 caches, contiguous and paged
+     * (the fp32 contiguous row is the baseline of each group) ... */
+    /*   preset        B   H   Hkv Tq    Tk     D    causal dtype page mixed */
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     0,    0,   0),
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     1,    0,   0),
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     2,    0,   0),
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     1,    16,  0),
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     1,    32,  0),
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     1,    128, 0),
+    KVC("kv_decode",   1,  32, 32, 1,    4096,  128, 0,     0,    32,  0),
+    KVC("kv_decode",   1,  32, 8,  1,    32768, 128, 0,     0,    0,   0),
+    KVC("kv_decode",   1,  32, 8,  1,    32768, 128, 0,     1,    0,   0),
+    KVC("kv_decode",   1,  32, 8,  1,    32768, 128, 0,     2,    0,   0),
+    KVC("kv_decode",   1,  32, 8,  1,    32768, 128, 0,     1,    32,  0),
+    KVC("kv_decode",   16, 32, 8,  1,    4096,  128, 0,     0,    0,   1),
+    KVC("kv_decode",   16, 32, 8,  1,    4096,  128, 0,     1,    0,   1),
+    KVC("kv_decode",   16, 32, 8,  1,    4096,  128, 0,     2,    0,   1),
+    KVC("kv_decode",   16, 32, 8,  1,    4096,  128, 0,     1,    32,  1),
+    /* ... and prefill from a 16-bit cache (conversions behind the FMAs) */
+    KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     0,    0,   0),
+    KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     1,    0,   0),
+    KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     2,    0,   0),
+    KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     1,    32,  0),
 };
 
 /* Tiny twins: odd sizes around the tiles (T 33 and 80 cross a 32- and a
@@ -85,6 +114,11 @@ static const mha_bench_shape mha_bench_tiny[] = {
     VAR("gpt_oss_global",8,  2,   80,    16,  0,     0.0f,   0,    1),
     VAR("window_scaling", 2, 2,   80,    16,  20,    0.0f,   0,    0),
     VAR("window_scaling", 2, 2,   160,   16,  20,    0.0f,   0,    0),
+    KVC("kv_decode",   1,  8,  2,  1,    100,   32,  0,     0,    0,   0),
+    KVC("kv_decode",   1,  8,  2,  1,    100,   32,  0,     1,    0,   0),
+    KVC("kv_decode",   1,  8,  2,  1,    100,   32,  0,     2,    16,  0),
+    KVC("kv_decode",   3,  8,  2,  1,    100,   32,  0,     1,    32,  1),
+    KVC("kv_prefill",  1,  8,  2,  80,   80,    32,  1,     2,    16,  0),
 };
 
 size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes) {

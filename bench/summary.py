@@ -60,6 +60,9 @@ def peer_rows(path, shapes):
         shape = f"B:{r['B']}/H:{r['H']}/Hkv:{r['Hkv']}/Tq:{r['Tq']}/Tk:{r['Tk']}/D:{r['D']}"
         if r["kind"] == "layer":
             shape += f"/d_model:{r['d_model']}"
+        if r.get("kv_dtype"):  # mha_bench's kv presets: element type (an mha_dtype), page, lengths
+            shape += (f"/kv:{ {'f32': 0, 'f16': 1, 'bf16': 2}[r['kv_dtype']] }"
+                      f"/page:{r.get('page', 0)}/mixed:{int(bool(r.get('mixed')))}")
         rows.append({"preset": preset, "system": r["system"] if r["system"] != "mha" else "mha (ctypes)",
                      "shape": shape, "threads": r["threads"], "median_s": r["median_s"],
                      "gflops": r.get("gflops"), "pct_peak": r.get("pct_peak"),
