@@ -1,7 +1,9 @@
 /* Prints the size of every struct of mha.h that the Python front mirrors
  * (python/mha/_lib.py) and the offset and size of each of their fields, one
  * per line: "<struct> <field> <offset> <size>" ("<struct> - 0 <sizeof>" for
- * the whole). python/tests/test_abi.py compares them with ctypes'. */
+ * the whole), and the values of the enums it mirrors as constants, "enum
+ * <enum> <name> <value>". python/tests/test_abi.py compares them with
+ * ctypes' and _lib.py's. */
 #include <stddef.h>
 #include <stdio.h>
 
@@ -9,6 +11,7 @@
 
 #define S(T) printf("%s - 0 %zu\n", #T, sizeof(T))
 #define F(T, f) printf("%s %s %zu %zu\n", #T, #f, offsetof(T, f), sizeof(((T*)0)->f))
+#define E(T, c) printf("enum %s %s %d\n", #T, #c, (int)(c))
 
 int main(void) {
   S(mha_strides);
@@ -29,6 +32,13 @@ int main(void) {
   F(mha_attention_desc, weights_heads); F(mha_attention_desc, weights_nheads);
   F(mha_attention_desc, workspace);
   F(mha_attention_desc, workspace_size);
+
+  E(mha_dtype, MHA_DTYPE_F32); E(mha_dtype, MHA_DTYPE_F16); E(mha_dtype, MHA_DTYPE_BF16);
+
+  S(mha_kv_cache);
+  F(mha_kv_cache, dtype); F(mha_kv_cache, k); F(mha_kv_cache, v); F(mha_kv_cache, k_strides);
+  F(mha_kv_cache, v_strides); F(mha_kv_cache, capacity); F(mha_kv_cache, block_size);
+  F(mha_kv_cache, num_blocks); F(mha_kv_cache, block_table); F(mha_kv_cache, max_blocks);
 
   S(mha_layer_desc);
   F(mha_layer_desc, d_model); F(mha_layer_desc, d_kv); F(mha_layer_desc, H);

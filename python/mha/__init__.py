@@ -15,7 +15,7 @@ view of that kind is passed as it is: slices of bigger arrays, the [B,T,H,D]
 np.broadcast_to or a batch of 1 against a bigger batch) and masks that
 broadcast to [B,H,Tq,Tk]. An input is copied only when mha cannot express it:
   - its dtype is not float32 (other float dtypes are cast, a copy; integer
-    dtypes are refused with TypeError);
+    dtypes are refused with TypeError) — except K/V caches in 16 bits, below;
   - its last dimension is not contiguous (np.ascontiguousarray);
   - it has a negative stride, a stride that is not a whole number of
     elements, or a row stride shorter than its row (q, k, v broadcast over
@@ -30,6 +30,22 @@ broadcast to [B,H,Tq,Tk]. An input is copied only when mha cannot express it:
 Outputs are never copied: out= must be a writable float32 array of the exact
 output shape, which mha writes in place; mha refuses (MhaError
 MHA_STATUS_INVALID_STRIDE) an out that overlaps an input or itself.
+
+K/V caches in 16 bits, contiguous or paged. mha reads K and V stored as
+float16 or bfloat16 in place, widening them in registers (q, the arithmetic
+and out stay float32), with bitwise the result of float32 attention on the
+widened values:
+  - attention(q, k, v) with k and v float16 (or ml_dtypes.bfloat16), or
+    uint16 bits with kv_dtype="f16" / "bf16": a contiguous cache, any view;
+  - attention_paged(q, k_pool, v_pool, block_table, kv_len=...): pools of
+    blocks of block_size tokens ([num_blocks, block_size, Hkv, D], vLLM's
+    layout, or [num_blocks, Hkv, block_size, D]) addressed through a
+    [B, max_blocks] block table; float32 pools too;
+  - kv_cache_write(k_cache, v_cache, k_new, v_new, pos): appends float32
+    rows to a contiguous cache or to pools, rounded to nearest even.
+Caches and pools are never copied when mha can read them in place, and
+kv_cache_write refuses (MhaError INVALID_STRIDE) a cache it cannot write in
+place.
 
 Errors: every failure of the library raises MhaError with the status and
 mha_last_error()'s message. Inconsistencies the C call cannot see (q and k
@@ -50,7 +66,8 @@ from ._lib import LibraryNotFoundError  # noqa: F401 (public)
 __version__ = "0.3.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
-           "isa_available", "get_isa", "set_isa", "attention", "merge", "Layer"]
+           "isa_available", "get_isa", "set_isa", "attention", "attention_paged",
+           "kv_cache_write", "merge", "Layer"]
 
 #: The kernel set names mha knows (mha_isa_name), besides "default".
 ISAS = ("scalar", "avx2", "avx512f", "neon")
@@ -170,23 +187,24 @@ def _float32(a, name):
 
 
 def _element_strides(a, axes, allow_row0):
-    """Element strides (batch, head, row) of a 4-D float32 view for mha, or None
-    when mha cannot express it (last dimension not contiguous, negative or
-    misaligned strides, a row stride shorter than the row)."""
+    """Element strides (batch, head, row) of a 4-D view for mha (float32, or a
+    16-bit cache: counted in its own elements), or None when mha cannot
+    express it (last dimension not contiguous, negative or misaligned
+    strides, a row stride shorter than the row)."""
     if a.size == 0:
         return [0, 0, 0]  # a size of 0: mha refuses it (INVALID_SIZE) before any stride
-    shape, strides = a.shape, a.strides
-    # aligned: the address and every stride a whole number of floats
-    if not a.flags.aligned or (shape[3] > 1 and strides[3] != 4):
+    shape, strides, isz = a.shape, a.strides, a.itemsize
+    # aligned: the address and every stride a whole number of elements
+    if not a.flags.aligned or (shape[3] > 1 and strides[3] != isz):
         return None
     out = []
     for ax in axes:
         n, s = shape[ax], strides[ax]
-        if s < 0 or s % 4:
+        if s < 0 or s % isz:
             if n > 1:
                 return None
             s = 0  # any stride addresses a dimension of size 1
-        out.append(s // 4)
+        out.append(s // isz)
     nrow, srow = shape[axes[2]], out[2]
     if nrow > 1 and srow < shape[3] and not (allow_row0 and srow == 0):
         return None
@@ -265,16 +283,18 @@ def _mask_view(mask, B, H, Tq, Tk):
     return view, st
 
 
-def _kv_len_array(kv_len, B):
+def _kv_len_array(kv_len, B, name="kv_len", what="length"):
+    """B int32 values (an int broadcasts), one per batch entry."""
     a = np.asarray(kv_len)
     if a.size and a.dtype.kind not in "iu":
-        raise TypeError(f"kv_len: dtype {a.dtype} is not an integer dtype")
+        raise TypeError(f"{name}: dtype {a.dtype} is not an integer dtype")
     if a.ndim == 0:
         a = np.full(B, a)
     if a.shape != (B,):
-        _fail("INVALID_SHAPE", f"kv_len has shape {a.shape}, expected ({B},) (one length per batch entry)")
+        _fail("INVALID_SHAPE", f"{name} has shape {a.shape}, expected ({B},) (one {what} per "
+                               f"batch entry)")
     if a.size and (int(a.min()) < _I32_MIN or int(a.max()) > _I32_MAX):
-        _fail("INVALID_ARGUMENT", "kv_len holds a value outside the int32 range")
+        _fail("INVALID_ARGUMENT", f"{name} holds a value outside the int32 range")
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
@@ -416,7 +436,7 @@ def _batch_to(a, axis, B):
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
               align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
               need_weights=False, weights_mode="per_head", return_lse=False, num_threads=0,
-              isa=None, out=None, workspace=None):
+              isa=None, out=None, workspace=None, kv_dtype=None):
     """out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head): mha_attention_f32.
 
     layout "bhtd": q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] → out [B,H,Tq,Dv]
@@ -424,6 +444,15 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     Any strided view is read in place (see the module's docstring for the few
     copies); a batch of 1 in q, k or v broadcasts against the others (stride 0).
     H % Hkv == 0 (grouped-query: query head h reads K/V head h // (H // Hkv)).
+
+    16-bit K and V (a KV cache kept in half precision): when k and v are both
+    float16 arrays (or both ml_dtypes.bfloat16), or with kv_dtype "f16" / "bf16"
+    and uint16 arrays holding the bits, they are read in place as a
+    contiguous 16-bit cache (mha_attention_kv_f32: widened in registers,
+    never copied to float32). q, the arithmetic and out stay float32, and the
+    result is bitwise that of this call on k.astype(float32),
+    v.astype(float32). kv_dtype None (default): float16/bfloat16 as above,
+    anything else is cast to float32 as always; "f32": always that cast.
 
     Masks and score modifiers (all compose; a key is visible when every
     enabled mask lets it through). i' is query row i's aligned position
@@ -474,6 +503,7 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     workspace     None: mha allocates its workspace per call; "auto": a buffer
                   kept per thread by this module (repeated calls allocate
                   nothing); or a writable C-contiguous array of enough bytes
+    kv_dtype      None, "f32", "f16" or "bf16": see 16-bit K and V above
     Returns out; with need_weights and/or return_lse a tuple in the order
     (out, weights), (out, lse) or (out, weights, lse).
     """
@@ -481,7 +511,12 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     axes = _LAYOUT_AXES.get(layout)
     if axes is None:
         raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
-    q, k, v = _float32(q, "q"), _float32(k, "k"), _float32(v, "v")
+    kd = _attention_kv_dtype(k, v, kv_dtype)
+    q = _float32(q, "q")
+    if kd is None:
+        k, v = _float32(k, "k"), _float32(v, "v")
+    else:
+        k, v = np.asarray(k), np.asarray(v)
     for name, a in (("q", q), ("k", k), ("v", v)):
         if a.ndim != 4:
             _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 4 ({layout})")
@@ -501,7 +536,25 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     q, sq = _input_view(q, axes)
     k, sk = _input_view(k, axes)
     v, sv = _input_view(v, axes)
+    cache = None
+    if kd is not None:
+        # a contiguous cache of capacity Tk over the views' own strides (no copy)
+        cache = _lib.KVCache(_lib.DTYPE_VALUES[kd], _ptr(k), _ptr(v), _strides(sk),
+                             _strides(sv), Tk)
+    return _attend(L, q, sq, (k, sk, v, sv), cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
+                   causal=causal, kv_len=kv_len, mask=mask, scale=scale, align=align,
+                   window=window, alibi_slopes=alibi_slopes, softcap=softcap, sinks=sinks,
+                   need_weights=need_weights, weights_mode=weights_mode,
+                   return_lse=return_lse, num_threads=num_threads, isa=isa, out=out,
+                   workspace=workspace)
 
+
+def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, causal, kv_len,
+            mask, scale, align, window, alibi_slopes, softcap, sinks, need_weights,
+            weights_mode, return_lse, num_threads, isa, out, workspace):
+    """The call of attention() and attention_paged(): mha_attention_f32 on the
+    float32 views kv = (k, k strides, v, v strides), or, with a cache,
+    mha_attention_kv_f32 (kv unused)."""
     # every field is set here or left 0 (ctypes zero-fills), which is what
     # mha_attention_desc_init leaves in the fields it does not take (a ctypes
     # call with seven int64 arguments costs more than the smallest attention)
@@ -523,20 +576,283 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
         so = _output_view(out, out_shape, axes, "out")
     weights = _weights_array(slots, B, Tq, Tk) if need_weights else None
     lse = np.empty((B, H, Tq), _F32) if return_lse else None
-    d.q, d.k, d.v, d.out = _strides(sq), _strides(sk), _strides(sv), _strides(so)
+    d.q, d.out = _strides(sq), _strides(so)
     d.lse = _ptr(lse)
-    ws = _workspace(workspace, lambda size: L.mha_attention_workspace_size(
-        ctypes.byref(d), int(need_weights), ctypes.byref(size)))
-    if ws is not None:
-        d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
-    _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
-                               _ptr(weights)))
+    if cache is None:
+        k, sk, v, sv = kv
+        d.k, d.v = _strides(sk), _strides(sv)
+        ws = _workspace(workspace, lambda size: L.mha_attention_workspace_size(
+            ctypes.byref(d), int(need_weights), ctypes.byref(size)))
+        if ws is not None:
+            d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
+        _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
+                                   _ptr(weights)))
+    else:
+        ws = _workspace(workspace, lambda size: L.mha_attention_kv_workspace_size(
+            ctypes.byref(d), ctypes.byref(cache), int(need_weights), ctypes.byref(size)))
+        if ws is not None:
+            d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
+        _check(L.mha_attention_kv_f32(ctypes.byref(d), _ptr(q), ctypes.byref(cache), _ptr(out),
+                                      _ptr(weights)))
     if not (need_weights or return_lse):
         return out
     result = (out, weights) if need_weights else (out,)
     if return_lse:
         result += (lse if layout == "bhtd" else lse.transpose(0, 2, 1),)
     return result
+
+
+# ---------------------------------------------------------------------------- K/V caches
+
+_F16 = np.dtype(np.float16)
+_U16 = np.dtype(np.uint16)
+_KV_DTYPE_EXPECTED = {"f32": "float32", "f16": "float16, or uint16 holding the bits",
+                      "bf16": "uint16 holding the bits, or ml_dtypes.bfloat16"}
+
+
+def _native_kv_dtype(dt):
+    """The mha_dtype name that a NumPy dtype holds by itself, or None (uint16
+    bits could be either 16-bit type: kv_dtype says which)."""
+    if dt == _F32:
+        return "f32"
+    if dt == _F16:
+        return "f16"
+    if dt.name == "bfloat16" and dt.itemsize == 2:  # ml_dtypes.bfloat16
+        return "bf16"
+    return None
+
+
+def _check_kv_dtype_name(kv_dtype):
+    if kv_dtype is not None and kv_dtype not in _lib.DTYPE_VALUES:
+        raise ValueError(f"kv_dtype must be None, 'f32', 'f16' or 'bf16', not {kv_dtype!r}")
+
+
+def _kv_dtype(arrays, names, kv_dtype):
+    """The mha_dtype name of K/V arrays that mha reads or writes in place:
+    kv_dtype, or (None) the one their NumPy dtypes hold (the same for all)."""
+    _check_kv_dtype_name(kv_dtype)
+    found = [_native_kv_dtype(a.dtype) for a in arrays]
+    if kv_dtype is None:
+        if found[0] is None or any(f != found[0] for f in found):
+            dts = ", ".join(f"{n} {a.dtype}" for n, a in zip(names, arrays))
+            raise TypeError(f"{dts}: a K/V cache is float32, float16 or ml_dtypes.bfloat16 (the "
+                            f"same for K and V); for uint16 bits pass kv_dtype='f16' or 'bf16'")
+        return found[0]
+    for a, f, name in zip(arrays, found, names):
+        if f != kv_dtype and not (kv_dtype != "f32" and a.dtype == _U16):
+            raise TypeError(f"{name}: dtype {a.dtype} cannot hold kv_dtype={kv_dtype!r} values "
+                            f"({_KV_DTYPE_EXPECTED[kv_dtype]} expected)")
+    return kv_dtype
+
+
+def _attention_kv_dtype(k, v, kv_dtype):
+    """attention()'s choice: None (the float32 path: K and V cast to float32
+    as needed) or "f16" / "bf16" (a 16-bit cache read in place)."""
+    _check_kv_dtype_name(kv_dtype)
+    if kv_dtype == "f32":
+        return None
+    dk, dv = np.asarray(k).dtype, np.asarray(v).dtype
+    if kv_dtype is None:
+        n = _native_kv_dtype(dk)
+        if n in ("f16", "bf16") and _native_kv_dtype(dv) == n:
+            return n
+        if _U16 in (dk, dv):
+            raise TypeError("k, v: uint16 arrays are read as 16-bit K/V bits only with "
+                            "kv_dtype='f16' or 'bf16'")
+        return None
+    return _kv_dtype((np.asarray(k), np.asarray(v)), ("k", "v"), kv_dtype)
+
+
+def _cache_axes(cache_layout, paged):
+    """(block-or-batch, head, row) axes of a cache's arrays."""
+    if cache_layout is None:
+        cache_layout = "bthd" if paged else "bhtd"  # the C API's init functions
+    axes = _LAYOUT_AXES.get(cache_layout)
+    if axes is None:
+        raise ValueError(f"cache_layout must be 'bhtd' or 'bthd', not {cache_layout!r}")
+    return axes
+
+
+def _block_table(block_table, B=None):
+    t = np.asarray(block_table)
+    if t.size and t.dtype.kind not in "iu":
+        raise TypeError(f"block_table: dtype {t.dtype} is not an integer dtype")
+    if t.ndim != 2 or t.shape[1] < 1 or (B is not None and t.shape[0] != B):
+        want = "[B, max_blocks]" if B is None else f"[{B}, max_blocks]"
+        _fail("INVALID_SHAPE", f"block_table has shape {t.shape}, expected {want} (max_blocks >= 1)")
+    if t.size and (int(t.min()) < _I32_MIN or int(t.max()) > _I32_MAX):
+        _fail("INVALID_ARGUMENT", "block_table holds a value outside the int32 range")
+    return np.ascontiguousarray(t, dtype=np.int32)
+
+
+def _cache_struct(kd, k, sk, v, sv, axes, table):
+    """The mha_kv_cache of K/V arrays (pools when table is not None)."""
+    c = _lib.KVCache(_lib.DTYPE_VALUES[kd], _ptr(k), _ptr(v), _strides(sk), _strides(sv))
+    if table is None:
+        c.capacity = k.shape[axes[2]]
+    else:
+        c.block_size, c.num_blocks = k.shape[axes[2]], k.shape[0]
+        c.block_table, c.max_blocks = _ptr(table), table.shape[1]
+    return c
+
+
+def _check_pools(k, v, axes, what):
+    """k and v must agree on what mha's struct holds once: blocks (or batch),
+    heads, rows."""
+    for name, a in (("k", k), ("v", v)):
+        if a.ndim != 4:
+            _fail("INVALID_SHAPE", f"{name}{what} has {a.ndim} dimensions, expected 4")
+    ib, ih, it = axes
+    if (k.shape[ib], k.shape[ih], k.shape[it]) != (v.shape[ib], v.shape[ih], v.shape[it]):
+        _fail("INVALID_SHAPE", f"k{what} {k.shape} and v{what} {v.shape} differ in blocks, heads "
+                               f"or rows")
+
+
+def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_dtype=None,
+                    cache_layout="bthd", layout="bhtd", causal=False, mask=None, scale=None,
+                    align="bottom_right", window=None, alibi_slopes=None, softcap=None,
+                    sinks=None, need_weights=False, weights_mode="per_head", return_lse=False,
+                    num_threads=0, isa=None, out=None, workspace=None):
+    """Attention over a paged K/V cache (mha_attention_kv_f32), as vLLM keeps it.
+
+    q            [B,H,Tq,D] ("bhtd") or [B,Tq,H,D] (layout "bthd"), float32
+                 (other float dtypes are cast); a batch of 1 broadcasts
+    k_pool       K's pool of num_blocks blocks of block_size tokens (a power of
+                 two, 16 .. 256): cache_layout "bthd" (default, vLLM's)
+                 [num_blocks, block_size, Hkv, D], or "bhtd"
+                 [num_blocks, Hkv, block_size, D]; read in place (any view
+                 with a contiguous last dimension, e.g. one half of a
+                 [2, num_blocks, ...] cache)
+    v_pool       V's pool, the same with Dv
+    block_table  [B, max_blocks] ints: entry b's token t is row t % block_size
+                 of block block_table[b, t // block_size]. Entries may share
+                 blocks; only the slots that cover an entry's keys are read,
+                 and each must be in [0, num_blocks) (else MhaError
+                 INVALID_ARGUMENT).
+    kv_len       B key lengths (an int broadcasts), as in attention()
+    Tk           the key rows of the call (the weights' last dimension, the
+                 bottom-right alignment): None is max(kv_len) (at least 1)
+                 with kv_len, else max_blocks·block_size. More than
+                 max_blocks·block_size: MhaError INVALID_ARGUMENT. With
+                 entries of different lengths and Tq > 1, causal decoding
+                 wants align="kv_end" (each entry's queries end at its kv_len).
+    kv_dtype     None: from the pools' dtype (float32, float16,
+                 ml_dtypes.bfloat16); "f16" or "bf16" for uint16 bits; "f32"
+    Every other keyword is attention()'s; out is [B,H,Tq,Dv] or [B,Tq,H,Dv].
+    The bits are those of attention() on the same keys gathered into a
+    contiguous cache (and of attention() on them widened to float32), for any
+    block size, table and thread count. Fill the pools with kv_cache_write().
+    """
+    L = _lib.lib()
+    axes = _LAYOUT_AXES.get(layout)
+    if axes is None:
+        raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
+    paxes = _cache_axes(cache_layout, True)
+    k, v = np.asarray(k_pool), np.asarray(v_pool)
+    kd = _kv_dtype((k, v), ("k_pool", "v_pool"), kv_dtype)
+    _check_pools(k, v, paxes, "_pool")
+    table = _block_table(block_table)
+    B = table.shape[0]
+    q = _float32(q, "q")
+    if q.ndim != 4:
+        _fail("INVALID_SHAPE", f"q has {q.ndim} dimensions, expected 4 ({layout})")
+    ib, ih, it = axes
+    if q.shape[ib] not in (1, B):
+        _fail("INVALID_SHAPE", f"q's batch ({q.shape[ib]}) differs from block_table's rows ({B})")
+    q = _batch_to(q, ib, B)
+    H, Tq, D = q.shape[ih], q.shape[it], q.shape[3]
+    Hkv, block_size, Dk, Dv = k.shape[paxes[1]], k.shape[paxes[2]], k.shape[3], v.shape[3]
+    if Dk != D:
+        _fail("INVALID_SHAPE", f"k_pool's head width ({Dk}) differs from q's ({D})")
+    if Tk is None:
+        if kv_len is not None:
+            Tk = max(1, int(_kv_len_array(kv_len, B).max()))
+        else:
+            Tk = table.shape[1] * block_size
+    Tk = _c_int64(Tk, "Tk")
+    q, sq = _input_view(q, axes)
+    k, sk = _input_view(k, paxes)
+    v, sv = _input_view(v, paxes)
+    cache = _cache_struct(kd, k, sk, v, sv, paxes, table)
+    return _attend(L, q, sq, None, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
+                   causal=causal, kv_len=kv_len, mask=mask, scale=scale, align=align,
+                   window=window, alibi_slopes=alibi_slopes, softcap=softcap, sinks=sinks,
+                   need_weights=need_weights, weights_mode=weights_mode,
+                   return_lse=return_lse, num_threads=num_threads, isa=isa, out=out,
+                   workspace=workspace)
+
+
+def _written_view(a, axes, name):
+    """Element strides of a cache array that mha writes in place (never copied)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is written in place), not "
+                        f"{type(a).__name__}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if a.ndim != 4:
+        _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 4")
+    st = _element_strides(a, axes, False)
+    if st is None:
+        _fail("INVALID_STRIDE", f"{name}: byte strides {a.strides} cannot be written in place (a "
+                                f"contiguous last dimension, strides >= 0 and whole elements)")
+    return st
+
+
+def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_dtype=None,
+                   cache_layout=None, layout="bhtd"):
+    """Appends rows to a K/V cache in place, rounded to its dtype (to nearest,
+    ties to even; f16 overflows to ±inf): mha_kv_cache_write.
+
+    k_new        [B,Hkv,T,D] ("bhtd") or [B,T,Hkv,D] (layout "bthd"), float32
+                 (other float dtypes are cast); v_new likewise with Dv
+    pos          B ints (an int broadcasts): row t of entry b becomes the
+                 cache's token pos[b] + t; pos[b] >= 0 and pos[b] + T must fit
+    k_cache, v_cache  writable arrays, never copied:
+      block_table None: a contiguous cache, cache_layout "bhtd" (default)
+                 [B,Hkv,capacity,D] or "bthd" [B,capacity,Hkv,D] (any view
+                 with a contiguous last dimension and non-negative strides)
+      block_table [B, max_blocks]: pools as in attention_paged(),
+                 cache_layout "bthd" (default) or "bhtd"; every slot covering
+                 [pos[b], pos[b] + T) must be in [0, num_blocks). Entries must
+                 not write the same block rows.
+    kv_dtype     None: from the caches' dtype (float32, float16,
+                 ml_dtypes.bfloat16); "f16" or "bf16" for uint16 bits
+    Writes nothing when any check fails (MhaError).
+    """
+    L = _lib.lib()
+    axes = _LAYOUT_AXES.get(layout)
+    if axes is None:
+        raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
+    paged = block_table is not None
+    caxes = _cache_axes(cache_layout, paged)
+    kn, vn = _float32(k_new, "k_new"), _float32(v_new, "v_new")
+    for name, a in (("k_new", kn), ("v_new", vn)):
+        if a.ndim != 4:
+            _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 4 ({layout})")
+    ib, ih, it = axes
+    B, Hkv, T, D = kn.shape[ib], kn.shape[ih], kn.shape[it], kn.shape[3]
+    Dv = vn.shape[3]
+    if (vn.shape[ib], vn.shape[ih], vn.shape[it]) != (B, Hkv, T):
+        _fail("INVALID_SHAPE", f"v_new {vn.shape} and k_new {kn.shape} differ in batch, heads "
+                               f"or rows")
+    sk = _written_view(k_cache, caxes, "k_cache")
+    sv = _written_view(v_cache, caxes, "v_cache")
+    kd = _kv_dtype((k_cache, v_cache), ("k_cache", "v_cache"), kv_dtype)
+    _check_pools(k_cache, v_cache, caxes, "_cache")
+    if k_cache.shape[caxes[1]] != Hkv or k_cache.shape[3] != D or v_cache.shape[3] != Dv:
+        _fail("INVALID_SHAPE", f"k_cache {k_cache.shape} / v_cache {v_cache.shape} do not hold "
+                               f"rows of k_new {kn.shape} / v_new {vn.shape}")
+    table = None
+    if paged:
+        table = _block_table(block_table, B)
+    elif k_cache.shape[caxes[0]] != B:
+        _fail("INVALID_SHAPE", f"k_cache holds {k_cache.shape[caxes[0]]} batch entries, k_new {B}")
+    p = _kv_len_array(pos, B, "pos", "position")
+    kn, skn = _input_view(kn, axes)
+    vn, svn = _input_view(vn, axes)
+    cache = _cache_struct(kd, k_cache, sk, v_cache, sv, caxes, table)
+    _check(L.mha_kv_cache_write(ctypes.byref(cache), B, Hkv, T, D, Dv, _ptr(p), _ptr(kn),
+                                _strides(skn), _ptr(vn), _strides(svn)))
 
 
 def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,

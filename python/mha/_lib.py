@@ -35,6 +35,9 @@ ISA_VALUES = {"default": 0, "scalar": 1, "avx2": 2, "avx512f": 3, "neon": 4}
 MHA_WEIGHTS_IN_OUT = 0
 MHA_WEIGHTS_OUT_IN = 1
 
+# enum mha_dtype (the element type of a K/V cache)
+DTYPE_VALUES = {"f32": 0, "f16": 1, "bf16": 2}
+
 
 class Strides(ctypes.Structure):
     _fields_ = [("batch", I64), ("head", I64), ("row", I64)]
@@ -54,6 +57,12 @@ class AttentionDesc(ctypes.Structure):
                 ("isa", ctypes.c_int), ("lse", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("workspace", PTR),
                 ("workspace_size", ctypes.c_size_t)]
+
+
+class KVCache(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_int), ("k", PTR), ("v", PTR), ("k_strides", Strides),
+                ("v_strides", Strides), ("capacity", I64), ("block_size", I64),
+                ("num_blocks", I64), ("block_table", PTR), ("max_blocks", I64)]
 
 
 class LayerDesc(ctypes.Structure):
@@ -145,6 +154,15 @@ def _prototypes(lib):
                                                         P(ctypes.c_int32), P(ctypes.c_size_t)]),
         # pointer arrays as void*
         "mha_merge_f32": (c_int, [I64, I64, I64, PTR, PTR, PTR, PTR]),
+        "mha_kv_cache_init": (None, [P(KVCache), c_int, PTR, PTR] + [I64] * 4),
+        "mha_kv_cache_init_paged": (None, [P(KVCache), c_int, PTR, PTR] + [I64] * 5
+                                    + [PTR, I64]),
+        "mha_attention_kv_f32": (c_int, [P(AttentionDesc), PTR, P(KVCache), PTR, PTR]),
+        "mha_attention_kv_workspace_size": (c_int, [P(AttentionDesc), P(KVCache), c_int,
+                                                    P(ctypes.c_size_t)]),
+        # mha_strides by value
+        "mha_kv_cache_write": (c_int, [P(KVCache)] + [I64] * 5 + [PTR, PTR, Strides, PTR,
+                                                                  Strides]),
     }
     for name, (restype, argtypes) in protos.items():
         fn = getattr(lib, name)

@@ -1,5 +1,6 @@
 """The ctypes mirrors of mha.h's structs (mha/_lib.py) against the C compiler:
-every struct's size, every field's offset and size. A change to a struct in
+every struct's size, every field's offset and size (and the values of the
+enums _lib.py mirrors as constants). A change to a struct in
 mha.h that _lib.py misses would make the library read garbage; this test
 catches it. MHA_ABI_DUMP is the abi-dump program python/CMakeLists.txt builds
 (CTest sets it); without it (a bare pytest run) the test is skipped."""
@@ -12,7 +13,8 @@ import pytest
 from mha import _lib
 
 MIRRORS = {"mha_strides": _lib.Strides, "mha_mask": _lib.Mask,
-           "mha_attention_desc": _lib.AttentionDesc, "mha_layer_desc": _lib.LayerDesc,
+           "mha_attention_desc": _lib.AttentionDesc, "mha_kv_cache": _lib.KVCache,
+           "mha_layer_desc": _lib.LayerDesc,
            "mha_layer_args": _lib.LayerArgs}
 
 
@@ -21,15 +23,24 @@ def c_layout():
     if not exe:
         pytest.skip("MHA_ABI_DUMP not set (CTest's python-front sets it)")
     out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
-    layout = {}
+    layout, enums = {}, {}
     for line in out.splitlines():
+        if line.startswith("enum "):
+            _, enum, name, value = line.split()
+            enums.setdefault(enum, {})[name] = int(value)
+            continue
         struct, field, offset, size = line.split()
         layout.setdefault(struct, {})[field] = (int(offset), int(size))
-    return layout
+    return layout, enums
+
+
+def test_enum_values_match_the_header():
+    _, enums = c_layout()
+    assert enums["mha_dtype"] == {f"MHA_DTYPE_{n.upper()}": v for n, v in _lib.DTYPE_VALUES.items()}
 
 
 def test_struct_layouts_match_the_header():
-    layout = c_layout()
+    layout, _ = c_layout()
     assert set(layout) == set(MIRRORS)
     for name, cls in MIRRORS.items():
         c = layout[name]
