@@ -132,10 +132,4 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc
 mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
                                  const mha_kv_cache* cache, size_t* k_bytes, size_t* v_bytes);
 
-/* The checks of a K/V cache for a core call over desc (kernels/mha/kv-cache.c):
- * dtype, pointers, layout, every table slot that covers an entry's keys
- * [0, kv_len or Tk); and *k_bytes, *v_bytes, the spans of k and v. */
-mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
-                                 const mha_kv_cache* cache, size_t* k_bytes, size_t* v_bytes);
-
 #endif
