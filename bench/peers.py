@@ -19,8 +19,8 @@ same NumPy inputs for everyone:
                   Q·Kᵀ·scale, soft-cap, + ALiBi and mask, sink column, softmax, ·V; heads
                   in chunks where the scores would not fit); ONNX Runtime: none
   kv presets      decode (Tq = 1) from a K/V cache whose elements are fp32, f16 or bf16,
-                  contiguous or paged (block_size 32, vLLM's [num_blocks, block_size, Hkv,
-                  D] pools, blocks shuffled, as bench/bench-kv.c), some with mixed lengths
+                  contiguous or paged (block_size 32, head-major [num_blocks, Hkv,
+                  block_size, D] pools, blocks shuffled, as bench/bench-kv.c), some with mixed lengths
                   (kv_len, as bench/flops.c): mha (mha.attention with float16 / bf16-bit K
                   and V read in place, mha.attention_paged for the paged rows; fp32 rows
                   are mha_attention_f32), torch_sdpa (q, k, v all in the cache's type, what
@@ -251,7 +251,7 @@ def to_bf16(a):
 def kv_inputs(p, x, rng):
     """A kv preset's cache: k16 / v16 (float16, or uint16 bf16 bits) [B, Hkv, Tk, D]
     holding x's k and v rounded (k and v themselves replaced by the widened values, for
-    the fp32 systems); paged, pools [num_blocks, page, Hkv, D] of shuffled blocks with a
+    the fp32 systems); paged, pools [num_blocks, Hkv, page, D] of shuffled blocks with a
     spare block per entry and the table [B, ⌈Tk / page⌉] (as bench/bench-kv.c)."""
     B, Hkv, Tk, D = p.B, p.Hkv, p.Tk, p.D
     if p.kv_dtype == "f16":
@@ -270,11 +270,11 @@ def kv_inputs(p, x, rng):
         pools = []
         for name in ("k", "v"):
             a = x[name + "16"] if p.kv_dtype in ("f16", "bf16") else x[name]
-            pool = np.zeros((blocks, p.page, Hkv, D), a.dtype)
+            pool = np.zeros((blocks, Hkv, p.page, D), a.dtype)
             pad = np.zeros((B, Hkv, per * p.page, D), a.dtype)
             pad[:, :, :Tk] = a
-            # entry b's block s: its tokens [s·page, (s+1)·page) as [page, Hkv, D]
-            pool[table] = pad.reshape(B, Hkv, per, p.page, D).transpose(0, 2, 3, 1, 4)
+            # entry b's block s: its tokens [s·page, (s+1)·page) as [Hkv, page, D]
+            pool[table] = pad.reshape(B, Hkv, per, p.page, D).transpose(0, 2, 1, 3, 4)
             pools.append(pool)
         x["k_pool"], x["v_pool"], x["table"] = pools[0], pools[1], table
     return x
@@ -482,8 +482,8 @@ def kv_torch_systems(p, x, torch, F):
         kp, vp = cache(x["k_pool"]), cache(x["v_pool"])
         table = torch.from_numpy(x["table"].astype(np.int64))
 
-        def kv():  # [B, per, page, Hkv, D] → [B, Hkv, Tk, D]
-            g = lambda pool: pool[table].flatten(1, 2)[:, :Tk].transpose(1, 2)  # noqa: E731
+        def kv():  # [B, per, Hkv, page, D] → [B, Hkv, Tk, D]
+            g = lambda pool: pool[table].transpose(1, 2).flatten(2, 3)[:, :, :Tk]  # noqa: E731
             return g(kp), g(vp)
     else:
         def kv():

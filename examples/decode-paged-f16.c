@@ -1,7 +1,7 @@
-/* decode-paged-f16: generation from a paged fp16 KV cache, the way an engine
- * such as vLLM stores it.
+/* decode-paged-f16: generation from a paged fp16 KV cache, the way serving
+ * engines (vLLM, OpenVINO, IPEX) store it.
  *
- * K and V live in pools of fixed-size blocks, [NUM_BLOCKS, BLOCK, Hkv, D]
+ * K and V live in pools of fixed-size blocks, [NUM_BLOCKS, Hkv, BLOCK, D]
  * of IEEE half values; each sequence owns a row of the block table listing
  * its blocks, handed out in any order as it grows. A step
  *   1. appends the new token's K/V rows with mha_kv_cache_write (fp32 in,

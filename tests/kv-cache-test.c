@@ -482,7 +482,9 @@ static void expected_free(expected* e) {
 /* Stores: the same K/V values in each layout a cache can have              */
 /* ------------------------------------------------------------------------ */
 
-typedef enum store_kind { ST_CONTIG, ST_STRIDED, ST_PAGED, ST_PAGED_BHTD } store_kind;
+/* ST_PAGED: mha_kv_cache_init_paged's head-major [n, Hkv, bs, D] blocks;
+ * ST_PAGED_BTHD: token-major [n, bs, Hkv, D] (vLLM's GPU layout) by strides */
+typedef enum store_kind { ST_CONTIG, ST_STRIDED, ST_PAGED, ST_PAGED_BTHD } store_kind;
 
 typedef struct store_spec {
   store_kind kind;
@@ -601,19 +603,19 @@ static void store_build(tester* t, kv_store* s, store_spec spec, const kv_proble
     mha_kv_cache_init_paged(kc, dt, s->k, s->v, num_blocks, bs, Hkv, D, Dv, s->table, max_blocks);
     tester_check(t,
                  kc->dtype == dt && kc->k == s->k && kc->v == s->v &&
-                     same_strides(kc->k_strides, (mha_strides){bs * Hkv * D, D, Hkv * D}) &&
-                     same_strides(kc->v_strides, (mha_strides){bs * Hkv * Dv, Dv, Hkv * Dv}) &&
+                     same_strides(kc->k_strides, (mha_strides){Hkv * bs * D, bs * D, D}) &&
+                     same_strides(kc->v_strides, (mha_strides){Hkv * bs * Dv, bs * Dv, Dv}) &&
                      kc->block_size == bs && kc->num_blocks == num_blocks && kc->block_table == s->table &&
                      kc->max_blocks == max_blocks,
-                 "mha_kv_cache_init_paged: fields not as documented ([num_blocks, block_size, Hkv, D])");
-    if (spec.kind == ST_PAGED_BHTD) {
-      kc->k_strides = mha_strides_bhtd(Hkv, bs, D);
-      kc->v_strides = mha_strides_bhtd(Hkv, bs, Dv);
-      tester_check(t, same_strides(kc->k_strides, (mha_strides){Hkv * bs * D, bs * D, D}),
-                   "mha_strides_bhtd(Hkv, block_size, D) is not [num_blocks, Hkv, block_size, D]");
+                 "mha_kv_cache_init_paged: fields not as documented ([num_blocks, Hkv, block_size, D])");
+    if (spec.kind == ST_PAGED_BTHD) {
+      kc->k_strides = mha_strides_bthd(Hkv, bs, D);
+      kc->v_strides = mha_strides_bthd(Hkv, bs, Dv);
+      tester_check(t, same_strides(kc->k_strides, (mha_strides){bs * Hkv * D, D, Hkv * D}),
+                   "mha_strides_bthd(Hkv, block_size, D) is not [num_blocks, block_size, Hkv, D]");
     }
     snprintf(s->name, sizeof s->name, "paged %s bs %lld (%lld blocks, %lld shared)",
-             spec.kind == ST_PAGED ? "[n,bs,Hkv,D]" : "[n,Hkv,bs,D]", (long long)bs, (long long)num_blocks,
+             spec.kind == ST_PAGED ? "[n,Hkv,bs,D]" : "[n,bs,Hkv,D]", (long long)bs, (long long)num_blocks,
              (long long)shared);
   }
   /* the values: every token an entry's blocks (or rows) hold */
@@ -651,7 +653,7 @@ static store_spec store_spec_of(int si, int ci) {
   switch (si) {
     case 0: return (store_spec){ST_CONTIG, 0};
     case 1: return (store_spec){ST_STRIDED, 0};
-    case 6: return (store_spec){ST_PAGED_BHTD, kBlockSizes[ci % 4]};
+    case 6: return (store_spec){ST_PAGED_BTHD, kBlockSizes[ci % 4]};
     default: return (store_spec){ST_PAGED, kBlockSizes[si - 2]};
   }
 }
@@ -1109,10 +1111,10 @@ static void write_cache_build(tester* t, kv_store* s, int layout, mha_dtype dt, 
     s->v = tester_alloc(s->v_n * dtype_size(dt));
     mha_kv_cache_init_paged(kc, dt, s->k, s->v, num_blocks, bs, W_HKV, W_D, W_DV, s->table, max_blocks);
     if (layout == 3) {
-      kc->k_strides = mha_strides_bhtd(W_HKV, bs, W_D);
-      kc->v_strides = mha_strides_bhtd(W_HKV, bs, W_DV);
+      kc->k_strides = mha_strides_bthd(W_HKV, bs, W_D);
+      kc->v_strides = mha_strides_bthd(W_HKV, bs, W_DV);
     }
-    snprintf(s->name, sizeof s->name, "paged %s bs %lld", layout == 2 ? "[n,bs,Hkv,D]" : "[n,Hkv,bs,D]",
+    snprintf(s->name, sizeof s->name, "paged %s bs %lld", layout == 2 ? "[n,Hkv,bs,D]" : "[n,bs,Hkv,D]",
              (long long)bs);
   }
   fill_sentinel(s->k, dt, s->k_n);

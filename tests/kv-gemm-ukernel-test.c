@@ -7,7 +7,7 @@
  *      strides;
  *  (2) gemm_pv_{f32,f16,bf16} against gemm (accumulate = 1) on the widened
  *      rows packed together, from the same random C: m 1..MR+1 and 2·MR+3,
- *      n 1..NR+1, 64 and 100, k 1..127; the rows come from a shuffled pool
+ *      n 1..NR+1, 64, 100, 128, 200, 273, k 1..127; the rows come from a shuffled pool
  *      of separately mapped rows (not in order, not contiguous);
  *  (3) widen_{f16,bf16} against kv-convert.h's scalar conversion for all
  *      65536 patterns, at several n and misalignments;
@@ -308,8 +308,11 @@ static void test_pv(tester* t, const mha_kernels* kr) {
   const size_t mr = kr->gemm_mr, nr = kr->gemm_nr;
   row_pool* pool = tester_alloc(sizeof(row_pool));
   for (int type = T_F32; type <= T_BF16; type++) {
-    for (size_t ni = 1; ni <= nr + 3; ni++) {
-      const size_t n = ni <= nr + 1 ? ni : ni == nr + 2 ? 64 : 100;
+    /* n past NR: 64 and 100, and the decode tiles' widths (128 and 256
+     * columns, with and without a tail: 128, 200, 256 + 17) */
+    static const size_t wide[] = {64, 100, 128, 200, 273};
+    for (size_t ni = 1; ni <= nr + 1 + COUNT(wide); ni++) {
+      const size_t n = ni <= nr + 1 ? ni : wide[ni - nr - 2];
       pool_alloc(pool, type, n);
       for (size_t mi = 1; mi <= mr + 2; mi++) {
         const size_t m = mi <= mr + 1 ? mi : 2 * mr + 3;

@@ -58,13 +58,60 @@ static inline __attribute__((always_inline)) void mha_gemm_pv_tile_avx512f(
   }
 }
 
+/* Decode's tile: m = MR <= 4 rows (a query head group) × 16·NV full columns,
+ * so that each k step reads NV·64 bytes (fp32) or NV·32 (16-bit) of row p at
+ * once — whole cache lines in address order — instead of 32 columns per pass
+ * over all k rows. The same operations per element as the 12×32 core (acc =
+ * 0, one fma per p in order, then acc + C), so the same bits. */
+static inline __attribute__((always_inline)) void mha_gemm_pv_wide_avx512f(
+    const size_t MR, const size_t NV, const int BT, size_t k, const float* a, size_t lda,
+    const void* brows, size_t j0, float* c, size_t ldc) {
+  __m512 acc[4][8];
+#pragma GCC unroll 4
+  for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (size_t v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+#pragma GCC unroll 1
+  for (size_t p = 0; p < k; p++) {
+    const void* bp = mha_kv_row(BT, brows, p, j0);
+    __m512 bv[8];
+#pragma GCC unroll 8
+    for (size_t v = 0; v < NV; v++) bv[v] = mha_avx512f_load16(BT, mha_kv_at(BT, bp, 16 * v));
+#pragma GCC unroll 4
+    for (size_t i = 0; i < MR; i++) {
+      const __m512 ai = _mm512_set1_ps(a[i * lda + p]);
+#pragma GCC unroll 8
+      for (size_t v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (size_t v = 0; v < NV; v++) {
+      float* ci = c + i * ldc + 16 * v;
+      _mm512_storeu_ps(ci, _mm512_add_ps(acc[i][v], _mm512_loadu_ps(ci)));
+    }
+}
+
 /* brows: a const float* const* (BT fp32) or a const uint16_t* const* */
 static inline __attribute__((always_inline)) void mha_gemm_pv_avx512f(const int BT, size_t m,
                                                                       size_t n, size_t k,
                                                                       const float* a, size_t lda,
                                                                       const void* brows, float* c,
                                                                       size_t ldc) {
-  for (size_t j0 = 0; j0 < n; j0 += 32) {
+  size_t jw = 0; /* decode (m <= 4): full columns in wide tiles first */
+  if (m <= 2) {
+    for (; jw + 128 <= n; jw += 128) {
+      if (m == 2) mha_gemm_pv_wide_avx512f(2, 8, BT, k, a, lda, brows, jw, c + jw, ldc);
+      else mha_gemm_pv_wide_avx512f(1, 8, BT, k, a, lda, brows, jw, c + jw, ldc);
+    }
+  } else if (m <= 4) {
+    for (; jw + 64 <= n; jw += 64) {
+      if (m == 4) mha_gemm_pv_wide_avx512f(4, 4, BT, k, a, lda, brows, jw, c + jw, ldc);
+      else mha_gemm_pv_wide_avx512f(3, 4, BT, k, a, lda, brows, jw, c + jw, ldc);
+    }
+  }
+  for (size_t j0 = jw; j0 < n; j0 += 32) {
     const size_t nj = n - j0 < 32 ? n - j0 : 32;
     for (size_t i0 = 0; i0 < m; i0 += 12) {
       const size_t mi = m - i0 < 12 ? m - i0 : 12;

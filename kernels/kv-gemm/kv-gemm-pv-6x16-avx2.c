@@ -40,12 +40,52 @@ static inline __attribute__((always_inline)) void mha_gemm_pv_tile_avx2(
   }
 }
 
+/* Decode's tile: m = MR <= 4 rows (a query head group) × 8·NV full columns
+ * (MR·NV <= 12 accumulators of the 16 ymm), so that each k step reads NV·32
+ * bytes (fp32) or NV·16 (16-bit) of row p at once instead of 16 columns per
+ * pass over all k rows. The same operations per element as the 6×16 core
+ * (acc = 0, one fma per p in order, then acc + C), so the same bits. */
+static inline __attribute__((always_inline)) void mha_gemm_pv_wide_avx2(
+    const size_t MR, const size_t NV, const int BT, size_t k, const float* a, size_t lda,
+    const void* brows, size_t j0, float* c, size_t ldc) {
+  __m256 acc[4][8];
+#pragma GCC unroll 4
+  for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (size_t v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+#pragma GCC unroll 1
+  for (size_t p = 0; p < k; p++) {
+    const void* bp = mha_kv_row(BT, brows, p, j0);
+#pragma GCC unroll 8
+    for (size_t v = 0; v < NV; v++) {
+      const __m256 bv = mha_avx2_load8(BT, mha_kv_at(BT, bp, 8 * v));
+#pragma GCC unroll 4
+      for (size_t i = 0; i < MR; i++) acc[i][v] = _mm256_fmadd_ps(_mm256_set1_ps(a[i * lda + p]), bv, acc[i][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (size_t v = 0; v < NV; v++) {
+      float* ci = c + i * ldc + 8 * v;
+      _mm256_storeu_ps(ci, _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)));
+    }
+}
+
 /* brows: a const float* const* (BT fp32) or a const uint16_t* const* */
 static inline __attribute__((always_inline)) void mha_gemm_pv_avx2(const int BT, size_t m, size_t n,
                                                                    size_t k, const float* a,
                                                                    size_t lda, const void* brows,
                                                                    float* c, size_t ldc) {
-  for (size_t j0 = 0; j0 < n; j0 += 16) {
+  size_t jw = 0; /* decode (m <= 4): full columns in wide tiles first */
+  switch (m) {
+    case 1: for (; jw + 64 <= n; jw += 64) mha_gemm_pv_wide_avx2(1, 8, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    case 2: for (; jw + 48 <= n; jw += 48) mha_gemm_pv_wide_avx2(2, 6, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    case 3: for (; jw + 32 <= n; jw += 32) mha_gemm_pv_wide_avx2(3, 4, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    case 4: for (; jw + 24 <= n; jw += 24) mha_gemm_pv_wide_avx2(4, 3, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    default: break;
+  }
+  for (size_t j0 = jw; j0 < n; j0 += 16) {
     const size_t nj = n - j0 < 16 ? n - j0 : 16;
     for (size_t i0 = 0; i0 < m; i0 += 6) {
       const size_t mi = m - i0 < 6 ? m - i0 : 6;

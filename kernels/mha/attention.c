@@ -665,7 +665,13 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
     return;
   }
   if (!careful && p->use_nt) {
-    for (size_t j = 0; j < nk; j++) sc->vrows[j] = mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j);
+    const size_t step = (size_t)p->vs->row * p->esz;
+    for (size_t j = 0; j < nk;) { /* a run of back-to-back rows at a time */
+      const size_t run = mha_kv_run(p, j0 + (int64_t)j, nk - j);
+      const char* row = mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j);
+      for (size_t r = 0; r < run; r++, row += step) sc->vrows[j + r] = row;
+      j += run;
+    }
     switch (p->dt) {
       case MHA_DTYPE_F16: kr->gemm_pv_f16(R, Dv, nk, sc->s, NK, (const uint16_t* const*)sc->vrows, sc->o, Dv); break;
       case MHA_DTYPE_BF16: kr->gemm_pv_bf16(R, Dv, nk, sc->s, NK, (const uint16_t* const*)sc->vrows, sc->o, Dv); break;
@@ -696,6 +702,26 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
   }
 }
 
+/* Prefetches the K and V rows of keys [j0, j0 + n) of (b, g) into the
+ * caches (the dot-product form reads them in place: decode). Through a paged
+ * cache's table the next block is at an address no hardware prefetcher can
+ * guess; in a contiguous one this runs ahead of the streams the prefetchers
+ * would find. */
+static void mha_kv_prefetch(const mha_attn_plan* p, int64_t b, int64_t g, int64_t j0, size_t n) {
+  const size_t kbytes = (size_t)p->d->D * p->esz, vbytes = (size_t)p->d->Dv * p->esz;
+  for (size_t j = 0; j < n;) {
+    const size_t run = mha_kv_run(p, j0 + (int64_t)j, n - j);
+    const char* k = mha_kv_row(p, 0, b, g, j0 + (int64_t)j);
+    const char* v = mha_kv_row(p, 1, b, g, j0 + (int64_t)j);
+    const size_t kstep = (size_t)p->ks->row * p->esz, vstep = (size_t)p->vs->row * p->esz;
+    for (size_t r = 0; r < run; r++, k += kstep, v += vstep) {
+      for (size_t c = 0; c < kbytes; c += 64) __builtin_prefetch(k + c, 0, 3);
+      for (size_t c = 0; c < vbytes; c += 64) __builtin_prefetch(v + c, 0, 3);
+    }
+    j += run;
+  }
+}
+
 /* The flash loop of one (item, key range) over keys [k_begin, k_end), from a
  * fresh (m, l, O): m = −inf, l = 0, or, in the first range of a head with a
  * sink, m = sink, l = 1 (the sink's term exp(sink − m), with no value row). */
@@ -712,6 +738,10 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
   memset(sc->o, 0, R * Dv * sizeof(float));
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
+    if (p->use_nt && j0 + p->nk < k_end) {
+      const int64_t j1 = j0 + p->nk;
+      mha_kv_prefetch(p, pos.b, pos.g, j1, (size_t)(k_end - j1 < p->nk ? k_end - j1 : p->nk));
+    }
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
     for (size_t r = 0; r < R; r++) {
       const float* add;

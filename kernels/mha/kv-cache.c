@@ -35,9 +35,9 @@ void mha_kv_cache_init_paged(mha_kv_cache* c, mha_dtype dtype, void* k_pool, voi
   c->dtype = dtype;
   c->k = k_pool;
   c->v = v_pool;
-  /* [num_blocks, block_size, Hkv, width]: the bthd strides with "batch" = block */
-  c->k_strides = mha_strides_bthd(Hkv, block_size, D);
-  c->v_strides = mha_strides_bthd(Hkv, block_size, Dv);
+  /* [num_blocks, Hkv, block_size, width]: the bhtd strides with "batch" = block */
+  c->k_strides = mha_strides_bhtd(Hkv, block_size, D);
+  c->v_strides = mha_strides_bhtd(Hkv, block_size, Dv);
   c->block_size = block_size;
   c->num_blocks = num_blocks;
   c->block_table = block_table;

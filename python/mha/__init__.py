@@ -38,8 +38,9 @@ widened values:
   - attention(q, k, v) with k and v float16 (or ml_dtypes.bfloat16), or
     uint16 bits with kv_dtype="f16" / "bf16": a contiguous cache, any view;
   - attention_paged(q, k_pool, v_pool, block_table, kv_len=...): pools of
-    blocks of block_size tokens ([num_blocks, block_size, Hkv, D], vLLM's
-    layout, or [num_blocks, Hkv, block_size, D]) addressed through a
+    blocks of block_size tokens ([num_blocks, Hkv, block_size, D], head-major
+    as CPU engines keep them, or vLLM's token-major [num_blocks, block_size,
+    Hkv, D]) addressed through a
     [B, max_blocks] block table; float32 pools too;
   - kv_cache_write(k_cache, v_cache, k_new, v_new, pos): appends float32
     rows to a contiguous cache or to pools, rounded to nearest even.
@@ -666,7 +667,7 @@ def _attention_kv_dtype(k, v, kv_dtype):
 def _cache_axes(cache_layout, paged):
     """(block-or-batch, head, row) axes of a cache's arrays."""
     if cache_layout is None:
-        cache_layout = "bthd" if paged else "bhtd"  # the C API's init functions
+        cache_layout = "bhtd"  # the C API's init functions: head-major blocks when paged
     axes = _LAYOUT_AXES.get(cache_layout)
     if axes is None:
         raise ValueError(f"cache_layout must be 'bhtd' or 'bthd', not {cache_layout!r}")
@@ -709,18 +710,19 @@ def _check_pools(k, v, axes, what):
 
 
 def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_dtype=None,
-                    cache_layout="bthd", layout="bhtd", causal=False, mask=None, scale=None,
+                    cache_layout="bhtd", layout="bhtd", causal=False, mask=None, scale=None,
                     align="bottom_right", window=None, alibi_slopes=None, softcap=None,
                     sinks=None, need_weights=False, weights_mode="per_head", return_lse=False,
                     num_threads=0, isa=None, out=None, workspace=None):
-    """Attention over a paged K/V cache (mha_attention_kv_f32), as vLLM keeps it.
+    """Attention over a paged K/V cache (mha_attention_kv_f32), as serving engines keep it.
 
     q            [B,H,Tq,D] ("bhtd") or [B,Tq,H,D] (layout "bthd"), float32
                  (other float dtypes are cast); a batch of 1 broadcasts
     k_pool       K's pool of num_blocks blocks of block_size tokens (a power of
-                 two, 16 .. 256): cache_layout "bthd" (default, vLLM's)
-                 [num_blocks, block_size, Hkv, D], or "bhtd"
-                 [num_blocks, Hkv, block_size, D]; read in place (any view
+                 two, 16 .. 256): cache_layout "bhtd" (default, head-major,
+                 as CPU engines keep it: a head's rows of a block are one run)
+                 [num_blocks, Hkv, block_size, D], or "bthd" (vLLM's GPU
+                 layout, slower here) [num_blocks, block_size, Hkv, D]; read in place (any view
                  with a contiguous last dimension, e.g. one half of a
                  [2, num_blocks, ...] cache)
     v_pool       V's pool, the same with Dv
@@ -812,7 +814,7 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
                  [B,Hkv,capacity,D] or "bthd" [B,capacity,Hkv,D] (any view
                  with a contiguous last dimension and non-negative strides)
       block_table [B, max_blocks]: pools as in attention_paged(),
-                 cache_layout "bthd" (default) or "bhtd"; every slot covering
+                 cache_layout "bhtd" (default) or "bthd"; every slot covering
                  [pos[b], pos[b] + T) must be in [0, num_blocks). Entries must
                  not write the same block rows.
     kv_dtype     None: from the caches' dtype (float32, float16,

@@ -301,7 +301,7 @@ def test_paged_equals_contiguous_and_widened(rng, dtype, block_size, cache_layou
 def test_paged_outputs_layouts_threads(rng, dtype):
     B, H, Hkv, Tq, D = 2, 4, 2, 3, 16
     lens = [40, 33]
-    kp, vp, table, kd, kw, vw = make_paged(rng, dtype, B, Hkv, D, D, lens, 16, "bthd")
+    kp, vp, table, kd, kw, vw = make_paged(rng, dtype, B, Hkv, D, D, lens, 16, "bhtd")
     q = rand(rng, (B, H, Tq, D))
     kw_ = dict(kv_len=lens, causal=True, align="kv_end", need_weights=True, return_lse=True)
     got = mha.attention_paged(q, kp, vp, table, kv_dtype=kd, **kw_)
@@ -336,7 +336,7 @@ def test_paged_pools_as_views_of_one_cache(rng, spy):
     kv = rand(rng, (2, nb, bs, Hkv, D)).astype(np.float16)
     table = np.array([[4, 0], [1, 5]])
     q = rand(rng, (B, H, 1, D))
-    got = mha.attention_paged(q, kv[0], kv[1], table)
+    got = mha.attention_paged(q, kv[0], kv[1], table, cache_layout="bthd")
     c = spy.caches[-1]
     assert (c.k, c.v) == (kv[0].ctypes.data, kv[1].ctypes.data)
     assert (c.block_size, c.num_blocks, c.max_blocks) == (bs, nb, 2)
@@ -410,7 +410,7 @@ def test_write_paged_round_trips(rng, dtype):
     k = rand(rng, (B, Hkv, 5, D))
     v = rand(rng, (B, Hkv, 5, D))
     pos = [13, 30]  # entry 0 crosses from block 3 into block 0; entry 1 into block 2
-    mha.kv_cache_write(kp, vp, k, v, pos, block_table=table, kv_dtype=kd)
+    mha.kv_cache_write(kp, vp, k, v, pos, block_table=table, kv_dtype=kd, cache_layout="bthd")
     rounded = (lambda a: a.astype(np.float16)) if dtype == "f16" else to_bf16
     written = np.zeros(kp.shape[:2], bool)
     for b in range(B):
@@ -434,8 +434,8 @@ def raises(status_name, fn, *args, **kwargs):
 
 def test_errors(rng):
     B, H, Hkv, D, bs, nb = 2, 4, 2, 8, 16, 4
-    kp = np.zeros((nb, bs, Hkv, D), np.float16)
-    vp = np.zeros((nb, bs, Hkv, D), np.float16)
+    kp = np.zeros((nb, Hkv, bs, D), np.float16)
+    vp = np.zeros((nb, Hkv, bs, D), np.float16)
     q = rand(rng, (B, H, 1, D))
     table = np.array([[0, 1], [2, 3]])
     mha.attention_paged(q, kp, vp, table)
@@ -451,17 +451,16 @@ def test_errors(rng):
     assert "33" in e.message
     raises("INVALID_ARGUMENT", mha.attention_paged, q, kp, vp, table, kv_len=[33, 1])
     # a block size that is not a power of two in [16, 256]
-    raises("INVALID_ARGUMENT", mha.attention_paged, q, np.zeros((4, 24, Hkv, D), np.float16),
-           np.zeros((4, 24, Hkv, D), np.float16), table)
+    raises("INVALID_ARGUMENT", mha.attention_paged, q, np.zeros((4, Hkv, 24, D), np.float16),
+           np.zeros((4, Hkv, 24, D), np.float16), table)
     # shapes the Python front checks
     raises("INVALID_SHAPE", mha.attention_paged, q, kp, vp[:3], table)
     raises("INVALID_SHAPE", mha.attention_paged, q, kp, vp, table[:, 0])
     raises("INVALID_SHAPE", mha.attention_paged, rand(rng, (3, H, 1, D)), kp, vp, table)
     raises("INVALID_SHAPE", mha.attention_paged, rand(rng, (B, H, 1, 4)), kp, vp, table)
-    raises("INVALID_SHAPE", mha.attention, q, kp[:2].transpose(0, 2, 1, 3),
-           vp[:2, :8].transpose(0, 2, 1, 3))
+    raises("INVALID_SHAPE", mha.attention, q, kp[:2], vp[:2, :, :8])
     # an out that lies in the pool: mha refuses it
-    pool32 = np.zeros((nb, bs, Hkv, D), np.float32)
+    pool32 = np.zeros((nb, Hkv, bs, D), np.float32)
     inside = pool32.reshape(-1)[:B * H * D].reshape(B, H, 1, D)
     e = raises("INVALID_STRIDE", mha.attention_paged, q, pool32, pool32.copy(), table, out=inside)
     assert "overlap" in e.message
@@ -486,8 +485,8 @@ def test_errors(rng):
 
 def test_write_errors_write_nothing(rng):
     B, Hkv, D, bs, nb = 2, 2, 8, 16, 4
-    kp = np.zeros((nb, bs, Hkv, D), np.float16)
-    vp = np.zeros((nb, bs, Hkv, D), np.float16)
+    kp = np.zeros((nb, Hkv, bs, D), np.float16)
+    vp = np.zeros((nb, Hkv, bs, D), np.float16)
     table = np.array([[0, 1], [2, 3]])
     k = rand(rng, (B, Hkv, 4, D))
     # entry 1's rows cross into a bad slot: nothing is written, entry 0's included
