@@ -1003,14 +1003,18 @@ static void test_sensitivity(tester* t, const isa_list* isas) {
       outputs_poison(&p, &o);
       if (check_ok(t, mha_attention_kv_f32(&d, p.q, &s.cache, o.out, NULL), "corrupted cache")) {
         const int same_low = memcmp(o.out, ref.out, 4 * per_head * sizeof(float)) == 0;
-        int all_high_differ = 1;
+        /* one ulp of V moves every row that sees it by p·ulp (visible in each
+         * head); one ulp of K moves a logit by ~ulp·|q_d|, which a head's
+         * output may round away: for K at least one head must show it */
+        int high_changed = 0;
         for (int h = 4; h < 8; h++) {
-          all_high_differ &=
+          high_changed +=
               memcmp(o.out + h * per_head, ref.out + h * per_head, per_head * sizeof(float)) != 0;
         }
-        tester_check(t, same_low && all_high_differ,
-                     "one ulp of %s[token 17, head 1]: heads 0-3 unchanged %d, heads 4-7 all changed %d",
-                     which == 0 ? "V" : "K", same_low, all_high_differ);
+        const int enough = which == 0 ? high_changed == 4 : high_changed >= 1;
+        tester_check(t, same_low && enough,
+                     "one ulp of %s[token 17, head 1]: heads 0-3 unchanged %d, heads 4-7 changed: %d of 4",
+                     which == 0 ? "V" : "K", same_low, high_changed);
         if (which == 1) {
           tester_check(t, memcmp(o.lse + 4, ref.lse + 4, 4 * sizeof(float)) != 0,
                        "one ulp of K left lse unchanged");

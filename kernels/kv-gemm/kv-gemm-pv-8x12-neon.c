@@ -46,12 +46,55 @@ static inline __attribute__((always_inline)) void mha_gemm_pv_tile_neon(
   }
 }
 
+/* Decode's tile: m = MR <= 4 rows (a query head group) × 4·NV full columns
+ * (MR·NV <= 24 accumulators of the 32 q registers), so that each k step
+ * reads NV·16 bytes (fp32) or NV·8 (16-bit) of row p at once instead of 12
+ * columns per pass over all k rows. The same operations per element as the
+ * 8×12 core (acc = 0, one fma per p in order, then C + acc), so the same bits. */
+static inline __attribute__((always_inline)) void mha_gemm_pv_wide_neon(
+    const size_t MR, const size_t NV, const int BT, size_t k, const float* a, size_t lda,
+    const void* brows, size_t j0, float* c, size_t ldc) {
+  float32x4_t acc[4][16];
+#pragma GCC unroll 4
+  for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < NV; v++) acc[i][v] = vdupq_n_f32(0.0f);
+#pragma GCC unroll 1
+  for (size_t p = 0; p < k; p++) {
+    const void* bp = mha_kv_row(BT, brows, p, j0);
+    float32x4_t ai[4];
+#pragma GCC unroll 4
+    for (size_t i = 0; i < MR; i++) ai[i] = vsetq_lane_f32(a[i * lda + p], vdupq_n_f32(0.0f), 0);
+#pragma GCC unroll 16
+    for (size_t v = 0; v < NV; v++) {
+      const float32x4_t bv = mha_neon_load4(BT, mha_kv_at(BT, bp, 4 * v));
+#pragma GCC unroll 4
+      for (size_t i = 0; i < MR; i++) acc[i][v] = vfmaq_laneq_f32(acc[i][v], bv, ai[i], 0);
+    }
+  }
+#pragma GCC unroll 4
+  for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < NV; v++) {
+      float* ci = c + i * ldc + 4 * v;
+      vst1q_f32(ci, vaddq_f32(vld1q_f32(ci), acc[i][v]));
+    }
+}
+
 /* brows: a const float* const* (BT fp32) or a const uint16_t* const* */
 static inline __attribute__((always_inline)) void mha_gemm_pv_neon(const int BT, size_t m, size_t n,
                                                                    size_t k, const float* a,
                                                                    size_t lda, const void* brows,
                                                                    float* c, size_t ldc) {
-  for (size_t j0 = 0; j0 < n; j0 += 12) {
+  size_t jw = 0; /* decode (m <= 4): full columns in wide tiles first */
+  switch (m) {
+    case 1: for (; jw + 64 <= n; jw += 64) mha_gemm_pv_wide_neon(1, 16, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    case 2: for (; jw + 48 <= n; jw += 48) mha_gemm_pv_wide_neon(2, 12, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    case 3: for (; jw + 24 <= n; jw += 24) mha_gemm_pv_wide_neon(3, 6, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    case 4: for (; jw + 24 <= n; jw += 24) mha_gemm_pv_wide_neon(4, 6, BT, k, a, lda, brows, jw, c + jw, ldc); break;
+    default: break;
+  }
+  for (size_t j0 = jw; j0 < n; j0 += 12) {
     const size_t nj = n - j0 < 12 ? n - j0 : 12;
     for (size_t i0 = 0; i0 < m; i0 += 8) {
       const size_t mi = m - i0 < 8 ? m - i0 : 8;
