@@ -58,7 +58,7 @@ extern "C" {
 #endif
 
 #define MHA_VERSION_MAJOR 0
-#define MHA_VERSION_MINOR 3
+#define MHA_VERSION_MINOR 4
 #define MHA_VERSION_PATCH 0
 
 /* The version of the library actually loaded, MAJOR·10000 + MINOR·100 +
@@ -596,6 +596,16 @@ typedef struct mha_layer_args {
    * allocates nothing. One buffer per concurrent call. */
   void* workspace;
   size_t workspace_size;
+  /* NULL, or a K/V cache (see "KV caches" above) that receives this call's
+   * K and V projections: entry b's key row t (t < Tk) is stored as the
+   * cache's token kv_pos[b] + t (kv_pos NULL: t), rounded to the cache's
+   * dtype as mha_kv_cache_write does — a prefill that fills the cache for
+   * the decode steps after it. The attention itself runs on the fp32
+   * projections. The cache must not overlap the call's inputs, out,
+   * weights or workspace (INVALID_STRIDE); every position and table slot is
+   * checked before anything is written (INVALID_ARGUMENT). */
+  const mha_kv_cache* kv_cache;
+  const int32_t* kv_pos;
 } mha_layer_args;
 
 /* Sets everything to 0 / NULL: self-attention, no mask, default scale. */

@@ -54,6 +54,6 @@ int main(void) {
   F(mha_layer_args, mask); F(mha_layer_args, weights); F(mha_layer_args, weights_mode);
   F(mha_layer_args, weights_heads); F(mha_layer_args, weights_nheads); F(mha_layer_args, scale);
   F(mha_layer_args, num_threads); F(mha_layer_args, workspace);
-  F(mha_layer_args, workspace_size);
+  F(mha_layer_args, workspace_size); F(mha_layer_args, kv_cache); F(mha_layer_args, kv_pos);
   return 0;
 }

@@ -132,4 +132,19 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc
 mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
                                  const mha_kv_cache* cache, size_t* k_bytes, size_t* v_bytes);
 
+/* The checks of a cache that B entries write T tokens into from first[b]
+ * (NULL: 0), or read [0, lens[b]) from (lens non-NULL): the cache's fields,
+ * its views (*k_bytes, *v_bytes: their spans) and every table slot used. */
+mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* cache, int64_t B, int64_t Hkv,
+                              int64_t D, int64_t Dv, const int32_t* first, const int32_t* lens,
+                              int64_t T, size_t* k_bytes, size_t* v_bytes);
+
+/* Stores rows into a checked cache (mha_kv_cache_write's loop): for entries
+ * b = b0 .. b0 + nb − 1, row t of entry b − b0 of k_new / v_new (element
+ * strides ks, vs) becomes token pos[b] + t (pos NULL: t), rounded to the
+ * cache's dtype. */
+void mha_kv_cache_store(const mha_kv_cache* cache, int64_t b0, int64_t nb, int64_t Hkv, int64_t T,
+                        int64_t D, int64_t Dv, const int32_t* pos, const float* k_new,
+                        const mha_strides* ks, const float* v_new, const mha_strides* vs);
+
 #endif

@@ -47,9 +47,9 @@ void mha_kv_cache_init_paged(mha_kv_cache* c, mha_dtype dtype, void* k_pool, voi
 static size_t mha_dtype_size(mha_dtype t) { return t == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
 
 /* The cache's own checks for B entries of Hkv heads of D (K) and Dv (V)
- * wide rows, of which entry b uses tokens [0, need(b)) with need(b) =
- * first[b] + T (first NULL: 0; lens non-NULL: lens[b] + 0, else T). */
-static mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, int64_t Hkv,
+ * wide rows, of which entry b uses tokens [first[b], first[b] + T) (first
+ * NULL: from 0), or [0, lens[b]) when lens is non-NULL (lens[b] <= T). */
+mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, int64_t Hkv,
                                      int64_t D, int64_t Dv, const int32_t* first, const int32_t* lens,
                                      int64_t T, size_t* k_bytes, size_t* v_bytes) {
   if (c == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache is NULL", fn);
@@ -266,16 +266,22 @@ mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int64_t Hkv,
                                        (mha_span){"cache->v", cache->v, vb}, in, 4)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  for (int64_t b = 0; b < B; b++) {
+  mha_kv_cache_store(cache, 0, B, Hkv, T, D, Dv, pos, k_new, &k_new_strides, v_new, &v_new_strides);
+  return MHA_STATUS_SUCCESS;
+}
+
+void mha_kv_cache_store(const mha_kv_cache* cache, int64_t b0, int64_t nb, int64_t Hkv, int64_t T, int64_t D,
+                        int64_t Dv, const int32_t* pos, const float* k_new, const mha_strides* ks,
+                        const float* v_new, const mha_strides* vs) {
+  for (int64_t i = 0; i < nb; i++) {
+    const int64_t b = b0 + i, first = pos != NULL ? pos[b] : 0;
     for (int64_t g = 0; g < Hkv; g++) {
       for (int64_t t = 0; t < T; t++) {
-        const int64_t at = pos[b] + t;
-        mha_kv_store_row(cache->dtype, mha_kv_cache_row(cache, 0, b, g, at),
-                         k_new + b * k_new_strides.batch + g * k_new_strides.head + t * k_new_strides.row, D);
-        mha_kv_store_row(cache->dtype, mha_kv_cache_row(cache, 1, b, g, at),
-                         v_new + b * v_new_strides.batch + g * v_new_strides.head + t * v_new_strides.row, Dv);
+        mha_kv_store_row(cache->dtype, mha_kv_cache_row(cache, 0, b, g, first + t),
+                         k_new + i * ks->batch + g * ks->head + t * ks->row, D);
+        mha_kv_store_row(cache->dtype, mha_kv_cache_row(cache, 1, b, g, first + t),
+                         v_new + i * vs->batch + g * vs->head + t * vs->row, Dv);
       }
     }
   }
-  return MHA_STATUS_SUCCESS;
 }

@@ -363,6 +363,11 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
   mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, NULL, NULL, nthreads,
                                     attn_ws);
+  if (st == MHA_STATUS_SUCCESS && a->kv_cache != NULL) {
+    /* the chunk's K and V rows, as the core read them (cd.k, cd.v) */
+    mha_kv_cache_store(a->kv_cache, b0, nb, L->Hkv, c->Tk, L->D, L->Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk,
+                       &cd.v);
+  }
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
     mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, nthreads);
   }
@@ -396,8 +401,24 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
       {"mask.alibi_slopes", a->mask.alibi_slopes, (size_t)L->H * f},
       {"mask.sinks", a->mask.sinks, (size_t)L->H * f},
       {"workspace", a->workspace, a->workspace ? a->workspace_size : 0}};
-  return mha_check_outputs_disjoint(fn, (mha_span){"out", a->out, nout},
-                                    (mha_span){"weights", a->weights, nw}, in, sizeof in / sizeof in[0]);
+  st = mha_check_outputs_disjoint(fn, (mha_span){"out", a->out, nout}, (mha_span){"weights", a->weights, nw},
+                                  in, sizeof in / sizeof in[0]);
+  if (st != MHA_STATUS_SUCCESS || a->kv_cache == NULL) return st;
+  /* the cache is an output too: its checks (positions, table slots), then
+   * disjoint from everything else */
+  size_t kb, vb;
+  if ((st = mha_kv_cache_check(fn, a->kv_cache, c->B, L->Hkv, L->D, L->Dv, a->kv_pos, NULL, c->Tk, &kb,
+                               &vb)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  const size_t ntable = a->kv_cache->block_size != 0 ? B * (size_t)a->kv_cache->max_blocks * sizeof(int32_t) : 0;
+  const mha_span more[] = {in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7],
+                           {"out", a->out, nout}, {"weights", a->weights, nw},
+                           {"kv_pos", a->kv_pos, a->kv_pos ? B * sizeof(int32_t) : 0},
+                           {"kv_cache->block_table", a->kv_cache->block_table, ntable}};
+  return mha_check_outputs_disjoint(fn, (mha_span){"kv_cache->k", a->kv_cache->k, kb},
+                                    (mha_span){"kv_cache->v", a->kv_cache->v, vb}, more,
+                                    sizeof more / sizeof more[0]);
 }
 
 mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {

@@ -77,7 +77,7 @@ class LayerArgs(ctypes.Structure):
                 ("out", PTR), ("mask", Mask), ("weights", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("scale", ctypes.c_float),
                 ("num_threads", ctypes.c_int), ("workspace", PTR),
-                ("workspace_size", ctypes.c_size_t)]
+                ("workspace_size", ctypes.c_size_t), ("kv_cache", PTR), ("kv_pos", PTR)]
 
 
 class LibraryNotFoundError(OSError):
@@ -171,7 +171,7 @@ def _prototypes(lib):
 
 
 # The MHA_VERSION of include/mha.h this package's structs mirror.
-ABI_VERSION = (0, 3)
+ABI_VERSION = (0, 4)
 
 
 def _check_version(handle, path):
