@@ -450,32 +450,12 @@ static void rounded_free(kv_rounded* r) {
 
 /* The oracle's out, weights (per head, NULL unless the case asks for them)
  * and lse, with their tolerances. */
-typedef struct expected {
-  double *out, *out_tol, *w, *w_tol, *lse, *lse_tol;
-} expected;
+typedef variant_expected expected;
 
 static expected expect(const kv_problem* p, const oracle_attention_problem* o,
                        const tolerance_input_errors* err) {
-  expected e;
   const size_t nw = (size_t)(p->c->B * p->c->H * p->c->Tq * p->c->Tk);
-  e.out = tester_alloc(p->n_out * sizeof(double));
-  e.out_tol = tester_alloc(p->n_out * sizeof(double));
-  e.w = p->c->weights == 1 ? tester_alloc(nw * sizeof(double)) : NULL;
-  e.w_tol = p->c->weights == 1 ? tester_alloc(nw * sizeof(double)) : NULL;
-  e.lse = tester_alloc(p->n_lse * sizeof(double));
-  e.lse_tol = tester_alloc(p->n_lse * sizeof(double));
-  oracle_attention_lse(o, e.out, e.w, e.lse);
-  variant_tolerance_attention(o, err, e.w, e.lse, e.out_tol, e.w_tol, e.lse_tol);
-  return e;
-}
-
-static void expected_free(expected* e) {
-  free(e->out);
-  free(e->out_tol);
-  free(e->w);
-  free(e->w_tol);
-  free(e->lse);
-  free(e->lse_tol);
+  return variant_expected_compute(o, err, p->n_out, p->c->weights == 1 ? nw : 0, p->n_lse);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -959,8 +939,8 @@ static void run_case(tester* t, const isa_list* isas, int ci) {
       g_stats.isa_checks[isa] += t->checks - before;
     }
     for (int si = 0; si < NSTORES; si++) store_free(&stores[si]);
-    expected_free(&ew);
-    expected_free(&e0);
+    variant_expected_free(&ew);
+    variant_expected_free(&e0);
     rounded_free(&r);
   }
   const unsigned kinds = mask_kinds_of(c);

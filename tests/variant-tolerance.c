@@ -37,6 +37,8 @@
  */
 #include "variant-tolerance.h"
 
+#include "tester.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -117,4 +119,28 @@ static void vt_core(const oracle_attention_problem* p, const tolerance_input_err
 void variant_tolerance_layer(const oracle_layer* L, const oracle_layer_trace* tr,
                              const double* weights, double* out_tol, double* weights_tol) {
   tolerance_layer_with(L, tr, weights, vt_core, out_tol, weights_tol);
+}
+
+variant_expected variant_expected_compute(const oracle_attention_problem* p,
+                                          const tolerance_input_errors* err, size_t n_out,
+                                          size_t n_w, size_t n_lse) {
+  variant_expected e;
+  e.out = tester_alloc(n_out * sizeof(double));
+  e.out_tol = tester_alloc(n_out * sizeof(double));
+  e.w = n_w > 0 ? tester_alloc(n_w * sizeof(double)) : NULL;
+  e.w_tol = n_w > 0 ? tester_alloc(n_w * sizeof(double)) : NULL;
+  e.lse = tester_alloc(n_lse * sizeof(double));
+  e.lse_tol = tester_alloc(n_lse * sizeof(double));
+  oracle_attention_lse(p, e.out, e.w, e.lse);
+  variant_tolerance_attention(p, err, e.w, e.lse, e.out_tol, e.w_tol, e.lse_tol);
+  return e;
+}
+
+void variant_expected_free(variant_expected* e) {
+  free(e->out);
+  free(e->out_tol);
+  free(e->w);
+  free(e->w_tol);
+  free(e->lse);
+  free(e->lse_tol);
 }

@@ -21,6 +21,18 @@ void variant_tolerance_attention(const oracle_attention_problem* p,
                                  const double* lse, double* out_tol, double* weights_tol,
                                  double* lse_tol);
 
+/* The oracle's out, weights and lse of a problem with their tolerances
+ * (variant_tolerance_attention), in buffers from tester_alloc: n_out, n_w
+ * (0: no weights, w and w_tol NULL) and n_lse doubles. err may be NULL. */
+typedef struct variant_expected {
+  double *out, *out_tol, *w, *w_tol, *lse, *lse_tol;
+} variant_expected;
+
+variant_expected variant_expected_compute(const oracle_attention_problem* p,
+                                          const tolerance_input_errors* err, size_t n_out,
+                                          size_t n_w, size_t n_lse);
+void variant_expected_free(variant_expected* e);
+
 /* The same for a layer forward traced by oracle_layer_forward_variants():
  * out_tol [B, Tq, width], weights_tol [B, H, Tq, Tk] or NULL. */
 void variant_tolerance_layer(const oracle_layer* L, const oracle_layer_trace* trace,

@@ -459,32 +459,12 @@ static int is_decode(const mha_kernels* kr, const attention_case* a) {
 }
 
 /* The oracle's answer of a problem, with its tolerances. */
-typedef struct expected {
-  double *out, *out_tol, *w, *w_tol, *lse, *lse_tol;
-} expected;
+typedef variant_expected expected;
 
 static expected expect(const variant_problem* vp) {
   const attention_problem* p = &vp->p;
-  expected e;
-  e.out = tester_alloc(vp->n_out * sizeof(double));
-  e.out_tol = tester_alloc(vp->n_out * sizeof(double));
   /* the weights only where the case asks for them */
-  e.w = p->weights != NULL ? tester_alloc(vp->n_w * sizeof(double)) : NULL;
-  e.w_tol = p->weights != NULL ? tester_alloc(vp->n_w * sizeof(double)) : NULL;
-  e.lse = tester_alloc(vp->n_lse * sizeof(double));
-  e.lse_tol = tester_alloc(vp->n_lse * sizeof(double));
-  oracle_attention_lse(&p->oracle, e.out, e.w, e.lse);
-  variant_tolerance_attention(&p->oracle, NULL, e.w, e.lse, e.out_tol, e.w_tol, e.lse_tol);
-  return e;
-}
-
-static void expected_free(expected* e) {
-  free(e->out);
-  free(e->out_tol);
-  free(e->w);
-  free(e->w_tol);
-  free(e->lse);
-  free(e->lse_tol);
+  return variant_expected_compute(&p->oracle, NULL, vp->n_out, p->weights != NULL ? vp->n_w : 0, vp->n_lse);
 }
 
 static void count_rows(const variant_problem* vp, const expected* e) {
@@ -658,7 +638,7 @@ static void run_case(tester* t, const isa_list* isas, const variant_case* c) {
   expected e = expect(&vp);
   count_rows(&vp, &e);
   run_problem(t, isas, c, &vp, &e);
-  expected_free(&e);
+  variant_expected_free(&e);
   variant_problem_free(&vp);
   g_stats.cases++;
 }
@@ -795,7 +775,7 @@ static void run_explicit(tester* t, const isa_list* isas, const explicit_case* x
     }
   }
   free(got);
-  expected_free(&e);
+  variant_expected_free(&e);
 }
 
 static explicit_case explicit_base(int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk,
@@ -911,7 +891,7 @@ static void test_alibi_closed_form(tester* t, const isa_list* isas) {
       check_close(t, isa, "lse (closed form)", vp.n_lse, vp.lse, clse, e.lse_tol);
     }
     free(got);
-    expected_free(&e);
+    variant_expected_free(&e);
     free(cw);
     free(clse);
     free(cout);
@@ -1097,7 +1077,7 @@ static void test_nan_in_hidden_rows(tester* t, const isa_list* isas) {
         if (isnan(e.out[r * (size_t)x->Dv])) nan_rows++;
         else clean_rows++;
       }
-      expected_free(&e);
+      variant_expected_free(&e);
       describe_explicit(t, x, names[which], MHA_ISA_DEFAULT, 0);
       tester_check(t, clean_rows > 0 && (nan_rows > 0) == nc->want_nan,
                    "the NaN case has %ld NaN rows and %ld clean rows", nan_rows, clean_rows);
@@ -1232,7 +1212,7 @@ static void test_softcap_saturation(tester* t, const isa_list* isas) {
       check_close(t, isa, "lse", vp.n_lse, vp.lse, e.lse, e.lse_tol);
     }
     free(got);
-    expected_free(&e);
+    variant_expected_free(&e);
     variant_problem_free(&vp);
   }
 }

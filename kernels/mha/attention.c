@@ -1018,6 +1018,21 @@ float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
   return (float*)((char*)ws + pad);
 }
 
+mha_status mha_attention_caller_workspace(const char* fn, const char* size_fn, const mha_kernels* kr,
+                                          const mha_attention_desc* d, int nthreads, float** ws) {
+  *ws = NULL;
+  if (d->workspace == NULL) return MHA_STATUS_SUCCESS;
+  size_t floats;
+  mha_status st = mha_attention_workspace_floats(kr, d, nthreads, &floats);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  *ws = mha_workspace_take(d->workspace, d->workspace_size, floats);
+  if (*ws == NULL) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: workspace_size %zu is smaller than %s() (%zu)", fn,
+                     d->workspace_size, size_fn, floats * sizeof(float) + 64);
+  }
+  return MHA_STATUS_SUCCESS;
+}
+
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
                              const float* k, const float* v, const mha_kv_cache* cache, float* out,
                              float* weights, const int32_t* cu_q, const int32_t* cu_k, int nthreads,
@@ -1174,18 +1189,9 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(desc->num_threads);
-  float* ws = NULL;
-  if (desc->workspace != NULL) {
-    size_t floats;
-    st = mha_attention_workspace_floats(kr, desc, nthreads, &floats);
-    if (st != MHA_STATUS_SUCCESS) return st;
-    ws = mha_workspace_take(desc->workspace, desc->workspace_size, floats);
-    if (ws == NULL) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                       "%s: workspace_size %zu is smaller than mha_attention_workspace_size() (%zu)", fn,
-                       desc->workspace_size, floats * sizeof(float) + 64);
-    }
-  }
+  float* ws;
+  st = mha_attention_caller_workspace(fn, "mha_attention_workspace_size", kr, desc, nthreads, &ws);
+  if (st != MHA_STATUS_SUCCESS) return st;
   return mha_attention_run(kr, desc, q, k, v, NULL, out, weights, NULL, NULL, nthreads, ws);
 }
 

@@ -116,6 +116,12 @@ mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_
 mha_status mha_attention_work_units(const mha_kernels* kernels, const mha_attention_desc* desc,
                                     int nthreads, int64_t* pack_units, int64_t* units);
 
+/* desc's caller workspace for a core call at nthreads threads (*ws = NULL
+ * when it passed none), aligned; INVALID_ARGUMENT naming size_fn (the
+ * *_workspace_size() function to ask) when it is too small. */
+mha_status mha_attention_caller_workspace(const char* fn, const char* size_fn, const mha_kernels* kernels,
+                                          const mha_attention_desc* desc, int nthreads, float** ws);
+
 /* A caller's workspace, aligned up to 64 bytes, if its size is at least what
  * *_workspace_size() reports for `floats` (floats·4 + 64 bytes); else NULL. */
 float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats);

@@ -172,17 +172,9 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(d.num_threads);
-  float* ws = NULL;
-  if (d.workspace != NULL) {
-    size_t floats;
-    if ((st = mha_attention_workspace_floats(kr, &d, nthreads, &floats)) != MHA_STATUS_SUCCESS) return st;
-    ws = mha_workspace_take(d.workspace, d.workspace_size, floats);
-    if (ws == NULL) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                       "%s: workspace_size %zu is smaller than mha_attention_kv_workspace_size() (%zu)", fn,
-                       d.workspace_size, floats * sizeof(float) + 64);
-    }
-  }
+  float* ws;
+  st = mha_attention_caller_workspace(fn, "mha_attention_kv_workspace_size", kr, &d, nthreads, &ws);
+  if (st != MHA_STATUS_SUCCESS) return st;
   return mha_attention_run(kr, &d, q, NULL, NULL, cache, out, weights, NULL, NULL, nthreads, ws);
 }
 

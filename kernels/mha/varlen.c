@@ -69,17 +69,11 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* desc, const int32_
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(desc->num_threads);
-  size_t floats;
+  size_t floats; /* the schedule's count is checked even without a caller workspace */
   if ((st = mha_attention_workspace_floats(kr, &sched, nthreads, &floats)) != MHA_STATUS_SUCCESS) return st;
-  float* ws = NULL;
-  if (desc->workspace != NULL) {
-    ws = mha_workspace_take(desc->workspace, desc->workspace_size, floats);
-    if (ws == NULL) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                       "%s: workspace_size %zu is smaller than mha_attention_varlen_workspace_size() (%zu)",
-                       fn, desc->workspace_size, floats * sizeof(float) + 64);
-    }
-  }
+  float* ws;
+  st = mha_attention_caller_workspace(fn, "mha_attention_varlen_workspace_size", kr, &sched, nthreads, &ws);
+  if (st != MHA_STATUS_SUCCESS) return st;
   if (cu_seqlens_q[desc->B] == 0) return MHA_STATUS_SUCCESS; /* no query rows: nothing to write */
   return mha_attention_run(kr, &sched, q, k, v, NULL, out, NULL, cu_seqlens_q, cu_seqlens_k, nthreads, ws);
 }
