@@ -4,10 +4,10 @@
     python3 tests/fuzz/make_seeds.py [corpus_dir]     (default: tests/fuzz/corpus)
 
 Each seed is one named problem encoded in the byte format that
-fuzz-common.c, fuzz-attention.c and fuzz-layer.c decode: change this file
-with them. Fields left out take the harness's defaults, so a seed names only
-what makes it interesting. The directories corpus/attention and corpus/layer
-are rewritten from scratch.
+fuzz-common.c, fuzz-attention.c, fuzz-layer.c and fuzz-kv-cache.c decode:
+change this file with them. Fields left out take the harness's defaults, so a
+seed names only what makes it interesting. The directories corpus/attention,
+corpus/layer and corpus/kv-cache are rewritten from scratch.
 """
 import os
 import struct
@@ -337,6 +337,190 @@ LAYER_SEEDS = {
 }
 
 
+# fuzz-kv-cache.c: the K/V cache API (mha_attention_kv_f32, mha_kv_cache_write)
+KV_DTYPES = {"f32": 0, "f16": 1, "bf16": 2, "bad3": 0xF0, "bad-1": 0xF1, "bad_int_max": 0xF2}
+KV_TK = {-1: 0xF0, 81: 0xF1, 100: 0xF2, 129: 0xF3, 200: 0xF4, 300: 0xF5, 1 << 31: 0xF6,
+         INT64_MAX: 0xF7}
+KV_LAYOUTS = {"init": 0, "padded": 4, "token_major": 5, "token_major_padded": 6, "changed": 7}
+KV_CHANGES = {"row_short": 0, "row_negative": 1, "batch_negative": 2, "head_zero": 3,
+              "batch_zero": 4, "row_huge": 5, "v_row_short": 6}
+KV_CAPACITY = {0: 0xF0, -1: 0xF1, INT64_MIN: 0xF2, 1 << 40: 0xF3, 1 << 62: 0xF4}
+KV_BLOCKS = {16: 0, 32: 1, 64: 2, 128: 6, 256: 7, 0: 0xC0, 8: 0xC1, 24: 0xC2, 512: 0xC3, 1: 0xC4,
+             -16: 0xC5, 48: 0xC6, 17: 0xC7, 1 << 62: 0xC8, 15: 0xC9, 257: 0xCA, 32768: 0xCB}
+KV_MAX_BLOCKS = {"need": 0, "need+1": 1, "need+2": 2, "need-1": 3, 0: 0xF0, -1: 0xF1,
+                 INT64_MIN: 0xF2}
+KV_TABLES = {"distinct": 0, "random": 1, "shared": 2, "garbage_unused": 3, "bad_read": 4,
+             "bad_any": 5, "full": 6}
+KV_BAD_ENTRIES = {-1: 0, "num_blocks": 1, "int32_min": 2, "int32_max": 3, "num_blocks+7": 4, -2: 5}
+KV_ISAS = {"default": 0, "scalar": 1, "avx2": 2, "avx512f": 3, "neon": 0xF0, "bad5": 0xF1,
+           "bad-1": 0xF2}  # avx2 and avx512f: where available (else another set)
+KV_WORKSPACE = {"none": 0, "exact": 1, "short": 2, "odd": 3}
+KV_IO = {"bhtd": 0, "bthd": 1, "padded": 2}
+KV_VALUES = {"small": 0, "wide": 1, "bits": 2, "large": 3}
+KV_POS = {"append": 0, "random": 1, "zero": 2, "bad-1": 3, "bad_past_end": 7, "bad_int_max": 11,
+          "bad_int_min": 15}
+KV_NEW_LAYOUTS = {"bhtd": 0, "padded": 2, "bthd": 3}
+KV_NEW_VALUES = {"uniform": 0, "wide": 1, "bits": 2, "ties": 3}
+KV_SPECIAL = {"none": 0, "null_cache": 0xF0, "null_k": 0xF1, "null_v": 0xF2, "null_table": 0xF3,
+              "k_is_v": 0xF4, "null_desc": 0xF5, "null_q": 0xF6, "null_out": 0xF7,
+              "null_pos": 0xF8}
+
+
+def kv_byte(want, decode, limit=0xF0):
+    """The first byte below limit that decode() maps to want."""
+    for b in range(limit):
+        if decode(b) == want:
+            return bytes([b])
+    raise ValueError(f"no byte decodes to {want}")
+
+
+def kv_cache(B=1, Hkv=1, group=2, H=None, Tq=1, Tk=5, D=8, Dv=8, dtype="f16", paged=False,
+             layout="init", pads=(0, 0, 0), change="row_short", capacity=0, block=16,
+             max_blocks="need", num_blocks="all", table="distinct", bad_entry=-1, shared=1,
+             kv_len="none", causal=0, align=0, off=0, window=0, left=0, right=0, alibi="off",
+             cap=0, sinks="off", sc=None, threads=1, isa="default", weights=0, lse=0,
+             workspace="none", qo="bhtd", values="small", nan_gaps=0, q_wide=0, write=False, T=1,
+             pos="append", new_layout="bhtd", new_values="uniform", special="none"):
+    """One fuzz-kv-cache input. capacity: an int n < 6 is max(Tk, 1) + n, ("short", n)
+    max(Tk, 1) - 1 - n, ("special", v) one of KV_CAPACITY. max_blocks: a KV_MAX_BLOCKS key or 1..6;
+    num_blocks: "all" (B·max_blocks), ("plus", n) (B·max_blocks + n), 1..12, 0 or -1."""
+    data = bytes([B - 1, Hkv - 1])
+    data += bytes([group - 1]) if H is None else bytes([0xF0 + H - 1])
+    data += bytes([0xFF if Tq == 0 else Tq - 1])
+    data += bytes([KV_TK[Tk] if Tk in KV_TK else Tk])
+    data += bytes([D - 1, Dv - 1, KV_DTYPES[dtype], int(paged) | KV_LAYOUTS[layout] << 1])
+    if layout in ("padded", "token_major_padded"):
+        data += bytes(pads)
+    if layout == "changed":
+        data += bytes([KV_CHANGES[change]])
+    if not paged:
+        if isinstance(capacity, tuple):
+            kind, n = capacity
+            data += bytes([0xC0 + n if kind == "short" else KV_CAPACITY[n]])
+        else:
+            data += bytes([capacity])
+    else:
+        data += bytes([KV_BLOCKS[block]])
+        if max_blocks in KV_MAX_BLOCKS:
+            data += bytes([KV_MAX_BLOCKS[max_blocks]])
+        else:
+            data += kv_byte(max_blocks, lambda b: 1 + (b >> 3) % 6 if b % 5 == 4 else None)
+        if num_blocks == "all":
+            data += b"\x00"
+        elif isinstance(num_blocks, tuple):
+            data += kv_byte(num_blocks[1], lambda b: (b >> 2) % 4 if b % 3 == 2 else None)
+        elif num_blocks in (0, -1):
+            data += bytes([0xF0 if num_blocks == 0 else 0xF1])
+        else:
+            data += kv_byte(num_blocks, lambda b: 1 + (b >> 2) % 12 if b % 3 == 1 else None)
+        sub = KV_BAD_ENTRIES[bad_entry] if table.startswith("bad") else shared - 1
+        data += bytes([KV_TABLES[table] | sub << 3])
+    data += bytes([KV_LEN[kv_len]])
+    data += bytes([0xFF if causal == 2 else causal, 0xF0 if align == 4 else align, off + 32,
+                   0xFF if window == 2 else window, 0xFF if left == -1 else left,
+                   0xFF if right == -1 else right, ALIBI[alibi]])
+    data += softcap(cap) if cap not in ("nan", "-1") else bytes([0xF0 if cap == "nan" else 0xF1])
+    data += bytes([SINKS[sinks]]) + scale(sc)
+    data += bytes([threads - 1, KV_ISAS[isa],
+                   weights | lse << 1 | KV_WORKSPACE[workspace] << 2 | KV_IO[qo] << 4,
+                   KV_VALUES[values] | nan_gaps << 2 | q_wide << 3,
+                   (0xFF if T == 0 else 1 | (T - 1) << 1) if write else 0,
+                   KV_POS[pos], KV_NEW_LAYOUTS[new_layout] | KV_NEW_VALUES[new_values] << 2,
+                   KV_SPECIAL[special]])
+    return data
+
+
+KV_CACHE_SEEDS = {
+    # the paths an engine takes
+    "decode-f16-contiguous-gqa": kv_cache(B=2, Hkv=2, group=4, Tk=40, D=32, Dv=32,
+                                          kv_len="random"),
+    "decode-bf16-paged16-kvlen-nan-gaps": kv_cache(B=3, Hkv=2, group=2, Tk=70, D=16, Dv=16,
+                                                   dtype="bf16", paged=True, kv_len="random",
+                                                   nan_gaps=1, threads=2),
+    "decode-f32-paged32-shared-prefix": kv_cache(B=3, Hkv=1, group=4, Tk=64, D=24, Dv=24,
+                                                 dtype="f32", paged=True, block=32,
+                                                 table="shared", shared=2, num_blocks=("plus", 1)),
+    "decode-f16-paged256-mha": kv_cache(B=2, Hkv=4, group=1, Tk=80, D=40, Dv=40, paged=True,
+                                        block=256, kv_len="random", threads=3),
+    "prefill-f16-paged-causal-weights-lse": kv_cache(B=2, Hkv=1, group=2, Tq=9, Tk=30, D=12,
+                                                     Dv=20, paged=True, causal=1, weights=1,
+                                                     lse=1, max_blocks="need+2"),
+    "paged-token-major-bf16": kv_cache(B=2, Hkv=3, group=1, Tq=2, Tk=80, dtype="bf16",
+                                       paged=True, block=64, layout="token_major", kv_len="full"),
+    "paged-padded-window-alibi-softcap-sinks": kv_cache(
+        B=2, Hkv=2, group=2, Tq=4, Tk=50, D=9, Dv=7, paged=True, layout="padded",
+        pads=(1, 2, 3), causal=1, window=1, left=7, alibi="small", cap=10, sinks="small", lse=1,
+        weights=1, table="random", num_blocks=5),
+    "contiguous-token-major-padded-f32-io-padded": kv_cache(
+        B=3, Hkv=2, group=3, Tq=3, Tk=21, D=5, Dv=11, dtype="f32", layout="token_major_padded",
+        pads=(3, 0, 5), capacity=4, qo="padded", threads=3, isa="avx2"),
+    "kv-end-empty-and-full-paged128": kv_cache(B=4, Hkv=1, group=3, Tq=3, Tk=77, paged=True,
+                                               block=128, align=3, causal=1,
+                                               kv_len="empty_and_full", weights=1),
+    "table-garbage-unused-slots": kv_cache(B=3, Hkv=2, group=1, Tk=60, paged=True,
+                                           table="garbage_unused", kv_len="random",
+                                           max_blocks="need+2", nan_gaps=1),
+    "values-arbitrary-f16-bits": kv_cache(B=2, Hkv=1, group=2, Tq=2, Tk=33, values="bits",
+                                          weights=1, lse=1),
+    "values-large-bf16-paged": kv_cache(B=1, Hkv=2, group=2, Tk=48, dtype="bf16", paged=True,
+                                        values="large", q_wide=1, lse=1),
+    "workspace-odd-scalar-paged": kv_cache(B=2, Hkv=2, group=2, Tk=40, paged=True,
+                                           workspace="odd", isa="scalar", weights=1),
+    "workspace-exact-avx512f": kv_cache(B=1, Hkv=1, group=4, Tk=80, D=40, Dv=40,
+                                        workspace="exact", isa="avx512f"),
+    "kv-shares-one-buffer": kv_cache(B=2, Hkv=1, group=2, Tk=20, D=6, Dv=10, paged=True,
+                                     special="k_is_v"),
+    "heads-share-rows": kv_cache(B=2, Hkv=2, group=2, Tk=30, layout="changed",
+                                 change="head_zero", paged=True),
+    # the writer, then the attention over what it wrote
+    "write-append-f16-paged-ties": kv_cache(B=4, Hkv=2, group=2, Tk=40, paged=True,
+                                            kv_len="random", write=True, T=1,
+                                            new_values="ties"),
+    "write-chunk-bf16-contiguous-padded": kv_cache(B=2, Hkv=2, group=1, Tq=9, Tk=30, D=10,
+                                                   Dv=6, dtype="bf16", causal=1, write=True,
+                                                   T=9, pos="append", new_layout="padded",
+                                                   new_values="ties", capacity=5),
+    "write-wide-f16-overflow-subnormal": kv_cache(B=2, Hkv=1, group=2, Tk=25, write=True, T=5,
+                                                  pos="random", new_values="wide",
+                                                  new_layout="bthd", lse=1),
+    "write-bits-f32-paged-token-major": kv_cache(B=3, Hkv=2, group=1, Tk=50, dtype="f32",
+                                                 paged=True, layout="token_major", write=True,
+                                                 T=4, pos="random", new_values="bits"),
+    "write-shared-blocks": kv_cache(B=2, Hkv=1, group=1, Tk=40, paged=True, table="shared",
+                                    shared=2, write=True, T=3, pos="zero"),
+    # what must be refused
+    "bad-dtype-3": kv_cache(dtype="bad3"),
+    "bad-block-24": kv_cache(paged=True, block=24),
+    "bad-block-512": kv_cache(B=2, paged=True, block=512, Tk=40),
+    "bad-paged-block-0": kv_cache(paged=True, block=0),
+    "bad-table-entry-read": kv_cache(B=2, Tk=40, paged=True, table="bad_read",
+                                     bad_entry="num_blocks"),
+    "bad-table-entry-int32-min": kv_cache(B=3, Tk=70, paged=True, table="bad_any",
+                                          bad_entry="int32_min", kv_len="random"),
+    "bad-max-blocks-0": kv_cache(paged=True, max_blocks=0),
+    "bad-max-blocks-short": kv_cache(B=2, Tk=40, paged=True, max_blocks="need-1"),
+    "bad-num-blocks-0": kv_cache(paged=True, num_blocks=0),
+    "bad-tk-past-capacity": kv_cache(Tk=30, capacity=("short", 2)),
+    "bad-capacity-0": kv_cache(capacity=("special", 0)),
+    "bad-capacity-2p62": kv_cache(capacity=("special", 1 << 62)),
+    "bad-tk-2p31": kv_cache(Tk=1 << 31, weights=1),
+    "bad-kvlen-tk+1": kv_cache(B=2, Tk=30, paged=True, kv_len="bad_tk+1"),
+    "bad-stride-row-short": kv_cache(B=2, Tk=20, layout="changed", change="row_short"),
+    "bad-stride-v-negative-paged": kv_cache(paged=True, layout="changed", change="row_negative"),
+    "bad-h-not-multiple": kv_cache(Hkv=2, H=3),
+    "bad-workspace-short": kv_cache(Tk=30, paged=True, workspace="short"),
+    "bad-null-table": kv_cache(paged=True, special="null_table"),
+    "bad-null-cache": kv_cache(special="null_cache", write=True),
+    "bad-isa-neon": kv_cache(isa="neon"),
+    "bad-write-pos-past-end": kv_cache(B=2, Tk=30, paged=True, write=True, T=4,
+                                       pos="bad_past_end"),
+    "bad-write-pos-negative": kv_cache(B=3, Tk=20, write=True, T=2, pos="bad-1"),
+    "bad-write-t-0": kv_cache(write=True, T=0),
+    "bad-write-k-is-v": kv_cache(B=2, Tk=20, write=True, T=2, special="k_is_v"),
+    "bad-write-null-pos": kv_cache(write=True, special="null_pos"),
+}
+
+
 def write(directory, seeds):
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
@@ -350,7 +534,9 @@ def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     write(os.path.join(root, "attention"), ATTENTION_SEEDS)
     write(os.path.join(root, "layer"), LAYER_SEEDS)
-    print(f"{len(ATTENTION_SEEDS)} attention and {len(LAYER_SEEDS)} layer seeds in {root}")
+    write(os.path.join(root, "kv-cache"), KV_CACHE_SEEDS)
+    print(f"{len(ATTENTION_SEEDS)} attention, {len(LAYER_SEEDS)} layer and "
+          f"{len(KV_CACHE_SEEDS)} kv-cache seeds in {root}")
 
 
 if __name__ == "__main__":
