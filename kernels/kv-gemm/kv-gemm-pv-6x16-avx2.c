@@ -1,30 +1,25 @@
 /* C[m×n] += A[m×k]·B[k×n] with row p of B at brows[p] (the value rows of a
  * paged K/V cache, anywhere in memory), fp32 or 16-bit (f16, bf16) rows, any
- * m and n: tiles of 6×16 by the avx2 GEMM micro-kernel's own core
+ * m and n: groups of up to 4 rows, in wide decode tiles and tiles of up to
+ * 4×16 by the avx2 GEMM micro-kernel's own core
  * (f32-gemm/f32-gemm-6x16-avx2.h), with row p read from brows[p] and 16-bit
  * values widened exactly as they are loaded. Per element it runs the f32
  * kernel's operations with accumulate = 1, so the result is bitwise
  * mha_f32_gemm_ukernel_6x16__avx2 on the widened rows packed together.
- * Columns are tiled outside rows: a 16-column slice of the k rows is reused
- * by every row tile. Compiled with -mavx2 -mfma -mf16c. */
+ * Used for decode (few rows); prefill widens V into the fp32 tile the GEMM
+ * reads. Compiled with -mavx2 -mfma -mf16c. */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "f32-gemm/f32-gemm-6x16-avx2.h"
 #include "kv-gemm/kv-gemm.h"
 
-/* One tile: m <= 6 rows (each count its own compile-time instance) × n <= 16
- * columns from column j0 of the rows */
+/* One tile: m <= 4 rows (each count its own compile-time instance of the 6×16
+ * core) × n <= 16 columns from column j0 of the rows */
 static inline __attribute__((always_inline)) void mha_gemm_pv_tile_avx2(
     const int BT, size_t m, size_t n, size_t k, const float* a, size_t lda, const void* brows,
     size_t j0, float* c, size_t ldc) {
   switch (m) {
-    case 6:
-      mha_gemm_rows_avx2(6, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
-      break;
-    case 5:
-      mha_gemm_rows_avx2(5, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
-      break;
     case 4:
       mha_gemm_rows_avx2(4, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
       break;
@@ -72,24 +67,29 @@ static inline __attribute__((always_inline)) void mha_gemm_pv_wide_avx2(
     }
 }
 
-/* brows: a const float* const* (BT fp32) or a const uint16_t* const* */
+/* brows: a const float* const* (BT fp32) or a const uint16_t* const*.
+ * Rows in groups of at most 4 (decode's query head groups; a 4-row group
+ * keeps the compile time of the instances small), each over full columns in
+ * wide tiles, then the rest of the columns by the 6×16 core at that many
+ * rows: every tiling runs the same operations per element. */
 static inline __attribute__((always_inline)) void mha_gemm_pv_avx2(const int BT, size_t m, size_t n,
                                                                    size_t k, const float* a,
                                                                    size_t lda, const void* brows,
                                                                    float* c, size_t ldc) {
-  size_t jw = 0; /* decode (m <= 4): full columns in wide tiles first */
-  switch (m) {
-    case 1: for (; jw + 64 <= n; jw += 64) mha_gemm_pv_wide_avx2(1, 8, BT, k, a, lda, brows, jw, c + jw, ldc); break;
-    case 2: for (; jw + 48 <= n; jw += 48) mha_gemm_pv_wide_avx2(2, 6, BT, k, a, lda, brows, jw, c + jw, ldc); break;
-    case 3: for (; jw + 32 <= n; jw += 32) mha_gemm_pv_wide_avx2(3, 4, BT, k, a, lda, brows, jw, c + jw, ldc); break;
-    case 4: for (; jw + 24 <= n; jw += 24) mha_gemm_pv_wide_avx2(4, 3, BT, k, a, lda, brows, jw, c + jw, ldc); break;
-    default: break;
-  }
-  for (size_t j0 = jw; j0 < n; j0 += 16) {
-    const size_t nj = n - j0 < 16 ? n - j0 : 16;
-    for (size_t i0 = 0; i0 < m; i0 += 6) {
-      const size_t mi = m - i0 < 6 ? m - i0 : 6;
-      mha_gemm_pv_tile_avx2(BT, mi, nj, k, a + i0 * lda, lda, brows, j0, c + i0 * ldc + j0, ldc);
+  for (size_t i0 = 0; i0 < m; i0 += 4) {
+    const size_t mi = m - i0 < 4 ? m - i0 : 4;
+    const float* ai = a + i0 * lda;
+    float* ci = c + i0 * ldc;
+    size_t jw = 0;
+    switch (mi) {
+      case 1: for (; jw + 64 <= n; jw += 64) mha_gemm_pv_wide_avx2(1, 8, BT, k, ai, lda, brows, jw, ci + jw, ldc); break;
+      case 2: for (; jw + 48 <= n; jw += 48) mha_gemm_pv_wide_avx2(2, 6, BT, k, ai, lda, brows, jw, ci + jw, ldc); break;
+      case 3: for (; jw + 32 <= n; jw += 32) mha_gemm_pv_wide_avx2(3, 4, BT, k, ai, lda, brows, jw, ci + jw, ldc); break;
+      default: for (; jw + 24 <= n; jw += 24) mha_gemm_pv_wide_avx2(4, 3, BT, k, ai, lda, brows, jw, ci + jw, ldc); break;
+    }
+    for (size_t j0 = jw; j0 < n; j0 += 16) {
+      const size_t nj = n - j0 < 16 ? n - j0 : 16;
+      mha_gemm_pv_tile_avx2(BT, mi, nj, k, ai, lda, brows, j0, ci + j0, ldc);
     }
   }
 }
