@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kv-gemm/kv-convert.h"
 #include "mha/internal.h"
 
 /* Bound of |mask.offset|. With T < 2^61 (any view that fits memory), an
@@ -149,12 +148,10 @@ typedef struct mha_attn_plan {
   float *out, *weights;
   /* where K and V rows are: desc's views (fp32), or a cache (mha_kv_cache) */
   const mha_strides *ks, *vs; /* element strides; paged: batch = block to block */
+  const mha_kv_cache* cache;  /* or NULL: desc's fp32 views */
   mha_dtype dt;               /* of K and V */
   size_t esz;                 /* bytes per K/V element */
   int64_t page;               /* paged: tokens per block (a power of two); 0: contiguous */
-  int page_shift;             /* paged: log2(page) */
-  const int32_t* table;       /* paged: [B][max_blocks] */
-  int64_t max_blocks;
   int v_in_place;             /* fp32 contiguous V: the P·V GEMM reads it where it is */
   float scale;
   int modify;        /* a score modifier (soft-cap, ALiBi) runs before each softmax step */
@@ -216,8 +213,7 @@ static const void* mha_kv_row(const mha_attn_plan* p, int is_v, int64_t b, int64
   const mha_strides* s = is_v ? p->vs : p->ks;
   int64_t at;
   if (p->page != 0) {
-    const int64_t blk = p->table[b * p->max_blocks + (j >> p->page_shift)];
-    at = blk * s->batch + g * s->head + (j & (p->page - 1)) * s->row;
+    at = mha_kv_paged_offset(p->cache, s, b, g, j);
   } else {
     at = (p->cu_k != NULL ? (int64_t)p->cu_k[b] * s->row : b * s->batch) + g * s->head + j * s->row;
   }
@@ -709,11 +705,11 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
  * would find. */
 static void mha_kv_prefetch(const mha_attn_plan* p, int64_t b, int64_t g, int64_t j0, size_t n) {
   const size_t kbytes = (size_t)p->d->D * p->esz, vbytes = (size_t)p->d->Dv * p->esz;
+  const size_t kstep = (size_t)p->ks->row * p->esz, vstep = (size_t)p->vs->row * p->esz;
   for (size_t j = 0; j < n;) {
     const size_t run = mha_kv_run(p, j0 + (int64_t)j, n - j);
     const char* k = mha_kv_row(p, 0, b, g, j0 + (int64_t)j);
     const char* v = mha_kv_row(p, 1, b, g, j0 + (int64_t)j);
-    const size_t kstep = (size_t)p->ks->row * p->esz, vstep = (size_t)p->vs->row * p->esz;
     for (size_t r = 0; r < run; r++, k += kstep, v += vstep) {
       for (size_t c = 0; c < kbytes; c += 64) __builtin_prefetch(k + c, 0, 3);
       for (size_t c = 0; c < vbytes; c += 64) __builtin_prefetch(v + c, 0, 3);
@@ -1043,6 +1039,7 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   mha_status st = mha_attn_plan_make(&p, kr, d, &nthreads, &total);
   if (st != MHA_STATUS_SUCCESS) return st;
   p.q = q;
+  p.cache = cache;
   if (cache != NULL) {
     p.k = cache->k;
     p.v = cache->v;
@@ -1050,9 +1047,6 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
     p.vs = &cache->v_strides;
     p.dt = cache->dtype;
     p.page = cache->block_size;
-    while (p.page != 0 && ((int64_t)1 << p.page_shift) < p.page) p.page_shift++;
-    p.table = cache->block_table;
-    p.max_blocks = cache->max_blocks;
   } else {
     p.k = k;
     p.v = v;
@@ -1060,7 +1054,7 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
     p.vs = &d->v;
     p.dt = MHA_DTYPE_F32;
   }
-  p.esz = p.dt == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+  p.esz = mha_dtype_size(p.dt);
   p.v_in_place = p.dt == MHA_DTYPE_F32 && p.page == 0;
   p.out = out;
   p.weights = weights;

@@ -145,6 +145,19 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* cache, int64_t
                               int64_t D, int64_t Dv, const int32_t* first, const int32_t* lens,
                               int64_t T, size_t* k_bytes, size_t* v_bytes);
 
+/* Bytes per element of a K/V cache type. */
+static inline size_t mha_dtype_size(mha_dtype t) { return t == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+/* The element offset of token t of entry b, K/V head g, in a paged cache's
+ * pool of strides s (K's or V's; batch = block to block): through the block
+ * table, block_size a power of two (checked by mha_kv_cache_check). */
+static inline int64_t mha_kv_paged_offset(const mha_kv_cache* c, const mha_strides* s, int64_t b, int64_t g,
+                                          int64_t t) {
+  const int shift = __builtin_ctzll((unsigned long long)c->block_size);
+  const int64_t blk = c->block_table[b * c->max_blocks + (t >> shift)];
+  return blk * s->batch + g * s->head + (t & (c->block_size - 1)) * s->row;
+}
+
 /* Stores rows into a checked cache (mha_kv_cache_write's loop): for entries
  * b = b0 .. b0 + nb − 1, row t of entry b − b0 of k_new / v_new (element
  * strides ks, vs) becomes token pos[b] + t (pos NULL: t), rounded to the

@@ -44,8 +44,6 @@ void mha_kv_cache_init_paged(mha_kv_cache* c, mha_dtype dtype, void* k_pool, voi
   c->max_blocks = max_blocks;
 }
 
-static size_t mha_dtype_size(mha_dtype t) { return t == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
-
 /* The cache's own checks for B entries of Hkv heads of D (K) and Dv (V)
  * wide rows, of which entry b uses tokens [first[b], first[b] + T) (first
  * NULL: from 0), or [0, lens[b]) when lens is non-NULL (lens[b] <= T). */
@@ -201,13 +199,7 @@ mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const
 /* The address of token t of entry b, head g, in K (is_v = 0) or V (checked). */
 static void* mha_kv_cache_row(const mha_kv_cache* c, int is_v, int64_t b, int64_t g, int64_t t) {
   const mha_strides* s = is_v ? &c->v_strides : &c->k_strides;
-  int64_t at;
-  if (c->block_size != 0) {
-    const int64_t blk = c->block_table[b * c->max_blocks + t / c->block_size];
-    at = blk * s->batch + g * s->head + (t % c->block_size) * s->row;
-  } else {
-    at = b * s->batch + g * s->head + t * s->row;
-  }
+  const int64_t at = c->block_size != 0 ? mha_kv_paged_offset(c, s, b, g, t) : b * s->batch + g * s->head + t * s->row;
   return (char*)(is_v ? c->v : c->k) + (size_t)at * mha_dtype_size(c->dtype);
 }
 
