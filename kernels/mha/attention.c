@@ -84,6 +84,20 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.softcap must be 0 (off) or finite and > 0",
                      fn);
   }
+  /* slopes and sinks: one documented rule, checked (O(H)) */
+  for (int64_t h = 0; mk->alibi_slopes != NULL && h < d->H; h++) {
+    if (!isfinite(mk->alibi_slopes[h])) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.alibi_slopes[%lld] = %g, must be finite", fn,
+                       (long long)h, (double)mk->alibi_slopes[h]);
+    }
+  }
+  for (int64_t h = 0; mk->sinks != NULL && h < d->H; h++) {
+    if (isnan(mk->sinks[h]) || mk->sinks[h] == INFINITY) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                       "%s: mask.sinks[%lld] = %g, must be finite or -inf (no sink)", fn, (long long)h,
+                       (double)mk->sinks[h]);
+    }
+  }
   if (d->num_threads < 0) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: num_threads = %d, must be >= 0", fn,
                      d->num_threads);
@@ -171,13 +185,17 @@ typedef struct mha_attn_plan {
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */
-  /* a packed variable-length batch (mha_attention_varlen_f32), else NULL:
-   * entry b's queries are rows [Tq − len_q, Tq) of the plan (left-padded),
-   * its keys [0, len_k); its rows sit at cu_q[b] (cu_k[b]) of the packed
-   * q, out (k, v), whose batch strides are not used */
-  const int32_t *cu_q, *cu_k;
+  /* lse element (b, h, i) at d->lse[b·lse_batch + h·lse_head + i·lse_row]:
+   * [B, H, Tq], or [total_q, H] for one sequence of a packed batch */
+  int64_t lse_batch, lse_head, lse_row;
   float* ml;         /* head-mean weights: every row's final (m, l), [B][H][Tq][2] */
-  size_t scratch_n, kt_n, part_n, done_n, ml_n; /* floats of the five workspace parts */
+  /* chosen heads' weights: the slots of head h are slot_first[h],
+   * slot_next[that], ... (−1 ends), so a row finds its slots in O(1 + its
+   * own), never by a scan of the list */
+  int64_t *slot_first, *slot_next;
+  /* floats of the workspace parts shared by the threads: Kᵀ, the decode
+   * partials and counters, the head-mean (m, l), the slot lists; and their sum */
+  size_t kt_n, part_n, done_n, ml_n, slot_n, shared_n;
 } mha_attn_plan;
 
 static size_t mha_round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -196,15 +214,9 @@ static void mha_gemm_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, 
   }
 }
 
-/* The keys batch entry b has: kv_len or Tk, or its packed length. */
+/* The keys batch entry b has: kv_len or Tk. */
 static int64_t mha_kv_end(const mha_attn_plan* p, int64_t b) {
-  if (p->cu_k != NULL) return (int64_t)p->cu_k[b + 1] - p->cu_k[b];
   return p->d->mask.kv_len ? p->d->mask.kv_len[b] : p->d->Tk;
-}
-
-/* Rows [0, pad) of entry b are padding in a packed variable-length batch. */
-static int64_t mha_q_pad(const mha_attn_plan* p, int64_t b) {
-  return p->cu_q != NULL ? p->d->Tq - ((int64_t)p->cu_q[b + 1] - p->cu_q[b]) : 0;
 }
 
 /* Row j of K (is_v = 0) or V (1) of K/V head g of entry b: in a contiguous
@@ -215,7 +227,7 @@ static const void* mha_kv_row(const mha_attn_plan* p, int is_v, int64_t b, int64
   if (p->page != 0) {
     at = mha_kv_paged_offset(p->cache, s, b, g, j);
   } else {
-    at = (p->cu_k != NULL ? (int64_t)p->cu_k[b] * s->row : b * s->batch) + g * s->head + j * s->row;
+    at = b * s->batch + g * s->head + j * s->row;
   }
   return (const char*)(is_v ? p->v : p->k) + (size_t)at * p->esz;
 }
@@ -237,29 +249,16 @@ static void mha_kv_widen(const mha_attn_plan* p, const void* x, size_t n, float*
   }
 }
 
-/* The element offset of query row i of entry b in q/out (strides s); the
- * caller adds the head. */
-static int64_t mha_q_row_offset(const mha_attn_plan* p, const mha_strides* s, int64_t b, int64_t i) {
-  if (p->cu_q != NULL) return ((int64_t)p->cu_q[b] + i - mha_q_pad(p, b)) * s->row;
-  return b * s->batch + i * s->row;
-}
-
-/* The output row of (b, h, i), or NULL for a padding row. */
+/* The output row of (b, h, i). */
 static float* mha_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i) {
-  if (i < mha_q_pad(p, b)) return NULL;
-  return p->out + mha_q_row_offset(p, &p->d->out, b, i) + h * p->d->out.head;
+  const mha_strides* s = &p->d->out;
+  return p->out + b * s->batch + h * s->head + i * s->row;
 }
 
-/* Writes row (b, h, i)'s log-sum-exp when an lse output is asked for:
- * [B, H, Tq], or [total_q, H] for a packed variable-length batch. */
+/* Writes row (b, h, i)'s log-sum-exp when an lse output is asked for. */
 static void mha_put_lse(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float value) {
-  const mha_attention_desc* d = p->d;
-  if (d->lse == NULL || i < mha_q_pad(p, b)) return;
-  if (p->cu_q != NULL) {
-    d->lse[((int64_t)p->cu_q[b] + i - mha_q_pad(p, b)) * d->H + h] = value;
-  } else {
-    d->lse[(b * d->H + h) * d->Tq + i] = value;
-  }
+  if (p->d->lse == NULL) return;
+  p->d->lse[b * p->lse_batch + h * p->lse_head + i * p->lse_row] = value;
 }
 
 /* The packed Kᵀ of key block kb of (b, g). */
@@ -362,19 +361,9 @@ static mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
   return pos;
 }
 
-/* The aligned position i' of query row i of batch entry b (mha_align). In a
- * packed variable-length batch the row is i − pad of its sequence, and
- * bottom-right means its own lengths: i' = (i − pad) + len_k − len_q. */
+/* The aligned position i' of query row i of batch entry b (mha_align). */
 static int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i) {
   const mha_attention_desc* d = p->d;
-  if (p->cu_q != NULL) {
-    const int64_t pad = mha_q_pad(p, b), len_q = d->Tq - pad;
-    switch (d->mask.align) {
-      case MHA_ALIGN_TOP_LEFT: return i - pad;
-      case MHA_ALIGN_OFFSET: return i - pad + d->mask.offset;
-      default: return i - pad + mha_kv_end(p, b) - len_q;
-    }
-  }
   switch (d->mask.align) {
     case MHA_ALIGN_TOP_LEFT: return i;
     case MHA_ALIGN_OFFSET: return i + d->mask.offset;
@@ -391,7 +380,7 @@ static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64
                              int64_t* hi) {
   const mha_attention_desc* d = p->d;
   const int64_t ip = mha_aligned_pos(p, b, i);
-  int64_t a = 0, e = i < mha_q_pad(p, b) ? 0 : mha_kv_end(p, b); /* a padding row sees nothing */
+  int64_t a = 0, e = mha_kv_end(p, b);
   if (d->mask.causal && ip + 1 < e) e = ip + 1;
   if (d->mask.window) {
     const int64_t left = d->mask.window_left < MHA_WINDOW_LIMIT ? d->mask.window_left : MHA_WINDOW_LIMIT;
@@ -416,11 +405,7 @@ static int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* q
   int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
-    if (row.i < mha_q_pad(p, b)) {
-      memset(qp + r * D, 0, D * sizeof(float)); /* a padding row: computed, never written */
-    } else {
-      memcpy(qp + r * D, p->q + mha_q_row_offset(p, &d->q, b, row.i) + row.h * d->q.head, D * sizeof(float));
-    }
+    memcpy(qp + r * D, p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row, D * sizeof(float));
     mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
     if (lim[r] > max_lim) max_lim = lim[r];
     if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
@@ -490,15 +475,27 @@ static float* mha_weights_row(const mha_attn_plan* p, int64_t b, int64_t slot, i
   return p->weights + ((b * mha_weights_slots(d) + slot) * d->Tq + i) * d->Tk;
 }
 
-/* Does head h have a slot of its own in the weights output (per head, or
- * chosen; a head may be chosen more than once)? */
-static int mha_weights_head_selected(const mha_attention_desc* d, int64_t h) {
-  if (d->weights_mode == MHA_WEIGHTS_PER_HEAD) return 1;
-  if (d->weights_mode != MHA_WEIGHTS_SELECTED) return 0;
-  for (int64_t k = 0; k < d->weights_nheads; k++) {
-    if (d->weights_heads[k] == h) return 1;
+/* The first weights slot of head h (per head: h; chosen: the first k with
+ * weights_heads[k] == h), or −1 when it has none. */
+static int64_t mha_weights_slot_first(const mha_attn_plan* p, int64_t h) {
+  return p->d->weights_mode == MHA_WEIGHTS_PER_HEAD ? h : p->slot_first[h];
+}
+
+/* The next slot of the same head after slot k, or −1 (a head may be chosen
+ * more than once). */
+static int64_t mha_weights_slot_next(const mha_attn_plan* p, int64_t k) {
+  return p->d->weights_mode == MHA_WEIGHTS_PER_HEAD ? -1 : p->slot_next[k];
+}
+
+/* Builds the chosen heads' slot lists (MHA_WEIGHTS_SELECTED): O(H + n). */
+static void mha_weights_slots_index(const mha_attn_plan* p) {
+  const mha_attention_desc* d = p->d;
+  for (int64_t h = 0; h < d->H; h++) p->slot_first[h] = -1;
+  for (int64_t k = d->weights_nheads - 1; k >= 0; k--) { /* backwards: each list in slot order */
+    const int64_t h = d->weights_heads[k];
+    p->slot_next[k] = p->slot_first[h];
+    p->slot_first[h] = k;
   }
-  return 0;
 }
 
 /* Row r's final probabilities of key block j0 into srow (after mha_scores):
@@ -529,7 +526,7 @@ static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, cons
                                   int64_t first, int64_t max_lim) {
   const mha_attention_desc* d = p->d;
   const size_t R = (size_t)(p->G * pos.mq), NK = (size_t)p->nk;
-  const int64_t Tk = d->Tk, slots = mha_weights_slots(d);
+  const int64_t Tk = d->Tk;
   if (d->weights_mode == MHA_WEIGHTS_HEAD_MEAN) {
     /* the mean is a pass of its own over all heads (mha_attention_weights_mean):
      * keep each row's (m, l) for it */
@@ -543,9 +540,8 @@ static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, cons
   }
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-    for (int64_t k = 0; k < slots; k++) {
-      const int64_t h = d->weights_mode == MHA_WEIGHTS_SELECTED ? d->weights_heads[k] : k;
-      if (h == row.h) memset(mha_weights_row(p, pos.b, k, row.i), 0, (size_t)Tk * sizeof(float));
+    for (int64_t k = mha_weights_slot_first(p, row.h); k >= 0; k = mha_weights_slot_next(p, k)) {
+      memset(mha_weights_row(p, pos.b, k, row.i), 0, (size_t)Tk * sizeof(float));
     }
   }
   for (int64_t j0 = first; j0 < max_lim; j0 += p->nk) {
@@ -553,13 +549,13 @@ static void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, cons
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
     for (size_t r = 0; r < R; r++) {
       const mha_row qrow = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
-      if (!mha_weights_head_selected(d, qrow.h)) continue; /* never computed */
+      const int64_t first_slot = mha_weights_slot_first(p, qrow.h);
+      if (first_slot < 0) continue; /* never computed */
       float* srow = sc->s + r * NK;
       const size_t nv = mha_row_weights(p, sc, pos, r, j0, nk, srow);
       if (nv == 0) continue;
-      for (int64_t k = 0; k < slots; k++) {
-        const int64_t h = d->weights_mode == MHA_WEIGHTS_SELECTED ? d->weights_heads[k] : k;
-        if (h == qrow.h) memcpy(mha_weights_row(p, pos.b, k, qrow.i) + j0, srow, nv * sizeof(float));
+      for (int64_t k = first_slot; k >= 0; k = mha_weights_slot_next(p, k)) {
+        memcpy(mha_weights_row(p, pos.b, k, qrow.i) + j0, srow, nv * sizeof(float));
       }
     }
   }
@@ -805,7 +801,6 @@ static void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t spl
     /* a row with no visible key has l = 0 and outputs zeros; a NaN l stays NaN */
     const float inv = sc.l[r] == 0.0f ? 0.0f : 1.0f / sc.l[r];
     float* dst = mha_out_row(p, pos.b, row.h, row.i);
-    if (dst == NULL) continue; /* a padding row of a packed batch */
     memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
     mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r]));
@@ -839,9 +834,7 @@ static void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scr
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
     float* dst = mha_out_row(p, pos.b, row.h, row.i);
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
-    if (dst != NULL) {
-      for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
-    }
+    for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
     mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L));
     sc.m[r] = M;
     sc.l[r] = L;
@@ -871,11 +864,14 @@ enum { MHA_DECODE_MIN_BLOCKS = 2, MHA_DECODE_MAX_RANGES = 64, MHA_DECODE_UNITS =
 /* Units of work each thread should have to choose from (dynamic schedule). */
 enum { MHA_ATTN_UNITS_PER_THREAD = 4 };
 
-/* Fills the schedule of one call and counts its workspace (floats): per-thread
- * scratch, the packed Kᵀ blocks (prefill form), the decode partials. Every
- * product is overflow-checked. */
-static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
-                                     const mha_attention_desc* d, int* nthreads, size_t* ws_floats) {
+/* Fills the schedule of one call (B entries of desc's shape) and counts its
+ * workspace: p->scratch floats per thread, and p->shared_n floats that the
+ * threads share (the packed Kᵀ blocks of the prefill form, the decode
+ * partials, the weights passes' state). want_items: how many work items the
+ * threads would like (query blocks shrink towards it; no result changes).
+ * Every product is overflow-checked. */
+static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha_attention_desc* d,
+                                     int with_weights, int64_t want_items) {
   static const char fn[] = "mha_attention_f32";
   memset(p, 0, sizeof *p);
   p->kr = kr;
@@ -904,7 +900,9 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
    * ranges of a fixed number of key blocks, so that few items still make
    * many units */
   p->nsplit = 1;
-  p->split_len = p->nkb * p->nk;
+  if (!mha_mul_i64(p->nkb, p->nk, &p->split_len)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: Tk rounded up to whole key blocks overflows", fn);
+  }
   if (nqb0 == 1) {
     /* ranges: enough for MHA_DECODE_UNITS units over the entry's Hkv heads,
      * at most MHA_DECODE_MAX_RANGES, each at least MHA_DECODE_MIN_BLOCKS */
@@ -912,15 +910,17 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
     if (ranges > MHA_DECODE_MAX_RANGES) ranges = MHA_DECODE_MAX_RANGES;
     int64_t per = (p->nkb + ranges - 1) / ranges;
     if (per < MHA_DECODE_MIN_BLOCKS) per = MHA_DECODE_MIN_BLOCKS;
-    p->split_len = per * p->nk;
     p->nsplit = (p->nkb + per - 1) / per;
+    if (!mha_mul_i64(per, p->nk, &p->split_len)) {
+      return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the key range length overflows", fn);
+    }
   }
 
   /* How rows are grouped into items changes no result (every row's scores,
    * softmax and P·V are computed alone): with few items for the threads (a
    * B = 1 prefill), smaller query blocks, down to one MR tile of rows. */
   p->mq = mq0;
-  const int64_t want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * *nthreads;
+  const int64_t want = want_items;
   for (;;) {
     int64_t items;
     p->nqb = d->Tq / p->mq + (d->Tq % p->mq != 0);
@@ -936,7 +936,7 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
 
   int64_t units, kt_blocks, units_pack;
   if (!mha_mul_i64(p->items, p->nsplit, &units) ||
-      (!p->use_nt && (!mha_mul_i64(d->B * d->Hkv, p->nkb, &kt_blocks) ||
+      (!p->use_nt && (!mha_mul_i64(d->B, d->Hkv, &kt_blocks) || !mha_mul_i64(kt_blocks, p->nkb, &kt_blocks) ||
                        !mha_mul_i64(kt_blocks, MHA_KT_PARTS, &units_pack)))) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the work unit count overflows", fn);
   }
@@ -956,43 +956,68 @@ static mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr,
   mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
   mha_count(&scratch, 16, 11, &bad); /* ten parts, each rounded up to 16 floats */
   p->scratch = scratch & ~(size_t)15;
-  if (*nthreads > units) *nthreads = (int)units;
-  if (*nthreads < 1) *nthreads = 1;
-  size_t total = 0;
-  mha_count(&total, p->scratch, (size_t)*nthreads, &bad);
-  p->scratch_n = total;
   if (p->kt_blocks > 0) {
     size_t blk = 0;
     mha_count(&blk, D, NK, &bad);
-    mha_count(&total, (size_t)p->kt_blocks, blk, &bad);
-    p->kt_n = total - p->scratch_n;
+    mha_count(&p->kt_n, (size_t)p->kt_blocks, blk, &bad);
   }
   if (p->nsplit > 1) {
     size_t row = 0;
     mha_count(&row, rows, Dv + 2, &bad);
-    const size_t before = total;
-    mha_count(&total, (size_t)units, row, &bad);
-    p->part_n = total - before;
-    mha_count(&total, (size_t)p->items, 1, &bad); /* one int32 per item */
-    p->done_n = (size_t)p->items;
+    mha_count(&p->part_n, (size_t)units, row, &bad);
+    p->done_n = mha_round16((size_t)p->items); /* one int32 per item */
   }
   if (d->weights_mode == MHA_WEIGHTS_HEAD_MEAN) {
-    const size_t before = total;
-    mha_count(&total, (size_t)(d->B * d->H), (size_t)d->Tq * 2, &bad); /* < out's B·H·Tq·Dv + ... */
-    p->ml_n = total - before;
+    size_t bh = 0;
+    mha_count(&bh, (size_t)d->B, (size_t)d->H, &bad);
+    mha_count(&p->ml_n, bh, (size_t)d->Tq * 2, &bad); /* < out's B·H·Tq·Dv + ... */
   }
-  if (bad || total > (SIZE_MAX - 128) / sizeof(float)) {
+  if (with_weights && d->weights_mode == MHA_WEIGHTS_SELECTED) {
+    /* int64 slot lists: H heads and weights_nheads slots (validated >= 1) */
+    mha_count(&p->slot_n, (size_t)d->H + (size_t)d->weights_nheads, sizeof(int64_t) / sizeof(float), &bad);
+    p->slot_n = mha_round16(p->slot_n);
+  }
+  p->kt_n = mha_round16(p->kt_n);
+  p->part_n = mha_round16(p->part_n);
+  p->ml_n = mha_round16(p->ml_n);
+  mha_count(&p->shared_n, p->kt_n, 1, &bad);
+  mha_count(&p->shared_n, p->part_n, 1, &bad);
+  mha_count(&p->shared_n, p->done_n, 1, &bad);
+  mha_count(&p->shared_n, p->ml_n, 1, &bad);
+  mha_count(&p->shared_n, p->slot_n, 1, &bad);
+  if (bad || p->shared_n > (SIZE_MAX - 128) / sizeof(float)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the workspace size overflows", fn);
   }
-  *ws_floats = total;
+  /* lse [B, H, Tq] */
+  p->lse_batch = d->H * d->Tq;
+  p->lse_head = d->Tq;
+  p->lse_row = 1;
+  return MHA_STATUS_SUCCESS;
+}
+
+/* The threads that share `units` units (at most one per unit, at least 1). */
+static int mha_attn_threads(int nthreads, int64_t units) {
+  if (nthreads > units) nthreads = (int)units;
+  return nthreads < 1 ? 1 : nthreads;
+}
+
+/* floats = scratch · threads + shared, checked. */
+static mha_status mha_attn_total(size_t scratch, int threads, size_t shared, size_t* floats) {
+  int bad = 0;
+  size_t total = 0;
+  mha_count(&total, scratch, (size_t)threads, &bad);
+  mha_count(&total, shared, 1, &bad);
+  if (bad || total > (SIZE_MAX - 128) / sizeof(float)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_attention_f32: the workspace size overflows");
+  }
+  *floats = total;
   return MHA_STATUS_SUCCESS;
 }
 
 mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_desc* d, int nthreads,
                                     int64_t* pack_units, int64_t* units) {
   mha_attn_plan p;
-  size_t floats;
-  mha_status st = mha_attn_plan_make(&p, kr, d, &nthreads, &floats);
+  mha_status st = mha_attn_plan_make(&p, kr, d, 0, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
   if (st != MHA_STATUS_SUCCESS) return st;
   *pack_units = p.kt_blocks * MHA_KT_PARTS;
   *units = p.units;
@@ -1000,9 +1025,11 @@ mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_d
 }
 
 mha_status mha_attention_workspace_floats(const mha_kernels* kr, const mha_attention_desc* d,
-                                          int nthreads, size_t* floats) {
+                                          int with_weights, int nthreads, size_t* floats) {
   mha_attn_plan p;
-  return mha_attn_plan_make(&p, kr, d, &nthreads, floats);
+  mha_status st = mha_attn_plan_make(&p, kr, d, with_weights, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  return mha_attn_total(p.scratch, mha_attn_threads(nthreads, p.units), p.shared_n, floats);
 }
 
 /* A caller's workspace, aligned up to 64 bytes, if it has the size that
@@ -1015,51 +1042,142 @@ float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
 }
 
 mha_status mha_attention_caller_workspace(const char* fn, const char* size_fn, const mha_kernels* kr,
-                                          const mha_attention_desc* d, int nthreads, float** ws) {
+                                          const mha_attention_desc* d, int with_weights, int nthreads,
+                                          float** ws) {
   *ws = NULL;
   if (d->workspace == NULL) return MHA_STATUS_SUCCESS;
   size_t floats;
-  mha_status st = mha_attention_workspace_floats(kr, d, nthreads, &floats);
+  mha_status st = mha_attention_workspace_floats(kr, d, with_weights, nthreads, &floats);
   if (st != MHA_STATUS_SUCCESS) return st;
-  *ws = mha_workspace_take(d->workspace, d->workspace_size, floats);
+  return mha_workspace_check(fn, size_fn, d->workspace, d->workspace_size, floats, ws);
+}
+
+mha_status mha_workspace_check(const char* fn, const char* size_fn, void* workspace, size_t bytes,
+                               size_t floats, float** ws) {
+  *ws = mha_workspace_take(workspace, bytes, floats);
   if (*ws == NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: workspace_size %zu is smaller than %s() (%zu)", fn,
-                     d->workspace_size, size_fn, floats * sizeof(float) + 64);
+                     bytes, size_fn, floats * sizeof(float) + 64);
   }
   return MHA_STATUS_SUCCESS;
 }
 
+/* Binds a plan to its buffers and carves its shared parts from *shared
+ * (advanced past them); zeroes the decode counters and builds the slot lists. */
+static void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const float* v,
+                               const mha_kv_cache* cache, float* out, float* weights, float** shared) {
+  const mha_attention_desc* d = p->d;
+  p->q = q;
+  p->cache = cache;
+  if (cache != NULL) {
+    p->k = cache->k;
+    p->v = cache->v;
+    p->ks = &cache->k_strides;
+    p->vs = &cache->v_strides;
+    p->dt = cache->dtype;
+    p->page = cache->block_size;
+  } else {
+    p->k = k;
+    p->v = v;
+    p->ks = &d->k;
+    p->vs = &d->v;
+    p->dt = MHA_DTYPE_F32;
+  }
+  p->esz = mha_dtype_size(p->dt);
+  p->v_in_place = p->dt == MHA_DTYPE_F32 && p->page == 0;
+  p->out = out;
+  p->weights = weights;
+  float* at = *shared;
+  p->kt = p->kt_n ? at : NULL;
+  at += p->kt_n;
+  p->partial = p->part_n ? at : NULL;
+  at += p->part_n;
+  p->done = p->done_n ? (int32_t*)at : NULL;
+  at += p->done_n;
+  p->ml = p->ml_n ? at : NULL;
+  at += p->ml_n;
+  p->slot_first = p->slot_n ? (int64_t*)at : NULL;
+  p->slot_next = p->slot_n ? p->slot_first + d->H : NULL;
+  at += p->slot_n;
+  *shared = at;
+  if (p->done != NULL) memset(p->done, 0, p->done_n * sizeof(int32_t));
+  if (p->slot_first != NULL && weights != NULL) mha_weights_slots_index(p);
+}
+
+/* The parallel stages of n bound plans, as one unit space each: the Kᵀ
+ * packing, then the (item, key range) units, then the head-mean weights
+ * passes. Unit u of a stage belongs to the plan i with first[i] <= u <
+ * first[i + 1]. scratch: nthreads parts of `stride` floats. */
+typedef struct mha_attn_stages {
+  const mha_attn_plan* plans;
+  int64_t n;
+  const int64_t *pack_first, *unit_first, *mean_first; /* [n + 1] each */
+} mha_attn_stages;
+
+/* The plan that unit u of a stage belongs to: first[i] <= u < first[i + 1]. */
+static int64_t mha_attn_plan_of(const int64_t* first, int64_t n, int64_t u) {
+  int64_t lo = 0, hi = n - 1;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (first[mid] <= u) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+static void mha_attn_pack_unit(const mha_attn_stages* s, int64_t u) {
+  const int64_t i = s->n == 1 ? 0 : mha_attn_plan_of(s->pack_first, s->n, u);
+  mha_pack_kt_part(&s->plans[i], u - s->pack_first[i]);
+}
+
+static void mha_attn_item_unit(const mha_attn_stages* s, int64_t u, float* scratch) {
+  const int64_t i = s->n == 1 ? 0 : mha_attn_plan_of(s->unit_first, s->n, u);
+  const mha_attn_plan* p = &s->plans[i];
+  const int64_t v = u - s->unit_first[i];
+  mha_attention_item(p, v / p->nsplit, v % p->nsplit, scratch);
+}
+
+static void mha_attn_mean_unit(const mha_attn_stages* s, int64_t u, float* scratch) {
+  const int64_t i = s->n == 1 ? 0 : mha_attn_plan_of(s->mean_first, s->n, u);
+  mha_attention_weights_mean(&s->plans[i], u - s->mean_first[i], scratch);
+}
+
+static void mha_attn_execute(const mha_attn_stages* s, int nthreads, float* scratch, size_t stride) {
+  const int64_t n = s->n, pack = s->pack_first[n], units = s->unit_first[n], mean = s->mean_first[n];
+  /* One thread opens no parallel region: the OpenMP runtime allocates its
+   * team there and exits the process if that fails. The loops are the same. */
+  if (nthreads == 1) {
+    for (int64_t u = 0; u < pack; u++) mha_attn_pack_unit(s, u);
+    for (int64_t u = 0; u < units; u++) mha_attn_item_unit(s, u, scratch);
+    for (int64_t u = 0; u < mean; u++) mha_attn_mean_unit(s, u, scratch);
+    return;
+  }
+#pragma omp parallel num_threads(nthreads)
+  {
+    float* mine = scratch + (size_t)omp_get_thread_num() * stride;
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < pack; u++) mha_attn_pack_unit(s, u);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; u++) mha_attn_item_unit(s, u, mine);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < mean; u++) mha_attn_mean_unit(s, u, mine);
+  }
+}
+
+/* The head-mean weights pass's units of a bound plan: one per (b, query block). */
+static int64_t mha_attn_mean_units(const mha_attn_plan* p) {
+  return p->weights != NULL && p->d->weights_mode == MHA_WEIGHTS_HEAD_MEAN ? p->d->B * p->nqb : 0;
+}
+
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
                              const float* k, const float* v, const mha_kv_cache* cache, float* out,
-                             float* weights, const int32_t* cu_q, const int32_t* cu_k, int nthreads,
-                             float* workspace) {
+                             float* weights, int nthreads, float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
-  size_t total = 0;
-  mha_status st = mha_attn_plan_make(&p, kr, d, &nthreads, &total);
+  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
   if (st != MHA_STATUS_SUCCESS) return st;
-  p.q = q;
-  p.cache = cache;
-  if (cache != NULL) {
-    p.k = cache->k;
-    p.v = cache->v;
-    p.ks = &cache->k_strides;
-    p.vs = &cache->v_strides;
-    p.dt = cache->dtype;
-    p.page = cache->block_size;
-  } else {
-    p.k = k;
-    p.v = v;
-    p.ks = &d->k;
-    p.vs = &d->v;
-    p.dt = MHA_DTYPE_F32;
-  }
-  p.esz = mha_dtype_size(p.dt);
-  p.v_in_place = p.dt == MHA_DTYPE_F32 && p.page == 0;
-  p.out = out;
-  p.weights = weights;
-  p.cu_q = cu_q;
-  p.cu_k = cu_k;
+  nthreads = mha_attn_threads(nthreads, p.units);
+  size_t total = 0;
+  if ((st = mha_attn_total(p.scratch, nthreads, p.shared_n, &total)) != MHA_STATUS_SUCCESS) return st;
   float* ws = workspace;
   if (ws == NULL) {
     ws = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
@@ -1068,34 +1186,144 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
                        total * sizeof(float));
     }
   }
-  float* scratch = ws;
-  p.kt = p.kt_n ? ws + p.scratch_n : NULL;
-  p.partial = p.part_n ? ws + p.scratch_n + p.kt_n : NULL;
-  p.done = p.done_n ? (int32_t*)(ws + p.scratch_n + p.kt_n + p.part_n) : NULL;
-  p.ml = p.ml_n ? ws + p.scratch_n + p.kt_n + p.part_n + p.done_n : NULL;
-  if (p.done != NULL) memset(p.done, 0, p.done_n * sizeof(int32_t));
-  const int64_t units = p.units, kt_units = p.kt_blocks * MHA_KT_PARTS;
-  /* the head-mean weights: a pass of its own, one unit per (b, query block) */
-  const int64_t mean_units = weights != NULL && d->weights_mode == MHA_WEIGHTS_HEAD_MEAN ? d->B * p.nqb : 0;
+  float* shared = ws + p.scratch * (size_t)nthreads;
+  mha_attn_plan_bind(&p, q, k, v, cache, out, weights, &shared);
+  const int64_t pack_first[2] = {0, p.kt_blocks * MHA_KT_PARTS}, unit_first[2] = {0, p.units},
+                mean_first[2] = {0, mha_attn_mean_units(&p)};
+  const mha_attn_stages stages = {&p, 1, pack_first, unit_first, mean_first};
+  mha_attn_execute(&stages, nthreads, ws, p.scratch);
+  if (workspace == NULL) free(ws);
+  return MHA_STATUS_SUCCESS;
+}
 
-  /* One thread opens no parallel region: the OpenMP runtime allocates its
-   * team there and exits the process if that fails. The loops are the same. */
-  if (nthreads == 1) {
-    for (int64_t u = 0; u < kt_units; u++) mha_pack_kt_part(&p, u);
-    for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, scratch);
-    for (int64_t u = 0; u < mean_units; u++) mha_attention_weights_mean(&p, u, scratch);
-  } else {
-#pragma omp parallel num_threads(nthreads)
-    {
-      float* mine = scratch + (size_t)omp_get_thread_num() * p.scratch;
-#pragma omp for schedule(static)
-      for (int64_t u = 0; u < kt_units; u++) mha_pack_kt_part(&p, u);
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t u = 0; u < units; u++) mha_attention_item(&p, u / p.nsplit, u % p.nsplit, mine);
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t u = 0; u < mean_units; u++) mha_attention_weights_mean(&p, u, mine);
+/* ------------------------------------------------------------------------ */
+/* Packed variable-length batches: one plan per sequence                    */
+/* ------------------------------------------------------------------------ */
+
+/* Sequence b of a packed batch as a call of its own: B = 1, Tq = len_q, Tk =
+ * len_k (a sequence without keys: Tk = 1 with kv_len {0}, so its rows see
+ * nothing), its views at its rows of the packed tensors, lse [len_q, H]
+ * rows of the packed [total_q, H]. The plan of this desc is the plan of the
+ * sequence called alone, so its bits are that call's. */
+static const int32_t mha_no_keys = 0;
+
+static void mha_varlen_seq_desc(const mha_attention_desc* d, const int32_t* cu_q, const int32_t* cu_k,
+                                int64_t b, mha_attention_desc* s) {
+  *s = *d;
+  const int64_t len_k = (int64_t)cu_k[b + 1] - cu_k[b];
+  s->B = 1;
+  s->Tq = (int64_t)cu_q[b + 1] - cu_q[b];
+  s->Tk = len_k > 0 ? len_k : 1;
+  s->mask.kv_len = len_k > 0 ? NULL : &mha_no_keys;
+  s->q.batch = s->k.batch = s->v.batch = s->out.batch = 0;
+  if (d->lse != NULL) s->lse = d->lse + (int64_t)cu_q[b] * d->H;
+  s->workspace = NULL;
+  s->workspace_size = 0;
+}
+
+/* The items a sequence of len_q rows should aim for: its share of want. */
+static int64_t mha_varlen_want(int64_t want, int64_t len_q, int64_t total_q) {
+  const double w = (double)want * (double)len_q / (double)total_q;
+  return w < 1.0 ? 1 : (int64_t)ceil(w);
+}
+
+/* The layout of a varlen call's workspace: per-thread scratch, then every
+ * sequence's shared parts, then the plans, their descs and the unit tables. */
+typedef struct mha_varlen_layout {
+  int64_t nseq;      /* sequences with query rows */
+  size_t scratch;    /* floats per thread: the largest plan's */
+  size_t shared;     /* floats of all plans' shared parts */
+  int64_t units;     /* work units of all plans */
+  int threads;
+  size_t meta;       /* floats of plans, descs and the three [nseq + 1] tables */
+  size_t total;
+} mha_varlen_layout;
+
+static size_t mha_floats_for_bytes(size_t bytes) { return mha_round16((bytes + sizeof(float) - 1) / sizeof(float)); }
+
+/* A pass over the sequences making each plan (not kept): the sizes. */
+static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
+                                       const int32_t* cu_k, int nthreads, mha_varlen_layout* l) {
+  memset(l, 0, sizeof *l);
+  const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
+  int bad = 0;
+  for (int64_t b = 0; b < d->B; b++) {
+    if (cu_q[b + 1] == cu_q[b]) continue;
+    mha_attention_desc s;
+    mha_attn_plan p;
+    mha_varlen_seq_desc(d, cu_q, cu_k, b, &s);
+    mha_status st = mha_attn_plan_make(&p, kr, &s, 0, mha_varlen_want(want, s.Tq, total_q));
+    if (st != MHA_STATUS_SUCCESS) return st;
+    l->nseq++;
+    if (p.scratch > l->scratch) l->scratch = p.scratch;
+    mha_count(&l->shared, p.shared_n, 1, &bad);
+    bad |= !mha_add_i64(l->units, p.units, &l->units);
+  }
+  l->threads = mha_attn_threads(nthreads, l->units);
+  mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attn_plan)), &bad);
+  mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attention_desc)), &bad);
+  mha_count(&l->meta, (size_t)l->nseq + 1, 3 * sizeof(int64_t) / sizeof(float), &bad);
+  l->meta = mha_round16(l->meta);
+  mha_count(&l->total, l->scratch, (size_t)l->threads, &bad);
+  mha_count(&l->total, l->shared, 1, &bad);
+  mha_count(&l->total, l->meta, 1, &bad);
+  if (bad || l->total > (SIZE_MAX - 128) / sizeof(float)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_attention_varlen_f32: the workspace size overflows");
+  }
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
+                                       const int32_t* cu_k, int nthreads, size_t* floats) {
+  mha_varlen_layout l;
+  mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
+  if (st == MHA_STATUS_SUCCESS) *floats = l.total;
+  return st;
+}
+
+mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
+                                    const int32_t* cu_k, const float* q, const float* k, const float* v,
+                                    float* out, int nthreads, float* workspace) {
+  static const char fn[] = "mha_attention_varlen_f32";
+  mha_varlen_layout l;
+  mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
+  if (st != MHA_STATUS_SUCCESS || l.nseq == 0) return st;
+  float* ws = workspace;
+  if (ws == NULL) {
+    ws = aligned_alloc(64, (l.total * sizeof(float) + 63) & ~(size_t)63);
+    if (ws == NULL) {
+      return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace", fn,
+                       l.total * sizeof(float));
     }
   }
+  float* shared = ws + l.scratch * (size_t)l.threads;
+  char* meta = (char*)(shared + l.shared);
+  mha_attn_plan* plans = (mha_attn_plan*)meta;
+  mha_attention_desc* descs = (mha_attention_desc*)(meta + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attn_plan)) * sizeof(float));
+  int64_t* pack_first = (int64_t*)((char*)descs + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attention_desc)) * sizeof(float));
+  int64_t* unit_first = pack_first + l.nseq + 1;
+  int64_t* mean_first = unit_first + l.nseq + 1;
+  const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
+  int64_t i = 0;
+  pack_first[0] = unit_first[0] = mean_first[0] = 0;
+  for (int64_t b = 0; b < d->B; b++) {
+    if (cu_q[b + 1] == cu_q[b]) continue;
+    mha_attention_desc* s = &descs[i];
+    mha_attn_plan* p = &plans[i];
+    mha_varlen_seq_desc(d, cu_q, cu_k, b, s);
+    (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q)); /* it passed above */
+    p->lse_batch = 0; /* lse [total_q, H] */
+    p->lse_head = 1;
+    p->lse_row = d->H;
+    mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + (int64_t)cu_k[b] * d->k.row,
+                       v + (int64_t)cu_k[b] * d->v.row, NULL, out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+    pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
+    unit_first[i + 1] = unit_first[i] + p->units;
+    mean_first[i + 1] = 0;
+    i++;
+  }
+  const mha_attn_stages stages = {plans, l.nseq, pack_first, unit_first, mean_first};
+  mha_attn_execute(&stages, l.threads, ws, l.scratch);
   if (workspace == NULL) free(ws);
   return MHA_STATUS_SUCCESS;
 }
@@ -1134,19 +1362,19 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
   return s;
 }
 
-/* The written views (out, weights) must not share memory with each other or
- * with anything the call reads (q, k, v, the masks): every work item reads
- * its inputs while others write, so any overlap is a race and wrong results.
- * The test is on the byte ranges the views address, so interleaved but
- * disjoint views are refused too (documented in mha.h). */
-mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d,
-                                              const float* q, const float* k, const float* v,
-                                              const float* out, const float* weights) {
-  size_t nq, nk, nv, nout, nadd = 0, nw = 0;
+/* The overlap rule (mha.h, "Strided views"): every work item reads its
+ * inputs while others write, so any overlap of what a call writes with
+ * anything else it touches is a race and wrong results, or worse (an index
+ * array overwritten mid-call). The test is on the byte ranges the views
+ * address, so interleaved but disjoint views are refused too. */
+mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d, const float* q,
+                                       const float* k, const float* v, const float* out,
+                                       const float* weights, const mha_span* more_in, size_t n_more_in) {
+  size_t nq, nk = 0, nv = 0, nout, nadd = 0, nw = 0;
   mha_status st;
   if ((st = mha_view_span(fn, "q", d->B, d->H, d->Tq, d->D, &d->q, &nq)) != MHA_STATUS_SUCCESS ||
-      (st = mha_view_span(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k, &nk)) != MHA_STATUS_SUCCESS ||
-      (st = mha_view_span(fn, "v", d->B, d->Hkv, d->Tk, d->Dv, &d->v, &nv)) != MHA_STATUS_SUCCESS ||
+      (k != NULL && (st = mha_view_span(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k, &nk)) != MHA_STATUS_SUCCESS) ||
+      (v != NULL && (st = mha_view_span(fn, "v", d->B, d->Hkv, d->Tk, d->Dv, &d->v, &nv)) != MHA_STATUS_SUCCESS) ||
       (st = mha_view_span(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out, &nout)) != MHA_STATUS_SUCCESS) {
     return st;
   }
@@ -1155,23 +1383,25 @@ mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc*
                           &nadd)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  if (weights != NULL) nw = (size_t)(d->B * mha_weights_slots(d) * d->Tq * d->Tk) * sizeof(float); /* validated */
+  /* the products below were checked by mha_attention_validate */
+  if (weights != NULL) nw = (size_t)(d->B * mha_weights_slots(d) * d->Tq * d->Tk) * sizeof(float);
+  const size_t nheads = weights != NULL && d->weights_mode == MHA_WEIGHTS_SELECTED
+                            ? (size_t)d->weights_nheads * sizeof(int32_t) : 0;
   const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
   const size_t nhead = (size_t)d->H * sizeof(float);
   const size_t nlse = d->lse != NULL ? (size_t)(d->B * d->H * d->Tq) * sizeof(float) : 0;
-  const mha_span in[] = {{"q", q, nq}, {"k", k, nk}, {"v", v, nv},
-                         {"mask.additive", d->mask.additive, nadd},
-                         {"mask.kv_len", d->mask.kv_len, nlen},
-                         {"mask.alibi_slopes", d->mask.alibi_slopes, nhead},
-                         {"mask.sinks", d->mask.sinks, nhead},
-                         {"out", out, nout}, {"weights", weights, nw}};
-  const size_t n_in = sizeof in / sizeof in[0];
-  /* lse is an output too: disjoint from the inputs and from out and weights */
-  mha_status st2 = mha_check_outputs_disjoint(fn, (mha_span){"lse", d->lse, nlse},
-                                              (mha_span){"lse", NULL, 0}, in, n_in);
-  if (st2 != MHA_STATUS_SUCCESS) return st2;
-  return mha_check_outputs_disjoint(fn, (mha_span){"out", out, nout},
-                                    (mha_span){"weights", weights, nw}, in, n_in - 2);
+  enum { MAX_MORE = 4 };
+  if (n_more_in > MAX_MORE) n_more_in = MAX_MORE; /* internal callers pass at most 3 */
+  mha_span in[8 + MAX_MORE] = {{"q", q, nq}, {"k", k, nk}, {"v", v, nv},
+                               {"mask.additive", d->mask.additive, nadd},
+                               {"mask.kv_len", d->mask.kv_len, nlen},
+                               {"mask.alibi_slopes", d->mask.alibi_slopes, nhead},
+                               {"mask.sinks", d->mask.sinks, nhead},
+                               {"weights_heads", d->weights_heads, nheads}};
+  for (size_t i = 0; i < n_more_in; i++) in[8 + i] = more_in[i];
+  const mha_span outs[] = {{"out", out, nout}, {"weights", weights, nw}, {"lse", d->lse, nlse},
+                           {"workspace", d->workspace, d->workspace != NULL ? d->workspace_size : 0}};
+  return mha_check_spans_disjoint(fn, outs, sizeof outs / sizeof outs[0], in, 8 + n_more_in);
 }
 
 mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
@@ -1179,14 +1409,14 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
   static const char fn[] = "mha_attention_f32";
   mha_status st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
-  if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(desc->num_threads);
   float* ws;
-  st = mha_attention_caller_workspace(fn, "mha_attention_workspace_size", kr, desc, nthreads, &ws);
+  st = mha_attention_caller_workspace(fn, "mha_attention_workspace_size", kr, desc, weights != NULL, nthreads, &ws);
   if (st != MHA_STATUS_SUCCESS) return st;
-  return mha_attention_run(kr, desc, q, k, v, NULL, out, weights, NULL, NULL, nthreads, ws);
+  return mha_attention_run(kr, desc, q, k, v, NULL, out, weights, nthreads, ws);
 }
 
 mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
@@ -1200,7 +1430,7 @@ mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   size_t floats;
-  st = mha_attention_workspace_floats(kr, desc, mha_resolve_threads(desc->num_threads), &floats);
+  st = mha_attention_workspace_floats(kr, desc, with_weights != 0, mha_resolve_threads(desc->num_threads), &floats);
   if (st != MHA_STATUS_SUCCESS) return st;
   *bytes = floats * sizeof(float) + 64; /* + room to align a caller's buffer */
   return MHA_STATUS_SUCCESS;

@@ -80,14 +80,22 @@ static mha_status mha_check_disjoint(const char* fn, mha_span a, mha_span b) {
 
 mha_status mha_check_outputs_disjoint(const char* fn, mha_span out, mha_span weights,
                                       const mha_span* inputs, size_t n) {
+  const mha_span outs[] = {out, weights};
+  return mha_check_spans_disjoint(fn, outs, 2, inputs, n);
+}
+
+mha_status mha_check_spans_disjoint(const char* fn, const mha_span* outs, size_t n_out,
+                                    const mha_span* ins, size_t n_in) {
   mha_status st;
-  for (size_t i = 0; i < n; i++) {
-    if ((st = mha_check_disjoint(fn, out, inputs[i])) != MHA_STATUS_SUCCESS ||
-        (st = mha_check_disjoint(fn, weights, inputs[i])) != MHA_STATUS_SUCCESS) {
-      return st;
+  for (size_t o = 0; o < n_out; o++) {
+    for (size_t i = 0; i < n_in; i++) {
+      if ((st = mha_check_disjoint(fn, outs[o], ins[i])) != MHA_STATUS_SUCCESS) return st;
+    }
+    for (size_t o2 = o + 1; o2 < n_out; o2++) {
+      if ((st = mha_check_disjoint(fn, outs[o], outs[o2])) != MHA_STATUS_SUCCESS) return st;
     }
   }
-  return mha_check_disjoint(fn, weights, out);
+  return MHA_STATUS_SUCCESS;
 }
 
 int mha_resolve_threads(int requested) {

@@ -48,8 +48,12 @@ typedef struct mha_span {
   size_t bytes;
 } mha_span;
 
-/* INVALID_STRIDE (naming both) if out or weights overlaps one of inputs[0..n)
- * or the other output; SUCCESS otherwise. */
+/* INVALID_STRIDE (naming both) if one of outs[0..n_out) overlaps one of
+ * ins[0..n_in) or another output; SUCCESS otherwise. */
+mha_status mha_check_spans_disjoint(const char* fn, const mha_span* outs, size_t n_out,
+                                    const mha_span* ins, size_t n_in);
+
+/* The same for two outputs, out and weights. */
 mha_status mha_check_outputs_disjoint(const char* fn, mha_span out, mha_span weights,
                                       const mha_span* inputs, size_t n);
 
@@ -99,16 +103,32 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
  * the cache (validated: mha_kv_cache_validate). */
 mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
                              const float* q, const float* k, const float* v,
-                             const mha_kv_cache* cache, float* out, float* weights,
-                             const int32_t* cu_q, const int32_t* cu_k, int nthreads,
+                             const mha_kv_cache* cache, float* out, float* weights, int nthreads,
                              float* workspace);
-/* out, weights and lse disjoint from each other and the inputs (the views
- * of desc; INVALID_STRIDE naming them otherwise). */
+/* The overlap rule of every call (include/mha.h, "Strided views"): what it
+ * writes (out, weights, lse, the caller's workspace, and the extra outputs
+ * `more_out`) is disjoint from everything else it reads or writes: q, k, v,
+ * the masks, the slopes and sinks, weights_heads, and the extra inputs
+ * `more_in` (cu_seqlens, a cache and its table). INVALID_STRIDE naming the
+ * pair otherwise. desc must have passed mha_attention_validate. */
 mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* desc,
                                        const float* q, const float* k, const float* v,
-                                       const float* out, const float* weights);
+                                       const float* out, const float* weights,
+                                       const mha_span* more_in, size_t n_more_in);
 mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
-                                          int nthreads, size_t* floats);
+                                          int with_weights, int nthreads, size_t* floats);
+
+/* A packed variable-length batch (kernels/mha/varlen.c checks it): one plan
+ * per sequence with query rows, each the plan of that sequence called alone
+ * (B = 1, its own lengths), run as one unit space over all sequences. Time
+ * and workspace follow the real rows and keys, never desc's Tq and Tk. */
+mha_status mha_attention_varlen_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
+                                       const int32_t* cu_q, const int32_t* cu_k, int nthreads,
+                                       size_t* floats);
+mha_status mha_attention_varlen_run(const mha_kernels* kernels, const mha_attention_desc* desc,
+                                    const int32_t* cu_q, const int32_t* cu_k, const float* q,
+                                    const float* k, const float* v, float* out, int nthreads,
+                                    float* workspace);
 
 /* The parallel stages of a core call at nthreads threads: the Kᵀ packing
  * blocks (0 in the dot-product form) and the (item, key range) units; the
@@ -120,7 +140,13 @@ mha_status mha_attention_work_units(const mha_kernels* kernels, const mha_attent
  * when it passed none), aligned; INVALID_ARGUMENT naming size_fn (the
  * *_workspace_size() function to ask) when it is too small. */
 mha_status mha_attention_caller_workspace(const char* fn, const char* size_fn, const mha_kernels* kernels,
-                                          const mha_attention_desc* desc, int nthreads, float** ws);
+                                          const mha_attention_desc* desc, int with_weights, int nthreads,
+                                          float** ws);
+
+/* *ws = a caller's workspace of `bytes` (mha_workspace_take) for `floats`;
+ * INVALID_ARGUMENT naming size_fn when it is too small. */
+mha_status mha_workspace_check(const char* fn, const char* size_fn, void* workspace, size_t bytes,
+                               size_t floats, float** ws);
 
 /* A caller's workspace, aligned up to 64 bytes, if its size is at least what
  * *_workspace_size() reports for `floats` (floats·4 + 64 bytes); else NULL. */

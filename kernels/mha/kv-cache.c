@@ -103,7 +103,11 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, 
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: %lld tokens per entry, past the %lld the cache holds",
                      fn, (long long)T, (long long)limit);
   }
-  for (int64_t b = 0; b < B; b++) {
+  /* per entry: its positions, and the table slots of a paged cache; a
+   * contiguous cache read from token 0 has nothing per entry to check, so B
+   * (which may be large for a valid descriptor) costs nothing there */
+  const int64_t entries = bs == 0 && first == NULL ? 0 : B;
+  for (int64_t b = 0; b < entries; b++) {
     const int64_t start = first != NULL ? first[b] : 0;
     if (start < 0 || start > limit - T) { /* T <= limit: no overflow */
       return mha_error(MHA_STATUS_INVALID_ARGUMENT,
@@ -151,29 +155,20 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
   if (st != MHA_STATUS_SUCCESS) return st;
   size_t kb, vb;
   if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
-  /* the outputs against q and the masks (the core's check, without k and v),
-   * then against the cache */
-  if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights)) != MHA_STATUS_SUCCESS) return st;
-  size_t nout, nw = 0;
-  (void)mha_view_span(fn, "out", d.B, d.H, d.Tq, d.Dv, &d.out, &nout); /* checked above */
-  if (weights != NULL) nw = (size_t)(d.B * mha_weights_slots(&d) * d.Tq * d.Tk) * sizeof(float);
-  const size_t nlse = d.lse != NULL ? (size_t)(d.B * d.H * d.Tq) * sizeof(float) : 0;
+  /* the core's rule (without desc's k and v), the cache and its table as inputs */
   const size_t ntable = cache->block_size != 0 ? (size_t)(d.B * cache->max_blocks) * sizeof(int32_t) : 0;
   const mha_span cache_spans[] = {{"cache->k", cache->k, kb}, {"cache->v", cache->v, vb},
                                   {"cache->block_table", cache->block_table, ntable}};
-  if ((st = mha_check_outputs_disjoint(fn, (mha_span){"out", out, nout}, (mha_span){"weights", weights, nw},
-                                       cache_spans, 3)) != MHA_STATUS_SUCCESS ||
-      (st = mha_check_outputs_disjoint(fn, (mha_span){"lse", d.lse, nlse}, (mha_span){"lse", NULL, 0},
-                                       cache_spans, 3)) != MHA_STATUS_SUCCESS) {
+  if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights, cache_spans, 3)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(d.num_threads);
   float* ws;
-  st = mha_attention_caller_workspace(fn, "mha_attention_kv_workspace_size", kr, &d, nthreads, &ws);
+  st = mha_attention_caller_workspace(fn, "mha_attention_kv_workspace_size", kr, &d, weights != NULL, nthreads, &ws);
   if (st != MHA_STATUS_SUCCESS) return st;
-  return mha_attention_run(kr, &d, q, NULL, NULL, cache, out, weights, NULL, NULL, nthreads, ws);
+  return mha_attention_run(kr, &d, q, NULL, NULL, cache, out, weights, nthreads, ws);
 }
 
 mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const mha_kv_cache* cache,
@@ -190,7 +185,7 @@ mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   size_t floats;
-  st = mha_attention_workspace_floats(kr, &d, mha_resolve_threads(d.num_threads), &floats);
+  st = mha_attention_workspace_floats(kr, &d, with_weights != 0, mha_resolve_threads(d.num_threads), &floats);
   if (st != MHA_STATUS_SUCCESS) return st;
   *bytes = floats * sizeof(float) + 64;
   return MHA_STATUS_SUCCESS;

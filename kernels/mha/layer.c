@@ -295,11 +295,11 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   size_t n_last = 0;
   cd->B = B % c->chunk;
   if (cd->B != 0) {
-    st = mha_attention_workspace_floats(L->kr, cd, c->nthreads, &n_last);
+    st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &n_last);
     if (st != MHA_STATUS_SUCCESS) return st;
   }
   cd->B = c->chunk;
-  st = mha_attention_workspace_floats(L->kr, cd, c->nthreads, &c->n_attn);
+  st = mha_attention_workspace_floats(L->kr, cd, a->weights != NULL, c->nthreads, &c->n_attn);
   if (st != MHA_STATUS_SUCCESS) return st;
   if (n_last > c->n_attn) c->n_attn = n_last;
   /* the core's part starts 64-byte aligned */
@@ -361,8 +361,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   if (cd.mask.kv_len != NULL) cd.mask.kv_len += b0;
   if (cd.mask.additive != NULL) cd.mask.additive += b0 * cd.mask.additive_strides.batch;
   float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
-  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, NULL, NULL, nthreads,
-                                    attn_ws);
+  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, nthreads, attn_ws);
   if (st == MHA_STATUS_SUCCESS && a->kv_cache != NULL) {
     /* the chunk's K and V rows, as the core read them (cd.k, cd.v) */
     mha_kv_cache_store(a->kv_cache, b0, nb, L->Hkv, c->Tk, L->D, L->Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk,
@@ -400,6 +399,8 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
       {"mask.kv_len", a->mask.kv_len, a->mask.kv_len ? B * sizeof(int32_t) : 0},
       {"mask.alibi_slopes", a->mask.alibi_slopes, (size_t)L->H * f},
       {"mask.sinks", a->mask.sinks, (size_t)L->H * f},
+      {"weights_heads", a->weights_heads,
+       a->weights != NULL && a->weights_mode == MHA_WEIGHTS_SELECTED ? (size_t)a->weights_nheads * sizeof(int32_t) : 0},
       {"workspace", a->workspace, a->workspace ? a->workspace_size : 0}};
   st = mha_check_outputs_disjoint(fn, (mha_span){"out", a->out, nout}, (mha_span){"weights", a->weights, nw},
                                   in, sizeof in / sizeof in[0]);
@@ -412,7 +413,7 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
     return st;
   }
   const size_t ntable = a->kv_cache->block_size != 0 ? B * (size_t)a->kv_cache->max_blocks * sizeof(int32_t) : 0;
-  const mha_span more[] = {in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7],
+  const mha_span more[] = {in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8],
                            {"out", a->out, nout}, {"weights", a->weights, nw},
                            {"kv_pos", a->kv_pos, a->kv_pos ? B * sizeof(int32_t) : 0},
                            {"kv_cache->block_table", a->kv_cache->block_table, ntable}};

@@ -34,8 +34,26 @@ mha_status mha_merge_f32(int64_t parts, int64_t rows, int64_t Dv, const float* c
                        outs[p] == NULL ? "outs" : "lses", (long long)p);
     }
   }
-  /* out may be outs[0] itself: row r of part 0 is read before row r of out is
-   * written, and no other row of out is touched meanwhile */
+  /* What the call writes (out, lse) is disjoint from what it reads and from
+   * each other, except that out may be outs[0] itself and lse lses[0]
+   * itself: row r of part 0 is read before row r of out (lse) is written,
+   * and no other row is touched meanwhile. Every pointer is checked, O(parts). */
+  const size_t nrow = (size_t)n, nlse = (size_t)rows * sizeof(float);
+  const mha_span written[] = {{"out", out, nrow}, {"lse", lse, lse != NULL ? nlse : 0}};
+  if (mha_check_spans_disjoint(fn, written, 2, NULL, 0) != MHA_STATUS_SUCCESS) return MHA_STATUS_INVALID_STRIDE;
+  for (int64_t p = 0; p < parts; p++) {
+    const mha_span read[] = {{"outs[p]", outs[p], nrow}, {"lses[p]", lses[p], nlse}};
+    for (int w = 0; w < 2; w++) {
+      for (int i = 0; i < 2; i++) {
+        if (p == 0 && w == i && written[w].p == read[i].p) continue; /* in place on part 0 */
+        if (mha_check_spans_disjoint(fn, &written[w], 1, &read[i], 1) != MHA_STATUS_SUCCESS) {
+          return mha_error(MHA_STATUS_INVALID_STRIDE,
+                           "%s: %s overlaps %s[%lld] (only outs[0] itself may be out, lses[0] itself lse)", fn,
+                           written[w].name, i == 0 ? "outs" : "lses", (long long)p);
+        }
+      }
+    }
+  }
   for (int64_t r = 0; r < rows; r++) {
     float M = -INFINITY;
     int nan = 0;

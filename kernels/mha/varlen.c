@@ -1,7 +1,9 @@
 /*
- * Packed variable-length batches (mha_attention_varlen_f32): validation and
- * the packed views; the flash loop is the core's (attention.c), run over the
- * padded schedule of (B, Tq, Tk) with each sequence's rows mapped in place.
+ * Packed variable-length batches (mha_attention_varlen_f32): the checks of
+ * the offsets and the packed views. The schedule is one plan per sequence,
+ * the plan of that sequence called alone (attention.c,
+ * mha_attention_varlen_run): time and workspace follow the real rows and
+ * keys, and desc's Tq and Tk are bounds only.
  */
 #include <string.h>
 
@@ -20,6 +22,9 @@ static mha_status mha_varlen_check(const char* fn, const mha_attention_desc* d, 
   if (d->B < 1 || d->Tq < 1 || d->Tk < 1) {
     return mha_error(MHA_STATUS_INVALID_SIZE, "%s: B, Tq and Tk must be >= 1 (B = %lld, Tq = %lld, Tk = %lld)",
                      fn, (long long)d->B, (long long)d->Tq, (long long)d->Tk);
+  }
+  if ((uint64_t)d->B >= (uint64_t)(SIZE_MAX / sizeof(int32_t))) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: cu_seqlens [B + 1] overflows (B = %lld)", fn, (long long)d->B);
   }
   if (d->mask.kv_len != NULL || d->mask.additive != NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT,
@@ -60,22 +65,27 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* desc, const int32_
   mha_attention_desc flat;
   mha_status st = mha_varlen_check(fn, desc, cu_seqlens_q, cu_seqlens_k, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
+  /* the offsets are inputs like the rest: no output may overwrite them */
+  const size_t ncu = (size_t)(desc->B + 1) * sizeof(int32_t);
+  const mha_span offsets[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"cu_seqlens_k", cu_seqlens_k, ncu}};
   if ((st = mha_attention_validate(fn, &flat, q, k, v, out, 0)) != MHA_STATUS_SUCCESS ||
-      (st = mha_attention_check_overlap(fn, &flat, q, k, v, out, NULL)) != MHA_STATUS_SUCCESS) {
+      (st = mha_attention_check_overlap(fn, &flat, q, k, v, out, NULL, offsets, 2)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  /* the padded schedule's own checks (its sizes and the workspace count) */
-  mha_attention_desc sched = *desc;
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   const int nthreads = mha_resolve_threads(desc->num_threads);
-  size_t floats; /* the schedule's count is checked even without a caller workspace */
-  if ((st = mha_attention_workspace_floats(kr, &sched, nthreads, &floats)) != MHA_STATUS_SUCCESS) return st;
-  float* ws;
-  st = mha_attention_caller_workspace(fn, "mha_attention_varlen_workspace_size", kr, &sched, nthreads, &ws);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  if (cu_seqlens_q[desc->B] == 0) return MHA_STATUS_SUCCESS; /* no query rows: nothing to write */
-  return mha_attention_run(kr, &sched, q, k, v, NULL, out, NULL, cu_seqlens_q, cu_seqlens_k, nthreads, ws);
+  float* ws = NULL;
+  if (desc->workspace != NULL) {
+    size_t floats;
+    st = mha_attention_varlen_floats(kr, desc, cu_seqlens_q, cu_seqlens_k, nthreads, &floats);
+    if (st != MHA_STATUS_SUCCESS ||
+        (st = mha_workspace_check(fn, "mha_attention_varlen_workspace_size", desc->workspace,
+                                  desc->workspace_size, floats, &ws)) != MHA_STATUS_SUCCESS) {
+      return st;
+    }
+  }
+  return mha_attention_varlen_run(kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, nthreads, ws);
 }
 
 mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,
@@ -91,7 +101,8 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
   size_t floats;
-  st = mha_attention_workspace_floats(kr, desc, mha_resolve_threads(desc->num_threads), &floats);
+  st = mha_attention_varlen_floats(kr, desc, cu_seqlens_q, cu_seqlens_k, mha_resolve_threads(desc->num_threads),
+                                   &floats);
   if (st != MHA_STATUS_SUCCESS) return st;
   *bytes = floats * sizeof(float) + 64;
   return MHA_STATUS_SUCCESS;

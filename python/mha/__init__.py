@@ -284,19 +284,27 @@ def _mask_view(mask, B, H, Tq, Tk):
     return view, st
 
 
-def _kv_len_array(kv_len, B, name="kv_len", what="length"):
-    """B int32 values (an int broadcasts), one per batch entry."""
-    a = np.asarray(kv_len)
+def _int32_array(values, name):
+    """values as a private C-contiguous int32 copy (no array of the caller's,
+    an out= included, can alias it): TypeError for a non-integer dtype (floats,
+    bools), INVALID_ARGUMENT for a value outside the int32 range."""
+    a = np.asarray(values)
     if a.size and a.dtype.kind not in "iu":
         raise TypeError(f"{name}: dtype {a.dtype} is not an integer dtype")
+    if a.size and (int(a.min()) < _I32_MIN or int(a.max()) > _I32_MAX):
+        _fail("INVALID_ARGUMENT", f"{name} holds a value outside the int32 range")
+    return np.array(a, dtype=np.int32, order="C", copy=True)
+
+
+def _kv_len_array(kv_len, B, name="kv_len", what="length"):
+    """B int32 values (an int broadcasts), one per batch entry."""
+    a = _int32_array(kv_len, name)
     if a.ndim == 0:
-        a = np.full(B, a)
+        a = np.full(B, a, np.int32)
     if a.shape != (B,):
         _fail("INVALID_SHAPE", f"{name} has shape {a.shape}, expected ({B},) (one {what} per "
                                f"batch entry)")
-    if a.size and (int(a.min()) < _I32_MIN or int(a.max()) > _I32_MAX):
-        _fail("INVALID_ARGUMENT", f"{name} holds a value outside the int32 range")
-    return np.ascontiguousarray(a, dtype=np.int32)
+    return a
 
 
 def _set_mask(cmask, causal, kv_len, mask, B, H, Tq, Tk, keep):
@@ -675,15 +683,11 @@ def _cache_axes(cache_layout, paged):
 
 
 def _block_table(block_table, B=None):
-    t = np.asarray(block_table)
-    if t.size and t.dtype.kind not in "iu":
-        raise TypeError(f"block_table: dtype {t.dtype} is not an integer dtype")
+    t = _int32_array(block_table, "block_table")
     if t.ndim != 2 or t.shape[1] < 1 or (B is not None and t.shape[0] != B):
         want = "[B, max_blocks]" if B is None else f"[{B}, max_blocks]"
         _fail("INVALID_SHAPE", f"block_table has shape {t.shape}, expected {want} (max_blocks >= 1)")
-    if t.size and (int(t.min()) < _I32_MIN or int(t.max()) > _I32_MAX):
-        _fail("INVALID_ARGUMENT", "block_table holds a value outside the int32 range")
-    return np.ascontiguousarray(t, dtype=np.int32)
+    return t
 
 
 def _cache_struct(kd, k, sk, v, sv, axes, table):
@@ -865,11 +869,14 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
 
     q [total_q, H, D], k [total_k, Hkv, D], v [total_k, Hkv, Dv]: B sequences
     back to back; sequence b's queries are rows cu_seqlens_q[b] ..
-    cu_seqlens_q[b+1] (B + 1 int offsets from 0), its keys likewise.
-    max_seqlen_q/k: the Tq, Tk of the schedule (None: the longest sequence);
-    each sequence gets the bits of the padded call with the same Tq, Tk, so
-    fixing them (e.g. to the context limit) makes a sequence's bits
-    independent of the batch it is packed in. Masks, variants, scale,
+    cu_seqlens_q[b+1], its keys likewise: B + 1 offsets from 0 of an
+    integer dtype (TypeError for floats or bools), each in the int32 range
+    (MhaError INVALID_ARGUMENT otherwise); mha passes private copies of them.
+    Each sequence gets exactly the bits of the same sequence called alone
+    (attention() on that one sequence, B = 1, its own lengths), whatever else
+    is packed with it. max_seqlen_q/k (None: the longest sequence) are only
+    upper bounds, and checked: a sequence longer than them is an error. They
+    do not change the schedule, the cost or the bits. Masks, variants, scale,
     num_threads, isa, workspace as in attention(), per sequence with its own
     lengths (kv_len and additive masks do not apply). Returns out
     [total_q, H, Dv], or (out, lse [total_q, H]) with return_lse.
@@ -879,8 +886,8 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
     for name, a in (("q", q), ("k", k), ("v", v)):
         if a.ndim != 3:
             _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 3 [total, heads, width]")
-    cq = np.ascontiguousarray(np.asarray(cu_seqlens_q), dtype=np.int32)
-    ck = np.ascontiguousarray(np.asarray(cu_seqlens_k), dtype=np.int32)
+    cq = _int32_array(cu_seqlens_q, "cu_seqlens_q")  # private copies: out cannot alias them
+    ck = _int32_array(cu_seqlens_k, "cu_seqlens_k")
     if cq.ndim != 1 or cq.shape != ck.shape or cq.size < 2:
         _fail("INVALID_SHAPE", f"cu_seqlens_q and cu_seqlens_k must both be [B + 1] with B >= 1, "
                                f"not {cq.shape} and {ck.shape}")
