@@ -59,7 +59,7 @@ extern "C" {
 
 #define MHA_VERSION_MAJOR 0
 #define MHA_VERSION_MINOR 4
-#define MHA_VERSION_PATCH 0
+#define MHA_VERSION_PATCH 1
 
 /* The version of the library actually loaded, MAJOR·10000 + MINOR·100 +
  * PATCH: a program or binding can compare it with the MHA_VERSION_* it was
@@ -154,12 +154,19 @@ MHA_API mha_status mha_set_isa_by_name(const char* name);
  *   - Outputs (out) must address every element once: sorted by stride, each
  *     dimension of size > 1 must step over everything the inner dimensions
  *     span, so a stride of 0 is allowed only where a dimension has size 1.
- *   - out and weights must not overlap each other or any input of the call
- *     (q, k, v, the masks; in the layer x_q, x_k, x_v and the workspace).
- *     The test is on the byte range each view spans (lowest to highest
- *     element), so views that interleave without sharing an element are
- *     refused too. Violations return MHA_STATUS_INVALID_STRIDE, naming the
- *     views. */
+ *
+ * The overlap rule, for every call of this header: what a call writes must
+ * not overlap anything else the call reads or writes. Written: out, weights,
+ * lse, the caller's workspace, a K/V cache being written (mha_kv_cache_write,
+ * the layer's cache output). Read: q, k, v (x_q, x_k, x_v in the layer), the
+ * additive mask, kv_len, alibi_slopes, sinks, weights_heads, cu_seqlens_q and
+ * cu_seqlens_k, a cache's K, V and block_table, pos / kv_pos, and merge's
+ * outs and lses. The only exception: mha_merge_f32's out may be outs[0]
+ * itself and its lse lses[0] itself (merging in place). The test is on the
+ * byte range each buffer spans (lowest to highest element), so views that
+ * interleave without sharing an element are refused too. Every pointer is
+ * checked before anything is written; a violation returns
+ * MHA_STATUS_INVALID_STRIDE naming both buffers and writes nothing. */
 typedef struct mha_strides {
   int64_t batch;
   int64_t head;
@@ -215,7 +222,8 @@ typedef enum mha_align {
  *           (b, h, i, j) is additive[b·s.batch + h·s.head + i·s.row + j]
  *           (keys contiguous). A stride of 0 broadcasts that dimension,
  *           e.g. {0, 0, Tk} is one [Tq, Tk] mask for all batches and heads.
- *  alibi_slopes  NULL, or H slopes (ALiBi): computed in the kernel, no bias
+ *  alibi_slopes  NULL, or H finite slopes (ALiBi; INVALID_ARGUMENT naming
+ *           the entry for ±inf or NaN): computed in the kernel, no bias
  *           tensor. The distance i' − j is formed in float: exact while
  *           |i' − j| < 2^24 (16M positions); beyond, neighbouring keys may
  *           get the same bias.
@@ -224,7 +232,8 @@ typedef enum mha_align {
  *  sinks    NULL, or H logits (gpt-oss's attention sinks): sink h joins the
  *           softmax's denominator of every row of head h but has no value
  *           row, so a row puts weight exp(sink_h − m)/l on "nothing".
- *           A sink of −inf is no sink.
+ *           Each sink is finite or −inf (no sink); +inf or NaN is
+ *           INVALID_ARGUMENT naming the entry.
  *
  * A query row that the masks leave with no visible key outputs zeros (and
  * zero weights), never NaN; with a sink, its weight is all on the sink. A
@@ -296,7 +305,8 @@ typedef struct mha_attention_desc {
   /* NULL: the call allocates its workspace (and frees it before returning).
    * Else a caller-owned buffer of workspace_size bytes, any alignment, at
    * least mha_attention_workspace_size(): the call then allocates nothing.
-   * One buffer per concurrent call. */
+   * One buffer per concurrent call; it overlaps nothing else of the call
+   * (INVALID_STRIDE). */
   void* workspace;
   size_t workspace_size;
 } mha_attention_desc;
@@ -334,7 +344,7 @@ MHA_API void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_
  *
  * Returns SUCCESS, NULL_POINTER (desc, q, k, v or out), INVALID_SIZE,
  * INVALID_SHAPE (H % Hkv), INVALID_STRIDE, INVALID_ARGUMENT (scale,
- * causal, kv_len), SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA or
+ * causal, kv_len, alibi_slopes, sinks), SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA or
  * UNSUPPORTED_ISA (a bad MHA_ISA). */
 MHA_API mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q,
                                      const float* k, const float* v, float* out, float* weights);
@@ -353,8 +363,9 @@ MHA_API mha_status mha_attention_workspace_size(const mha_attention_desc* desc, 
  *   cu_seqlens_q [B + 1]: sequence b's queries are rows [cu_q[b], cu_q[b+1])
  *                of q and out; cu_seqlens_k [B + 1] likewise its keys in k, v.
  *                Both start at 0 and never decrease.
- *   desc         B = the number of sequences; Tq, Tk = the longest query and
- *                key lengths allowed (at least every sequence's); H, Hkv, D,
+ *   desc         B = the number of sequences; Tq, Tk = bounds of the query
+ *                and key lengths (every sequence's must be <= them; they
+ *                change neither the schedule, the cost nor the bits); H, Hkv, D,
  *                Dv, scale, num_threads, isa, workspace as in the core. The
  *                views' head and row strides address the packed rows (q
  *                element (row t, head h, d) at q[t·q.row + h·q.head + d]); their
@@ -365,21 +376,29 @@ MHA_API mha_status mha_attention_workspace_size(const mha_attention_desc* desc, 
  *                mask must be NULL (INVALID_ARGUMENT), and there is no weights
  *                output (use the padded call to inspect weights).
  *
- * Bits: sequence b gets exactly the bits of the padded call with the same
- * desc (B, Tq, Tk) whose queries are left-padded to Tq, keys right-padded
- * with kv_len = len_k, and align MHA_ALIGN_KV_END: the schedule depends on
- * (Tq, Tk, H, Hkv, D), never on the other sequences or the thread count. An
- * engine that keeps Tq and Tk fixed (its context limits) gets the same bits
- * for a sequence whatever batch it is packed in.
+ * Bits: sequence b gets exactly the bits of the same sequence called alone:
+ * mha_attention_f32 with this desc but B = 1, Tq = len_q, Tk = len_k and
+ * views at its rows (lse then [1, H, len_q]). Each sequence has the plan of
+ * that call, and the sequences' work items share one parallel schedule, so
+ * a sequence's bits depend on nothing else in the batch, on the bounds Tq
+ * and Tk, or on the thread count. A sequence without keys (len_k = 0)
+ * outputs zeros, lse −inf (its sink's value with sinks), as a row that sees
+ * no key does; one without queries is skipped.
+ *
+ * Cost: time O(Σ_b len_q·len_k) (less under causal and windows) and a
+ * workspace of per-thread tiles plus O(real rows and keys): Kᵀ of the
+ * prefill-shaped sequences, the decode partials, a small plan per sequence.
+ *
  * Returns the core's statuses, plus INVALID_ARGUMENT for bad cu_seqlens
- * (naming the entry). */
+ * (naming the entry), INVALID_STRIDE when out or lse overlaps cu_seqlens
+ * (the overlap rule). */
 MHA_API mha_status mha_attention_varlen_f32(const mha_attention_desc* desc,
                                             const int32_t* cu_seqlens_q,
                                             const int32_t* cu_seqlens_k, const float* q,
                                             const float* k, const float* v, float* out);
 
-/* The workspace bytes mha_attention_varlen_f32() needs (as
- * mha_attention_workspace_size() for the core). */
+/* The workspace bytes mha_attention_varlen_f32() needs for these offsets
+ * and num_threads (a function of the real lengths, not of Tq and Tk). */
 MHA_API mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,
                                                        const int32_t* cu_seqlens_q,
                                                        const int32_t* cu_seqlens_k,
@@ -491,10 +510,12 @@ MHA_API mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int6
  * for a fixed order of parts. rows = B·H·Tq rows of width Dv: outs[p] and
  * out are contiguous [rows, Dv], lses[p] and lse contiguous [rows]. A part
  * with lse −inf adds nothing (its out row is not read); a row that no part
- * sees gets zeros and lse −inf. lse may be NULL; out may be outs[0] (in
- * place) but must not overlap another part. A sink belongs to one part only
- * (pass sinks to one range's call). Returns SUCCESS, NULL_POINTER,
- * INVALID_SIZE (parts, rows or Dv < 1), SIZE_OVERFLOW. */
+ * sees gets zeros and lse −inf. lse may be NULL. out may be outs[0] itself
+ * and lse lses[0] itself (in place); otherwise out and lse overlap no part
+ * and each other (the overlap rule, "Strided views"; every part's pointers
+ * are checked). A sink belongs to one part only (pass sinks to one range's
+ * call). Returns SUCCESS, NULL_POINTER, INVALID_SIZE (parts, rows or Dv <
+ * 1), INVALID_STRIDE (an overlap), SIZE_OVERFLOW. */
 MHA_API mha_status mha_merge_f32(int64_t parts, int64_t rows, int64_t Dv, const float* const* outs,
                                  const float* const* lses, float* out, float* lse);
 

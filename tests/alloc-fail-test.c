@@ -1,8 +1,19 @@
 /*
  * Allocation failure at every allocation of every public call that
  * allocates: mha_attention_f32 (prefill and decode shapes, with and without
- * weights, GQA and MQA, every mask), mha_layer_create, mha_layer_forward
- * (self- and cross-attention) and mha_layer_forward_once.
+ * weights, GQA and MQA, every mask), mha_attention_kv_f32 (f16, bf16 and
+ * fp32 caches, contiguous and paged through a shuffled block table; decode
+ * shapes whose keys are split into ranges and prefill shapes; with and
+ * without weights and lse; GQA and MQA), mha_attention_varlen_f32 (packed
+ * batches with a sequence without query rows, one without keys, a
+ * decode-like one of 1 query row and a few hundred keys and a prefill-like
+ * one; with lse), mha_layer_create, mha_layer_forward (self- and
+ * cross-attention; with a K/V cache output, f16 contiguous and bf16 paged)
+ * and mha_layer_forward_once. And the calls whose statuses include no
+ * OUT_OF_MEMORY, mha_kv_cache_write (f16, bf16, fp32; contiguous and paged)
+ * and mha_merge_f32 (with and without lse): they must allocate nothing, so
+ * their sweep ends at the first attempt, which must succeed with a clean
+ * call's bits.
  *
  * The allocator is interposed in this executable (alloc-hooks.c): libmha.a
  * is linked in statically and the OpenMP runtime calls malloc through the
@@ -13,9 +24,15 @@
  * and reported instead of ending the test) that sends back what happened.
  *
  * With num_threads = 1 every attempt must end with the call returning
- *   - OUT_OF_MEMORY, a fresh mha_last_error(), the outputs (poisoned with
- *     NaN before the call) untouched and, for mha_layer_create, *layer NULL;
- *   - or SUCCESS with the outputs bitwise equal to a clean call's;
+ *   - OUT_OF_MEMORY, a fresh mha_last_error(), the outputs (out, weights,
+ *     lse: poisoned with NaN before the call) untouched, the call's K/V
+ *     cache (an input of mha_attention_kv_f32, the output of
+ *     mha_kv_cache_write and of a layer forward with args.kv_cache; filled
+ *     with random values) bitwise what it was before the call and, for
+ *     mha_layer_create, *layer NULL;
+ *   - or SUCCESS with the outputs and the cache bitwise equal to a clean
+ *     call's (a clean call leaves an input cache as it was and writes an
+ *     output cache);
  * never another status, never an exit; and the number of live allocations
  * after the call (and after destroying a created plan) equals the number
  * before: nothing leaks on any path. A one-thread call must not enter the
@@ -58,22 +75,59 @@
 /* More allocations than any call makes: a sweep that reaches it has failed. */
 enum { MAX_ATTEMPTS = 200, MAX_SITES = 64 };
 
-typedef enum call_kind { CALL_CORE, CALL_CREATE, CALL_FORWARD, CALL_FORWARD_ONCE } call_kind;
+typedef enum call_kind {
+  CALL_CORE,
+  CALL_KV,
+  CALL_VARLEN,
+  CALL_KV_WRITE,
+  CALL_MERGE,
+  CALL_CREATE,
+  CALL_FORWARD,
+  CALL_FORWARD_ONCE
+} call_kind;
+
+/* The float outputs a call may have, poisoned before each call. */
+enum { OUT, WEIGHTS, LSE, NOUTPUTS };
+
+typedef struct output {
+  float* p;   /* NULL: the call has no such output */
+  size_t n;
+  float* ref; /* a clean call's values */
+} output;
+
+/* The K or V memory of a case's cache (the whole pool when paged), bytes. */
+typedef struct cache_mem {
+  void* p;               /* NULL: no cache */
+  size_t n;
+  unsigned char* before; /* copied just before each call */
+  unsigned char* ref;    /* after a clean call */
+} cache_mem;
 
 typedef struct oom_case {
   const char* name;
   call_kind kind;
   int with_threads;          /* also run the num_threads = 2 variant */
-  mha_attention_desc core;   /* CALL_CORE */
-  const float *q, *k, *v;
+  int allocates_nothing;     /* no OUT_OF_MEMORY documented: the call must make no allocation */
+  mha_attention_desc core;   /* CALL_CORE, CALL_KV, CALL_VARLEN (its lse: o[LSE].p) */
+  const float *q, *k, *v;    /* CALL_KV_WRITE: k_new and v_new */
+  const int32_t *cu_q, *cu_k; /* CALL_VARLEN */
+  mha_kv_cache cache;        /* CALL_KV, CALL_KV_WRITE; CALL_FORWARD: args.kv_cache if set */
+  cache_mem mem[2];          /* the cache's K and V memory */
+  int cache_written;         /* 1: the call writes the cache; 0: it only reads it */
+  struct {
+    int64_t B, Hkv, T, D, Dv;
+    const int32_t* pos;
+    mha_strides k, v;
+  } write;                   /* CALL_KV_WRITE */
+  struct {
+    int64_t parts, rows, Dv;
+    const float* const* outs;
+    const float* const* lses;
+  } merge;                   /* CALL_MERGE */
   mha_layer_desc layer;      /* CALL_CREATE, CALL_FORWARD_ONCE */
   mha_layer_args args;       /* the forward (CALL_CREATE: the forward that checks the new plan) */
   mha_layer* plan;           /* CALL_FORWARD */
-  float* out;                /* outputs, poisoned before each call */
-  size_t out_n;
-  float* weights;            /* or NULL */
-  size_t weights_n;
-  float *ref_out, *ref_weights; /* a clean call's outputs */
+  output o[NOUTPUTS];        /* out, weights, lse */
 } oom_case;
 
 /* What one attempt in a child did. */
@@ -82,6 +136,7 @@ typedef struct child_report {
   int exited;      /* the process exited inside the call */
   int status;      /* the call's status, when it returned */
   int outputs_ok;  /* failure: outputs untouched; success: equal to the clean call's */
+  int cache_ok;    /* failure: the cache as before the call; success: as after the clean call */
   int plan_ok;     /* mha_layer_create: *layer NULL on failure */
   int message_ok;  /* failure: a fresh, non-empty mha_last_error() */
   long leaked;     /* live allocations after the call minus before */
@@ -102,28 +157,27 @@ static float* filled(tester* t, size_t n) {
 }
 
 /* Memory that a child's writes reach: the references are computed in one. */
-static float* shared_floats(size_t n) {
-  void* p = mmap(NULL, n * sizeof(float), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-                 0);
+static void* shared_bytes(size_t n) {
+  void* p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
-    fprintf(stderr, "alloc-fail-test: mmap of %zu floats failed\n", n);
+    fprintf(stderr, "alloc-fail-test: mmap of %zu bytes failed\n", n);
     exit(2);
   }
   return p;
 }
 
-static void case_outputs(oom_case* c, size_t out_n, size_t weights_n) {
-  c->out_n = out_n;
-  c->out = tester_alloc(out_n * sizeof(float));
-  c->ref_out = shared_floats(out_n);
-  c->weights_n = weights_n;
-  c->weights = weights_n ? tester_alloc(weights_n * sizeof(float)) : NULL;
-  c->ref_weights = weights_n ? shared_floats(weights_n) : NULL;
+/* Output `which` of n floats (none when n is 0); returns it. */
+static float* case_output(oom_case* c, int which, size_t n) {
+  if (n == 0) return NULL;
+  c->o[which].n = n;
+  c->o[which].p = tester_alloc(n * sizeof(float));
+  c->o[which].ref = shared_bytes(n * sizeof(float));
+  return c->o[which].p;
 }
 
 typedef struct core_shape {
   int64_t B, H, Hkv, Tq, Tk, D, Dv;
-  int causal, kv_len, additive, weights;
+  int causal, kv_len, additive, weights, lse;
 } core_shape;
 
 static void core_case(tester* t, oom_case* c, const char* name, core_shape s, int with_threads) {
@@ -147,8 +201,185 @@ static void core_case(tester* t, oom_case* c, const char* name, core_shape s, in
     c->core.mask.additive = add;
     c->core.mask.additive_strides = (mha_strides){0, 0, s.Tk};
   }
-  case_outputs(c, (size_t)(s.B * s.H * s.Tq * s.Dv),
-               s.weights ? (size_t)(s.B * s.H * s.Tq * s.Tk) : 0);
+  case_output(c, OUT, (size_t)(s.B * s.H * s.Tq * s.Dv));
+  case_output(c, WEIGHTS, s.weights ? (size_t)(s.B * s.H * s.Tq * s.Tk) : 0);
+  c->core.lse = case_output(c, LSE, s.lse ? (size_t)(s.B * s.H * s.Tq) : 0);
+}
+
+static size_t dtype_bytes(mha_dtype t) { return t == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+static void cache_mem_init(cache_mem* m, void* p, size_t n) {
+  m->p = p;
+  m->n = n;
+  m->before = tester_alloc(n);
+  m->ref = shared_bytes(n);
+}
+
+/* The case's K/V cache, B entries of Hkv heads with room for capacity
+ * tokens: contiguous [B, Hkv, capacity, D] when block_size is 0; else pools
+ * of B·ceil(capacity / block_size) + 3 blocks, handed out by the table
+ * [B, max_blocks] in shuffled order (never the identity), with one more slot
+ * per entry left -1 (no token reaches it). Every element of the memory holds
+ * a random value (the tester's fill rounded to dt by mha_kv_cache_write,
+ * which allocates nothing and opens no parallel region), so that a write the
+ * call should not make shows. */
+static void cache_build(tester* t, oom_case* c, mha_dtype dt, int64_t B, int64_t Hkv,
+                        int64_t capacity, int64_t D, int64_t Dv, int64_t block_size) {
+  const int64_t per = block_size ? (capacity + block_size - 1) / block_size : 0;
+  const int64_t blocks = block_size ? B * per + 3 : B, rows = block_size ? block_size : capacity;
+  const size_t nk = (size_t)(blocks * Hkv * rows * D), nv = (size_t)(blocks * Hkv * rows * Dv);
+  void* k = tester_alloc(nk * dtype_bytes(dt));
+  void* v = tester_alloc(nv * dtype_bytes(dt));
+  mha_kv_cache all; /* the memory as one contiguous cache of `blocks` entries */
+  mha_kv_cache_init(&all, dt, k, v, Hkv, rows, D, Dv);
+  float* kf = filled(t, nk);
+  float* vf = filled(t, nv);
+  int32_t* zero = tester_alloc((size_t)blocks * sizeof(int32_t));
+  memset(zero, 0, (size_t)blocks * sizeof(int32_t));
+  const mha_status st = mha_kv_cache_write(&all, blocks, Hkv, rows, D, Dv, zero, kf,
+                                           mha_strides_bhtd(Hkv, rows, D), vf,
+                                           mha_strides_bhtd(Hkv, rows, Dv));
+  tester_check(t, st == MHA_STATUS_SUCCESS, "%s: filling the cache: %s", c->name,
+               mha_last_error());
+  free(kf);
+  free(vf);
+  free(zero);
+  if (block_size == 0) {
+    mha_kv_cache_init(&c->cache, dt, k, v, Hkv, capacity, D, Dv);
+  } else {
+    int32_t* perm = tester_alloc((size_t)blocks * sizeof(int32_t));
+    for (int64_t i = 0; i < blocks; i++) perm[i] = (int32_t)i;
+    for (int64_t i = blocks - 1; i > 0; i--) {
+      const int64_t j = tester_below(t, i + 1);
+      const int32_t x = perm[i];
+      perm[i] = perm[j];
+      perm[j] = x;
+    }
+    int identity = 1;
+    for (int64_t i = 0; i < B * per; i++) identity &= perm[i] == i;
+    if (identity) { /* the last block first */
+      for (int64_t i = 0; i < blocks; i++) perm[i] = (int32_t)((i + blocks - 1) % blocks);
+    }
+    int32_t* table = tester_alloc((size_t)(B * (per + 1)) * sizeof(int32_t));
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t s = 0; s <= per; s++) table[b * (per + 1) + s] = s < per ? perm[b * per + s] : -1;
+    }
+    free(perm);
+    mha_kv_cache_init_paged(&c->cache, dt, k, v, blocks, block_size, Hkv, D, Dv, table, per + 1);
+  }
+  cache_mem_init(&c->mem[0], k, nk * dtype_bytes(dt));
+  cache_mem_init(&c->mem[1], v, nv * dtype_bytes(dt));
+}
+
+/* mha_attention_kv_f32: the core case's shape, its K and V stored as the
+ * cache's tokens [0, Tk) (rounded to dt), capacity Tk + 5. */
+static void kv_case(tester* t, oom_case* c, const char* name, core_shape s, mha_dtype dt,
+                    int64_t block_size, int with_threads) {
+  core_case(t, c, name, s, with_threads);
+  c->kind = CALL_KV;
+  cache_build(t, c, dt, s.B, s.Hkv, s.Tk + 5, s.D, s.Dv, block_size);
+  int32_t* zero = tester_alloc((size_t)s.B * sizeof(int32_t));
+  memset(zero, 0, (size_t)s.B * sizeof(int32_t));
+  const mha_status st = mha_kv_cache_write(&c->cache, s.B, s.Hkv, s.Tk, s.D, s.Dv, zero, c->k,
+                                           mha_strides_bhtd(s.Hkv, s.Tk, s.D), c->v,
+                                           mha_strides_bhtd(s.Hkv, s.Tk, s.Dv));
+  tester_check(t, st == MHA_STATUS_SUCCESS, "%s: storing K and V: %s", name, mha_last_error());
+  free(zero);
+}
+
+/* mha_kv_cache_write of T random rows per entry at positions pos, from
+ * [B, Hkv, T, ·] rows or, token_major, [B, T, Hkv, ·] rows. */
+static void kv_write_case(tester* t, oom_case* c, const char* name, mha_dtype dt,
+                          int64_t block_size, int64_t B, int64_t Hkv, int64_t T, int64_t D,
+                          int64_t Dv, int64_t capacity, const int32_t* pos, int token_major) {
+  memset(c, 0, sizeof *c);
+  c->name = name;
+  c->kind = CALL_KV_WRITE;
+  c->allocates_nothing = 1;
+  c->cache_written = 1;
+  cache_build(t, c, dt, B, Hkv, capacity, D, Dv, block_size);
+  c->k = filled(t, (size_t)(B * Hkv * T * D));
+  c->v = filled(t, (size_t)(B * Hkv * T * Dv));
+  c->write.B = B;
+  c->write.Hkv = Hkv;
+  c->write.T = T;
+  c->write.D = D;
+  c->write.Dv = Dv;
+  c->write.pos = pos;
+  c->write.k = token_major ? mha_strides_bthd(Hkv, T, D) : mha_strides_bhtd(Hkv, T, D);
+  c->write.v = token_major ? mha_strides_bthd(Hkv, T, Dv) : mha_strides_bhtd(Hkv, T, Dv);
+}
+
+/* A packed variable-length batch: n sequences of len_q[b] query rows and
+ * len_k[b] keys; Tq, Tk the longest. */
+enum { MAX_SEQS = 6 };
+
+typedef struct varlen_shape {
+  int64_t H, Hkv, D, Dv;
+  int causal, lse, n;
+  int32_t len_q[MAX_SEQS], len_k[MAX_SEQS];
+} varlen_shape;
+
+static void varlen_case(tester* t, oom_case* c, const char* name, varlen_shape s,
+                        int with_threads) {
+  memset(c, 0, sizeof *c);
+  c->name = name;
+  c->kind = CALL_VARLEN;
+  c->with_threads = with_threads;
+  int32_t* cu_q = tester_alloc((size_t)(s.n + 1) * sizeof(int32_t));
+  int32_t* cu_k = tester_alloc((size_t)(s.n + 1) * sizeof(int32_t));
+  int64_t Tq = 1, Tk = 1;
+  cu_q[0] = cu_k[0] = 0;
+  for (int b = 0; b < s.n; b++) {
+    cu_q[b + 1] = cu_q[b] + s.len_q[b];
+    cu_k[b + 1] = cu_k[b] + s.len_k[b];
+    if (s.len_q[b] > Tq) Tq = s.len_q[b];
+    if (s.len_k[b] > Tk) Tk = s.len_k[b];
+  }
+  c->cu_q = cu_q;
+  c->cu_k = cu_k;
+  const int64_t tq = cu_q[s.n], tk = cu_k[s.n];
+  mha_attention_desc_init(&c->core, s.n, s.H, s.Hkv, Tq, Tk, s.D, s.Dv);
+  /* packed [total, heads, width]: batch strides not used */
+  c->core.q = (mha_strides){0, s.D, s.H * s.D};
+  c->core.k = (mha_strides){0, s.D, s.Hkv * s.D};
+  c->core.v = (mha_strides){0, s.Dv, s.Hkv * s.Dv};
+  c->core.out = (mha_strides){0, s.Dv, s.H * s.Dv};
+  c->core.mask.causal = s.causal;
+  c->q = filled(t, (size_t)(tq * s.H * s.D));
+  c->k = filled(t, (size_t)(tk * s.Hkv * s.D));
+  c->v = filled(t, (size_t)(tk * s.Hkv * s.Dv));
+  case_output(c, OUT, (size_t)(tq * s.H * s.Dv));
+  c->core.lse = case_output(c, LSE, s.lse ? (size_t)(tq * s.H) : 0); /* [total_q, H] */
+}
+
+/* mha_merge_f32 of `parts` random parts [rows, Dv]: lse in [-4, 4), every
+ * third row -inf in one part, the last row -inf in all (zeros, lse -inf). */
+static void merge_case(tester* t, oom_case* c, const char* name, int64_t parts, int64_t rows,
+                       int64_t Dv, int with_lse) {
+  memset(c, 0, sizeof *c);
+  c->name = name;
+  c->kind = CALL_MERGE;
+  c->allocates_nothing = 1;
+  const float** outs = tester_alloc((size_t)parts * sizeof(float*));
+  const float** lses = tester_alloc((size_t)parts * sizeof(float*));
+  for (int64_t p = 0; p < parts; p++) {
+    outs[p] = filled(t, (size_t)(rows * Dv));
+    float* lse = tester_alloc((size_t)rows * sizeof(float));
+    tester_fill_range(t, lse, (size_t)rows, -4.0f, 4.0f);
+    for (int64_t r = 1; r < rows; r += 3) {
+      if (r % parts == p) lse[r] = -INFINITY;
+    }
+    lse[rows - 1] = -INFINITY;
+    lses[p] = lse;
+  }
+  c->merge.parts = parts;
+  c->merge.rows = rows;
+  c->merge.Dv = Dv;
+  c->merge.outs = outs;
+  c->merge.lses = lses;
+  case_output(c, OUT, (size_t)(rows * Dv));
+  case_output(c, LSE, with_lse ? (size_t)rows : 0);
 }
 
 /* Layer fixtures: d_model 16, H 4 (D = Dv = 4), cross inputs of width 12. */
@@ -255,9 +486,20 @@ static void layer_case(oom_case* c, const char* name, call_kind kind, mha_layer_
   c->args = a;
   const int64_t tk = a.x_k != NULL ? a.Tk : a.Tq;
   const int64_t width = d.w_o != NULL ? d.d_model : NH * HD;
-  case_outputs(c, (size_t)(a.B * a.Tq * width), weights ? (size_t)(a.B * NH * a.Tq * tk) : 0);
-  c->args.out = c->out;
-  c->args.weights = c->weights;
+  c->args.out = case_output(c, OUT, (size_t)(a.B * a.Tq * width));
+  c->args.weights = case_output(c, WEIGHTS, weights ? (size_t)(a.B * NH * a.Tq * tk) : 0);
+}
+
+/* A forward whose K and V projections go to a cache (args.kv_cache) at
+ * positions pos, capacity tokens per entry. */
+static void layer_kv_case(tester* t, oom_case* c, const char* name, mha_layer_desc d,
+                          mha_layer_args a, int weights, mha_dtype dt, int64_t block_size,
+                          int64_t capacity, const int32_t* pos, int with_threads) {
+  layer_case(c, name, CALL_FORWARD, d, a, weights, with_threads);
+  cache_build(t, c, dt, a.B, NHKV, capacity, HD, HD, block_size);
+  c->cache_written = 1;
+  c->args.kv_cache = &c->cache;
+  c->args.kv_pos = pos;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -271,8 +513,24 @@ static mha_status run_call(const oom_case* c, int threads, mha_layer** created) 
     case CALL_CORE: {
       mha_attention_desc d = c->core;
       d.num_threads = threads;
-      return mha_attention_f32(&d, c->q, c->k, c->v, c->out, c->weights);
+      return mha_attention_f32(&d, c->q, c->k, c->v, c->o[OUT].p, c->o[WEIGHTS].p);
     }
+    case CALL_KV: {
+      mha_attention_desc d = c->core;
+      d.num_threads = threads;
+      return mha_attention_kv_f32(&d, c->q, &c->cache, c->o[OUT].p, c->o[WEIGHTS].p);
+    }
+    case CALL_VARLEN: {
+      mha_attention_desc d = c->core;
+      d.num_threads = threads;
+      return mha_attention_varlen_f32(&d, c->cu_q, c->cu_k, c->q, c->k, c->v, c->o[OUT].p);
+    }
+    case CALL_KV_WRITE:
+      return mha_kv_cache_write(&c->cache, c->write.B, c->write.Hkv, c->write.T, c->write.D,
+                                c->write.Dv, c->write.pos, c->k, c->write.k, c->v, c->write.v);
+    case CALL_MERGE:
+      return mha_merge_f32(c->merge.parts, c->merge.rows, c->merge.Dv, c->merge.outs,
+                           c->merge.lses, c->o[OUT].p, c->o[LSE].p);
     case CALL_CREATE: return mha_layer_create(&c->layer, created);
     case CALL_FORWARD: return mha_layer_forward(c->plan, &a);
     case CALL_FORWARD_ONCE: return mha_layer_forward_once(&c->layer, &a);
@@ -281,8 +539,9 @@ static mha_status run_call(const oom_case* c, int threads, mha_layer** created) 
 }
 
 static void poison_outputs(oom_case* c) {
-  tester_poison(c->out, c->out_n);
-  if (c->weights != NULL) tester_poison(c->weights, c->weights_n);
+  for (int i = 0; i < NOUTPUTS; i++) {
+    if (c->o[i].p != NULL) tester_poison(c->o[i].p, c->o[i].n);
+  }
 }
 
 static int all_poison(const float* x, size_t n) {
@@ -292,16 +551,44 @@ static int all_poison(const float* x, size_t n) {
   return 1;
 }
 
+static int outputs_untouched(const oom_case* c) {
+  for (int i = 0; i < NOUTPUTS; i++) {
+    if (c->o[i].p != NULL && !all_poison(c->o[i].p, c->o[i].n)) return 0;
+  }
+  return 1;
+}
+
 static int outputs_match_reference(const oom_case* c) {
-  return memcmp(c->out, c->ref_out, c->out_n * sizeof(float)) == 0 &&
-         (c->weights == NULL ||
-          memcmp(c->weights, c->ref_weights, c->weights_n * sizeof(float)) == 0);
+  for (int i = 0; i < NOUTPUTS; i++) {
+    if (c->o[i].p != NULL && memcmp(c->o[i].p, c->o[i].ref, c->o[i].n * sizeof(float)) != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The cache's memory as it is now, before a call. */
+static void cache_snapshot(oom_case* c) {
+  for (int i = 0; i < 2; i++) {
+    if (c->mem[i].p != NULL) memcpy(c->mem[i].before, c->mem[i].p, c->mem[i].n);
+  }
+}
+
+/* 1 if the cache's memory equals the snapshot (reference 0) or the clean
+ * call's (reference 1), bitwise. */
+static int cache_equals(const oom_case* c, int reference) {
+  for (int i = 0; i < 2; i++) {
+    const cache_mem* m = &c->mem[i];
+    if (m->p != NULL && memcmp(m->p, reference ? m->ref : m->before, m->n) != 0) return 0;
+  }
+  return 1;
 }
 
 /* A clean call (nothing armed) whose outputs become the reference. */
 static void make_reference(tester* t, oom_case* c) {
   tester_context(t, "%s: the clean call", c->name);
   poison_outputs(c);
+  cache_snapshot(c);
   mha_layer* plan = NULL;
   mha_status st = run_call(c, 1, &plan);
   if (c->kind == CALL_CREATE && st == MHA_STATUS_SUCCESS) {
@@ -312,8 +599,22 @@ static void make_reference(tester* t, oom_case* c) {
   }
   tester_check(t, st == MHA_STATUS_SUCCESS, "%s: the clean call returned %s: %s", c->name,
                mha_status_string(st), mha_last_error());
-  memcpy(c->ref_out, c->out, c->out_n * sizeof(float));
-  if (c->weights != NULL) memcpy(c->ref_weights, c->weights, c->weights_n * sizeof(float));
+  for (int i = 0; i < NOUTPUTS; i++) {
+    if (c->o[i].p != NULL) memcpy(c->o[i].ref, c->o[i].p, c->o[i].n * sizeof(float));
+  }
+  for (int i = 0; i < 2; i++) {
+    const cache_mem* m = &c->mem[i];
+    if (m->p == NULL) continue;
+    memcpy(m->ref, m->p, m->n);
+    const int same = memcmp(m->p, m->before, m->n) == 0;
+    if (c->cache_written) {
+      tester_check(t, !same, "%s: the clean call wrote nothing to the cache's %s", c->name,
+                   i == 0 ? "K" : "V");
+    } else {
+      tester_check(t, same, "%s: the clean call changed the cache's %s (an input)", c->name,
+                   i == 0 ? "K" : "V");
+    }
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -349,6 +650,7 @@ static void child_attempt(oom_case* c, int threads, long n) {
   atexit(child_on_exit);
   memset(&child_result, 0, sizeof child_result);
   poison_outputs(c);
+  cache_snapshot(c);
   tester_stale_error();
   char stale[512];
   snprintf(stale, sizeof stale, "%s", mha_last_error());
@@ -374,18 +676,19 @@ static void child_attempt(oom_case* c, int threads, long n) {
       mha_layer_destroy(plan);
     }
     child_result.outputs_ok = outputs_match_reference(c);
+    child_result.cache_ok = cache_equals(c, 1);
     child_result.message_ok = 1;
     if (threads > 1 && c->kind != CALL_CREATE) {
       /* the runtime's pool now exists: a second call must add nothing */
       const long live_again = alloc_hooks_live();
       child_result.outputs_ok &= run_call(c, threads, &plan) == MHA_STATUS_SUCCESS &&
                                  outputs_match_reference(c);
+      child_result.cache_ok &= cache_equals(c, 1);
       child_result.leaked_again = alloc_hooks_live() - live_again;
     }
   } else {
-    child_result.outputs_ok =
-        all_poison(c->out, c->out_n) &&
-        (c->weights == NULL || all_poison(c->weights, c->weights_n));
+    child_result.outputs_ok = outputs_untouched(c);
+    child_result.cache_ok = cache_equals(c, 0);
     if (c->kind == CALL_CREATE) child_result.plan_ok = plan == NULL;
     const char* msg = mha_last_error();
     child_result.message_ok = msg[0] != '\0' && strcmp(msg, stale) != 0;
@@ -479,6 +782,7 @@ static void clean_attempt(tester* t, oom_case* c, int threads, const child_repor
                mha_status_string((mha_status)r->status), r->message);
   tester_check(t, r->outputs_ok && r->plan_ok,
                "%s: the clean call's outputs differ from the reference", c->name);
+  tester_check(t, r->cache_ok, "%s: the clean call's cache differs from the reference", c->name);
   tester_check(t, threads > 1 || r->leaked == 0, "%s: the clean call leaked %ld allocations",
                c->name, r->leaked);
   tester_check(t, r->leaked_again == 0, "%s: a second clean call leaked %ld allocations",
@@ -521,6 +825,8 @@ static void sweep(tester* t, oom_case* c, int threads, totals* tot) {
       tester_check(t, r.outputs_ok && r.plan_ok, "%s: allocation %ld (at %s) failed, the call "
                    "returned success, but its outputs differ from a clean call's", c->name, n,
                    where);
+      tester_check(t, r.cache_ok, "%s: allocation %ld (at %s) failed, the call returned "
+                   "success, but its cache differs from a clean call's", c->name, n, where);
     } else {
       oom++;
       tester_check(t, r.status == MHA_STATUS_OUT_OF_MEMORY, "%s: allocation %ld (at %s) failed "
@@ -528,6 +834,8 @@ static void sweep(tester* t, oom_case* c, int threads, totals* tot) {
                    mha_status_string((mha_status)r.status), r.message);
       tester_check(t, r.outputs_ok, "%s: allocation %ld (at %s) failed and the call wrote to "
                    "its outputs", c->name, n, where);
+      tester_check(t, r.cache_ok, "%s: allocation %ld (at %s) failed and the call changed "
+                   "its cache", c->name, n, where);
       tester_check(t, r.plan_ok, "%s: allocation %ld (at %s) failed and *layer is not NULL",
                    c->name, n, where);
       tester_check(t, r.message_ok, "%s: allocation %ld (at %s) failed and mha_last_error() "
@@ -540,6 +848,10 @@ static void sweep(tester* t, oom_case* c, int threads, totals* tot) {
   }
   tester_check(t, n <= MAX_ATTEMPTS, "%s: still failing after %d allocations", c->name,
                MAX_ATTEMPTS);
+  /* no OUT_OF_MEMORY documented: the first attempt already found nothing to fail */
+  tester_check(t, !c->allocates_nothing || (n == 1 && clean == 0), "%s, num_threads %d: the "
+               "call documents no out of memory but made %ld allocations", c->name, threads,
+               clean >= 0 ? clean : n - 1);
   if (threads > 1) {
     tot->runtime_exits += exits;
     tot->runtime_tries += oom + success + exits;

@@ -64,7 +64,7 @@ import numpy as np
 from . import _lib
 from ._lib import LibraryNotFoundError  # noqa: F401 (public)
 
-__version__ = "0.4.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
+__version__ = "0.4.1"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
            "isa_available", "get_isa", "set_isa", "attention", "attention_paged",
