@@ -900,18 +900,82 @@ int main(void) {
     core_shape s;
     int with_threads;
   } core_cases[] = {
-      {"core prefill, GQA 4/2, causal", {2, 4, 2, 37, 53, 16, 12, 1, 0, 0, 0}, 1},
-      {"core prefill, weights, kv_len, additive", {2, 4, 2, 37, 53, 16, 12, 0, 1, 1, 1}, 1},
-      {"core decode, GQA 8/2 (key split)", {1, 8, 2, 1, 700, 64, 64, 0, 0, 0, 0}, 1},
-      {"core decode, weights, causal", {2, 8, 2, 1, 300, 32, 32, 1, 0, 0, 1}, 0},
-      {"core MQA 6/1, Tq < Tk, causal, kv_len", {3, 6, 1, 9, 40, 8, 8, 1, 1, 0, 0}, 0},
+      {"core prefill, GQA 4/2, causal", {2, 4, 2, 37, 53, 16, 12, 1, 0, 0, 0, 0}, 1},
+      {"core prefill, weights, kv_len, additive", {2, 4, 2, 37, 53, 16, 12, 0, 1, 1, 1, 0}, 1},
+      {"core decode, GQA 8/2 (key split)", {1, 8, 2, 1, 700, 64, 64, 0, 0, 0, 0, 0}, 1},
+      {"core decode, weights, causal", {2, 8, 2, 1, 300, 32, 32, 1, 0, 0, 1, 0}, 0},
+      {"core MQA 6/1, Tq < Tk, causal, kv_len", {3, 6, 1, 9, 40, 8, 8, 1, 1, 0, 0, 0}, 0},
   };
-  enum { NCORE = COUNT(core_cases), NLAYER = 7 };
-  static oom_case cases[NCORE + NLAYER];
+  /* the core over K/V caches: every dtype, contiguous and paged (block
+   * sizes 16, 32, 64), decode (Tk of 5-6 key blocks of 64: split into
+   * ranges) and prefill, weights, lse */
+  static const struct {
+    const char* name;
+    core_shape s;
+    mha_dtype dtype;
+    int64_t block_size;
+    int with_threads;
+  } kv_cases[] = {
+      {"kv decode, f16 contiguous, GQA 8/2 (key split)", {2, 8, 2, 1, 333, 32, 24, 0, 0, 0, 0, 0},
+       MHA_DTYPE_F16, 0, 1},
+      {"kv decode, bf16 paged 32, weights, lse", {2, 6, 2, 1, 301, 16, 16, 0, 0, 0, 1, 1},
+       MHA_DTYPE_BF16, 32, 0},
+      {"kv decode, f32 paged 64, MQA 4/1, causal, kv_len, lse",
+       {3, 4, 1, 1, 257, 24, 8, 1, 1, 0, 0, 1}, MHA_DTYPE_F32, 64, 0},
+      {"kv prefill, f16 paged 16, GQA 4/2, causal, weights", {2, 4, 2, 41, 57, 16, 12, 1, 0, 0, 1, 0},
+       MHA_DTYPE_F16, 16, 1},
+      {"kv prefill, bf16 contiguous, GQA 6/2, kv_len, lse", {2, 6, 2, 39, 45, 8, 20, 0, 1, 0, 0, 1},
+       MHA_DTYPE_BF16, 0, 0},
+      {"kv prefill, f32 contiguous, weights, additive", {1, 4, 2, 37, 53, 16, 16, 0, 0, 1, 1, 0},
+       MHA_DTYPE_F32, 0, 0},
+  };
+  /* packed batches: lengths (query rows / keys) with an empty query
+   * sequence, one without keys, a decode-like 1/300 and a prefill-like one */
+  static const struct {
+    const char* name;
+    varlen_shape s;
+    int with_threads;
+  } varlen_cases[] = {
+      {"varlen, GQA 4/2, causal, lse: 0/5 1/300 40/47 3/0 7/11",
+       {4, 2, 16, 12, 1, 1, 5, {0, 1, 40, 3, 7}, {5, 300, 47, 0, 11}}, 1},
+      {"varlen, MQA 3/1, lse: 1/263 0/0 33/29 5/0",
+       {3, 1, 8, 24, 0, 1, 4, {1, 0, 33, 5}, {263, 0, 29, 0}}, 0},
+  };
+  static const int32_t write_pos_a[3] = {0, 11, 23}, write_pos_b[2] = {5, 29},
+                       write_pos_c[2] = {31, 32};
+  enum {
+    NCORE = COUNT(core_cases),
+    NKV = COUNT(kv_cases),
+    NVARLEN = COUNT(varlen_cases),
+    NWRITE = 3,
+    NMERGE = 2,
+    NLAYER = 9
+  };
+  static oom_case cases[NCORE + NKV + NVARLEN + NWRITE + NMERGE + NLAYER];
   int nc = 0;
   for (size_t i = 0; i < NCORE; i++) {
     core_case(&t, &cases[nc++], core_cases[i].name, core_cases[i].s, core_cases[i].with_threads);
   }
+  for (size_t i = 0; i < NKV; i++) {
+    kv_case(&t, &cases[nc++], kv_cases[i].name, kv_cases[i].s, kv_cases[i].dtype,
+            kv_cases[i].block_size, kv_cases[i].with_threads);
+  }
+  for (size_t i = 0; i < NVARLEN; i++) {
+    varlen_case(&t, &cases[nc++], varlen_cases[i].name, varlen_cases[i].s,
+                varlen_cases[i].with_threads);
+  }
+  /* the writer: positions anywhere, rows crossing blocks, one decode token
+   * at a block edge */
+  kv_write_case(&t, &cases[nc++], "kv write, f16 contiguous, T 7 at 0/11/23", MHA_DTYPE_F16, 0,
+                3, 2, 7, 20, 12, 30, write_pos_a, 0);
+  kv_write_case(&t, &cases[nc++], "kv write, bf16 paged 16, [B,T,Hkv,D] rows, T 19 at 5/29",
+                MHA_DTYPE_BF16, 16, 2, 3, 19, 8, 16, 48, write_pos_b, 1);
+  kv_write_case(&t, &cases[nc++], "kv write, f32 paged 32, T 1 at 31/32", MHA_DTYPE_F32, 32, 2,
+                1, 1, 33, 17, 64, write_pos_c, 0);
+  merge_case(&t, &cases[nc++], "merge, 3 parts, 30 rows of 13, lse", 3, 30, 13, 1);
+  merge_case(&t, &cases[nc++], "merge, 2 parts, 7 rows of 64, no lse", 2, 7, 64, 0);
+
+  tester_check(&t, nc == NCORE + NKV + NVARLEN + NWRITE + NMERGE, "the case table");
 
   static layer_weights w;
   layer_weights_init(&t, &w);
@@ -936,6 +1000,17 @@ int main(void) {
              args_self(&w), 0, 1);
   layer_case(&cases[nc++], "layer forward_once, self, no w_o", CALL_FORWARD_ONCE, dnowo,
              args_self(&w), 1, 0);
+  /* the layer's cache output: tokens at mixed positions (the paged one
+   * crossing a block edge) */
+  static const int32_t self_pos[LB] = {5, 2}, cross_pos[LB] = {13, 3};
+  oom_case* fwd_self_cache = &cases[nc];
+  layer_kv_case(&t, &cases[nc++], "layer forward, self, weights, f16 contiguous cache", dself,
+                args_self(&w), 1, MHA_DTYPE_F16, 0, LTQ + 6, self_pos, 1);
+  oom_case* fwd_cross_cache = &cases[nc];
+  layer_kv_case(&t, &cases[nc++], "layer forward, cross, fused K|V, bf16 paged 16 cache", dcross,
+                args_cross(&w, 0), 0, MHA_DTYPE_BF16, 16, LTK + 13, cross_pos, 0);
+
+  tester_check(&t, nc == (int)COUNT(cases), "the case table");
 
   /* the plans of the forward cases, made before any attempt */
   mha_layer* plans[3] = {NULL, NULL, NULL};
@@ -947,6 +1022,8 @@ int main(void) {
   fwd_self->plan = plans[0];
   fwd_cross->plan = plans[1];
   fwd_cross_kv->plan = plans[2];
+  fwd_self_cache->plan = plans[0];
+  fwd_cross_cache->plan = plans[2];
   if (t.failures > 0) return tester_finish(&t);
 
   /* references from clean one-thread calls (results do not depend on the
