@@ -11,6 +11,13 @@ set(MHA_SOURCES
   kernels/kv-gemm/kv-gemm-pv-4x8-scalar.c
   kernels/kv-gemm/kv-widen-scalar.c
   kernels/mha/attention.c
+  kernels/mha/attention-check.c
+  kernels/mha/attention-decode.c
+  kernels/mha/attention-item.c
+  kernels/mha/attention-plan.c
+  kernels/mha/attention-rows.c
+  kernels/mha/attention-run.c
+  kernels/mha/attention-weights.c
   kernels/mha/checks.c
   kernels/mha/error.c
   kernels/mha/gemm.c

@@ -136,17 +136,22 @@ mha_status mha_attention_varlen_run(const mha_kernels* kernels, const mha_attent
 mha_status mha_attention_work_units(const mha_kernels* kernels, const mha_attention_desc* desc,
                                     int nthreads, int64_t* pack_units, int64_t* units);
 
-/* desc's caller workspace for a core call at nthreads threads (*ws = NULL
- * when it passed none), aligned; INVALID_ARGUMENT naming size_fn (the
- * *_workspace_size() function to ask) when it is too small. */
-mha_status mha_attention_caller_workspace(const char* fn, const char* size_fn, const mha_kernels* kernels,
-                                          const mha_attention_desc* desc, int with_weights, int nthreads,
-                                          float** ws);
+/* A core, K/V-cache or varlen call planned before it runs: its kernel set,
+ * its threads, the workspace floats it needs, and the caller's workspace
+ * (aligned), or NULL when it passed none. */
+typedef struct mha_call {
+  const mha_kernels* kr;
+  int nthreads;
+  size_t floats;
+  float* ws;
+} mha_call;
 
-/* *ws = a caller's workspace of `bytes` (mha_workspace_take) for `floats`;
- * INVALID_ARGUMENT naming size_fn when it is too small. */
-mha_status mha_workspace_check(const char* fn, const char* size_fn, void* workspace, size_t bytes,
-                               size_t floats, float** ws);
+/* Plans a call of desc (validated): resolves desc->isa and num_threads,
+ * counts the workspace (a packed batch's when cu_q is non-NULL), and when
+ * size_fn is non-NULL takes desc->workspace, INVALID_ARGUMENT naming size_fn
+ * (the *_workspace_size() to ask) when it is too small (attention-plan.c). */
+mha_status mha_call_plan(const char* fn, const char* size_fn, const mha_attention_desc* desc, int with_weights,
+                         const int32_t* cu_q, const int32_t* cu_k, mha_call* call);
 
 /* A caller's workspace, aligned up to 64 bytes, if its size is at least what
  * *_workspace_size() reports for `floats` (floats·4 + 64 bytes); else NULL. */

@@ -162,13 +162,10 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
   if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights, cache_spans, 3)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  const mha_kernels* kr;
-  if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
-  const int nthreads = mha_resolve_threads(d.num_threads);
-  float* ws;
-  st = mha_attention_caller_workspace(fn, "mha_attention_kv_workspace_size", kr, &d, weights != NULL, nthreads, &ws);
+  mha_call c;
+  st = mha_call_plan(fn, "mha_attention_kv_workspace_size", &d, weights != NULL, NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS) return st;
-  return mha_attention_run(kr, &d, q, NULL, NULL, cache, out, weights, nthreads, ws);
+  return mha_attention_run(c.kr, &d, q, NULL, NULL, cache, out, weights, c.nthreads, c.ws);
 }
 
 mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const mha_kv_cache* cache,
@@ -182,12 +179,9 @@ mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const
   if (st != MHA_STATUS_SUCCESS) return st;
   size_t kb, vb;
   if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
-  const mha_kernels* kr;
-  if ((st = mha_kernels_resolve(fn, d.isa, &kr)) != MHA_STATUS_SUCCESS) return st;
-  size_t floats;
-  st = mha_attention_workspace_floats(kr, &d, with_weights != 0, mha_resolve_threads(d.num_threads), &floats);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  *bytes = floats * sizeof(float) + 64;
+  mha_call c;
+  if ((st = mha_call_plan(fn, NULL, &d, with_weights != 0, NULL, NULL, &c)) != MHA_STATUS_SUCCESS) return st;
+  *bytes = c.floats * sizeof(float) + 64;
   return MHA_STATUS_SUCCESS;
 }
 

@@ -5,9 +5,11 @@
  * mha_attention_varlen_run): time and workspace follow the real rows and
  * keys, and desc's Tq and Tk are bounds only.
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "mha/internal.h"
+#include "mha/attention-plan.h"
 
 /* Checks desc and the offsets, and fills *flat: the packed tensors as one
  * batch entry of total_q query rows and total_k keys (batch strides 0), the
@@ -72,20 +74,10 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* desc, const int32_
       (st = mha_attention_check_overlap(fn, &flat, q, k, v, out, NULL, offsets, 2)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  const mha_kernels* kr;
-  if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
-  const int nthreads = mha_resolve_threads(desc->num_threads);
-  float* ws = NULL;
-  if (desc->workspace != NULL) {
-    size_t floats;
-    st = mha_attention_varlen_floats(kr, desc, cu_seqlens_q, cu_seqlens_k, nthreads, &floats);
-    if (st != MHA_STATUS_SUCCESS ||
-        (st = mha_workspace_check(fn, "mha_attention_varlen_workspace_size", desc->workspace,
-                                  desc->workspace_size, floats, &ws)) != MHA_STATUS_SUCCESS) {
-      return st;
-    }
-  }
-  return mha_attention_varlen_run(kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, nthreads, ws);
+  mha_call c;
+  st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, cu_seqlens_q, cu_seqlens_k, &c);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  return mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, c.nthreads, c.ws);
 }
 
 mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,
@@ -98,12 +90,140 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,
   if (st != MHA_STATUS_SUCCESS) return st;
   static const float any = 0.0f;
   if ((st = mha_attention_validate(fn, &flat, &any, &any, &any, &any, 0)) != MHA_STATUS_SUCCESS) return st;
-  const mha_kernels* kr;
-  if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
-  size_t floats;
-  st = mha_attention_varlen_floats(kr, desc, cu_seqlens_q, cu_seqlens_k, mha_resolve_threads(desc->num_threads),
-                                   &floats);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  *bytes = floats * sizeof(float) + 64;
+  mha_call c;
+  if ((st = mha_call_plan(fn, NULL, desc, 0, cu_seqlens_q, cu_seqlens_k, &c)) != MHA_STATUS_SUCCESS) return st;
+  *bytes = c.floats * sizeof(float) + 64;
+  return MHA_STATUS_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The schedule: one plan per sequence                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Sequence b of a packed batch as a call of its own: B = 1, Tq = len_q, Tk =
+ * len_k (a sequence without keys: Tk = 1 with kv_len {0}, so its rows see
+ * nothing), its views at its rows of the packed tensors, lse [len_q, H]
+ * rows of the packed [total_q, H]. The plan of this desc is the plan of the
+ * sequence called alone, so its bits are that call's. */
+static const int32_t mha_no_keys = 0;
+
+static void mha_varlen_seq_desc(const mha_attention_desc* d, const int32_t* cu_q, const int32_t* cu_k,
+                                int64_t b, mha_attention_desc* s) {
+  *s = *d;
+  const int64_t len_k = (int64_t)cu_k[b + 1] - cu_k[b];
+  s->B = 1;
+  s->Tq = (int64_t)cu_q[b + 1] - cu_q[b];
+  s->Tk = len_k > 0 ? len_k : 1;
+  s->mask.kv_len = len_k > 0 ? NULL : &mha_no_keys;
+  s->q.batch = s->k.batch = s->v.batch = s->out.batch = 0;
+  if (d->lse != NULL) s->lse = d->lse + (int64_t)cu_q[b] * d->H;
+  s->workspace = NULL;
+  s->workspace_size = 0;
+}
+
+/* The items a sequence of len_q rows should aim for: its share of want. */
+static int64_t mha_varlen_want(int64_t want, int64_t len_q, int64_t total_q) {
+  const double w = (double)want * (double)len_q / (double)total_q;
+  return w < 1.0 ? 1 : (int64_t)ceil(w);
+}
+
+/* The layout of a varlen call's workspace: per-thread scratch, then every
+ * sequence's shared parts, then the plans, their descs and the unit tables. */
+typedef struct mha_varlen_layout {
+  int64_t nseq;      /* sequences with query rows */
+  size_t scratch;    /* floats per thread: the largest plan's */
+  size_t shared;     /* floats of all plans' shared parts */
+  int64_t units;     /* work units of all plans */
+  int threads;
+  size_t meta;       /* floats of plans, descs and the three [nseq + 1] tables */
+  size_t total;
+} mha_varlen_layout;
+
+static size_t mha_floats_for_bytes(size_t bytes) { return mha_round16((bytes + sizeof(float) - 1) / sizeof(float)); }
+
+/* A pass over the sequences making each plan (not kept): the sizes. */
+static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
+                                       const int32_t* cu_k, int nthreads, mha_varlen_layout* l) {
+  memset(l, 0, sizeof *l);
+  const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
+  int bad = 0;
+  for (int64_t b = 0; b < d->B; b++) {
+    if (cu_q[b + 1] == cu_q[b]) continue;
+    mha_attention_desc s;
+    mha_attn_plan p;
+    mha_varlen_seq_desc(d, cu_q, cu_k, b, &s);
+    mha_status st = mha_attn_plan_make(&p, kr, &s, 0, mha_varlen_want(want, s.Tq, total_q));
+    if (st != MHA_STATUS_SUCCESS) return st;
+    l->nseq++;
+    if (p.scratch > l->scratch) l->scratch = p.scratch;
+    mha_count(&l->shared, p.shared_n, 1, &bad);
+    bad |= !mha_add_i64(l->units, p.units, &l->units);
+  }
+  l->threads = mha_attn_threads(nthreads, l->units);
+  mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attn_plan)), &bad);
+  mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attention_desc)), &bad);
+  mha_count(&l->meta, (size_t)l->nseq + 1, 3 * sizeof(int64_t) / sizeof(float), &bad);
+  l->meta = mha_round16(l->meta);
+  mha_count(&l->total, l->scratch, (size_t)l->threads, &bad);
+  mha_count(&l->total, l->shared, 1, &bad);
+  mha_count(&l->total, l->meta, 1, &bad);
+  if (bad || l->total > (SIZE_MAX - 128) / sizeof(float)) {
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_attention_varlen_f32: the workspace size overflows");
+  }
+  return MHA_STATUS_SUCCESS;
+}
+
+mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
+                                       const int32_t* cu_k, int nthreads, size_t* floats) {
+  mha_varlen_layout l;
+  mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
+  if (st == MHA_STATUS_SUCCESS) *floats = l.total;
+  return st;
+}
+
+mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
+                                    const int32_t* cu_k, const float* q, const float* k, const float* v,
+                                    float* out, int nthreads, float* workspace) {
+  static const char fn[] = "mha_attention_varlen_f32";
+  mha_varlen_layout l;
+  mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
+  if (st != MHA_STATUS_SUCCESS || l.nseq == 0) return st;
+  float* ws = workspace;
+  if (ws == NULL) {
+    ws = aligned_alloc(64, (l.total * sizeof(float) + 63) & ~(size_t)63);
+    if (ws == NULL) {
+      return mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace", fn,
+                       l.total * sizeof(float));
+    }
+  }
+  float* shared = ws + l.scratch * (size_t)l.threads;
+  char* meta = (char*)(shared + l.shared);
+  mha_attn_plan* plans = (mha_attn_plan*)meta;
+  mha_attention_desc* descs = (mha_attention_desc*)(meta + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attn_plan)) * sizeof(float));
+  int64_t* pack_first = (int64_t*)((char*)descs + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attention_desc)) * sizeof(float));
+  int64_t* unit_first = pack_first + l.nseq + 1;
+  int64_t* mean_first = unit_first + l.nseq + 1;
+  const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
+  int64_t i = 0;
+  pack_first[0] = unit_first[0] = mean_first[0] = 0;
+  for (int64_t b = 0; b < d->B; b++) {
+    if (cu_q[b + 1] == cu_q[b]) continue;
+    mha_attention_desc* s = &descs[i];
+    mha_attn_plan* p = &plans[i];
+    mha_varlen_seq_desc(d, cu_q, cu_k, b, s);
+    (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q)); /* it passed above */
+    p->lse_batch = 0; /* lse [total_q, H] */
+    p->lse_head = 1;
+    p->lse_row = d->H;
+    mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + (int64_t)cu_k[b] * d->k.row,
+                       v + (int64_t)cu_k[b] * d->v.row, NULL, out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+    pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
+    unit_first[i + 1] = unit_first[i] + p->units;
+    mean_first[i + 1] = 0;
+    i++;
+  }
+  const mha_attn_stages stages = {plans, l.nseq, pack_first, unit_first, mean_first};
+  mha_attn_execute(&stages, l.threads, ws, l.scratch);
+  if (workspace == NULL) free(ws);
   return MHA_STATUS_SUCCESS;
 }

@@ -1,0 +1,274 @@
+/*
+ * The attention core's internal plan (kernels/mha/attention-*.c, varlen.c):
+ * the schedule of one call and the per-thread scratch of a work item, the
+ * small accessors every stage shares, and the stages' entry points.
+ *
+ * Work item = (batch b, K/V head g, query block). The query rows of all
+ * G = H / Hkv heads that share K/V head g are packed side by side, so each
+ * key/value block is read once per group, not once per query head. For each
+ * key block: S = Qp·Kᵀ (GEMM micro-kernel), the online softmax step per row
+ * (scale, mask, running max and sum, p = exp(s − m)), O = alpha·O + P·V.
+ * Key blocks that the causal mask or kv_len hide from every row of the item
+ * are never touched. Splits depend on the shape only, never on the thread
+ * count, so results are bitwise identical for any number of threads.
+ *
+ * A call walks the files in this order:
+ *   attention.c          the public entry points (and desc_init, strides)
+ *   attention-check.c    the descriptor's checks and the overlap rule
+ *   attention-plan.c     the plan: item and key-range sizes, the workspace
+ *   attention-run.c      the parallel stages over one plan or many (varlen)
+ *   attention-rows.c     an item's rows: query packing, visible keys, scores
+ *   attention-item.c     the flash loop of one (item, key range)
+ *   attention-decode.c   the merge of an item's key ranges (decode)
+ *   attention-weights.c  the inspection passes (per head, chosen, mean)
+ */
+#ifndef MHA_KERNELS_MHA_ATTENTION_PLAN_H
+#define MHA_KERNELS_MHA_ATTENTION_PLAN_H
+
+#include <math.h>
+#include <string.h>
+
+#include "mha/internal.h"
+
+/* Bound of |mask.offset|. With T < 2^61 (any view that fits memory), an
+ * aligned position i' lies in (−2^61, 2^61 + 2^60) for every alignment. */
+#define MHA_POS_LIMIT ((int64_t)1 << 60)
+/* Clamp of the window's reach: a side of 2^62 reaches past every key from any
+ * i' (i' − 2^62 < 0 and i' + 2^62 > 2^61 > Tk), and i' ± (2^62 + 1) cannot
+ * overflow. A clamp of 2^60 would not do: with offset −(2^60 − 1) a window of
+ * INT64_MAX on the right would end at key i + 1. */
+#define MHA_WINDOW_LIMIT ((int64_t)1 << 62)
+
+/* The schedule of one call: a function of the shape and the kernels only. */
+typedef struct mha_attn_plan {
+  const mha_kernels* kr;
+  const mha_attention_desc* d;
+  const float* q;
+  const void *k, *v; /* fp32 views, or a cache's buffers or pools (dt) */
+  float *out, *weights;
+  /* where K and V rows are: desc's views (fp32), or a cache (mha_kv_cache) */
+  const mha_strides *ks, *vs; /* element strides; paged: batch = block to block */
+  const mha_kv_cache* cache;  /* or NULL: desc's fp32 views */
+  mha_dtype dt;               /* of K and V */
+  size_t esz;                 /* bytes per K/V element */
+  int64_t page;               /* paged: tokens per block (a power of two); 0: contiguous */
+  int v_in_place;             /* fp32 contiguous V: the P·V GEMM reads it where it is */
+  float scale;
+  int modify;        /* a score modifier (soft-cap, ALiBi) runs before each softmax step */
+  int64_t G;         /* query heads per K/V head */
+  int64_t mq;        /* query rows per head in one item */
+  int64_t nqb;       /* query blocks per head */
+  int64_t nk;        /* keys per block */
+  int64_t nkb;       /* key blocks per head: ⌈Tk / nk⌉ */
+  int64_t rows;      /* G·mq: rows of the packed query tile */
+  int use_nt;        /* few rows: scores as dot products with K in place */
+  float* kt;         /* else: Kᵀ per key block, packed once, [B][Hkv][nkb][D][nk] */
+  int64_t nsplit;    /* key ranges per item (decode); 1 otherwise */
+  int64_t split_len; /* keys per range, a multiple of nk */
+  float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
+  int64_t items;     /* B·Hkv·nqb */
+  int64_t units;     /* items·nsplit */
+  int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
+  size_t scratch;    /* floats of scratch per thread */
+  int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */
+  /* lse element (b, h, i) at d->lse[b·lse_batch + h·lse_head + i·lse_row]:
+   * [B, H, Tq], or [total_q, H] for one sequence of a packed batch */
+  int64_t lse_batch, lse_head, lse_row;
+  float* ml;         /* head-mean weights: every row's final (m, l), [B][H][Tq][2] */
+  /* chosen heads' weights: the slots of head h are slot_first[h],
+   * slot_next[that], ... (−1 ends), so a row finds its slots in O(1 + its
+   * own), never by a scan of the list */
+  int64_t *slot_first, *slot_next;
+  /* floats of the workspace parts shared by the threads: Kᵀ, the decode
+   * partials and counters, the head-mean (m, l), the slot lists; and their sum */
+  size_t kt_n, part_n, done_n, ml_n, slot_n, shared_n;
+} mha_attn_plan;
+
+static inline size_t mha_round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Checked size_t arithmetic for the workspace count: *acc += a·b, bad |= overflow. */
+static inline void mha_count(size_t* acc, size_t a, size_t b, int* bad) {
+  size_t t;
+  *bad |= __builtin_mul_overflow(a, b, &t);
+  *bad |= __builtin_add_overflow(*acc, t, acc);
+}
+
+/* Units of work each thread should have to choose from (dynamic schedule). */
+enum { MHA_ATTN_UNITS_PER_THREAD = 4 };
+
+/* C[M×N] (+)= A[M×K]·B[K×N], all row-major with the given strides, tiled
+ * over the micro-kernel. */
+static inline void mha_gemm_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, const float* a,
+                           size_t lda, const float* b, size_t ldb, float* c, size_t ldc,
+                           int accumulate) {
+  for (size_t j = 0; j < N; j += kr->gemm_nr) {
+    const size_t n = N - j < kr->gemm_nr ? N - j : kr->gemm_nr;
+    for (size_t i = 0; i < M; i += kr->gemm_mr) {
+      const size_t m = M - i < kr->gemm_mr ? M - i : kr->gemm_mr;
+      kr->gemm(m, n, K, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+    }
+  }
+}
+
+/* The keys batch entry b has: kv_len or Tk. */
+static inline int64_t mha_kv_end(const mha_attn_plan* p, int64_t b) {
+  return p->d->mask.kv_len ? p->d->mask.kv_len[b] : p->d->Tk;
+}
+
+/* Row j of K (is_v = 0) or V (1) of K/V head g of entry b: in a contiguous
+ * view or cache, or through the block table of a paged one. */
+static inline const void* mha_kv_row(const mha_attn_plan* p, int is_v, int64_t b, int64_t g, int64_t j) {
+  const mha_strides* s = is_v ? p->vs : p->ks;
+  int64_t at;
+  if (p->page != 0) {
+    at = mha_kv_paged_offset(p->cache, s, b, g, j);
+  } else {
+    at = b * s->batch + g * s->head + j * s->row;
+  }
+  return (const char*)(is_v ? p->v : p->k) + (size_t)at * p->esz;
+}
+
+/* Of the rows j .. j + n, how many lie back to back from row j (one block of
+ * a paged cache; all of them in a contiguous one). */
+static inline size_t mha_kv_run(const mha_attn_plan* p, int64_t j, size_t n) {
+  if (p->page == 0) return n;
+  const size_t left = (size_t)(p->page - (j & (p->page - 1)));
+  return left < n ? left : n;
+}
+
+/* y[0..n) = row x widened to fp32 (x: n elements of the plan's K/V type). */
+static inline void mha_kv_widen(const mha_attn_plan* p, const void* x, size_t n, float* y) {
+  switch (p->dt) {
+    case MHA_DTYPE_F16: p->kr->widen_f16(n, (const uint16_t*)x, y); break;
+    case MHA_DTYPE_BF16: p->kr->widen_bf16(n, (const uint16_t*)x, y); break;
+    default: memcpy(y, x, n * sizeof(float)); break;
+  }
+}
+
+/* The output row of (b, h, i). */
+static inline float* mha_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i) {
+  const mha_strides* s = &p->d->out;
+  return p->out + b * s->batch + h * s->head + i * s->row;
+}
+
+/* Writes row (b, h, i)'s log-sum-exp when an lse output is asked for. */
+static inline void mha_put_lse(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float value) {
+  if (p->d->lse == NULL) return;
+  p->d->lse[b * p->lse_batch + h * p->lse_head + i * p->lse_row] = value;
+}
+
+/* The packed Kᵀ of key block kb of (b, g). */
+static inline float* mha_kt_block(const mha_attn_plan* p, int64_t b, int64_t g, int64_t kb) {
+  return p->kt + (size_t)(((b * p->d->Hkv + g) * p->nkb + kb) * p->d->D * p->nk);
+}
+
+/* Packing units per key block: quarters of its keys, so that a B = 1
+ * prefill has enough units for many threads. */
+enum { MHA_KT_PARTS = 4 };
+
+/* Row r of an item packs query row i = q0 + r % mq of head h = g·G + r / mq. */
+typedef struct mha_row {
+  int64_t h, i;
+} mha_row;
+
+static inline mha_row mha_item_row(const mha_attn_plan* p, int64_t g, int64_t q0, int64_t mq, size_t r) {
+  mha_row row = {g * p->G + (int64_t)r / mq, q0 + (int64_t)r % mq};
+  return row;
+}
+
+/* Of the keys [j0, j0 + nk), how many row (b, row) sees (a prefix: keys
+ * [0, lim) are visible), and its additive mask from key j0 (NULL if none). */
+static inline size_t mha_row_keys(const mha_attn_plan* p, int64_t b, mha_row row, int64_t lim, int64_t j0,
+                           size_t nk, const float** add) {
+  const mha_attention_desc* d = p->d;
+  *add = NULL;
+  if (d->mask.additive != NULL) {
+    const mha_strides* ms = &d->mask.additive_strides;
+    *add = d->mask.additive + b * ms->batch + row.h * ms->head + row.i * ms->row + j0;
+  }
+  const int64_t nv = lim - j0;
+  return nv < 0 ? 0 : nv > (int64_t)nk ? nk : (size_t)nv;
+}
+
+/* The item's coordinates: batch entry, K/V head, first query row, rows per head. */
+typedef struct mha_item_pos {
+  int64_t b, g, q0, mq;
+} mha_item_pos;
+
+static inline mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item) {
+  mha_item_pos pos;
+  pos.q0 = (item % p->nqb) * p->mq;
+  pos.g = (item / p->nqb) % p->d->Hkv;
+  pos.b = item / (p->nqb * p->d->Hkv);
+  pos.mq = p->d->Tq - pos.q0 < p->mq ? p->d->Tq - pos.q0 : p->mq;
+  return pos;
+}
+
+/* The per-thread scratch of an item: query rows, a score tile, the output
+ * accumulator, the running max and sum, the row limits, a merge row. */
+typedef struct mha_scratch {
+  float *qp, *s, *o, *m, *l, *acc;
+  int64_t *lo, *lim; /* row r sees keys [lo[r], lim[r]) (before the additive mask) */
+  float* vclean; /* [nk × Dv]: a V block in fp32 (widened, gathered, or with its
+                    non-finite rows zeroed) for the P·V GEMM */
+  const void** vrows; /* [nk]: the V rows of a key block (the pointer form of P·V) */
+  unsigned char* bad; /* [nk]: key j's V row holds a NaN or an infinity */
+} mha_scratch;
+
+/* The partial (O [Dv], m, l) of row r of key range `split` of an item. */
+static inline float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64_t split, size_t r) {
+  return p->partial + ((size_t)(item * p->nsplit + split) * (size_t)p->rows + r) * (size_t)(p->d->Dv + 2);
+}
+
+/* A row's log-sum-exp from its running (m, l): −inf for a row that saw
+ * nothing (l = 0), NaN for a NaN row. */
+static inline float mha_lse(float m, float l) { return l == 0.0f ? -INFINITY : m + logf(l); }
+
+/* The parallel stages of n bound plans, as one unit space each: the Kᵀ
+ * packing, then the (item, key range) units, then the head-mean weights
+ * passes. Unit u of a stage belongs to the plan i with first[i] <= u <
+ * first[i + 1]. */
+typedef struct mha_attn_stages {
+  const mha_attn_plan* plans;
+  int64_t n;
+  const int64_t *pack_first, *unit_first, *mean_first; /* [n + 1] each */
+} mha_attn_stages;
+
+/* attention-plan.c */
+mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha_attention_desc* d,
+                              int with_weights, int64_t want_items);
+int mha_attn_threads(int nthreads, int64_t units);
+mha_status mha_attn_total(size_t scratch, int threads, size_t shared, size_t* floats);
+void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const float* v,
+                        const mha_kv_cache* cache, float* out, float* weights, float** shared);
+
+/* attention-run.c: runs the stages on nthreads threads, thread t's scratch
+ * at scratch + t·stride floats */
+void mha_attn_execute(const mha_attn_stages* s, int nthreads, float* scratch, size_t stride);
+
+/* attention-rows.c */
+void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit);
+void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0, size_t nk,
+                const float* qp, float* s);
+int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i);
+int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo, int64_t* lim,
+                       int64_t* first);
+mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base);
+size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t r,
+                       int64_t j0, size_t nk, float* srow, const float** add, size_t* nlo,
+                       float* step_scale);
+
+/* attention-item.c: one (item, key range) */
+void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch);
+
+/* attention-decode.c: the merge of an item's key ranges, by the unit that
+ * finishes last */
+void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch);
+
+/* attention-weights.c */
+void mha_weights_slots_index(const mha_attn_plan* p);
+void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc, int64_t first,
+                           int64_t max_lim);
+void mha_attention_weights_mean(const mha_attn_plan* p, int64_t unit, float* scratch);
+
+#endif

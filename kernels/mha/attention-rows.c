@@ -1,0 +1,159 @@
+/*
+ * An item's rows: the packed Kᵀ pre-pass, the scores of a key block, each
+ * row's aligned position and visible keys (kv_len, causal, window), the
+ * query packing, the per-thread scratch and a row's logits made ready for
+ * the softmax step (soft-cap, ALiBi).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mha/attention-plan.h"
+
+/* The pre-pass: Kᵀ of one quarter of a key block (unit = block · 4 + part),
+ * into the block's [D × nk]; keys past kv_len left out. */
+void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
+  const mha_attention_desc* d = p->d;
+  const int64_t blk = unit / MHA_KT_PARTS, part = unit % MHA_KT_PARTS;
+  const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
+  const int64_t kv_end = mha_kv_end(p, b);
+  const int64_t j0 = kb * p->nk;
+  const int64_t nk = kv_end - j0 < p->nk ? kv_end - j0 : p->nk;
+  const int64_t per = (p->nk + MHA_KT_PARTS - 1) / MHA_KT_PARTS;
+  const int64_t ja = part * per, jb = ja + per < nk ? ja + per : nk;
+  float* kt = mha_kt_block(p, b, g, kb);
+  for (int64_t j = ja; j < jb; j++) {
+    const void* src = mha_kv_row(p, 0, b, g, j0 + j);
+    if (p->dt == MHA_DTYPE_F32) {
+      const float* krow = src;
+      for (int64_t dd = 0; dd < d->D; dd++) kt[dd * p->nk + j] = krow[dd];
+      continue;
+    }
+    /* a 16-bit row: widened in pieces of 64, then transposed */
+    float buf[64];
+    for (int64_t d0 = 0; d0 < d->D; d0 += 64) {
+      const size_t n = (size_t)(d->D - d0 < 64 ? d->D - d0 : 64);
+      mha_kv_widen(p, (const char*)src + (size_t)d0 * p->esz, n, buf);
+      for (size_t dd = 0; dd < n; dd++) kt[((size_t)d0 + dd) * (size_t)p->nk + (size_t)j] = buf[dd];
+    }
+  }
+}
+
+/* S[R × nk] (row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ */
+void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0,
+                       size_t nk, const float* qp, float* s) {
+  const mha_attention_desc* d = p->d;
+  const size_t D = (size_t)d->D, NK = (size_t)p->nk;
+  if (p->use_nt) {
+    /* dot products with the K rows in place, a run of back-to-back rows at
+     * a time (one block of a paged cache): every score is computed alone */
+    const size_t ldk = (size_t)p->ks->row;
+    for (size_t j = 0; j < nk;) {
+      const size_t n = mha_kv_run(p, j0 + (int64_t)j, nk - j);
+      const void* krows = mha_kv_row(p, 0, b, g, j0 + (int64_t)j);
+      switch (p->dt) {
+        case MHA_DTYPE_F16: p->kr->gemm_nt_f16(R, n, D, qp, D, krows, ldk, s + j, NK); break;
+        case MHA_DTYPE_BF16: p->kr->gemm_nt_bf16(R, n, D, qp, D, krows, ldk, s + j, NK); break;
+        default: p->kr->gemm_nt(R, n, D, qp, D, krows, ldk, s + j, NK); break;
+      }
+      j += n;
+    }
+  } else {
+    mha_gemm_tiles(p->kr, R, nk, D, qp, D, mha_kt_block(p, b, g, j0 / p->nk), NK, s, NK, 0);
+  }
+}
+
+/* The aligned position i' of query row i of batch entry b (mha_align). */
+int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i) {
+  const mha_attention_desc* d = p->d;
+  switch (d->mask.align) {
+    case MHA_ALIGN_TOP_LEFT: return i;
+    case MHA_ALIGN_OFFSET: return i + d->mask.offset;
+    case MHA_ALIGN_KV_END: return i + mha_kv_end(p, b) - d->Tq;
+    default: return i + d->Tk - d->Tq;
+  }
+}
+
+/* The keys [lo, hi) query row i of batch entry b sees before the additive
+ * mask: kv_len, causal and the window each cut an interval. An empty row gets
+ * [0, 0). Positions lie in (−2^61, 2^61 + 2^60) (MHA_POS_LIMIT), so nothing
+ * overflows. */
+static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64_t* lo,
+                             int64_t* hi) {
+  const mha_attention_desc* d = p->d;
+  const int64_t ip = mha_aligned_pos(p, b, i);
+  int64_t a = 0, e = mha_kv_end(p, b);
+  if (d->mask.causal && ip + 1 < e) e = ip + 1;
+  if (d->mask.window) {
+    const int64_t left = d->mask.window_left < MHA_WINDOW_LIMIT ? d->mask.window_left : MHA_WINDOW_LIMIT;
+    const int64_t right = d->mask.window_right < MHA_WINDOW_LIMIT ? d->mask.window_right : MHA_WINDOW_LIMIT;
+    if (ip - left > a) a = ip - left;
+    if (ip + right + 1 < e) e = ip + right + 1;
+  }
+  if (e <= a) a = e = 0;
+  *lo = a;
+  *hi = e;
+}
+
+/* Packs an item's query rows into qp [R × D] and sets the keys [lo[r],
+ * lim[r]) each row sees. Returns the largest lim, the end of the keys any row
+ * of the item sees, and in *first the start of the first key block any row
+ * sees (key blocks outside every row's keys are never visited). */
+int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo,
+                              int64_t* lim, int64_t* first) {
+  const int64_t b = pos.b, g = pos.g, q0 = pos.q0, mq = pos.mq;
+  const mha_attention_desc* d = p->d;
+  const size_t R = (size_t)(p->G * mq), D = (size_t)d->D;
+  int64_t max_lim = 0, min_lo = INT64_MAX;
+  for (size_t r = 0; r < R; r++) {
+    const mha_row row = mha_item_row(p, g, q0, mq, r);
+    memcpy(qp + r * D, p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row, D * sizeof(float));
+    mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
+    if (lim[r] > max_lim) max_lim = lim[r];
+    if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
+  }
+  *first = max_lim == 0 ? 0 : min_lo / p->nk * p->nk;
+  return max_lim;
+}
+
+mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
+  const size_t rows = (size_t)p->rows;
+  mha_scratch sc;
+  sc.qp = base;                                              /* [rows × D]  */
+  sc.s = sc.qp + mha_round16(rows * (size_t)p->d->D);        /* [rows × nk] */
+  sc.o = sc.s + mha_round16(rows * (size_t)p->nk);           /* [rows × Dv] */
+  sc.m = sc.o + mha_round16(rows * (size_t)p->d->Dv);
+  sc.l = sc.m + mha_round16(rows);
+  sc.lo = (int64_t*)(sc.l + mha_round16(rows));
+  sc.lim = sc.lo + rows;
+  sc.acc = sc.l + mha_round16(rows) + mha_round16(2 * rows * sizeof(int64_t) / sizeof(float));
+  sc.vclean = sc.acc + mha_round16((size_t)p->d->Dv);
+  sc.vrows = (const void**)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
+  sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv) +
+                            mha_round16((size_t)p->nk * sizeof(void*) / sizeof(float)));
+  return sc;
+}
+
+/* Row r's logits of key block j0 (S row `srow`, nk keys), ready for the
+ * softmax step: returns the visible prefix n_valid, sets *add (the row's
+ * additive mask from key j0, or NULL), *nlo (the keys before the row's window:
+ * the caller starts after them and never reads them) and *step_scale (the
+ * scale the step still applies: 1 once the modifiers ran here on keys
+ * [nlo, n_valid)). */
+size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
+                              size_t r, int64_t j0, size_t nk, float* srow, const float** add,
+                              size_t* nlo, float* step_scale) {
+  const mha_attention_desc* d = p->d;
+  const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+  const size_t nv = mha_row_keys(p, pos.b, row, sc->lim[r], j0, nk, add);
+  const int64_t before = sc->lo[r] - j0;
+  *nlo = before <= 0 ? 0 : before >= (int64_t)nv ? nv : (size_t)before;
+  *step_scale = p->scale;
+  if (nv == 0 || (!p->modify && *nlo == 0)) return nv;
+  const float slope = d->mask.alibi_slopes ? d->mask.alibi_slopes[row.h] : 0.0f;
+  const int64_t ip = mha_aligned_pos(p, pos.b, row.i);
+  p->kr->scoremod(nv - *nlo, srow + *nlo, p->scale, d->mask.softcap, slope,
+                  (float)(j0 + (int64_t)*nlo - ip));
+  *step_scale = 1.0f;
+  return nv;
+}
