@@ -1,122 +1,55 @@
-/* C[m×n] += A[m×k]·B[k×n] with row p of B at brows[p] (the value rows of a
- * paged K/V cache, anywhere in memory), fp32 or 16-bit (f16, bf16) rows, any
- * m and n: groups of up to 4 rows, in wide decode tiles and tiles of up to
- * 4×32 by the avx512f GEMM micro-kernel's own core
- * (f32-gemm/f32-gemm-12x32-avx512f.h), with row p read from brows[p] and 16-bit
- * values widened exactly as they are loaded. Per element it runs the f32
- * kernel's operations with accumulate = 1, so the result is bitwise
+/* The P·V pointer kernels of AVX-512F (kv-gemm-pv-x86.h's driver): tiles of
+ * up to 4×32 by the 12×32 GEMM micro-kernel's own core
+ * (f32-gemm/f32-gemm-12x32-avx512f.h) and wide decode tiles of 1×128, 2×128,
+ * 3×64, 4×64 (whole cache lines of a row in address order), row p read from
+ * brows[p] and 16-bit values widened exactly as they are loaded: bitwise
  * mha_f32_gemm_ukernel_12x32__avx512f on the widened rows packed together.
  * Used for decode (few rows); prefill widens V into the fp32 tile the GEMM
  * reads. Compiled with -mavx512f -mfma. */
+#include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "f32-gemm/f32-gemm-12x32-avx512f.h"
 #include "kv-gemm/kv-gemm.h"
 
-/* One tile: m <= 4 rows (each count its own compile-time instance of the
- * 12×32 core) × n <= 32 columns from column j0 of the rows */
-static inline __attribute__((always_inline)) void mha_gemm_pv_tile_avx512f(
-    const int BT, size_t m, size_t n, size_t k, const float* a, size_t lda, const void* brows,
-    size_t j0, float* c, size_t ldc) {
-  switch (m) {
-    case 4:
-      mha_gemm_rows_avx512f(4, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
-      break;
-    case 3:
-      mha_gemm_rows_avx512f(3, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
-      break;
-    case 2:
-      mha_gemm_rows_avx512f(2, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
-      break;
-    default:
-      mha_gemm_rows_avx512f(1, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
-      break;
-  }
+typedef __m512 mha_pv_vec;
+enum { MHA_PV_LANES = 16, MHA_PV_NR = 32, MHA_PV_PRELOAD = 1 };
+enum { MHA_PV_NV1 = 8, MHA_PV_NV2 = 8, MHA_PV_NV3 = 4, MHA_PV_NV4 = 4 };
+
+static inline __attribute__((always_inline)) mha_pv_vec mha_pv_zero(void) { return _mm512_setzero_ps(); }
+
+static inline __attribute__((always_inline)) mha_pv_vec mha_pv_load(const int BT, const void* p) {
+  return mha_avx512f_load16(BT, p);
 }
 
-/* Decode's tile: m = MR <= 4 rows (a query head group) × 16·NV full columns,
- * so that each k step reads NV·64 bytes (fp32) or NV·32 (16-bit) of row p at
- * once — whole cache lines in address order — instead of 32 columns per pass
- * over all k rows. The same operations per element as the 12×32 core (acc =
- * 0, one fma per p in order, then acc + C), so the same bits. */
-static inline __attribute__((always_inline)) void mha_gemm_pv_wide_avx512f(
-    const size_t MR, const size_t NV, const int BT, size_t k, const float* a, size_t lda,
-    const void* brows, size_t j0, float* c, size_t ldc) {
-  __m512 acc[4][8];
-#pragma GCC unroll 4
-  for (size_t i = 0; i < MR; i++)
-#pragma GCC unroll 8
-    for (size_t v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-#pragma GCC unroll 1
-  for (size_t p = 0; p < k; p++) {
-    const void* bp = mha_kv_row(BT, brows, p, j0);
-    __m512 bv[8];
-#pragma GCC unroll 8
-    for (size_t v = 0; v < NV; v++) bv[v] = mha_avx512f_load16(BT, mha_kv_at(BT, bp, 16 * v));
-#pragma GCC unroll 4
-    for (size_t i = 0; i < MR; i++) {
-      const __m512 ai = _mm512_set1_ps(a[i * lda + p]);
-#pragma GCC unroll 8
-      for (size_t v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
-    }
-  }
-#pragma GCC unroll 4
-  for (size_t i = 0; i < MR; i++)
-#pragma GCC unroll 8
-    for (size_t v = 0; v < NV; v++) {
-      float* ci = c + i * ldc + 16 * v;
-      _mm512_storeu_ps(ci, _mm512_add_ps(acc[i][v], _mm512_loadu_ps(ci)));
-    }
+static inline __attribute__((always_inline)) mha_pv_vec mha_pv_fma(float a, mha_pv_vec b, mha_pv_vec acc) {
+  return _mm512_fmadd_ps(_mm512_set1_ps(a), b, acc);
 }
 
-/* brows: a const float* const* (BT fp32) or a const uint16_t* const*.
- * Rows in groups of at most 4 (decode's query head groups; a 4-row group
- * keeps the compile time of the instances small), each over full columns in
- * wide tiles, then the rest of the columns by the 12×32 core at that many
- * rows: every tiling runs the same operations per element. */
-static inline __attribute__((always_inline)) void mha_gemm_pv_avx512f(const int BT, size_t m,
-                                                                      size_t n, size_t k,
-                                                                      const float* a, size_t lda,
-                                                                      const void* brows, float* c,
-                                                                      size_t ldc) {
-  for (size_t i0 = 0; i0 < m; i0 += 4) {
-    const size_t mi = m - i0 < 4 ? m - i0 : 4;
-    const float* ai = a + i0 * lda;
-    float* ci = c + i0 * ldc;
-    size_t jw = 0;
-    if (mi <= 2) {
-      for (; jw + 128 <= n; jw += 128) {
-        if (mi == 2) mha_gemm_pv_wide_avx512f(2, 8, BT, k, ai, lda, brows, jw, ci + jw, ldc);
-        else mha_gemm_pv_wide_avx512f(1, 8, BT, k, ai, lda, brows, jw, ci + jw, ldc);
-      }
-    } else {
-      for (; jw + 64 <= n; jw += 64) {
-        if (mi == 4) mha_gemm_pv_wide_avx512f(4, 4, BT, k, ai, lda, brows, jw, ci + jw, ldc);
-        else mha_gemm_pv_wide_avx512f(3, 4, BT, k, ai, lda, brows, jw, ci + jw, ldc);
-      }
-    }
-    for (size_t j0 = jw; j0 < n; j0 += 32) {
-      const size_t nj = n - j0 < 32 ? n - j0 : 32;
-      mha_gemm_pv_tile_avx512f(BT, mi, nj, k, ai, lda, brows, j0, ci + j0, ldc);
-    }
-  }
+static inline __attribute__((always_inline)) void mha_pv_add_store(float* c, mha_pv_vec acc) {
+  _mm512_storeu_ps(c, _mm512_add_ps(acc, _mm512_loadu_ps(c)));
 }
 
-void mha_f32_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
-                                            size_t lda, const float* const* brows, float* c,
-                                            size_t ldc) {
-  mha_gemm_pv_avx512f(MHA_KV_F32, m, n, k, a, lda, brows, c, ldc);
+static inline __attribute__((always_inline)) void mha_pv_rows(const size_t M, const int BT, size_t n, size_t k,
+                                                             const float* a, size_t lda, const void* brows,
+                                                             size_t j0, float* c, size_t ldc) {
+  mha_gemm_rows_avx512f(M, BT, 1, n, k, a, lda, NULL, 0, brows, j0, c, ldc, 1);
 }
 
-void mha_f16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
-                                            size_t lda, const uint16_t* const* brows, float* c,
-                                            size_t ldc) {
-  mha_gemm_pv_avx512f(MHA_KV_F16, m, n, k, a, lda, brows, c, ldc);
+#include "kv-gemm/kv-gemm-pv-x86.h"
+
+void mha_f32_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                            const float* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv(MHA_KV_F32, m, n, k, a, lda, brows, c, ldc);
 }
 
-void mha_bf16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
-                                             size_t lda, const uint16_t* const* brows, float* c,
-                                             size_t ldc) {
-  mha_gemm_pv_avx512f(MHA_KV_BF16, m, n, k, a, lda, brows, c, ldc);
+void mha_f16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                            const uint16_t* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv(MHA_KV_F16, m, n, k, a, lda, brows, c, ldc);
+}
+
+void mha_bf16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                             const uint16_t* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv(MHA_KV_BF16, m, n, k, a, lda, brows, c, ldc);
 }
