@@ -28,18 +28,18 @@ static void mha_swap_middle(int64_t B, int64_t n1, int64_t n2, int64_t D, const 
         memcpy(out + ((b * n2 + j) * n1 + i) * D, x + ((b * n1 + i) * n2 + j) * D, (size_t)D * sizeof(float));
 }
 
-mha_status mha_split_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
-                               float* out) {
-  mha_status st = mha_heads_check("mha_split_heads_f32", B, T, H, D, x, out);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  mha_swap_middle(B, T, H, D, x, out);
-  return MHA_STATUS_SUCCESS;
+/* Checks, then copies x [B, n1, n2, D] to out [B, n2, n1, D]. */
+static mha_status mha_heads_copy(const char* fn, int64_t B, int64_t n1, int64_t n2, int64_t D, const float* x,
+                                 float* out) {
+  mha_status st = mha_heads_check(fn, B, n1, n2, D, x, out); /* symmetric in n1, n2 */
+  if (st == MHA_STATUS_SUCCESS) mha_swap_middle(B, n1, n2, D, x, out);
+  return st;
 }
 
-mha_status mha_combine_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x,
-                                 float* out) {
-  mha_status st = mha_heads_check("mha_combine_heads_f32", B, T, H, D, x, out);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  mha_swap_middle(B, H, T, D, x, out);
-  return MHA_STATUS_SUCCESS;
+mha_status mha_split_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x, float* out) {
+  return mha_heads_copy("mha_split_heads_f32", B, T, H, D, x, out);
+}
+
+mha_status mha_combine_heads_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float* x, float* out) {
+  return mha_heads_copy("mha_combine_heads_f32", B, H, T, D, x, out);
 }

@@ -30,14 +30,10 @@ void mha_kv_cache_init(mha_kv_cache* c, mha_dtype dtype, void* k, void* v, int64
 void mha_kv_cache_init_paged(mha_kv_cache* c, mha_dtype dtype, void* k_pool, void* v_pool,
                              int64_t num_blocks, int64_t block_size, int64_t Hkv, int64_t D,
                              int64_t Dv, const int32_t* block_table, int64_t max_blocks) {
-  if (c == NULL) return;
-  memset(c, 0, sizeof *c);
-  c->dtype = dtype;
-  c->k = k_pool;
-  c->v = v_pool;
   /* [num_blocks, Hkv, block_size, width]: the bhtd strides with "batch" = block */
-  c->k_strides = mha_strides_bhtd(Hkv, block_size, D);
-  c->v_strides = mha_strides_bhtd(Hkv, block_size, Dv);
+  mha_kv_cache_init(c, dtype, k_pool, v_pool, Hkv, block_size, D, Dv);
+  if (c == NULL) return;
+  c->capacity = 0;
   c->block_size = block_size;
   c->num_blocks = num_blocks;
   c->block_table = block_table;
