@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 dir=build-fuzz
-harnesses=(attention layer kv-cache)
+harnesses=(attention layer kv-cache varlen)
 
 bash scripts/setup.sh --fuzz
 CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMHA_FUZZ=ON \
@@ -35,6 +35,8 @@ status=0
 echo "== replaying the checked-in corpus"
 ctest --test-dir "$dir/tests/fuzz" --output-on-failure --no-tests=error || status=1
 
+limits="-max_len=512 -timeout=10 -rss_limit_mb=4096"
+summary=()
 for h in "${harnesses[@]}"; do
   run="$dir/fuzz-run/$h"
   mkdir -p "$run/corpus"
@@ -42,10 +44,12 @@ for h in "${harnesses[@]}"; do
   echo "== fuzz-$h for ${seconds} s (log: $run/fuzz.log)"
   # libFuzzer stops by itself after max_total_time; the outer timeout only
   # guards against a hang outside its control
+  result=ok
+  # shellcheck disable=SC2086
   if ! (cd "$run" && timeout $((seconds + 300)) "../../tests/fuzz/fuzz-$h" corpus \
-          -max_total_time="$seconds" -max_len=512 -timeout=10 -rss_limit_mb=4096 \
-          -print_final_stats=1) >"$run/fuzz.log" 2>&1; then
+          -max_total_time="$seconds" $limits -print_final_stats=1) >"$run/fuzz.log" 2>&1; then
     status=1
+    result=FINDING
     echo "fuzz-$h: FINDING"
     grep -E "mha-fuzz finding|  case:|runtime error|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|SUMMARY|Test unit written" \
       "$run/fuzz.log" | head -20 || true
@@ -53,7 +57,26 @@ for h in "${harnesses[@]}"; do
   # the final status line (executions, coverage) and the execution count
   grep -E "^#[0-9]+" "$run/fuzz.log" | tail -n 1 || true
   grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$run/fuzz.log" || true
+  # the whole time, or a stop: libFuzzer's "Done N runs in S second(s)"
+  ran=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$run/fuzz.log" | tail -n 1)
+  if [[ "$result" == ok && ( -z "$ran" || "$ran" -lt "$seconds" ) ]]; then
+    status=1
+    result="STOPPED EARLY"
+    echo "fuzz-$h: ran ${ran:-?} s of $seconds"
+  fi
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run/fuzz.log" | tail -n 1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$run/fuzz.log" | tail -n 1)
+  last=$(grep -E "^#[0-9]+" "$run/fuzz.log" | tail -n 1)
+  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+  ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+  corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
+  summary+=("$(printf "%-10s %7s %11s %7s %6s %7s %7s  %s" "$h" "${ran:-?}" "${execs:-?}" "${rate:-?}" \
+                 "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result")")
 done
+
+echo "== fuzz summary: $seconds s per harness ($limits), $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
+printf "%-10s %7s %11s %7s %6s %7s %7s  %s\n" harness seconds executions exec/s cov ft corpus result
+printf "%s\n" "${summary[@]}"
 
 if ((status != 0)); then
   echo "fuzz: FAILED (see above and build-fuzz/fuzz-run/*/fuzz.log)"

@@ -1,6 +1,6 @@
 /*
  * Shared parts of the libFuzzer harnesses (fuzz-attention.c, fuzz-layer.c,
- * fuzz-kv-cache.c).
+ * fuzz-kv-cache.c, fuzz-varlen.c).
  *
  *   - A cursor that decodes the fuzzer's bytes front to back. Every field has
  *     a default once the input runs out, so a short input is still a valid

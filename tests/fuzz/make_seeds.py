@@ -4,10 +4,11 @@
     python3 tests/fuzz/make_seeds.py [corpus_dir]     (default: tests/fuzz/corpus)
 
 Each seed is one named problem encoded in the byte format that
-fuzz-common.c, fuzz-attention.c, fuzz-layer.c and fuzz-kv-cache.c decode:
-change this file with them. Fields left out take the harness's defaults, so a
-seed names only what makes it interesting. The directories corpus/attention,
-corpus/layer and corpus/kv-cache are rewritten from scratch.
+fuzz-common.c, fuzz-attention.c, fuzz-layer.c, fuzz-kv-cache.c and
+fuzz-varlen.c decode: change this file with them. Fields left out take the
+harness's defaults, so a seed names only what makes it interesting. The
+directories corpus/attention, corpus/layer, corpus/kv-cache and corpus/varlen
+are rewritten from scratch.
 """
 import os
 import struct
@@ -521,6 +522,156 @@ KV_CACHE_SEEDS = {
 }
 
 
+# fuzz-varlen: the bounds (% 16), the offsets, the arrays and placements
+VL_SHARE = {"none": 0, "lengths": 2, "array": 3}  # len_k = len_q; one array for both
+VL_BOUNDS = {"tight": 0, "short": 11, 1 << 31: 12, 1 << 62: 13, INT64_MAX: 14}
+VL_OFFSETS = {"good": 0, "first": 5, "decreasing": 6, "null": 7}
+VL_FIRST = {1: 0, -1: 1, -(1 << 31): 2, (1 << 31) - 1: 3}  # the value of a broken cu[0]
+VL_KV_MASK = {"none": 0, "kv_len": 6, "additive": 7}
+VL_ALIBI = {"off": 0, "unit": 1, "small": 2, "signed": 3, "+inf": 4, "-inf": 5, "nan": 6}
+VL_SINKS = {"off": 0, "small": 1, "some_-inf": 2, "large": 3, "all_-inf": 4, "+inf": 5, "nan": 6}
+VL_LSE = {"off": 0, "on": 1, "out": 0xF0, "cu_q": 0xF1, "cu_k": 0xF2}
+VL_VALUES = {"unit": 0, "high": 1, "large": 2, "nan_kv": 3}
+VL_WORKSPACE = {"none": 0, "exact": 3, "misaligned": 4, "short": 5, "out": 6, "q": 7}
+VL_NULL = {"none": 0, "q": 0xF0, "k": 0xF1, "v": 0xF2, "out": 0xF3, "desc": 0xF4, "bytes": 0xF5}
+VL_ALIAS = {"none": 0, "out=q": 0xF0, "out>cu_q": 0xF1, "out>cu_k": 0xF2}
+VL_LAYOUTS = ["head_major", "padded", "batch_junk", "batch_neg", "head_zero", "row_short",
+              "row_neg", "heads_over_rows", "huge_row", "explicit"]
+
+
+def vl_bound(b):
+    """tight, short, 2^31, 2^62, INT64_MAX; ("loose", 1..16); ("size", any fuzz_size)."""
+    if isinstance(b, tuple) and b[0] == "loose":
+        return bytes([8 | ((b[1] - 1) << 4)])
+    if isinstance(b, tuple) and b[0] == "size":
+        return bytes([15]) + size(b[1])
+    return bytes([VL_BOUNDS[b]])
+
+
+def vl_offsets(kind="good", array="q", first=1, step=0):
+    """A broken cu_seqlens_q or _k: cu[0] = first, or a decreasing pair (step 0..3)."""
+    param = VL_FIRST[first] if kind == "first" else step
+    return bytes([VL_OFFSETS[kind] | (8 if array == "k" else 0) | (param << 4)])
+
+
+def vl_layout(kind="packed", *extra):
+    """packed; padded takes the pad (1..16); explicit takes three sizes (batch, head, row)."""
+    if kind == "packed":
+        return b"\x00"
+    out = bytes([0x80 + VL_LAYOUTS.index(kind)])
+    if kind == "padded":
+        out += bytes([extra[0] - 1])
+    if kind == "explicit":
+        out += b"".join(size(x) for x in extra)
+    return out
+
+
+def vl_len_q(n):
+    if 0 <= n <= 32:
+        return bytes([n])
+    if 33 <= n <= 153 and (n - 33) % 8 == 0:
+        return bytes([0xF0 + (n - 33) // 8])
+    raise ValueError(f"len_q {n} has no encoding")
+
+
+def vl_len_k(n):
+    if 0 <= n <= 40:
+        return bytes([n])
+    if 64 <= n <= 544 and (n - 64) % 32 == 0:
+        return bytes([0xE0 + (n - 64) // 32])
+    raise ValueError(f"len_k {n} has no encoding")
+
+
+def varlen(seqs=((3, 5),), B=None, Hkv=1, group=2, H=None, D=8, Dv=8, share="none", Tq="tight",
+           Tk="tight", offsets=b"\x00", causal=0, kv_mask="none", align="bottom_right", off=0,
+           window=0, left=0, right=0, alibi="off", cap=0, sinks="off", lse="off", sc=None,
+           values="unit", threads=0, isa="default", workspace="none", null="none", alias="none",
+           q="packed", k="packed", v="packed", out="packed"):
+    """One fuzz-varlen input: seqs are the (len_q, len_k) of the sequences (B = len(seqs)
+    unless given; sequences past 32 draw their lengths); H = Hkv·group unless H is given."""
+    B = len(seqs) if B is None else B
+    data = size(B) + size(Hkv)
+    data += bytes([0xC0]) + size(H) if H is not None else bytes([group - 1])
+    data += size(D) + size(Dv) + bytes([VL_SHARE[share]]) + vl_bound(Tq) + vl_bound(Tk)
+    data += offsets + bytes([CAUSAL[causal], VL_KV_MASK[kv_mask], ALIGN[align]]) + offset(off)
+    data += bytes([WINDOW[window]]) + window_side(left) + window_side(right)
+    data += bytes([VL_ALIBI[alibi]]) + softcap(cap) + bytes([VL_SINKS[sinks], VL_LSE[lse]])
+    data += scale(sc) + bytes([VL_VALUES[values], THREADS[threads], ISAS[isa],
+                               VL_WORKSPACE[workspace], VL_NULL[null], VL_ALIAS[alias]])
+    for lay in (q, k, v, out):
+        data += vl_layout(*lay) if isinstance(lay, tuple) else vl_layout(lay)
+    for lq, lk in seqs[:32]:
+        data += vl_len_q(lq) + vl_len_k(lk)
+    return data
+
+
+VARLEN_SEEDS = {
+    # the batches a serving engine packs
+    "decode-gqa-long-keys": varlen(seqs=[(1, 320), (1, 96), (1, 40), (1, 544)], Hkv=2, group=4,
+                                   D=16, Dv=16, threads=2, lse="on"),
+    "prefill-causal-lse": varlen(seqs=[(20, 20), (7, 7), (32, 32)], Hkv=2, group=2, D=16, Dv=16,
+                                 causal=1, lse="on"),
+    "mixed-decode-prefill-empty": varlen(seqs=[(1, 192), (17, 17), (0, 5), (3, 0), (0, 0), (9, 30)],
+                                         causal=1, lse="on", sinks="small"),
+    "self-one-array-top-left": varlen(seqs=[(5, 5), (12, 12), (1, 1)], share="array", causal=1,
+                                      align="top_left", lse="on"),
+    "no-keys-sinks-some-inf": varlen(seqs=[(4, 0), (3, 6), (2, 0)], H=3, group=None, Hkv=1,
+                                     sinks="some_-inf", lse="on"),
+    "no-keys-last-sequence": varlen(seqs=[(3, 5), (4, 0)], Hkv=2, group=1, lse="on"),
+    "no-queries-at-all": varlen(seqs=[(0, 4), (0, 0), (0, 9)], lse="on"),
+    "bounds-huge-same-bits": varlen(seqs=[(5, 9), (2, 3)], Tq=1 << 62, Tk=INT64_MAX, lse="on",
+                                    causal=1),
+    "bounds-2p31-and-loose": varlen(seqs=[(6, 2), (1, 17)], Tq=("loose", 3), Tk=1 << 31),
+    "long-prefill-153": varlen(seqs=[(153, 160), (1, 64)], group=1, D=16, Dv=8, causal=1,
+                               threads=3),
+    "b40-sequences-drawn": varlen(seqs=[(i % 5, (3 * i) % 7) for i in range(32)], B=40, lse="on"),
+    # every variant, per sequence
+    "window-alibi-softcap-offset": varlen(seqs=[(12, 30), (5, 9), (1, 40)], Hkv=2, group=2,
+                                          causal=1, align="offset", off=3, window=1, left=5,
+                                          right=0, alibi="small", cap=10, lse="on"),
+    "kv-end-window-both-sides-signed-alibi": varlen(seqs=[(7, 20), (9, 4), (2, 2)], align="kv_end",
+                                                    window=1, left=2, right=3, alibi="signed"),
+    "large-sinks-high-logits": varlen(seqs=[(4, 33), (8, 8)], values="high", sinks="large",
+                                      lse="on", D=32, Dv=16, isa="avx512f", threads=1),
+    "all-sinks-inf-unit-alibi": varlen(seqs=[(6, 10), (2, 0)], sinks="all_-inf", alibi="unit",
+                                       lse="on", sc=0.5),
+    "nan-kv-stays-in-its-sequence": varlen(seqs=[(4, 7), (5, 9), (3, 3)], values="nan_kv",
+                                           causal=1, lse="on"),
+    # layouts, workspaces, kernel sets
+    "layouts-head-major-padded-junk-batch": varlen(seqs=[(4, 6), (3, 11)], Hkv=2, group=2, D=9,
+                                                   Dv=5, q="head_major", k=("padded", 3),
+                                                   v="batch_junk", out=("padded", 2), lse="on"),
+    "layouts-explicit-broadcast-heads": varlen(seqs=[(2, 5), (3, 4)], k="head_zero",
+                                               q=("explicit", 7, 8, 16), lse="on"),
+    "workspace-exact-scalar": varlen(seqs=[(6, 6), (1, 128), (0, 3)], workspace="exact",
+                                     isa="scalar", threads=3, causal=1),
+    "workspace-misaligned-avx2": varlen(seqs=[(1, 96), (9, 9)], workspace="misaligned",
+                                        isa="avx2", lse="on"),
+    # what must be refused
+    "bad-tq-shorter-than-a-sequence": varlen(seqs=[(5, 5), (7, 2)], Tq="short"),
+    "bad-tk-zero": varlen(seqs=[(2, 3)], Tk=("size", 0)),
+    "bad-cu-q-first-1": varlen(seqs=[(2, 3), (4, 1)], offsets=vl_offsets("first", "q", first=1)),
+    "bad-cu-k-decreasing": varlen(seqs=[(2, 3), (4, 1), (1, 1)],
+                                  offsets=vl_offsets("decreasing", "k", step=1)),
+    "bad-cu-k-null": varlen(seqs=[(2, 3)], offsets=vl_offsets("null", "k")),
+    "bad-mask-kv-len": varlen(seqs=[(2, 3), (1, 4)], kv_mask="kv_len"),
+    "bad-mask-additive": varlen(seqs=[(2, 3)], kv_mask="additive"),
+    "bad-alibi-inf": varlen(seqs=[(3, 4)], alibi="+inf", H=4, group=None),
+    "bad-sinks-nan": varlen(seqs=[(3, 4)], sinks="nan", H=2, group=None),
+    "bad-align-4-causal-2": varlen(seqs=[(3, 4)], align="bad4", causal=2),
+    "bad-workspace-short": varlen(seqs=[(3, 4), (2, 9)], workspace="short"),
+    "bad-workspace-over-out": varlen(seqs=[(3, 4), (2, 9)], workspace="out"),
+    "bad-out-over-cu-q": varlen(seqs=[(3, 4), (2, 9)], alias="out>cu_q"),
+    "bad-out-over-cu-k": varlen(seqs=[(3, 4), (2, 9)], alias="out>cu_k"),
+    "bad-out-is-q": varlen(seqs=[(3, 4)], alias="out=q", Dv=8),
+    "bad-lse-over-out": varlen(seqs=[(3, 4), (1, 1)], lse="out"),
+    "bad-lse-over-cu-k": varlen(seqs=[(3, 4), (1, 1)], lse="cu_k"),
+    "bad-out-heads-broadcast": varlen(seqs=[(3, 4)], out="head_zero", group=2),
+    "bad-b-2p62": varlen(seqs=[], B=1 << 62),
+    "bad-h-not-multiple-threads-negative": varlen(seqs=[(2, 2)], Hkv=3, H=4, threads=-1),
+}
+
+
 def write(directory, seeds):
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
@@ -535,8 +686,9 @@ def main():
     write(os.path.join(root, "attention"), ATTENTION_SEEDS)
     write(os.path.join(root, "layer"), LAYER_SEEDS)
     write(os.path.join(root, "kv-cache"), KV_CACHE_SEEDS)
-    print(f"{len(ATTENTION_SEEDS)} attention, {len(LAYER_SEEDS)} layer and "
-          f"{len(KV_CACHE_SEEDS)} kv-cache seeds in {root}")
+    write(os.path.join(root, "varlen"), VARLEN_SEEDS)
+    print(f"{len(ATTENTION_SEEDS)} attention, {len(LAYER_SEEDS)} layer, "
+          f"{len(KV_CACHE_SEEDS)} kv-cache and {len(VARLEN_SEEDS)} varlen seeds in {root}")
 
 
 if __name__ == "__main__":
