@@ -67,20 +67,6 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.softcap must be 0 (off) or finite and > 0",
                      fn);
   }
-  /* slopes and sinks: one documented rule, checked (O(H)) */
-  for (int64_t h = 0; mk->alibi_slopes != NULL && h < d->H; h++) {
-    if (!isfinite(mk->alibi_slopes[h])) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.alibi_slopes[%lld] = %g, must be finite", fn,
-                       (long long)h, (double)mk->alibi_slopes[h]);
-    }
-  }
-  for (int64_t h = 0; mk->sinks != NULL && h < d->H; h++) {
-    if (isnan(mk->sinks[h]) || mk->sinks[h] == INFINITY) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                       "%s: mask.sinks[%lld] = %g, must be finite or -inf (no sink)", fn, (long long)h,
-                       (double)mk->sinks[h]);
-    }
-  }
   if (d->num_threads < 0) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: num_threads = %d, must be >= 0", fn,
                      d->num_threads);
@@ -131,6 +117,21 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
     if (!mha_mul_i64(d->B, mha_weights_slots(d), &n) || !mha_mul_i64(n, d->Tq, &n) || !mha_mul_i64(n, d->Tk, &n) ||
         !mha_mul_i64(n, (int64_t)sizeof(float), &n) || (uint64_t)n > (uint64_t)SIZE_MAX) {
       return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the weights output [B, H, Tq, Tk] overflows", fn);
+    }
+  }
+  /* slopes and sinks: one documented rule, checked (O(H)), last: a call that
+   * fails on its sizes or views never reads these H-long arrays */
+  for (int64_t h = 0; mk->alibi_slopes != NULL && h < d->H; h++) {
+    if (!isfinite(mk->alibi_slopes[h])) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.alibi_slopes[%lld] = %g, must be finite", fn,
+                       (long long)h, (double)mk->alibi_slopes[h]);
+    }
+  }
+  for (int64_t h = 0; mk->sinks != NULL && h < d->H; h++) {
+    if (isnan(mk->sinks[h]) || mk->sinks[h] == INFINITY) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                       "%s: mask.sinks[%lld] = %g, must be finite or -inf (no sink)", fn, (long long)h,
+                       (double)mk->sinks[h]);
     }
   }
   return MHA_STATUS_SUCCESS;
