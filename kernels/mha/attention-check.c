@@ -119,21 +119,6 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
       return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the weights output [B, H, Tq, Tk] overflows", fn);
     }
   }
-  /* slopes and sinks: one documented rule, checked (O(H)), last: a call that
-   * fails on its sizes or views never reads these H-long arrays */
-  for (int64_t h = 0; mk->alibi_slopes != NULL && h < d->H; h++) {
-    if (!isfinite(mk->alibi_slopes[h])) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.alibi_slopes[%lld] = %g, must be finite", fn,
-                       (long long)h, (double)mk->alibi_slopes[h]);
-    }
-  }
-  for (int64_t h = 0; mk->sinks != NULL && h < d->H; h++) {
-    if (isnan(mk->sinks[h]) || mk->sinks[h] == INFINITY) {
-      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                       "%s: mask.sinks[%lld] = %g, must be finite or -inf (no sink)", fn, (long long)h,
-                       (double)mk->sinks[h]);
-    }
-  }
   return MHA_STATUS_SUCCESS;
 }
 
@@ -177,4 +162,27 @@ mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc*
   const mha_span outs[] = {{"out", out, nout}, {"weights", weights, nw}, {"lse", d->lse, nlse},
                            {"workspace", d->workspace, d->workspace != NULL ? d->workspace_size : 0}};
   return mha_check_spans_disjoint(fn, outs, sizeof outs / sizeof outs[0], in, 8 + n_more_in);
+}
+
+/* The values of the H-long slopes and sinks: one documented rule, O(H).
+ * Called by the calls last, after every check of sizes, views, overlaps and
+ * the caller's workspace, so that a call refused for those never reads an
+ * array whose length it could not trust; the *_workspace_size queries read
+ * no array and do not call it. */
+mha_status mha_attention_check_heads(const char* fn, const mha_attention_desc* d) {
+  const mha_mask* mk = &d->mask;
+  for (int64_t h = 0; mk->alibi_slopes != NULL && h < d->H; h++) {
+    if (!isfinite(mk->alibi_slopes[h])) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: mask.alibi_slopes[%lld] = %g, must be finite", fn,
+                       (long long)h, (double)mk->alibi_slopes[h]);
+    }
+  }
+  for (int64_t h = 0; mk->sinks != NULL && h < d->H; h++) {
+    if (isnan(mk->sinks[h]) || mk->sinks[h] == INFINITY) {
+      return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                       "%s: mask.sinks[%lld] = %g, must be finite or -inf (no sink)", fn, (long long)h,
+                       (double)mk->sinks[h]);
+    }
+  }
+  return MHA_STATUS_SUCCESS;
 }

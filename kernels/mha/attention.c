@@ -49,7 +49,7 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
   if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, NULL, &c);
-  if (st != MHA_STATUS_SUCCESS) return st;
+  if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
   return mha_attention_run(c.kr, desc, q, k, v, NULL, out, weights, c.nthreads, c.ws);
 }
 

@@ -163,6 +163,11 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc
                                   const float* k, const float* v, const float* out,
                                   int with_weights);
 
+/* The slopes and sinks of desc's mask: finite, and finite or −inf
+ * (INVALID_ARGUMENT naming the entry). The calls check them last, after
+ * everything else (kernels/mha/attention-check.c). */
+mha_status mha_attention_check_heads(const char* fn, const mha_attention_desc* desc);
+
 /* The checks of a K/V cache for a core call over desc (kernels/mha/kv-cache.c):
  * dtype, pointers, layout, every table slot that covers an entry's keys
  * [0, kv_len or Tk); and *k_bytes, *v_bytes, the spans of k and v. */

@@ -441,6 +441,7 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
                      "%s: workspace_size %zu is smaller than mha_layer_workspace_size() (%zu)", fn,
                      a->workspace_size, c.total * sizeof(float) + 64);
   }
+  if ((st = mha_attention_check_heads(fn, &c.cd)) != MHA_STATUS_SUCCESS) return st;
   const int owned = buf == NULL;
   if (owned) {
     buf = aligned_alloc(64, (c.total * sizeof(float) + 63) & ~(size_t)63);

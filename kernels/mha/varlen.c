@@ -76,7 +76,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* desc, const int32_
   }
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, cu_seqlens_q, cu_seqlens_k, &c);
-  if (st != MHA_STATUS_SUCCESS) return st;
+  if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
   return mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, c.nthreads, c.ws);
 }
 
