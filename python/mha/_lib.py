@@ -88,13 +88,28 @@ def _package_dir():
     return os.path.dirname(os.path.abspath(__file__))
 
 
+def _soname():
+    """The SONAME of the libmha this package's structs mirror (ABI_VERSION):
+    libmha.so.0.<minor> before 1.0, libmha.so.<major> after (the top-level
+    CMakeLists.txt)."""
+    major, minor = ABI_VERSION
+    return f"libmha.so.0.{minor}" if major == 0 else f"libmha.so.{major}"
+
+
+def bundled_dir():
+    """Where a wheel puts its libmha (python/CMakeLists.txt): <package>/lib."""
+    return os.path.join(_package_dir(), "lib")
+
+
 def candidates():
     """The places searched, in order, as (description, path or None)."""
     out = []
     env = os.environ.get("MHA_LIBRARY")
     if env:
         out.append(("$MHA_LIBRARY", env))
-    for name in ("libmha.so", "libmha.so.0"):
+    for name in (_soname(), "libmha.so"):
+        out.append(("bundled in the package", os.path.join(bundled_dir(), name)))
+    for name in ("libmha.so", _soname(), "libmha.so.0"):
         out.append(("next to the package", os.path.join(_package_dir(), name)))
     repo = os.path.dirname(os.path.dirname(_package_dir()))  # <repo>/python/mha -> <repo>
     if os.path.isfile(os.path.join(repo, "include", "mha.h")):  # used from a checkout
@@ -104,9 +119,10 @@ def candidates():
 
 
 def find_library():
-    """The path of the libmha.so to load: $MHA_LIBRARY (must exist if set), a
-    libmha.so next to the package, <repo>/build/libmha.so, then
-    ctypes.util.find_library("mha")."""
+    """The path of the libmha.so to load: $MHA_LIBRARY (must exist if set: it
+    overrides everything), the library a wheel carries (<package>/lib/
+    libmha.so.0.<minor> or libmha.so), a libmha.so next to the package,
+    <repo>/build/libmha.so, then ctypes.util.find_library("mha")."""
     env = os.environ.get("MHA_LIBRARY")
     if env:
         if not os.path.isfile(env):
@@ -123,8 +139,9 @@ def find_library():
             return path
         tried.append(f"{what}: {path}")
     raise LibraryNotFoundError(
-        "libmha.so not found; build it (cmake --build build, target mha_shared) or set "
-        "MHA_LIBRARY to its path. Tried: " + "; ".join(tried))
+        "libmha.so not found; install the wheel, which carries it (pip install ./python), "
+        "build it (cmake --build build, target mha_shared) or set MHA_LIBRARY to its path. "
+        "Tried: " + "; ".join(tried))
 
 
 def _prototypes(lib):
