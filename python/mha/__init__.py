@@ -1,12 +1,18 @@
 """mha — multi-head attention kernels for CPUs, from Python.
 
-A pure-Python front (ctypes) over libmha.so: NumPy arrays in, NumPy arrays
-out, no compiled code of its own. The library is found (at the first call) at:
+A pure-Python front (ctypes) over libmha.so, no compiled code of its own.
+Tensors in, tensors out: NumPy arrays, PyTorch CPU tensors, anything with
+__dlpack__ or the array interface is read in place, and results come back as
+the caller's type (torch tensors for torch inputs, without a copy; NumPy
+arrays otherwise). mha.torch (imported on its own) registers the calls as
+torch.library custom ops and a drop-in scaled_dot_product_attention. The
+library is found (at the first call) at:
 
   1. $MHA_LIBRARY, a path to libmha.so (an error if it is set but missing);
-  2. a libmha.so (or libmha.so.0) next to this package, if installed with it;
-  3. <repo>/build/libmha.so when the package is used from a checkout;
-  4. ctypes.util.find_library("mha") (an installed libmha).
+  2. the wheel's own copy, mha/lib/libmha.so.0.<minor> (pip install ./python);
+  3. a libmha.so (or libmha.so.0.<minor>, libmha.so.0) next to this package;
+  4. <repo>/build/libmha.so when the package is used from a checkout;
+  5. ctypes.util.find_library("mha") (an installed libmha).
 
 Views, not copies. mha takes element strides for the batch, head and row
 dimensions of every tensor, with the last dimension contiguous, so any NumPy
@@ -70,6 +76,8 @@ from ._varlen import attention_varlen
 from ._merge import merge
 from ._layer import Layer
 
+from . import _lib  # the loader (loads no library at import)
+
 __version__ = "0.4.1"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
@@ -89,5 +97,7 @@ _KEPT_MODULES = (ctypes, threading, operator, weakref, np)
 
 
 def version():
-    """The library version this package is for, "MAJOR.MINOR.PATCH"."""
-    return __version__
+    """The loaded libmha's version, "MAJOR.MINOR.PATCH" (mha_version(); loads
+    the library). The package's own is __version__."""
+    v = _lib.lib().mha_version()
+    return f"{v // 10000}.{v // 100 % 100}.{v % 100}"

@@ -110,7 +110,8 @@ def _input_view(a, axes, allow_row0=False):
 def _check_out_array(out, shape, name):
     """An output array the caller gave: the right type, dtype and shape, writable."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, not {type(out).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray or a CPU tensor, not "
+                        f"{type(out).__name__}")
     if out.dtype != _F32:
         raise TypeError(f"{name}: dtype {out.dtype} is not float32 (an output is never copied)")
     if not out.flags.writeable:

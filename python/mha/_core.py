@@ -1,8 +1,8 @@
 """attention(): mha_attention_f32 over strided float32 views in either layout,
 or mha_attention_kv_f32 over a contiguous 16-bit K/V cache read in place;
 with _attend, the call it shares with attention_paged() (the desc, out,
-weights, lse and workspace), the layout names' axes and the broadcast of a
-batch of 1."""
+weights, lse and workspace), the layout names' axes, the broadcast of a
+batch of 1 and the import of the options' tensors (_options_arrays)."""
 import ctypes
 
 import numpy as np
@@ -12,6 +12,7 @@ from ._errors import _check, _fail
 from ._coerce import (_F32, _attention_kv_dtype, _c_int, _element_strides, _float32, _input_view,
                       _isa_value, _output_view, _ptr, _scale, _strides)
 from ._options import _set_mask, _set_variants, _weights_array, _weights_mode
+from ._tensors import _Tensors
 from ._workspace import _workspace
 
 
@@ -25,6 +26,17 @@ def _batch_to(a, axis, B):
     shape = list(a.shape)
     shape[axis] = B
     return np.broadcast_to(a, shape)
+
+
+def _options_arrays(t, opts):
+    """The tensor-valued options of a call (kv_len, mask, alibi_slopes, sinks,
+    weights_mode, workspace) imported by t (a _Tensors), in place in opts."""
+    for name in ("kv_len", "mask", "alibi_slopes", "sinks", "weights_mode"):
+        if name in opts:
+            opts[name] = t.array(opts[name], name)
+    if "workspace" in opts:
+        opts["workspace"] = t.out(opts["workspace"], "workspace")
+    return opts
 
 
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
@@ -100,11 +112,24 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     kv_dtype      None, "f32", "f16" or "bf16": see 16-bit K and V above
     Returns out; with need_weights and/or return_lse a tuple in the order
     (out, weights), (out, lse) or (out, weights, lse).
+
+    Tensors: q, k, v, out, mask, kv_len, alibi_slopes, sinks (and every
+    array argument) may be any CPU tensor: a torch tensor, an object with
+    __dlpack__ or with the array interface, read (or, out, written) in place.
+    The results are torch tensors when a torch tensor came in (an out= is
+    returned as given), else NumPy arrays. torch bfloat16 K and V are read
+    as a bf16 cache.
     """
     L = _lib.lib()
     axes = _LAYOUT_AXES.get(layout)
     if axes is None:
         raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
+    t, out_given = _Tensors(), out
+    q = t.array(q, "q")
+    k, v, kv_dtype = t.kv(k, v, ("k", "v"), kv_dtype, cast=True)
+    out = t.out(out)
+    opts = _options_arrays(t, dict(kv_len=kv_len, mask=mask, alibi_slopes=alibi_slopes,
+                                   sinks=sinks, weights_mode=weights_mode, workspace=workspace))
     kd = _attention_kv_dtype(k, v, kv_dtype)
     q = _float32(q, "q")
     if kd is None:
@@ -135,12 +160,10 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
         # a contiguous cache of capacity Tk over the views' own strides (no copy)
         cache = _lib.KVCache(_lib.DTYPE_VALUES[kd], _ptr(k), _ptr(v), _strides(sk),
                              _strides(sv), Tk)
-    return _attend(L, q, sq, (k, sk, v, sv), cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
-                   causal=causal, kv_len=kv_len, mask=mask, scale=scale, align=align,
-                   window=window, alibi_slopes=alibi_slopes, softcap=softcap, sinks=sinks,
-                   need_weights=need_weights, weights_mode=weights_mode,
-                   return_lse=return_lse, num_threads=num_threads, isa=isa, out=out,
-                   workspace=workspace)
+    return t.result(_attend(L, q, sq, (k, sk, v, sv), cache, B, H, Hkv, Tq, Tk, D, Dv, layout,
+                            axes, causal=causal, scale=scale, align=align, window=window,
+                            softcap=softcap, need_weights=need_weights, return_lse=return_lse,
+                            num_threads=num_threads, isa=isa, out=out, **opts), out_given)
 
 
 def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, causal, kv_len,

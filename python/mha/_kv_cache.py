@@ -12,7 +12,8 @@ from . import _lib
 from ._errors import _check, _fail
 from ._coerce import (_c_int64, _element_strides, _float32, _input_view, _int32_array, _kv_dtype,
                       _kv_len_array, _ptr, _strides)
-from ._core import _LAYOUT_AXES, _attend, _batch_to
+from ._core import _LAYOUT_AXES, _attend, _batch_to, _options_arrays
+from ._tensors import _Tensors
 
 
 def _cache_axes(cache_layout, paged):
@@ -91,16 +92,25 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
     The bits are those of attention() on the same keys gathered into a
     contiguous cache (and of attention() on them widened to float32), for any
     block size, table and thread count. Fill the pools with kv_cache_write().
+    Tensors (torch, DLPack, array interface) as in attention(): the pools
+    are read in place (torch bfloat16 pools as bf16), torch in → torch out.
     """
     L = _lib.lib()
     axes = _LAYOUT_AXES.get(layout)
     if axes is None:
         raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
     paxes = _cache_axes(cache_layout, True)
-    k, v = np.asarray(k_pool), np.asarray(v_pool)
+    t, out_given = _Tensors(), out
+    q = t.array(q, "q")
+    k, v, kv_dtype = t.kv(k_pool, v_pool, ("k_pool", "v_pool"), kv_dtype)
+    k, v = np.asarray(k), np.asarray(v)
+    out = t.out(out)
+    opts = _options_arrays(t, dict(kv_len=kv_len, mask=mask, alibi_slopes=alibi_slopes,
+                                   sinks=sinks, weights_mode=weights_mode, workspace=workspace))
+    kv_len = opts["kv_len"]
     kd = _kv_dtype((k, v), ("k_pool", "v_pool"), kv_dtype)
     _check_pools(k, v, paxes, "_pool")
-    table = _block_table(block_table)
+    table = _block_table(t.array(block_table, "block_table"))
     B = table.shape[0]
     q = _float32(q, "q")
     if q.ndim != 4:
@@ -123,19 +133,17 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
     k, sk = _input_view(k, paxes)
     v, sv = _input_view(v, paxes)
     cache = _cache_struct(kd, k, sk, v, sv, paxes, table)
-    return _attend(L, q, sq, None, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
-                   causal=causal, kv_len=kv_len, mask=mask, scale=scale, align=align,
-                   window=window, alibi_slopes=alibi_slopes, softcap=softcap, sinks=sinks,
-                   need_weights=need_weights, weights_mode=weights_mode,
-                   return_lse=return_lse, num_threads=num_threads, isa=isa, out=out,
-                   workspace=workspace)
+    return t.result(_attend(L, q, sq, None, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
+                            causal=causal, scale=scale, align=align, window=window,
+                            softcap=softcap, need_weights=need_weights, return_lse=return_lse,
+                            num_threads=num_threads, isa=isa, out=out, **opts), out_given)
 
 
 def _written_view(a, axes, name):
     """Element strides of a cache array that mha writes in place (never copied)."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray (it is written in place), not "
-                        f"{type(a).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray or a CPU tensor (it is written in "
+                        f"place), not {type(a).__name__}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     if a.ndim != 4:
@@ -166,6 +174,9 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
                  not write the same block rows.
     kv_dtype     None: from the caches' dtype (float32, float16,
                  ml_dtypes.bfloat16); "f16" or "bf16" for uint16 bits
+    Tensors: k_cache and v_cache may be torch tensors (bfloat16 ones too),
+    DLPack or array-interface objects: written in place through a NumPy view
+    of their memory (never a copy; one that cannot be viewed is refused).
     Writes nothing when any check fails (MhaError).
     """
     L = _lib.lib()
@@ -174,7 +185,11 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
         raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
     paged = block_table is not None
     caxes = _cache_axes(cache_layout, paged)
-    kn, vn = _float32(k_new, "k_new"), _float32(v_new, "v_new")
+    t = _Tensors()
+    k_cache, v_cache, kv_dtype = t.kv(k_cache, v_cache, ("k_cache", "v_cache"), kv_dtype,
+                                      write=True)
+    kn, vn = _float32(t.array(k_new, "k_new"), "k_new"), _float32(t.array(v_new, "v_new"), "v_new")
+    block_table, pos = t.array(block_table, "block_table"), t.array(pos, "pos")
     for name, a in (("k_new", kn), ("v_new", vn)):
         if a.ndim != 4:
             _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 4 ({layout})")

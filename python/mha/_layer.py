@@ -11,12 +11,14 @@ from . import _lib
 from ._errors import _check, _fail
 from ._coerce import _F32, _c_int, _check_out_array, _float32, _isa_value, _ptr, _scale
 from ._options import _set_mask, _set_variants, _weights_array, _weights_mode
+from ._tensors import _Tensors
 from ._workspace import _workspace
 
 
-def _contiguous(a, name):
-    """A C-contiguous float32 array (a itself when it is one, else a copy)."""
-    return np.ascontiguousarray(_float32(a, name))
+def _contiguous(a, name, t=None):
+    """A C-contiguous float32 array (a itself when it is one, or a view of a
+    tensor's memory when it is one, else a copy). t: the call's _Tensors."""
+    return np.ascontiguousarray(_float32((t or _Tensors()).array(a, name), name))
 
 
 class Layer:
@@ -38,6 +40,7 @@ class Layer:
     b_q, b_k, b_v, b_o     optional biases [H·D], [Hkv·D], [Hkv·Dv], [d_model]
     in_proj_weight/_bias   PyTorch's packed nn.MultiheadAttention weights
                            [3·d_model, d_model] / [3·d_model], instead of w_q, w_k, w_v
+                           (torch tensors, Parameters too, or any CPU tensor)
     isa                    None: pack for the process choice; or a kernel set name
     """
 
@@ -143,9 +146,16 @@ class Layer:
         workspace  None, "auto" or an array, as in attention().
         Returns out [B,Tq,output_width], or (out, weights) with need_weights.
         (The layer has no lse output: use attention() for merging.)
+        Tensors (torch, DLPack, array interface) as in attention(): read in
+        place when C-contiguous float32; torch in → torch out.
         """
         L = _lib.lib()
-        x = _contiguous(x, "x")
+        t, out_given = _Tensors(), out
+        x = _contiguous(x, "x", t)
+        kv_len, mask = t.array(kv_len, "kv_len"), t.array(mask, "mask")
+        alibi_slopes, sinks = t.array(alibi_slopes, "alibi_slopes"), t.array(sinks, "sinks")
+        weights_mode = t.array(weights_mode, "weights_mode")
+        out, workspace = t.out(out), t.out(workspace, "workspace")
         if x.ndim != 3 or x.shape[2] != self.d_model:
             _fail("INVALID_SHAPE", f"x has shape {x.shape}, expected [B, Tq, {self.d_model}]")
         B, Tq = x.shape[0], x.shape[1]
@@ -154,7 +164,7 @@ class Layer:
         for name, a in (("x_k", x_k), ("x_v", x_v)):
             if a is None:
                 continue
-            a = _contiguous(a, name)
+            a = _contiguous(a, name, t)
             if a.ndim != 3 or a.shape[0] != B or a.shape[2] != self.d_kv:
                 _fail("INVALID_SHAPE", f"{name} has shape {a.shape}, expected [{B}, Tk, {self.d_kv}]")
             if name == "x_k" or xk is None:
@@ -192,7 +202,7 @@ class Layer:
         if ws is not None:
             a.workspace, a.workspace_size = ws.ctypes.data, ws.nbytes
         _check(L.mha_layer_forward(self._handle, ctypes.byref(a)))
-        return (out, weights) if need_weights else out
+        return t.result((out, weights) if need_weights else out, out_given)
 
     __call__ = forward
 

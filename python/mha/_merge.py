@@ -7,6 +7,7 @@ import numpy as np
 from . import _lib
 from ._errors import _check, _fail
 from ._coerce import _F32, _check_out_array, _float32, _ptr
+from ._tensors import _Tensors
 
 
 def merge(outs, lses, *, out=None):
@@ -31,10 +32,15 @@ def merge(outs, lses, *, out=None):
            in place) but no other part, nor overlap one.
     A part whose lse is -inf adds nothing; a row no part sees gets zeros and
     lse -inf; a NaN lse makes the row NaN.
-    Returns (out, lse) with lse of shape [...], float32.
+    Returns (out, lse) with lse of shape [...], float32. Tensors (torch,
+    DLPack, array interface) as in attention(): torch in → torch out, and an
+    out= that is outs[0]'s memory merges in place.
     """
     L = _lib.lib()
-    outs, lses = list(outs), list(lses)
+    t, out_given = _Tensors(), out
+    outs = [t.array(o, f"outs[{p}]") for p, o in enumerate(outs)]
+    lses = [t.array(l, f"lses[{p}]") for p, l in enumerate(lses)]
+    out = t.out(out)
     if not outs:
         _fail("INVALID_SIZE", "merge: no parts (outs is empty)")
     if len(lses) != len(outs):
@@ -76,4 +82,4 @@ def merge(outs, lses, *, out=None):
     pl = (ctypes.c_void_p * P)(*[a.ctypes.data for a in ls_])
     _check(L.mha_merge_f32(P, rows, Dv, ctypes.addressof(po), ctypes.addressof(pl), _ptr(out),
                            _ptr(lse)))
-    return out, lse
+    return t.result((out, lse), out_given)

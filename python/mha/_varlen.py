@@ -11,6 +11,7 @@ from ._errors import _check, _fail
 from ._coerce import (_F32, _c_int, _check_out_array, _element_strides, _float32, _input_view,
                       _int32_array, _isa_value, _ptr, _scale, _strides)
 from ._options import _set_variants
+from ._tensors import _Tensors
 from ._workspace import _workspace
 
 
@@ -32,10 +33,16 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
     do not change the schedule, the cost or the bits. Masks, variants, scale,
     num_threads, isa, workspace as in attention(), per sequence with its own
     lengths (kv_len and additive masks do not apply). Returns out
-    [total_q, H, Dv], or (out, lse [total_q, H]) with return_lse.
+    [total_q, H, Dv], or (out, lse [total_q, H]) with return_lse. Tensors
+    (torch, DLPack, array interface) as in attention(): torch in → torch out.
     """
     L = _lib.lib()
-    q, k, v = _float32(q, "q"), _float32(k, "k"), _float32(v, "v")
+    t, out_given = _Tensors(), out
+    q, k, v = (_float32(t.array(a, name), name) for a, name in ((q, "q"), (k, "k"), (v, "v")))
+    cu_seqlens_q = t.array(cu_seqlens_q, "cu_seqlens_q")
+    cu_seqlens_k = t.array(cu_seqlens_k, "cu_seqlens_k")
+    alibi_slopes, sinks = t.array(alibi_slopes, "alibi_slopes"), t.array(sinks, "sinks")
+    out, workspace = t.out(out), t.out(workspace, "workspace")
     for name, a in (("q", q), ("k", k), ("v", v)):
         if a.ndim != 3:
             _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 3 [total, heads, width]")
@@ -84,4 +91,4 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
     if ws is not None:
         d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
     _check(fn(ctypes.byref(d), pq, pk, _ptr(q4), _ptr(k4), _ptr(v4), _ptr(out)))
-    return (out, lse) if return_lse else out
+    return t.result((out, lse) if return_lse else out, out_given)
