@@ -1,16 +1,30 @@
 /*
- * mha.h — multi-head attention forward kernels for CPUs (FP32).
+ * mha.h — multi-head attention forward kernels for CPUs: fp32 compute, with
+ * K/V read from fp32, f16 or bf16 caches.
  *
  * The one installed header of libmha. C11, usable from C++.
  *
  * Two levels of API:
  *   1. The attention core, for engines that already hold Q, K and V:
  *        out = softmax(scale · Q·Kᵀ + mask) · V      per (batch, head)
- *      mha_attention_f32().
+ *      mha_attention_f32(), with its variants in the mask (causal alignment,
+ *      sliding window, ALiBi, soft-cap, sinks) and each row's log-sum-exp
+ *      (desc.lse). Around it:
+ *        - K/V caches as engines keep them (fp32, f16 or bf16 elements,
+ *          contiguous or paged through a block table): mha_kv_cache_init(),
+ *          mha_kv_cache_init_paged(), mha_attention_kv_f32() (bitwise the
+ *          core on the widened values) and mha_kv_cache_write();
+ *        - packed variable-length batches (sequences back to back, offsets
+ *          in cu_seqlens): mha_attention_varlen_f32();
+ *        - mha_merge_f32(), which merges the (out, lse) of attention over
+ *          disjoint key ranges into the exact result;
+ *        - the workspace queries (*_workspace_size()): with a caller's
+ *          workspace, a call allocates nothing.
  *   2. The full layer (projections, attention, output projection) as a plan
  *      that packs the weights once and runs many times:
  *        mha_layer_create() / mha_layer_forward() / mha_layer_destroy(),
- *      and the one-shot mha_layer_forward_once().
+ *      and the one-shot mha_layer_forward_once(); a forward can also fill a
+ *      K/V cache with its K and V projections (mha_layer_args.kv_cache).
  *
  * Conventions
  *   - Shapes are named B (batch), H (query heads), Hkv (key/value heads),
@@ -222,8 +236,9 @@ typedef enum mha_align {
  *           (b, h, i, j) is additive[b·s.batch + h·s.head + i·s.row + j]
  *           (keys contiguous). A stride of 0 broadcasts that dimension,
  *           e.g. {0, 0, Tk} is one [Tq, Tk] mask for all batches and heads.
- *  alibi_slopes  NULL, or H finite slopes (ALiBi; INVALID_ARGUMENT naming
- *           the entry for ±inf or NaN): computed in the kernel, no bias
+ *  alibi_slopes  NULL, or H finite slopes (ALiBi; a call refuses ±inf or NaN
+ *           with INVALID_ARGUMENT naming the entry, after all its other
+ *           checks; the *_workspace_size queries read neither array): computed in the kernel, no bias
  *           tensor. The distance i' − j is formed in float: exact while
  *           |i' − j| < 2^24 (16M positions); beyond, neighbouring keys may
  *           get the same bias.

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # The install test (CTest install-test): install a built tree into a fresh
-# prefix, check what lands there, then build tests/install/consumer, a project
+# prefix, check what lands there (the license included), then build tests/install/consumer, a project
 # outside the tree, against it four ways and run each program:
 #   find_package(mha): mha::mha (libmha.so) and mha::mha_static (libmha.a)
 #   pkg-config mha:    `cc $(pkg-config --cflags --libs mha)` (libmha.so) and
 #                      the --static libs with libmha.a
-# Usage: run.sh <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config>
+# Usage: run.sh <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config> <docdir>
 #   <libdir>: CMAKE_INSTALL_LIBDIR, relative to the prefix (lib, lib/x86_64-linux-gnu)
+#   <docdir>: CMAKE_INSTALL_DOCDIR, relative to the prefix (share/doc/mha), where LICENSE goes
 # Any missing file, failed build, wrong link or wrong result fails it.
 set -euo pipefail
-if (($# != 8)); then
-  echo "usage: $0 <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config>" >&2
+if (($# != 9)); then
+  echo "usage: $0 <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config> <docdir>" >&2
   exit 2
 fi
-build=$1 source=$2 work=$3 version=$4 libdir_rel=$5 cmake=$6 cc=$7 pkgconfig=$8
+build=$1 source=$2 work=$3 version=$4 libdir_rel=$5 cmake=$6 cc=$7 pkgconfig=$8 docdir_rel=$9
 major=${version%%.*}
 minor=${version#*.}
 minor=${minor%%.*}
@@ -41,6 +42,13 @@ for f in include/mha.h "$libdir_rel/libmha.a" "$libdir_rel/libmha.so.$version" \
          "$libdir_rel/cmake/mha/mhaTargets.cmake" "$libdir_rel/pkgconfig/mha.pc"; do
   [[ -f $prefix/$f && ! -L $prefix/$f ]] || fail "$prefix/$f missing"
 done
+# the license: the text of the checkout's LICENSE in <docdir> (GNUInstallDirs'
+# CMAKE_INSTALL_DOCDIR, share/doc/mha), named by mha.pc and the CMake package
+license=$prefix/$docdir_rel/LICENSE
+[[ -f $license ]] || fail "$license missing"
+cmp -s "$license" "$source/LICENSE" || fail "$license differs from $source/LICENSE"
+grep -q '^License: MIT$' "$libdir/pkgconfig/mha.pc" || fail "mha.pc has no 'License: MIT'"
+echo "license: ${license#"$prefix"/} ($(head -n 1 "$license"))"
 [[ $(readlink "$libdir/libmha.so.$abi") == "libmha.so.$version" ]] || fail "libmha.so.$abi is not a link to libmha.so.$version"
 [[ $(readlink "$libdir/libmha.so") == "libmha.so.$abi" ]] || fail "libmha.so is not a link to libmha.so.$abi"
 soname=$(LC_ALL=C readelf -d "$libdir/libmha.so.$version" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
@@ -67,7 +75,7 @@ run_consumer() { # <program> shared|static
 step "find_package(mha) (CMAKE_PREFIX_PATH=$prefix)"
 "$cmake" -S "$source/tests/install/consumer" -B "$work/cmake" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" -DMHA_EXPECTED_PREFIX="$prefix" \
-  -DMHA_EXPECTED_VERSION="$version" >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "consumer configure"; }
+  -DMHA_EXPECTED_VERSION="$version" -DMHA_EXPECTED_LICENSE_FILE="$license" >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "consumer configure"; }
 grep -- "-- mha " "$work/cmake.log" || fail "consumer configure did not report mha"
 "$cmake" --build "$work/cmake" -j 2 >"$work/cmake-build.log" 2>&1 ||
   { cat "$work/cmake-build.log"; fail "consumer build (find_package)"; }
@@ -82,6 +90,9 @@ libs=$("$pkgconfig" --libs mha)
 static_libs=$("$pkgconfig" --libs --static mha)
 pc_libdir=$("$pkgconfig" --variable=libdir mha)
 [[ $(realpath "$pc_libdir") == $(realpath "$libdir") ]] || fail "mha.pc's libdir $pc_libdir is not $libdir"
+pc_license=$("$pkgconfig" --variable=licensefile mha)
+[[ -f $pc_license && $(realpath "$pc_license") == $(realpath "$license") ]] ||
+  fail "mha.pc's licensefile '$pc_license' is not $license"
 echo "cflags: $cflags"
 echo "libs: $libs"
 echo "libs --static: $static_libs"
