@@ -10,6 +10,7 @@ set(MHA_SOURCES
   kernels/kv-gemm/kv-gemm-nt-1x1-scalar.c
   kernels/kv-gemm/kv-gemm-pv-4x8-scalar.c
   kernels/kv-gemm/kv-widen-scalar.c
+  kernels/mha/abi.c
   kernels/mha/attention.c
   kernels/mha/attention-check.c
   kernels/mha/attention-decode.c

@@ -72,14 +72,36 @@ extern "C" {
 #endif
 
 #define MHA_VERSION_MAJOR 0
-#define MHA_VERSION_MINOR 4
-#define MHA_VERSION_PATCH 1
+#define MHA_VERSION_MINOR 5
+#define MHA_VERSION_PATCH 0
 
 /* The version of the library actually loaded, MAJOR·10000 + MINOR·100 +
  * PATCH: a program or binding can compare it with the MHA_VERSION_* it was
- * built against (before 1.0 the structs may change between minor versions;
- * the SONAME is libmha.so.0.<minor>). */
+ * built against. */
 MHA_API uint32_t mha_version(void);
+
+/* ABI: how the structs grow without breaking callers (since 0.5).
+ *
+ * Each struct that a call reads — mha_attention_desc, mha_kv_cache,
+ * mha_layer_desc, mha_layer_args — starts with size_t struct_size, the
+ * caller's sizeof, which its initializer sets (mha_attention_desc_init,
+ * mha_kv_cache_init(_paged), mha_layer_desc_init, mha_layer_args_init).
+ *   - New fields are only ever appended at the end of these four structs,
+ *     and a new field's 0 means "off" (the old behaviour). The nested
+ *     mha_strides and mha_mask never change: new mask options are appended
+ *     to the outer structs.
+ *   - The library reads the first struct_size bytes of a struct and takes
+ *     every field past them as 0. So a program compiled against an older
+ *     header keeps working with a newer library.
+ *   - A struct_size larger than the library knows (a program built against
+ *     a newer header) is accepted when the bytes it does not know are all 0,
+ *     and refused with INVALID_ARGUMENT naming the struct otherwise: a field
+ *     the library cannot honour is never silently ignored.
+ *   - struct_size 0 (a zero-filled struct, `= {0}`) reads as the 0.5 layout;
+ *     a struct_size between 1 and that layout's size is INVALID_ARGUMENT.
+ *   - The SONAME, libmha.so.0.5, changes only when a field is removed or
+ *     changed or a function's signature changes; appending fields and
+ *     functions keeps it. */
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
@@ -296,6 +318,7 @@ typedef enum mha_weights_mode {
 /* Describes one call of mha_attention_f32(). Fill it with
  * mha_attention_desc_init() and change what differs. */
 typedef struct mha_attention_desc {
+  size_t struct_size; /* sizeof(mha_attention_desc), set by the initializer (see "ABI") */
   int64_t B, H, Hkv, Tq, Tk, D, Dv; /* all >= 1; H % Hkv == 0 */
   mha_strides q;    /* Q   [B, H,   Tq, D ] */
   mha_strides k;    /* K   [B, Hkv, Tk, D ] */
@@ -446,6 +469,7 @@ typedef enum mha_dtype {
  *   entry's keys are read, and each must be in [0, num_blocks).
  * Strides are in elements of dtype; rows (the last dimension) contiguous. */
 typedef struct mha_kv_cache {
+  size_t struct_size;         /* sizeof(mha_kv_cache), set by the initializers (see "ABI") */
   mha_dtype dtype;
   void* k;                    /* K, or its pool */
   void* v;                    /* V, or its pool */
@@ -549,6 +573,7 @@ typedef enum mha_weight_layout {
 /* Describes a layer. Pointers are read only during mha_layer_create(): the
  * plan keeps packed copies, and the caller may free its weights after. */
 typedef struct mha_layer_desc {
+  size_t struct_size; /* sizeof(mha_layer_desc), set by mha_layer_desc_init (see "ABI") */
   int64_t d_model; /* width of X_q and of the output; >= 1 */
   int64_t d_kv;    /* width of X_k and X_v; 0 means d_model */
   int64_t H;       /* query heads; >= 1 */
@@ -587,6 +612,9 @@ typedef struct mha_layer_desc {
   mha_isa isa;
 } mha_layer_desc;
 
+/* Sets everything to 0 / NULL and struct_size: fill in the sizes and weights. */
+MHA_API void mha_layer_desc_init(mha_layer_desc* desc);
+
 /* An opaque plan: the packed weights and the kernel set they were packed for. */
 typedef struct mha_layer mha_layer;
 
@@ -609,6 +637,7 @@ MHA_API mha_isa mha_layer_isa(const mha_layer* layer);
 
 /* One forward pass. */
 typedef struct mha_layer_args {
+  size_t struct_size; /* sizeof(mha_layer_args), set by mha_layer_args_init (see "ABI") */
   int64_t B;        /* >= 1 */
   int64_t Tq;       /* query rows per batch entry; >= 1 */
   int64_t Tk;       /* key rows per batch entry; ignored (= Tq) for self-attention */
@@ -644,7 +673,8 @@ typedef struct mha_layer_args {
   const int32_t* kv_pos;
 } mha_layer_args;
 
-/* Sets everything to 0 / NULL: self-attention, no mask, default scale. */
+/* Sets everything to 0 / NULL and struct_size: self-attention, no mask,
+ * default scale. */
 MHA_API void mha_layer_args_init(mha_layer_args* args);
 
 /* out = concat_h(attention(X_q·W_q + b_q, X_k·W_k + b_k, X_v·W_v + b_v)_h) · W_o + b_o

@@ -23,6 +23,7 @@ int main(void) {
   F(mha_mask, window_right); F(mha_mask, alibi_slopes); F(mha_mask, softcap); F(mha_mask, sinks);
 
   S(mha_attention_desc);
+  F(mha_attention_desc, struct_size);
   F(mha_attention_desc, B); F(mha_attention_desc, H); F(mha_attention_desc, Hkv);
   F(mha_attention_desc, Tq); F(mha_attention_desc, Tk); F(mha_attention_desc, D);
   F(mha_attention_desc, Dv); F(mha_attention_desc, q); F(mha_attention_desc, k);
@@ -36,11 +37,13 @@ int main(void) {
   E(mha_dtype, MHA_DTYPE_F32); E(mha_dtype, MHA_DTYPE_F16); E(mha_dtype, MHA_DTYPE_BF16);
 
   S(mha_kv_cache);
+  F(mha_kv_cache, struct_size);
   F(mha_kv_cache, dtype); F(mha_kv_cache, k); F(mha_kv_cache, v); F(mha_kv_cache, k_strides);
   F(mha_kv_cache, v_strides); F(mha_kv_cache, capacity); F(mha_kv_cache, block_size);
   F(mha_kv_cache, num_blocks); F(mha_kv_cache, block_table); F(mha_kv_cache, max_blocks);
 
   S(mha_layer_desc);
+  F(mha_layer_desc, struct_size);
   F(mha_layer_desc, d_model); F(mha_layer_desc, d_kv); F(mha_layer_desc, H);
   F(mha_layer_desc, Hkv); F(mha_layer_desc, D); F(mha_layer_desc, Dv);
   F(mha_layer_desc, layout); F(mha_layer_desc, w_q); F(mha_layer_desc, w_k);
@@ -49,6 +52,7 @@ int main(void) {
   F(mha_layer_desc, b_o); F(mha_layer_desc, in_proj_bias); F(mha_layer_desc, isa);
 
   S(mha_layer_args);
+  F(mha_layer_args, struct_size);
   F(mha_layer_args, B); F(mha_layer_args, Tq); F(mha_layer_args, Tk); F(mha_layer_args, x_q);
   F(mha_layer_args, x_k); F(mha_layer_args, x_v); F(mha_layer_args, out);
   F(mha_layer_args, mask); F(mha_layer_args, weights); F(mha_layer_args, weights_mode);

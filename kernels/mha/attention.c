@@ -11,6 +11,7 @@ void mha_attention_desc_init(mha_attention_desc* d, int64_t B, int64_t H, int64_
                              int64_t Tk, int64_t D, int64_t Dv) {
   if (d == NULL) return;
   memset(d, 0, sizeof *d);
+  d->struct_size = sizeof *d;
   d->B = B;
   d->H = H;
   d->Hkv = Hkv;
@@ -41,10 +42,14 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
   return s;
 }
 
-mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k,
+mha_status mha_attention_f32(const mha_attention_desc* caller, const float* q, const float* k,
                              const float* v, float* out, float* weights) {
   static const char fn[] = "mha_attention_f32";
-  mha_status st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
+  mha_attention_desc d;
+  mha_status st = mha_desc_read(fn, caller, &d);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  const mha_attention_desc* desc = &d;
+  st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
   if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
@@ -53,13 +58,17 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
   return mha_attention_run(c.kr, desc, q, k, v, NULL, out, weights, c.nthreads, c.ws);
 }
 
-mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
+mha_status mha_attention_workspace_size(const mha_attention_desc* caller, int with_weights,
                                         size_t* bytes) {
   static const char fn[] = "mha_attention_workspace_size";
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
+  mha_attention_desc d;
+  mha_status st = mha_desc_read(fn, caller, &d);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  const mha_attention_desc* desc = &d;
   /* the sizes and views are checked as in the call; pointers do not matter here */
   static const float any = 0.0f;
-  mha_status st = mha_attention_validate(fn, desc, &any, &any, &any, &any, with_weights != 0);
+  st = mha_attention_validate(fn, desc, &any, &any, &any, &any, with_weights != 0);
   if (st != MHA_STATUS_SUCCESS) return st;
   mha_call c;
   if ((st = mha_call_plan(fn, NULL, desc, with_weights != 0, NULL, NULL, &c)) != MHA_STATUS_SUCCESS) return st;

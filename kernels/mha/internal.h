@@ -15,6 +15,14 @@ mha_status mha_error(mha_status status, const char* fmt, ...)
 #endif
     ;
 
+/* The structs a call reads, read by the growth rule of mha.h ("ABI") into
+ * *dst, this library's full layout (kernels/mha/abi.c): NULL_POINTER for a
+ * NULL src, INVALID_ARGUMENT for a bad struct_size. */
+mha_status mha_desc_read(const char* fn, const mha_attention_desc* src, mha_attention_desc* dst);
+mha_status mha_kv_cache_read(const char* fn, const mha_kv_cache* src, mha_kv_cache* dst);
+mha_status mha_layer_desc_read(const char* fn, const mha_layer_desc* src, mha_layer_desc* dst);
+mha_status mha_layer_args_read(const char* fn, const mha_layer_args* src, mha_layer_args* dst);
+
 /* Clears the calling thread's last error message. */
 void mha_error_clear(void);
 

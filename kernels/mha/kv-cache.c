@@ -19,6 +19,7 @@ void mha_kv_cache_init(mha_kv_cache* c, mha_dtype dtype, void* k, void* v, int64
                        int64_t capacity, int64_t D, int64_t Dv) {
   if (c == NULL) return;
   memset(c, 0, sizeof *c);
+  c->struct_size = sizeof *c;
   c->dtype = dtype;
   c->k = k;
   c->v = v;
@@ -140,14 +141,20 @@ static mha_attention_desc mha_kv_desc(const mha_attention_desc* desc) {
   return d;
 }
 
-mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, const mha_kv_cache* cache,
+mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, const mha_kv_cache* caller_cache,
                                 float* out, float* weights) {
   static const char fn[] = "mha_attention_kv_f32";
-  if (desc == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
-  if (cache == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache is NULL", fn);
-  const mha_attention_desc d = mha_kv_desc(desc);
+  mha_attention_desc read;
+  mha_kv_cache cc;
+  mha_status st;
+  if ((st = mha_desc_read(fn, desc, &read)) != MHA_STATUS_SUCCESS ||
+      (st = mha_kv_cache_read(fn, caller_cache, &cc)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  const mha_kv_cache* cache = &cc;
+  const mha_attention_desc d = mha_kv_desc(&read);
   static const float any = 0.0f;
-  mha_status st = mha_attention_validate(fn, &d, q, &any, &any, out, weights != NULL);
+  st = mha_attention_validate(fn, &d, q, &any, &any, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
   size_t kb, vb;
   if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
@@ -164,14 +171,21 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
   return mha_attention_run(c.kr, &d, q, NULL, NULL, cache, out, weights, c.nthreads, c.ws);
 }
 
-mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const mha_kv_cache* cache,
+mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const mha_kv_cache* caller_cache,
                                            int with_weights, size_t* bytes) {
   static const char fn[] = "mha_attention_kv_workspace_size";
-  if (desc == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
-  const mha_attention_desc d = mha_kv_desc(desc);
+  mha_attention_desc read;
+  mha_kv_cache cc;
+  mha_status st;
+  if ((st = mha_desc_read(fn, desc, &read)) != MHA_STATUS_SUCCESS ||
+      (st = mha_kv_cache_read(fn, caller_cache, &cc)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  const mha_kv_cache* cache = &cc;
+  const mha_attention_desc d = mha_kv_desc(&read);
   static const float any = 0.0f;
-  mha_status st = mha_attention_validate(fn, &d, &any, &any, &any, &any, with_weights != 0);
+  st = mha_attention_validate(fn, &d, &any, &any, &any, &any, with_weights != 0);
   if (st != MHA_STATUS_SUCCESS) return st;
   size_t kb, vb;
   if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
@@ -202,10 +216,14 @@ static void mha_kv_store_row(mha_dtype t, void* dst, const float* src, int64_t n
   }
 }
 
-mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int64_t Hkv, int64_t T, int64_t D,
+mha_status mha_kv_cache_write(const mha_kv_cache* caller_cache, int64_t B, int64_t Hkv, int64_t T, int64_t D,
                               int64_t Dv, const int32_t* pos, const float* k_new, mha_strides k_new_strides,
                               const float* v_new, mha_strides v_new_strides) {
   static const char fn[] = "mha_kv_cache_write";
+  mha_kv_cache cc;
+  const mha_status read = mha_kv_cache_read(fn, caller_cache, &cc);
+  if (read != MHA_STATUS_SUCCESS) return read;
+  const mha_kv_cache* cache = &cc;
   const struct { const char* name; int64_t value; } sizes[] = {
       {"B", B}, {"Hkv", Hkv}, {"T", T}, {"D", D}, {"Dv", Dv}};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

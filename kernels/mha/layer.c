@@ -105,13 +105,16 @@ void mha_layer_destroy(mha_layer* L) {
   free(L);
 }
 
-mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** out) {
+mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
   static const char fn[] = "mha_layer_create";
   if (out == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: layer is NULL", fn);
   *out = NULL;
-  if (desc == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
+  mha_layer_desc read;
+  mha_status st = mha_layer_desc_read(fn, caller, &read);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  const mha_layer_desc* desc = &read;
   int64_t d_kv = 0, Hkv = 0, D = 0, Dv = 0;
-  mha_status st = mha_layer_validate(desc, &d_kv, &Hkv, &D, &Dv);
+  st = mha_layer_validate(desc, &d_kv, &Hkv, &D, &Dv);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
   if ((st = mha_kernels_resolve(fn, desc->isa, &kr)) != MHA_STATUS_SUCCESS) return st;
@@ -199,8 +202,26 @@ int64_t mha_layer_output_width(const mha_layer* L) {
   return L->has_wo ? L->d_model : L->H * L->Dv;
 }
 
+void mha_layer_desc_init(mha_layer_desc* desc) {
+  if (desc == NULL) return;
+  memset(desc, 0, sizeof *desc);
+  desc->struct_size = sizeof *desc;
+}
+
 void mha_layer_args_init(mha_layer_args* args) {
-  if (args != NULL) memset(args, 0, sizeof *args);
+  if (args == NULL) return;
+  memset(args, 0, sizeof *args);
+  args->struct_size = sizeof *args;
+}
+
+/* A caller's args and its cache (if any) read by the growth rule into *a
+ * and *cache, a->kv_cache then pointing at *cache. */
+static mha_status mha_layer_args_take(const char* fn, const mha_layer_args* caller, mha_layer_args* a,
+                                      mha_kv_cache* cache) {
+  mha_status st = mha_layer_args_read(fn, caller, a);
+  if (st != MHA_STATUS_SUCCESS || a->kv_cache == NULL) return st;
+  if ((st = mha_kv_cache_read(fn, a->kv_cache, cache)) == MHA_STATUS_SUCCESS) a->kv_cache = cache;
+  return st;
 }
 
 /* A forward call runs over chunks of whole batch entries, each chunk's
@@ -312,14 +333,19 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
 
 static float* mha_align64(float* p) { return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
-mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* a, size_t* bytes) {
+mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* caller, size_t* bytes) {
   static const char fn[] = "mha_layer_workspace_size";
-  if (L == NULL || a == NULL || bytes == NULL) {
+  if (L == NULL || caller == NULL || bytes == NULL) {
     return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
-                     L == NULL ? "layer" : a == NULL ? "args" : "bytes");
+                     L == NULL ? "layer" : caller == NULL ? "args" : "bytes");
   }
+  mha_layer_args read;
+  mha_kv_cache cache;
+  mha_status st = mha_layer_args_take(fn, caller, &read, &cache);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  const mha_layer_args* a = &read;
   mha_layer_call c;
-  mha_status st = mha_layer_call_make(fn, L, a, &c);
+  st = mha_layer_call_make(fn, L, a, &c);
   if (st != MHA_STATUS_SUCCESS) return st;
   *bytes = c.total * sizeof(float) + 64;
   return MHA_STATUS_SUCCESS;
@@ -422,14 +448,21 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
                                     sizeof more / sizeof more[0]);
 }
 
-mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* a) {
+mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* caller) {
   static const char fn[] = "mha_layer_forward";
-  if (L == NULL || a == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, L == NULL ? "layer" : "args");
+  if (L == NULL || caller == NULL) {
+    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, L == NULL ? "layer" : "args");
+  }
+  mha_layer_args read;
+  mha_kv_cache cache;
+  mha_status st = mha_layer_args_take(fn, caller, &read, &cache);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  const mha_layer_args* a = &read;
   if (a->x_q == NULL || a->out == NULL) {
     return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, a->x_q == NULL ? "x_q" : "out");
   }
   mha_layer_call c;
-  mha_status st = mha_layer_call_make(fn, L, a, &c);
+  st = mha_layer_call_make(fn, L, a, &c);
   if (st != MHA_STATUS_SUCCESS) return st;
   if ((st = mha_layer_check_overlap(fn, L, a, &c)) != MHA_STATUS_SUCCESS) return st;
 

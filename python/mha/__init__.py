@@ -78,7 +78,7 @@ from ._layer import Layer
 
 from . import _lib  # the loader (loads no library at import)
 
-__version__ = "0.4.1"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
+__version__ = "0.5.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/mha.h)
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
            "isa_available", "get_isa", "set_isa", "attention", "attention_paged",

@@ -50,8 +50,16 @@ class Mask(ctypes.Structure):
                 ("alibi_slopes", PTR), ("softcap", ctypes.c_float), ("sinks", PTR)]
 
 
-class AttentionDesc(ctypes.Structure):
-    _fields_ = [("B", I64), ("H", I64), ("Hkv", I64), ("Tq", I64), ("Tk", I64), ("D", I64),
+class _Sized(ctypes.Structure):
+    """A struct that starts with size_t struct_size (mha.h, "ABI"): set to
+    its sizeof on construction; positional arguments fill the fields after it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(ctypes.sizeof(type(self)), *args, **kwargs)
+
+
+class AttentionDesc(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("B", I64), ("H", I64), ("Hkv", I64), ("Tq", I64), ("Tk", I64), ("D", I64),
                 ("Dv", I64), ("q", Strides), ("k", Strides), ("v", Strides), ("out", Strides),
                 ("scale", ctypes.c_float), ("mask", Mask), ("num_threads", ctypes.c_int),
                 ("isa", ctypes.c_int), ("lse", PTR), ("weights_mode", ctypes.c_int),
@@ -59,21 +67,21 @@ class AttentionDesc(ctypes.Structure):
                 ("workspace_size", ctypes.c_size_t)]
 
 
-class KVCache(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_int), ("k", PTR), ("v", PTR), ("k_strides", Strides),
+class KVCache(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("dtype", ctypes.c_int), ("k", PTR), ("v", PTR), ("k_strides", Strides),
                 ("v_strides", Strides), ("capacity", I64), ("block_size", I64),
                 ("num_blocks", I64), ("block_table", PTR), ("max_blocks", I64)]
 
 
-class LayerDesc(ctypes.Structure):
-    _fields_ = [("d_model", I64), ("d_kv", I64), ("H", I64), ("Hkv", I64), ("D", I64),
+class LayerDesc(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("d_model", I64), ("d_kv", I64), ("H", I64), ("Hkv", I64), ("D", I64),
                 ("Dv", I64), ("layout", ctypes.c_int), ("w_q", PTR), ("w_k", PTR), ("w_v", PTR),
                 ("w_o", PTR), ("in_proj_weight", PTR), ("b_q", PTR), ("b_k", PTR), ("b_v", PTR),
                 ("b_o", PTR), ("in_proj_bias", PTR), ("isa", ctypes.c_int)]
 
 
-class LayerArgs(ctypes.Structure):
-    _fields_ = [("B", I64), ("Tq", I64), ("Tk", I64), ("x_q", PTR), ("x_k", PTR), ("x_v", PTR),
+class LayerArgs(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("B", I64), ("Tq", I64), ("Tk", I64), ("x_q", PTR), ("x_k", PTR), ("x_v", PTR),
                 ("out", PTR), ("mask", Mask), ("weights", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("scale", ctypes.c_float),
                 ("num_threads", ctypes.c_int), ("workspace", PTR),
