@@ -196,7 +196,7 @@ def _prototypes(lib):
 
 
 # The MHA_VERSION of include/mha.h this package's structs mirror.
-ABI_VERSION = (0, 4)
+ABI_VERSION = (0, 5)
 
 
 def _check_version(handle, path):
