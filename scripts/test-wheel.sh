@@ -93,6 +93,11 @@ for dep in libsleef libgomp; do
   [[ $name == "$dep"-*.so* ]] || fail "libmha needs $name, not a vendored $dep-<hash>.so"
   [[ -f $tmp/unpacked/mha.libs/$name ]] || fail "$name is not in the wheel's mha.libs/"
 done
+# the licenses it carries: libmha's, and the vendored libraries'
+for f in LICENSE-mha COPYRIGHT-libsleef3 COPYRIGHT-libgomp1; do
+  [[ -s $tmp/unpacked/mha/licenses/$f ]] || fail "the wheel lacks mha/licenses/$f"
+done
+cmp -s "$tmp/unpacked/mha/licenses/LICENSE-mha" LICENSE || fail "mha/licenses/LICENSE-mha differs from LICENSE"
 # shellcheck disable=SC2016 # a literal $ORIGIN
 readelf -d "$libmha" | grep -Eq 'R(UN)?PATH.*\$ORIGIN/\.\./\.\./mha\.libs' ||
   fail "libmha's RPATH does not point at mha.libs"
