@@ -141,18 +141,28 @@ static mha_attention_desc mha_kv_desc(const mha_attention_desc* desc) {
   return d;
 }
 
+/* A cache call's desc and cache, read by the growth rule (mha.h, "ABI"):
+ * *d is desc with k and v views the cache's layout replaces (mha_kv_desc). */
+static mha_status mha_kv_call_read(const char* fn, const mha_attention_desc* desc, const mha_kv_cache* cache,
+                                   mha_attention_desc* d, mha_kv_cache* cc) {
+  mha_attention_desc read;
+  mha_status st;
+  if ((st = mha_desc_read(fn, desc, &read)) != MHA_STATUS_SUCCESS ||
+      (st = mha_kv_cache_read(fn, cache, cc)) != MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  *d = mha_kv_desc(&read);
+  return MHA_STATUS_SUCCESS;
+}
+
 mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, const mha_kv_cache* caller_cache,
                                 float* out, float* weights) {
   static const char fn[] = "mha_attention_kv_f32";
-  mha_attention_desc read;
+  mha_attention_desc d;
   mha_kv_cache cc;
-  mha_status st;
-  if ((st = mha_desc_read(fn, desc, &read)) != MHA_STATUS_SUCCESS ||
-      (st = mha_kv_cache_read(fn, caller_cache, &cc)) != MHA_STATUS_SUCCESS) {
-    return st;
-  }
+  mha_status st = mha_kv_call_read(fn, desc, caller_cache, &d, &cc);
+  if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kv_cache* cache = &cc;
-  const mha_attention_desc d = mha_kv_desc(&read);
   static const float any = 0.0f;
   st = mha_attention_validate(fn, &d, q, &any, &any, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
@@ -175,15 +185,11 @@ mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const
                                            int with_weights, size_t* bytes) {
   static const char fn[] = "mha_attention_kv_workspace_size";
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
-  mha_attention_desc read;
+  mha_attention_desc d;
   mha_kv_cache cc;
-  mha_status st;
-  if ((st = mha_desc_read(fn, desc, &read)) != MHA_STATUS_SUCCESS ||
-      (st = mha_kv_cache_read(fn, caller_cache, &cc)) != MHA_STATUS_SUCCESS) {
-    return st;
-  }
+  mha_status st = mha_kv_call_read(fn, desc, caller_cache, &d, &cc);
+  if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kv_cache* cache = &cc;
-  const mha_attention_desc d = mha_kv_desc(&read);
   static const float any = 0.0f;
   st = mha_attention_validate(fn, &d, &any, &any, &any, &any, with_weights != 0);
   if (st != MHA_STATUS_SUCCESS) return st;

@@ -60,17 +60,23 @@ static mha_status mha_varlen_check(const char* fn, const mha_attention_desc* d, 
   return MHA_STATUS_SUCCESS;
 }
 
+/* The caller's desc read by the growth rule (mha.h, "ABI") into *d, then
+ * checked with the offsets (mha_varlen_check, filling *flat). */
+static mha_status mha_varlen_read(const char* fn, const mha_attention_desc* caller, const int32_t* cu_q,
+                                  const int32_t* cu_k, mha_attention_desc* d, mha_attention_desc* flat) {
+  mha_status st = mha_desc_read(fn, caller, d);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  return mha_varlen_check(fn, d, cu_q, cu_k, flat);
+}
+
 mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int32_t* cu_seqlens_q,
                                     const int32_t* cu_seqlens_k, const float* q, const float* k,
                                     const float* v, float* out) {
   static const char fn[] = "mha_attention_varlen_f32";
-  mha_attention_desc d;
-  mha_status st = mha_desc_read(fn, caller, &d);
+  mha_attention_desc d, flat;
+  mha_status st = mha_varlen_read(fn, caller, cu_seqlens_q, cu_seqlens_k, &d, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
-  mha_attention_desc flat;
-  st = mha_varlen_check(fn, desc, cu_seqlens_q, cu_seqlens_k, &flat);
-  if (st != MHA_STATUS_SUCCESS) return st;
   /* the offsets are inputs like the rest: no output may overwrite them */
   const size_t ncu = (size_t)(desc->B + 1) * sizeof(int32_t);
   const mha_span offsets[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"cu_seqlens_k", cu_seqlens_k, ncu}};
@@ -89,13 +95,10 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
                                                const int32_t* cu_seqlens_k, size_t* bytes) {
   static const char fn[] = "mha_attention_varlen_workspace_size";
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
-  mha_attention_desc d;
-  mha_status st = mha_desc_read(fn, caller, &d);
+  mha_attention_desc d, flat;
+  mha_status st = mha_varlen_read(fn, caller, cu_seqlens_q, cu_seqlens_k, &d, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
-  mha_attention_desc flat;
-  st = mha_varlen_check(fn, desc, cu_seqlens_q, cu_seqlens_k, &flat);
-  if (st != MHA_STATUS_SUCCESS) return st;
   static const float any = 0.0f;
   if ((st = mha_attention_validate(fn, &flat, &any, &any, &any, &any, 0)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
