@@ -60,12 +60,6 @@ if [[ -n $errors ]]; then
   rc=1
 fi
 
-if /usr/bin/python3 scripts/plot_bench.py "$json" "$out/$mode"; then
-  plots=$(ls "$out/$mode"-*.png 2>/dev/null | tr '\n' ' ')
-else
-  plots="(plotting failed)"
-  rc=1
-fi
 peers_json=""
 if ((peers)); then
   bash scripts/setup-peers.sh
@@ -77,6 +71,13 @@ if ((peers)); then
     echo "bench: the peers reported errors (see above)" >&2
     rc=1
   fi
+fi
+# the plots after the peers: with --peers, the speed-up chart against each one
+if /usr/bin/python3 scripts/plot_bench.py "$json" "$out/$mode" ${peers_json:+--peers "$peers_json"}; then
+  plots=$(ls "$out/$mode"-*.png 2>/dev/null | tr '\n' ' ')
+else
+  plots="(plotting failed)"
+  rc=1
 fi
 /usr/bin/python3 bench/summary.py "$json" ${peers_json:+--peers "$peers_json"} --md "$out/$mode-summary.md" || rc=1
 
