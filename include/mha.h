@@ -85,7 +85,9 @@ MHA_API uint32_t mha_version(void);
  * Each struct that a call reads — mha_attention_desc, mha_kv_cache,
  * mha_layer_desc, mha_layer_args — starts with size_t struct_size, the
  * caller's sizeof, which its initializer sets (mha_attention_desc_init,
- * mha_kv_cache_init(_paged), mha_layer_desc_init, mha_layer_args_init).
+ * mha_kv_cache_init(_paged), mha_layer_desc_init, mha_layer_args_init:
+ * inline wrappers that pass the caller's sizeof to the exported *_sized
+ * functions, which write that many bytes and no more).
  *   - New fields are only ever appended at the end of these four structs,
  *     and a new field's 0 means "off" (the old behaviour). The nested
  *     mha_strides and mha_mask never change: new mask options are appended
@@ -352,8 +354,16 @@ typedef struct mha_attention_desc {
 /* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
  * scale 0 (default), no mask, num_threads 0. Never fails; values are checked
  * by mha_attention_f32(). */
-MHA_API void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H,
-                                     int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv);
+MHA_API void mha_attention_desc_init_sized(mha_attention_desc* desc, size_t struct_size, int64_t B,
+                                           int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D,
+                                           int64_t Dv);
+/* An inline wrapper over the exported *_sized
+ * function with the caller's sizeof: an initializer never writes past the
+ * caller's struct, whichever library version runs it. */
+static inline void mha_attention_desc_init(mha_attention_desc* desc, int64_t B, int64_t H, int64_t Hkv,
+                                           int64_t Tq, int64_t Tk, int64_t D, int64_t Dv) {
+  mha_attention_desc_init_sized(desc, sizeof *desc, B, H, Hkv, Tq, Tk, D, Dv);
+}
 
 /* Scaled dot-product attention for every (batch b, query head h):
  *
@@ -483,8 +493,15 @@ typedef struct mha_kv_cache {
 } mha_kv_cache;
 
 /* A contiguous cache [B, Hkv, capacity, D] (K) and [B, Hkv, capacity, Dv] (V). */
-MHA_API void mha_kv_cache_init(mha_kv_cache* cache, mha_dtype dtype, void* k, void* v,
-                               int64_t Hkv, int64_t capacity, int64_t D, int64_t Dv);
+MHA_API void mha_kv_cache_init_sized(mha_kv_cache* cache, size_t struct_size, mha_dtype dtype, void* k,
+                                     void* v, int64_t Hkv, int64_t capacity, int64_t D, int64_t Dv);
+/* An inline wrapper over the exported *_sized
+ * function with the caller's sizeof: an initializer never writes past the
+ * caller's struct, whichever library version runs it. */
+static inline void mha_kv_cache_init(mha_kv_cache* cache, mha_dtype dtype, void* k, void* v, int64_t Hkv,
+                                     int64_t capacity, int64_t D, int64_t Dv) {
+  mha_kv_cache_init_sized(cache, sizeof *cache, dtype, k, v, Hkv, capacity, D, Dv);
+}
 
 /* A paged cache whose pools are [num_blocks, Hkv, block_size, D] (K) and
  * [num_blocks, Hkv, block_size, Dv] (V), addressed through block_table
@@ -495,10 +512,19 @@ MHA_API void mha_kv_cache_init(mha_kv_cache* cache, mha_dtype dtype, void* k, vo
  * the strides to mha_strides_bthd(Hkv, block_size, D) afterwards: supported,
  * but each row of a head is then its own strided piece (measured 1.5–2.3×
  * slower for decode than head-major on an Intel Xeon, Hkv 8–32). */
-MHA_API void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype, void* k_pool,
-                                     void* v_pool, int64_t num_blocks, int64_t block_size,
-                                     int64_t Hkv, int64_t D, int64_t Dv,
-                                     const int32_t* block_table, int64_t max_blocks);
+MHA_API void mha_kv_cache_init_paged_sized(mha_kv_cache* cache, size_t struct_size, mha_dtype dtype,
+                                           void* k_pool, void* v_pool, int64_t num_blocks,
+                                           int64_t block_size, int64_t Hkv, int64_t D, int64_t Dv,
+                                           const int32_t* block_table, int64_t max_blocks);
+/* An inline wrapper over the exported *_sized
+ * function with the caller's sizeof: an initializer never writes past the
+ * caller's struct, whichever library version runs it. */
+static inline void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype, void* k_pool, void* v_pool,
+                                           int64_t num_blocks, int64_t block_size, int64_t Hkv, int64_t D,
+                                           int64_t Dv, const int32_t* block_table, int64_t max_blocks) {
+  mha_kv_cache_init_paged_sized(cache, sizeof *cache, dtype, k_pool, v_pool, num_blocks, block_size, Hkv, D,
+                                Dv, block_table, max_blocks);
+}
 
 /* The core (mha_attention_f32) with K and V read from a cache: entry b's keys
  * are the cache's tokens [0, Tk) (fewer with mask.kv_len, as usual); desc's k
@@ -613,7 +639,11 @@ typedef struct mha_layer_desc {
 } mha_layer_desc;
 
 /* Sets everything to 0 / NULL and struct_size: fill in the sizes and weights. */
-MHA_API void mha_layer_desc_init(mha_layer_desc* desc);
+MHA_API void mha_layer_desc_init_sized(mha_layer_desc* desc, size_t struct_size);
+/* An inline wrapper over the exported *_sized
+ * function with the caller's sizeof: an initializer never writes past the
+ * caller's struct, whichever library version runs it. */
+static inline void mha_layer_desc_init(mha_layer_desc* desc) { mha_layer_desc_init_sized(desc, sizeof *desc); }
 
 /* An opaque plan: the packed weights and the kernel set they were packed for. */
 typedef struct mha_layer mha_layer;
@@ -675,7 +705,11 @@ typedef struct mha_layer_args {
 
 /* Sets everything to 0 / NULL and struct_size: self-attention, no mask,
  * default scale. */
-MHA_API void mha_layer_args_init(mha_layer_args* args);
+MHA_API void mha_layer_args_init_sized(mha_layer_args* args, size_t struct_size);
+/* An inline wrapper over the exported *_sized
+ * function with the caller's sizeof: an initializer never writes past the
+ * caller's struct, whichever library version runs it. */
+static inline void mha_layer_args_init(mha_layer_args* args) { mha_layer_args_init_sized(args, sizeof *args); }
 
 /* out = concat_h(attention(X_q·W_q + b_q, X_k·W_k + b_k, X_v·W_v + b_v)_h) · W_o + b_o
  * with head h of Q being columns [h·D, (h+1)·D) of X_q·W_q (a view: heads

@@ -11,7 +11,9 @@
  *     INVALID_ARGUMENT naming the struct, outputs untouched;
  *   - struct_size 0 (a zero-filled struct) reads as the 0.5 layout;
  *     1 .. below the 0.5 layout → INVALID_ARGUMENT;
- *   - the initializers set struct_size to sizeof.
+ *   - the initializers (inline wrappers over the exported *_sized ones) set
+ *     struct_size to the caller's sizeof and write no byte past it, zeroing
+ *     a newer caller's unknown tail.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -209,6 +211,44 @@ int main(void) {
       free(p);
       free(p2);
     }
+  }
+  /* the initializers write the caller's size, no more: an older caller's
+   * struct in a buffer of exactly its size (ASan, valgrind), and a newer
+   * caller's, whose unknown tail they zero (poisoned first) */
+  for (int older = 1; older >= 0; older--) {
+    tester_context(&t, "the initializers, %s caller", older ? "an older" : "a newer");
+    const size_t sizes[5] = {older ? base[0] : full[0] + 24, older ? base[1] : full[1] + 24,
+                             older ? base[1] : full[1] + 24, older ? base[2] : full[2] + 24,
+                             older ? base[3] : full[3] + 24};
+    unsigned char* p[5];
+    for (int i = 0; i < 5; i++) {
+      p[i] = tester_alloc(sizes[i]);
+      memset(p[i], 0xA5, sizes[i]);
+    }
+    mha_attention_desc_init_sized((mha_attention_desc*)p[0], sizes[0], B, H, HKV, TQ, TK, D, D);
+    mha_kv_cache_init_sized((mha_kv_cache*)p[1], sizes[1], MHA_DTYPE_F16, f.kc, f.vc, HKV, TC, D, D);
+    mha_kv_cache_init_paged_sized((mha_kv_cache*)p[2], sizes[2], MHA_DTYPE_F16, f.kc, f.vc, 4, 16, HKV, D, D,
+                                  NULL, 4);
+    mha_layer_desc_init_sized((mha_layer_desc*)p[3], sizes[3]);
+    mha_layer_args_init_sized((mha_layer_args*)p[4], sizes[4]);
+    for (int i = 0; i < 5; i++) {
+      size_t got;
+      memcpy(&got, p[i], sizeof got);
+      int tail_zero = 1;
+      const size_t known = i == 0 ? full[0] : i <= 2 ? full[1] : i == 3 ? full[2] : full[3];
+      for (size_t j = known; j < sizes[i]; j++) tail_zero &= p[i][j] == 0;
+      tester_check(&t, got == sizes[i] && tail_zero, "initializer %d: struct_size %zu (want %zu), unknown tail %s", i,
+                   got, sizes[i], tail_zero ? "zero" : "not zeroed");
+    }
+    /* a desc so initialized works: the core's reference bits */
+    mha_attention_desc* pd = (mha_attention_desc*)p[0];
+    pd->mask.causal = 1;
+    pd->num_threads = 2;
+    tester_poison(f.out, NQ);
+    tester_check(&t, mha_attention_f32(pd, f.q, f.k, f.v, f.out, NULL) == MHA_STATUS_SUCCESS &&
+                         memcmp(f.out, f.ref, NQ * sizeof(float)) == 0,
+                 "an initialized desc: %s", mha_last_error());
+    for (int i = 0; i < 5; i++) free(p[i]);
   }
   mha_layer_destroy(f.L);
   free(f.q);

@@ -68,3 +68,11 @@ mha_status mha_layer_args_read(const char* fn, const mha_layer_args* src, mha_la
   if (src == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: args is NULL", fn);
   return mha_struct_read(fn, "args", src, mha_layer_args_size_0_5, sizeof *dst, dst);
 }
+
+void mha_struct_init(void* dst, size_t size, const void* full, size_t full_size) {
+  if (dst == NULL || size < sizeof(size_t)) return;
+  const size_t n = size < full_size ? size : full_size;
+  memcpy(dst, full, n);
+  if (size > n) memset((char*)dst + n, 0, size - n);
+  memcpy(dst, &size, sizeof size);
+}

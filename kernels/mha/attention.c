@@ -7,22 +7,22 @@
 
 #include "mha/internal.h"
 
-void mha_attention_desc_init(mha_attention_desc* d, int64_t B, int64_t H, int64_t Hkv, int64_t Tq,
-                             int64_t Tk, int64_t D, int64_t Dv) {
-  if (d == NULL) return;
-  memset(d, 0, sizeof *d);
-  d->struct_size = sizeof *d;
-  d->B = B;
-  d->H = H;
-  d->Hkv = Hkv;
-  d->Tq = Tq;
-  d->Tk = Tk;
-  d->D = D;
-  d->Dv = Dv;
-  d->q = mha_strides_bhtd(H, Tq, D);
-  d->k = mha_strides_bhtd(Hkv, Tk, D);
-  d->v = mha_strides_bhtd(Hkv, Tk, Dv);
-  d->out = mha_strides_bhtd(H, Tq, Dv);
+void mha_attention_desc_init_sized(mha_attention_desc* caller, size_t size, int64_t B, int64_t H, int64_t Hkv,
+                                   int64_t Tq, int64_t Tk, int64_t D, int64_t Dv) {
+  mha_attention_desc d;
+  memset(&d, 0, sizeof d);
+  d.B = B;
+  d.H = H;
+  d.Hkv = Hkv;
+  d.Tq = Tq;
+  d.Tk = Tk;
+  d.D = D;
+  d.Dv = Dv;
+  d.q = mha_strides_bhtd(H, Tq, D);
+  d.k = mha_strides_bhtd(Hkv, Tk, D);
+  d.v = mha_strides_bhtd(Hkv, Tk, Dv);
+  d.out = mha_strides_bhtd(H, Tq, Dv);
+  mha_struct_init(caller, size, &d, sizeof d);
 }
 
 /* a·b, or INT64_MAX when it overflows: the helpers never fail, and the

@@ -22,6 +22,11 @@ mha_status mha_desc_read(const char* fn, const mha_attention_desc* src, mha_atte
 mha_status mha_kv_cache_read(const char* fn, const mha_kv_cache* src, mha_kv_cache* dst);
 mha_status mha_layer_desc_read(const char* fn, const mha_layer_desc* src, mha_layer_desc* dst);
 mha_status mha_layer_args_read(const char* fn, const mha_layer_args* src, mha_layer_args* dst);
+/* An initializer's write into a caller's struct of `size` bytes (its
+ * sizeof): the first min(size, full) bytes of *full, zeros past them, and
+ * struct_size = size; nothing when dst is NULL or size cannot hold
+ * struct_size. */
+void mha_struct_init(void* dst, size_t size, const void* full, size_t full_size);
 
 /* Clears the calling thread's last error message. */
 void mha_error_clear(void);

@@ -15,30 +15,37 @@
 
 enum { MHA_PAGE_MIN = 16, MHA_PAGE_MAX = 256 };
 
-void mha_kv_cache_init(mha_kv_cache* c, mha_dtype dtype, void* k, void* v, int64_t Hkv,
-                       int64_t capacity, int64_t D, int64_t Dv) {
-  if (c == NULL) return;
-  memset(c, 0, sizeof *c);
-  c->struct_size = sizeof *c;
-  c->dtype = dtype;
-  c->k = k;
-  c->v = v;
-  c->k_strides = mha_strides_bhtd(Hkv, capacity, D);
-  c->v_strides = mha_strides_bhtd(Hkv, capacity, Dv);
-  c->capacity = capacity;
+/* A contiguous cache's fields, in this library's layout. */
+static mha_kv_cache mha_kv_cache_contiguous(mha_dtype dtype, void* k, void* v, int64_t Hkv, int64_t capacity,
+                                            int64_t D, int64_t Dv) {
+  mha_kv_cache c;
+  memset(&c, 0, sizeof c);
+  c.dtype = dtype;
+  c.k = k;
+  c.v = v;
+  c.k_strides = mha_strides_bhtd(Hkv, capacity, D);
+  c.v_strides = mha_strides_bhtd(Hkv, capacity, Dv);
+  c.capacity = capacity;
+  return c;
 }
 
-void mha_kv_cache_init_paged(mha_kv_cache* c, mha_dtype dtype, void* k_pool, void* v_pool,
-                             int64_t num_blocks, int64_t block_size, int64_t Hkv, int64_t D,
-                             int64_t Dv, const int32_t* block_table, int64_t max_blocks) {
+void mha_kv_cache_init_sized(mha_kv_cache* caller, size_t size, mha_dtype dtype, void* k, void* v, int64_t Hkv,
+                             int64_t capacity, int64_t D, int64_t Dv) {
+  const mha_kv_cache c = mha_kv_cache_contiguous(dtype, k, v, Hkv, capacity, D, Dv);
+  mha_struct_init(caller, size, &c, sizeof c);
+}
+
+void mha_kv_cache_init_paged_sized(mha_kv_cache* caller, size_t size, mha_dtype dtype, void* k_pool,
+                                   void* v_pool, int64_t num_blocks, int64_t block_size, int64_t Hkv, int64_t D,
+                                   int64_t Dv, const int32_t* block_table, int64_t max_blocks) {
   /* [num_blocks, Hkv, block_size, width]: the bhtd strides with "batch" = block */
-  mha_kv_cache_init(c, dtype, k_pool, v_pool, Hkv, block_size, D, Dv);
-  if (c == NULL) return;
-  c->capacity = 0;
-  c->block_size = block_size;
-  c->num_blocks = num_blocks;
-  c->block_table = block_table;
-  c->max_blocks = max_blocks;
+  mha_kv_cache c = mha_kv_cache_contiguous(dtype, k_pool, v_pool, Hkv, block_size, D, Dv);
+  c.capacity = 0;
+  c.block_size = block_size;
+  c.num_blocks = num_blocks;
+  c.block_table = block_table;
+  c.max_blocks = max_blocks;
+  mha_struct_init(caller, size, &c, sizeof c);
 }
 
 /* The cache's own checks for B entries of Hkv heads of D (K) and Dv (V)

@@ -202,16 +202,16 @@ int64_t mha_layer_output_width(const mha_layer* L) {
   return L->has_wo ? L->d_model : L->H * L->Dv;
 }
 
-void mha_layer_desc_init(mha_layer_desc* desc) {
-  if (desc == NULL) return;
-  memset(desc, 0, sizeof *desc);
-  desc->struct_size = sizeof *desc;
+void mha_layer_desc_init_sized(mha_layer_desc* caller, size_t size) {
+  mha_layer_desc d;
+  memset(&d, 0, sizeof d);
+  mha_struct_init(caller, size, &d, sizeof d);
 }
 
-void mha_layer_args_init(mha_layer_args* args) {
-  if (args == NULL) return;
-  memset(args, 0, sizeof *args);
-  args->struct_size = sizeof *args;
+void mha_layer_args_init_sized(mha_layer_args* caller, size_t size) {
+  mha_layer_args a;
+  memset(&a, 0, sizeof a);
+  mha_struct_init(caller, size, &a, sizeof a);
 }
 
 /* A caller's args and its cache (if any) read by the growth rule into *a

@@ -184,8 +184,7 @@ class Layer:
                 _fail("INVALID_STRIDE", "out of Layer.forward must be C-contiguous "
                                         "[B, Tq, output_width] (the C API's layout)")
         H = self.num_heads
-        a = _lib.LayerArgs()
-        L.mha_layer_args_init(ctypes.byref(a))
+        a = _lib.LayerArgs()  # zero-filled, struct_size set (mha_layer_args_init's result)
         a.B, a.Tq, a.Tk = B, Tq, Tk
         a.x_q, a.x_k, a.x_v = _ptr(x), _ptr(xk), _ptr(xv)
         a.scale = _scale(scale)

@@ -3,7 +3,8 @@
 # Usage: check-exports.sh <nm> <cc> <mha.h> <libmha.so>
 #
 # The declared functions come from the preprocessed header (comments gone,
-# macros expanded): every identifier mha_* followed by "(". The exports are
+# macros expanded): every identifier mha_* followed by "(", less the static
+# inline functions the header defines. The exports are
 # `nm -D --defined-only`. A missing export (a declaration without MHA_API,
 # hidden by -fvisibility=hidden) or an extra one (an internal function that
 # leaks) fails, with the names printed.
@@ -16,8 +17,13 @@ nm=$1 cc=$2 header=$3 lib=$4
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# the header's static inline functions (the initializers' wrappers) are the
+# caller's own code, not exports
+"$cc" -E -P -x c "$header" | tr '\n' ' ' |
+  grep -oE 'static inline [A-Za-z0-9_ *]*\bmha_[A-Za-z0-9_]+[[:space:]]*\(' |
+  grep -oE 'mha_[A-Za-z0-9_]+' | sort -u >"$tmp/inline"
 "$cc" -E -P -x c "$header" | grep -oE '\bmha_[A-Za-z0-9_]+[[:space:]]*\(' |
-  sed -E 's/[[:space:]]*\($//' | sort -u >"$tmp/declared"
+  sed -E 's/[[:space:]]*\($//' | sort -u | comm -23 - "$tmp/inline" >"$tmp/declared"
 n_declared=$(wc -l <"$tmp/declared")
 if ((n_declared < 10)); then
   echo "check-exports: only $n_declared functions found in $header: the parse is wrong" >&2
