@@ -581,3 +581,20 @@ void fuzz_check_identical(const char* what, const float* got, const float* again
     }
   }
 }
+
+void fuzz_expect_variant_fields(fuzz_expect* e, const mha_mask* m) {
+  const int64_t pos_limit = (int64_t)1 << 60;
+  if ((int)m->align < 0 || (int)m->align > 3) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.align = %d", (int)m->align);
+  } else if (m->align == MHA_ALIGN_OFFSET && (m->offset >= pos_limit || m->offset <= -pos_limit)) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "|mask.offset| >= 2^60");
+  }
+  if (m->window != 0 && m->window != 1) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.window = %d", m->window);
+  } else if (m->window && (m->window_left < 0 || m->window_right < 0)) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "a negative window side");
+  }
+  if (!(m->softcap >= 0.0f) || !isfinite(m->softcap)) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.softcap = %a", (double)m->softcap);
+  }
+}

@@ -149,6 +149,10 @@ int64_t fuzz_expect_view(fuzz_expect* e, const char* name, const fuzz_view* v, i
  * MHA_ISA_DEFAULT needs a valid process choice (MHA_ISA). */
 void fuzz_expect_isa(fuzz_expect* e, mha_isa isa);
 
+/* The rules of a mask's variant fields (include/mha.h, mha_mask): align and
+ * its offset (|offset| < 2^60), the window and its sides, the soft-cap. */
+void fuzz_expect_variant_fields(fuzz_expect* e, const mha_mask* m);
+
 /* Checks a call's status against the model and mha_last_error(). */
 void fuzz_check_status(const char* call, mha_status st, const fuzz_expect* e);
 

@@ -536,20 +536,7 @@ static void vl_expect_shape(vl_case* c) {
   if (m->causal != 0 && m->causal != 1) {
     fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.causal = %d", m->causal);
   }
-  const int64_t pos_limit = (int64_t)1 << 60;
-  if ((int)m->align < 0 || (int)m->align > 3) {
-    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.align = %d", (int)m->align);
-  } else if (m->align == MHA_ALIGN_OFFSET && (m->offset >= pos_limit || m->offset <= -pos_limit)) {
-    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "|mask.offset| >= 2^60");
-  }
-  if (m->window != 0 && m->window != 1) {
-    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.window = %d", m->window);
-  } else if (m->window && (m->window_left < 0 || m->window_right < 0)) {
-    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "a negative window side");
-  }
-  if (!(m->softcap >= 0.0f) || !isfinite(m->softcap)) {
-    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.softcap = %a", (double)m->softcap);
-  }
+  fuzz_expect_variant_fields(e, m);
   if (m->kv_len != NULL) fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.kv_len is set");
   if (m->additive != NULL) fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.additive is set");
 
