@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
 """mha beside the peers a user would pick instead, in one process, alternating.
 
-On the presets of bench/presets.c (real sizes), at one thread count, with the
-same NumPy inputs for everyone:
+On the presets of bench/presets.c (real sizes), at one thread count or several
+(--threads 1,N: the one-thread and all-thread rows, thread count the outer loop within
+a preset), with the same NumPy inputs for everyone:
   layer presets   mha (plan made once, biases on all four projections),
                   torch_sdpa_layer (nn.Linear ×3 → SDPA → nn.Linear; enable_gqa for GQA),
                   torch_nn_mha (nn.MultiheadAttention, need_weights=False; H = Hkv only),
                   ort_attention_layer (com.microsoft Attention, fused QKV + bias → MatMul + Add;
                   H = Hkv only), ort_attention23_layer (MatMul + Add → Split → opset-23
-                  Attention with q_num_heads / kv_num_heads → MatMul + Add)
+                  Attention with q_num_heads / kv_num_heads → MatMul + Add),
+                  ov_sdpa_layer_f32 / ov_sdpa_layer_default_<p> (OpenVINO: MatMul + Add →
+                  VariadicSplit → Reshape/Transpose → repeat_kv for GQA → opset-13
+                  ScaledDotProductAttention → MatMul + Add; below)
   core presets    mha (mha_attention_f32), torch_sdpa, ort_mha (com.microsoft
-                  MultiHeadAttention; H = Hkv only), ort_attention23 (opset 23)
+                  MultiHeadAttention; H = Hkv only), ort_attention23 (opset 23),
+                  ov_sdpa_f32 / ov_sdpa_default_<p> (OpenVINO opset-13 SDPA)
+  OpenVINO        (CPU plugin) each model compiled twice with INFERENCE_NUM_THREADS = the
+                  thread count and the latency hint: with INFERENCE_PRECISION_HINT f32 (the
+                  *_f32 row, an fp32 peer) and with OpenVINO's default precision, the row
+                  named by the precision the compiled model reports (ov::hint::
+                  inference_precision: bf16 on a CPU with AVX512-BF16 or AMX; where that is
+                  f32 the row is left out as a duplicate, with a note). None for the variant
+                  and kv presets.
   variant presets (causal self-attention cores with a sliding window, ALiBi, soft-cap
                   and/or sinks, as bench/presets.c) mha (mha.attention with window=,
                   alibi_slopes=, softcap=, sinks=), torch_sdpa_mask (SDPA with the
@@ -31,13 +43,15 @@ same NumPy inputs for everyone:
                   table (k_pool[table], inside the timed call); mixed lengths are a boolean
                   attn_mask. ONNX Runtime: none; ggml (llama.cpp's f16 KV-cache attention)
                   is not installed here and is listed as left out.
-Every peer's output is checked against mha's once before timing (normalized
-RMS error < 1e-3; torch_sdpa on a 16-bit kv preset computes with its q and
-output rounded to the 16-bit type, so its bound is 8 units of that type's
-roundoff: 8·2^-11 ≈ 3.9e-3 for f16, 8·2^-8 ≈ 3.1e-2 for bf16, kv_tolerance();
-it shows ~3e-4 and ~2e-3). Then `rounds` rounds, each timing every system in turn
-(repeat calls for at least `min_time` seconds, the median call); the
-figure is the median over rounds.
+Every peer's output is checked against mha's once before timing, at each thread
+count (normalized RMS error < 1e-3; torch_sdpa on a 16-bit kv preset computes with
+its q and output rounded to the 16-bit type, and OpenVINO's default row in bf16
+rounds its inputs, weights and probabilities, so their bound is 8 units of that
+type's roundoff: 8·2^-11 ≈ 3.9e-3 for f16, 8·2^-8 ≈ 3.1e-2 for bf16,
+kv_tolerance(); torch_sdpa shows ~3e-4 and ~2e-3, OpenVINO bf16 ~2e-3).
+Every row records the precision its system computes in ("precision"). Then
+`rounds` rounds, each timing every system in turn (repeat calls for at least
+`min_time` seconds, the median call); the figure is the median over rounds.
 
 Writes a JSON of rows and prints a Markdown table: median time, GFLOP/s,
 % of the FMA peak (decode: GB/s and % of the read probe, K and V counted as
@@ -49,7 +63,7 @@ mha runs through the Python front (python/mha, imported from this checkout)
 over the library given by --lib (passed as MHA_LIBRARY), in a process of its
 own.
 
-Usage: bench/peers.py --lib build/libmha.so --threads 2 [--presets a,b|variants|kv] [--rounds 3]
+Usage: bench/peers.py --lib build/libmha.so --threads 2|1,2 [--presets a,b|variants|kv] [--rounds 3]
                       [--min-time 0.3] [--probe-json out/bench/quick.json]
                       [--json out/bench/peers.json] [--md out/bench/quick-summary.md]
                       [--variants-full] [--tiny]
@@ -220,17 +234,28 @@ def kv_bytes(p):
     return esz * keys * p.Hkv * 2 * p.D
 
 
-# nrmse bound of a peer that computes in the cache's 16-bit type (q and the output
-# rounded to it, probabilities in it): 8 units of its roundoff
+# nrmse bound of a peer that computes in a 16-bit type (q and the output rounded to it,
+# probabilities in it; OpenVINO's bf16 inference precision: the projections' inputs and
+# weights too): 8 units of its roundoff
 KV_TOL = {"f16": 8 * 2.0 ** -11, "bf16": 8 * 2.0 ** -8}
 
 
-def kv_tolerance(p, system):
-    """The nrmse a peer's output may show against mha's: 1e-3, or KV_TOL for torch_sdpa
-    (all-16-bit) on a 16-bit kv preset."""
+def precision(p, system):
+    """The type a system computes in: the cache's 16-bit type for torch_sdpa on a 16-bit kv
+    preset, the precision OpenVINO chose for its default row (ov_sdpa*_default_<precision>),
+    else f32 (mha's own rows included)."""
     if system == "torch_sdpa" and p.kv_dtype in KV_TOL:
-        return KV_TOL[p.kv_dtype]
-    return 1e-3
+        return p.kv_dtype
+    if "_default_" in system:
+        return system.rsplit("_", 1)[1]
+    return "f32"
+
+
+def kv_tolerance(p, system):
+    """The nrmse a peer's output may show against mha's: 1e-3, or KV_TOL for a peer that
+    computes in 16 bits (torch_sdpa on a 16-bit kv preset, OpenVINO's default row where it
+    chose bf16 or f16)."""
+    return KV_TOL.get(precision(p, system), 1e-3)
 
 
 def nrmse(a, b):
@@ -625,6 +650,86 @@ def ort_systems(p, x, threads):
     return systems, []
 
 
+def ov_precision(compiled):
+    """The inference precision a compiled model actually chose (ov::hint::inference_precision),
+    as f32 / bf16 / f16."""
+    import openvino.properties.hint as hint
+    t = compiled.get_property(hint.inference_precision)
+    name = getattr(t, "get_type_name", lambda: str(t))()
+    return {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16",
+            "f16": "f16", "float16": "f16"}.get(name, name)
+
+
+def ov_systems(p, x, threads):
+    """(systems, skipped): the OpenVINO peers (CPU plugin; none for the variant and kv
+    presets). The attention core is opset-13 ScaledDotProductAttention (causal where the
+    preset is); the layer is MatMul + Add (one packed [Wq; Wk; Wv] weight, as the ONNX Runtime
+    opset-23 layer) → VariadicSplit → Reshape/Transpose to [B, heads, T, D] → GQA as the model
+    writes it (repeat_kv: Unsqueeze → Broadcast → Reshape) → SDPA → Transpose/Reshape →
+    MatMul + Add. Each is compiled twice, INFERENCE_NUM_THREADS = threads, latency hint:
+    with INFERENCE_PRECISION_HINT f32 (ov_sdpa*_f32, the fp32 peer), and with OpenVINO's
+    default precision (ov_sdpa*_default_<what it chose>: bf16 on a CPU with AVX512-BF16;
+    left out, with a note, where the default is f32, as the first row already is that)."""
+    if p.variant or p.kv_dtype:
+        return {}, []
+    import openvino as ov
+    import openvino.opset13 as ops
+    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
+    g = H // Hkv
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+
+    def heads(t, T, nh):  # [B, T, nh·D] → [B, nh, T, D]
+        return ops.transpose(ops.reshape(t, i64(B, T, nh, D), False), i64(0, 2, 1, 3))
+
+    def repeat_kv(t):  # [B, Hkv, Tk, D] → [B, H, Tk, D], as Hugging Face's repeat_kv
+        if g == 1:
+            return t
+        t = ops.broadcast(ops.unsqueeze(t, i64(2)), i64(B, Hkv, g, Tk, D))
+        return ops.reshape(t, i64(B, H, Tk, D), False)
+
+    if kind == "core":
+        q = ops.parameter([B, H, Tq, D], np.float32, name="q")
+        k = ops.parameter([B, Hkv, Tk, D], np.float32, name="k")
+        v = ops.parameter([B, Hkv, Tk, D], np.float32, name="v")
+        y = ops.scaled_dot_product_attention(q, repeat_kv(k), repeat_kv(v), causal=causal)
+        model = ov.Model([y], [q, k, v], "sdpa")
+        feeds, base = [x["q"], x["k"], x["v"]], "ov_sdpa"
+    else:
+        xi = ops.parameter([B, Tq, dm], np.float32, name="x")
+        w = np.ascontiguousarray(np.concatenate([x["wq"], x["wk"], x["wv"]]))  # [(H+2Hkv)·D, dm]
+        b = np.concatenate([x["bq"], x["bk"], x["bv"]])
+        qkv = ops.add(ops.matmul(xi, ops.constant(w), False, True), ops.constant(b))
+        qs, ks, vs = ops.variadic_split(qkv, i64(2), i64(H * D, Hkv * D, Hkv * D)).outputs()
+        a = ops.scaled_dot_product_attention(heads(qs, Tq, H), repeat_kv(heads(ks, Tk, Hkv)),
+                                             repeat_kv(heads(vs, Tk, Hkv)), causal=causal)
+        a = ops.reshape(ops.transpose(a, i64(0, 2, 1, 3)), i64(B, Tq, H * D), False)
+        y = ops.add(ops.matmul(a, ops.constant(np.ascontiguousarray(x["wo"])), False, True),
+                    ops.constant(x["bo"]))
+        model = ov.Model([y], [xi], "sdpa_layer")
+        feeds, base = [x["x"]], "ov_sdpa_layer"
+    core = ov.Core()
+    systems, skipped = {}, []
+    for hint in ("f32", None):
+        cfg = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        if hint:
+            cfg["INFERENCE_PRECISION_HINT"] = hint
+        compiled = core.compile_model(model, "CPU", cfg)
+        prec = ov_precision(compiled)
+        if hint is None and prec == "f32":
+            skipped.append(f"{base}_default: OpenVINO's default precision here is f32, the "
+                           f"same as {base}_f32")
+            continue
+        req = compiled.create_infer_request()
+        for i, a in enumerate(feeds):  # bound once, read in place (shared_memory)
+            req.set_input_tensor(i, ov.Tensor(np.ascontiguousarray(a), shared_memory=True))
+
+        def run(req=req):
+            req.infer()
+            return req.get_output_tensor(0).data
+        systems[f"{base}_f32" if hint else f"{base}_default_{prec}"] = run
+    return systems, skipped
+
+
 # ---------------------------------------------------------------------------- timing
 
 
@@ -669,17 +774,17 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-# Each family of systems runs in a process of its own: PyTorch and ONNX Runtime
-# bring their own OpenMP runtime or thread pool, which must not share a
-# process with mha's libgomp (two runtimes spinning on the same cores slow
-# each other down by integer factors). The driver alternates between them.
-FAMILIES = ("mha", "torch", "ort")
+# Each family of systems runs in a process of its own: PyTorch, ONNX Runtime and
+# OpenVINO bring their own OpenMP runtime or thread pool (OpenVINO: TBB), which must
+# not share a process with mha's libgomp (two runtimes spinning on the same cores
+# slow each other down by integer factors). The driver alternates between them.
+FAMILIES = ("mha", "torch", "ort", "ov")
 
 
-def worker(family, lib_path, threads, conn):
+def worker(family, lib_path, conn):
     if family == "mha":
         os.environ["MHA_LIBRARY"] = os.path.abspath(lib_path)
-    systems, cleanup = {}, None
+    systems, cleanup, inputs = {}, None, (None, None)
     while True:
         cmd, arg = conn.recv()
         try:
@@ -691,24 +796,33 @@ def worker(family, lib_path, threads, conn):
                 elif family == "torch":
                     import torch
                     conn.send(("ok", {"torch": torch.__version__}))
-                else:
+                elif family == "ort":
                     import onnxruntime
                     conn.send(("ok", {"onnxruntime": onnxruntime.__version__}))
-            elif cmd == "setup":
+                else:
+                    import openvino
+                    conn.send(("ok", {"openvino": openvino.__version__.split("-")[0]}))
+            elif cmd == "setup":  # (preset, threads)
                 if cleanup:
                     cleanup()
                     cleanup = None
-                systems, skipped = {}, []  # the previous preset's tensors go first
+                systems, skipped = {}, []  # the previous systems' tensors go first
+                p, threads = arg
+                if inputs[0] != p:  # the same inputs at every thread count of a preset
+                    inputs = (None, None)
+                    gc.collect()
+                    inputs = (p, make_inputs(p, np.random.default_rng(0x6d6861)))
                 gc.collect()
-                p = arg
-                x = make_inputs(p, np.random.default_rng(0x6d6861))
+                x = inputs[1]
                 if family == "mha":
                     fn, cleanup = mha_system(p, x, threads)
                     systems = {"mha": fn}
                 elif family == "torch":
                     systems, skipped = torch_systems(p, x, threads)
-                else:
+                elif family == "ort":
                     systems, skipped = ort_systems(p, x, threads)
+                else:
+                    systems, skipped = ov_systems(p, x, threads)
                 conn.send(("ok", (sorted(systems), skipped)))
             elif cmd == "output":
                 conn.send(("ok", np.ascontiguousarray(systems[arg]())))
@@ -720,9 +834,9 @@ def worker(family, lib_path, threads, conn):
 
 
 class Family:
-    def __init__(self, ctx, family, lib_path, threads):
+    def __init__(self, ctx, family, lib_path):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(family, lib_path, threads, child), daemon=True)
+        self.proc = ctx.Process(target=worker, args=(family, lib_path, child), daemon=True)
         self.proc.start()
 
     def call(self, cmd, arg=None):
@@ -737,18 +851,33 @@ class Family:
         self.proc.join(10)
 
 
+def thread_counts(text):
+    """--threads: one count or a comma-separated list (e.g. 1,16), in the order given."""
+    try:
+        counts = list(dict.fromkeys(int(t) for t in str(text).split(",") if t.strip()))
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"--threads {text!r}: a count or a list such as 1,16")
+    return counts
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default="build/libmha.so")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=thread_counts, default=[os.cpu_count()],
+                    help="thread count, or a comma-separated list timed one after another "
+                    "within each preset (e.g. 1,16: the one-thread and all-thread rows)")
     ap.add_argument("--presets", default=",".join(dict.fromkeys(p.name for p in PRESETS)),
                     help="comma-separated names; 'variants' stands for every variant preset, "
                     "'kv' for every K/V-cache preset")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--probe-json")
-    ap.add_argument("--peak-gflops", type=float)
-    ap.add_argument("--read-gbps", type=float)
+    ap.add_argument("--peak-gflops", type=float,
+                    help="FMA peak at the largest --threads (others: --probe-json's)")
+    ap.add_argument("--read-gbps", type=float,
+                    help="read bandwidth at the largest --threads (others: --probe-json's)")
     ap.add_argument("--json", default="out/bench/peers.json")
     ap.add_argument("--md")
     ap.add_argument("--variants-full", action="store_true",
@@ -776,36 +905,47 @@ def main():
 
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
-    fams = {f: Family(ctx, f, args.lib, args.threads) for f in FAMILIES}
-    peak, bw = probe_peaks(args.probe_json, args.threads)
-    peak = args.peak_gflops or peak
-    bw = args.read_gbps or bw
+    fams = {f: Family(ctx, f, args.lib) for f in FAMILIES}
+    tmax = max(args.threads)
+    peaks = {}  # threads → (FMA peak GFLOP/s, read GB/s)
+    for n in args.threads:
+        peak, bw = probe_peaks(args.probe_json, n)
+        if n == tmax:
+            peak, bw = args.peak_gflops or peak, args.read_gbps or bw
+        peaks[n] = (peak, bw)
     versions = {"numpy": np.__version__}
     for f in fams.values():
         versions.update(f.call("versions"))
     cpu = cpu_model()
-    print(f"peers: CPU {cpu}; {args.threads} threads; mha {versions['mha_isa']}, torch "
-          f"{versions['torch']}, onnxruntime {versions['onnxruntime']}; FMA peak {peak} GFLOP/s, "
-          f"read {bw} GB/s{'; --tiny: smoke shapes, not a benchmark' if args.tiny else ''}",
-          flush=True)
+    tl = ", ".join(map(str, args.threads))
+    print(f"peers: CPU {cpu}; threads {tl}; mha {versions['mha_isa']}, torch "
+          f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, openvino "
+          f"{versions['openvino']}; FMA peak / read GB/s "
+          + ", ".join(f"{peaks[n][0]} / {peaks[n][1]} at {n}" for n in args.threads)
+          + ("; --tiny: smoke shapes, not a benchmark" if args.tiny else ""), flush=True)
 
     rows, errors, skipped = [], [], []
     if any(p.kv_dtype for p in presets):
         skipped.append("kv_decode: ggml (llama.cpp's CPU attention over f16 K/V caches): not "
                        "available here (no ggml build or Python binding installed)")
-    for p in presets:
+    # thread count is the outer loop within a preset (as mha_bench), the systems the inner
+    for p, threads in ((p, n) for p in presets for n in args.threads):
         t_preset = time.perf_counter()
+        tag = f"{p.name}" + (f" T {p.Tq}" if p.variant else "") + f" t{threads}"
+        peak, bw = peaks[threads]
         owner = {}
         for fname, fam in fams.items():
             try:
-                names, why = fam.call("setup", p)
+                names, why = fam.call("setup", (p, threads))
                 for n in names:
                     owner[n] = fam
                 for w in why:  # a peer left out on purpose (memory): a note, not an error
-                    skipped.append(f"{p.name} ({describe(p)}): {w}")
-                    print(f"peers: {p.name} T {p.Tq}: skipped {w}", flush=True)
+                    note = f"{p.name} ({describe(p)}): {w}"
+                    if note not in skipped:  # once, not once per thread count
+                        skipped.append(note)
+                        print(f"peers: {p.name} T {p.Tq}: skipped {w}", flush=True)
             except RuntimeError as e:
-                errors.append(f"{p[0]}: {fname} setup: {e}")
+                errors.append(f"{tag}: {fname} setup: {e}")
         if "mha" not in owner:
             continue
         ref = owner["mha"].call("output", "mha")
@@ -816,14 +956,14 @@ def main():
             try:
                 err = nrmse(fam.call("output", n), ref)
             except RuntimeError as e:
-                errors.append(f"{p[0]}: {n}: {e}")
+                errors.append(f"{tag}: {n}: {e}")
                 continue
             check[n] = err
             tol = kv_tolerance(p, n)
             if err < tol:
                 ok.append(n)
             else:
-                errors.append(f"{p[0]}: {n}: output differs from mha's (nrmse {err:.3g} "
+                errors.append(f"{tag}: {n}: output differs from mha's (nrmse {err:.3g} "
                               f">= {tol:.3g})")
         times = {n: [] for n in ok}
         for _ in range(args.rounds):
@@ -835,7 +975,8 @@ def main():
             t = statistics.median(ts)
             row = {"preset": p[0], "kind": p[1], "B": p[2], "H": p[3], "Hkv": p[4], "Tq": p[5],
                    "Tk": p[6], "D": p[7], "d_model": p[8], "causal": p[9], "system": n,
-                   "threads": args.threads, "median_s": t, "rounds_s": ts, "gflops": fl / t / 1e9}
+                   "precision": precision(p, n), "threads": threads, "median_s": t,
+                   "rounds_s": ts, "gflops": fl / t / 1e9}
             if p.variant:
                 row.update(variant=True, window=p.window, softcap=p.softcap, alibi=p.alibi,
                            sinks=p.sinks)
@@ -851,19 +992,23 @@ def main():
                 if bw:
                     row["pct_bw"] = 100.0 * row["gbps"] / bw
             rows.append(row)
-            print(f"peers: {p[0]:18s} {n:22s} {t * 1e3:10.2f} ms  {row['gflops']:8.1f} GFLOP/s"
+            print(f"peers: {p[0]:18s} t{threads:<3d} {n:26s} {t * 1e3:10.2f} ms  "
+                  f"{row['gflops']:8.1f} GFLOP/s"
                   + (f"  (T {p.Tq})" if p.variant else "")
                   + (f"  ({describe(p)})" if p.kv_dtype else "")
                   + (f"  nrmse {check[n]:.1e}" if n in check else ""), flush=True)
-        print(f"peers: {p.name} T {p.Tq}: {time.perf_counter() - t_preset:.1f} s in all",
-              flush=True)
+        print(f"peers: {tag}: {time.perf_counter() - t_preset:.1f} s in all", flush=True)
     for f in fams.values():
         f.close()
 
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"context": {"cpu": cpu, "threads": args.threads, "peak_gflops": peak,
-                               "read_gbps": bw, "tiny": args.tiny, **versions}, "rows": rows,
+        # "threads" stays the largest count (one number, as before); every row has its own
+        json.dump({"context": {"cpu": cpu, "threads": tmax, "thread_counts": args.threads,
+                               "peak_gflops": peaks[tmax][0], "read_gbps": peaks[tmax][1],
+                               "peaks": {str(n): {"peak_gflops": pk, "read_gbps": b}
+                                         for n, (pk, b) in peaks.items()},
+                               "tiny": args.tiny, **versions}, "rows": rows,
                    "errors": errors, "skipped": skipped}, f, indent=1)
     md = summary(rows, cpu, args.threads, versions, skipped)
     print(md)
@@ -885,17 +1030,19 @@ def row_shape(r):
 
 
 def summary(rows, cpu, threads, versions, skipped=()):
-    lines = [f"CPU: {cpu}; {threads} threads; mha kernel set {versions['mha_isa']}; "
-             f"torch {versions['torch']}, onnxruntime {versions['onnxruntime']}.",
-             "Medians of alternating rounds in one run. speed-up = peer time / mha time "
-             "(> 1: mha is faster).", "",
-             "| preset | shape | system | median | GFLOP/s | % peak | GB/s | % read probe | "
-             "mha speed-up |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"CPU: {cpu}; threads {', '.join(map(str, threads))}; mha kernel set "
+             f"{versions['mha_isa']}; torch {versions['torch']}, onnxruntime "
+             f"{versions['onnxruntime']}, openvino {versions['openvino']}.",
+             "Medians of alternating rounds in one run. speed-up = peer time / mha time at the "
+             "same thread count (> 1: mha is faster). precision: what the system computes in.",
+             "",
+             "| preset | shape | threads | system | precision | median | GFLOP/s | % peak | GB/s | "
+             "% read probe | mha speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     by_shape = {}  # window_scaling has one preset name for four T
     for r in rows:
-        by_shape.setdefault((r["preset"], row_shape(r)), []).append(r)
-    for (preset, shape), rs in by_shape.items():
+        by_shape.setdefault((r["preset"], row_shape(r), r["threads"]), []).append(r)
+    for (preset, shape, n), rs in by_shape.items():
         mha = next((r for r in rs if r["system"] == "mha"), None)
         for r in rs:
             t = r["median_s"]
@@ -904,7 +1051,8 @@ def summary(rows, cpu, threads, versions, skipped=()):
             pct = f"{r['pct_peak']:.1f}" if "pct_peak" in r else "—"
             gb = f"{r['gbps']:.1f}" if "gbps" in r else "—"
             pbw = f"{r['pct_bw']:.1f}" if "pct_bw" in r else "—"
-            lines.append(f"| {preset} | {shape} | {r['system']} | {tm} | {r['gflops']:.1f} | "
+            lines.append(f"| {preset} | {shape} | {n} | {r['system']} | "
+                         f"{r.get('precision', 'f32')} | {tm} | {r['gflops']:.1f} | "
                          f"{pct} | {gb} | {pbw} | {sp} |")
     if skipped:
         lines += ["", "Left out: " + "; ".join(skipped) + "."]

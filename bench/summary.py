@@ -3,8 +3,14 @@
 
 Reads the mha_bench JSON (and, with --peers, bench/peers.py's JSON of the same
 run) and prints one Markdown table: preset × system at the largest thread
-count, median time, GFLOP/s, % of the FMA peak (decode: GB/s and % of the read
-probe), and mha's speed-up over each other system (its time / mha's time).
+count (and at every other thread count the peers ran, e.g. 1 with
+`--threads 1,N`), median time, GFLOP/s, % of the FMA peak (decode: GB/s and % of
+the read probe), the precision each system computes in, and mha's speed-up over
+each other system at the same thread count (its time / mha's time).
+With the peers, a second table names per shape and thread count the fastest fp32
+peer (every peer computing in fp32: PyTorch, ONNX Runtime, OpenVINO with its f32
+precision hint, the BLAS peer) and mha's speed-up over it, with OpenVINO at its
+default precision (bf16 on a CPU with AVX512-BF16 or AMX) beside it, apart: not fp32.
 The variant presets (var_*, gemma2, gpt_oss_*, window_scaling) group with
 mha_bench's rows of the same shape; their settings (window, soft-cap, ALiBi,
 sinks) are listed under the table from the peers' JSON, and so are the PyTorch
@@ -51,6 +57,18 @@ def variant_text(r):
     return ", ".join(p for p in parts if p) or "none"
 
 
+def peer_precision(r):
+    """What a peers.py row computes in: its "precision" (older JSONs: torch_sdpa on a
+    16-bit cache computes in that type, an ov_*_default_<p> row in <p>, the rest in fp32)."""
+    if r.get("precision"):
+        return r["precision"]
+    if r["system"] == "torch_sdpa" and r.get("kv_dtype") in ("f16", "bf16"):
+        return r["kv_dtype"]
+    if "_default_" in r["system"]:
+        return r["system"].rsplit("_", 1)[1]
+    return "f32"
+
+
 def peer_rows(path, shapes):
     data = json.load(open(path))
     rows = []
@@ -65,6 +83,7 @@ def peer_rows(path, shapes):
                       f"/page:{r.get('page', 0)}/mixed:{int(bool(r.get('mixed')))}")
         rows.append({"preset": preset, "system": r["system"] if r["system"] != "mha" else "mha (ctypes)",
                      "shape": shape, "threads": r["threads"], "median_s": r["median_s"],
+                     "precision": peer_precision(r), "peer": r["system"] != "mha",
                      "gflops": r.get("gflops"), "pct_peak": r.get("pct_peak"),
                      "gbps": r.get("gbps"), "pct_bw": r.get("pct_bw"),
                      "variants": variant_text(r) if r.get("variant") else None})
@@ -76,31 +95,82 @@ def fmt(v, spec):
     return "—" if v is None else format(v, spec)
 
 
+def is_peer(r):
+    """A peer of mha (PyTorch, ONNX Runtime, OpenVINO, the BLAS peer), not one of mha's rows."""
+    return not r["system"].startswith("mha")
+
+
 def table(ctx, rows, peer_ctx):
     tmax = max((r["threads"] for r in rows), default=1)
-    rows = [r for r in rows if r["threads"] == tmax]
+    # the largest thread count, and each other one the peers ran at (their shapes only)
+    peer_at = {(r["preset"], r["shape"], r["threads"]) for r in rows if r.get("peer")}
+    rows = [r for r in rows if r["threads"] == tmax or (r["preset"], r["shape"], r["threads"])
+            in peer_at]
     groups = {}
     for r in rows:
-        groups.setdefault((r["preset"], r["shape"]), []).append(r)
-    head = [f"CPU: {ctx.get('cpu_model', '?')}; {tmax} threads; mha kernel set "
-            f"{ctx.get('mha_isa', '?')}; FMA peak {ctx.get('peak_gflops', '?')} GFLOP/s."]
+        groups.setdefault((r["preset"], r["shape"]), {}).setdefault(r["threads"], []).append(r)
+    counts = sorted({r["threads"] for r in rows})
+    head = [f"CPU: {ctx.get('cpu_model', '?')}; {tmax} threads"
+            + (f" (peers also at {', '.join(str(n) for n in counts if n != tmax)})"
+               if len(counts) > 1 else "")
+            + f"; mha kernel set {ctx.get('mha_isa', '?')}; FMA peak "
+            f"{ctx.get('peak_gflops', '?')} GFLOP/s (at {ctx.get('threads', tmax)} threads)."]
     if peer_ctx:
         head.append(f"Peers: torch {peer_ctx.get('torch')}, onnxruntime "
-                    f"{peer_ctx.get('onnxruntime')}, timed in their own processes, alternating "
-                    "with mha (rows 'mha (ctypes)': the same library, same process layout).")
-    head += ["speed-up = that system's time / mha's time (> 1: mha is faster).", "",
-             "| preset | shape | system | median | GFLOP/s | % peak | GB/s | % read probe | mha speed-up |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for (preset, shape), rs in groups.items():
-        ref = next((r for r in rs if r["system"] == "mha (ctypes)"), None) or \
-            next((r for r in rs if r["system"] == "mha"), None)
-        for r in sorted(rs, key=lambda r: (not r["system"].startswith("mha"), r["median_s"])):
+                    f"{peer_ctx.get('onnxruntime')}"
+                    + (f", openvino {peer_ctx['openvino']} (CPU plugin)"
+                       if peer_ctx.get("openvino") else "")
+                    + ", timed in their own processes, alternating with mha (rows 'mha (ctypes)': "
+                    "the same library, same process layout).")
+    head += ["speed-up = that system's time / mha's time at the same thread count (> 1: mha is "
+             "faster). precision: what the system computes in; % peak is of the fp32 FMA peak "
+             "at the row's thread count (a bf16 row can pass 100).", "",
+             "| preset | shape | threads | system | precision | median | GFLOP/s | % peak | GB/s | "
+             "% read probe | mha speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    best = []  # (preset, shape, threads, mha row, fastest fp32 peer, 16-bit OpenVINO rows)
+    for (preset, shape), by_t in groups.items():
+        for n in sorted(by_t):
+            rs = by_t[n]
+            ref = next((r for r in rs if r["system"] == "mha (ctypes)"), None) or \
+                next((r for r in rs if r["system"] == "mha"), None)
+            for r in sorted(rs, key=lambda r: (not r["system"].startswith("mha"), r["median_s"])):
+                t = r["median_s"]
+                tm = f"{t * 1e3:.2f} ms" if t < 10 else f"{t:.2f} s"
+                sp = "—" if ref is None or r is ref else f"{t / ref['median_s']:.2f}×"
+                head.append(f"| {preset} | {shape} | {n} | {r['system']} | "
+                            f"{r.get('precision', 'f32')} | {tm} | {fmt(r['gflops'], '.1f')} | "
+                            f"{fmt(r['pct_peak'], '.1f')} | {fmt(r['gbps'], '.1f')} | "
+                            f"{fmt(r['pct_bw'], '.1f')} | {sp} |")
+            fp32 = [r for r in rs if is_peer(r) and r.get("precision", "f32") == "f32"]
+            low = [r for r in rs if is_peer(r) and r["system"].startswith("ov_")
+                   and r.get("precision", "f32") != "f32"]
+            if ref and peer_ctx and (fp32 or low):
+                best.append((preset, shape, n, ref,
+                             min(fp32, key=lambda r: r["median_s"]) if fp32 else None, low))
+    if best:
+        def cell(r, ref):
+            if r is None:
+                return "— | — | —"
             t = r["median_s"]
-            tm = f"{t * 1e3:.2f} ms" if t < 10 else f"{t:.2f} s"
-            sp = "—" if ref is None or r is ref else f"{t / ref['median_s']:.2f}×"
-            head.append(f"| {preset} | {shape} | {r['system']} | {tm} | {fmt(r['gflops'], '.1f')} | "
-                        f"{fmt(r['pct_peak'], '.1f')} | {fmt(r['gbps'], '.1f')} | "
-                        f"{fmt(r['pct_bw'], '.1f')} | {sp} |")
+            return (f"{r['system']} | {t * 1e3:.2f} ms | {t / ref['median_s']:.2f}×" if t < 10
+                    else f"{r['system']} | {t:.2f} s | {t / ref['median_s']:.2f}×")
+        head += ["", "mha against the fastest fp32 peer of each shape and thread count (PyTorch, "
+                 "ONNX Runtime, OpenVINO with INFERENCE_PRECISION_HINT f32, the BLAS peer; not "
+                 "the 16-bit rows), and OpenVINO at its default inference precision apart "
+                 "(the precision it chose is in its name; checked against mha with a 16-bit "
+                 "tolerance, 8 units of roundoff: 8·2^-8 ≈ 3.1e-2 for bf16, instead of 1e-3):", "",
+                 "| preset | shape | threads | mha | fastest fp32 peer | its median | mha speed-up "
+                 "| OpenVINO default precision | its median | mha speed-up |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        for preset, shape, n, ref, fast, low in best:
+            tm = ref["median_s"]
+            tm = f"{tm * 1e3:.2f} ms" if tm < 10 else f"{tm:.2f} s"
+            lows = low or [None]
+            for i, r in enumerate(lows):
+                head.append(f"| {preset} | {shape} | {n} | {tm} | {cell(fast, ref)} | "
+                            f"{cell(r, ref)} |" if i == 0 else
+                            f"| {preset} | {shape} | {n} | {tm} | — | — | — | {cell(r, ref)} |")
     # the variant presets' settings (causal self-attention cores, B 1, from peers.py's rows)
     variants = {}
     for r in rows:

@@ -4,9 +4,10 @@
 # Usage: scripts/bench.sh            quick mode (about two minutes on 2 cores)
 #        scripts/bench.sh --full     every preset at its real size, every thread count
 #        scripts/bench.sh --smoke    CI: tiny shapes, every preset and peer once
-#        scripts/bench.sh [mode] --peers   also PyTorch and ONNX Runtime on the real presets
-#            (installs them from PyPI into .venv-peers/, git-ignored: torch pulls about
-#            2.8 GB of wheels, 5.3 GB on disk; onnxruntime, onnx, numpy about 60 MB)
+#        scripts/bench.sh [mode] --peers   also PyTorch, ONNX Runtime and OpenVINO on the real
+#            presets, at 1 thread and at all threads (installs them from PyPI into
+#            .venv-peers/, git-ignored: torch pulls about 2.8 GB of wheels, 5.3 GB on disk;
+#            onnxruntime, openvino, onnx, numpy a few hundred MB)
 # Anything after the mode goes to the benchmark binary, e.g.
 #        scripts/bench.sh --full --benchmark_filter='^(gpt2|heads)/'
 # Exits nonzero if any benchmark reported an error (a failed call, or a peer
@@ -66,7 +67,7 @@ if ((peers)); then
   peers_json=$out/$mode-peers.json
   # the peers' own BLAS/OpenMP must not inherit this machine's OpenBLAS workarounds
   if ! env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv-peers/bin/python bench/peers.py \
-      --lib build/libmha.so --threads "$(nproc)" --probe-json "$json" --json "$peers_json" \
+      --lib build/libmha.so --threads "1,$(nproc)" --probe-json "$json" --json "$peers_json" \
       --rounds 3; then
     echo "bench: the peers reported errors (see above)" >&2
     rc=1

@@ -32,7 +32,10 @@ PEER_TITLES = {
     "ort_attention_layer": "ORT com.microsoft Attention", "ort_attention23_layer": "ORT opset-23 Attention layer",
     "torch_sdpa": "torch SDPA", "ort_mha": "ORT com.microsoft MultiHeadAttention",
     "ort_attention23": "ORT opset-23 Attention", "torch_sdpa_mask": "torch SDPA + float mask",
-    "torch_eager": "torch eager composite", "torch_sdpa_upcast": "torch SDPA, K/V upcast to fp32"}
+    "torch_eager": "torch eager composite", "torch_sdpa_upcast": "torch SDPA, K/V upcast to fp32",
+    "ov_sdpa_f32": "OpenVINO SDPA, f32 hint", "ov_sdpa_layer_f32": "OpenVINO MatMul-SDPA-MatMul, f32 hint",
+    "ov_sdpa_default_bf16": "OpenVINO SDPA, its default (bf16)",
+    "ov_sdpa_layer_default_bf16": "OpenVINO layer, its default (bf16)"}
 # one colour per kind of peer, the same in every panel: PyTorch's SDPA orange, its module
 # purple, ONNX Runtime's contrib op brown and its opset-23 op pink; the variants' and the
 # caches' own peers green, olive, red
@@ -40,7 +43,8 @@ PEER_COLOR = {"torch_sdpa_layer": "#ff7f0e", "torch_sdpa": "#ff7f0e", "torch_nn_
               "ort_attention_layer": "#8c564b", "ort_mha": "#8c564b",
               "ort_attention23_layer": "#e377c2", "ort_attention23": "#e377c2",
               "torch_sdpa_mask": "#bcbd22", "torch_eager": "#2ca02c",
-              "torch_sdpa_upcast": "#d62728"}
+              "torch_sdpa_upcast": "#d62728", "ov_sdpa_f32": "#17becf", "ov_sdpa_layer_f32": "#17becf",
+              "ov_sdpa_default_bf16": "#7f7f7f", "ov_sdpa_layer_default_bf16": "#7f7f7f"}
 PEER_COLORS = ["#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#d62728",
                "#2ca02c", "#7f7f7f", "#1f77b4"]
 VARIANTS = ("gemma2", "gpt_oss_local", "gpt_oss_global", "window_scaling")
@@ -444,8 +448,10 @@ def plot_speedup(ctx, peers_path, out):
         return False
     with open(peers_path) as f:
         data = json.load(f)
-    rows = data.get("rows", [])
     pctx = data.get("context", {})
+    # the largest thread count only (peers.py --threads 1,N also times 1)
+    threads_max = pctx.get("threads")
+    rows = [r for r in data.get("rows", []) if r.get("threads", threads_max) == threads_max]
     ident = ("preset", "B", "H", "Hkv", "Tq", "Tk", "D", "d_model", "kv_dtype", "page", "mixed",
              "window", "softcap", "alibi", "sinks")
     groups, order = {}, []
@@ -493,12 +499,11 @@ def plot_speedup(ctx, peers_path, out):
                                  "mha is faster)"})
     threads = pctx.get("threads", ctx.get("threads", "?"))
     rounds = sorted({len(r.get("rounds_s", [])) for r in rows} - {0})
-    versions = ", ".join("%s %s" % (k, pctx[k]) for k in ("torch", "onnxruntime") if pctx.get(k))
+    versions = ", ".join("%s %s" % (k, pctx[k]) for k in ("torch", "onnxruntime", "openvino") if pctx.get(k))
     return bar_figure(
         out, "mha against its peers on %s" % cpu_line({"cpu_model": pctx.get("cpu") or
                                                         ctx.get("cpu_model")}, threads),
-        "speed-up = the peer's time / mha's, medians of %s alternating round%s (bench/peers.py, "
-        "each family in its own process) | mha kernel set %s%s%s" % (
+        "peer time / mha time, medians of %s alternating round%s | mha %s%s%s" % (
             "/".join(map(str, rounds)) or "?", "" if rounds == [1] else "s",
             pctx.get("mha_isa", ctx.get("mha_isa", "?")), " | " + versions if versions else "",
             " | --tiny: smoke shapes, not a benchmark" if pctx.get("tiny") else ""),
