@@ -24,7 +24,8 @@ set(MHA_SOURCES
   kernels/mha/gemm.c
   kernels/mha/heads.c
   kernels/mha/kv-cache.c
-  kernels/mha/layer.c
+  kernels/mha/layer-create.c
+  kernels/mha/layer-forward.c
   kernels/mha/merge.c
   kernels/mha/varlen.c)
 
