@@ -207,13 +207,6 @@ static int64_t core_weights_slots(const mha_attention_desc* d) {
 }
 
 /* A window side: small sizes (0 included) mostly; negative or huge ones. */
-static int64_t core_window_side(fuzz_input* in) {
-  static const int64_t special[] = {-1, INT64_MIN, INT64_MAX, (int64_t)1 << 62,
-                                    ((int64_t)1 << 62) + 1, 64, 300};
-  const uint8_t b = fuzz_u8(in, 0);
-  return b >= 0xF0 && b < 0xF0 + 7 ? special[b - 0xF0] : (int64_t)(b % 16);
-}
-
 /* H floats for the slopes or sinks (one standing in for a huge H). */
 static float* core_head_array(core_case* c, fuzz_rng* r, float lo, float hi) {
   float* x = fuzz_alloc(c->var.nhead);
@@ -229,18 +222,7 @@ static void core_decode_variants(fuzz_input* in, fuzz_rng* r, core_case* c) {
   mha_attention_desc* d = &c->desc;
   mha_mask* m = &d->mask;
   core_variants* var = &c->var;
-  const uint8_t align = fuzz_u8(in, 0);
-  m->align = align < 0xF0 ? (mha_align)(align % 4) : align == 0xF0 ? (mha_align)4 : (mha_align)-1;
-  static const int64_t offsets[] = {(int64_t)1 << 60,         -((int64_t)1 << 60),
-                                    INT64_MAX,                INT64_MIN,
-                                    ((int64_t)1 << 60) - 1,   -(((int64_t)1 << 60) - 1),
-                                    1000,                     -1000};
-  const uint8_t off = fuzz_u8(in, 0x20); /* 0x20: offset 0 */
-  m->offset = off >= 0xF8 ? offsets[off - 0xF8] : (int64_t)(off % 64) - 32;
-  const uint8_t win = fuzz_u8(in, 0);
-  m->window = win < 0xF0 ? win & 1 : win == 0xF0 ? 2 : -1;
-  m->window_left = core_window_side(in);
-  m->window_right = core_window_side(in);
+  fuzz_decode_position(in, m);
   const int64_t H = d->H;
   var->nhead = H >= 1 && H <= (1 << 20) ? (size_t)H : 1;
   const uint8_t alibi = fuzz_u8(in, 0) % 4;

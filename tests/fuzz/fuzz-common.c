@@ -598,3 +598,27 @@ void fuzz_expect_variant_fields(fuzz_expect* e, const mha_mask* m) {
     fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.softcap = %a", (double)m->softcap);
   }
 }
+
+/* A window side: < 0xF0 byte % 16; 0xF0.. -1, INT64_MIN, INT64_MAX, 2^62,
+ * 2^62 + 1, 64, 300; above, byte % 16. */
+static int64_t fuzz_window_side(fuzz_input* in) {
+  static const int64_t special[] = {-1, INT64_MIN, INT64_MAX, (int64_t)1 << 62,
+                                    ((int64_t)1 << 62) + 1, 64, 300};
+  const uint8_t b = fuzz_u8(in, 0);
+  return b >= 0xF0 && b < 0xF0 + 7 ? special[b - 0xF0] : (int64_t)(b % 16);
+}
+
+void fuzz_decode_position(fuzz_input* in, mha_mask* m) {
+  const uint8_t align = fuzz_u8(in, 0);
+  m->align = align < 0xF0 ? (mha_align)(align % 4) : align == 0xF0 ? (mha_align)4 : (mha_align)-1;
+  static const int64_t offsets[] = {(int64_t)1 << 60,       -((int64_t)1 << 60),
+                                    INT64_MAX,              INT64_MIN,
+                                    ((int64_t)1 << 60) - 1, -(((int64_t)1 << 60) - 1),
+                                    1000,                   -1000};
+  const uint8_t off = fuzz_u8(in, 0x20); /* 0x20: offset 0 */
+  m->offset = off >= 0xF8 ? offsets[off - 0xF8] : (int64_t)(off % 64) - 32;
+  const uint8_t win = fuzz_u8(in, 0);
+  m->window = win < 0xF0 ? win & 1 : win == 0xF0 ? 2 : -1;
+  m->window_left = fuzz_window_side(in);
+  m->window_right = fuzz_window_side(in);
+}

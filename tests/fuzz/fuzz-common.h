@@ -149,6 +149,14 @@ int64_t fuzz_expect_view(fuzz_expect* e, const char* name, const fuzz_view* v, i
  * MHA_ISA_DEFAULT needs a valid process choice (MHA_ISA). */
 void fuzz_expect_isa(fuzz_expect* e, mha_isa isa);
 
+/* Decodes a mask's position fields, five bytes (make_seeds.py writes the
+ * same): align (< 0xF0 byte % 4; 0xF0: 4, else -1: bad), offset (default
+ * 0x20; < 0xF8 byte % 64 - 32; 0xF8.. 2^60, -2^60, INT64_MAX, INT64_MIN,
+ * 2^60 - 1, -(2^60 - 1), 1000, -1000), window (< 0xF0 byte & 1; 0xF0: 2,
+ * else -1), then window_left and window_right (< 0xF0 byte % 16; 0xF0..
+ * -1, INT64_MIN, INT64_MAX, 2^62, 2^62 + 1, 64, 300). */
+void fuzz_decode_position(fuzz_input* in, mha_mask* m);
+
 /* The rules of a mask's variant fields (include/mha.h, mha_mask): align and
  * its offset (|offset| < 2^60), the window and its sides, the soft-cap. */
 void fuzz_expect_variant_fields(fuzz_expect* e, const mha_mask* m);

@@ -264,13 +264,6 @@ static int64_t vl_bound_value(bound_kind k, int64_t arg, int64_t longest) {
 }
 
 /* A window side: small sizes (0 included) mostly; negative or huge ones. */
-static int64_t vl_window_side(fuzz_input* in) {
-  static const int64_t special[] = {-1, INT64_MIN, INT64_MAX, (int64_t)1 << 62,
-                                    ((int64_t)1 << 62) + 1, 64, 300};
-  const uint8_t b = fuzz_u8(in, 0);
-  return b >= 0xF0 && b < 0xF0 + 7 ? special[b - 0xF0] : (int64_t)(b % 16);
-}
-
 static int64_t vl_len_q(uint8_t b) { return b < 0xF0 ? b % 33 : 33 + 8 * (int64_t)(b - 0xF0); }
 
 static int64_t vl_len_k(uint8_t b) {
@@ -308,18 +301,7 @@ static void vl_decode(fuzz_input* in, fuzz_rng* r, vl_case* c) {
   m->causal = causal < 0xF0 ? causal & 1 : bad_causal[causal % 3];
   const uint8_t xm = fuzz_u8(in, 0) % 8;
   c->xmask = xm == 6 ? XMASK_KV_LEN : xm == 7 ? XMASK_ADDITIVE : XMASK_NONE;
-  const uint8_t align = fuzz_u8(in, 0);
-  m->align = align < 0xF0 ? (mha_align)(align % 4) : align == 0xF0 ? (mha_align)4 : (mha_align)-1;
-  static const int64_t offsets[] = {(int64_t)1 << 60,       -((int64_t)1 << 60),
-                                    INT64_MAX,              INT64_MIN,
-                                    ((int64_t)1 << 60) - 1, -(((int64_t)1 << 60) - 1),
-                                    1000,                   -1000};
-  const uint8_t offset = fuzz_u8(in, 0x20); /* 0x20: offset 0 */
-  m->offset = offset >= 0xF8 ? offsets[offset - 0xF8] : (int64_t)(offset % 64) - 32;
-  const uint8_t win = fuzz_u8(in, 0);
-  m->window = win < 0xF0 ? win & 1 : win == 0xF0 ? 2 : -1;
-  m->window_left = vl_window_side(in);
-  m->window_right = vl_window_side(in);
+  fuzz_decode_position(in, m);
   c->alibi = fuzz_u8(in, 0) % 8;
   static const float caps[] = {NAN, -1.0f, INFINITY, -INFINITY, -0.0f, FLT_MIN, FLT_MAX, 1e-3f};
   const uint8_t cap = fuzz_u8(in, 0);
