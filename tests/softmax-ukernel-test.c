@@ -1,19 +1,22 @@
 /*
- * White-box test of the online-softmax row kernel and the vector helpers of
- * every available kernel table (contracts in config/kernels.h):
+ * White-box test of the online-softmax kernels and the vector helpers of
+ * every available kernel table (contracts in config/kernels.h), in base 2:
  *
  *   softmax_online_row(n, n_valid, s, scale, add, &m, &l):
- *     x[j] = s[j]·scale + (add ? add[j] : 0)          j < n_valid
- *     m'   = max(m, max_j x[j]);  s[j] = exp(x[j] − m');  s[j] = 0 for j >= n_valid
- *     l   ← l·exp(m − m') + Σ_j s[j];  m ← m';  returns alpha = exp(m − m')
+ *     x[j] = s[j]·scale + (add ? add[j]·log2(e) : 0)   j < n_valid
+ *     m'   = max(m, max_j x[j]);  s[j] = 2^(x[j] − m');  s[j] = 0 for j >= n_valid
+ *     l   ← l·2^(m − m') + Σ_j s[j];  m ← m';  returns alpha = 2^(m − m'),
+ *     exactly 1 when the max did not move;
  *     no key visible yet (m' = −inf): all s are 0, alpha is 1, m and l unchanged.
+ *   softmax_online_tile(rows, n, s, lds, m, l, alpha): per row, bitwise the
+ *     row step with scale 1 and no mask.
  *   vscale(n, x, alpha):          x ← x·alpha
- *   vexp_scale(n, x, c, alpha):   x ← exp(x − c)·alpha
+ *   vexp2_scale(n, x, c, alpha):  x ← 2^(x − c)·alpha
  *
  * Against a double reference, for every n around the SIMD widths (tails),
  * n_valid from 0 to n, no mask / a mask / a mask with −inf / all −inf,
- * fresh and running states, chains of blocks, NaN. s and add end at a
- * PROT_NONE page: reading past n faults.
+ * fresh and running states, chains of blocks, NaN; the tile against the row
+ * step bit for bit. s and add end at a PROT_NONE page: reading past n faults.
  */
 #include <float.h>
 #include <math.h>
@@ -38,6 +41,7 @@ typedef enum start_kind { START_FRESH, START_LOW, START_HIGH, START_COUNT } star
 static const char* const kStartNames[START_COUNT] = {"fresh", "m below", "m above"};
 
 static const double kEps = 0x1.0p-23;
+static const double kLn2 = 0.69314718055994530942;
 
 /* One block: builds s and add, runs the kernel and checks s, m, l, alpha. */
 static void check_block(tester* t, const mha_kernels* kr, size_t n, size_t n_valid, float scale,
@@ -64,9 +68,10 @@ static void check_block(tester* t, const mha_kernels* kr, size_t n, size_t n_val
   double mx = -INFINITY, x_err = 0.0;
   for (size_t j = 0; j < n_valid; j++) {
     const double sc = (double)s[j] * (double)scale;
-    const double a = add != NULL ? (double)add[j] : 0.0;
-    x[j] = sc + a;
-    /* two roundings (multiply, add): u·|sc| + u·|sc + a| <= eps·(|sc| + |a|) */
+    /* the mask in base-2 units, by the float log2(e) the kernels use */
+    const double a = add != NULL ? (double)add[j] * (double)MHA_LOG2E_F : 0.0;
+    x[j] = add != NULL && add[j] == -INFINITY ? -INFINITY : sc + a;
+    /* two roundings (multiply, fma): u·|sc| + u·|sc + a| <= eps·(|sc| + |a|) */
     if (isfinite(x[j]) && kEps * (fabs(sc) + fabs(a)) > x_err) x_err = kEps * (fabs(sc) + fabs(a));
     if (x[j] > mx) mx = x[j];
   }
@@ -101,19 +106,21 @@ static void check_block(tester* t, const mha_kernels* kr, size_t n, size_t n_val
         continue;
       }
       /* the exponent x − m' is off by x_err twice plus the subtraction's
-       * u·|x − m'|; exp adds <= 4 eps */
-      want_p[j] = exp(x[j] - m1);
+       * u·|x − m'|, which 2^ turns into a relative ln 2·err; exp2 adds <= 4 eps */
+      want_p[j] = exp2(x[j] - m1);
       const double arg_err = 2.0 * x_err + kEps * fabs(x[j] - m1);
-      tol_p[j] = want_p[j] * (expm1(arg_err) + 4.0 * kEps) + FLT_MIN;
+      tol_p[j] = want_p[j] * (expm1(kLn2 * arg_err) + 4.0 * kEps) + FLT_MIN;
       sum += want_p[j];
       sum_tol += tol_p[j];
     }
     tester_check_close(t, "p", n, s, want_p, tol_p);
-    const double want_alpha = exp(m0 - m1);
-    /* from a fresh state alpha = exp(−inf) = 0 exactly */
+    const double want_alpha = exp2(m0 - m1);
+    /* from a fresh state alpha = 2^(−inf) = 0 exactly; when the max stays,
+     * exactly 1 (no exp2 at all) */
     const double alpha_tol =
-        m0 == -INFINITY ? 0.0
-                        : want_alpha * (expm1(2.0 * x_err + kEps * fabs(m0 - m1)) + 4.0 * kEps);
+        m0 == -INFINITY || m0 >= mx
+            ? 0.0
+            : want_alpha * (expm1(kLn2 * (2.0 * x_err + kEps * fabs(m0 - m1))) + 4.0 * kEps);
     tester_check(t, fabs((double)alpha - want_alpha) <= alpha_tol,
                  "alpha = %.9g, want %.9g +- %.3g", (double)alpha, want_alpha, alpha_tol);
     tester_check(t, fabs((double)m - m1) <= x_err, "m = %.9g, want %.9g +- %.3g", (double)m, m1,
@@ -129,7 +136,7 @@ static void check_block(tester* t, const mha_kernels* kr, size_t n, size_t n_val
 
 /* A row split into blocks of width nk: the chained state must end with the
  * row's max and sum, and the accumulated alpha factors must turn each
- * block's p into exp(x − final max). */
+ * block's p into 2^(x − final max). */
 static void check_chain(tester* t, const mha_kernels* kr, size_t total, size_t nk) {
   tester_context(t, "isa=%s softmax_online_row chain total=%zu nk=%zu", kr->name, total, nk);
   float row[256];
@@ -150,7 +157,7 @@ static void check_chain(tester* t, const mha_kernels* kr, size_t total, size_t n
   double mx = -INFINITY, sum = 0.0, dot = 0.0, mag = 0.0;
   for (size_t j = 0; j < total; j++) mx = row[j] > mx ? row[j] : mx;
   for (size_t j = 0; j < total; j++) {
-    const double p = exp((double)row[j] - mx);
+    const double p = exp2((double)row[j] - mx);
     sum += p;
     dot += p * weight[j];
     mag += p * fabs(weight[j]);
@@ -185,7 +192,7 @@ static void check_nan(tester* t, const mha_kernels* kr, size_t n) {
 }
 
 static void check_vector_helpers(tester* t, const mha_kernels* kr, size_t n) {
-  tester_context(t, "isa=%s vscale / vexp_scale n=%zu", kr->name, n);
+  tester_context(t, "isa=%s vscale / vexp2_scale n=%zu", kr->name, n);
   guarded_buffer gx = guarded_alloc(n);
   float ref[128];
   tester_fill_range(t, gx.data, n, -10.0f, 10.0f);
@@ -200,12 +207,65 @@ static void check_vector_helpers(tester* t, const mha_kernels* kr, size_t n) {
   const float c = 3.5f, beta = 0.25f;
   for (size_t j = 0; j < n; j++) {
     const double arg = (double)gx.data[j] - c;
-    want[j] = exp(arg) * beta;
-    tol[j] = want[j] * (kEps * (fabs(arg) + 6.0)) + FLT_MIN;
+    want[j] = exp2(arg) * beta;
+    tol[j] = want[j] * (kEps * (kLn2 * fabs(arg) + 6.0)) + FLT_MIN;
   }
-  kr->vexp_scale(n, gx.data, c, beta);
-  tester_check_close(t, "vexp_scale", n, gx.data, want, tol);
+  kr->vexp2_scale(n, gx.data, c, beta);
+  tester_check_close(t, "vexp2_scale", n, gx.data, want, tol);
   guarded_free(&gx);
+}
+
+/* The tile step against the row step, bit for bit: rows fresh, with the
+ * max below and above the block's, a row of -inf (nothing visible yet), a
+ * row holding a NaN, one holding +inf; n multiples of the SIMD widths and
+ * not; lds > n with the gap poisoned (the tile must not touch it). */
+static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) {
+  tester_context(t, "isa=%s softmax_online_tile rows=%zu n=%zu", kr->name, rows, n);
+  const size_t lds = n + 3;
+  float* st = malloc(rows * lds * sizeof(float));
+  float* sr = malloc(rows * lds * sizeof(float));
+  float* m = malloc(rows * 6 * sizeof(float));
+  if (st == NULL || sr == NULL || m == NULL) {
+    tester_check(t, 0, "out of memory");
+    free(st), free(sr), free(m);
+    return;
+  }
+  float *l = m + rows, *at = m + 2 * rows, *mr = m + 3 * rows, *lr = m + 4 * rows, *ar = m + 5 * rows;
+  tester_fill_range(t, st, rows * lds, -8.0f, 8.0f);
+  for (size_t r = 0; r < rows; r++) {
+    for (size_t j = n; j < lds; j++) st[r * lds + j] = NAN;
+    switch (r % 5) {
+      case 0: m[r] = -INFINITY, l[r] = 0.0f; break;
+      case 1: m[r] = 20.0f, l[r] = 3.0f; break;                /* max stays */
+      case 2: m[r] = -3.0f, l[r] = 1.25f; break;               /* max moves */
+      case 3: m[r] = st[r * lds], l[r] = 2.0f; break;          /* max maybe ties */
+      default: m[r] = tester_uniform(t, -8.0, 8.0), l[r] = 1.0f; break;
+    }
+  }
+  if (rows > 2) {
+    for (size_t j = 0; j < n; j++) st[1 * lds + j] = -INFINITY;
+    m[1] = -INFINITY, l[1] = 0.0f;
+    st[2 * lds + n / 2] = NAN;
+  }
+  if (rows > 3) st[3 * lds + n - 1] = INFINITY;
+  memcpy(sr, st, rows * lds * sizeof(float));
+  memcpy(mr, m, rows * sizeof(float));
+  memcpy(lr, l, rows * sizeof(float));
+  for (size_t r = 0; r < rows; r++) {
+    ar[r] = kr->softmax_online_row(n, n, sr + r * lds, 1.0f, NULL, &mr[r], &lr[r]);
+  }
+  kr->softmax_online_tile(rows, n, st, lds, m, l, at);
+  size_t bad = 0, first = rows;
+  for (size_t r = 0; r < rows; r++) {
+    const int same = memcmp(st + r * lds, sr + r * lds, lds * sizeof(float)) == 0 &&
+                     memcmp(&m[r], &mr[r], sizeof(float)) == 0 && memcmp(&l[r], &lr[r], sizeof(float)) == 0 &&
+                     memcmp(&at[r], &ar[r], sizeof(float)) == 0;
+    if (!same && bad++ == 0) first = r;
+  }
+  tester_check(t, bad == 0, "%zu of %zu rows differ from the row step; first row %zu (m %.9g/%.9g l %.9g/%.9g)",
+               bad, rows, first, first < rows ? (double)m[first] : 0.0, first < rows ? (double)mr[first] : 0.0,
+               first < rows ? (double)l[first] : 0.0, first < rows ? (double)lr[first] : 0.0);
+  free(st), free(sr), free(m);
 }
 
 static void test_kernel(tester* t, const mha_kernels* kr) {
@@ -227,6 +287,11 @@ static void test_kernel(tester* t, const mha_kernels* kr) {
   }
   const size_t chains[][2] = {{1, 1}, {100, 8}, {200, 64}, {129, 16}, {256, 33}};
   for (size_t i = 0; i < COUNT(chains); i++) check_chain(t, kr, chains[i][0], chains[i][1]);
+  static const size_t tile_rows[] = {1, 2, 5, 12, 48, 63, 64, 65, 130};
+  static const size_t tile_n[] = {1, 7, 15, 16, 17, 32, 48, 64, 65, 128};
+  for (size_t i = 0; i < COUNT(tile_rows); i++) {
+    for (size_t k = 0; k < COUNT(tile_n); k++) check_tile(t, kr, tile_rows[i], tile_n[k]);
+  }
 }
 
 int main(void) {
@@ -237,7 +302,7 @@ int main(void) {
     const mha_kernels* kr = mha_kernels_for(isas.isa[i]);
     tester_context(&t, "mha_kernels_for(%s)", mha_isa_name(isas.isa[i]));
     if (!tester_check(&t, kr != NULL && kr->softmax_online_row != NULL && kr->vscale != NULL &&
-                              kr->vexp_scale != NULL,
+                              kr->vexp2_scale != NULL && kr->softmax_online_tile != NULL,
                       "kernel table incomplete")) {
       continue;
     }

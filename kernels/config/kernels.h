@@ -29,18 +29,37 @@ typedef void (*mha_f32_gemm_ukernel_fn)(size_t m, size_t n, size_t k, const floa
 typedef void (*mha_f32_gemm_nt_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                    const float* b, size_t ldb, float* c, size_t ldc);
 
-/* One online-softmax step on one row of a score tile (n keys of a key block):
- *   s[j] ← s[j]·scale + (add ? add[j] : 0)         for j < n_valid
- *   m'   = max(m, max_j s[j]);  p[j] = exp(s[j] − m') (stored in s);  s[j] = 0 for j >= n_valid
- *   l    ← l·exp(m − m') + Σ_j p[j];  m ← m'
- * Returns alpha = exp(m − m'), the factor the caller applies to the row's
- * output accumulator. While no key of the row has been visible (m' = −inf)
- * all p are 0 and alpha is 1. n_valid <= n. NaN propagates. */
+/* log2(e) rounded to float: the factor that takes natural-log units (an
+ * additive mask, a modified score) into the base-2 units of the step */
+#define MHA_LOG2E_F 1.44269504088896340736f
+
+/* One online-softmax step on one row of a score tile (n keys of a key block),
+ * in base 2: the scores arrive in log2 units (the caller folds scale·log2(e)
+ * into Q, or passes scale = log2(e) after a score modifier), so every
+ * exponential is an exp2 and m, l are the row's base-2 running max and sum:
+ *   s[j] ← s[j]·scale + (add ? add[j]·log2(e) : 0)   for j < n_valid
+ *          (an additive -inf hides its key, even from a NaN score)
+ *   m'   = max(m, max_j s[j]);  p[j] = 2^(s[j] − m') (stored in s);  s[j] = 0 for j >= n_valid
+ *   l    ← l·2^(m − m') + Σ_j p[j];  m ← m'
+ * Returns alpha = 2^(m − m'), the factor the caller applies to the row's
+ * output accumulator: exactly 1, with no exp2 computed, when the max did not
+ * move. While no key of the row has been visible (m' = −inf) all p are 0 and
+ * alpha is 1. n_valid <= n. NaN propagates. The row's log-sum-exp in natural
+ * units is (m + log2 l)·ln 2. */
 typedef float (*mha_f32_softmax_online_row_fn)(size_t n, size_t n_valid, float* s, float scale,
                                                const float* add, float* m, float* l);
 
+/* The step for `rows` whole rows of a score tile at once (row r at
+ * s + r·lds, all n keys visible, scale 1, no additive mask: a plain call's
+ * key block that every row of the item sees whole): for each row, bitwise
+ * what softmax_online_row(n, n, row, 1, NULL, &m[r], &l[r]) gives, its
+ * return value in alpha[r]. One call per key block instead of one per row,
+ * so the rows' reductions overlap and the exp2 calls run back to back. */
+typedef void (*mha_f32_softmax_online_tile_fn)(size_t rows, size_t n, float* s, size_t lds, float* m,
+                                                float* l, float* alpha);
+
 /* The score modifiers of one row, before the softmax step (which then runs
- * with scale 1):  x[j] ← x[j]·scale;  x[j] ← cap·tanh(x[j]/cap) if cap > 0;
+ * with scale log2(e)):  x[j] ← x[j]·scale;  x[j] ← cap·tanh(x[j]/cap) if cap > 0;
  *   x[j] ← x[j] + slope·(d0 + j) if slope != 0   (ALiBi: d0 = j0 − i')
  * for j < n. NaN propagates. */
 typedef void (*mha_f32_scoremod_fn)(size_t n, float* x, float scale, float cap, float slope,
@@ -74,8 +93,9 @@ typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
 /* x[0..n) ← x[0..n) · alpha */
 typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
 
-/* x[0..n) ← exp(x[0..n) − c) · alpha  (the weights pass: final probabilities) */
-typedef void (*mha_f32_vexp_scale_fn)(size_t n, float* x, float c, float alpha);
+/* x[0..n) ← 2^(x[0..n) − c) · alpha  (the weights pass: final probabilities
+ * from base-2 scores and the row's base-2 max c) */
+typedef void (*mha_f32_vexp2_scale_fn)(size_t n, float* x, float c, float alpha);
 
 typedef struct mha_kernels {
   mha_isa isa;
@@ -97,9 +117,10 @@ typedef struct mha_kernels {
   size_t attn_nk;
 
   mha_f32_softmax_online_row_fn softmax_online_row;
+  mha_f32_softmax_online_tile_fn softmax_online_tile;
   mha_f32_scoremod_fn scoremod;
   mha_f32_vscale_fn vscale;
-  mha_f32_vexp_scale_fn vexp_scale;
+  mha_f32_vexp2_scale_fn vexp2_scale;
 
   /* K/V caches: 16-bit rows, rows through pointers (paged) */
   mha_x16_gemm_nt_fn gemm_nt_f16;

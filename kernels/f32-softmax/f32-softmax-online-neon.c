@@ -1,5 +1,5 @@
-/* Online softmax step over one row of a score tile, and vector helpers:
- * AArch64 Advanced SIMD with SLEEF's Sleef_expf4_u10advsimd.
+/* Online softmax step over one row of a score tile, in base 2, and vector
+ * helpers: AArch64 Advanced SIMD with SLEEF's Sleef_exp2f4_u10advsimd.
  * Contract: config/kernels.h. */
 #include <arm_neon.h>
 #include <math.h>
@@ -23,16 +23,15 @@ static void mha_zero_tail_neon(float* s, size_t from, size_t n) {
   if (j < n) mha_neon_store_part(s + j, zero, n - j);
 }
 
-/* Scale and mask one vector of scores: x·scale, then + add, where an
- * additive -inf hides its key even from a NaN score. Multiply and add are
- * two roundings, as in the scalar kernel (no fused multiply-add). */
+/* Scale and mask one vector of scores: x·scale, then + add·log2(e), where an
+ * additive -inf hides its key even from a NaN score. */
 static inline __attribute__((always_inline)) float32x4_t mha_scale_add4(float32x4_t x,
                                                                        float32x4_t vscale,
                                                                        const float32x4_t* a) {
   x = vmulq_f32(x, vscale);
   if (a != NULL) {
     const float32x4_t ninf = vdupq_n_f32(-INFINITY);
-    x = vbslq_f32(vceqq_f32(*a, ninf), ninf, vaddq_f32(x, *a));
+    x = vbslq_f32(vceqq_f32(*a, ninf), ninf, vfmaq_f32(x, *a, vdupq_n_f32(MHA_LOG2E_F)));
   }
   return x;
 }
@@ -43,14 +42,18 @@ float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float
                                        const float* add, float* m, float* l) {
   const float32x4_t vscale = vdupq_n_f32(scale);
   const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+  const int apply = scale != 1.0f || add != NULL; /* else s is read, never rewritten, in the first pass */
   float32x4_t vmax = ninf;
   uint32x4_t nan_acc = vdupq_n_u32(0); /* NaN lanes collect here (x != x) */
   size_t j = 0;
   for (; j + 4 <= n_valid; j += 4) {
     float32x4_t a;
     if (add != NULL) a = vld1q_f32(add + j);
-    const float32x4_t x = mha_scale_add4(vld1q_f32(s + j), vscale, add != NULL ? &a : NULL);
-    vst1q_f32(s + j, x);
+    float32x4_t x = vld1q_f32(s + j);
+    if (apply) {
+      x = mha_scale_add4(x, vscale, add != NULL ? &a : NULL);
+      vst1q_f32(s + j, x);
+    }
     nan_acc = vorrq_u32(nan_acc, vmvnq_u32(vceqq_f32(x, x)));
     vmax = vmaxnmq_f32(vmax, x); /* maxNum: a NaN lane keeps vmax (never NaN itself) */
   }
@@ -77,23 +80,33 @@ float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float
   const float32x4_t zero = vdupq_n_f32(0.0f);
   float32x4_t vsum = zero;
   for (j = 0; j + 4 <= n_valid; j += 4) {
-    const float32x4_t p = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(s + j), vm));
+    const float32x4_t p = Sleef_exp2f4_u10advsimd(vsubq_f32(vld1q_f32(s + j), vm));
     vst1q_f32(s + j, p);
     vsum = vaddq_f32(vsum, p);
   }
   if (j < n_valid) {
     const size_t r = n_valid - j;
-    const float32x4_t p = Sleef_expf4_u10advsimd(vsubq_f32(mha_neon_load_part(s + j, r), vm));
+    const float32x4_t p = Sleef_exp2f4_u10advsimd(vsubq_f32(mha_neon_load_part(s + j, r), vm));
     mha_neon_store_part(s + j, p, r);
     vsum = vaddq_f32(vsum, vbslq_f32(mha_sm_lanes_below(r), p, zero));
   }
   mha_zero_tail_neon(s, n_valid, n);
-  /* exp(-inf) = 0 on the first visible block; a NaN score makes p, l and so
-   * the output NaN */
-  const float alpha = expf(m_old - m_new);
+  /* exp2(-inf) = 0 on the first visible block; a NaN score makes p, l and so
+   * the output NaN; no scalar exp2 while the running max stays */
+  const float alpha = m_new == m_old ? 1.0f : exp2f(m_old - m_new);
   *l = *l * alpha + vaddvq_f32(vsum);
   *m = m_new;
   return alpha;
+}
+
+/* The step for whole rows of a tile (config/kernels.h): the row step on
+ * each row, which is what the contract asks bit for bit; NEON's keeps
+ * no tile form of its own. */
+void mha_f32_softmax_online_tile__neon(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
+                                        float* alpha) {
+  for (size_t r = 0; r < rows; r++) {
+    alpha[r] = mha_f32_softmax_online_row__neon(n, n, s + r * lds, 1.0f, NULL, &m[r], &l[r]);
+  }
 }
 
 void mha_f32_vscale__neon(size_t n, float* x, float alpha) {
@@ -103,16 +116,16 @@ void mha_f32_vscale__neon(size_t n, float* x, float alpha) {
   if (j < n) mha_neon_store_part(x + j, vmulq_f32(mha_neon_load_part(x + j, n - j), va), n - j);
 }
 
-void mha_f32_vexp_scale__neon(size_t n, float* x, float c, float alpha) {
+void mha_f32_vexp2_scale__neon(size_t n, float* x, float c, float alpha) {
   const float32x4_t va = vdupq_n_f32(alpha), vc = vdupq_n_f32(c);
   size_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(x + j), vc));
+    const float32x4_t e = Sleef_exp2f4_u10advsimd(vsubq_f32(vld1q_f32(x + j), vc));
     vst1q_f32(x + j, vmulq_f32(e, va));
   }
   if (j < n) {
     const size_t r = n - j;
-    const float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(mha_neon_load_part(x + j, r), vc));
+    const float32x4_t e = Sleef_exp2f4_u10advsimd(vsubq_f32(mha_neon_load_part(x + j, r), vc));
     mha_neon_store_part(x + j, vmulq_f32(e, va), r);
   }
 }

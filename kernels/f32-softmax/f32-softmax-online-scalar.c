@@ -1,5 +1,6 @@
-/* Online softmax step over one row of a score tile, and vector helpers: the
- * portable reference versions (compiled with -fno-tree-vectorize). */
+/* Online softmax step over one row of a score tile, in base 2, and vector
+ * helpers: the portable reference versions (compiled with
+ * -fno-tree-vectorize), with glibc's exp2f. */
 #include <math.h>
 #include <stddef.h>
 
@@ -12,7 +13,7 @@ float mha_f32_softmax_online_row__scalar(size_t n, size_t n_valid, float* s, flo
   for (size_t j = 0; j < n_valid; j++) {
     float x = s[j] * scale;
     /* an additive -inf hides its key, even from a NaN score */
-    if (add != NULL) x = add[j] == -INFINITY ? -INFINITY : x + add[j];
+    if (add != NULL) x = add[j] == -INFINITY ? -INFINITY : fmaf(add[j], MHA_LOG2E_F, x);
     s[j] = x;
     if (x > mx) mx = x;
     has_nan |= isnan(x);
@@ -26,23 +27,34 @@ float mha_f32_softmax_online_row__scalar(size_t n, size_t n_valid, float* s, flo
   }
   float sum = 0.0f;
   for (size_t j = 0; j < n_valid; j++) {
-    const float p = expf(s[j] - m_new);
+    const float p = exp2f(s[j] - m_new);
     s[j] = p;
     sum += p;
   }
   for (size_t j = n_valid; j < n; j++) s[j] = 0.0f;
-  /* exp(-inf) = 0 on the first visible block; a NaN score makes p, l and
-   * so the output NaN (fmax-like compares skip NaN, exp does not) */
-  const float alpha = expf(m_old - m_new);
+  /* exp2(-inf) = 0 on the first visible block; a NaN score makes p, l and
+   * so the output NaN (fmax-like compares skip NaN, exp2 does not); no
+   * exp2 while the running max stays */
+  const float alpha = m_new == m_old ? 1.0f : exp2f(m_old - m_new);
   *l = *l * alpha + sum;
   *m = m_new;
   return alpha;
+}
+
+/* The step for whole rows of a tile (config/kernels.h): the row step on
+ * each row, which is what the contract asks bit for bit; the reference keeps
+ * no tile form of its own. */
+void mha_f32_softmax_online_tile__scalar(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
+                                        float* alpha) {
+  for (size_t r = 0; r < rows; r++) {
+    alpha[r] = mha_f32_softmax_online_row__scalar(n, n, s + r * lds, 1.0f, NULL, &m[r], &l[r]);
+  }
 }
 
 void mha_f32_vscale__scalar(size_t n, float* x, float alpha) {
   for (size_t j = 0; j < n; j++) x[j] *= alpha;
 }
 
-void mha_f32_vexp_scale__scalar(size_t n, float* x, float c, float alpha) {
-  for (size_t j = 0; j < n; j++) x[j] = expf(x[j] - c) * alpha;
+void mha_f32_vexp2_scale__scalar(size_t n, float* x, float c, float alpha) {
+  for (size_t j = 0; j < n; j++) x[j] = exp2f(x[j] - c) * alpha;
 }

@@ -10,7 +10,8 @@
 #include "mha/attention-plan.h"
 
 /* Decode: merges the key ranges of one item (log-sum-exp) and writes out.
- *   M = max_s m_s,  L = Σ_s l_s·e^(m_s − M),  out = Σ_s O_s·e^(m_s − M) / L
+ *   M = max_s m_s,  L = Σ_s l_s·2^(m_s − M),  out = Σ_s O_s·2^(m_s − M) / L
+ * (m and l in base 2, as the flash loop keeps them)
  * in a fixed order of s; a range that saw no key has m_s = −inf and adds 0.
  * With weights, the inspection pass then runs with the merged (M, L). */
 void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
@@ -28,7 +29,7 @@ void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
     memset(sc.acc, 0, Dv * sizeof(float));
     for (int64_t sp = 0; sp < p->nsplit; sp++) {
       const float* ps = mha_partial_row(p, item, sp, r);
-      const float f = ps[Dv] == -INFINITY ? 0.0f : expf(ps[Dv] - M);
+      const float f = ps[Dv] == -INFINITY ? 0.0f : exp2f(ps[Dv] - M);
       L += ps[Dv + 1] * f;
       for (size_t c = 0; c < Dv; c++) sc.acc[c] += ps[c] * f;
     }
@@ -36,7 +37,8 @@ void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
     float* dst = mha_out_row(p, pos.b, row.h, row.i);
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
     for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
-    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L));
+    const float sink = p->d->mask.sinks != NULL ? p->d->mask.sinks[row.h] : -INFINITY;
+    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L, sink));
     sc.m[r] = M;
     sc.l[r] = L;
   }

@@ -120,16 +120,25 @@ static void mha_kv_prefetch(const mha_attn_plan* p, int64_t b, int64_t g, int64_
 
 /* The flash loop of one (item, key range) over keys [k_begin, k_end), from a
  * fresh (m, l, O): m = −inf, l = 0, or, in the first range of a head with a
- * sink, m = sink, l = 1 (the sink's term exp(sink − m), with no value row). */
+ * sink, m = sink·log2(e), l = 1 (the sink's term 2^(sink·log2(e) − m), with
+ * no value row). m and l are in base 2 (config/kernels.h). */
 static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
                            int64_t k_begin, int64_t k_end, int with_sink, int careful) {
   const mha_attention_desc* d = p->d;
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)d->Dv, NK = (size_t)p->nk;
+  /* a row that sees the whole block with nothing to apply (no modifier, no
+   * additive mask) goes straight to the step: the same call the general
+   * path would make for it; when every row of the item does, one tile step
+   * runs for them all (bitwise the row steps: config/kernels.h) */
+  const int plain = !p->modify && d->mask.additive == NULL;
+  int64_t all_lo = INT64_MIN, all_lim = INT64_MAX; /* the keys every row sees */
   for (size_t r = 0; r < R; r++) {
     const float sink = with_sink ? d->mask.sinks[mha_item_row(p, pos.g, pos.q0, pos.mq, r).h] : -INFINITY;
-    sc->m[r] = sink;
+    sc->m[r] = sink * MHA_LOG2E_F;
     sc->l[r] = sink == -INFINITY ? 0.0f : 1.0f;
+    if (sc->lo[r] > all_lo) all_lo = sc->lo[r];
+    if (sc->lim[r] < all_lim) all_lim = sc->lim[r];
   }
   memset(sc->o, 0, R * Dv * sizeof(float));
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
@@ -139,19 +148,29 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
       mha_kv_prefetch(p, pos.b, pos.g, j1, (size_t)(k_end - j1 < p->nk ? k_end - j1 : p->nk));
     }
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
+    if (plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim) {
+      kr->softmax_online_tile(R, nk, sc->s, NK, sc->m, sc->l, sc->alpha);
+    } else {
+      for (size_t r = 0; r < R; r++) {
+        float* srow = sc->s + r * NK;
+        if (plain && sc->lo[r] <= j0 && j0 + (int64_t)nk <= sc->lim[r]) {
+          sc->alpha[r] = kr->softmax_online_row(nk, nk, srow, 1.0f, NULL, &sc->m[r], &sc->l[r]);
+          continue;
+        }
+        const float* add;
+        size_t nlo;
+        float step_scale;
+        const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, srow, &add, &nlo, &step_scale);
+        /* the step starts after the keys before the row's window: their mask
+         * entries are never read, so a NaN or +inf there cannot reach the row
+         * (-inf + NaN is NaN), as for the keys after lim */
+        sc->alpha[r] = kr->softmax_online_row(nk - nlo, nv - nlo, srow + nlo, step_scale,
+                                              add != NULL ? add + nlo : NULL, &sc->m[r], &sc->l[r]);
+        for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
+      }
+    }
     for (size_t r = 0; r < R; r++) {
-      const float* add;
-      size_t nlo;
-      float step_scale;
-      float* srow = sc->s + r * NK;
-      const size_t nv = mha_row_prepare(p, sc, pos, r, j0, nk, srow, &add, &nlo, &step_scale);
-      /* the step starts after the keys before the row's window: their mask
-       * entries are never read, so a NaN or +inf there cannot reach the row
-       * (-inf + NaN is NaN), as for the keys after lim */
-      const float alpha = kr->softmax_online_row(nk - nlo, nv - nlo, srow + nlo, step_scale,
-                                                 add != NULL ? add + nlo : NULL, &sc->m[r], &sc->l[r]);
-      for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
-      if (alpha != 1.0f) kr->vscale(Dv, sc->o + r * Dv, alpha);
+      if (sc->alpha[r] != 1.0f) kr->vscale(Dv, sc->o + r * Dv, sc->alpha[r]);
     }
     mha_attention_pv(p, sc, pos, R, j0, nk, careful);
   }
@@ -201,7 +220,8 @@ void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, flo
     float* dst = mha_out_row(p, pos.b, row.h, row.i);
     memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
-    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r]));
+    const float sink = with_sink ? d->mask.sinks[row.h] : -INFINITY;
+    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r], sink));
   }
   if (p->weights != NULL) mha_attention_weights(p, pos, &sc, first, max_lim);
 }

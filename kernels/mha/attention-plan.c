@@ -31,7 +31,15 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   p->kr = kr;
   p->d = d;
   p->scale = d->scale != 0.0f ? d->scale : (float)(1.0 / sqrt((double)d->D));
-  p->modify = d->mask.softcap > 0.0f || d->mask.alibi_slopes != NULL;
+  /* The softmax runs in base 2 (config/kernels.h): plain calls fold
+   * scale·log2(e) into Q as it is packed, so the scores come out of the GEMM
+   * ready for the step. A soft-cap or ALiBi needs the scaled scores in
+   * natural units: Q stays as it is, the modifier applies the scale and the
+   * step then multiplies by log2(e); so does a scale whose product with
+   * log2(e) would overflow. */
+  p->qscale = (float)((double)p->scale * MHA_LOG2E);
+  p->modify = d->mask.softcap > 0.0f || d->mask.alibi_slopes != NULL || !isfinite(p->qscale);
+  if (p->modify) p->qscale = 1.0f;
   p->G = d->H / d->Hkv;
   p->nk = (int64_t)kr->attn_nk;
   p->nkb = d->Tk / p->nk + (d->Tk % p->nk != 0);
@@ -103,12 +111,12 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   mha_count(&scratch, rows, D, &bad);
   mha_count(&scratch, rows, NK, &bad);
   mha_count(&scratch, rows, Dv, &bad);
-  mha_count(&scratch, rows, 2 + 2 * sizeof(int64_t) / sizeof(float), &bad);
+  mha_count(&scratch, rows, 3 + 2 * sizeof(int64_t) / sizeof(float), &bad); /* m, l, alpha, lo, lim */
   mha_count(&scratch, Dv, 1, &bad);
   mha_count(&scratch, NK, Dv, &bad);
   mha_count(&scratch, NK, sizeof(void*) / sizeof(float), &bad);
   mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
-  mha_count(&scratch, 16, 11, &bad); /* ten parts, each rounded up to 16 floats */
+  mha_count(&scratch, 16, 12, &bad); /* eleven parts, each rounded up to 16 floats */
   p->scratch = scratch & ~(size_t)15;
   if (p->kt_blocks > 0) {
     size_t blk = 0;

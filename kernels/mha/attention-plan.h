@@ -6,8 +6,10 @@
  * Work item = (batch b, K/V head g, query block). The query rows of all
  * G = H / Hkv heads that share K/V head g are packed side by side, so each
  * key/value block is read once per group, not once per query head. For each
- * key block: S = Qp·Kᵀ (GEMM micro-kernel), the online softmax step per row
- * (scale, mask, running max and sum, p = exp(s − m)), O = alpha·O + P·V.
+ * key block: S = Qp·Kᵀ (GEMM micro-kernel, Q packed with scale·log2(e)
+ * folded in), the online softmax step in base 2 (mask, running max and sum,
+ * p = 2^(s − m); one tile call when every row sees the whole block),
+ * O = alpha·O + P·V with the rescale skipped where alpha = 1.
  * Key blocks that the causal mask or kv_len hide from every row of the item
  * are never touched. Splits depend on the shape only, never on the thread
  * count, so results are bitwise identical for any number of threads.
@@ -54,7 +56,9 @@ typedef struct mha_attn_plan {
   int64_t page;               /* paged: tokens per block (a power of two); 0: contiguous */
   int v_in_place;             /* fp32 contiguous V: the P·V GEMM reads it where it is */
   float scale;
-  int modify;        /* a score modifier (soft-cap, ALiBi) runs before each softmax step */
+  float qscale;      /* Q's factor as it is packed: scale·log2(e), or 1 when modify */
+  int modify;        /* a score modifier (soft-cap, ALiBi, or a scale too large to fold) runs
+                        before each softmax step, which then multiplies by log2(e) */
   int64_t G;         /* query heads per K/V head */
   int64_t mq;        /* query rows per head in one item */
   int64_t nqb;       /* query blocks per head */
@@ -205,9 +209,10 @@ static inline mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item)
 }
 
 /* The per-thread scratch of an item: query rows, a score tile, the output
- * accumulator, the running max and sum, the row limits, a merge row. */
+ * accumulator, the running max and sum, a key block's rescale factors, the
+ * row limits, a merge row. */
 typedef struct mha_scratch {
-  float *qp, *s, *o, *m, *l, *acc;
+  float *qp, *s, *o, *m, *l, *alpha, *acc;
   int64_t *lo, *lim; /* row r sees keys [lo[r], lim[r]) (before the additive mask) */
   float* vclean; /* [nk × Dv]: a V block in fp32 (widened, gathered, or with its
                     non-finite rows zeroed) for the P·V GEMM */
@@ -220,9 +225,20 @@ static inline float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64
   return p->partial + ((size_t)(item * p->nsplit + split) * (size_t)p->rows + r) * (size_t)(p->d->Dv + 2);
 }
 
-/* A row's log-sum-exp from its running (m, l): −inf for a row that saw
- * nothing (l = 0), NaN for a NaN row. */
-static inline float mha_lse(float m, float l) { return l == 0.0f ? -INFINITY : m + logf(l); }
+/* log2(e) and ln 2: the flash loop's m and l are in base 2 (config/kernels.h) */
+#define MHA_LOG2E 1.44269504088896340736
+#define MHA_LN2 0.69314718055994530942
+
+/* A row's log-sum-exp, in natural units, from its base-2 running (m, l) and
+ * the sink it started from (−inf for none): −inf for a row that saw nothing
+ * (l = 0), NaN for a NaN row, and exactly the sink where the sink's term is
+ * the only one that counts (l = 1 at m = sink·log2(e): every key's term
+ * underflowed or there was none), which m·ln 2 would miss by an ulp. */
+static inline float mha_lse(float m, float l, float sink) {
+  if (l == 0.0f) return -INFINITY;
+  if (l == 1.0f && m == sink * MHA_LOG2E_F) return sink;
+  return (float)(((double)m + log2((double)l)) * MHA_LN2);
+}
 
 /* The parallel stages of n bound plans, as one unit space each: the Kᵀ
  * packing, then the (item, key range) units, then the head-mean weights

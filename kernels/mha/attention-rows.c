@@ -107,7 +107,8 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int6
   int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
-    memcpy(qp + r * D, p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row, D * sizeof(float));
+    const float* src = p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
+    for (size_t c = 0; c < D; c++) qp[r * D + c] = src[c] * p->qscale;
     mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
     if (lim[r] > max_lim) max_lim = lim[r];
     if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
@@ -124,9 +125,10 @@ mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
   sc.o = sc.s + mha_round16(rows * (size_t)p->nk);           /* [rows × Dv] */
   sc.m = sc.o + mha_round16(rows * (size_t)p->d->Dv);
   sc.l = sc.m + mha_round16(rows);
-  sc.lo = (int64_t*)(sc.l + mha_round16(rows));
+  sc.alpha = sc.l + mha_round16(rows);
+  sc.lo = (int64_t*)(sc.alpha + mha_round16(rows));
   sc.lim = sc.lo + rows;
-  sc.acc = sc.l + mha_round16(rows) + mha_round16(2 * rows * sizeof(int64_t) / sizeof(float));
+  sc.acc = sc.alpha + mha_round16(rows) + mha_round16(2 * rows * sizeof(int64_t) / sizeof(float));
   sc.vclean = sc.acc + mha_round16((size_t)p->d->Dv);
   sc.vrows = (const void**)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
   sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv) +
@@ -148,12 +150,12 @@ size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_p
   const size_t nv = mha_row_keys(p, pos.b, row, sc->lim[r], j0, nk, add);
   const int64_t before = sc->lo[r] - j0;
   *nlo = before <= 0 ? 0 : before >= (int64_t)nv ? nv : (size_t)before;
-  *step_scale = p->scale;
-  if (nv == 0 || (!p->modify && *nlo == 0)) return nv;
+  *step_scale = 1.0f; /* Q holds scale·log2(e) */
+  if (nv == 0 || !p->modify) return nv;
   const float slope = d->mask.alibi_slopes ? d->mask.alibi_slopes[row.h] : 0.0f;
   const int64_t ip = mha_aligned_pos(p, pos.b, row.i);
   p->kr->scoremod(nv - *nlo, srow + *nlo, p->scale, d->mask.softcap, slope,
                   (float)(j0 + (int64_t)*nlo - ip));
-  *step_scale = 1.0f;
+  *step_scale = MHA_LOG2E_F;
   return nv;
 }

@@ -39,7 +39,7 @@ void mha_weights_slots_index(const mha_attn_plan* p) {
 }
 
 /* Row r's final probabilities of key block j0 into srow (after mha_scores):
- * exp(s − m[r]) / l[r], 0 on hidden keys. Returns the keys it covers (the
+ * 2^(s − m[r]) / l[r] (base 2, as the flash loop), 0 on hidden keys. Returns the keys it covers (the
  * visible prefix; the rest of the block is 0), or 0 if the row sees none. */
 static size_t mha_row_weights(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
                               size_t r, int64_t j0, size_t nk, float* srow) {
@@ -51,9 +51,11 @@ static size_t mha_row_weights(const mha_attn_plan* p, const mha_scratch* sc, mha
   /* as the row step, from the row's first key: an additive -inf hides its key,
    * even from a NaN score */
   for (size_t j = nlo; j < nv; j++) {
-    srow[j] = add == NULL ? srow[j] * sc_step : add[j] == -INFINITY ? -INFINITY : srow[j] * sc_step + add[j];
+    srow[j] = add == NULL ? srow[j] * sc_step
+              : add[j] == -INFINITY ? -INFINITY
+                                    : fmaf(add[j], MHA_LOG2E_F, srow[j] * sc_step);
   }
-  p->kr->vexp_scale(nv - nlo, srow + nlo, sc->m[r], 1.0f / sc->l[r]);
+  p->kr->vexp2_scale(nv - nlo, srow + nlo, sc->m[r], 1.0f / sc->l[r]);
   /* a hidden key's weight is 0, also in a NaN row (0 · NaN) */
   for (size_t j = 0; j < nlo; j++) srow[j] = 0.0f;
   if (add != NULL) {
@@ -63,7 +65,7 @@ static size_t mha_row_weights(const mha_attn_plan* p, const mha_scratch* sc, mha
 }
 
 /* The inspection pass of one item: recompute the scores and write the final
- * probabilities exp(s − m[r]) / l[r] of every row (zeros where hidden). */
+ * probabilities 2^(s − m[r]) / l[r] of every row (zeros where hidden). */
 void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc,
                                   int64_t first, int64_t max_lim) {
   const mha_attention_desc* d = p->d;
