@@ -27,6 +27,7 @@ set(MHA_SOURCES
   kernels/mha/layer-create.c
   kernels/mha/layer-forward.c
   kernels/mha/merge.c
+  kernels/mha/parallel.c
   kernels/mha/varlen.c)
 
 # The scalar kernels are the reference: keep the compiler from vectorizing them.

@@ -46,8 +46,9 @@
  *     weights are requested. Different kernel sets may differ in the last
  *     bits (within the documented tolerance of the scalar path). A NaN is
  *     a NaN: its sign and payload are not part of the guarantee.
- *   - A call with num_threads == 1 (or resolving to 1) opens no OpenMP
- *     parallel region, so the OpenMP runtime allocates nothing for it.
+ *   - A call with num_threads == 1 (or resolving to 1, or a small call: see
+ *     num_threads), or with a threadpool, opens no OpenMP parallel region,
+ *     so the OpenMP runtime allocates nothing for it.
  */
 #ifndef MHA_H
 #define MHA_H
@@ -177,6 +178,50 @@ MHA_API mha_status mha_set_isa(mha_isa isa);
 
 /* As mha_set_isa(), by name; MHA_STATUS_UNKNOWN_ISA for an unknown name. */
 MHA_API mha_status mha_set_isa_by_name(const char* name);
+
+/* ------------------------------------------------------------------------ */
+/* Threads: OpenMP, or the caller's own pool                                */
+/* ------------------------------------------------------------------------ */
+
+/* By default a call runs its work on OpenMP (num_threads below). An engine
+ * with a pool of its own (ggml's threadpool, ONNX Runtime's intra-op pool,
+ * PyTorch's at::parallel_for, XNNPACK's pthreadpool) passes it as an
+ * mha_threadpool (desc.threadpool, args.threadpool); the call then runs its
+ * work through pool->parallel_for and opens no OpenMP region. Adapters for a
+ * plain pthread pool and for pthreadpool: examples/threadpool-*.c.
+ *
+ * parallel_for(context, task, task_context, n) must call
+ * task(task_context, i) exactly once for every i in [0, n) — on any threads,
+ * the calling one included, in any order, at once or one after another —
+ * and return only after every one of those calls has returned. It may not
+ * fail. mha calls it only from the thread that called mha (never from
+ * inside a task), with 1 <= n <= the call's workers, once per stage of the
+ * call that has work (the core: the Kᵀ packing, the attention units, the
+ * head-mean weights; the layer: each projection GEMM, then the core's).
+ *
+ * Task i is worker i: it uses worker i's slice of the workspace and takes
+ * the stage's work units from a counter the tasks share, until none is
+ * left. So a task that starts late (its thread was descheduled, or busy)
+ * finds the units done by the others and returns at once; a pool that runs
+ * the tasks one after another on one thread is correct, only not parallel.
+ *
+ * The call's workers: num_threads if > 0, else pool->num_threads; fewer
+ * when the call's work is too small to share (see num_threads). The
+ * workspace size queries count them the same way, so pass the same pool and
+ * num_threads to the query and the call.
+ *
+ * Bits: those of the OpenMP default, whoever runs the units and however many
+ * tasks run at once. Errors: parallel_for NULL or num_threads < 1 is
+ * INVALID_ARGUMENT; every check happens before the first parallel_for, so a
+ * call that fails never calls the pool. */
+typedef void (*mha_task_fn)(void* task_context, size_t index);
+typedef void (*mha_parallel_for_fn)(void* pool_context, mha_task_fn task, void* task_context,
+                                    size_t n);
+typedef struct mha_threadpool {
+  mha_parallel_for_fn parallel_for;
+  void* context;   /* passed to parallel_for as pool_context */
+  int num_threads; /* how many tasks it runs at once (its threads, the caller's included); >= 1 */
+} mha_threadpool;
 
 /* ------------------------------------------------------------------------ */
 /* Strided views                                                            */
@@ -328,7 +373,13 @@ typedef struct mha_attention_desc {
   mha_strides out;  /* out [B, H,   Tq, Dv] */
   float scale;      /* multiplies Q·Kᵀ; 0 means the default 1/sqrt(D); must be finite */
   mha_mask mask;    /* all off by default */
-  int num_threads;  /* 0: OpenMP's default (1 when called inside a parallel region); > 0: exactly that many */
+  /* 0: the default: OpenMP's (1 when called inside a parallel region), or
+   * the threadpool's. > 0: at most that many workers. Fewer when the call's
+   * work is too small to share: a call gets one worker per 2·10^6 units of
+   * work (a FLOP, or 1/8 of a byte read or written: about 20 µs of one
+   * core), so a tiny call runs on the caller's thread alone, however many
+   * threads are asked for. Never changes a result's bits. */
+  int num_threads;
   mha_isa isa;      /* MHA_ISA_DEFAULT: the process choice; else this call's kernel set
                        (UNSUPPORTED_ISA if unavailable). Thread-safe: nothing global changes. */
   /* NULL, or a contiguous [B, H, Tq] buffer that receives each row's
@@ -349,6 +400,9 @@ typedef struct mha_attention_desc {
    * (INVALID_STRIDE). */
   void* workspace;
   size_t workspace_size;
+  /* NULL: OpenMP. Else the caller's pool runs the call's work (see
+   * "Threads"); num_threads 0 then means pool->num_threads. (Since 0.6.) */
+  const mha_threadpool* threadpool;
 } mha_attention_desc;
 
 /* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
@@ -685,7 +739,7 @@ typedef struct mha_layer_args {
   const int32_t* weights_heads; /* MHA_WEIGHTS_SELECTED: the heads, [weights_nheads] */
   int64_t weights_nheads;
   float scale;      /* 0: 1/sqrt(D) */
-  int num_threads;  /* 0: OpenMP's default */
+  int num_threads;  /* as in the core: 0 the default (OpenMP's, or the pool's), > 0 at most that many */
   /* NULL: the call allocates its buffers. Else a caller-owned buffer of
    * workspace_size bytes, at least mha_layer_workspace_size(): the call then
    * allocates nothing. One buffer per concurrent call. */
@@ -701,6 +755,9 @@ typedef struct mha_layer_args {
    * checked before anything is written (INVALID_ARGUMENT). */
   const mha_kv_cache* kv_cache;
   const int32_t* kv_pos;
+  /* NULL: OpenMP. Else the caller's pool runs the call's GEMMs and attention
+   * (see "Threads"); num_threads 0 then means pool->num_threads. (Since 0.6.) */
+  const mha_threadpool* threadpool;
 } mha_layer_args;
 
 /* Sets everything to 0 / NULL and struct_size: self-attention, no mask,

@@ -32,7 +32,7 @@ int main(void) {
   F(mha_attention_desc, lse); F(mha_attention_desc, weights_mode);
   F(mha_attention_desc, weights_heads); F(mha_attention_desc, weights_nheads);
   F(mha_attention_desc, workspace);
-  F(mha_attention_desc, workspace_size);
+  F(mha_attention_desc, workspace_size); F(mha_attention_desc, threadpool);
 
   E(mha_dtype, MHA_DTYPE_F32); E(mha_dtype, MHA_DTYPE_F16); E(mha_dtype, MHA_DTYPE_BF16);
 
@@ -59,5 +59,6 @@ int main(void) {
   F(mha_layer_args, weights_heads); F(mha_layer_args, weights_nheads); F(mha_layer_args, scale);
   F(mha_layer_args, num_threads); F(mha_layer_args, workspace);
   F(mha_layer_args, workspace_size); F(mha_layer_args, kv_cache); F(mha_layer_args, kv_pos);
+  F(mha_layer_args, threadpool);
   return 0;
 }

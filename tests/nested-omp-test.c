@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "mha.h"
-#include "mha/internal.h" /* white box: mha_resolve_threads */
+#include "mha/internal.h" /* white box: mha_resolve_workers */
 #include "tester.h"
 
 enum { CALLERS = 3 };
@@ -100,15 +100,15 @@ static void test_layer(tester* t, mha_isa isa) {
 /* The rule itself: num_threads 0 is OpenMP's default outside a region and 1
  * inside one (even with nesting allowed); an explicit count is kept. */
 static void test_thread_rule(tester* t) {
-  tester_context(t, "mha_resolve_threads");
-  const int outside = mha_resolve_threads(0);
+  tester_context(t, "mha_resolve_workers");
+  const int outside = mha_resolve_workers(0, NULL);
   tester_check(t, outside == omp_get_max_threads(), "outside a region: %d threads, OpenMP's default is %d",
                outside, omp_get_max_threads());
   int inside[CALLERS], explicit5[CALLERS];
 #pragma omp parallel num_threads(CALLERS)
   {
-    inside[omp_get_thread_num()] = mha_resolve_threads(0);
-    explicit5[omp_get_thread_num()] = mha_resolve_threads(5);
+    inside[omp_get_thread_num()] = mha_resolve_workers(0, NULL);
+    explicit5[omp_get_thread_num()] = mha_resolve_workers(5, NULL);
   }
   for (int c = 0; c < CALLERS; c++) {
     tester_check(t, inside[c] == 1, "inside a region, caller %d: %d threads, want 1", c, inside[c]);

@@ -71,6 +71,13 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: num_threads = %d, must be >= 0", fn,
                      d->num_threads);
   }
+  if (d->threadpool != NULL && d->threadpool->parallel_for == NULL) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: threadpool->parallel_for is NULL", fn);
+  }
+  if (d->threadpool != NULL && d->threadpool->num_threads < 1) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: threadpool->num_threads = %d, must be >= 1", fn,
+                     d->threadpool->num_threads);
+  }
   mha_status st;
   if ((st = mha_check_view(fn, "q", d->B, d->H, d->Tq, d->D, &d->q, 0)) != MHA_STATUS_SUCCESS ||
       (st = mha_check_view(fn, "k", d->B, d->Hkv, d->Tk, d->D, &d->k, 0)) != MHA_STATUS_SUCCESS ||

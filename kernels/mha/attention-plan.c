@@ -104,6 +104,11 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   }
   p->units = units;
   p->kt_blocks = p->use_nt ? 0 : kt_blocks;
+  /* the call's work for the size rule (parallel.h), an upper bound in
+   * doubles (no overflow): the two GEMMs' FLOPs over every (row, key), and
+   * 2 per byte of Q, out, K and V (the masks and the weights left out) */
+  const double dw = (double)(d->D + d->Dv), rows_q = (double)d->B * (double)d->H * (double)d->Tq;
+  p->work = rows_q * (double)d->Tk * 2.0 * dw + 2.0 * 4.0 * (rows_q + (double)d->B * (double)d->Hkv * (double)d->Tk) * dw;
 
   const size_t rows = (size_t)p->rows, D = (size_t)d->D, Dv = (size_t)d->Dv, NK = (size_t)p->nk;
   int bad = 0;
@@ -158,9 +163,9 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
 }
 
 /* The threads that share `units` units (at most one per unit, at least 1). */
-int mha_attn_threads(int nthreads, int64_t units) {
+int mha_attn_threads(int nthreads, int64_t units, double work) {
   if (nthreads > units) nthreads = (int)units;
-  return nthreads < 1 ? 1 : nthreads;
+  return mha_workers_for(nthreads, work);
 }
 
 /* floats = scratch · threads + shared, checked. */
@@ -191,7 +196,7 @@ mha_status mha_attention_workspace_floats(const mha_kernels* kr, const mha_atten
   mha_attn_plan p;
   mha_status st = mha_attn_plan_make(&p, kr, d, with_weights, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
   if (st != MHA_STATUS_SUCCESS) return st;
-  return mha_attn_total(p.scratch, mha_attn_threads(nthreads, p.units), p.shared_n, floats);
+  return mha_attn_total(p.scratch, mha_attn_threads(nthreads, p.units, p.work), p.shared_n, floats);
 }
 
 /* A caller's workspace, aligned up to 64 bytes, if it has the size that
@@ -213,7 +218,7 @@ mha_status mha_call_plan(const char* fn, const char* size_fn, const mha_attentio
   memset(c, 0, sizeof *c);
   mha_status st = mha_kernels_resolve(fn, d->isa, &c->kr);
   if (st != MHA_STATUS_SUCCESS) return st;
-  c->nthreads = mha_resolve_threads(d->num_threads);
+  c->nthreads = mha_resolve_workers(d->num_threads, d->threadpool);
   st = cu_q != NULL ? mha_attention_varlen_floats(c->kr, d, cu_q, cu_k, c->nthreads, &c->floats)
                     : mha_attention_workspace_floats(c->kr, d, with_weights, c->nthreads, &c->floats);
   if (st != MHA_STATUS_SUCCESS || size_fn == NULL || d->workspace == NULL) return st;

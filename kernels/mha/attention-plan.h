@@ -72,6 +72,7 @@ typedef struct mha_attn_plan {
   float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
   int64_t items;     /* B·Hkv·nqb */
   int64_t units;     /* items·nsplit */
+  double work;       /* the call's work for the size rule (parallel.h): FLOPs + 2·bytes, a bound */
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */
@@ -253,14 +254,16 @@ typedef struct mha_attn_stages {
 /* attention-plan.c */
 mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha_attention_desc* d,
                               int with_weights, int64_t want_items);
-int mha_attn_threads(int nthreads, int64_t units);
+/* The workers that share a plan's units: at most one per unit, at most one
+ * per MHA_WORK_PER_WORKER of its work (parallel.h), at least 1. */
+int mha_attn_threads(int nthreads, int64_t units, double work);
 mha_status mha_attn_total(size_t scratch, int threads, size_t shared, size_t* floats);
 void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const float* v,
                         const mha_kv_cache* cache, float* out, float* weights, float** shared);
 
-/* attention-run.c: runs the stages on nthreads threads, thread t's scratch
- * at scratch + t·stride floats */
-void mha_attn_execute(const mha_attn_stages* s, int nthreads, float* scratch, size_t stride);
+/* attention-run.c: runs the stages on the team's workers, worker w's
+ * scratch at scratch + w·stride floats */
+void mha_attn_execute(const mha_attn_stages* s, mha_team team, float* scratch, size_t stride);
 
 /* attention-rows.c */
 void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit);

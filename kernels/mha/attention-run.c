@@ -2,7 +2,8 @@
  * The parallel stages of a call: the Kᵀ pre-pass, the (item, key range)
  * units, the head-mean weights pass, over one plan (the core, a K/V cache,
  * the layer's chunks) or one plan per sequence (varlen), in one parallel
- * region; and mha_attention_run, the core's run over its own workspace.
+ * region (OpenMP) or one parallel_for per stage (the caller's pool); and
+ * mha_attention_run, the core's run over its own workspace.
  */
 #include <math.h>
 #include <omp.h>
@@ -38,25 +39,56 @@ static void mha_attn_mean_unit(const mha_attn_stages* s, int64_t u, float* scrat
   mha_attention_weights_mean(&s->plans[i], u - s->mean_first[i], scratch);
 }
 
-void mha_attn_execute(const mha_attn_stages* s, int nthreads, float* scratch, size_t stride) {
-  const int64_t n = s->n, pack = s->pack_first[n], units = s->unit_first[n], mean = s->mean_first[n];
-  /* One thread opens no parallel region: the OpenMP runtime allocates its
-   * team there and exits the process if that fails. The loops are the same. */
-  if (nthreads == 1) {
-    for (int64_t u = 0; u < pack; u++) mha_attn_pack_unit(s, u);
-    for (int64_t u = 0; u < units; u++) mha_attn_item_unit(s, u, scratch);
-    for (int64_t u = 0; u < mean; u++) mha_attn_mean_unit(s, u, scratch);
+/* One stage's units, taken from its counter by every worker until none is
+ * left: 0 the Kᵀ packing, 1 the (item, key range) units, 2 the head-mean
+ * weights. */
+typedef struct mha_attn_stage_run {
+  const mha_attn_stages* s;
+  float* scratch;
+  size_t stride;
+  int stage;
+  int64_t n;
+  int64_t next;
+} mha_attn_stage_run;
+
+static void mha_attn_stage_worker(void* ctx, int worker) {
+  mha_attn_stage_run* r = ctx;
+  float* mine = r->scratch + (size_t)worker * r->stride;
+  for (int64_t u; (u = mha_claim(&r->next, r->n)) >= 0;) {
+    if (r->stage == 0) mha_attn_pack_unit(r->s, u);
+    else if (r->stage == 1) mha_attn_item_unit(r->s, u, mine);
+    else mha_attn_mean_unit(r->s, u, mine);
+  }
+}
+
+void mha_attn_execute(const mha_attn_stages* s, mha_team team, float* scratch, size_t stride) {
+  const int64_t n = s->n;
+  mha_attn_stage_run runs[3] = {
+      {s, scratch, stride, 0, s->pack_first[n], 0},
+      {s, scratch, stride, 1, s->unit_first[n], 0},
+      {s, scratch, stride, 2, s->mean_first[n], 0},
+  };
+  if (team.workers > 1 && team.pool == NULL) {
+    /* OpenMP: one region, a barrier between stages that have work (a stage
+     * needs the one before it done); a thread that starts late finds the
+     * counters spent. The region's own join ends the last stage. */
+#pragma omp parallel num_threads(team.workers)
+    {
+      const int w = omp_get_thread_num();
+      int ran = 0;
+      for (int i = 0; i < 3; i++) {
+        if (runs[i].n == 0) continue;
+        if (ran++) {
+#pragma omp barrier
+        }
+        mha_attn_stage_worker(&runs[i], w);
+      }
+    }
     return;
   }
-#pragma omp parallel num_threads(nthreads)
-  {
-    float* mine = scratch + (size_t)omp_get_thread_num() * stride;
-#pragma omp for schedule(static)
-    for (int64_t u = 0; u < pack; u++) mha_attn_pack_unit(s, u);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t u = 0; u < units; u++) mha_attn_item_unit(s, u, mine);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t u = 0; u < mean; u++) mha_attn_mean_unit(s, u, mine);
+  /* one worker, or the caller's pool: one parallel_for per stage with work */
+  for (int i = 0; i < 3; i++) {
+    if (runs[i].n > 0) mha_team_run(team, mha_attn_stage_worker, &runs[i]);
   }
 }
 
@@ -67,12 +99,12 @@ static int64_t mha_attn_mean_units(const mha_attn_plan* p) {
 
 mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
                              const float* k, const float* v, const mha_kv_cache* cache, float* out,
-                             float* weights, int nthreads, float* workspace) {
+                             float* weights, mha_team team, float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
-  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
+  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, (int64_t)MHA_ATTN_UNITS_PER_THREAD * team.workers);
   if (st != MHA_STATUS_SUCCESS) return st;
-  nthreads = mha_attn_threads(nthreads, p.units);
+  const int nthreads = team.workers = mha_attn_threads(team.workers, p.units, p.work);
   size_t total = 0;
   if ((st = mha_attn_total(p.scratch, nthreads, p.shared_n, &total)) != MHA_STATUS_SUCCESS) return st;
   float* ws = workspace;
@@ -88,7 +120,7 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
   const int64_t pack_first[2] = {0, p.kt_blocks * MHA_KT_PARTS}, unit_first[2] = {0, p.units},
                 mean_first[2] = {0, mha_attn_mean_units(&p)};
   const mha_attn_stages stages = {&p, 1, pack_first, unit_first, mean_first};
-  mha_attn_execute(&stages, nthreads, ws, p.scratch);
+  mha_attn_execute(&stages, team, ws, p.scratch);
   if (workspace == NULL) free(ws);
   return MHA_STATUS_SUCCESS;
 }

@@ -1,5 +1,4 @@
 /* Overflow-checked size arithmetic, view validation and thread resolution. */
-#include <omp.h>
 
 #include "mha/internal.h"
 
@@ -96,11 +95,4 @@ mha_status mha_check_spans_disjoint(const char* fn, const mha_span* outs, size_t
     }
   }
   return MHA_STATUS_SUCCESS;
-}
-
-int mha_resolve_threads(int requested) {
-  if (requested > 0) return requested;
-  if (omp_in_parallel()) return 1;
-  int n = omp_get_max_threads();
-  return n > 0 ? n : 1;
 }

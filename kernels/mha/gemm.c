@@ -175,17 +175,35 @@ mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kr, int64_t M, int64_t N, int
   return g;
 }
 
-void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
-                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads) {
-  const mha_gemm_grid g = mha_gemm_grid_for(kr, M, w->N, (int64_t)w->nr, nthreads);
-  if (nthreads > g.tiles) nthreads = (int)g.tiles;
-  if (nthreads < 1) nthreads = 1;
-  /* One thread opens no parallel region: the OpenMP runtime allocates its
-   * team there and exits the process if that fails. */
-  if (nthreads == 1) {
-    for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, &g, t, M, a, lda, w, bias, c, ldc);
-    return;
+typedef struct mha_gemm_run {
+  const mha_kernels* kr;
+  const mha_gemm_grid* g;
+  int64_t M;
+  const float* a;
+  int64_t lda;
+  const mha_packed_w* w;
+  const float* bias;
+  float* c;
+  int64_t ldc;
+  int64_t next; /* the next tile to take */
+} mha_gemm_run;
+
+static void mha_gemm_worker(void* ctx, int worker) {
+  mha_gemm_run* r = ctx;
+  for (int64_t t; (t = mha_claim(&r->next, r->g->tiles)) >= 0;) {
+    mha_gemm_tile_at(r->kr, r->g, t, r->M, r->a, r->lda, r->w, r->bias, r->c, r->ldc);
   }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t t = 0; t < g.tiles; t++) mha_gemm_tile_at(kr, &g, t, M, a, lda, w, bias, c, ldc);
+}
+
+void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
+                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, mha_team team) {
+  const mha_gemm_grid g = mha_gemm_grid_for(kr, M, w->N, (int64_t)w->nr, team.workers);
+  if (team.workers > g.tiles) team.workers = (int)g.tiles;
+  /* the size rule (parallel.h): 2·M·N·K FLOPs, 2 per byte of A, W and C */
+  const double m = (double)M, n = (double)w->N, k = (double)w->K;
+  team.workers = mha_workers_for(team.workers, 2.0 * m * n * k + 2.0 * 4.0 * (m * k + k * n + m * n));
+  /* one worker opens no parallel region: the OpenMP runtime allocates its
+   * team there and exits the process if that fails */
+  mha_gemm_run r = {kr, &g, M, a, lda, w, bias, c, ldc, 0};
+  mha_team_run(team, mha_gemm_worker, &r);
 }

@@ -7,6 +7,7 @@
 
 #include "config/kernels.h"
 #include "mha.h"
+#include "mha/parallel.h"
 
 /* Records a formatted message for mha_last_error() and returns status. */
 mha_status mha_error(mha_status status, const char* fmt, ...)
@@ -73,9 +74,6 @@ mha_status mha_check_outputs_disjoint(const char* fn, mha_span out, mha_span wei
 /* The weights output's heads dimension: H, 1 (head mean) or the chosen heads. */
 int64_t mha_weights_slots(const mha_attention_desc* d);
 
-/* The number of threads a call uses: requested > 0 as is; 0 → OpenMP's
- * default, or 1 inside an active parallel region (no oversubscription). */
-int mha_resolve_threads(int requested);
 
 /* Projection GEMM with weights packed once (kernels/mha/gemm.c). */
 typedef struct mha_packed_w {
@@ -104,10 +102,11 @@ typedef struct mha_gemm_grid {
 } mha_gemm_grid;
 mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kernels, int64_t M, int64_t N, int64_t nr, int nthreads);
 
-/* C[M×N] = A[M×K] · W + bias (bias NULL: none), over nthreads threads.
- * A row stride lda, C row stride ldc. Deterministic for any nthreads. */
+/* C[M×N] = A[M×K] · W + bias (bias NULL: none), on the team's workers
+ * (fewer for a small product: parallel.h). A row stride lda, C row stride
+ * ldc. Deterministic for any team. */
 void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t lda,
-                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, int nthreads);
+                  const mha_packed_w* w, const float* bias, float* c, int64_t ldc, mha_team team);
 
 /* The attention core after validation (kernels/mha/attention.c).
  * workspace: NULL (allocated here), or mha_attention_workspace_floats()
@@ -116,7 +115,7 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
  * the cache (validated: mha_kv_cache_validate). */
 mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
                              const float* q, const float* k, const float* v,
-                             const mha_kv_cache* cache, float* out, float* weights, int nthreads,
+                             const mha_kv_cache* cache, float* out, float* weights, mha_team team,
                              float* workspace);
 /* The overlap rule of every call (include/mha.h, "Strided views"): what it
  * writes (out, weights, lse, the caller's workspace, and the extra outputs
@@ -140,7 +139,7 @@ mha_status mha_attention_varlen_floats(const mha_kernels* kernels, const mha_att
                                        size_t* floats);
 mha_status mha_attention_varlen_run(const mha_kernels* kernels, const mha_attention_desc* desc,
                                     const int32_t* cu_q, const int32_t* cu_k, const float* q,
-                                    const float* k, const float* v, float* out, int nthreads,
+                                    const float* k, const float* v, float* out, mha_team team,
                                     float* workspace);
 
 /* The parallel stages of a core call at nthreads threads: the Kᵀ packing
@@ -154,7 +153,7 @@ mha_status mha_attention_work_units(const mha_kernels* kernels, const mha_attent
  * (aligned), or NULL when it passed none. */
 typedef struct mha_call {
   const mha_kernels* kr;
-  int nthreads;
+  int nthreads; /* the workers asked for (mha_resolve_workers) */
   size_t floats;
   float* ws;
 } mha_call;

@@ -110,10 +110,11 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   cd->weights_heads = a->weights_heads;
   cd->weights_nheads = a->weights_nheads;
   cd->num_threads = a->num_threads;
+  cd->threadpool = a->threadpool;
   static const float any = 0.0f;
   mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any, a->weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
-  c->nthreads = mha_resolve_threads(a->num_threads);
+  c->nthreads = mha_resolve_workers(a->num_threads, a->threadpool);
   /* the core's workspace for a full chunk and for the short last one: the
    * larger (it grows with B, but a buffer overrun must not hang on that) */
   size_t n_last = 0;
@@ -158,7 +159,7 @@ mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* ca
 static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c,
                                   int64_t b0, int64_t nb, float* buf) {
   const mha_kernels* kr = L->kr;
-  const int nthreads = c->nthreads;
+  const mha_team team = {a->threadpool, c->nthreads};
   const int64_t rows_q = nb * c->Tq, rows_k = nb * c->Tk, ldq = c->ldq, ldkv = c->ldkv;
   const int64_t width = mha_layer_output_width(L);
   const float* x_q = a->x_q + b0 * c->Tq * L->d_model;
@@ -173,15 +174,15 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   const float* bkv = L->bqkv ? L->bqkv + L->nq : NULL;
 
   if (c->self) {
-    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, nthreads);
+    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, team);
   } else {
-    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wq, bq, qbuf, ldq, nthreads);
+    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wq, bq, qbuf, ldq, team);
     if (x_v == NULL) {
-      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, nthreads);
+      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, team);
     } else {
-      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, nthreads);
+      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, team);
       mha_gemm_f32(kr, rows_k, x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk,
-                   ldkv, nthreads);
+                   ldkv, team);
     }
   }
   /* the core's view of this chunk: its batch entries of the masks and weights */
@@ -190,14 +191,14 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   if (cd.mask.kv_len != NULL) cd.mask.kv_len += b0;
   if (cd.mask.additive != NULL) cd.mask.additive += b0 * cd.mask.additive_strides.batch;
   float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
-  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, nthreads, attn_ws);
+  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, team, attn_ws);
   if (st == MHA_STATUS_SUCCESS && a->kv_cache != NULL) {
     /* the chunk's K and V rows, as the core read them (cd.k, cd.v) */
     mha_kv_cache_store(a->kv_cache, b0, nb, L->Hkv, c->Tk, L->D, L->Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk,
                        &cd.v);
   }
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
-    mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, nthreads);
+    mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, team);
   }
   return st;
 }

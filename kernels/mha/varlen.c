@@ -87,7 +87,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, cu_seqlens_q, cu_seqlens_k, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  return mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, c.nthreads, c.ws);
+  return mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, (mha_team){desc->threadpool, c.nthreads}, c.ws);
 }
 
 mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
@@ -145,6 +145,7 @@ typedef struct mha_varlen_layout {
   size_t scratch;    /* floats per thread: the largest plan's */
   size_t shared;     /* floats of all plans' shared parts */
   int64_t units;     /* work units of all plans */
+  double work;       /* their work, for the size rule (parallel.h) */
   int threads;
   size_t meta;       /* floats of plans, descs and the three [nseq + 1] tables */
   size_t total;
@@ -169,8 +170,9 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
     if (p.scratch > l->scratch) l->scratch = p.scratch;
     mha_count(&l->shared, p.shared_n, 1, &bad);
     bad |= !mha_add_i64(l->units, p.units, &l->units);
+    l->work += p.work;
   }
-  l->threads = mha_attn_threads(nthreads, l->units);
+  l->threads = mha_attn_threads(nthreads, l->units, l->work);
   mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attn_plan)), &bad);
   mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attention_desc)), &bad);
   mha_count(&l->meta, (size_t)l->nseq + 1, 3 * sizeof(int64_t) / sizeof(float), &bad);
@@ -194,11 +196,13 @@ mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attentio
 
 mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
                                     const int32_t* cu_k, const float* q, const float* k, const float* v,
-                                    float* out, int nthreads, float* workspace) {
+                                    float* out, mha_team team, float* workspace) {
   static const char fn[] = "mha_attention_varlen_f32";
   mha_varlen_layout l;
+  const int nthreads = team.workers;
   mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
   if (st != MHA_STATUS_SUCCESS || l.nseq == 0) return st;
+  team.workers = l.threads;
   float* ws = workspace;
   if (ws == NULL) {
     ws = aligned_alloc(64, (l.total * sizeof(float) + 63) & ~(size_t)63);
@@ -234,7 +238,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     i++;
   }
   const mha_attn_stages stages = {plans, l.nseq, pack_first, unit_first, mean_first};
-  mha_attn_execute(&stages, l.threads, ws, l.scratch);
+  mha_attn_execute(&stages, team, ws, l.scratch);
   if (workspace == NULL) free(ws);
   return MHA_STATUS_SUCCESS;
 }

@@ -64,7 +64,7 @@ class AttentionDesc(_Sized):
                 ("scale", ctypes.c_float), ("mask", Mask), ("num_threads", ctypes.c_int),
                 ("isa", ctypes.c_int), ("lse", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("workspace", PTR),
-                ("workspace_size", ctypes.c_size_t)]
+                ("workspace_size", ctypes.c_size_t), ("threadpool", PTR)]
 
 
 class KVCache(_Sized):
@@ -85,7 +85,8 @@ class LayerArgs(_Sized):
                 ("out", PTR), ("mask", Mask), ("weights", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("scale", ctypes.c_float),
                 ("num_threads", ctypes.c_int), ("workspace", PTR),
-                ("workspace_size", ctypes.c_size_t), ("kv_cache", PTR), ("kv_pos", PTR)]
+                ("workspace_size", ctypes.c_size_t), ("kv_cache", PTR), ("kv_pos", PTR),
+                ("threadpool", PTR)]
 
 
 class LibraryNotFoundError(OSError):

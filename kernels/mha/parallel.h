@@ -1,0 +1,48 @@
+/*
+ * Who runs a call's work units (include/mha.h, "Threads"): the caller's
+ * pool, an OpenMP team, or the calling thread alone. Every stage hands out
+ * its units from a shared counter, so whoever runs a unit, and however late
+ * a worker starts, the results are the same bits and the call is done when
+ * its units are.
+ */
+#ifndef MHA_PARALLEL_H
+#define MHA_PARALLEL_H
+
+#include <stdint.h>
+
+#include "mha.h"
+
+/* A call's workers: `workers` slots of scratch, run by the caller's pool
+ * (pool != NULL) or OpenMP (pool NULL; one worker opens no region). */
+typedef struct mha_team {
+  const mha_threadpool* pool;
+  int workers; /* >= 1 */
+} mha_team;
+
+/* fn(ctx, w) once for every worker w in [0, team.workers), at once where the
+ * pool or OpenMP can: pool->parallel_for with n = workers, an OpenMP region
+ * of `workers` threads (fewer if OpenMP gives fewer: a worker that never
+ * runs leaves its units to the others), or a plain call for one worker. */
+typedef void (*mha_worker_fn)(void* ctx, int worker);
+void mha_team_run(mha_team team, mha_worker_fn fn, void* ctx);
+
+/* The next of n units from a counter shared by the workers (relaxed: the
+ * units are independent; the stage's end orders their writes), or -1 when
+ * all are taken. */
+static inline int64_t mha_claim(int64_t* next, int64_t n) {
+  const int64_t u = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+  return u < n ? u : -1;
+}
+
+/* The call's work that one more worker must have before it pays: about
+ * 40 µs of one core, counting a FLOP as 1 and a byte moved as 2. */
+#define MHA_WORK_PER_WORKER 4.0e6
+
+/* The workers for `work` units of work, at most `workers`, at least 1. */
+int mha_workers_for(int workers, double work);
+
+/* The workers a call asks for: num_threads > 0 as is; else the pool's
+ * num_threads, or OpenMP's default (1 inside an active parallel region). */
+int mha_resolve_workers(int num_threads, const mha_threadpool* pool);
+
+#endif
