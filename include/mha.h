@@ -223,6 +223,49 @@ typedef struct mha_threadpool {
   int num_threads; /* how many tasks it runs at once (its threads, the caller's included); >= 1 */
 } mha_threadpool;
 
+/* A trace of a call's work units (who ran what, when), for finding the
+ * straggler and for studying how heads spread over threads. Off by default
+ * (desc.trace, args.trace NULL) and then free: one pointer test per unit.
+ * With a trace, every unit the call runs is recorded once, as it ends, into
+ * events[0 .. capacity); the call sets count (the events written) and total
+ * (the units run: total > count means the buffer was too small and the
+ * rest were dropped). Times are ns since the call began (CLOCK_MONOTONIC);
+ * each event's start <= end. The buffer is the caller's, written only by
+ * the call (one trace per concurrent call). Bits of the results: unchanged.
+ *
+ *   stage PACK_KT:       Kᵀ packing of key block k_begin.. of (batch, K/V head
+ *                        `head`); heads = 1, no query rows.
+ *   stage ATTENTION:     query rows [q_begin, q_end) of the `heads` query heads
+ *                        from `head` on (one K/V head's group) against keys
+ *                        [k_begin, k_end) (a key range of a decode split, or
+ *                        every key the rows may see).
+ *   stage WEIGHTS_MEAN:  the head-mean weights of rows [q_begin, q_end).
+ *   stage GEMM:          a projection tile of the layer: C rows [q_begin,
+ *                        q_end) × columns [k_begin, k_end); batch, head -1.
+ * batch is the batch entry (varlen: the sequence). */
+typedef enum mha_trace_stage {
+  MHA_TRACE_PACK_KT = 1,
+  MHA_TRACE_ATTENTION = 2,
+  MHA_TRACE_WEIGHTS_MEAN = 3,
+  MHA_TRACE_GEMM = 4
+} mha_trace_stage;
+
+typedef struct mha_trace_event {
+  int64_t start_ns, end_ns;
+  int32_t worker; /* the worker that ran it: its OpenMP thread number, or the pool's task index */
+  int32_t stage;  /* mha_trace_stage */
+  int32_t batch, head, heads;
+  int32_t q_begin, q_end, k_begin, k_end;
+  int32_t reserved; /* 0 */
+} mha_trace_event;
+
+typedef struct mha_trace {
+  mha_trace_event* events; /* [capacity] */
+  int64_t capacity;        /* >= 0 */
+  int64_t count;           /* out: events written, min(total, capacity) */
+  int64_t total;           /* out: units run */
+} mha_trace;
+
 /* ------------------------------------------------------------------------ */
 /* Strided views                                                            */
 /* ------------------------------------------------------------------------ */
@@ -403,6 +446,8 @@ typedef struct mha_attention_desc {
   /* NULL: OpenMP. Else the caller's pool runs the call's work (see
    * "Threads"); num_threads 0 then means pool->num_threads. (Since 0.6.) */
   const mha_threadpool* threadpool;
+  /* NULL, or a trace of the call's work units (see "Threads"). (Since 0.6.) */
+  mha_trace* trace;
 } mha_attention_desc;
 
 /* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
@@ -758,6 +803,9 @@ typedef struct mha_layer_args {
   /* NULL: OpenMP. Else the caller's pool runs the call's GEMMs and attention
    * (see "Threads"); num_threads 0 then means pool->num_threads. (Since 0.6.) */
   const mha_threadpool* threadpool;
+  /* NULL, or a trace of the call's GEMM tiles and attention units (see
+   * "Threads"). (Since 0.6.) */
+  mha_trace* trace;
 } mha_layer_args;
 
 /* Sets everything to 0 / NULL and struct_size: self-attention, no mask,

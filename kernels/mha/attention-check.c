@@ -71,6 +71,10 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: num_threads = %d, must be >= 0", fn,
                      d->num_threads);
   }
+  if (d->trace != NULL && (d->trace->capacity < 0 || (d->trace->capacity > 0 && d->trace->events == NULL))) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: trace capacity %lld with events %s", fn,
+                     (long long)d->trace->capacity, d->trace->events == NULL ? "NULL" : "set");
+  }
   if (d->threadpool != NULL && d->threadpool->parallel_for == NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: threadpool->parallel_for is NULL", fn);
   }

@@ -73,6 +73,7 @@ typedef struct mha_attn_plan {
   int64_t items;     /* B·Hkv·nqb */
   int64_t units;     /* items·nsplit */
   double work;       /* the call's work for the size rule (parallel.h): FLOPs + 2·bytes, a bound */
+  int64_t entry;     /* the trace's batch of b = 0: the sequence of a varlen plan, else 0 */
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */

@@ -6,6 +6,7 @@
  * mha_attention_run, the core's run over its own workspace.
  */
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,24 +50,73 @@ typedef struct mha_attn_stage_run {
   int stage;
   int64_t n;
   int64_t next;
+  const mha_tracer* tracer;
 } mha_attn_stage_run;
+
+static int32_t mha_i32(int64_t x) { return (int32_t)(x < INT32_MAX ? x : INT32_MAX); }
+
+/* What unit u of a stage covers, for the trace (mha.h, "Threads"). */
+static void mha_attn_unit_event(const mha_attn_stages* s, int stage, int64_t u, mha_trace_event* ev) {
+  const int64_t* first = stage == 0 ? s->pack_first : stage == 1 ? s->unit_first : s->mean_first;
+  const int64_t i = s->n == 1 ? 0 : mha_attn_plan_of(first, s->n, u);
+  const mha_attn_plan* p = &s->plans[i];
+  const mha_attention_desc* d = p->d;
+  const int64_t v = u - first[i];
+  int64_t b, head, heads, q0 = 0, q1 = 0, k0 = 0, k1 = d->Tk;
+  if (stage == 0) {
+    const int64_t blk = v / MHA_KT_PARTS, kb = blk % p->nkb;
+    b = blk / (p->nkb * d->Hkv);
+    head = (blk / p->nkb) % d->Hkv;
+    heads = 1;
+    k0 = kb * p->nk;
+    k1 = k0 + p->nk < d->Tk ? k0 + p->nk : d->Tk;
+  } else if (stage == 1) {
+    const mha_item_pos pos = mha_item_pos_of(p, v / p->nsplit);
+    b = pos.b, head = pos.g * p->G, heads = p->G, q0 = pos.q0, q1 = pos.q0 + pos.mq;
+    k0 = (v % p->nsplit) * p->split_len;
+    k1 = k0 + p->split_len < d->Tk ? k0 + p->split_len : d->Tk;
+  } else {
+    const int64_t qb = v % p->nqb;
+    b = v / p->nqb, head = 0, heads = d->H, q0 = qb * p->mq;
+    q1 = q0 + p->mq < d->Tq ? q0 + p->mq : d->Tq;
+  }
+  ev->stage = stage == 0 ? MHA_TRACE_PACK_KT : stage == 1 ? MHA_TRACE_ATTENTION : MHA_TRACE_WEIGHTS_MEAN;
+  ev->batch = mha_i32(p->entry + b);
+  ev->head = mha_i32(head), ev->heads = mha_i32(heads);
+  ev->q_begin = mha_i32(q0), ev->q_end = mha_i32(q1), ev->k_begin = mha_i32(k0), ev->k_end = mha_i32(k1);
+  ev->reserved = 0;
+}
+
+static void mha_attn_run_unit(const mha_attn_stage_run* r, int64_t u, float* mine) {
+  if (r->stage == 0) mha_attn_pack_unit(r->s, u);
+  else if (r->stage == 1) mha_attn_item_unit(r->s, u, mine);
+  else mha_attn_mean_unit(r->s, u, mine);
+}
 
 static void mha_attn_stage_worker(void* ctx, int worker) {
   mha_attn_stage_run* r = ctx;
   float* mine = r->scratch + (size_t)worker * r->stride;
   for (int64_t u; (u = mha_claim(&r->next, r->n)) >= 0;) {
-    if (r->stage == 0) mha_attn_pack_unit(r->s, u);
-    else if (r->stage == 1) mha_attn_item_unit(r->s, u, mine);
-    else mha_attn_mean_unit(r->s, u, mine);
+    if (r->tracer == NULL) {
+      mha_attn_run_unit(r, u, mine);
+      continue;
+    }
+    mha_trace_event ev;
+    ev.start_ns = mha_now_ns();
+    mha_attn_run_unit(r, u, mine);
+    ev.end_ns = mha_now_ns();
+    ev.worker = worker;
+    mha_attn_unit_event(r->s, r->stage, u, &ev);
+    mha_trace_record(r->tracer, &ev);
   }
 }
 
 void mha_attn_execute(const mha_attn_stages* s, mha_team team, float* scratch, size_t stride) {
   const int64_t n = s->n;
   mha_attn_stage_run runs[3] = {
-      {s, scratch, stride, 0, s->pack_first[n], 0},
-      {s, scratch, stride, 1, s->unit_first[n], 0},
-      {s, scratch, stride, 2, s->mean_first[n], 0},
+      {s, scratch, stride, 0, s->pack_first[n], 0, team.tracer},
+      {s, scratch, stride, 1, s->unit_first[n], 0, team.tracer},
+      {s, scratch, stride, 2, s->mean_first[n], 0, team.tracer},
   };
   if (team.workers > 1 && team.pool == NULL) {
     /* OpenMP: one region, a barrier between stages that have work (a stage

@@ -16,6 +16,7 @@
  * Threads take whole tiles of C (rows × an NC block), each over the full K
  * in the same order, so the result does not depend on the number of threads.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -186,12 +187,23 @@ typedef struct mha_gemm_run {
   float* c;
   int64_t ldc;
   int64_t next; /* the next tile to take */
+  const mha_tracer* tracer;
 } mha_gemm_run;
+
+static int32_t mha_gemm_i32(int64_t x) { return (int32_t)(x < INT32_MAX ? x : INT32_MAX); }
 
 static void mha_gemm_worker(void* ctx, int worker) {
   mha_gemm_run* r = ctx;
   for (int64_t t; (t = mha_claim(&r->next, r->g->tiles)) >= 0;) {
+    const int64_t start = r->tracer != NULL ? mha_now_ns() : 0;
     mha_gemm_tile_at(r->kr, r->g, t, r->M, r->a, r->lda, r->w, r->bias, r->c, r->ldc);
+    if (r->tracer == NULL) continue;
+    const mha_gemm_grid* g = r->g;
+    const int64_t i0 = (t / g->nt) * g->mtile, jc = (t % g->nt) * g->nc, N = r->w->N;
+    mha_trace_event ev = {start, mha_now_ns(), worker, MHA_TRACE_GEMM, -1, -1, 0,
+                          mha_gemm_i32(i0), mha_gemm_i32(i0 + g->mtile < r->M ? i0 + g->mtile : r->M),
+                          mha_gemm_i32(jc), mha_gemm_i32(jc + g->nc < N ? jc + g->nc : N), 0};
+    mha_trace_record(r->tracer, &ev);
   }
 }
 
@@ -204,6 +216,6 @@ void mha_gemm_f32(const mha_kernels* kr, int64_t M, const float* a, int64_t lda,
   team.workers = mha_workers_for(team.workers, 2.0 * m * n * k + 2.0 * 4.0 * (m * k + k * n + m * n));
   /* one worker opens no parallel region: the OpenMP runtime allocates its
    * team there and exits the process if that fails */
-  mha_gemm_run r = {kr, &g, M, a, lda, w, bias, c, ldc, 0};
+  mha_gemm_run r = {kr, &g, M, a, lda, w, bias, c, ldc, 0, team.tracer};
   mha_team_run(team, mha_gemm_worker, &r);
 }

@@ -111,6 +111,7 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   cd->weights_nheads = a->weights_nheads;
   cd->num_threads = a->num_threads;
   cd->threadpool = a->threadpool;
+  cd->trace = a->trace;
   static const float any = 0.0f;
   mha_status st = mha_attention_validate(fn, cd, &any, &any, &any, &any, a->weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
@@ -157,9 +158,9 @@ mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* ca
 
 /* Batch entries [b0, b0 + nb) of a forward, in the call's workspace. */
 static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c,
-                                  int64_t b0, int64_t nb, float* buf) {
+                                  int64_t b0, int64_t nb, float* buf, const mha_tracer* tracer) {
   const mha_kernels* kr = L->kr;
-  const mha_team team = {a->threadpool, c->nthreads};
+  const mha_team team = {a->threadpool, c->nthreads, tracer};
   const int64_t rows_q = nb * c->Tq, rows_k = nb * c->Tk, ldq = c->ldq, ldkv = c->ldkv;
   const int64_t width = mha_layer_output_width(L);
   const float* x_q = a->x_q + b0 * c->Tq * L->d_model;
@@ -287,9 +288,13 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* caller) {
                        c.total * sizeof(float));
     }
   }
+  mha_tracer tracer;
+  mha_tracer* tr = (mha_tracer*)mha_trace_begin(&tracer, a->trace);
   for (int64_t b0 = 0; b0 < c.B && st == MHA_STATUS_SUCCESS; b0 += c.chunk) {
-    st = mha_layer_chunk(L, a, &c, b0, c.B - b0 < c.chunk ? c.B - b0 : c.chunk, buf);
+    if (tr != NULL) tr->batch0 = b0; /* the chunk's entries in the trace */
+    st = mha_layer_chunk(L, a, &c, b0, c.B - b0 < c.chunk ? c.B - b0 : c.chunk, buf, tr);
   }
+  mha_trace_end(tr);
   if (owned) free(buf);
   return st;
 }

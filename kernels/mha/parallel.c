@@ -3,6 +3,7 @@
 
 #include <omp.h>
 #include <stddef.h>
+#include <time.h>
 
 typedef struct mha_team_task {
   mha_worker_fn fn;
@@ -41,4 +42,38 @@ int mha_resolve_workers(int num_threads, const mha_threadpool* pool) {
   if (omp_in_parallel()) return 1;
   const int n = omp_get_max_threads();
   return n > 0 ? n : 1;
+}
+
+int64_t mha_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+const mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace) {
+  if (trace == NULL) return NULL;
+  tracer->trace = trace;
+  tracer->t0_ns = mha_now_ns();
+  tracer->batch0 = 0;
+  trace->count = 0;
+  trace->total = 0;
+  return tracer;
+}
+
+void mha_trace_record(const mha_tracer* tracer, const mha_trace_event* ev) {
+  mha_trace* tr = tracer->trace;
+  const int64_t slot = __atomic_fetch_add(&tr->total, 1, __ATOMIC_RELAXED);
+  if (slot >= tr->capacity) return;
+  mha_trace_event e = *ev;
+  e.start_ns -= tracer->t0_ns;
+  e.end_ns -= tracer->t0_ns;
+  if (e.batch >= 0) e.batch += (int32_t)tracer->batch0;
+  tr->events[slot] = e;
+}
+
+void mha_trace_end(const mha_tracer* tracer) {
+  if (tracer == NULL) return;
+  mha_trace* tr = tracer->trace;
+  const int64_t total = __atomic_load_n(&tr->total, __ATOMIC_RELAXED);
+  tr->count = total < tr->capacity ? total : tr->capacity;
 }

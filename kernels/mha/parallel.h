@@ -12,12 +12,34 @@
 
 #include "mha.h"
 
+/* A call's trace (mha.h, "Threads"): the caller's buffer and the call's
+ * start. */
+typedef struct mha_tracer {
+  mha_trace* trace;
+  int64_t t0_ns;
+  int64_t batch0; /* added to each event's batch (the layer's chunk) */
+} mha_tracer;
+
 /* A call's workers: `workers` slots of scratch, run by the caller's pool
- * (pool != NULL) or OpenMP (pool NULL; one worker opens no region). */
+ * (pool != NULL) or OpenMP (pool NULL; one worker opens no region), and
+ * the trace its units go to (NULL: none). */
 typedef struct mha_team {
   const mha_threadpool* pool;
   int workers; /* >= 1 */
+  const mha_tracer* tracer;
 } mha_team;
+
+/* CLOCK_MONOTONIC in ns. */
+int64_t mha_now_ns(void);
+
+/* At a call's start: the trace's start time, count and total 0. Returns
+ * tracer, or NULL when trace is NULL (no trace). */
+const mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace);
+/* One unit, as it ends: slot `total++` of the buffer if it has one. Any
+ * worker, at once. */
+void mha_trace_record(const mha_tracer* tracer, const mha_trace_event* ev);
+/* At the call's end: count = min(total, capacity). */
+void mha_trace_end(const mha_tracer* tracer);
 
 /* fn(ctx, w) once for every worker w in [0, team.workers), at once where the
  * pool or OpenMP can: pool->parallel_for with n = workers, an OpenMP region

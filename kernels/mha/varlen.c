@@ -87,7 +87,11 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, cu_seqlens_q, cu_seqlens_k, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  return mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, (mha_team){desc->threadpool, c.nthreads}, c.ws);
+  mha_tracer tracer;
+  const mha_team team = {desc->threadpool, c.nthreads, mha_trace_begin(&tracer, desc->trace)};
+  st = mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, team, c.ws);
+  mha_trace_end(team.tracer);
+  return st;
 }
 
 mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
@@ -227,6 +231,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     mha_attn_plan* p = &plans[i];
     mha_varlen_seq_desc(d, cu_q, cu_k, b, s);
     (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q)); /* it passed above */
+    p->entry = b; /* the trace's batch: the sequence */
     p->lse_batch = 0; /* lse [total_q, H] */
     p->lse_head = 1;
     p->lse_row = d->H;
