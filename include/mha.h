@@ -188,7 +188,7 @@ MHA_API mha_status mha_set_isa_by_name(const char* name);
  * PyTorch's at::parallel_for, XNNPACK's pthreadpool) passes it as an
  * mha_threadpool (desc.threadpool, args.threadpool); the call then runs its
  * work through pool->parallel_for and opens no OpenMP region. Adapters for a
- * plain pthread pool and for pthreadpool: examples/threadpool-*.c.
+ * plain pthread pool and for pthreadpool: examples/threadpool/.
  *
  * parallel_for(context, task, task_context, n) must call
  * task(task_context, i) exactly once for every i in [0, n) — on any threads,
@@ -418,8 +418,8 @@ typedef struct mha_attention_desc {
   mha_mask mask;    /* all off by default */
   /* 0: the default: OpenMP's (1 when called inside a parallel region), or
    * the threadpool's. > 0: at most that many workers. Fewer when the call's
-   * work is too small to share: a call gets one worker per 2·10^6 units of
-   * work (a FLOP, or 1/8 of a byte read or written: about 20 µs of one
+   * work is too small to share: a call gets one worker per 4·10^6 units of
+   * work (a FLOP counts 1, a byte read or written 2: about 40 µs of one
    * core), so a tiny call runs on the caller's thread alone, however many
    * threads are asked for. Never changes a result's bits. */
   int num_threads;

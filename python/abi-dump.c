@@ -32,9 +32,21 @@ int main(void) {
   F(mha_attention_desc, lse); F(mha_attention_desc, weights_mode);
   F(mha_attention_desc, weights_heads); F(mha_attention_desc, weights_nheads);
   F(mha_attention_desc, workspace);
-  F(mha_attention_desc, workspace_size); F(mha_attention_desc, threadpool);
+  F(mha_attention_desc, workspace_size); F(mha_attention_desc, threadpool); F(mha_attention_desc, trace);
 
   E(mha_dtype, MHA_DTYPE_F32); E(mha_dtype, MHA_DTYPE_F16); E(mha_dtype, MHA_DTYPE_BF16);
+
+  S(mha_trace_event);
+  F(mha_trace_event, start_ns); F(mha_trace_event, end_ns); F(mha_trace_event, worker);
+  F(mha_trace_event, stage); F(mha_trace_event, batch); F(mha_trace_event, head);
+  F(mha_trace_event, heads); F(mha_trace_event, q_begin); F(mha_trace_event, q_end);
+  F(mha_trace_event, k_begin); F(mha_trace_event, k_end); F(mha_trace_event, reserved);
+
+  S(mha_trace);
+  F(mha_trace, events); F(mha_trace, capacity); F(mha_trace, count); F(mha_trace, total);
+
+  E(mha_trace_stage, MHA_TRACE_PACK_KT); E(mha_trace_stage, MHA_TRACE_ATTENTION);
+  E(mha_trace_stage, MHA_TRACE_WEIGHTS_MEAN); E(mha_trace_stage, MHA_TRACE_GEMM);
 
   S(mha_kv_cache);
   F(mha_kv_cache, struct_size);
@@ -59,6 +71,6 @@ int main(void) {
   F(mha_layer_args, weights_heads); F(mha_layer_args, weights_nheads); F(mha_layer_args, scale);
   F(mha_layer_args, num_threads); F(mha_layer_args, workspace);
   F(mha_layer_args, workspace_size); F(mha_layer_args, kv_cache); F(mha_layer_args, kv_pos);
-  F(mha_layer_args, threadpool);
+  F(mha_layer_args, threadpool); F(mha_layer_args, trace);
   return 0;
 }

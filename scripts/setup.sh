@@ -6,9 +6,10 @@
 #   --tsan     adds clang, its sanitizer runtimes and libomp (scripts/test.sh --tsan)
 #   --memcheck adds valgrind (scripts/test.sh --memcheck)
 set -euo pipefail
-# llvm-16: llvm-mca-16, for the predicted-speed guard (bench/mca.py, CTest mca-guard)
+# llvm-16: llvm-mca-16, for the predicted-speed guard (bench/mca.py, CTest mca-guard);
+# libpthreadpool-dev: XNNPACK's thread pool, for the threadpool-pthreadpool example
 pkgs=(cmake make gcc g++ pkg-config python3 libsleef-dev libbenchmark-dev libopenblas-dev gnuplot-nox
-      llvm-16)
+      llvm-16 libpthreadpool-dev)
 for arg in "$@"; do
   case "$arg" in
     --cross) pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user) ;;

@@ -38,6 +38,9 @@ MHA_WEIGHTS_OUT_IN = 1
 # enum mha_dtype (the element type of a K/V cache)
 DTYPE_VALUES = {"f32": 0, "f16": 1, "bf16": 2}
 
+# enum mha_trace_stage (mha_trace_event.stage)
+TRACE_STAGE_VALUES = {"pack_kt": 1, "attention": 2, "weights_mean": 3, "gemm": 4}
+
 
 class Strides(ctypes.Structure):
     _fields_ = [("batch", I64), ("head", I64), ("row", I64)]
@@ -64,7 +67,7 @@ class AttentionDesc(_Sized):
                 ("scale", ctypes.c_float), ("mask", Mask), ("num_threads", ctypes.c_int),
                 ("isa", ctypes.c_int), ("lse", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("workspace", PTR),
-                ("workspace_size", ctypes.c_size_t), ("threadpool", PTR)]
+                ("workspace_size", ctypes.c_size_t), ("threadpool", PTR), ("trace", PTR)]
 
 
 class KVCache(_Sized):
@@ -86,7 +89,19 @@ class LayerArgs(_Sized):
                 ("weights_heads", PTR), ("weights_nheads", I64), ("scale", ctypes.c_float),
                 ("num_threads", ctypes.c_int), ("workspace", PTR),
                 ("workspace_size", ctypes.c_size_t), ("kv_cache", PTR), ("kv_pos", PTR),
-                ("threadpool", PTR)]
+                ("threadpool", PTR), ("trace", PTR)]
+
+
+class TraceEvent(ctypes.Structure):
+    _fields_ = [("start_ns", I64), ("end_ns", I64), ("worker", ctypes.c_int32),
+                ("stage", ctypes.c_int32), ("batch", ctypes.c_int32), ("head", ctypes.c_int32),
+                ("heads", ctypes.c_int32), ("q_begin", ctypes.c_int32), ("q_end", ctypes.c_int32),
+                ("k_begin", ctypes.c_int32), ("k_end", ctypes.c_int32),
+                ("reserved", ctypes.c_int32)]
+
+
+class Trace(ctypes.Structure):
+    _fields_ = [("events", PTR), ("capacity", I64), ("count", I64), ("total", I64)]
 
 
 class LibraryNotFoundError(OSError):
