@@ -54,6 +54,14 @@ Caches and pools are never copied when mha can read them in place, and
 kv_cache_write refuses (MhaError INVALID_STRIDE) a cache it cannot write in
 place.
 
+Traces: return_trace=True on attention(), attention_paged(),
+attention_varlen() and Layer.forward also returns the call's work units as a
+NumPy structured array of TRACE_DTYPE (start_ns, end_ns, worker, stage,
+batch, head, heads, q_begin, q_end, k_begin, k_end; mha.h, "Threads"), last
+in the result tuple; TRACE_STAGES names the stage values ({1: "pack_kt",
+2: "attention", 3: "weights_mean", 4: "gemm"}). The results' bits do not
+change.
+
 Errors: every failure of the library raises MhaError with the status and
 mha_last_error()'s message. Inconsistencies the C call cannot see (q and k
 with different head widths, a mask that does not broadcast, a wrong out
@@ -75,6 +83,7 @@ from ._kv_cache import attention_paged, kv_cache_write
 from ._varlen import attention_varlen
 from ._merge import merge
 from ._layer import Layer
+from ._trace import TRACE_DTYPE, TRACE_STAGES
 
 from . import _lib  # the loader (loads no library at import)
 
@@ -82,7 +91,7 @@ __version__ = "0.5.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
            "isa_available", "get_isa", "set_isa", "attention", "attention_paged",
-           "kv_cache_write", "merge", "Layer"]
+           "kv_cache_write", "merge", "Layer", "TRACE_DTYPE", "TRACE_STAGES"]
 
 # The public names defined in the private modules, as they were before the
 # split: mha.MhaError, mha.Layer, mha.attention (reprs, tracebacks, help()).

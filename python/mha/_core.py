@@ -13,6 +13,7 @@ from ._coerce import (_F32, _attention_kv_dtype, _c_int, _element_strides, _floa
                       _isa_value, _output_view, _ptr, _scale, _strides)
 from ._options import _set_mask, _set_variants, _weights_array, _weights_mode
 from ._tensors import _Tensors
+from . import _trace
 from ._workspace import _workspace
 
 
@@ -42,7 +43,7 @@ def _options_arrays(t, opts):
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
               align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
               need_weights=False, weights_mode="per_head", return_lse=False, num_threads=0,
-              isa=None, out=None, workspace=None, kv_dtype=None):
+              isa=None, out=None, workspace=None, kv_dtype=None, return_trace=False):
     """out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head): mha_attention_f32.
 
     layout "bhtd": q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] → out [B,H,Tq,Dv]
@@ -110,14 +111,24 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
                   kept per thread by this module (repeated calls allocate
                   nothing); or a writable C-contiguous array of enough bytes
     kv_dtype      None, "f32", "f16" or "bf16": see 16-bit K and V above
-    Returns out; with need_weights and/or return_lse a tuple in the order
-    (out, weights), (out, lse) or (out, weights, lse).
+    return_trace  also return the call's trace (mha.h, "Threads"): a NumPy
+                  structured array of mha.TRACE_DTYPE, one row per work unit
+                  the call ran (start_ns, end_ns since the call began, worker,
+                  stage — a key of mha.TRACE_STAGES —, batch, head, heads,
+                  q_begin, q_end, k_begin, k_end), never truncated: when the
+                  call runs more units than a guess from the shape, it is run
+                  once more with room for all (the same bits written again).
+                  Results are bitwise those of the call without a trace.
+    Returns out; with need_weights, return_lse and/or return_trace a tuple of
+    out and those results in this order: (out, weights, lse, trace), leaving
+    out the ones not asked for, e.g. (out, lse) or (out, trace).
 
     Tensors: q, k, v, out, mask, kv_len, alibi_slopes, sinks (and every
     array argument) may be any CPU tensor: a torch tensor, an object with
     __dlpack__ or with the array interface, read (or, out, written) in place.
     The results are torch tensors when a torch tensor came in (an out= is
-    returned as given), else NumPy arrays. torch bfloat16 K and V are read
+    returned as given; a trace stays a NumPy structured array), else NumPy
+    arrays. torch bfloat16 K and V are read
     as a bf16 cache.
     """
     L = _lib.lib()
@@ -163,12 +174,13 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     return t.result(_attend(L, q, sq, (k, sk, v, sv), cache, B, H, Hkv, Tq, Tk, D, Dv, layout,
                             axes, causal=causal, scale=scale, align=align, window=window,
                             softcap=softcap, need_weights=need_weights, return_lse=return_lse,
-                            num_threads=num_threads, isa=isa, out=out, **opts), out_given)
+                            return_trace=return_trace, num_threads=num_threads, isa=isa, out=out,
+                            **opts), out_given)
 
 
 def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, causal, kv_len,
             mask, scale, align, window, alibi_slopes, softcap, sinks, need_weights,
-            weights_mode, return_lse, num_threads, isa, out, workspace):
+            weights_mode, return_lse, num_threads, isa, out, workspace, return_trace=False):
     """The call of attention() and attention_paged(): mha_attention_f32 on the
     float32 views kv = (k, k strides, v, v strides), or, with a cache,
     mha_attention_kv_f32 (kv unused)."""
@@ -202,18 +214,28 @@ def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, caus
             ctypes.byref(d), int(need_weights), ctypes.byref(size)))
         if ws is not None:
             d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
-        _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
-                                   _ptr(weights)))
+
+        def call():
+            _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
+                                       _ptr(weights)))
     else:
         ws = _workspace(workspace, lambda size: L.mha_attention_kv_workspace_size(
             ctypes.byref(d), ctypes.byref(cache), int(need_weights), ctypes.byref(size)))
         if ws is not None:
             d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
-        _check(L.mha_attention_kv_f32(ctypes.byref(d), _ptr(q), ctypes.byref(cache), _ptr(out),
-                                      _ptr(weights)))
-    if not (need_weights or return_lse):
+
+        def call():
+            _check(L.mha_attention_kv_f32(ctypes.byref(d), _ptr(q), ctypes.byref(cache),
+                                          _ptr(out), _ptr(weights)))
+    if return_trace:
+        trace = _trace.traced_call(call, d, _trace.capacity_guess(B, H, Tq, Tk, d.num_threads))
+    else:
+        call()
+    if not (need_weights or return_lse or return_trace):
         return out
     result = (out, weights) if need_weights else (out,)
     if return_lse:
         result += (lse if layout == "bhtd" else lse.transpose(0, 2, 1),)
+    if return_trace:
+        result += (trace,)
     return result

@@ -61,7 +61,7 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
                     cache_layout="bhtd", layout="bhtd", causal=False, mask=None, scale=None,
                     align="bottom_right", window=None, alibi_slopes=None, softcap=None,
                     sinks=None, need_weights=False, weights_mode="per_head", return_lse=False,
-                    num_threads=0, isa=None, out=None, workspace=None):
+                    num_threads=0, isa=None, out=None, workspace=None, return_trace=False):
     """Attention over a paged K/V cache (mha_attention_kv_f32), as serving engines keep it.
 
     q            [B,H,Tq,D] ("bhtd") or [B,Tq,H,D] (layout "bthd"), float32
@@ -88,7 +88,9 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
                  wants align="kv_end" (each entry's queries end at its kv_len).
     kv_dtype     None: from the pools' dtype (float32, float16,
                  ml_dtypes.bfloat16); "f16" or "bf16" for uint16 bits; "f32"
-    Every other keyword is attention()'s; out is [B,H,Tq,Dv] or [B,Tq,H,Dv].
+    Every other keyword is attention()'s; out is [B,H,Tq,Dv] or [B,Tq,H,Dv],
+    and the results come in attention()'s order, (out, weights, lse, trace)
+    less the ones not asked for (need_weights, return_lse, return_trace).
     The bits are those of attention() on the same keys gathered into a
     contiguous cache (and of attention() on them widened to float32), for any
     block size, table and thread count. Fill the pools with kv_cache_write().
@@ -136,7 +138,8 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
     return t.result(_attend(L, q, sq, None, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
                             causal=causal, scale=scale, align=align, window=window,
                             softcap=softcap, need_weights=need_weights, return_lse=return_lse,
-                            num_threads=num_threads, isa=isa, out=out, **opts), out_given)
+                            return_trace=return_trace, num_threads=num_threads, isa=isa, out=out,
+                            **opts), out_given)
 
 
 def _written_view(a, axes, name):

@@ -12,6 +12,7 @@ from ._errors import _check, _fail
 from ._coerce import _F32, _c_int, _check_out_array, _float32, _isa_value, _ptr, _scale
 from ._options import _set_mask, _set_variants, _weights_array, _weights_mode
 from ._tensors import _Tensors
+from . import _trace
 from ._workspace import _workspace
 
 
@@ -130,7 +131,7 @@ class Layer:
     def forward(self, x, x_k=None, x_v=None, *, causal=False, kv_len=None, mask=None, scale=None,
                 align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
                 need_weights=False, weights_mode="per_head", num_threads=0, out=None,
-                workspace=None):
+                workspace=None, return_trace=False):
         """One forward pass (mha_layer_forward).
 
         x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
@@ -144,10 +145,17 @@ class Layer:
         out    None: allocated; else a C-contiguous writable float32
                [B,Tq,output_width], written in place.
         workspace  None, "auto" or an array, as in attention().
-        Returns out [B,Tq,output_width], or (out, weights) with need_weights.
+        return_trace  as in attention(): the events of the projections'
+               GEMM tiles (stage "gemm": C rows q_begin.. of the batch
+               chunk the layer was running, columns k_begin..; batch and
+               head -1) and of the core's units.
+        Returns out [B,Tq,output_width]; with need_weights and/or
+        return_trace a tuple in the order (out, weights, trace), leaving out
+        the ones not asked for: (out, weights) or (out, trace).
         (The layer has no lse output: use attention() for merging.)
         Tensors (torch, DLPack, array interface) as in attention(): read in
-        place when C-contiguous float32; torch in → torch out.
+        place when C-contiguous float32; torch in → torch out (the trace
+        stays a NumPy array).
         """
         L = _lib.lib()
         t, out_given = _Tensors(), out
@@ -200,8 +208,18 @@ class Layer:
             self._handle, ctypes.byref(a), ctypes.byref(size)))
         if ws is not None:
             a.workspace, a.workspace_size = ws.ctypes.data, ws.nbytes
-        _check(L.mha_layer_forward(self._handle, ctypes.byref(a)))
-        return t.result((out, weights) if need_weights else out, out_given)
+        handle = self._handle
+
+        def call():
+            _check(L.mha_layer_forward(handle, ctypes.byref(a)))
+        if not return_trace:
+            call()
+            return t.result((out, weights) if need_weights else out, out_given)
+        Hkv, D, Dv = self.num_kv_heads, self.head_dim, self.value_head_dim
+        gemms = ((B * Tq, H * D), (B * Tk, Hkv * D), (B * Tk, Hkv * Dv), (B * Tq, self.d_model))
+        trace = _trace.traced_call(call, a, _trace.capacity_guess(B, H, Tq, Tk, a.num_threads,
+                                                                  gemms))
+        return t.result((out, weights, trace) if need_weights else (out, trace), out_given)
 
     __call__ = forward
 

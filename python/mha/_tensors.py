@@ -150,12 +150,15 @@ class _Tensors:
 
     def result(self, value, out=None):
         """A call's result (an array or a tuple of them, out first) as the
-        caller's type; out: the caller's own out= object, returned as given."""
+        caller's type; out: the caller's own out= object, returned as given.
+        A structured array (a trace, return_trace) stays a NumPy array: torch
+        has no such dtype."""
         single = not isinstance(value, tuple)
         items = [value] if single else list(value)
         if self.torch:
             import torch
-            items = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in items]
+            items = [torch.from_numpy(a) if isinstance(a, np.ndarray) and a.dtype.names is None
+                     else a for a in items]
         if out is not None and not isinstance(out, np.ndarray):
             items[0] = out
         return items[0] if single else tuple(items)

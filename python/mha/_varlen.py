@@ -12,13 +12,14 @@ from ._coerce import (_F32, _c_int, _check_out_array, _element_strides, _float32
                       _int32_array, _isa_value, _ptr, _scale, _strides)
 from ._options import _set_variants
 from ._tensors import _Tensors
+from . import _trace
 from ._workspace import _workspace
 
 
 def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
                      max_seqlen_k=None, causal=False, align="bottom_right", window=None,
                      alibi_slopes=None, softcap=None, sinks=None, scale=None, return_lse=False,
-                     num_threads=0, isa=None, out=None, workspace=None):
+                     num_threads=0, isa=None, out=None, workspace=None, return_trace=False):
     """A packed variable-length batch (mha_attention_varlen_f32).
 
     q [total_q, H, D], k [total_k, Hkv, D], v [total_k, Hkv, Dv]: B sequences
@@ -32,9 +33,13 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
     upper bounds, and checked: a sequence longer than them is an error. They
     do not change the schedule, the cost or the bits. Masks, variants, scale,
     num_threads, isa, workspace as in attention(), per sequence with its own
-    lengths (kv_len and additive masks do not apply). Returns out
-    [total_q, H, Dv], or (out, lse [total_q, H]) with return_lse. Tensors
-    (torch, DLPack, array interface) as in attention(): torch in → torch out.
+    lengths (kv_len and additive masks do not apply). return_trace as in
+    attention(); an event's batch is its sequence b, its rows and keys are
+    positions within that sequence. Returns out [total_q, H, Dv]; with
+    return_lse and/or return_trace a tuple in the order (out, lse, trace),
+    leaving out the ones not asked for: (out, lse [total_q, H]) or (out,
+    trace). Tensors (torch, DLPack, array interface) as in attention(): torch
+    in → torch out (the trace stays a NumPy array).
     """
     L = _lib.lib()
     t, out_given = _Tensors(), out
@@ -90,5 +95,12 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, *, max_seqlen_q=None,
     ws = _workspace(workspace, lambda size: size_fn(ctypes.byref(d), pq, pk, ctypes.byref(size)))
     if ws is not None:
         d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
-    _check(fn(ctypes.byref(d), pq, pk, _ptr(q4), _ptr(k4), _ptr(v4), _ptr(out)))
-    return t.result((out, lse) if return_lse else out, out_given)
+
+    def call():
+        _check(fn(ctypes.byref(d), pq, pk, _ptr(q4), _ptr(k4), _ptr(v4), _ptr(out)))
+    if not return_trace:
+        call()
+        return t.result((out, lse) if return_lse else out, out_given)
+    # the trace's guess: every sequence as long as the longest
+    trace = _trace.traced_call(call, d, _trace.capacity_guess(B, H, Tq, Tk, d.num_threads))
+    return t.result((out, lse, trace) if return_lse else (out, trace), out_given)
