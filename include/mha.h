@@ -240,8 +240,13 @@ typedef struct mha_threadpool {
  *                        [k_begin, k_end) (a key range of a decode split, or
  *                        every key the rows may see).
  *   stage WEIGHTS_MEAN:  the head-mean weights of rows [q_begin, q_end).
- *   stage GEMM:          a projection tile of the layer: C rows [q_begin,
- *                        q_end) × columns [k_begin, k_end); batch, head -1.
+ *   stage GEMM:          a projection tile of the layer: rows [q_begin,
+ *                        q_end) × columns [k_begin, k_end) of one GEMM of
+ *                        a chunk of batch entries (rows counted from the
+ *                        chunk's first entry, `batch`); head says which
+ *                        GEMM: 0 Q (self-attention: the fused Q|K|V), 1 K
+ *                        (or the fused K|V), 2 V, 3 the output projection;
+ *                        heads 0.
  * batch is the batch entry (varlen: the sequence). */
 typedef enum mha_trace_stage {
   MHA_TRACE_PACK_KT = 1,

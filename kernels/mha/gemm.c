@@ -200,7 +200,8 @@ static void mha_gemm_worker(void* ctx, int worker) {
     if (r->tracer == NULL) continue;
     const mha_gemm_grid* g = r->g;
     const int64_t i0 = (t / g->nt) * g->mtile, jc = (t % g->nt) * g->nc, N = r->w->N;
-    mha_trace_event ev = {start, mha_now_ns(), worker, MHA_TRACE_GEMM, -1, -1, 0,
+    /* batch 0: the chunk's first entry once the tracer adds its batch0 */
+    mha_trace_event ev = {start, mha_now_ns(), worker, MHA_TRACE_GEMM, 0, r->tracer->gemm, 0,
                           mha_gemm_i32(i0), mha_gemm_i32(i0 + g->mtile < r->M ? i0 + g->mtile : r->M),
                           mha_gemm_i32(jc), mha_gemm_i32(jc + g->nc < N ? jc + g->nc : N), 0};
     mha_trace_record(r->tracer, &ev);

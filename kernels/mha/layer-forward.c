@@ -156,9 +156,14 @@ mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* ca
   return MHA_STATUS_SUCCESS;
 }
 
+/* The GEMM whose tiles the trace records next (mha.h: a GEMM event's head). */
+static void mha_trace_gemm(mha_tracer* tracer, int32_t which) {
+  if (tracer != NULL) tracer->gemm = which;
+}
+
 /* Batch entries [b0, b0 + nb) of a forward, in the call's workspace. */
 static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c,
-                                  int64_t b0, int64_t nb, float* buf, const mha_tracer* tracer) {
+                                  int64_t b0, int64_t nb, float* buf, mha_tracer* tracer) {
   const mha_kernels* kr = L->kr;
   const mha_team team = {a->threadpool, c->nthreads, tracer};
   const int64_t rows_q = nb * c->Tq, rows_k = nb * c->Tk, ldq = c->ldq, ldkv = c->ldkv;
@@ -175,13 +180,17 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   const float* bkv = L->bqkv ? L->bqkv + L->nq : NULL;
 
   if (c->self) {
+    mha_trace_gemm(tracer, 0);
     mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, team);
   } else {
+    mha_trace_gemm(tracer, 0);
     mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wq, bq, qbuf, ldq, team);
+    mha_trace_gemm(tracer, 1);
     if (x_v == NULL) {
       mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, team);
     } else {
       mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, team);
+      mha_trace_gemm(tracer, 2);
       mha_gemm_f32(kr, rows_k, x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk,
                    ldkv, team);
     }
@@ -199,6 +208,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
                        &cd.v);
   }
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
+    mha_trace_gemm(tracer, 3);
     mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, team);
   }
   return st;

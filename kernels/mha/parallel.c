@@ -55,6 +55,7 @@ const mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace) {
   tracer->trace = trace;
   tracer->t0_ns = mha_now_ns();
   tracer->batch0 = 0;
+  tracer->gemm = 0;
   trace->count = 0;
   trace->total = 0;
   return tracer;

@@ -18,6 +18,7 @@ typedef struct mha_tracer {
   mha_trace* trace;
   int64_t t0_ns;
   int64_t batch0; /* added to each event's batch (the layer's chunk) */
+  int32_t gemm;   /* the layer's GEMM running now: its events' head (mha.h) */
 } mha_tracer;
 
 /* A call's workers: `workers` slots of scratch, run by the caller's pool

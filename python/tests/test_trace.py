@@ -179,14 +179,17 @@ def test_layer_trace_has_gemm_tiles(rng):
         check_times(tr, 2)
         gemm = tr[tr["stage"] == GEMM]
         assert len(gemm) > 0
-        assert np.all(gemm["batch"] == -1) and np.all(gemm["head"] == -1)
+        # one chunk here (batch 0, rows of [B·T]); head names the GEMM: 0 the fused
+        # Q|K|V of self-attention, 3 the output projection
+        assert np.all(gemm["batch"] == 0) and set(np.unique(gemm["head"])) == {0, 3}
+        assert np.all(gemm["heads"] == 0)
         assert np.all((gemm["q_begin"] < gemm["q_end"]) & (gemm["k_begin"] < gemm["k_end"]))
         assert np.all(gemm["q_end"] <= B * T)
-        # the tiles cover the projections' outputs once: x·W_qkv [B·T, (H + 2·Hkv)·D]
+        # the tiles cover each projection's output once: x·W_qkv [B·T, (H + 2·Hkv)·D]
         # and the output projection [B·T, d_model]
-        rows = (gemm["q_end"] - gemm["q_begin"]).astype(np.int64)
-        area = rows * (gemm["k_end"] - gemm["k_begin"])
-        assert area.sum() == B * T * ((H + 2 * Hkv) * D + d_model)
+        area = lambda g: ((g["q_end"] - g["q_begin"]).astype(np.int64) * (g["k_end"] - g["k_begin"])).sum()
+        assert area(gemm[gemm["head"] == 0]) == B * T * (H + 2 * Hkv) * D
+        assert area(gemm[gemm["head"] == 3]) == B * T * d_model
         assert np.all(coverage(tr, B, H, T) == T)
         out_w, weights, tr_w = layer.forward(x, causal=True, need_weights=True, num_threads=2,
                                              return_trace=True)
