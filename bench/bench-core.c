@@ -4,13 +4,18 @@
  * first touched in setup (as an engine keeps one: the timed call allocates
  * nothing and takes no page faults). The _scalar twin forces MHA_ISA_SCALAR around each call
  * (the core takes the kernel set in use at call time) and restores the one
- * that was in use.
+ * that was in use. The _pool twin runs on the reference pthread pool
+ * (examples/threadpool/pthread-pool.c) instead of OpenMP: the pool is made in
+ * setup with the row's thread count (desc.threadpool, so the workspace query
+ * counts its workers) and destroyed at teardown.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "threadpool/pthread-pool.h"
 
 typedef struct mha_bench_core_state {
   mha_attention_desc desc;
@@ -21,6 +26,8 @@ typedef struct mha_bench_core_state {
   int32_t* kv_len;       /* [B] with mixed lengths */
   int scalar;
   mha_isa prev;
+  pthread_pool* pool; /* the _pool twin's */
+  mha_threadpool tp;
 } mha_bench_core_state;
 
 static void mha_bench_core_teardown(void* p) {
@@ -31,10 +38,11 @@ static void mha_bench_core_teardown(void* p) {
   free(st->slopes);
   free(st->sinks);
   free(st->kv_len);
+  pthread_pool_destroy(st->pool);
   free(st);
 }
 
-static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar, void** out) {
+static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar, int pool, void** out) {
   const mha_bench_shape* s = &d->s;
   *out = NULL;
   mha_bench_core_state* st = calloc(1, sizeof *st);
@@ -81,6 +89,14 @@ static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar,
   st->v = d->v;
   st->scalar = scalar;
   if (scalar) st->desc.isa = MHA_ISA_SCALAR; /* the workspace is sized for the kernel set */
+  if (pool) { /* before the workspace query: it counts the pool's workers */
+    if ((st->pool = pthread_pool_create(threads)) == NULL) {
+      mha_bench_core_teardown(st);
+      return mha_bench_fail("pthread_pool_create(%d) failed", threads);
+    }
+    st->tp = pthread_pool_threadpool(st->pool);
+    st->desc.threadpool = &st->tp;
+  }
   size_t bytes = 0;
   mha_status ws_status = mha_attention_workspace_size(&st->desc, 0, &bytes);
   if (ws_status != MHA_STATUS_SUCCESS || (st->workspace = malloc(bytes)) == NULL) {
@@ -102,11 +118,15 @@ static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar,
 }
 
 static int mha_bench_core_setup(const mha_bench_data* d, int threads, void** out) {
-  return mha_bench_core_make(d, threads, 0, out);
+  return mha_bench_core_make(d, threads, 0, 0, out);
 }
 
 static int mha_bench_core_setup_scalar(const mha_bench_data* d, int threads, void** out) {
-  return mha_bench_core_make(d, threads, 1, out);
+  return mha_bench_core_make(d, threads, 1, 0, out);
+}
+
+static int mha_bench_core_setup_pool(const mha_bench_data* d, int threads, void** out) {
+  return mha_bench_core_make(d, threads, 0, 1, out);
 }
 
 static int mha_bench_core_run(void* p) {
@@ -126,6 +146,12 @@ static const float* mha_bench_core_output(const void* p) {
 
 static const char* mha_bench_scalar_label(void) { return "scalar"; }
 
+static const char* mha_bench_pool_label(void) {
+  static char buf[300];
+  snprintf(buf, sizeof buf, "%s, pthread pool", mha_bench_active_isa());
+  return buf;
+}
+
 const mha_bench_impl mha_bench_core = {
     "mha", MHA_BENCH_CORE, mha_bench_core_setup, mha_bench_core_run,
     mha_bench_core_output, mha_bench_core_teardown, mha_bench_active_isa};
@@ -133,3 +159,7 @@ const mha_bench_impl mha_bench_core = {
 const mha_bench_impl mha_bench_core_scalar = {
     "mha_scalar", MHA_BENCH_CORE, mha_bench_core_setup_scalar, mha_bench_core_run,
     mha_bench_core_output, mha_bench_core_teardown, mha_bench_scalar_label};
+
+const mha_bench_impl mha_bench_core_pool = {
+    "mha_pool", MHA_BENCH_CORE, mha_bench_core_setup_pool, mha_bench_core_run,
+    mha_bench_core_output, mha_bench_core_teardown, mha_bench_pool_label};

@@ -112,7 +112,7 @@ static int mha_bench_wrapper_run(void* p) {
              (size_t)Dh * sizeof(float));
     }
   }
-  mha_gemm_f32(st->kr, rows, st->cat, H * Dh, &st->wo, NULL, st->out, st->d_model, (mha_team){NULL, st->threads});
+  mha_gemm_f32(st->kr, rows, st->cat, H * Dh, &st->wo, NULL, st->out, st->d_model, (mha_team){NULL, st->threads, NULL});
   return 0;
 }
 

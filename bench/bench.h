@@ -42,7 +42,9 @@ enum {
   MHA_BENCH_DECODE = 1u << 3,  /* memory bound: report GBps of K and V read */
   MHA_BENCH_VARIANT = 1u << 4, /* attention variants (window, ALiBi, soft-cap, sinks): mha
                                   only (the C peers have none; bench/peers.py has PyTorch) */
-  MHA_BENCH_KVCACHE = 1u << 5  /* K/V from a cache (kv_dtype, page): mha only, fp32 twin beside */
+  MHA_BENCH_KVCACHE = 1u << 5, /* K/V from a cache (kv_dtype, page): mha only, fp32 twin beside */
+  MHA_BENCH_STOLEN = 1u << 6   /* the stolen-core rows: all threads only, mha on OpenMP and on the
+                                  reference pthread pool, quiet or with a core taken (busy) */
 };
 
 /* One benchmarked shape. For a layer, Tq == Tk == T (self-attention),
@@ -63,6 +65,9 @@ typedef struct mha_bench_shape {
   int kv_dtype;   /* an mha_dtype: 0 fp32, 1 f16, 2 bf16 (K and V hold values of that type) */
   int64_t page;   /* 0: contiguous; else tokens per block of a paged cache (shuffled blocks) */
   int mixed;      /* 1: entry b holds Tk − ⌊b·Tk / 2B⌋ keys (mask.kv_len); 0: all Tk */
+  /* 1: a thread spins on the process's first CPU while this shape's rows run
+   * (busy-core.c), from the benchmark's setup to its teardown */
+  int busy;
 } mha_bench_shape;
 
 /* The keys entry b of a shape holds (Tk, or less for mixed lengths). */
@@ -147,6 +152,9 @@ extern const mha_bench_impl mha_bench_layer_scalar;  /* the same, plan made on M
 extern const mha_bench_impl mha_bench_wrapper;       /* bench-wrapper.c: H single-head layers */
 extern const mha_bench_impl mha_bench_core;          /* bench-core.c: mha_attention_f32 */
 extern const mha_bench_impl mha_bench_core_scalar;   /* the same on MHA_ISA_SCALAR */
+/* the same on the reference pthread pool (examples/threadpool/pthread-pool.c,
+ * desc.threadpool), made with `threads` threads in setup, destroyed at teardown */
+extern const mha_bench_impl mha_bench_core_pool;
 extern const mha_bench_impl mha_bench_core_kv;       /* bench-kv.c: mha_attention_kv_f32 */
 /* peer-blas.c; both NULL-named (name == NULL) when built without BLAS */
 extern const mha_bench_impl mha_bench_blas_layer;
@@ -161,6 +169,22 @@ int mha_bench_cores(void);
 
 /* The ISA mha uses now ("scalar", "avx2", ...), or "error: ..." */
 const char* mha_bench_active_isa(void);
+
+/* ------------------------------------------------------------------------ */
+/* A stolen core (busy-core.c)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* One thread spinning on an atomic flag, pinned (pthread_setaffinity_np) to
+ * the process's first CPU, as another process that takes a core would. */
+typedef struct mha_bench_busy mha_bench_busy;
+/* The lowest CPU of the process's affinity mask (sched_getaffinity). */
+int mha_bench_busy_first_cpu(void);
+/* Starts the thread and returns once it is pinned and spinning: 0, or an
+ * errno value (pthread_create's, pthread_setaffinity_np's). */
+int mha_bench_busy_start(mha_bench_busy** out);
+int mha_bench_busy_cpu(const mha_bench_busy* b);
+/* Stops the thread, joins it, frees; NULL does nothing. */
+void mha_bench_busy_stop(mha_bench_busy* b);
 
 /* ------------------------------------------------------------------------ */
 /* Micro-kernels through the kernel table (bench-ukernel.c)                 */

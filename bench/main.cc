@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -327,7 +328,9 @@ void RegisterUkernels() {
 // implementations and thread counts of that shape; one implementation's state
 // (plans, buffers, the result of its check) by the calls Google Benchmark
 // makes for one benchmark (iteration estimate, repetitions). Benchmarks are
-// registered grouped by shape, so one slot of each suffices.
+// registered grouped by shape, so one slot of each suffices. A busy shape's
+// spinning thread (busy-core.c) starts after the implementation's setup and
+// stops before its teardown: it runs during that benchmark only.
 // ---------------------------------------------------------------------------
 
 struct Slot {
@@ -337,10 +340,13 @@ struct Slot {
   std::string key;
   const mha_bench_impl* impl = nullptr;
   void* state = nullptr;
+  mha_bench_busy* busy = nullptr;  // a busy shape's stolen core
   std::string error;
   double nmse = 0.0;  // of the check
 
   void DropImpl() {
+    mha_bench_busy_stop(busy);
+    busy = nullptr;
     if (state != nullptr) impl->teardown(state);
     state = nullptr;
     impl = nullptr;
@@ -378,17 +384,25 @@ void* Prepare(int shape, const mha_bench_impl* impl, int threads, const std::str
   }
   s.key = key;
   s.impl = impl;
+  int err = 0;
   if (!s.data_error.empty()) {
     s.error = s.data_error;
   } else if (impl->setup(s.data, threads, &s.state) != 0) {
     s.state = nullptr;
     s.error = mha_bench_error();
+  } else if (g_shapes[shape].busy && (err = mha_bench_busy_start(&s.busy)) != 0) {
+    s.error = std::string("busy loop on CPU ") + std::to_string(mha_bench_busy_first_cpu()) + ": " +
+              std::strerror(err);
   } else if (impl->run(s.state) != 0) {
     s.error = mha_bench_error();
   } else {  // the check: once, untimed
     const int bad = mha_bench_check(impl->name, impl->output(s.state), s.data->ref, s.data->out_len);
     s.nmse = mha_bench_last_nmse();
     if (bad) s.error = mha_bench_error();
+  }
+  if (!s.error.empty()) {  // a skipped benchmark leaves no core busy
+    mha_bench_busy_stop(s.busy);
+    s.busy = nullptr;
   }
   *error = s.error;
   return s.error.empty() ? s.state : nullptr;
@@ -425,11 +439,16 @@ void RegisterCase(int shape, const mha_bench_impl* impl, int threads) {
   }
   args.push_back(threads);
   names.push_back("threads");
+  if (s.flags & MHA_BENCH_STOLEN) {  // 0 quiet, 1 a thread spinning on the first CPU
+    args.push_back(s.busy);
+    names.push_back("busy");
+  }
   std::string key = family;
   for (size_t i = 0; i < args.size(); i++) key += "/" + names[i] + ":" + std::to_string(args[i]);
   const double flops = mha_bench_flops(&s);
   const double kv_bytes = mha_bench_kv_bytes(&s);
   const bool decode = (s.flags & MHA_BENCH_DECODE) != 0;
+  const std::string busy_text = s.busy ? ", CPU " + std::to_string(mha_bench_busy_first_cpu()) + " busy" : "";
 
   benchmark::RegisterBenchmark(family.c_str(), [=](benchmark::State& state) {
     std::string error;
@@ -452,7 +471,7 @@ void RegisterCase(int shape, const mha_bench_impl* impl, int threads) {
     }
     state.counters["nmse"] = C(g_slot.nmse);  // the check against mha's output (<= 1e-5 passes)
     // pct_peak and pct_bw are derived from these by the reporters (Derive)
-    state.SetLabel(impl->label());
+    state.SetLabel(impl->label() + busy_text);
   })
       ->ArgNames(names)
       ->Args(args)
@@ -463,10 +482,12 @@ void RegisterCase(int shape, const mha_bench_impl* impl, int threads) {
 // The thread counts a shape runs at. Full: every count up to 8, then powers of
 // two and the maximum (the heads study: every count, as it asks). Quick:
 // sweeps at 1, 2, 4, … and the maximum, the heads study at 1 and the maximum,
-// the rest at the maximum. Smoke: 1 and the maximum.
+// the rest at the maximum. Smoke: 1 and the maximum. The stolen-core rows: the
+// maximum only, in every mode (a stolen core is one of all the threads).
 std::vector<int> ThreadsFor(const mha_bench_shape& s) {
   const int tmax = g_opt.max_threads;
   const bool heads = (s.flags & MHA_BENCH_HEADS) != 0;
+  if (s.flags & MHA_BENCH_STOLEN) return {tmax};
   std::vector<int> ts;
   if (g_opt.mode == MHA_BENCH_FULL) {
     if (!heads) return g_opt.threads;
@@ -485,6 +506,7 @@ std::vector<int> ThreadsFor(const mha_bench_shape& s) {
 // mha and the peers of a shape: the fused layer (or the core); the scalar path
 // (not when mha itself runs it); the wrapper layout (layers; quick mode leaves
 // it out on the big presets); BLAS. The heads study: fused and wrapper only.
+// The stolen-core rows: the core on OpenMP and on the reference pthread pool.
 std::vector<const mha_bench_impl*> ImplsFor(const mha_bench_shape& s, bool active_scalar) {
   const bool layer = s.kind == MHA_BENCH_LAYER, smoke = g_opt.mode == MHA_BENCH_SMOKE;
   const bool heads = (s.flags & MHA_BENCH_HEADS) != 0;
@@ -493,6 +515,7 @@ std::vector<const mha_bench_impl*> ImplsFor(const mha_bench_shape& s, bool activ
     if (s.kv_dtype == MHA_DTYPE_F32 && s.page == 0) return {&mha_bench_core};
     return {&mha_bench_core_kv};
   }
+  if (s.flags & MHA_BENCH_STOLEN) return {&mha_bench_core, &mha_bench_core_pool};
   std::vector<const mha_bench_impl*> impls = {layer ? &mha_bench_layer : &mha_bench_core};
   if (s.flags & MHA_BENCH_VARIANT) {  // the C peers have no variants: mha (and its scalar path in smoke)
     if (smoke) impls.push_back(&mha_bench_core_scalar);
@@ -588,6 +611,8 @@ void AddContext() {
   benchmark::AddCustomContext("mha_isas_available", isas);
   benchmark::AddCustomContext("threads", std::to_string(g_opt.max_threads));
   benchmark::AddCustomContext("cores", std::to_string(mha_bench_cores()));
+  // the stolen-core rows' busy thread spins here (the first CPU of the process's mask)
+  benchmark::AddCustomContext("busy_cpu", std::to_string(mha_bench_busy_first_cpu()));
   std::string peak_isa;
   double best = 0.0;
   for (const auto& kv : g_peak_isa) {

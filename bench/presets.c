@@ -6,18 +6,23 @@
 #include "bench.h"
 
 #define LAYER(name, B, H, Hkv, T, dm, causal, flags) \
-  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, flags, 0, 0.0f, 0, 0, 0, 0, 0}
+  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, flags, 0, 0.0f, 0, 0, 0, 0, 0, 0}
 #define CORE(name, B, H, Hkv, Tq, Tk, D, causal, flags) \
-  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal, flags, 0, 0.0f, 0, 0, 0, 0, 0}
+  {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal, flags, 0, 0.0f, 0, 0, 0, 0, 0, 0}
 /* a causal self-attention core with variants: window, soft-cap, ALiBi, sinks */
 #define VAR(name, H, Hkv, T, D, window, softcap, alibi, sinks) \
-  {name, MHA_BENCH_CORE, 1, H, Hkv, T, T, D, 0, 1, MHA_BENCH_VARIANT, window, softcap, alibi, sinks, 0, 0, 0}
+  {name, MHA_BENCH_CORE, 1, H, Hkv, T, T, D, 0, 1, MHA_BENCH_VARIANT, window, softcap, alibi, sinks, 0, 0, 0, 0}
+/* a decode step (B 1, Tq 1) at all threads, quiet (busy 0) or with a thread
+ * spinning on the first CPU (busy 1): the stolen-core rows (issue #21) */
+#define STOLEN(H, Hkv, Tk, D, busy)                                                             \
+  {"stolen_core", MHA_BENCH_CORE, 1, H, Hkv, 1, Tk, D, 0, 0, MHA_BENCH_DECODE | MHA_BENCH_STOLEN, \
+   0, 0.0f, 0, 0, 0, 0, 0, busy}
 
 /* the core over a K/V cache: element type (0 fp32, 1 f16, 2 bf16), page
  * (0 contiguous, else tokens per block), mixed lengths */
 #define KVC(name, B, H, Hkv, Tq, Tk, D, causal, dtype, page, mixed)                                    \
   {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal,                                              \
-   MHA_BENCH_KVCACHE | ((Tq) == 1 ? MHA_BENCH_DECODE : 0), 0, 0.0f, 0, 0, dtype, page, mixed}
+   MHA_BENCH_KVCACHE | ((Tq) == 1 ? MHA_BENCH_DECODE : 0), 0, 0.0f, 0, 0, dtype, page, mixed, 0}
 
 enum { SWEEP = MHA_BENCH_SWEEP, BIG = MHA_BENCH_BIG, HEADS = MHA_BENCH_HEADS, DEC = MHA_BENCH_DECODE };
 
@@ -82,6 +87,13 @@ static const mha_bench_shape mha_bench_real[] = {
     KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     1,    0,   0),
     KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     2,    0,   0),
     KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     1,    32,  0),
+    /* a stolen core: decode (as above, Hkv 8) and a tiny decode that gets few
+     * workers, each quiet and with CPU 0 busy, on OpenMP and on a pthread pool */
+    /*      H   Hkv  Tk    D    busy */
+    STOLEN(32, 8,   4096, 128, 0),
+    STOLEN(32, 8,   4096, 128, 1),
+    STOLEN(8,  8,   256,  64,  0),
+    STOLEN(8,  8,   256,  64,  1),
 };
 
 /* Tiny twins: odd sizes around the tiles (T 33 and 80 cross a 32- and a
@@ -119,6 +131,10 @@ static const mha_bench_shape mha_bench_tiny[] = {
     KVC("kv_decode",   1,  8,  2,  1,    100,   32,  0,     2,    16,  0),
     KVC("kv_decode",   3,  8,  2,  1,    100,   32,  0,     1,    32,  1),
     KVC("kv_prefill",  1,  8,  2,  80,   80,    32,  1,     2,    16,  0),
+    STOLEN(8,  2,   100,  32,  0),
+    STOLEN(8,  2,   100,  32,  1),
+    STOLEN(4,  4,   48,   16,  0),
+    STOLEN(4,  4,   48,   16,  1),
 };
 
 size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes) {

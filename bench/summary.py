@@ -15,6 +15,10 @@ The variant presets (var_*, gemma2, gpt_oss_*, window_scaling) group with
 mha_bench's rows of the same shape; their settings (window, soft-cap, ALiBi,
 sinks) are listed under the table from the peers' JSON, and so are the PyTorch
 peers that peers.py left out for memory.
+The stolen-core rows (preset stolen_core: decode at all threads, quiet and with a
+thread spinning on the first CPU, on OpenMP and on the reference pthread pool)
+get a small table of their own: quiet and busy times side by side and the
+slowdown busy / quiet.
 
 Usage: bench/summary.py out/bench/quick.json [--peers out/bench/quick-peers.json]
                         [--md out/bench/quick-summary.md]
@@ -40,9 +44,12 @@ def bench_rows(path):
         if len(parts) < 3 or parts[0] in ("probe", "ukernel"):
             continue
         m = re.search(r"threads:(\d+)", name)
+        busy = re.search(r"/busy:(\d+)", name)
         rows.append({"preset": parts[0], "system": parts[1],
-                     "shape": "/".join(p for p in parts[2:] if ":" in p and not p.startswith(("threads", "min_time"))),
+                     "shape": "/".join(p for p in parts[2:] if ":" in p
+                                       and not p.startswith(("threads", "min_time", "busy"))),
                      "threads": int(m.group(1)) if m else 1,
+                     "busy": int(busy.group(1)) if busy else None,
                      "median_s": b["real_time"] * UNIT.get(b.get("time_unit", "ns"), 1e-9),
                      "gflops": b.get("GFLOPS"), "pct_peak": b.get("pct_peak"),
                      "gbps": b.get("GBps"), "pct_bw": b.get("pct_bw")})
@@ -186,6 +193,33 @@ def table(ctx, rows, peer_ctx):
     return "\n".join(head)
 
 
+def ms(t):
+    return f"{t * 1e6:.1f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms" if t < 10 else f"{t:.2f} s"
+
+
+def stolen_table(ctx, rows):
+    """The stolen-core rows: per shape and system, quiet and busy medians and busy / quiet."""
+    cells = {}
+    for r in rows:
+        if r["preset"] == "stolen_core" and r.get("busy") is not None:
+            cells.setdefault((r["shape"], r["threads"], r["system"]), {})[r["busy"]] = r["median_s"]
+    if not cells:
+        return ""
+    names = {"mha": "OpenMP", "mha_pool": "pthread pool"}
+    out = [f"Stolen core: decode at all threads, quiet and with one thread spinning on CPU "
+           f"{ctx.get('busy_cpu', '0')} (the process's first CPU) from the benchmark's setup to its "
+           f"teardown; mha on OpenMP and on the reference pthread pool "
+           f"(examples/threadpool/pthread-pool.c). CPU: {ctx.get('cpu_model', '?')}; "
+           f"{ctx.get('threads', '?')} threads; medians.", "",
+           "| shape | threads | workers on | quiet | CPU busy | busy / quiet |",
+           "|---|---|---|---|---|---|"]
+    for (shape, n, system), t in cells.items():
+        q, b = t.get(0), t.get(1)
+        out.append(f"| {shape} | {n} | {names.get(system, system)} | {ms(q) if q else '—'} | "
+                   f"{ms(b) if b else '—'} | {f'{b / q:.2f}×' if q and b else '—'} |")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench_json")
@@ -197,7 +231,10 @@ def main():
     if args.peers and os.path.exists(args.peers):
         peer_ctx, prow = peer_rows(args.peers, rows)
         rows += prow
-    md = table(ctx, rows, peer_ctx)
+    # the stolen-core rows have a table of their own
+    main_rows = [r for r in rows if r["preset"] != "stolen_core"]
+    md = "\n\n".join(t for t in (table(ctx, main_rows, peer_ctx) if main_rows else "",
+                                  stolen_table(ctx, rows)) if t)
     print(md)
     if args.md:
         with open(args.md, "w") as f:

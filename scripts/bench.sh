@@ -8,6 +8,9 @@
 #            presets, at 1 thread and at all threads (installs them from PyPI into
 #            .venv-peers/, git-ignored: torch pulls about 2.8 GB of wheels, 5.3 GB on disk;
 #            onnxruntime, openvino, onnx, numpy a few hundred MB)
+# After the benchmarks, the trace timelines: build/bench/mha_trace_dump (a layer and a decode
+# step, quiet and with CPU 0 busy; --tiny in smoke mode) writes out/bench/trace-*.json and
+# scripts/plot_trace.py draws trace-*.png.
 # Anything after the mode goes to the benchmark binary, e.g.
 #        scripts/bench.sh --full --benchmark_filter='^(gpt2|heads)/'
 # Exits nonzero if any benchmark reported an error (a failed call, or a peer
@@ -27,7 +30,7 @@ done
 
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMHA_BUILD_BENCH=ON >/dev/null
-cmake --build build -j "$(nproc)" --target mha_bench mha_shared
+cmake --build build -j "$(nproc)" --target mha_bench mha_trace_dump mha_shared
 if [[ ! -x build/bench/mha_bench ]]; then
   echo "bench: build/bench/mha_bench was not built (is libbenchmark-dev installed?)" >&2
   exit 1
@@ -82,9 +85,25 @@ else
 fi
 /usr/bin/python3 bench/summary.py "$json" ${peers_json:+--peers "$peers_json"} --md "$out/$mode-summary.md" || rc=1
 
+# The trace timelines: one traced call per run, as JSON, then a PNG per JSON (smoke: the
+# tiny twins, still plotted so CI covers both). Old ones go first: they would read as this run's.
+rm -f "$out"/trace-*.json "$out"/trace-*.png
+tiny=()
+if [[ $mode == smoke ]]; then tiny=(--tiny); fi
+if ! ./build/bench/mha_trace_dump "${tiny[@]}" "$out"; then
+  traces="(the trace dump failed)"
+  rc=1
+elif /usr/bin/python3 scripts/plot_trace.py "$out"/trace-*.json; then
+  traces=$(ls "$out"/trace-*.json "$out"/trace-*.png 2>/dev/null | tr '\n' ' ')
+else
+  traces="(plotting the traces failed)"
+  rc=1
+fi
+
 echo
 echo "bench ($mode): summary $out/$mode-summary.md"
 echo "bench ($mode): table $out/$mode.txt"
 echo "bench ($mode): JSON  $json"
 echo "bench ($mode): plots $plots"
+echo "bench ($mode): traces $traces"
 exit $rc

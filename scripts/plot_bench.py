@@ -313,7 +313,7 @@ unset multiplot
 # The presets figure
 # ---------------------------------------------------------------------------
 def kind(row):
-    if row["preset"] == "heads":
+    if row["preset"] in ("heads", "stolen_core"):  # stolen_core: the summary's table
         return None
     if row["preset"].startswith("var_") or row["preset"] in VARIANTS:
         return "variants"
@@ -514,7 +514,7 @@ def plot_speedup(ctx, peers_path, out):
 # Threads and heads
 # ---------------------------------------------------------------------------
 def plot_threads(ctx, rows, out):
-    sel = [r for r in rows if r["preset"] not in ("heads",) and "threads" in r["args"]
+    sel = [r for r in rows if r["preset"] not in ("heads", "stolen_core") and "threads" in r["args"]
            and "GFLOPS" in r["r"]]
     lab = labels(sel)
     panels = {}
