@@ -26,7 +26,7 @@ typedef struct mha_bench_core_state {
   int32_t* kv_len;       /* [B] with mixed lengths */
   int scalar;
   mha_isa prev;
-  pthread_pool* pool; /* the _pool twin's */
+  tpool* pool; /* the _pool twin's */
   mha_threadpool tp;
 } mha_bench_core_state;
 
@@ -38,7 +38,7 @@ static void mha_bench_core_teardown(void* p) {
   free(st->slopes);
   free(st->sinks);
   free(st->kv_len);
-  pthread_pool_destroy(st->pool);
+  tpool_destroy(st->pool);
   free(st);
 }
 
@@ -90,11 +90,11 @@ static int mha_bench_core_make(const mha_bench_data* d, int threads, int scalar,
   st->scalar = scalar;
   if (scalar) st->desc.isa = MHA_ISA_SCALAR; /* the workspace is sized for the kernel set */
   if (pool) { /* before the workspace query: it counts the pool's workers */
-    if ((st->pool = pthread_pool_create(threads)) == NULL) {
+    if ((st->pool = tpool_create(threads)) == NULL) {
       mha_bench_core_teardown(st);
-      return mha_bench_fail("pthread_pool_create(%d) failed", threads);
+      return mha_bench_fail("tpool_create(%d) failed", threads);
     }
-    st->tp = pthread_pool_threadpool(st->pool);
+    st->tp = tpool_threadpool(st->pool);
     st->desc.threadpool = &st->tp;
   }
   size_t bytes = 0;

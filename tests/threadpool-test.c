@@ -79,7 +79,7 @@ static void checked_for(void* ctx, mha_task_fn task, void* task_context, size_t 
 }
 
 typedef struct test_pool {
-  pthread_pool* pthreads;
+  tpool* pthreads;
   checked_pool check;
   mha_threadpool outer; /* what mha gets */
 } test_pool;
@@ -87,9 +87,9 @@ typedef struct test_pool {
 static int test_pool_open(tester* t, test_pool* p, pool_kind kind) {
   memset(p, 0, sizeof *p);
   if (kind <= POOL_PTHREAD3) {
-    p->pthreads = pthread_pool_create(1 + (int)kind);
-    if (!tester_check(t, p->pthreads != NULL, "pthread_pool_create failed")) return 0;
-    p->check.inner = pthread_pool_threadpool(p->pthreads);
+    p->pthreads = tpool_create(1 + (int)kind);
+    if (!tester_check(t, p->pthreads != NULL, "tpool_create failed")) return 0;
+    p->check.inner = tpool_threadpool(p->pthreads);
   } else {
     p->check.inner = (mha_threadpool){kind == POOL_SERIAL ? serial_for : reverse_for, NULL, 3};
   }
@@ -114,7 +114,7 @@ static int test_pool_verify(tester* t, test_pool* p) {
 }
 
 static void test_pool_close(test_pool* p) {
-  if (p->pthreads != NULL) pthread_pool_destroy(p->pthreads);
+  if (p->pthreads != NULL) tpool_destroy(p->pthreads);
 }
 
 /* ---- the core ---- */

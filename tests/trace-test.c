@@ -96,7 +96,7 @@ static attention_case core_case(int64_t B, int64_t H, int64_t Hkv, int64_t Tq, i
   return c;
 }
 
-static void test_core(tester* t, mha_trace* tr, pthread_pool* pool) {
+static void test_core(tester* t, mha_trace* tr, tpool* pool) {
   const struct {
     attention_case c;
     int weights_mean;
@@ -106,7 +106,7 @@ static void test_core(tester* t, mha_trace* tr, pthread_pool* pool) {
       {core_case(1, 16, 4, 1, 3000, 64, 0), 0, "decode, split key ranges"},
       {core_case(2, 6, 6, 65, 129, 32, 0), 1, "cross, head-mean weights"},
   };
-  mha_threadpool tp = pthread_pool_threadpool(pool);
+  mha_threadpool tp = tpool_threadpool(pool);
   for (size_t n = 0; n < sizeof cases / sizeof cases[0]; n++) {
     attention_case c = cases[n].c;
     c.weights = cases[n].weights_mean;
@@ -238,10 +238,10 @@ int main(void) {
   tester t;
   tester_init(&t, "trace-test");
   mha_trace tr = {tester_alloc(CAP * sizeof(mha_trace_event)), CAP, 0, 0};
-  pthread_pool* pool = pthread_pool_create(3);
-  if (tester_check(&t, pool != NULL, "pthread_pool_create")) {
+  tpool* pool = tpool_create(3);
+  if (tester_check(&t, pool != NULL, "tpool_create")) {
     test_core(&t, &tr, pool);
-    pthread_pool_destroy(pool);
+    tpool_destroy(pool);
   }
   test_varlen(&t, &tr);
   test_layer(&t, &tr);

@@ -10,7 +10,7 @@
 /* How long an idle worker polls for the next call before it sleeps. */
 enum { POOL_SPIN_POLLS = 20000 };
 
-struct pthread_pool {
+struct tpool {
   pthread_mutex_t mu;
   pthread_cond_t wake;
   int threads;
@@ -28,7 +28,7 @@ struct pthread_pool {
 
 /* The next task index of call `gen`, or -1 when its tasks are all taken or a
  * newer call has started (a late worker). */
-static int64_t pool_claim(pthread_pool* p, uint64_t gen, size_t n) {
+static int64_t pool_claim(tpool* p, uint64_t gen, size_t n) {
   uint64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
   for (;;) {
     if ((c >> 32) != (gen & 0xFFFFFFFFu) || (c & 0xFFFFFFFFu) >= n) return -1;
@@ -41,7 +41,7 @@ static int64_t pool_claim(pthread_pool* p, uint64_t gen, size_t n) {
 /* Runs tasks of call gen until none is left. A claimed index belongs to a
  * call that is not finished (the caller waits for it), so task and context
  * are still valid. */
-static void pool_run(pthread_pool* p, uint64_t gen, mha_task_fn task, void* ctx, size_t n) {
+static void pool_run(tpool* p, uint64_t gen, mha_task_fn task, void* ctx, size_t n) {
   for (int64_t i; (i = pool_claim(p, gen, n)) >= 0;) {
     task(ctx, (size_t)i);
     atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
@@ -49,7 +49,7 @@ static void pool_run(pthread_pool* p, uint64_t gen, mha_task_fn task, void* ctx,
 }
 
 static void* pool_worker(void* arg) {
-  pthread_pool* p = arg;
+  tpool* p = arg;
   uint64_t seen = 0;
   for (;;) {
     /* poll a while for the next call, then sleep */
@@ -71,21 +71,21 @@ static void* pool_worker(void* arg) {
   }
 }
 
-pthread_pool* pthread_pool_create(int threads) {
+tpool* tpool_create(int threads) {
   if (threads < 1) return NULL;
-  pthread_pool* p = calloc(1, sizeof *p);
+  tpool* p = calloc(1, sizeof *p);
   if (p == NULL) return NULL;
   p->threads = threads;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->wake, NULL);
   p->started = calloc((size_t)threads, sizeof *p->started);
   if (p->started == NULL) {
-    pthread_pool_destroy(p);
+    tpool_destroy(p);
     return NULL;
   }
   for (int t = 1; t < threads; t++) {
     if (pthread_create(&p->started[p->nstarted], NULL, pool_worker, p) != 0) {
-      pthread_pool_destroy(p);
+      tpool_destroy(p);
       return NULL;
     }
     p->nstarted++;
@@ -93,7 +93,7 @@ pthread_pool* pthread_pool_create(int threads) {
   return p;
 }
 
-void pthread_pool_destroy(pthread_pool* p) {
+void tpool_destroy(tpool* p) {
   if (p == NULL) return;
   pthread_mutex_lock(&p->mu);
   p->stop = 1;
@@ -106,8 +106,8 @@ void pthread_pool_destroy(pthread_pool* p) {
   free(p);
 }
 
-void pthread_pool_parallel_for(void* pool, mha_task_fn task, void* task_context, size_t n) {
-  pthread_pool* p = pool;
+void tpool_parallel_for(void* pool, mha_task_fn task, void* task_context, size_t n) {
+  tpool* p = pool;
   if (n == 0) return;
   if (p->nstarted == 0 || n == 1) {
     for (size_t i = 0; i < n; i++) task(task_context, i);
@@ -130,7 +130,7 @@ void pthread_pool_parallel_for(void* pool, mha_task_fn task, void* task_context,
   }
 }
 
-mha_threadpool pthread_pool_threadpool(pthread_pool* pool) {
-  mha_threadpool tp = {pthread_pool_parallel_for, pool, pool->threads};
+mha_threadpool tpool_threadpool(tpool* pool) {
+  mha_threadpool tp = {tpool_parallel_for, pool, pool->threads};
   return tp;
 }

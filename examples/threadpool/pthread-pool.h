@@ -10,11 +10,13 @@
  * after a call before they sleep, so back-to-back calls (a decode loop)
  * find them awake.
  *
- *   pthread_pool* pool = pthread_pool_create(4);      // 4 = the caller + 3 threads
- *   mha_threadpool tp = pthread_pool_threadpool(pool);
+ *   tpool* pool = tpool_create(4);      // 4 = the caller + 3 threads
+ *   mha_threadpool tp = tpool_threadpool(pool);
  *   desc.threadpool = &tp;                              // or args.threadpool
  *   ... mha calls ...
- *   pthread_pool_destroy(pool);
+ *   tpool_destroy(pool);
+ *
+ * (The prefix is tpool_: pthread_ names are reserved by POSIX.)
  *
  * One parallel_for at a time per pool (mha calls it from the thread that
  * called mha; two threads calling mha at once need a pool each).
@@ -26,17 +28,17 @@
 
 #include "mha.h"
 
-typedef struct pthread_pool pthread_pool;
+typedef struct tpool tpool;
 
 /* A pool of `threads` workers, the calling thread counted (threads - 1 are
  * started); NULL if threads < 1 or a thread cannot be started. */
-pthread_pool* pthread_pool_create(int threads);
-void pthread_pool_destroy(pthread_pool* pool);
+tpool* tpool_create(int threads);
+void tpool_destroy(tpool* pool);
 
 /* task(task_context, i) once for every i in [0, n); returns when all are done. */
-void pthread_pool_parallel_for(void* pool, mha_task_fn task, void* task_context, size_t n);
+void tpool_parallel_for(void* pool, mha_task_fn task, void* task_context, size_t n);
 
 /* The pool as mha sees it: parallel_for above, num_threads = threads. */
-mha_threadpool pthread_pool_threadpool(pthread_pool* pool);
+mha_threadpool tpool_threadpool(tpool* pool);
 
 #endif

@@ -18,13 +18,13 @@
 #include "pthread-pool.h"
 
 int main(void) {
-  pthread_pool* pool = pthread_pool_create(POOL_CHECK_THREADS);
+  tpool* pool = tpool_create(POOL_CHECK_THREADS);
   if (pool == NULL) {
-    fprintf(stderr, "threadpool-pthread: pthread_pool_create(%d) failed\n", POOL_CHECK_THREADS);
+    fprintf(stderr, "threadpool-pthread: tpool_create(%d) failed\n", POOL_CHECK_THREADS);
     return 1;
   }
-  const mha_threadpool tp = pthread_pool_threadpool(pool); /* what desc.threadpool points to */
+  const mha_threadpool tp = tpool_threadpool(pool); /* what desc.threadpool points to */
   const int failed = pool_check(&tp, "threadpool-pthread");
-  pthread_pool_destroy(pool);
+  tpool_destroy(pool);
   return failed == 0 ? 0 : 1;
 }
