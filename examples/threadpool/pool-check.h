@@ -3,9 +3,9 @@
  * threadpool-pthreadpool.c): a caller's pool gives the bits of the OpenMP
  * default (include/mha.h, "Threads").
  *
- * Three calls, each run through the pool (num_threads 0: the pool's) and on
- * OpenMP (threadpool NULL, num_threads 3), outputs poisoned with NaN before
- * each run:
+ * Three calls, on every kernel set this CPU runs (mha_set_isa), each run
+ * through the pool (num_threads 0: the pool's) and on OpenMP (threadpool
+ * NULL, num_threads 3), outputs poisoned with NaN before each run:
  *   prefill  mha_attention_f32, desc.threadpool: causal, B=2 H=4 Hkv=2
  *            T=200 D=64
  *   decode   mha_attention_kv_f32, desc.threadpool: one query row per head
