@@ -195,8 +195,9 @@ MHA_API mha_status mha_set_isa_by_name(const char* name);
  * the calling one included, in any order, at once or one after another —
  * and return only after every one of those calls has returned. It may not
  * fail. mha calls it only from the thread that called mha (never from
- * inside a task), with 1 <= n <= the call's workers, once per stage of the
- * call that has work (the core: the Kᵀ packing, the attention units, the
+ * inside a task), with 2 <= n <= the call's workers, once per stage of the
+ * call that has work (a call with one worker runs on the calling thread and
+ * does not call the pool) (the core: the Kᵀ packing, the attention units, the
  * head-mean weights; the layer: each projection GEMM, then the core's).
  *
  * Task i is worker i: it uses worker i's slice of the workspace and takes

@@ -6,7 +6,7 @@
  * 1-3 threads and with pools that run the tasks one after another, forwards
  * and backwards, on the calling thread. Every pool sits behind a checker of
  * the contract: each index in [0, n) called exactly once per parallel_for,
- * 1 <= n <= num_threads, called from the calling thread only, never from
+ * 2 <= n <= the workers, called from the calling thread only, never from
  * inside a task. Also: a small call never calls the pool (the size rule), a
  * bad pool is INVALID_ARGUMENT before anything is written or called.
  */
@@ -68,7 +68,7 @@ static void checked_for(void* ctx, mha_task_fn task, void* task_context, size_t 
   checked_pool* c = ctx;
   c->calls++;
   if (n > c->max_n) c->max_n = n;
-  if (n < 1 || n > (size_t)c->limit || n > CHECK_MAX_N) c->bad_n++;
+  if (n < 2 || n > (size_t)c->limit || n > CHECK_MAX_N) c->bad_n++;
   if (!pthread_equal(pthread_self(), c->caller)) c->bad_thread++;
   if (atomic_load(&c->depth) != 0) c->nested++;
   for (size_t i = 0; i < CHECK_MAX_N; i++) atomic_store(&c->seen[i], 0);
@@ -102,7 +102,7 @@ static int test_pool_open(tester* t, test_pool* p, pool_kind kind) {
 /* The contract held over every call so far; returns the calls. */
 static int test_pool_verify(tester* t, test_pool* p) {
   checked_pool* c = &p->check;
-  tester_check(t, c->bad_n == 0, "%d parallel_for calls with n outside [1, workers %d] (max n %zu)", c->bad_n,
+  tester_check(t, c->bad_n == 0, "%d parallel_for calls with n outside [2, workers %d] (max n %zu)", c->bad_n,
                c->limit, c->max_n);
   tester_check(t, c->bad_thread == 0, "%d parallel_for calls from another thread than the caller's", c->bad_thread);
   tester_check(t, c->nested == 0, "%d parallel_for calls from inside a task", c->nested);

@@ -140,7 +140,7 @@ typedef struct counting_pool {
   pthread_t caller;
   int calls;    /* parallel_for calls */
   size_t max_n; /* the most tasks one call asked for */
-  int broken;   /* calls that broke the contract: n outside [1, num_threads],
+  int broken;   /* calls that broke the contract: n outside [2, num_threads],
                    another thread than the caller's, an index not run once */
   mha_task_fn task; /* the current call's task and its context */
   void* task_context;
@@ -158,7 +158,7 @@ static void counting_parallel_for(void* context, mha_task_fn task, void* task_co
   c->calls++; /* only the caller's thread calls (checked just below) */
   if (n > c->max_n) c->max_n = n;
   if (!pthread_equal(pthread_self(), c->caller)) c->broken++;
-  if (n < 1 || n > (size_t)c->inner.num_threads || n > MAX_TASKS) {
+  if (n < 2 || n > (size_t)c->inner.num_threads || n > MAX_TASKS) {
     c->broken++;
     c->inner.parallel_for(c->inner.context, task, task_context, n); /* too many to count */
     return;
@@ -222,7 +222,12 @@ static int check_one(const char* name, const check_case* k, const inputs* in, co
             pool_out[at], omp_out[at]);
     failed++;
   }
-  if (counter->calls == 0 || counter->max_n < 2) {
+  if (counted->num_threads == 1 && counter->calls != 0) {
+    /* one worker: the call runs on the caller's thread (mha.h, "Threads") */
+    fprintf(stderr, "%s: %s: a 1-thread pool was called %d times\n", name, k->name, counter->calls);
+    failed++;
+  }
+  if (counted->num_threads > 1 && (counter->calls == 0 || counter->max_n < 2)) {
     fprintf(stderr, "%s: %s: the pool ran nothing in parallel (%d parallel_for calls, at most %zu tasks)\n", name,
             k->name, counter->calls, counter->max_n);
     failed++;
