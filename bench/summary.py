@@ -220,6 +220,27 @@ def stolen_table(ctx, rows):
     return "\n".join(out)
 
 
+def scaling_table(ctx, rows):
+    """mha from 1 thread to the most it ran, per preset and shape: the speed-up and the
+    parallel efficiency t1 / (N·tN) (issue #21: the layers, the core and decode)."""
+    cells = {}
+    for r in rows:
+        if r["system"] == "mha" and r["preset"] != "stolen_core" and r.get("busy") is None:
+            cells.setdefault((r["preset"], r["shape"]), {})[r["threads"]] = r["median_s"]
+    out = []
+    for (preset, shape), t in cells.items():
+        n = max(t)
+        if n > 1 and 1 in t:
+            out.append(f"| {preset} | {shape} | {ms(t[1])} | {n} | {ms(t[n])} | {t[1] / t[n]:.2f}× | "
+                       f"{100 * t[1] / (n * t[n]):.0f}% |")
+    if not out:
+        return ""
+    return "\n".join([f"Scaling of mha from 1 thread to the most each row ran (CPU: {ctx.get('cpu_model', '?')}; "
+                      f"medians; efficiency = t1 / (N·tN)):", "",
+                      "| preset | shape | 1 thread | N | N threads | speed-up | efficiency |",
+                      "|---|---|---|---|---|---|---|"] + out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench_json")
@@ -234,7 +255,7 @@ def main():
     # the stolen-core rows have a table of their own
     main_rows = [r for r in rows if r["preset"] != "stolen_core"]
     md = "\n\n".join(t for t in (table(ctx, main_rows, peer_ctx) if main_rows else "",
-                                  stolen_table(ctx, rows)) if t)
+                                  scaling_table(ctx, main_rows), stolen_table(ctx, rows)) if t)
     print(md)
     if args.md:
         with open(args.md, "w") as f:
