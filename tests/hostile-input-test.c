@@ -26,6 +26,11 @@
  *      B = 2^40 returns at once (was: a walk over all B entries)
  *   8  per-head weights at H = 2^20 (Hkv 2^17, one row, one key) return at
  *      once with the right weights (was: O(H²), a scan of every slot per row)
+ *  12  varlen: a last sequence without keys and a K/V row stride of 2^62
+ *      (one key row in all: a valid view) → its rows are zeros, the other
+ *      sequence's are its one V row (was: the sequence's first key row,
+ *      cu_k[b] = the total, formed a pointer that wrapped around the address
+ *      space — undefined behaviour, caught by UBSan in the fuzzer, stop 27)
  *
  * Defect 9 (the Python front's cu_seqlens cast) is tested in
  * python/tests/test_varlen.py.
@@ -433,6 +438,30 @@ static void weights_many_heads(tester* t) {
 }
 
 /* argv[1], if given, runs only the part of that name (to replay one defect). */
+/* Defect 12: cu_k = {0, 1, 1}: sequence 1 has no keys and starts one row
+ * past the only key row, 2^62 elements (2^64 bytes) away. */
+static void varlen_keyless_last(tester* t) {
+  enum { D = 4 };
+  const int32_t cu_q[3] = {0, 1, 2}, cu_k[3] = {0, 1, 1};
+  float q[2 * D], kv[2][D], out[2 * D];
+  tester_fill(t, q, 2 * D);
+  tester_fill(t, kv[0], D);
+  tester_fill(t, kv[1], D);
+  tester_poison(out, 2 * D);
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, 2, 1, 1, 1, 1, D, D);
+  d.q = d.out = (mha_strides){0, D, D};
+  d.k = d.v = (mha_strides){0, D, INT64_C(1) << 62};
+  tester_context(t, "defect 12: varlen, a keyless last sequence, K/V row stride 2^62");
+  const mha_status st = mha_attention_varlen_f32(&d, cu_q, cu_k, q, kv[0], kv[1], out);
+  if (!tester_check(t, st == MHA_STATUS_SUCCESS, "got %s: %s", mha_status_string(st), mha_last_error())) return;
+  /* one visible key: its weight is exactly 1, so the row is that V row */
+  tester_check(t, same(out, kv[1], D * sizeof(float)), "sequence 0's row is not its one V row");
+  int zeros = 1;
+  for (int c = 0; c < D; c++) zeros &= out[D + c] == 0.0f;
+  tester_check(t, zeros, "the keyless sequence's row is not zeros");
+}
+
 int main(int argc, char** argv) {
   tester t;
   tester_init(&t, "hostile-input-test");
@@ -453,6 +482,7 @@ int main(int argc, char** argv) {
   PART("variant_values", variant_values(&t));
   PART("kv_huge_batch", kv_huge_batch(&t));
   PART("weights_many_heads", weights_many_heads(&t));
+  PART("varlen_keyless_last", varlen_keyless_last(&t));
 #undef PART
   free(q);
   free(k);

@@ -235,8 +235,12 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     p->lse_batch = 0; /* lse [total_q, H] */
     p->lse_head = 1;
     p->lse_row = d->H;
-    mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + (int64_t)cu_k[b] * d->k.row,
-                       v + (int64_t)cu_k[b] * d->v.row, NULL, out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+    /* a sequence without keys reads no K or V row: its first key row may lie
+     * past the views' checked span (cu_k[b] = the total), where the pointer
+     * could wrap, so it gets the views' base */
+    const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
+    mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + k0 * d->k.row, v + k0 * d->v.row, NULL,
+                       out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
     pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
     unit_first[i + 1] = unit_first[i] + p->units;
     mean_first[i + 1] = 0;

@@ -1021,8 +1021,10 @@ static void vl_check_alone(const vl_case* c, const vl_buffers* b, const vl_resul
     fuzz_poison(sl, (size_t)(H * lq));
   }
   sd.lse = sl;
-  const float* kp = b->ptr[ROLE_K] + ck * d->k.row;
-  const float* vp = b->ptr[ROLE_V] + ck * d->v.row;
+  /* without keys, cu_k[s] may be one past the views' rows, where a pointer
+   * could wrap: the sequence gets rows of its own below */
+  const float* kp = lk > 0 ? b->ptr[ROLE_K] + ck * d->k.row : NULL;
+  const float* vp = lk > 0 ? b->ptr[ROLE_V] + ck * d->v.row : NULL;
   float *own_k = NULL, *own_v = NULL;
   if (lk == 0) { /* one key row of its own, hidden by kv_len {0} */
     const fuzz_view kv[2] = {{1, Hkv, 1, D, {0, d->k.head, d->k.row}},
