@@ -51,29 +51,6 @@ static inline __attribute__((always_inline)) __m256 mha_scale_add8(__m256 x, __m
   return x;
 }
 
-/* A row that saw no visible key (m' = −inf) may still hold a NaN among its
- * -infs (max skips NaN lanes), which must reach p and l. Rare: a scan. */
-static int mha_row_has_nan(const float* s, size_t n) {
-  for (size_t j = 0; j < n; j++) {
-    if (isnan(s[j])) return 1;
-  }
-  return 0;
-}
-
-/* the running max moved: the one scalar exp2 of the step (none when it did not) */
-static float mha_step_alpha(float m_old, float m_new) { return m_new == m_old ? 1.0f : exp2f(m_old - m_new); }
-
-/* l·alpha + sum: one expression for every path, so one rounding (whatever
- * the compiler's contraction) */
-static float mha_step_l(float l, float alpha, float sum) { return l * alpha + sum; }
-
-static float mha_row_finish(float m_old, float m_new, float sum, float* m, float* l) {
-  const float alpha = mha_step_alpha(m_old, m_new);
-  *l = mha_step_l(*l, alpha, sum);
-  *m = m_new;
-  return alpha;
-}
-
 /* Full 8-key vectors use plain loads and stores; the tail of n_valid (and of
  * n) is one masked load/store, once per row: vmaskmovps stores cost ~12
  * cycles on AMD Zen 2-4. */
@@ -138,9 +115,7 @@ float mha_f32_softmax_online_row__avx2(size_t n, size_t n_valid, float* s, float
 void mha_f32_softmax_online_tile__avx2(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
                                        float* alpha) {
   if (n % 8 != 0) {
-    for (size_t r = 0; r < rows; r++) {
-      alpha[r] = mha_f32_softmax_online_row__avx2(n, n, s + r * lds, 1.0f, NULL, &m[r], &l[r]);
-    }
+    mha_softmax_tile_by_rows(mha_f32_softmax_online_row__avx2, rows, n, s, lds, m, l, alpha);
     return;
   }
   const __m256 ninf = _mm256_set1_ps(-INFINITY);

@@ -11,30 +11,6 @@
 
 static __mmask16 mha_tail16(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
-/* A row that saw no visible key in this block either (m' = −inf): zeros and
- * alpha 1, unless a NaN hides among the -infs (max skips NaN lanes), which
- * the caller's step then lets through exp2 into p and l. Rare: a scan. */
-static int mha_row_has_nan(const float* s, size_t n) {
-  for (size_t j = 0; j < n; j++) {
-    if (isnan(s[j])) return 1;
-  }
-  return 0;
-}
-
-/* the running max moved: the one scalar exp2 of the step (none when it did not) */
-static float mha_step_alpha(float m_old, float m_new) { return m_new == m_old ? 1.0f : exp2f(m_old - m_new); }
-
-/* l·alpha + sum: one expression for every path, so one rounding (whatever
- * the compiler's contraction) */
-static float mha_step_l(float l, float alpha, float sum) { return l * alpha + sum; }
-
-static float mha_row_finish(float m_old, float m_new, float sum, float* m, float* l) {
-  const float alpha = mha_step_alpha(m_old, m_new);
-  *l = mha_step_l(*l, alpha, sum);
-  *m = m_new;
-  return alpha;
-}
-
 float mha_f32_softmax_online_row__avx512f(size_t n, size_t n_valid, float* s, float scale,
                                           const float* add, float* m, float* l) {
   const __m512 vscale = _mm512_set1_ps(scale);
@@ -102,9 +78,7 @@ void mha_f32_vexp2_scale__avx512f(size_t n, float* x, float c, float alpha) {
 void mha_f32_softmax_online_tile__avx512f(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
                                           float* alpha) {
   if (n % 16 != 0) {
-    for (size_t r = 0; r < rows; r++) {
-      alpha[r] = mha_f32_softmax_online_row__avx512f(n, n, s + r * lds, 1.0f, NULL, &m[r], &l[r]);
-    }
+    mha_softmax_tile_by_rows(mha_f32_softmax_online_row__avx512f, rows, n, s, lds, m, l, alpha);
     return;
   }
   const __m512 ninf = _mm512_set1_ps(-INFINITY);

@@ -93,10 +93,7 @@ float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float
   mha_zero_tail_neon(s, n_valid, n);
   /* exp2(-inf) = 0 on the first visible block; a NaN score makes p, l and so
    * the output NaN; no scalar exp2 while the running max stays */
-  const float alpha = m_new == m_old ? 1.0f : exp2f(m_old - m_new);
-  *l = *l * alpha + vaddvq_f32(vsum);
-  *m = m_new;
-  return alpha;
+  return mha_row_finish(m_old, m_new, vaddvq_f32(vsum), m, l);
 }
 
 /* The step for whole rows of a tile (config/kernels.h): the row step on
@@ -104,9 +101,7 @@ float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float
  * no tile form of its own. */
 void mha_f32_softmax_online_tile__neon(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
                                         float* alpha) {
-  for (size_t r = 0; r < rows; r++) {
-    alpha[r] = mha_f32_softmax_online_row__neon(n, n, s + r * lds, 1.0f, NULL, &m[r], &l[r]);
-  }
+  mha_softmax_tile_by_rows(mha_f32_softmax_online_row__neon, rows, n, s, lds, m, l, alpha);
 }
 
 void mha_f32_vscale__neon(size_t n, float* x, float alpha) {

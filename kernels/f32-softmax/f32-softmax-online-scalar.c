@@ -35,10 +35,7 @@ float mha_f32_softmax_online_row__scalar(size_t n, size_t n_valid, float* s, flo
   /* exp2(-inf) = 0 on the first visible block; a NaN score makes p, l and
    * so the output NaN (fmax-like compares skip NaN, exp2 does not); no
    * exp2 while the running max stays */
-  const float alpha = m_new == m_old ? 1.0f : exp2f(m_old - m_new);
-  *l = *l * alpha + sum;
-  *m = m_new;
-  return alpha;
+  return mha_row_finish(m_old, m_new, sum, m, l);
 }
 
 /* The step for whole rows of a tile (config/kernels.h): the row step on
@@ -46,9 +43,7 @@ float mha_f32_softmax_online_row__scalar(size_t n, size_t n_valid, float* s, flo
  * no tile form of its own. */
 void mha_f32_softmax_online_tile__scalar(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
                                         float* alpha) {
-  for (size_t r = 0; r < rows; r++) {
-    alpha[r] = mha_f32_softmax_online_row__scalar(n, n, s + r * lds, 1.0f, NULL, &m[r], &l[r]);
-  }
+  mha_softmax_tile_by_rows(mha_f32_softmax_online_row__scalar, rows, n, s, lds, m, l, alpha);
 }
 
 void mha_f32_vscale__scalar(size_t n, float* x, float alpha) {
