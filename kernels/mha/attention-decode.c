@@ -37,8 +37,7 @@ void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
     float* dst = mha_out_row(p, pos.b, row.h, row.i);
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
     for (size_t c = 0; c < Dv; c++) dst[c] = sc.acc[c] * inv;
-    const float sink = p->d->mask.sinks != NULL ? p->d->mask.sinks[row.h] : -INFINITY;
-    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L, sink));
+    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L, mha_head_sink(p->d, row.h)));
     sc.m[r] = M;
     sc.l[r] = L;
   }

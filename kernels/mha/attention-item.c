@@ -134,7 +134,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
   const int plain = !p->modify && d->mask.additive == NULL;
   int64_t all_lo = INT64_MIN, all_lim = INT64_MAX; /* the keys every row sees */
   for (size_t r = 0; r < R; r++) {
-    const float sink = with_sink ? d->mask.sinks[mha_item_row(p, pos.g, pos.q0, pos.mq, r).h] : -INFINITY;
+    const float sink = with_sink ? mha_head_sink(d, mha_item_row(p, pos.g, pos.q0, pos.mq, r).h) : -INFINITY;
     sc->m[r] = sink * MHA_LOG2E_F;
     sc->l[r] = sink == -INFINITY ? 0.0f : 1.0f;
     if (sc->lo[r] > all_lo) all_lo = sc->lo[r];
@@ -220,8 +220,8 @@ void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, flo
     float* dst = mha_out_row(p, pos.b, row.h, row.i);
     memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
     kr->vscale(Dv, dst, inv);
-    const float sink = with_sink ? d->mask.sinks[row.h] : -INFINITY;
-    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r], sink));
+    /* one key range (split 0): the row's sink is in its (m, l) */
+    mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r], mha_head_sink(d, row.h)));
   }
   if (p->weights != NULL) mha_attention_weights(p, pos, &sc, first, max_lim);
 }

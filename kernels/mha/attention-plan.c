@@ -230,6 +230,11 @@ mha_status mha_call_plan(const char* fn, const char* size_fn, const mha_attentio
   return MHA_STATUS_SUCCESS;
 }
 
+mha_team mha_call_team(mha_call* c, const mha_attention_desc* d) {
+  const mha_team team = {d->threadpool, c->nthreads, mha_trace_begin(&c->tracer, d->trace)};
+  return team;
+}
+
 /* Binds a plan to its buffers and carves its shared parts from *shared
  * (advanced past them); zeroes the decode counters and builds the slot lists. */
 void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const float* v,

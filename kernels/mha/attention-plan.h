@@ -231,6 +231,11 @@ static inline float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64
 #define MHA_LOG2E 1.44269504088896340736
 #define MHA_LN2 0.69314718055994530942
 
+/* Head h's sink logit (natural units), −inf for none. */
+static inline float mha_head_sink(const mha_attention_desc* d, int64_t h) {
+  return d->mask.sinks != NULL ? d->mask.sinks[h] : -INFINITY;
+}
+
 /* A row's log-sum-exp, in natural units, from its base-2 running (m, l) and
  * the sink it started from (−inf for none): −inf for a row that saw nothing
  * (l = 0), NaN for a NaN row, and exactly the sink where the sink's term is

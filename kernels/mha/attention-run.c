@@ -6,7 +6,6 @@
  * mha_attention_run, the core's run over its own workspace.
  */
 #include <math.h>
-#include <stdint.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +52,6 @@ typedef struct mha_attn_stage_run {
   const mha_tracer* tracer;
 } mha_attn_stage_run;
 
-static int32_t mha_i32(int64_t x) { return (int32_t)(x < INT32_MAX ? x : INT32_MAX); }
-
 /* What unit u of a stage covers, for the trace (mha.h, "Threads"). */
 static void mha_attn_unit_event(const mha_attn_stages* s, int stage, int64_t u, mha_trace_event* ev) {
   const int64_t* first = stage == 0 ? s->pack_first : stage == 1 ? s->unit_first : s->mean_first;
@@ -81,9 +78,10 @@ static void mha_attn_unit_event(const mha_attn_stages* s, int stage, int64_t u, 
     q1 = q0 + p->mq < d->Tq ? q0 + p->mq : d->Tq;
   }
   ev->stage = stage == 0 ? MHA_TRACE_PACK_KT : stage == 1 ? MHA_TRACE_ATTENTION : MHA_TRACE_WEIGHTS_MEAN;
-  ev->batch = mha_i32(p->entry + b);
-  ev->head = mha_i32(head), ev->heads = mha_i32(heads);
-  ev->q_begin = mha_i32(q0), ev->q_end = mha_i32(q1), ev->k_begin = mha_i32(k0), ev->k_end = mha_i32(k1);
+  ev->batch = mha_trace_i32(p->entry + b);
+  ev->head = mha_trace_i32(head), ev->heads = mha_trace_i32(heads);
+  ev->q_begin = mha_trace_i32(q0), ev->q_end = mha_trace_i32(q1);
+  ev->k_begin = mha_trace_i32(k0), ev->k_end = mha_trace_i32(k1);
   ev->reserved = 0;
 }
 

@@ -55,8 +55,7 @@ mha_status mha_attention_f32(const mha_attention_desc* caller, const float* q, c
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  mha_tracer tracer;
-  const mha_team team = {desc->threadpool, c.nthreads, mha_trace_begin(&tracer, desc->trace)};
+  const mha_team team = mha_call_team(&c, desc);
   st = mha_attention_run(c.kr, desc, q, k, v, NULL, out, weights, team, c.ws);
   mha_trace_end(team.tracer);
   return st;

@@ -16,7 +16,6 @@
  * Threads take whole tiles of C (rows × an NC block), each over the full K
  * in the same order, so the result does not depend on the number of threads.
  */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -190,8 +189,6 @@ typedef struct mha_gemm_run {
   const mha_tracer* tracer;
 } mha_gemm_run;
 
-static int32_t mha_gemm_i32(int64_t x) { return (int32_t)(x < INT32_MAX ? x : INT32_MAX); }
-
 static void mha_gemm_worker(void* ctx, int worker) {
   mha_gemm_run* r = ctx;
   for (int64_t t; (t = mha_claim(&r->next, r->g->tiles)) >= 0;) {
@@ -202,8 +199,8 @@ static void mha_gemm_worker(void* ctx, int worker) {
     const int64_t i0 = (t / g->nt) * g->mtile, jc = (t % g->nt) * g->nc, N = r->w->N;
     /* batch 0: the chunk's first entry once the tracer adds its batch0 */
     mha_trace_event ev = {start, mha_now_ns(), worker, MHA_TRACE_GEMM, 0, r->tracer->gemm, 0,
-                          mha_gemm_i32(i0), mha_gemm_i32(i0 + g->mtile < r->M ? i0 + g->mtile : r->M),
-                          mha_gemm_i32(jc), mha_gemm_i32(jc + g->nc < N ? jc + g->nc : N), 0};
+                          mha_trace_i32(i0), mha_trace_i32(i0 + g->mtile < r->M ? i0 + g->mtile : r->M),
+                          mha_trace_i32(jc), mha_trace_i32(jc + g->nc < N ? jc + g->nc : N), 0};
     mha_trace_record(r->tracer, &ev);
   }
 }

@@ -156,6 +156,7 @@ typedef struct mha_call {
   int nthreads; /* the workers asked for (mha_resolve_workers) */
   size_t floats;
   float* ws;
+  mha_tracer tracer; /* the call's trace, when desc.trace is set (mha_call_team) */
 } mha_call;
 
 /* Plans a call of desc (validated): resolves desc->isa and num_threads,
@@ -164,6 +165,10 @@ typedef struct mha_call {
  * (the *_workspace_size() to ask) when it is too small (attention-plan.c). */
 mha_status mha_call_plan(const char* fn, const char* size_fn, const mha_attention_desc* desc, int with_weights,
                          const int32_t* cu_q, const int32_t* cu_k, mha_call* call);
+
+/* A planned call's workers, on desc's pool, with desc's trace begun (the
+ * caller ends it: mha_trace_end(team.tracer)). */
+mha_team mha_call_team(mha_call* call, const mha_attention_desc* desc);
 
 /* A caller's workspace, aligned up to 64 bytes, if its size is at least what
  * *_workspace_size() reports for `floats` (floats·4 + 64 bytes); else NULL. */

@@ -185,8 +185,7 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_kv_workspace_size", &d, weights != NULL, NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, &d)) != MHA_STATUS_SUCCESS) return st;
-  mha_tracer tracer;
-  const mha_team team = {d.threadpool, c.nthreads, mha_trace_begin(&tracer, d.trace)};
+  const mha_team team = mha_call_team(&c, &d);
   st = mha_attention_run(c.kr, &d, q, NULL, NULL, cache, out, weights, team, c.ws);
   mha_trace_end(team.tracer);
   return st;

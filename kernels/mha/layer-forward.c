@@ -299,7 +299,7 @@ mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* caller) {
     }
   }
   mha_tracer tracer;
-  mha_tracer* tr = (mha_tracer*)mha_trace_begin(&tracer, a->trace);
+  mha_tracer* tr = mha_trace_begin(&tracer, a->trace);
   for (int64_t b0 = 0; b0 < c.B && st == MHA_STATUS_SUCCESS; b0 += c.chunk) {
     if (tr != NULL) tr->batch0 = b0; /* the chunk's entries in the trace */
     st = mha_layer_chunk(L, a, &c, b0, c.B - b0 < c.chunk ? c.B - b0 : c.chunk, buf, tr);

@@ -50,7 +50,7 @@ int64_t mha_now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-const mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace) {
+mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace) {
   if (trace == NULL) return NULL;
   tracer->trace = trace;
   tracer->t0_ns = mha_now_ns();

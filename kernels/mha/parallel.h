@@ -35,12 +35,16 @@ int64_t mha_now_ns(void);
 
 /* At a call's start: the trace's start time, count and total 0. Returns
  * tracer, or NULL when trace is NULL (no trace). */
-const mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace);
+mha_tracer* mha_trace_begin(mha_tracer* tracer, mha_trace* trace);
 /* One unit, as it ends: slot `total++` of the buffer if it has one. Any
  * worker, at once. */
 void mha_trace_record(const mha_tracer* tracer, const mha_trace_event* ev);
 /* At the call's end: count = min(total, capacity). */
 void mha_trace_end(const mha_tracer* tracer);
+
+/* An event's int32 field from an int64 index (saturated: the fields hold
+ * rows, keys and heads, which fit unless a call is past 2^31 of them). */
+static inline int32_t mha_trace_i32(int64_t x) { return (int32_t)(x < INT32_MAX ? x : INT32_MAX); }
 
 /* fn(ctx, w) once for every worker w in [0, team.workers), at once where the
  * pool or OpenMP can: pool->parallel_for with n = workers, an OpenMP region

@@ -87,8 +87,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, cu_seqlens_q, cu_seqlens_k, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  mha_tracer tracer;
-  const mha_team team = {desc->threadpool, c.nthreads, mha_trace_begin(&tracer, desc->trace)};
+  const mha_team team = mha_call_team(&c, desc);
   st = mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
