@@ -59,10 +59,10 @@ if(MHA_ARCH STREQUAL "x86")
   set(MHA_AVX512F_SOURCES
     kernels/config/table-avx512f.c
     kernels/f32-gemm/f32-gemm-12x32-avx512f.c
-    kernels/f32-gemm/f32-gemm-nt-4x4-avx512f.c
+    kernels/f32-gemm/f32-gemm-nt-4x1-avx512f.c
     kernels/f32-scoremod/f32-scoremod-avx512f.c
     kernels/f32-softmax/f32-softmax-online-avx512f.c
-    kernels/kv-gemm/kv-gemm-nt-4x4-avx512f.c
+    kernels/kv-gemm/kv-gemm-nt-4x1-avx512f.c
     kernels/kv-gemm/kv-gemm-pv-12x32-avx512f.c
     kernels/kv-gemm/kv-widen-avx512f.c)
   # F16C (vcvtph2ps) widens f16 K/V rows; every AVX2 CPU has it (isa-select.c checks it)

@@ -7,8 +7,10 @@
  *      strides;
  *  (2) gemm_pv_{f32,f16,bf16} against gemm (accumulate = 1) on the widened
  *      rows packed together, from the same random C: m 1..MR+1 and 2·MR+3,
- *      n 1..NR+1, 64, 100, 128, 200, 273, k 1..127; the rows come from a shuffled pool
- *      of separately mapped rows (not in order, not contiguous);
+ *      n 1..NR+1, 64, 100, 128, 200, 273, k 1..127; through row pointers,
+ *      the rows come from a shuffled pool of separately mapped rows (not in
+ *      order, not contiguous); strided (brows NULL), the same rows copied to
+ *      b + p·ldb, ldb tight or padded;
  *  (3) widen_{f16,bf16} against kv-convert.h's scalar conversion for all
  *      65536 patterns, at several n and misalignments;
  *  (4) nothing outside the operands is touched: A and every B row end at a
@@ -286,16 +288,47 @@ static void check_pv(tester* t, const mha_kernels* kr, int type, row_pool* pool,
   }
   switch (type) {
     case T_F32:
-      kr->gemm_pv_f32(m, n, k, ga.data, lda, frows, got, ldc);
+      kr->gemm_pv_f32(m, n, k, ga.data, lda, NULL, 0, frows, got, ldc);
       break;
     case T_F16:
-      kr->gemm_pv_f16(m, n, k, ga.data, lda, hrows, got, ldc);
+      kr->gemm_pv_f16(m, n, k, ga.data, lda, NULL, 0, hrows, got, ldc);
       break;
     default:
-      kr->gemm_pv_bf16(m, n, k, ga.data, lda, hrows, got, ldc);
+      kr->gemm_pv_bf16(m, n, k, ga.data, lda, NULL, 0, hrows, got, ldc);
       break;
   }
-  compare_c(t, "gemm_pv", m, n, ldc, ref, got_buf, total);
+  compare_c(t, "gemm_pv (row pointers)", m, n, ldc, ref, got_buf, total);
+
+  /* the strided form (brows NULL): the same rows at b + p·ldb, tight or
+   * padded, the last one ending at a PROT_NONE page */
+  const size_t ldb = padded ? n + 7 : n, b_size = (k - 1) * ldb + n;
+  guarded_buffer gb;
+  void* b;
+  if (type == T_F32) {
+    gb = guarded_alloc(b_size);
+    b = gb.data;
+  } else {
+    b = guarded_u16(&gb, b_size);
+  }
+  for (size_t p = 0; p < k; p++) {
+    const size_t esz = type == T_F32 ? sizeof(float) : sizeof(uint16_t);
+    memcpy((char*)b + p * ldb * esz, pool->row[pick[p]], n * esz);
+  }
+  tester_poison(got_buf, total); /* guards and gaps poisoned again, C from c0 */
+  for (size_t i = 0; i < m; i++) memcpy(got + i * ldc, c0 + i * n, n * sizeof(float));
+  switch (type) {
+    case T_F32:
+      kr->gemm_pv_f32(m, n, k, ga.data, lda, b, ldb, NULL, got, ldc);
+      break;
+    case T_F16:
+      kr->gemm_pv_f16(m, n, k, ga.data, lda, b, ldb, NULL, got, ldc);
+      break;
+    default:
+      kr->gemm_pv_bf16(m, n, k, ga.data, lda, b, ldb, NULL, got, ldc);
+      break;
+  }
+  compare_c(t, "gemm_pv (strided rows)", m, n, ldc, ref, got_buf, total);
+  guarded_free(&gb);
 
   free(got_buf);
   free(ref_buf);

@@ -78,14 +78,17 @@ typedef void (*mha_x16_gemm_nt_fn)(size_t m, size_t n, size_t k, const float* a,
 
 /* gemm_pv_{f32,f16,bf16}: C[m×n] += A[m×k]·B[k×n] with row p of B at
  *   brows[p] (n values of the kernel's type): rows anywhere, as a paged cache
- *   holds them. Per element as the ISA's gemm with accumulate = 1: acc = 0;
+ *   holds them; or, when brows is NULL, at b + p·ldb (ldb in elements: a
+ *   contiguous cache or view; b is not read when brows is given). Per element as the ISA's gemm with accumulate = 1: acc = 0;
  *   acc += a[i][p]·b[p][j] for p = 0 .. k−1 (one fma on the SIMD ISAs; a
  *   rounded product, then the sum, on scalar, as its gemm); c = acc + c.
  *   1 <= m, 1 <= n, k >= 1, any sizes (the kernel tiles them itself). */
 typedef void (*mha_f32_gemm_pv_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                   const float* const* brows, float* c, size_t ldc);
+                                   const float* b, size_t ldb, const float* const* brows, float* c,
+                                   size_t ldc);
 typedef void (*mha_x16_gemm_pv_fn)(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                   const uint16_t* const* brows, float* c, size_t ldc);
+                                   const uint16_t* b, size_t ldb, const uint16_t* const* brows,
+                                   float* c, size_t ldc);
 
 /* y[0..n) = x[0..n) widened to fp32 (exact) */
 typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
@@ -115,6 +118,13 @@ typedef struct mha_kernels {
   /* attention: query rows and keys per block of the flash loop */
   size_t attn_mq;
   size_t attn_nk;
+  /* decode over a contiguous cache (the dot-product form): 1 when this set's
+   * gemm_nt and gemm_pv read each K and V row whole, in address order, so an
+   * fp32 V goes through gemm_pv's strided form and no software prefetch runs
+   * (the hardware prefetchers follow the streams: AVX-512, 1.3–1.5× faster
+   * from DRAM on Zen 4); 0: fp32 V through gemm in place, and the next key
+   * block prefetched (AVX2's 16 registers hold no full-row tile at D 128). */
+  int decode_streams;
 
   mha_f32_softmax_online_row_fn softmax_online_row;
   mha_f32_softmax_online_tile_fn softmax_online_tile;

@@ -18,6 +18,7 @@ static const mha_kernels mha_kernels_avx2_table = {
     .gemm_nc = 256,
     .gemm_nt = mha_f32_gemm_nt_ukernel_4x3__avx2,
     .attn_mq = 48,
+    .decode_streams = 0,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__avx2,
     .softmax_online_tile = mha_f32_softmax_online_tile__avx2,

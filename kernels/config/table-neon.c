@@ -22,6 +22,7 @@ static const mha_kernels mha_kernels_neon_table = {
     .gemm_nt = mha_f32_gemm_nt_ukernel_4x4__neon,
     /* 48 query rows (6 tiles of 8) against 64 keys: S is 12 KiB, Kᵀ 32 KiB at D = 128 */
     .attn_mq = 48,
+    .decode_streams = 0,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__neon,
     .softmax_online_tile = mha_f32_softmax_online_tile__neon,

@@ -18,6 +18,7 @@ static const mha_kernels mha_kernels_scalar_table = {
     .gemm_nc = 256,
     .gemm_nt = mha_f32_gemm_nt_ukernel_1x1__scalar,
     .attn_mq = 32,
+    .decode_streams = 0,
     .attn_nk = 64,
     .softmax_online_row = mha_f32_softmax_online_row__scalar,
     .softmax_online_tile = mha_f32_softmax_online_tile__scalar,

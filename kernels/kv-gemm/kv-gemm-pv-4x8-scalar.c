@@ -13,33 +13,47 @@
 #include "f32-gemm/f32-gemm-4x8-scalar.h"
 #include "kv-gemm/kv-gemm.h"
 
-/* brows: a const float* const* (BT fp32) or a const uint16_t* const* */
-static inline __attribute__((always_inline)) void mha_gemm_pv_scalar(const int BT, size_t m,
-                                                                     size_t n, size_t k,
-                                                                     const float* a, size_t lda,
-                                                                     const void* brows, float* c,
-                                                                     size_t ldc) {
+/* PAGED: row p at brows[p] (a const float* const* for BT fp32, else a
+ * const uint16_t* const*); else at b + p·ldb */
+static inline __attribute__((always_inline)) void mha_gemm_pv_scalar_rows(const int BT, const int PAGED,
+                                                                          size_t m, size_t n, size_t k,
+                                                                          const float* a, size_t lda,
+                                                                          const void* b, size_t ldb,
+                                                                          const void* brows, float* c,
+                                                                          size_t ldc) {
   for (size_t j0 = 0; j0 < n; j0 += 8) {
     const size_t nj = n - j0 < 8 ? n - j0 : 8;
     for (size_t i0 = 0; i0 < m; i0 += 4) {
       const size_t mi = m - i0 < 4 ? m - i0 : 4;
-      mha_gemm_tile_scalar(BT, 1, mi, nj, k, a + i0 * lda, lda, NULL, 0, brows, j0,
-                           c + i0 * ldc + j0, ldc, 1);
+      mha_gemm_tile_scalar(BT, PAGED, mi, nj, k, a + i0 * lda, lda, PAGED ? NULL : mha_kv_at(BT, b, j0), ldb,
+                           brows, j0, c + i0 * ldc + j0, ldc, 1);
     }
   }
 }
 
+/* strided rows (b, ldb) when brows is NULL, else the row pointers */
+static inline __attribute__((always_inline)) void mha_gemm_pv_scalar(const int BT, size_t m, size_t n, size_t k,
+                                                                     const float* a, size_t lda, const void* b,
+                                                                     size_t ldb, const void* brows, float* c,
+                                                                     size_t ldc) {
+  if (brows != NULL) {
+    mha_gemm_pv_scalar_rows(BT, 1, m, n, k, a, lda, NULL, 0, brows, c, ldc);
+  } else {
+    mha_gemm_pv_scalar_rows(BT, 0, m, n, k, a, lda, b, ldb, NULL, c, ldc);
+  }
+}
+
 void mha_f32_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                         const float* const* brows, float* c, size_t ldc) {
-  mha_gemm_pv_scalar(MHA_KV_F32, m, n, k, a, lda, brows, c, ldc);
+    const float* b, size_t ldb, const float* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv_scalar(MHA_KV_F32, m, n, k, a, lda, b, ldb, brows, c, ldc);
 }
 
 void mha_f16_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                         const uint16_t* const* brows, float* c, size_t ldc) {
-  mha_gemm_pv_scalar(MHA_KV_F16, m, n, k, a, lda, brows, c, ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv_scalar(MHA_KV_F16, m, n, k, a, lda, b, ldb, brows, c, ldc);
 }
 
 void mha_bf16_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                          const uint16_t* const* brows, float* c, size_t ldc) {
-  mha_gemm_pv_scalar(MHA_KV_BF16, m, n, k, a, lda, brows, c, ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc) {
+  mha_gemm_pv_scalar(MHA_KV_BF16, m, n, k, a, lda, b, ldb, brows, c, ldc);
 }

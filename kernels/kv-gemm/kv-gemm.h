@@ -18,44 +18,41 @@ void mha_f16_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float
                                        const uint16_t* b, size_t ldb, float* c, size_t ldc);
 void mha_bf16_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                         const uint16_t* b, size_t ldb, float* c, size_t ldc);
-void mha_f16_gemm_nt_ukernel_4x4__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+void mha_f16_gemm_nt_ukernel_4x1__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                           const uint16_t* b, size_t ldb, float* c, size_t ldc);
-void mha_bf16_gemm_nt_ukernel_4x4__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+void mha_bf16_gemm_nt_ukernel_4x1__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                            const uint16_t* b, size_t ldb, float* c, size_t ldc);
 void mha_f16_gemm_nt_ukernel_4x4__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                        const uint16_t* b, size_t ldb, float* c, size_t ldc);
 void mha_bf16_gemm_nt_ukernel_4x4__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                         const uint16_t* b, size_t ldb, float* c, size_t ldc);
 
-/* C[m×n] += A[m×k]·B[k×n], row p of B at brows[p] (any m, n >= 1, k >= 1;
- * tiled by the ISA's gemm tile) */
+/* C[m×n] += A[m×k]·B[k×n], row p of B at brows[p], or at b + p·ldb when
+ * brows is NULL (any m, n >= 1, k >= 1; tiled by the ISA's gemm tile) */
 void mha_f32_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                         const float* const* brows, float* c, size_t ldc);
+    const float* b, size_t ldb, const float* const* brows, float* c, size_t ldc);
 void mha_f16_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                         const uint16_t* const* brows, float* c, size_t ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
 void mha_bf16_gemm_pv_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                          const uint16_t* const* brows, float* c, size_t ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
 void mha_f32_gemm_pv_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                        const float* const* brows, float* c, size_t ldc);
+    const float* b, size_t ldb, const float* const* brows, float* c, size_t ldc);
 void mha_f16_gemm_pv_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                        const uint16_t* const* brows, float* c, size_t ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
 void mha_bf16_gemm_pv_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                         const uint16_t* const* brows, float* c, size_t ldc);
-void mha_f32_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
-                                            size_t lda, const float* const* brows, float* c,
-                                            size_t ldc);
-void mha_f16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
-                                            size_t lda, const uint16_t* const* brows, float* c,
-                                            size_t ldc);
-void mha_bf16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
-                                             size_t lda, const uint16_t* const* brows, float* c,
-                                             size_t ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
+void mha_f32_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+    const float* b, size_t ldb, const float* const* brows, float* c, size_t ldc);
+void mha_f16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
+void mha_bf16_gemm_pv_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
 void mha_f32_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                        const float* const* brows, float* c, size_t ldc);
+    const float* b, size_t ldb, const float* const* brows, float* c, size_t ldc);
 void mha_f16_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                        const uint16_t* const* brows, float* c, size_t ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
 void mha_bf16_gemm_pv_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                         const uint16_t* const* brows, float* c, size_t ldc);
+    const uint16_t* b, size_t ldb, const uint16_t* const* brows, float* c, size_t ldc);
 
 /* y[0..n) = x[0..n) widened to fp32, exactly */
 void mha_f16_widen__scalar(size_t n, const uint16_t* x, float* y);

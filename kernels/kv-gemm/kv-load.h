@@ -30,6 +30,17 @@ static inline __attribute__((always_inline)) const void* mha_kv_row(const int BT
   return ((const uint16_t* const*)brows)[p] + j0;
 }
 
+/* Row p of B from column j0 for the P·V kernels: brows[p] + j0 when PAGED
+ * (a table of row pointers: a paged cache), else b + p·ldb + j0 (rows at a
+ * fixed stride: a contiguous cache or view). PAGED is a compile-time
+ * constant; the strided form lets the hardware prefetchers see a stream. */
+static inline __attribute__((always_inline)) const void* mha_kv_src_row(const int BT, const int PAGED,
+                                                                        const void* b, size_t ldb,
+                                                                        const void* brows, size_t p,
+                                                                        size_t j0) {
+  return PAGED ? mha_kv_row(BT, brows, p, j0) : mha_kv_at(BT, b, p * ldb + j0);
+}
+
 /* base[i] as fp32 (exact) */
 static inline __attribute__((always_inline)) float mha_kv_load_scalar(const int BT,
                                                                       const void* base, size_t i) {

@@ -33,14 +33,16 @@ static int mha_any_nonfinite(const float* x, size_t n) {
 
 /* O += P·V over one key block (keys j0 .. j0 + nk of (b, g)).
  *
- * Where V is read: an fp32 contiguous V goes into the GEMM where it is. A
- * 16-bit or paged V goes, in the dot-product form (decode: each V row is used
- * by few query rows, so the bytes read are the cost), through the pointer
- * kernels (gemm_pv_*), which widen in registers; in the tiled form (prefill:
- * each V block is used by a whole query block) it is widened or gathered into
- * the fp32 tile vclean first, as a GEMM packs its B panel: nk·Dv conversions
- * for G·mq·nk·Dv FMAs. Every form runs per element the GEMM's operations in
- * the GEMM's order, so all give the same bits for the same (widened) values.
+ * Where V is read: in the dot-product form (decode: each V row is used by
+ * few query rows, so the bytes read are the cost) through the P·V kernels
+ * (gemm_pv_*), which widen in registers and read whole rows in address order:
+ * strided rows when the cache is contiguous (any type), row pointers when it
+ * is paged. In the tiled form (prefill: each V block is used by a whole query
+ * block) an fp32 contiguous V goes into the GEMM where it is; a 16-bit or
+ * paged one is widened or gathered into the fp32 tile vclean first, as a GEMM
+ * packs its B panel: nk·Dv conversions for G·mq·nk·Dv FMAs. Every form runs
+ * per element the GEMM's operations in the GEMM's order, so all give the same
+ * bits for the same (widened) values.
  *
  * A hidden key has p = 0, but 0 · NaN = NaN: a NaN or infinity in the V row
  * of a key that a row cannot see would reach that row through the GEMM. The
@@ -55,23 +57,35 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
                              int64_t j0, size_t nk, int careful) {
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk;
-  if (!careful && p->v_in_place) {
+  /* an fp32 contiguous V in place: prefill, and decode on the sets whose
+   * P·V kernels do not stream it (kr->decode_streams = 0) */
+  if (!careful && p->v_in_place && (!p->use_nt || !kr->decode_streams)) {
     const float* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
     mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
     return;
   }
   if (!careful && p->use_nt) {
-    const size_t step = (size_t)p->vs->row * p->esz;
-    for (size_t j = 0; j < nk;) { /* a run of back-to-back rows at a time */
-      const size_t run = mha_kv_run(p, j0 + (int64_t)j, nk - j);
-      const char* row = mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j);
-      for (size_t r = 0; r < run; r++, row += step) sc->vrows[j + r] = row;
-      j += run;
+    const void* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
+    const size_t ldv = (size_t)p->vs->row;
+    const void* const* vrows = NULL;
+    if (p->page != 0) { /* a paged cache: row pointers, a run of back-to-back rows at a time */
+      const size_t step = ldv * p->esz;
+      for (size_t j = 0; j < nk;) {
+        const size_t run = mha_kv_run(p, j0 + (int64_t)j, nk - j);
+        const char* row = mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j);
+        for (size_t r = 0; r < run; r++, row += step) sc->vrows[j + r] = row;
+        j += run;
+      }
+      vrows = sc->vrows;
     }
     switch (p->dt) {
-      case MHA_DTYPE_F16: kr->gemm_pv_f16(R, Dv, nk, sc->s, NK, (const uint16_t* const*)sc->vrows, sc->o, Dv); break;
-      case MHA_DTYPE_BF16: kr->gemm_pv_bf16(R, Dv, nk, sc->s, NK, (const uint16_t* const*)sc->vrows, sc->o, Dv); break;
-      default: kr->gemm_pv_f32(R, Dv, nk, sc->s, NK, (const float* const*)sc->vrows, sc->o, Dv); break;
+      case MHA_DTYPE_F16:
+        kr->gemm_pv_f16(R, Dv, nk, sc->s, NK, vblk, ldv, (const uint16_t* const*)vrows, sc->o, Dv);
+        break;
+      case MHA_DTYPE_BF16:
+        kr->gemm_pv_bf16(R, Dv, nk, sc->s, NK, vblk, ldv, (const uint16_t* const*)vrows, sc->o, Dv);
+        break;
+      default: kr->gemm_pv_f32(R, Dv, nk, sc->s, NK, vblk, ldv, (const float* const*)vrows, sc->o, Dv); break;
     }
     return;
   }
@@ -99,10 +113,11 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
 }
 
 /* Prefetches the K and V rows of keys [j0, j0 + n) of (b, g) into the
- * caches (the dot-product form reads them in place: decode). Through a paged
- * cache's table the next block is at an address no hardware prefetcher can
- * guess; in a contiguous one this runs ahead of the streams the prefetchers
- * would find. */
+ * caches, for a cache read in place (decode): through a paged cache's table
+ * the next block is at an address no hardware prefetcher can guess. A
+ * contiguous cache on a set whose kernels stream its rows whole in address
+ * order (kr->decode_streams) is left to the hardware prefetchers: a burst of
+ * software prefetches there made decode from DRAM 1.2–1.3× slower on Zen 4. */
 static void mha_kv_prefetch(const mha_attn_plan* p, int64_t b, int64_t g, int64_t j0, size_t n) {
   const size_t kbytes = (size_t)p->d->D * p->esz, vbytes = (size_t)p->d->Dv * p->esz;
   const size_t kstep = (size_t)p->ks->row * p->esz, vstep = (size_t)p->vs->row * p->esz;
@@ -143,7 +158,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
   memset(sc->o, 0, R * Dv * sizeof(float));
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
-    if (p->use_nt && j0 + p->nk < k_end) {
+    if (p->use_nt && (p->page != 0 || !kr->decode_streams) && j0 + p->nk < k_end) {
       const int64_t j1 = j0 + p->nk;
       mha_kv_prefetch(p, pos.b, pos.g, j1, (size_t)(k_end - j1 < p->nk ? k_end - j1 : p->nk));
     }
