@@ -43,15 +43,18 @@ enum {
   MHA_BENCH_VARIANT = 1u << 4, /* attention variants (window, ALiBi, soft-cap, sinks): mha
                                   only (the C peers have none; bench/peers.py has PyTorch) */
   MHA_BENCH_KVCACHE = 1u << 5, /* K/V from a cache (kv_dtype, page): mha only, fp32 twin beside */
-  MHA_BENCH_STOLEN = 1u << 6   /* the stolen-core rows: all threads only, mha on OpenMP and on the
+  MHA_BENCH_STOLEN = 1u << 6,  /* the stolen-core rows: all threads only, mha on OpenMP and on the
                                   reference pthread pool, quiet or with a core taken (busy) */
+  MHA_BENCH_PAST_L3 = 1u << 7  /* Tk sized at run time so that K and V (fp32) hold at least 4×
+                                  this CPU's L3 (never below the table's Tk): decode from DRAM,
+                                  so that % of the read probe means DRAM on every CPU */
 };
 
 /* One benchmarked shape. For a layer, Tq == Tk == T (self-attention),
  * D = Dv = d_model / H, the weights are d_model × (H·D) etc. For the core,
  * d_model is 0. */
 typedef struct mha_bench_shape {
-  const char* preset; /* bert_base, gpt2, llama_prefill, long_core, decode, heads */
+  const char* preset; /* bert_base, gpt2, llama_prefill, long_core, decode, decode_dram, heads, … */
   mha_bench_kind kind;
   int64_t B, H, Hkv, Tq, Tk, D, d_model;
   int causal;
@@ -72,6 +75,10 @@ typedef struct mha_bench_shape {
 
 /* The keys entry b of a shape holds (Tk, or less for mixed lengths). */
 int64_t mha_bench_kv_len(const mha_bench_shape* s, int64_t b);
+
+/* The bytes of the L3 that CPU 0 shares (sysfs, else sysconf), or 32 MiB if
+ * neither says. */
+size_t mha_bench_l3_bytes(void);
 
 /* The cases of a mode, in the order they run. */
 size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes);

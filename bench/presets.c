@@ -3,6 +3,9 @@
  * twins (smoke mode: the same code paths in milliseconds). Which peers and
  * thread counts run, and what quick mode skips, is decided in main.cc.
  */
+#include <stdio.h>
+#include <unistd.h>
+
 #include "bench.h"
 
 #define LAYER(name, B, H, Hkv, T, dm, causal, flags) \
@@ -24,9 +27,16 @@
   {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal,                                              \
    MHA_BENCH_KVCACHE | ((Tq) == 1 ? MHA_BENCH_DECODE : 0), 0, 0.0f, 0, 0, dtype, page, mixed, 0}
 
-enum { SWEEP = MHA_BENCH_SWEEP, BIG = MHA_BENCH_BIG, HEADS = MHA_BENCH_HEADS, DEC = MHA_BENCH_DECODE };
+enum {
+  SWEEP = MHA_BENCH_SWEEP,
+  BIG = MHA_BENCH_BIG,
+  HEADS = MHA_BENCH_HEADS,
+  DEC = MHA_BENCH_DECODE,
+  DRAM = MHA_BENCH_PAST_L3
+};
 
-static const mha_bench_shape mha_bench_real[] = {
+/* not const: mha_bench_presets sizes the DRAM rows' Tk once, from the L3 */
+static mha_bench_shape mha_bench_real[] = {
     /*      preset           B  H   Hkv  T     d_model causal */
     LAYER("bert_base",       1, 12, 12,  512,  768,  0, SWEEP),
     LAYER("bert_base",       8, 12, 12,  512,  768,  0, BIG),
@@ -37,6 +47,10 @@ static const mha_bench_shape mha_bench_real[] = {
     CORE("long_core",        1, 8,  8,   8192, 8192, 64,  0, BIG),
     CORE("decode",           1, 32, 32,  1,    4096, 128, 0, SWEEP | DEC),
     CORE("decode",           1, 32, 8,   1,    4096, 128, 0, SWEEP | DEC),
+    /* decode from DRAM: K and V at least 4× the L3 (Tk from the CPU at run time;
+     * 4096 and 16384 on a 32 MiB L3), issue #20's "% of the read probe" rows */
+    CORE("decode_dram",      1, 32, 32,  1,    4096, 128, 0, SWEEP | DEC | DRAM),
+    CORE("decode_dram",      1, 32, 8,   1,    4096, 128, 0, SWEEP | DEC | DRAM),
     /* the heads study: d_model 768, T 512, head width 768 / H */
     LAYER("heads",           1, 1,  1,   512,  768,  0, HEADS),
     LAYER("heads",           1, 2,  2,   512,  768,  0, HEADS),
@@ -107,6 +121,7 @@ static const mha_bench_shape mha_bench_tiny[] = {
     CORE("long_core",        1, 2,  2,   80,   80,   16,  0, BIG),
     CORE("decode",           1, 8,  8,   1,    100,  32,  0, SWEEP | DEC),
     CORE("decode",           1, 8,  2,   1,    100,  32,  0, SWEEP | DEC),
+    CORE("decode_dram",      1, 8,  2,   1,    100,  32,  0, SWEEP | DEC),
     LAYER("heads",           1, 1,  1,   16,   48,   0, HEADS),
     LAYER("heads",           1, 2,  2,   16,   48,   0, HEADS),
     LAYER("heads",           1, 4,  4,   16,   48,   0, HEADS),
@@ -137,11 +152,41 @@ static const mha_bench_shape mha_bench_tiny[] = {
     STOLEN(4,  4,   48,   16,  1),
 };
 
+size_t mha_bench_l3_bytes(void) {
+  /* sysfs first: the L3 that CPU 0 shares (one CCD's on AMD); glibc's
+   * sysconf may report the whole package's (320 MiB on a 10-CCD EPYC) */
+  FILE* f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+  if (f != NULL) {
+    unsigned long v = 0;
+    char unit = 0;
+    const int got = fscanf(f, "%lu%c", &v, &unit);
+    fclose(f);
+    if (got >= 1 && v > 0) return (size_t)v * (unit == 'K' ? 1024u : unit == 'M' ? 1024u * 1024u : 1u);
+  }
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l3 > 0) return (size_t)l3;
+  return (size_t)32 << 20;
+}
+
+/* Tk of a DRAM row: the least power of two >= the table's Tk whose fp32 K
+ * and V hold 4× the L3, at most 2^20 tokens */
+static int64_t mha_bench_dram_tk(const mha_bench_shape* s, size_t l3) {
+  const double per_token = 2.0 * (double)s->Hkv * (double)s->D * sizeof(float);
+  int64_t tk = s->Tk;
+  while (tk < ((int64_t)1 << 20) && (double)tk * per_token < 4.0 * (double)l3) tk *= 2;
+  return tk;
+}
+
 size_t mha_bench_presets(mha_bench_mode mode, const mha_bench_shape** shapes) {
   if (mode == MHA_BENCH_SMOKE) {
     *shapes = mha_bench_tiny;
     return sizeof mha_bench_tiny / sizeof mha_bench_tiny[0];
   }
+  const size_t n = sizeof mha_bench_real / sizeof mha_bench_real[0];
+  const size_t l3 = mha_bench_l3_bytes();
+  for (size_t i = 0; i < n; i++) {
+    if (mha_bench_real[i].flags & MHA_BENCH_PAST_L3) mha_bench_real[i].Tk = mha_bench_dram_tk(&mha_bench_real[i], l3);
+  }
   *shapes = mha_bench_real;
-  return sizeof mha_bench_real / sizeof mha_bench_real[0];
+  return n;
 }

@@ -68,7 +68,9 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
     const void* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
     const size_t ldv = (size_t)p->vs->row;
     const void* const* vrows = NULL;
-    if (p->page != 0) { /* a paged cache: row pointers, a run of back-to-back rows at a time */
+    /* a paged cache: row pointers, a run of back-to-back rows at a time,
+     * unless the block lies in one page (then its rows are strided too) */
+    if (p->page != 0 && mha_kv_run(p, j0, nk) < nk) {
       const size_t step = ldv * p->esz;
       for (size_t j = 0; j < nk;) {
         const size_t run = mha_kv_run(p, j0 + (int64_t)j, nk - j);
