@@ -46,7 +46,7 @@ NEON_MODELS = ["neoverse-n1", "neoverse-v1", "neoverse-v2", "apple-m1"]
 KERNELS = [
     ("kernels/f32-gemm/f32-gemm-6x16-avx2.c", ["-mavx2", "-mfma", "-mf16c"], 256,
      ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
-    ("kernels/f32-gemm/f32-gemm-nt-4x3-avx2.c", ["-mavx2", "-mfma", "-mf16c"], 256,
+    ("kernels/f32-gemm/f32-gemm-nt-4x1-avx2.c", ["-mavx2", "-mfma", "-mf16c"], 256,
      ["znver3", "znver4", "skylake", "icelake-server", "sapphirerapids"]),
     ("kernels/f32-gemm/f32-gemm-12x32-avx512f.c", ["-mavx512f", "-mfma"], 512,
      ["znver4", "icelake-server", "sapphirerapids"]),
@@ -57,7 +57,7 @@ KERNELS = [
 ]
 # regions whose k step is a full tile: guarded by --check
 GUARDED = {"f32_gemm_6x16__avx2.kstep", "f32_gemm_12x32__avx512f.kstep",
-           "f32_gemm_nt_4x3__avx2.kstep", "f32_gemm_nt_4x1__avx512f.kstep",
+           "f32_gemm_nt_4x1__avx2.kstep", "f32_gemm_nt_4x1__avx512f.kstep",
            "f32_gemm_8x12__neon.kstep", "f32_gemm_nt_4x4__neon.kstep"}
 LIMIT = 1.15
 

@@ -122,8 +122,8 @@ typedef struct mha_kernels {
    * gemm_nt and gemm_pv read each K and V row whole, in address order, so an
    * fp32 V goes through gemm_pv's strided form and no software prefetch runs
    * (the hardware prefetchers follow the streams: AVX-512, 1.3–1.5× faster
-   * from DRAM on Zen 4); 0: fp32 V through gemm in place, and the next key
-   * block prefetched (AVX2's 16 registers hold no full-row tile at D 128). */
+   * from DRAM on Zen 4; AVX2 1.4× for MHA); 0: fp32 V through gemm in place,
+   * and the next key block prefetched (NEON and scalar: not measured). */
   int decode_streams;
 
   mha_f32_softmax_online_row_fn softmax_online_row;

@@ -20,7 +20,7 @@ void mha_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t k, const float* 
 /* C[m×n] = A[m×k]·B[n×k]ᵀ (any m, n): dot products of rows, for few-row tiles */
 void mha_f32_gemm_nt_ukernel_1x1__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                          const float* b, size_t ldb, float* c, size_t ldc);
-void mha_f32_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+void mha_f32_gemm_nt_ukernel_4x1__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                        const float* b, size_t ldb, float* c, size_t ldc);
 void mha_f32_gemm_nt_ukernel_4x1__avx512f(size_t m, size_t n, size_t k, const float* a,
                                           size_t lda, const float* b, size_t ldb, float* c,

@@ -13,7 +13,10 @@
 #include "kv-gemm/kv-gemm.h"
 
 typedef __m256 mha_pv_vec;
-enum { MHA_PV_LANES = 8, MHA_PV_NR = 16, MHA_PV_PRELOAD = 0, MHA_PV_GROUP = 4 };
+/* one row at a time: 1×64 wide tiles (2 per row at D 128), the row's other
+ * passes from L1; groups of 2 or 4 rows (2×48, 4×24 tiles) were 1.1–1.2×
+ * slower from DRAM and in cache on Zen 4 */
+enum { MHA_PV_LANES = 8, MHA_PV_NR = 16, MHA_PV_PRELOAD = 0, MHA_PV_GROUP = 1 };
 enum { MHA_PV_NV1 = 8, MHA_PV_NV2 = 6, MHA_PV_NV3 = 4, MHA_PV_NV4 = 3 };
 
 static inline __attribute__((always_inline)) mha_pv_vec mha_pv_zero(void) { return _mm256_setzero_ps(); }

@@ -14,9 +14,9 @@ void mha_f16_gemm_nt_ukernel_1x1__scalar(size_t m, size_t n, size_t k, const flo
                                          const uint16_t* b, size_t ldb, float* c, size_t ldc);
 void mha_bf16_gemm_nt_ukernel_1x1__scalar(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                           const uint16_t* b, size_t ldb, float* c, size_t ldc);
-void mha_f16_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+void mha_f16_gemm_nt_ukernel_4x1__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                        const uint16_t* b, size_t ldb, float* c, size_t ldc);
-void mha_bf16_gemm_nt_ukernel_4x3__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+void mha_bf16_gemm_nt_ukernel_4x1__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                         const uint16_t* b, size_t ldb, float* c, size_t ldc);
 void mha_f16_gemm_nt_ukernel_4x1__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                           const uint16_t* b, size_t ldb, float* c, size_t ldc);

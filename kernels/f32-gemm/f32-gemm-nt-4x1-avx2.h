@@ -1,15 +1,16 @@
 /*
- * The core of the AVX2 dot-product kernel (4 rows × 3 keys), shared by the
- * f32 kernel (f32-gemm-nt-4x3-avx2.c) and the K/V cache kernels
- * gemm_nt_{f16,bf16} (kv-gemm/kv-gemm-nt-4x3-avx2.c): the element type of B
+ * The core of the AVX2 dot-product kernel (4 rows × 1 key), shared by the
+ * f32 kernel (f32-gemm-nt-4x1-avx2.c) and the K/V cache kernels
+ * gemm_nt_{f16,bf16} (kv-gemm/kv-gemm-nt-4x1-avx2.c): the element type of B
  * (BT) is a compile-time argument and only B's loads depend on it (16 bits
  * widened in registers), so a 16-bit instance gives bitwise the f32
  * kernel's result on the widened rows.
- *   4x3: 12 acc + 3 B + 1 A = 16/16 ymm.
+ *   4x1: 4 acc + 1 B + 1 A = 6/16 ymm (keys one at a time, each row read
+ *   whole: see f32-gemm-nt-4x1-avx2.c).
  * Included by files compiled with -mavx2 -mfma -mf16c.
  */
-#ifndef MHA_KERNELS_F32_GEMM_NT_4X3_AVX2_H
-#define MHA_KERNELS_F32_GEMM_NT_4X3_AVX2_H
+#ifndef MHA_KERNELS_F32_GEMM_NT_4X1_AVX2_H
+#define MHA_KERNELS_F32_GEMM_NT_4X1_AVX2_H
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -24,7 +25,10 @@ static inline float mha_hsum8_nt(__m256 v) {
   return _mm_cvtss_f32(x);
 }
 
-enum { MHA_NT_AVX2_NJ = 3 }; /* keys per pass */
+/* keys per pass: 1, each key row read whole in address order (3 fit the
+ * registers and give every score the same bits, but interleave 3 rows line
+ * by line, which the prefetchers stream worse) */
+enum { MHA_NT_AVX2_NJ = 1 };
 
 /* rows [0, MI) of A against keys [0, n) of B; MI and BT are compile-time constants */
 static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx2(
@@ -44,7 +48,7 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx2(
       for (size_t j = 0; j < NJ; j++) acc[i][j] = _mm256_setzero_ps();
     size_t p = 0;
     for (; p + 8 <= k; p += 8) { /* full vectors: plain loads */
-      if (mca) MHA_MCA_BEGIN("f32_gemm_nt_4x3__avx2.kstep");
+      if (mca) MHA_MCA_BEGIN("f32_gemm_nt_4x1__avx2.kstep");
       __m256 bv[NJ];
 #pragma GCC unroll 3
       for (size_t j = 0; j < NJ; j++) bv[j] = mha_avx2_load8(BT, mha_kv_at(BT, br[j], p));
@@ -54,7 +58,7 @@ static inline __attribute__((always_inline)) void mha_gemm_nt_rows_avx2(
 #pragma GCC unroll 3
         for (size_t j = 0; j < NJ; j++) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
       }
-      if (mca) MHA_MCA_END("f32_gemm_nt_4x3__avx2.kstep");
+      if (mca) MHA_MCA_END("f32_gemm_nt_4x1__avx2.kstep");
     }
     if (p < k) { /* the k tail, once: masked loads read nothing past the rows */
       const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k - p)), lanes);
