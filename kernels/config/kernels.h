@@ -118,12 +118,13 @@ typedef struct mha_kernels {
   /* attention: query rows and keys per block of the flash loop */
   size_t attn_mq;
   size_t attn_nk;
-  /* decode over a contiguous cache (the dot-product form): 1 when this set's
-   * gemm_nt and gemm_pv read each K and V row whole, in address order, so an
-   * fp32 V goes through gemm_pv's strided form and no software prefetch runs
-   * (the hardware prefetchers follow the streams: AVX-512, 1.3–1.5× faster
-   * from DRAM on Zen 4; AVX2 1.4× for MHA); 0: fp32 V through gemm in place,
-   * and the next key block prefetched (NEON and scalar: not measured). */
+  /* decode (the dot-product form): 1 when this set's gemm_nt and gemm_pv
+   * read each K and V row whole, in address order; then an fp32 contiguous V
+   * goes through gemm_pv's strided form, and no software prefetch runs, paged
+   * caches included: the hardware prefetchers follow the streams (AVX-512:
+   * 1.3–1.5× faster from DRAM on Zen 4, AVX2 1.4× for MHA). 0: an fp32 V
+   * through gemm in place, the next key block prefetched (NEON and scalar:
+   * not measured on their hardware). */
   int decode_streams;
 
   mha_f32_softmax_online_row_fn softmax_online_row;

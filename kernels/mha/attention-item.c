@@ -115,11 +115,13 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
 }
 
 /* Prefetches the K and V rows of keys [j0, j0 + n) of (b, g) into the
- * caches, for a cache read in place (decode): through a paged cache's table
- * the next block is at an address no hardware prefetcher can guess. A
- * contiguous cache on a set whose kernels stream its rows whole in address
- * order (kr->decode_streams) is left to the hardware prefetchers: a burst of
- * software prefetches there made decode from DRAM 1.2–1.3× slower on Zen 4. */
+ * caches, for a cache read in place (decode) on a set whose kernels do not
+ * read rows whole in address order (kr->decode_streams = 0). The streaming
+ * sets leave it to the hardware prefetchers, paged caches included: on Zen 4
+ * this burst made decode from DRAM 1.2–1.3× slower over a contiguous cache,
+ * 1.4× over blocks of 128 tokens, and changed nothing over blocks of 16–32
+ * (a block of one head's rows spans 4–8 KiB, and the prefetchers restart at
+ * every 4 KiB page anyway). */
 static void mha_kv_prefetch(const mha_attn_plan* p, int64_t b, int64_t g, int64_t j0, size_t n) {
   const size_t kbytes = (size_t)p->d->D * p->esz, vbytes = (size_t)p->d->Dv * p->esz;
   const size_t kstep = (size_t)p->ks->row * p->esz, vstep = (size_t)p->vs->row * p->esz;
@@ -160,7 +162,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
   memset(sc->o, 0, R * Dv * sizeof(float));
   for (int64_t j0 = k_begin; j0 < k_end; j0 += p->nk) {
     const size_t nk = (size_t)(k_end - j0 < p->nk ? k_end - j0 : p->nk);
-    if (p->use_nt && (p->page != 0 || !kr->decode_streams) && j0 + p->nk < k_end) {
+    if (p->use_nt && !kr->decode_streams && j0 + p->nk < k_end) {
       const int64_t j1 = j0 + p->nk;
       mha_kv_prefetch(p, pos.b, pos.g, j1, (size_t)(k_end - j1 < p->nk ? k_end - j1 : p->nk));
     }
