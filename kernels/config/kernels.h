@@ -118,6 +118,11 @@ typedef struct mha_kernels {
   /* attention: query rows and keys per block of the flash loop */
   size_t attn_mq;
   size_t attn_nk;
+  /* query rows an item starts from when a head has several query blocks: a
+   * multiple of attn_mq, so each Kᵀ and V block serves more rows from L1
+   * (halved again when items are few). Rows are computed alone, so this
+   * never changes a result; attn_mq alone sets the decisions that do. */
+  size_t attn_item_rows;
   /* decode (the dot-product form): 1 when this set's gemm_nt and gemm_pv
    * read each K and V row whole, in address order; then an fp32 contiguous V
    * goes through gemm_pv's strided form, and no software prefetch runs, paged

@@ -20,6 +20,8 @@ static const mha_kernels mha_kernels_avx2_table = {
     .attn_mq = 48,
     .decode_streams = 1,
     .attn_nk = 64,
+    /* 96 rows per item (16 row tiles of 6): Emerald Rapids, 1 thread: +5% */
+    .attn_item_rows = 96,
     .softmax_online_row = mha_f32_softmax_online_row__avx2,
     .softmax_online_tile = mha_f32_softmax_online_tile__avx2,
     .scoremod = mha_f32_scoremod__avx2,

@@ -24,6 +24,8 @@ static const mha_kernels mha_kernels_neon_table = {
     .attn_mq = 48,
     .decode_streams = 0,
     .attn_nk = 64,
+    /* not measured larger: one item is one nominal block */
+    .attn_item_rows = 48,
     .softmax_online_row = mha_f32_softmax_online_row__neon,
     .softmax_online_tile = mha_f32_softmax_online_tile__neon,
     .scoremod = mha_f32_scoremod__neon,

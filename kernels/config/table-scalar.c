@@ -20,6 +20,7 @@ static const mha_kernels mha_kernels_scalar_table = {
     .attn_mq = 32,
     .decode_streams = 0,
     .attn_nk = 64,
+    .attn_item_rows = 32,
     .softmax_online_row = mha_f32_softmax_online_row__scalar,
     .softmax_online_tile = mha_f32_softmax_online_tile__scalar,
     .scoremod = mha_f32_scoremod__scalar,
