@@ -62,6 +62,7 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/f32-gemm/f32-gemm-nt-4x1-avx512f.c
     kernels/f32-scoremod/f32-scoremod-avx512f.c
     kernels/f32-softmax/f32-softmax-online-avx512f.c
+    kernels/f32-softmax/f32-softmax-online-tile-t-avx512f.c
     kernels/kv-gemm/kv-gemm-nt-4x1-avx512f.c
     kernels/kv-gemm/kv-gemm-pv-12x32-avx512f.c
     kernels/kv-gemm/kv-widen-avx512f.c)

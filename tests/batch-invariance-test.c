@@ -14,7 +14,9 @@
  *
  * Cases: core prefill (causal), core decode with split key ranges (the
  * report: H = Hkv = 8, Tq 1, Tk 2048, D 64), GQA decode with key padding,
- * GQA prefill with a per-batch additive mask, decode with weights; layer
+ * GQA prefill with a per-batch additive mask, decode with weights, unmasked
+ * prefill (MHA and GQA) whose items take the transposed tiles or the row
+ * form depending on their rows; layer
  * cross-attention decode (the report's heap overflow: d_model 64, H 8,
  * Tq 1, Tk 2048, chunks of 16 entries, so B 17 leaves a short last chunk)
  * and layer self-attention prefill with GQA, causal and key padding.
@@ -312,6 +314,10 @@ int main(void) {
       {"GQA prefill additive", 6, 3, 9, 70, 7, 11, 0, 0, 1, 0},
       {"decode with weights", 2, 1, 1, 700, 16, 16, 1, 1, 0, 1},
       {"prefill kv_len weights", 2, 2, 13, 65, 8, 8, 1, 1, 0, 1},
+      /* unmasked: alone the entry's items have 48 rows (transposed tiles), in
+       * batches 96, or 24 on two threads (the row form) */
+      {"prefill unmasked", 1, 1, 192, 150, 64, 48, 0, 0, 0, 0},
+      {"GQA prefill unmasked", 8, 2, 100, 150, 32, 40, 0, 0, 0, 0},
   };
   static const layer_case layer_cases[] = {
       /* the heap-overflow report: cross-attention decode, 16 entries per chunk */

@@ -12,7 +12,10 @@
  *  - C sits between guard zones and every element outside the m×n view
  *    (row tails up to ldc included) must keep its poison.
  * The dot-product kernel gemm_nt, C[m×n] = A[m×k]·B[n×k]ᵀ for any m, n, is
- * held to the same rules for m up to 13 and n up to 64.
+ * held to the same rules for m up to 13 and n up to 64. Where the table has
+ * gemm_at (A given transposed: A[i][p] at a[p·lda + i]), it must give
+ * bitwise gemm's C for every shape above, A transposed into an exactly sized
+ * page-guarded buffer (tight and prime strides), and write nothing else.
  */
 #include <math.h>
 #include <stdio.h>
@@ -87,6 +90,41 @@ static void check_gemm(tester* t, const mha_kernels* kr, const gemm_shape* g, co
   }
   tester_check(t, stray == 0, "%zu elements written outside C[0..m)[0..n)", stray);
   free(cbuf);
+}
+
+/* gemm_at against gemm, bit for bit: A transposed into At [k × ldat]
+ * (exactly (k−1)·ldat + m floats, ending at a PROT_NONE page). */
+static void check_gemm_at(tester* t, const mha_kernels* kr, const gemm_shape* g, const float* a,
+                          const float* b, const float* c0) {
+  for (int strides = 0; strides < 2; strides++) {
+    const size_t ldat = strides == 0 ? g->m : next_prime_above(kr->gemm_mr);
+    tester_context(t, "isa=%s gemm_at m=%zu n=%zu k=%zu ldat=%zu ldb=%zu ldc=%zu accumulate=%d", kr->name,
+                   g->m, g->n, g->k, ldat, g->ldb, g->ldc, g->accumulate);
+    guarded_buffer gat = guarded_alloc((g->k - 1) * ldat + g->m);
+    for (size_t p = 0; p < g->k; p++) {
+      for (size_t i = 0; i < g->m; i++) gat.data[p * ldat + i] = a[i * g->lda + p];
+    }
+    const size_t c_extent = (g->m - 1) * g->ldc + g->n;
+    const size_t total = c_extent + 2 * GUARD;
+    float* want = tester_alloc(total * sizeof(float));
+    float* got = tester_alloc(total * sizeof(float));
+    tester_poison(want, total);
+    for (size_t i = 0; i < g->m; i++) {
+      memcpy(want + GUARD + i * g->ldc, c0 + i * g->n, g->n * sizeof(float));
+    }
+    memcpy(got, want, total * sizeof(float));
+    kr->gemm(g->m, g->n, g->k, a, g->lda, b, g->ldb, want + GUARD, g->ldc, g->accumulate);
+    kr->gemm_at(g->m, g->n, g->k, gat.data, ldat, b, g->ldb, got + GUARD, g->ldc, g->accumulate);
+    size_t differ = 0;
+    for (size_t idx = 0; idx < total; idx++) {
+      /* poison outside C compares equal too: any stray write differs */
+      if (memcmp(&want[idx], &got[idx], sizeof(float)) != 0) differ++;
+    }
+    tester_check(t, differ == 0, "%zu elements differ from gemm's (C or its surroundings)", differ);
+    free(got);
+    free(want);
+    guarded_free(&gat);
+  }
 }
 
 /* gemm_nt on exactly sized A [m, lda] and B [n, ldb]; checks C and its guards. */
@@ -208,6 +246,7 @@ static void test_kernel(tester* t, const mha_kernels* kr) {
           for (g.accumulate = 0; g.accumulate <= 1; g.accumulate++) {
             check_gemm(t, kr, &g, ga.data, gb.data, c0, "page-guarded");
             check_gemm(t, kr, &g, ma, mb, c0, "malloc");
+            if (kr->gemm_at != NULL) check_gemm_at(t, kr, &g, ga.data, gb.data, c0);
           }
           free(mb);
           free(ma);

@@ -268,6 +268,75 @@ static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) 
   free(st), free(sr), free(m);
 }
 
+/* The transposed tile step against the row step, bit for bit: the same rows
+ * as check_tile (fresh, max below and above, -inf, NaN, +inf), laid out one
+ * key per row of the tile (query row r in column r), ldst > rows with the
+ * gap poisoned; a few rows tie at ±0 with the max, where the order of the
+ * max decides the sign of m. */
+static void check_tile_t(tester* t, const mha_kernels* kr, size_t rows, size_t n) {
+  tester_context(t, "isa=%s softmax_online_tile_t rows=%zu n=%zu", kr->name, rows, n);
+  if (!tester_check(t, rows >= 16 && rows <= 4096 && n >= 16, "bad test shape")) return;
+  const size_t ldt = rows + 5;
+  float* sr = malloc(rows * n * sizeof(float));
+  float* st = malloc(n * ldt * sizeof(float));
+  float* m = malloc(rows * 6 * sizeof(float));
+  if (sr == NULL || st == NULL || m == NULL) {
+    tester_check(t, 0, "out of memory");
+    free(sr), free(st), free(m);
+    return;
+  }
+  float *l = m + rows, *at = m + 2 * rows, *mr = m + 3 * rows, *lr = m + 4 * rows, *ar = m + 5 * rows;
+  tester_fill_range(t, sr, rows * n, -8.0f, 8.0f);
+  for (size_t r = 0; r < rows; r++) {
+    switch (r % 7) {
+      case 0: m[r] = -INFINITY, l[r] = 0.0f; break;
+      case 1: m[r] = 20.0f, l[r] = 3.0f; break;
+      case 2: m[r] = -3.0f, l[r] = 1.25f; break;
+      case 3: m[r] = sr[r * n], l[r] = 2.0f; break;
+      case 4: /* the max is +0 and -0 at once: a tie within one lane's chain (keys 1, 17) */
+      case 5: /* ... and across the tree (keys 2, 10) */
+        for (size_t j = 0; j < n; j++) sr[r * n + j] = -fabsf(sr[r * n + j]);
+        if (r % 7 == 4) {
+          sr[r * n + 1] = 0.0f;
+          sr[r * n + (n > 17 ? 17 : 2)] = -0.0f;
+        } else {
+          sr[r * n + 2] = -0.0f, sr[r * n + 10] = 0.0f;
+        }
+        m[r] = -INFINITY, l[r] = 0.0f;
+        break;
+      default: m[r] = tester_uniform(t, -8.0, 8.0), l[r] = 1.0f; break;
+    }
+  }
+  for (size_t j = 0; j < n; j++) sr[1 * n + j] = -INFINITY;
+  m[1] = -INFINITY, l[1] = 0.0f;
+  for (size_t j = 0; j < n; j++) sr[14 * n + j] = -INFINITY; /* stays -inf: the fallback */
+  sr[2 * n + n / 2] = NAN;
+  sr[3 * n + n - 1] = INFINITY;
+  for (size_t j = 0; j < n; j++) {
+    for (size_t c = 0; c < ldt; c++) st[j * ldt + c] = c < rows ? sr[c * n + j] : NAN;
+  }
+  for (size_t r = 0; r < rows; r++) {
+    mr[r] = m[r], lr[r] = l[r];
+    ar[r] = kr->softmax_online_row(n, n, sr + r * n, 1.0f, NULL, &mr[r], &lr[r]);
+  }
+  kr->softmax_online_tile_t(rows, n, st, ldt, m, l, at);
+  size_t bad = 0, first = rows, gap = 0;
+  for (size_t r = 0; r < rows; r++) {
+    int same = memcmp(&m[r], &mr[r], sizeof(float)) == 0 && memcmp(&l[r], &lr[r], sizeof(float)) == 0 &&
+               memcmp(&at[r], &ar[r], sizeof(float)) == 0;
+    for (size_t j = 0; j < n; j++) same &= memcmp(&st[j * ldt + r], &sr[r * n + j], sizeof(float)) == 0;
+    if (!same && bad++ == 0) first = r;
+  }
+  for (size_t j = 0; j < n; j++) {
+    for (size_t c = rows; c < ldt; c++) gap += !isnan(st[j * ldt + c]);
+  }
+  tester_check(t, bad == 0, "%zu of %zu rows differ from the row step; first row %zu (m %.9g/%.9g l %.9g/%.9g)",
+               bad, rows, first, first < rows ? (double)m[first] : 0.0, first < rows ? (double)mr[first] : 0.0,
+               first < rows ? (double)l[first] : 0.0, first < rows ? (double)lr[first] : 0.0);
+  tester_check(t, gap == 0, "%zu values written in the gap past the rows", gap);
+  free(sr), free(st), free(m);
+}
+
 static void test_kernel(tester* t, const mha_kernels* kr) {
   for (size_t li = 0; li < COUNT(kLengths); li++) {
     const size_t n = kLengths[li];
@@ -291,6 +360,13 @@ static void test_kernel(tester* t, const mha_kernels* kr) {
   static const size_t tile_n[] = {1, 7, 15, 16, 17, 32, 48, 64, 65, 128};
   for (size_t i = 0; i < COUNT(tile_rows); i++) {
     for (size_t k = 0; k < COUNT(tile_n); k++) check_tile(t, kr, tile_rows[i], tile_n[k]);
+  }
+  if (kr->softmax_online_tile_t != NULL) {
+    static const size_t tile_t_rows[] = {16, 32, 96, 128};
+    static const size_t tile_t_n[] = {16, 32, 64, 128, MHA_TILE_T_MAX_KEYS};
+    for (size_t i = 0; i < COUNT(tile_t_rows); i++) {
+      for (size_t k = 0; k < COUNT(tile_t_n); k++) check_tile_t(t, kr, tile_t_rows[i], tile_t_n[k]);
+    }
   }
 }
 

@@ -93,6 +93,18 @@ typedef void (*mha_x16_gemm_pv_fn)(size_t m, size_t n, size_t k, const float* a,
 /* y[0..n) = x[0..n) widened to fp32 (exact) */
 typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
 
+/* The tile step on a transposed score tile: key j's scores of the `rows`
+ * query rows at st + j·ldst (query row r in column r), n keys; rows a
+ * multiple of MHA_TILE_T_ROWS, n a multiple of 16 and at most
+ * MHA_TILE_T_MAX_KEYS. For each query row r, bitwise what the tile step (and so
+ * the row step) gives on that row laid out contiguously: the probabilities
+ * stored back in column r, m[r], l[r] and alpha[r]. With the query rows in
+ * the lanes, the row maxima and sums are vertical operations (no horizontal
+ * reduction), and P·V reads P as a transposed A (gemm_at). */
+enum { MHA_TILE_T_ROWS = 16, MHA_TILE_T_MAX_KEYS = 256 };
+typedef void (*mha_f32_softmax_online_tile_t_fn)(size_t rows, size_t n, float* st, size_t ldst, float* m,
+                                                 float* l, float* alpha);
+
 /* x[0..n) ← x[0..n) · alpha */
 typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
 
@@ -114,6 +126,10 @@ typedef struct mha_kernels {
   size_t gemm_nc;
   /* dot-product form for few-row tiles */
   mha_f32_gemm_nt_fn gemm_nt;
+  /* gemm with A transposed: A[i][p] at a[p·lda + i] (else gemm's contract),
+   * per element bitwise gemm's result; NULL where the set has none (then
+   * the flash loop keeps Q row-major and S untransposed) */
+  mha_f32_gemm_ukernel_fn gemm_at;
 
   /* attention: query rows and keys per block of the flash loop */
   size_t attn_mq;
@@ -134,6 +150,8 @@ typedef struct mha_kernels {
 
   mha_f32_softmax_online_row_fn softmax_online_row;
   mha_f32_softmax_online_tile_fn softmax_online_tile;
+  /* NULL where the set has none; needs gemm_at */
+  mha_f32_softmax_online_tile_t_fn softmax_online_tile_t;
   mha_f32_scoremod_fn scoremod;
   mha_f32_vscale_fn vscale;
   mha_f32_vexp2_scale_fn vexp2_scale;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "f32-softmax/f32-softmax-avx512f.h"
 #include "f32-softmax/f32-softmax.h"
 
 static __mmask16 mha_tail16(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
@@ -32,7 +33,7 @@ float mha_f32_softmax_online_row__avx512f(size_t n, size_t n_valid, float* s, fl
     }
     vmax = _mm512_mask_max_ps(vmax, mk, x, vmax); /* a NaN lane keeps vmax */
   }
-  const float mx = _mm512_reduce_max_ps(vmax);
+  const float mx = mha_avx512f_hmax(vmax);
   const float m_old = *m;
   const float m_new = mx > m_old ? mx : m_old;
   if (m_new == -INFINITY && !mha_row_has_nan(s, n_valid)) {
@@ -48,7 +49,7 @@ float mha_f32_softmax_online_row__avx512f(size_t n, size_t n_valid, float* s, fl
     vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(mk, p));
   }
   for (size_t j = n_valid; j < n; j += 16) _mm512_mask_storeu_ps(s + j, mha_tail16(n - j), _mm512_setzero_ps());
-  return mha_row_finish(m_old, m_new, _mm512_reduce_add_ps(vsum), m, l);
+  return mha_row_finish(m_old, m_new, mha_avx512f_hadd(vsum), m, l);
 }
 
 void mha_f32_vscale__avx512f(size_t n, float* x, float alpha) {
@@ -90,7 +91,7 @@ void mha_f32_softmax_online_tile__avx512f(size_t rows, size_t n, float* s, size_
       float* row = s + r * lds;
       __m512 vmax = ninf;
       for (size_t j = 0; j < n; j += 16) vmax = _mm512_max_ps(_mm512_loadu_ps(row + j), vmax);
-      const float mx = _mm512_reduce_max_ps(vmax);
+      const float mx = mha_avx512f_hmax(vmax);
       const float m_old = m[r];
       const float m_new = mx > m_old ? mx : m_old;
       if (m_new == -INFINITY) {
@@ -114,7 +115,7 @@ void mha_f32_softmax_online_tile__avx512f(size_t rows, size_t n, float* s, size_
         _mm512_storeu_ps(row + j, p);
         vsum = _mm512_add_ps(vsum, p);
       }
-      l[r] = mha_step_l(l[r], alpha[r], _mm512_reduce_add_ps(vsum));
+      l[r] = mha_step_l(l[r], alpha[r], mha_avx512f_hadd(vsum));
     }
   }
 }

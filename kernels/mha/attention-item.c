@@ -54,14 +54,18 @@ static int mha_any_nonfinite(const float* x, size_t n) {
  * the same bits however rows are grouped (threads, B); a row that sees no
  * such key gets the plain GEMM's bits. */
 static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
-                             int64_t j0, size_t nk, int careful) {
+                             int64_t j0, size_t nk, int careful, int pt) {
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk;
   /* an fp32 contiguous V in place: prefill, and decode on the sets whose
    * P·V kernels do not stream it (kr->decode_streams = 0) */
   if (!careful && p->v_in_place && (!p->use_nt || !kr->decode_streams)) {
     const float* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
-    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
+    if (pt) {
+      mha_gemm_at_tiles(kr, R, Dv, nk, sc->s, R, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
+    } else {
+      mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
+    }
     return;
   }
   if (!careful && p->use_nt) {
@@ -100,7 +104,11 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
     if (sc->bad[j]) memset(row, 0, Dv * sizeof(float));
     any_bad |= sc->bad[j];
   }
-  mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, sc->vclean, Dv, sc->o, Dv, 1);
+  if (pt) {
+    mha_gemm_at_tiles(kr, R, Dv, nk, sc->s, R, sc->vclean, Dv, sc->o, Dv, 1);
+  } else {
+    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, sc->vclean, Dv, sc->o, Dv, 1);
+  }
   if (!any_bad) return;
   for (size_t j = 0; j < nk; j++) {
     if (!sc->bad[j]) continue;
@@ -151,6 +159,13 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
    * path would make for it; when every row of the item does, one tile step
    * runs for them all (bitwise the row steps: config/kernels.h) */
   const int plain = !p->modify && d->mask.additive == NULL;
+  /* key blocks every row sees whole may take the transposed form (scores
+   * Sᵀ = K·Qᵀ, the step with the rows in the lanes, P·V with P as a
+   * transposed A): per row bitwise the untransposed form (config/kernels.h),
+   * so which form a block takes never shows in a result. Not in the careful
+   * rerun, whose V fix-up reads P by rows. */
+  const int tile_t = !careful && p->qt && kr->softmax_online_tile_t != NULL && R % MHA_TILE_T_ROWS == 0 &&
+                     NK <= MHA_TILE_T_MAX_KEYS;
   int64_t all_lo = INT64_MIN, all_lim = INT64_MAX; /* the keys every row sees */
   for (size_t r = 0; r < R; r++) {
     const float sink = with_sink ? mha_head_sink(d, mha_item_row(p, pos.g, pos.q0, pos.mq, r).h) : -INFINITY;
@@ -166,8 +181,20 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
       const int64_t j1 = j0 + p->nk;
       mha_kv_prefetch(p, pos.b, pos.g, j1, (size_t)(k_end - j1 < p->nk ? k_end - j1 : p->nk));
     }
+    const int whole = plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim;
+    if (whole && tile_t && nk % 16 == 0) {
+      /* Sᵀ = K·Qᵀ: the query rows in the lanes, for the transposed step */
+      mha_gemm_at_tiles(kr, nk, R, (size_t)d->D, mha_kt_block(p, pos.b, pos.g, j0 / p->nk), NK, sc->qp, R,
+                        sc->s, R, 0);
+      kr->softmax_online_tile_t(R, nk, sc->s, R, sc->m, sc->l, sc->alpha);
+      for (size_t r = 0; r < R; r++) {
+        if (sc->alpha[r] != 1.0f) kr->vscale(Dv, sc->o + r * Dv, sc->alpha[r]);
+      }
+      mha_attention_pv(p, sc, pos, R, j0, nk, careful, 1);
+      continue;
+    }
     mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
-    if (plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim) {
+    if (whole) {
       kr->softmax_online_tile(R, nk, sc->s, NK, sc->m, sc->l, sc->alpha);
     } else {
       for (size_t r = 0; r < R; r++) {
@@ -191,7 +218,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     for (size_t r = 0; r < R; r++) {
       if (sc->alpha[r] != 1.0f) kr->vscale(Dv, sc->o + r * Dv, sc->alpha[r]);
     }
-    mha_attention_pv(p, sc, pos, R, j0, nk, careful);
+    mha_attention_pv(p, sc, pos, R, j0, nk, careful, 0);
   }
 }
 

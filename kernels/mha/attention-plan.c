@@ -58,6 +58,7 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
    * head (decode: Tq·G rows) every key block is used once, so the scores are
    * dot products with K read in place: a decode step never copies its K cache. */
   p->use_nt = nqb0 == 1 || rows0 < mr;
+  p->qt = !p->use_nt && kr->gemm_at != NULL;
   /* one query block per head (decode, short prefill): split the keys into
    * ranges of a fixed number of key blocks, so that few items still make
    * many units */

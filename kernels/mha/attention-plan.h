@@ -66,6 +66,8 @@ typedef struct mha_attn_plan {
   int64_t nkb;       /* key blocks per head: ⌈Tk / nk⌉ */
   int64_t rows;      /* G·mq: rows of the packed query tile */
   int use_nt;        /* few rows: scores as dot products with K in place */
+  int qt;            /* the tiled form on a set with gemm_at: an item's Q packed
+                        transposed, [D][R], the A of S = Q·Kᵀ and the B of Sᵀ = K·Qᵀ */
   float* kt;         /* else: Kᵀ per key block, packed once, [B][Hkv][nkb][D][nk] */
   int64_t nsplit;    /* key ranges per item (decode); 1 otherwise */
   int64_t split_len; /* keys per range, a multiple of nk */
@@ -112,6 +114,20 @@ static inline void mha_gemm_tiles(const mha_kernels* kr, size_t M, size_t N, siz
     for (size_t i = 0; i < M; i += kr->gemm_mr) {
       const size_t m = M - i < kr->gemm_mr ? M - i : kr->gemm_mr;
       kr->gemm(m, n, K, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+    }
+  }
+}
+
+/* C[M×N] (+)= A[M×K]·B[K×N], A given transposed (A[i][p] at a[p·lda + i]):
+ * the tiles of gemm_at. */
+static inline void mha_gemm_at_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, const float* a,
+                                     size_t lda, const float* b, size_t ldb, float* c, size_t ldc,
+                                     int accumulate) {
+  for (size_t j = 0; j < N; j += kr->gemm_nr) {
+    const size_t n = N - j < kr->gemm_nr ? N - j : kr->gemm_nr;
+    for (size_t i = 0; i < M; i += kr->gemm_mr) {
+      const size_t m = M - i < kr->gemm_mr ? M - i : kr->gemm_mr;
+      kr->gemm_at(m, n, K, a + i, lda, b + j, ldb, c + i * ldc + j, ldc, accumulate);
     }
   }
 }

@@ -59,7 +59,12 @@ void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t 
       j += n;
     }
   } else {
-    mha_gemm_tiles(p->kr, R, nk, D, qp, D, mha_kt_block(p, b, g, j0 / p->nk), NK, s, NK, 0);
+    const float* kt = mha_kt_block(p, b, g, j0 / p->nk);
+    if (p->qt) {
+      mha_gemm_at_tiles(p->kr, R, nk, D, qp, R, kt, NK, s, NK, 0);
+    } else {
+      mha_gemm_tiles(p->kr, R, nk, D, qp, D, kt, NK, s, NK, 0);
+    }
   }
 }
 
@@ -95,7 +100,7 @@ static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64
   *hi = e;
 }
 
-/* Packs an item's query rows into qp [R × D] and sets the keys [lo[r],
+/* Packs an item's query rows into qp, [R × D] or transposed [D × R] (p->qt), and sets the keys [lo[r],
  * lim[r]) each row sees. Returns the largest lim, the end of the keys any row
  * of the item sees, and in *first the start of the first key block any row
  * sees (key blocks outside every row's keys are never visited). */
@@ -108,7 +113,11 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int6
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
     const float* src = p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
-    for (size_t c = 0; c < D; c++) qp[r * D + c] = src[c] * p->qscale;
+    if (p->qt) {
+      for (size_t c = 0; c < D; c++) qp[c * R + r] = src[c] * p->qscale;
+    } else {
+      for (size_t c = 0; c < D; c++) qp[r * D + c] = src[c] * p->qscale;
+    }
     mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
     if (lim[r] > max_lim) max_lim = lim[r];
     if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
