@@ -314,8 +314,8 @@ int main(void) {
       {"GQA prefill additive", 6, 3, 9, 70, 7, 11, 0, 0, 1, 0},
       {"decode with weights", 2, 1, 1, 700, 16, 16, 1, 1, 0, 1},
       {"prefill kv_len weights", 2, 2, 13, 65, 8, 8, 1, 1, 0, 1},
-      /* unmasked: alone the entry's items have 48 rows (transposed tiles), in
-       * batches 96, or 24 on two threads (the row form) */
+      /* unmasked: alone the entry's items have 48 rows (the row form), in
+       * batches 96 (transposed tiles), or 24 on two threads */
       {"prefill unmasked", 1, 1, 192, 150, 64, 48, 0, 0, 0, 0},
       {"GQA prefill unmasked", 8, 2, 100, 150, 32, 40, 0, 0, 0, 0},
   };

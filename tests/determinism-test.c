@@ -40,8 +40,8 @@ static void test_core(tester* t, const isa_list* isas) {
       core_case(1, 2, 1, 7, 200, 137, 8, 0, 0, ADDITIVE_NONE),   /* fewer items than threads */
       core_case(2, 4, 4, 200, 7, 8, 8, 1, 0, ADDITIVE_BROADCAST),
       core_case(1, 1, 1, 1, 1, 1, 1, 0, 0, ADDITIVE_NONE),
-      /* unmasked prefill: the transposed tiles at some thread counts (item
-       * rows a multiple of 16), the row form at others (24, 12 rows) */
+      /* unmasked prefill: the transposed tiles at some thread counts (items
+       * of 96 rows), the row form at others (48, 24, 12 rows) */
       core_case(1, 2, 2, 192, 200, 64, 64, 0, 0, ADDITIVE_NONE),
       core_case(1, 8, 2, 100, 150, 32, 40, 0, 0, ADDITIVE_NONE), /* GQA; a last key block of 22 */
       /* decode: few rows, many keys, no weights (key ranges may be split) */

@@ -63,6 +63,17 @@ static inline __attribute__((always_inline)) void mha_gemm_rows_avx512f(
       if (mca) MHA_MCA_END("f32_gemm_12x32__avx512f.kstep");
       if (mca_at) MHA_MCA_END("f32_gemm_at_12x32__avx512f.kstep");
     }
+  } else if (n <= 16) {
+    /* one vector of columns: no FMAs on the empty second (a 48-row
+     * transposed score tile is a panel of 32 and one of 16) */
+    for (size_t p = 0; p < k; p++) {
+      const void* bp = PAGED ? mha_kv_row(BT, brows, p, j0) : mha_kv_at(BT, b, p * ldb);
+      const __m512 b0 = mha_avx512f_load_part(BT, bp, n0, mask0);
+#pragma GCC unroll 12
+      for (size_t i = 0; i < MR; i++) {
+        acc0[i] = _mm512_fmadd_ps(_mm512_set1_ps(AT ? a[p * lda + i] : a[i * lda + p]), b0, acc0[i]);
+      }
+    }
   } else {
     for (size_t p = 0; p < k; p++) {
       const void* bp = PAGED ? mha_kv_row(BT, brows, p, j0) : mha_kv_at(BT, b, p * ldb);
