@@ -56,7 +56,7 @@ KERNELS = [
     ("kernels/f32-gemm/f32-gemm-nt-4x4-neon.c", [], 128, NEON_MODELS),
 ]
 # regions whose k step is a full tile: guarded by --check
-GUARDED = {"f32_gemm_6x16__avx2.kstep", "f32_gemm_12x32__avx512f.kstep", "f32_gemm_at_12x32__avx512f.kstep",
+GUARDED = {"f32_gemm_6x16__avx2.kstep", "f32_gemm_at_6x16__avx2.kstep", "f32_gemm_12x32__avx512f.kstep", "f32_gemm_at_12x32__avx512f.kstep",
            "f32_gemm_nt_4x1__avx2.kstep", "f32_gemm_nt_4x1__avx512f.kstep",
            "f32_gemm_8x12__neon.kstep", "f32_gemm_nt_4x4__neon.kstep"}
 LIMIT = 1.15

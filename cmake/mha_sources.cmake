@@ -53,6 +53,7 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/f32-gemm/f32-gemm-nt-4x1-avx2.c
     kernels/f32-scoremod/f32-scoremod-avx2.c
     kernels/f32-softmax/f32-softmax-online-avx2.c
+    kernels/f32-softmax/f32-softmax-online-tile-t-avx2.c
     kernels/kv-gemm/kv-gemm-nt-4x1-avx2.c
     kernels/kv-gemm/kv-gemm-pv-6x16-avx2.c
     kernels/kv-gemm/kv-widen-avx2.c)

@@ -288,19 +288,20 @@ static void check_tile_t(tester* t, const mha_kernels* kr, size_t rows, size_t n
   float *l = m + rows, *at = m + 2 * rows, *mr = m + 3 * rows, *lr = m + 4 * rows, *ar = m + 5 * rows;
   tester_fill_range(t, sr, rows * n, -8.0f, 8.0f);
   for (size_t r = 0; r < rows; r++) {
-    switch (r % 7) {
+    switch (r % 8) {
       case 0: m[r] = -INFINITY, l[r] = 0.0f; break;
       case 1: m[r] = 20.0f, l[r] = 3.0f; break;
       case 2: m[r] = -3.0f, l[r] = 1.25f; break;
       case 3: m[r] = sr[r * n], l[r] = 2.0f; break;
       case 4: /* the max is +0 and -0 at once: a tie within one lane's chain (keys 1, 17) */
-      case 5: /* ... and across the tree (keys 2, 10) */
+      case 5: /* ... across the tree's first level on 16 lanes (keys 2, 10) */
+      case 6: /* ... and on 8 lanes (keys 2, 6) */
         for (size_t j = 0; j < n; j++) sr[r * n + j] = -fabsf(sr[r * n + j]);
-        if (r % 7 == 4) {
+        if (r % 8 == 4) {
           sr[r * n + 1] = 0.0f;
           sr[r * n + (n > 17 ? 17 : 2)] = -0.0f;
         } else {
-          sr[r * n + 2] = -0.0f, sr[r * n + 10] = 0.0f;
+          sr[r * n + 2] = -0.0f, sr[r * n + (r % 8 == 5 ? 10 : 6)] = 0.0f;
         }
         m[r] = -INFINITY, l[r] = 0.0f;
         break;
@@ -362,10 +363,11 @@ static void test_kernel(tester* t, const mha_kernels* kr) {
     for (size_t k = 0; k < COUNT(tile_n); k++) check_tile(t, kr, tile_rows[i], tile_n[k]);
   }
   if (kr->softmax_online_tile_t != NULL) {
-    static const size_t tile_t_rows[] = {16, 32, 96, 128};
+    /* rows: multiples of the set's NR (the contract), 16 at least (the test's row kinds) */
+    const size_t nr = kr->gemm_nr < 16 ? 16 : kr->gemm_nr;
     static const size_t tile_t_n[] = {16, 32, 64, 128, MHA_TILE_T_MAX_KEYS};
-    for (size_t i = 0; i < COUNT(tile_t_rows); i++) {
-      for (size_t k = 0; k < COUNT(tile_t_n); k++) check_tile_t(t, kr, tile_t_rows[i], tile_t_n[k]);
+    for (size_t i = 1; i <= 4; i++) {
+      for (size_t k = 0; k < COUNT(tile_t_n); k++) check_tile_t(t, kr, i * nr, tile_t_n[k]);
     }
   }
 }

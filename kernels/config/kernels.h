@@ -95,13 +95,14 @@ typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
 
 /* The tile step on a transposed score tile: key j's scores of the `rows`
  * query rows at st + j·ldst (query row r in column r), n keys; rows a
- * multiple of MHA_TILE_T_ROWS, n a multiple of 16 and at most
- * MHA_TILE_T_MAX_KEYS. For each query row r, bitwise what the tile step (and so
+ * multiple of the set's gemm_nr (the columns of Sᵀ in whole panels; the
+ * kernels need their vector width: 16 rows AVX-512, 8 AVX2), n a multiple
+ * of 16 and at most MHA_TILE_T_MAX_KEYS. For each query row r, bitwise what the tile step (and so
  * the row step) gives on that row laid out contiguously: the probabilities
  * stored back in column r, m[r], l[r] and alpha[r]. With the query rows in
  * the lanes, the row maxima and sums are vertical operations (no horizontal
  * reduction), and P·V reads P as a transposed A (gemm_at). */
-enum { MHA_TILE_T_ROWS = 16, MHA_TILE_T_MAX_KEYS = 256 };
+enum { MHA_TILE_T_MAX_KEYS = 256 };
 typedef void (*mha_f32_softmax_online_tile_t_fn)(size_t rows, size_t n, float* st, size_t ldst, float* m,
                                                  float* l, float* alpha);
 

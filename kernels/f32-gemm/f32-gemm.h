@@ -10,6 +10,9 @@ void mha_f32_gemm_ukernel_4x8__scalar(size_t m, size_t n, size_t k, const float*
 void mha_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
                                      const float* b, size_t ldb, float* c, size_t ldc,
                                      int accumulate);
+void mha_f32_gemm_at_ukernel_6x16__avx2(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                        const float* b, size_t ldb, float* c, size_t ldc,
+                                        int accumulate);
 void mha_f32_gemm_ukernel_12x32__avx512f(size_t m, size_t n, size_t k, const float* a,
                                          size_t lda, const float* b, size_t ldb, float* c,
                                          size_t ldc, int accumulate);

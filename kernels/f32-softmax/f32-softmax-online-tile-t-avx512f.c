@@ -33,7 +33,7 @@ static void mha_tile_t_row_step(size_t n, float* st, size_t ldst, size_t r, floa
 void mha_f32_softmax_online_tile_t__avx512f(size_t rows, size_t n, float* st, size_t ldst, float* m, float* l,
                                             float* alpha) {
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  for (size_t r0 = 0; r0 < rows; r0 += MHA_TILE_T_ROWS) {
+  for (size_t r0 = 0; r0 < rows; r0 += 16) {
     float* col = st + r0;
     __m512 part[16];
     for (int i = 0; i < 16; i++) part[i] = ninf;

@@ -57,6 +57,8 @@ float mha_f32_softmax_online_row__avx2(size_t n, size_t n_valid, float* s, float
                                        const float* add, float* m, float* l);
 void mha_f32_softmax_online_tile__avx2(size_t rows, size_t n, float* s, size_t lds, float* m,
                                          float* l, float* alpha);
+void mha_f32_softmax_online_tile_t__avx2(size_t rows, size_t n, float* st, size_t ldst, float* m, float* l,
+                                         float* alpha);
 void mha_f32_vscale__avx2(size_t n, float* x, float alpha);
 void mha_f32_vexp2_scale__avx2(size_t n, float* x, float c, float alpha);
 

@@ -37,7 +37,7 @@ static inline __attribute__((always_inline)) void mha_pv_rows(const size_t M, co
                                                              size_t n, size_t k, const float* a, size_t lda,
                                                              const void* b, size_t ldb, const void* brows,
                                                              size_t j0, float* c, size_t ldc) {
-  mha_gemm_rows_avx2(M, BT, PAGED, n, k, a, lda, PAGED ? NULL : mha_kv_at(BT, b, j0), ldb, brows, j0, c, ldc, 1);
+  mha_gemm_rows_avx2(M, 0, BT, PAGED, n, k, a, lda, PAGED ? NULL : mha_kv_at(BT, b, j0), ldb, brows, j0, c, ldc, 1);
 }
 
 #include "kv-gemm/kv-gemm-pv-x86.h"

@@ -163,11 +163,11 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
    * Sᵀ = K·Qᵀ, the step with the rows in the lanes, P·V with P as a
    * transposed A): per row bitwise the untransposed form (config/kernels.h),
    * so which form a block takes never shows in a result. Items of a multiple
-   * of 32 rows only: Sᵀ's columns are the rows, and a 48-row item leaves a
-   * panel of 16 that loads as much as it computes (0.98x the untransposed
-   * form, causal, Emerald Rapids). Not in the careful rerun, whose V fix-up
-   * reads P by rows. */
-  const int tile_t = !careful && p->qt && kr->softmax_online_tile_t != NULL && R % (2 * MHA_TILE_T_ROWS) == 0 &&
+   * of NR rows only: Sᵀ's columns are the rows, and on AVX-512 a 48-row item
+   * leaves a panel of 16 that loads as much as it computes (0.98x the
+   * untransposed form, causal, Emerald Rapids). Not in the careful rerun,
+   * whose V fix-up reads P by rows. */
+  const int tile_t = !careful && p->qt && kr->softmax_online_tile_t != NULL && R % kr->gemm_nr == 0 &&
                      NK <= MHA_TILE_T_MAX_KEYS;
   int64_t all_lo = INT64_MIN, all_lim = INT64_MAX; /* the keys every row sees */
   for (size_t r = 0; r < R; r++) {
