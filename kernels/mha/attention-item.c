@@ -61,11 +61,7 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
    * P·V kernels do not stream it (kr->decode_streams = 0) */
   if (!careful && p->v_in_place && (!p->use_nt || !kr->decode_streams)) {
     const float* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
-    if (pt) {
-      mha_gemm_at_tiles(kr, R, Dv, nk, sc->s, R, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
-    } else {
-      mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
-    }
+    mha_gemm_tiles(kr, pt, R, Dv, nk, sc->s, pt ? R : NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
     return;
   }
   if (!careful && p->use_nt) {
@@ -104,11 +100,7 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
     if (sc->bad[j]) memset(row, 0, Dv * sizeof(float));
     any_bad |= sc->bad[j];
   }
-  if (pt) {
-    mha_gemm_at_tiles(kr, R, Dv, nk, sc->s, R, sc->vclean, Dv, sc->o, Dv, 1);
-  } else {
-    mha_gemm_tiles(kr, R, Dv, nk, sc->s, NK, sc->vclean, Dv, sc->o, Dv, 1);
-  }
+  mha_gemm_tiles(kr, pt, R, Dv, nk, sc->s, pt ? R : NK, sc->vclean, Dv, sc->o, Dv, 1);
   if (!any_bad) return;
   for (size_t j = 0; j < nk; j++) {
     if (!sc->bad[j]) continue;
@@ -187,7 +179,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     const int whole = plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim;
     if (whole && tile_t && nk % 16 == 0) {
       /* Sᵀ = K·Qᵀ: the query rows in the lanes, for the transposed step */
-      mha_gemm_at_tiles(kr, nk, R, (size_t)d->D, mha_kt_block(p, pos.b, pos.g, j0 / p->nk), NK, sc->qp, R,
+      mha_gemm_tiles(kr, 1, nk, R, (size_t)d->D, mha_kt_block(p, pos.b, pos.g, j0 / p->nk), NK, sc->qp, R,
                         sc->s, R, 0);
       kr->softmax_online_tile_t(R, nk, sc->s, R, sc->m, sc->l, sc->alpha);
       for (size_t r = 0; r < R; r++) {

@@ -104,30 +104,17 @@ static inline void mha_count(size_t* acc, size_t a, size_t b, int* bad) {
 /* Units of work each thread should have to choose from (dynamic schedule). */
 enum { MHA_ATTN_UNITS_PER_THREAD = 4 };
 
-/* C[M×N] (+)= A[M×K]·B[K×N], all row-major with the given strides, tiled
- * over the micro-kernel. */
-static inline void mha_gemm_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, const float* a,
-                           size_t lda, const float* b, size_t ldb, float* c, size_t ldc,
-                           int accumulate) {
+/* C[M×N] (+)= A[M×K]·B[K×N], tiled over the micro-kernel: B and C
+ * row-major with the given strides; A row-major (at = 0: gemm) or given
+ * transposed (at = 1, A[i][p] at a[p·lda + i]: gemm_at). */
+static inline void mha_gemm_tiles(const mha_kernels* kr, int at, size_t M, size_t N, size_t K, const float* a,
+                                  size_t lda, const float* b, size_t ldb, float* c, size_t ldc, int accumulate) {
+  const mha_f32_gemm_ukernel_fn ukernel = at ? kr->gemm_at : kr->gemm;
   for (size_t j = 0; j < N; j += kr->gemm_nr) {
     const size_t n = N - j < kr->gemm_nr ? N - j : kr->gemm_nr;
     for (size_t i = 0; i < M; i += kr->gemm_mr) {
       const size_t m = M - i < kr->gemm_mr ? M - i : kr->gemm_mr;
-      kr->gemm(m, n, K, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, accumulate);
-    }
-  }
-}
-
-/* C[M×N] (+)= A[M×K]·B[K×N], A given transposed (A[i][p] at a[p·lda + i]):
- * the tiles of gemm_at. */
-static inline void mha_gemm_at_tiles(const mha_kernels* kr, size_t M, size_t N, size_t K, const float* a,
-                                     size_t lda, const float* b, size_t ldb, float* c, size_t ldc,
-                                     int accumulate) {
-  for (size_t j = 0; j < N; j += kr->gemm_nr) {
-    const size_t n = N - j < kr->gemm_nr ? N - j : kr->gemm_nr;
-    for (size_t i = 0; i < M; i += kr->gemm_mr) {
-      const size_t m = M - i < kr->gemm_mr ? M - i : kr->gemm_mr;
-      kr->gemm_at(m, n, K, a + i, lda, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+      ukernel(m, n, K, at ? a + i : a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, accumulate);
     }
   }
 }

@@ -60,11 +60,7 @@ void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t 
     }
   } else {
     const float* kt = mha_kt_block(p, b, g, j0 / p->nk);
-    if (p->qt) {
-      mha_gemm_at_tiles(p->kr, R, nk, D, qp, R, kt, NK, s, NK, 0);
-    } else {
-      mha_gemm_tiles(p->kr, R, nk, D, qp, D, kt, NK, s, NK, 0);
-    }
+    mha_gemm_tiles(p->kr, p->qt, R, nk, D, qp, p->qt ? R : D, kt, NK, s, NK, 0);
   }
 }
 
