@@ -7,8 +7,8 @@
  * maxima, one for exp2(s − m') and its store, one for the sums (the exp2
  * pass keeps nothing in registers across SLEEF's calls). To give each row the
  * bits of the row step, the lanes of the row form become vectors here: the
- * partial max and sum of lane l (keys l, l + 16, ...) are the vectors mp[l]
- * and ps[l], updated in the row step's key order, and the row step's
+ * partial max and sum of lane l (keys l, l + 16, ...) are the vector
+ * part[l], updated in the row step's key order, and the row step's
  * horizontal tree runs across the 16 vectors (f32-softmax-avx512f.h). A row
  * with no visible key yet (m' = −inf) takes the row step itself, on its
  * column gathered into a row. */
@@ -50,12 +50,11 @@ void mha_f32_softmax_online_tile_t__avx512f(size_t rows, size_t n, float* st, si
     _mm512_storeu_ps(mo, m_old);
     _mm512_storeu_ps(mn, m_new);
     /* the exp2 calls back to back with nothing live across them (a call
-     * clobbers every vector register): m' and the mask come from memory */
-    const volatile __mmask16 keep_mem = keep;
+     * clobbers every vector register): m' comes from memory */
     for (size_t j = 0; j < n; j++) {
       float* at = col + j * ldst;
       const __m512 p = Sleef_exp2f16_u10avx512f(_mm512_sub_ps(_mm512_loadu_ps(at), _mm512_loadu_ps(mn)));
-      _mm512_mask_storeu_ps(at, keep_mem, p);
+      _mm512_mask_storeu_ps(at, keep, p);
     }
     for (int i = 0; i < 16; i++) part[i] = _mm512_setzero_ps();
     for (size_t j = 0; j < n; j += 16) {

@@ -177,19 +177,11 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
       mha_kv_prefetch(p, pos.b, pos.g, j1, (size_t)(k_end - j1 < p->nk ? k_end - j1 : p->nk));
     }
     const int whole = plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim;
-    if (whole && tile_t && nk % 16 == 0) {
-      /* Sᵀ = K·Qᵀ: the query rows in the lanes, for the transposed step */
-      mha_gemm_tiles(kr, 1, nk, R, (size_t)d->D, mha_kt_block(p, pos.b, pos.g, j0 / p->nk), NK, sc->qp, R,
-                        sc->s, R, 0);
+    const int pt = whole && tile_t && nk % 16 == 0; /* P transposed in sc->s */
+    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s, pt);
+    if (pt) {
       kr->softmax_online_tile_t(R, nk, sc->s, R, sc->m, sc->l, sc->alpha);
-      for (size_t r = 0; r < R; r++) {
-        if (sc->alpha[r] != 1.0f) kr->vscale(Dv, sc->o + r * Dv, sc->alpha[r]);
-      }
-      mha_attention_pv(p, sc, pos, R, j0, nk, careful, 1);
-      continue;
-    }
-    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s);
-    if (whole) {
+    } else if (whole) {
       kr->softmax_online_tile(R, nk, sc->s, NK, sc->m, sc->l, sc->alpha);
     } else {
       for (size_t r = 0; r < R; r++) {
@@ -213,7 +205,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     for (size_t r = 0; r < R; r++) {
       if (sc->alpha[r] != 1.0f) kr->vscale(Dv, sc->o + r * Dv, sc->alpha[r]);
     }
-    mha_attention_pv(p, sc, pos, R, j0, nk, careful, 0);
+    mha_attention_pv(p, sc, pos, R, j0, nk, careful, pt);
   }
 }
 

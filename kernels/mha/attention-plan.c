@@ -82,8 +82,8 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   /* How rows are grouped into items changes no result (every row's scores,
    * softmax and P·V are computed alone): a head with several query blocks
    * starts from the table's item rows (a multiple of the nominal block: more
-   * rows per Kᵀ and V block brought into L1, and on AVX-512 items of a
-   * multiple of 32 rows for the transposed tiles) unless a window gives rows
+   * rows per Kᵀ and V block brought into L1, and items of a multiple of NR
+   * rows for the transposed tiles) unless a window gives rows
    * of one item different key ranges. Causal items are tall too: they
    * compute more of the diagonal's hidden scores (at T 1024, 9% instead of
    * 5%), which the transposed tiles repay (Emerald Rapids, 1 thread, T 4096:

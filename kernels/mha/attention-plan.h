@@ -277,7 +277,7 @@ void mha_attn_execute(const mha_attn_stages* s, mha_team team, float* scratch, s
 /* attention-rows.c */
 void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit);
 void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0, size_t nk,
-                const float* qp, float* s);
+                const float* qp, float* s, int st);
 int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i);
 int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo, int64_t* lim,
                        int64_t* first);

@@ -39,9 +39,11 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   }
 }
 
-/* S[R × nk] (row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ */
+/* S[R × nk] (row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ; or, with st (the
+ * tiled form on a set with gemm_at, p->qt), its transpose Sᵀ[nk × R] (row
+ * stride R) = K·Qᵀ: the query rows in the lanes, for the transposed step */
 void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0,
-                       size_t nk, const float* qp, float* s) {
+                       size_t nk, const float* qp, float* s, int st) {
   const mha_attention_desc* d = p->d;
   const size_t D = (size_t)d->D, NK = (size_t)p->nk;
   if (p->use_nt) {
@@ -60,7 +62,11 @@ void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t 
     }
   } else {
     const float* kt = mha_kt_block(p, b, g, j0 / p->nk);
-    mha_gemm_tiles(p->kr, p->qt, R, nk, D, qp, p->qt ? R : D, kt, NK, s, NK, 0);
+    if (st) {
+      mha_gemm_tiles(p->kr, 1, nk, R, D, kt, NK, qp, R, s, R, 0);
+    } else {
+      mha_gemm_tiles(p->kr, p->qt, R, nk, D, qp, p->qt ? R : D, kt, NK, s, NK, 0);
+    }
   }
 }
 
