@@ -28,7 +28,8 @@ set(MHA_SOURCES
   kernels/mha/layer-forward.c
   kernels/mha/merge.c
   kernels/mha/parallel.c
-  kernels/mha/varlen.c)
+  kernels/mha/varlen.c
+  kernels/mha/varlen-kv.c)
 
 # The scalar kernels are the reference: keep the compiler from vectorizing them.
 set_source_files_properties(

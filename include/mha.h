@@ -15,7 +15,9 @@
  *          mha_kv_cache_init_paged(), mha_attention_kv_f32() (bitwise the
  *          core on the widened values) and mha_kv_cache_write();
  *        - packed variable-length batches (sequences back to back, offsets
- *          in cu_seqlens): mha_attention_varlen_f32();
+ *          in cu_seqlens): mha_attention_varlen_f32(), and over a K/V cache
+ *          (a serving step mixing prefill chunks and decodes in one call):
+ *          mha_attention_varlen_kv_f32();
  *        - mha_merge_f32(), which merges the (out, lse) of attention over
  *          disjoint key ranges into the exact result;
  *        - the workspace queries (*_workspace_size()): with a caller's
@@ -646,7 +648,8 @@ static inline void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype,
  * Returns the core's statuses, plus NULL_POINTER (cache, its k, v or
  * block_table), INVALID_ARGUMENT (dtype, block_size, a table slot outside
  * [0, num_blocks), Tk past the cache), INVALID_SIZE (capacity, num_blocks,
- * max_blocks < 1). Packed variable-length batches take fp32 K/V only. */
+ * max_blocks < 1). A packed variable-length batch over a cache:
+ * mha_attention_varlen_kv_f32. */
 MHA_API mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q,
                                         const mha_kv_cache* cache, float* out, float* weights);
 
@@ -655,6 +658,64 @@ MHA_API mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const fl
 MHA_API mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc,
                                                    const mha_kv_cache* cache, int with_weights,
                                                    size_t* bytes);
+
+/* A packed variable-length batch over a K/V cache: one call for a serving
+ * engine's step, in which some sequences prefill a chunk and others decode
+ * one token, all reading one cache (FlashAttention's flash_attn_varlen_func
+ * with seqused_k and block_table; ONNX Runtime's GroupQueryAttention with
+ * seqlens_k).
+ *
+ *   cu_seqlens_q [B + 1]: sequence b's queries are rows [cu_q[b], cu_q[b+1])
+ *                of q and out, packed as in mha_attention_varlen_f32 (starts
+ *                at 0, never decreases, each length <= desc->Tq).
+ *   seqused_k [B]: sequence b's keys are tokens [0, seqused_k[b]) of cache
+ *                entry b (contiguous: entry b of the pools; paged: row b of
+ *                block_table), 0 <= seqused_k[b] <= desc->Tk. Only the table
+ *                slots that cover those tokens are read and checked. Write a
+ *                step's new K/V rows into the cache first (mha_kv_cache_write):
+ *                a prefill chunk's own keys are the last len_q of its keys.
+ *   desc         B = the number of sequences; Tq, Tk = bounds of the lengths
+ *                (Tk <= the cache's capacity, or max_blocks·block_size);
+ *                H, Hkv, D, Dv, scale, the masks' causal flag, alignment,
+ *                window, ALiBi, soft-cap and sinks, num_threads, isa,
+ *                threadpool, trace and workspace as in the core. desc's k
+ *                and v views are not used (the cache's strides are); q's and
+ *                out's head and row strides address the packed rows, their
+ *                batch strides are not used; lse, when given, is [total_q, H].
+ *                kv_len and the additive mask must be NULL; no weights output.
+ *   masks        per sequence, with its own lengths: causal bottom-right (the
+ *                default) puts query i of a chunk of len_q at position
+ *                i + seqused_k[b] − len_q, so a prefill chunk is aligned to
+ *                the end of its keys and a decode row sees them all.
+ *
+ * Schedule: one plan per sequence, by its real lengths: a one-token decode is
+ * split over its keys as a decode call is, a prefill chunk over query blocks;
+ * the sequences' work shares one parallel schedule.
+ *
+ * Bits: sequence b gets exactly the bits of mha_attention_kv_f32 on that
+ * sequence alone (desc with B = 1, Tq = len_q, Tk = seqused_k[b], views at its
+ * rows, and the cache's entry b as entry 0), and so of the fp32 core on the
+ * cache's widened values: nothing else in the batch, the bounds Tq and Tk, the
+ * layout, the block size or the thread count changes them. A sequence with no
+ * keys outputs zeros and lse −inf (its sink's value with sinks); one with no
+ * queries is skipped.
+ *
+ * Returns the varlen call's statuses (INVALID_ARGUMENT for bad cu_seqlens_q
+ * or a seqused_k outside [0, Tk], naming the entry) and the cache call's
+ * (NULL_POINTER, INVALID_ARGUMENT for the dtype, block size, a table slot
+ * outside [0, num_blocks) or Tk past the cache, INVALID_SIZE); INVALID_STRIDE
+ * when out or lse overlaps an input (q, the lengths, the cache, its table).
+ * Nothing is written unless every check passes. */
+MHA_API mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* desc, const int32_t* cu_seqlens_q,
+                                               const int32_t* seqused_k, const float* q,
+                                               const mha_kv_cache* cache, float* out);
+
+/* The workspace bytes mha_attention_varlen_kv_f32() needs for these lengths
+ * and num_threads (a function of the real lengths, not of Tq and Tk). */
+MHA_API mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_desc* desc,
+                                                          const int32_t* cu_seqlens_q,
+                                                          const int32_t* seqused_k,
+                                                          const mha_kv_cache* cache, size_t* bytes);
 
 /* Appends rows to a cache: for every entry b < B, K/V head g < Hkv and
  * t < T, row t of k_new [B, Hkv, T, D] (strides k_new_strides, fp32) is

@@ -227,12 +227,12 @@ float* mha_workspace_take(void* ws, size_t ws_bytes, size_t floats) {
  * inside its own workspace): the kernels, the threads, the workspace count,
  * and the caller's workspace, taken when size_fn is non-NULL. */
 mha_status mha_call_plan(const char* fn, const char* size_fn, const mha_attention_desc* d, int with_weights,
-                         const int32_t* cu_q, const int32_t* cu_k, mha_call* c) {
+                         const mha_varlen_batch* batch, mha_call* c) {
   memset(c, 0, sizeof *c);
   mha_status st = mha_kernels_resolve(fn, d->isa, &c->kr);
   if (st != MHA_STATUS_SUCCESS) return st;
   c->nthreads = mha_resolve_workers(d->num_threads, d->threadpool);
-  st = cu_q != NULL ? mha_attention_varlen_floats(c->kr, d, cu_q, cu_k, c->nthreads, &c->floats)
+  st = batch != NULL ? mha_attention_varlen_floats(c->kr, d, batch, c->nthreads, &c->floats)
                     : mha_attention_workspace_floats(c->kr, d, with_weights, c->nthreads, &c->floats);
   if (st != MHA_STATUS_SUCCESS || size_fn == NULL || d->workspace == NULL) return st;
   c->ws = mha_workspace_take(d->workspace, d->workspace_size, c->floats);

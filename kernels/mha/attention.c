@@ -53,7 +53,7 @@ mha_status mha_attention_f32(const mha_attention_desc* caller, const float* q, c
   if (st != MHA_STATUS_SUCCESS) return st;
   if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
-  st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, NULL, &c);
+  st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
   const mha_team team = mha_call_team(&c, desc);
   st = mha_attention_run(c.kr, desc, q, k, v, NULL, out, weights, team, c.ws);
@@ -74,7 +74,7 @@ mha_status mha_attention_workspace_size(const mha_attention_desc* caller, int wi
   st = mha_attention_validate(fn, desc, &any, &any, &any, &any, with_weights != 0);
   if (st != MHA_STATUS_SUCCESS) return st;
   mha_call c;
-  if ((st = mha_call_plan(fn, NULL, desc, with_weights != 0, NULL, NULL, &c)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_call_plan(fn, NULL, desc, with_weights != 0, NULL, &c)) != MHA_STATUS_SUCCESS) return st;
   *bytes = c.floats * sizeof(float) + 64; /* + room to align a caller's buffer */
   return MHA_STATUS_SUCCESS;
 }

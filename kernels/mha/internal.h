@@ -133,14 +133,25 @@ mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_
 /* A packed variable-length batch (kernels/mha/varlen.c checks it): one plan
  * per sequence with query rows, each the plan of that sequence called alone
  * (B = 1, its own lengths), run as one unit space over all sequences. Time
- * and workspace follow the real rows and keys, never desc's Tq and Tk. */
+ * and workspace follow the real rows and keys, never desc's Tq and Tk.
+ * Its keys are packed fp32 rows (cu_k) or a cache's entries (used_k, cache:
+ * sequence b reads tokens [0, used_k[b]) of cache entry b). */
+typedef struct mha_varlen_batch {
+  const int32_t* cu_q;       /* [B + 1] */
+  const int32_t* cu_k;       /* [B + 1]: packed K/V rows; NULL over a cache */
+  const int32_t* used_k;     /* [B]: each sequence's keys in the cache; NULL for packed K/V */
+  const mha_kv_cache* cache; /* NULL: packed K/V */
+} mha_varlen_batch;
 mha_status mha_attention_varlen_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
-                                       const int32_t* cu_q, const int32_t* cu_k, int nthreads,
-                                       size_t* floats);
+                                       const mha_varlen_batch* batch, int nthreads, size_t* floats);
 mha_status mha_attention_varlen_run(const mha_kernels* kernels, const mha_attention_desc* desc,
-                                    const int32_t* cu_q, const int32_t* cu_k, const float* q,
-                                    const float* k, const float* v, float* out, mha_team team,
-                                    float* workspace);
+                                    const mha_varlen_batch* batch, const float* q, const float* k,
+                                    const float* v, float* out, mha_team team, float* workspace);
+/* The checks of a varlen call's desc and lengths (exactly one of cu_k and
+ * used_k is set); fills *flat, the packed rows as one entry of total_q
+ * queries for the view checks (varlen.c). */
+mha_status mha_varlen_read(const char* fn, const mha_attention_desc* caller, const mha_varlen_batch* batch,
+                           mha_attention_desc* d, mha_attention_desc* flat);
 
 /* The parallel stages of a core call at nthreads threads: the Kᵀ packing
  * blocks (0 in the dot-product form) and the (item, key range) units; the
@@ -160,11 +171,11 @@ typedef struct mha_call {
 } mha_call;
 
 /* Plans a call of desc (validated): resolves desc->isa and num_threads,
- * counts the workspace (a packed batch's when cu_q is non-NULL), and when
+ * counts the workspace (a packed batch's when batch is non-NULL), and when
  * size_fn is non-NULL takes desc->workspace, INVALID_ARGUMENT naming size_fn
  * (the *_workspace_size() to ask) when it is too small (attention-plan.c). */
 mha_status mha_call_plan(const char* fn, const char* size_fn, const mha_attention_desc* desc, int with_weights,
-                         const int32_t* cu_q, const int32_t* cu_k, mha_call* call);
+                         const mha_varlen_batch* batch, mha_call* call);
 
 /* A planned call's workers, on desc's pool, with desc's trace begun (the
  * caller ends it: mha_trace_end(team.tracer)). */
@@ -188,6 +199,9 @@ mha_status mha_attention_check_heads(const char* fn, const mha_attention_desc* d
 /* The checks of a K/V cache for a core call over desc (kernels/mha/kv-cache.c):
  * dtype, pointers, layout, every table slot that covers an entry's keys
  * [0, kv_len or Tk); and *k_bytes, *v_bytes, the spans of k and v. */
+/* desc with k and v views that pass the core's checks whatever the caller
+ * left in them: the cache's layout replaces them (kv-cache.c). */
+mha_attention_desc mha_kv_desc(const mha_attention_desc* desc);
 mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
                                  const mha_kv_cache* cache, size_t* k_bytes, size_t* v_bytes);
 

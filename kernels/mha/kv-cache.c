@@ -138,9 +138,7 @@ mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* d, co
   return mha_kv_cache_check(fn, c, d->B, d->Hkv, d->D, d->Dv, NULL, d->mask.kv_len, d->Tk, k_bytes, v_bytes);
 }
 
-/* desc with k and v views that pass the core's checks whatever the caller
- * left in them: the cache's layout replaces them. */
-static mha_attention_desc mha_kv_desc(const mha_attention_desc* desc) {
+mha_attention_desc mha_kv_desc(const mha_attention_desc* desc) {
   mha_attention_desc d = *desc;
   const mha_strides kr = {0, 0, d.D}, vr = {0, 0, d.Dv};
   d.k = kr;
@@ -183,7 +181,7 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
     return st;
   }
   mha_call c;
-  st = mha_call_plan(fn, "mha_attention_kv_workspace_size", &d, weights != NULL, NULL, NULL, &c);
+  st = mha_call_plan(fn, "mha_attention_kv_workspace_size", &d, weights != NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, &d)) != MHA_STATUS_SUCCESS) return st;
   const mha_team team = mha_call_team(&c, &d);
   st = mha_attention_run(c.kr, &d, q, NULL, NULL, cache, out, weights, team, c.ws);
@@ -206,7 +204,7 @@ mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const
   size_t kb, vb;
   if ((st = mha_kv_cache_validate(fn, &d, cache, &kb, &vb)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
-  if ((st = mha_call_plan(fn, NULL, &d, with_weights != 0, NULL, NULL, &c)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_call_plan(fn, NULL, &d, with_weights != 0, NULL, &c)) != MHA_STATUS_SUCCESS) return st;
   *bytes = c.floats * sizeof(float) + 64;
   return MHA_STATUS_SUCCESS;
 }

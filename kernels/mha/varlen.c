@@ -1,9 +1,10 @@
 /*
- * Packed variable-length batches (mha_attention_varlen_f32): the checks of
- * the offsets and the packed views. The schedule is one plan per sequence,
- * the plan of that sequence called alone (attention.c,
- * mha_attention_varlen_run): time and workspace follow the real rows and
- * keys, and desc's Tq and Tk are bounds only.
+ * Packed variable-length batches (mha_attention_varlen_f32, and over a K/V
+ * cache mha_attention_varlen_kv_f32 in varlen-kv.c): the checks of the
+ * lengths and the packed views, and the schedule: one plan per sequence, the
+ * plan of that sequence called alone (mha_attention_varlen_run), so time and
+ * workspace follow the real rows and keys, and desc's Tq and Tk are bounds
+ * only.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,15 +12,16 @@
 
 #include "mha/attention-plan.h"
 
-/* Checks desc and the offsets, and fills *flat: the packed tensors as one
- * batch entry of total_q query rows and total_k keys (batch strides 0), the
- * shape the views, masks and overlaps are checked on. */
-static mha_status mha_varlen_check(const char* fn, const mha_attention_desc* d, const int32_t* cu_q,
-                                   const int32_t* cu_k, mha_attention_desc* flat) {
+/* Checks desc and the lengths, and fills *flat: the packed queries as one
+ * batch entry of total_q rows (batch strides 0), the shape the views, masks
+ * and overlaps are checked on; its keys are the total_k packed rows, or over
+ * a cache Tk (the cache's own checks bound what is read). */
+static mha_status mha_varlen_check(const char* fn, const mha_attention_desc* d, const mha_varlen_batch* vb,
+                                   mha_attention_desc* flat) {
   if (d == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
-  if (cu_q == NULL || cu_k == NULL) {
-    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
-                     cu_q == NULL ? "cu_seqlens_q" : "cu_seqlens_k");
+  const char* kname = vb->used_k != NULL || vb->cache != NULL ? "seqused_k" : "cu_seqlens_k";
+  if (vb->cu_q == NULL || (vb->cu_k == NULL && vb->used_k == NULL)) {
+    return mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn, vb->cu_q == NULL ? "cu_seqlens_q" : kname);
   }
   if (d->B < 1 || d->Tq < 1 || d->Tk < 1) {
     return mha_error(MHA_STATUS_INVALID_SIZE, "%s: B, Tq and Tk must be >= 1 (B = %lld, Tq = %lld, Tk = %lld)",
@@ -30,12 +32,14 @@ static mha_status mha_varlen_check(const char* fn, const mha_attention_desc* d, 
   }
   if (d->mask.kv_len != NULL || d->mask.additive != NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                     "%s: mask.%s must be NULL (the lengths come from cu_seqlens; no additive mask)",
-                     fn, d->mask.kv_len != NULL ? "kv_len" : "additive");
+                     "%s: mask.%s must be NULL (the lengths come from %s; no additive mask)", fn,
+                     d->mask.kv_len != NULL ? "kv_len" : "additive", kname);
   }
+  /* offsets: start at 0, each length in [0, bound]; per-sequence counts
+   * (used_k): each in [0, Tk] */
   const struct { const char* name; const int32_t* cu; int64_t max; } offs[] = {
-      {"cu_seqlens_q", cu_q, d->Tq}, {"cu_seqlens_k", cu_k, d->Tk}};
-  for (int w = 0; w < 2; w++) {
+      {"cu_seqlens_q", vb->cu_q, d->Tq}, {"cu_seqlens_k", vb->cu_k, d->Tk}};
+  for (int w = 0; w < 2 && offs[w].cu != NULL; w++) {
     if (offs[w].cu[0] != 0) {
       return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: %s[0] = %d, must be 0", fn, offs[w].name,
                        (int)offs[w].cu[0]);
@@ -50,31 +54,38 @@ static mha_status mha_varlen_check(const char* fn, const mha_attention_desc* d, 
       }
     }
   }
+  if (vb->used_k != NULL) {
+    for (int64_t b = 0; b < d->B; b++) {
+      if (vb->used_k[b] < 0 || vb->used_k[b] > d->Tk) {
+        return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: seqused_k[%lld] = %d, outside [0, Tk = %lld]", fn,
+                         (long long)b, (int)vb->used_k[b], (long long)d->Tk);
+      }
+    }
+  }
   *flat = *d;
   flat->B = 1;
-  flat->Tq = cu_q[d->B] > 0 ? cu_q[d->B] : 1;
-  flat->Tk = cu_k[d->B] > 0 ? cu_k[d->B] : 1;
+  flat->Tq = vb->cu_q[d->B] > 0 ? vb->cu_q[d->B] : 1;
+  if (vb->cu_k != NULL) flat->Tk = vb->cu_k[d->B] > 0 ? vb->cu_k[d->B] : 1;
   flat->q.batch = flat->k.batch = flat->v.batch = flat->out.batch = 0;
   /* the flat call checks the views over the packed rows, the variants'
    * fields, the sizes and H % Hkv; lse is [total_q, H] there too */
   return MHA_STATUS_SUCCESS;
 }
 
-/* The caller's desc read by the growth rule (mha.h, "ABI") into *d, then
- * checked with the offsets (mha_varlen_check, filling *flat). */
-static mha_status mha_varlen_read(const char* fn, const mha_attention_desc* caller, const int32_t* cu_q,
-                                  const int32_t* cu_k, mha_attention_desc* d, mha_attention_desc* flat) {
+mha_status mha_varlen_read(const char* fn, const mha_attention_desc* caller, const mha_varlen_batch* vb,
+                           mha_attention_desc* d, mha_attention_desc* flat) {
   mha_status st = mha_desc_read(fn, caller, d);
   if (st != MHA_STATUS_SUCCESS) return st;
-  return mha_varlen_check(fn, d, cu_q, cu_k, flat);
+  return mha_varlen_check(fn, d, vb, flat);
 }
 
 mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int32_t* cu_seqlens_q,
                                     const int32_t* cu_seqlens_k, const float* q, const float* k,
                                     const float* v, float* out) {
   static const char fn[] = "mha_attention_varlen_f32";
+  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL};
   mha_attention_desc d, flat;
-  mha_status st = mha_varlen_read(fn, caller, cu_seqlens_q, cu_seqlens_k, &d, &flat);
+  mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
   /* the offsets are inputs like the rest: no output may overwrite them */
@@ -85,10 +96,10 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
     return st;
   }
   mha_call c;
-  st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, cu_seqlens_q, cu_seqlens_k, &c);
+  st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, &vb, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
   const mha_team team = mha_call_team(&c, desc);
-  st = mha_attention_varlen_run(c.kr, desc, cu_seqlens_q, cu_seqlens_k, q, k, v, out, team, c.ws);
+  st = mha_attention_varlen_run(c.kr, desc, &vb, q, k, v, out, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
 }
@@ -98,14 +109,15 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
                                                const int32_t* cu_seqlens_k, size_t* bytes) {
   static const char fn[] = "mha_attention_varlen_workspace_size";
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
+  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL};
   mha_attention_desc d, flat;
-  mha_status st = mha_varlen_read(fn, caller, cu_seqlens_q, cu_seqlens_k, &d, &flat);
+  mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
   static const float any = 0.0f;
   if ((st = mha_attention_validate(fn, &flat, &any, &any, &any, &any, 0)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
-  if ((st = mha_call_plan(fn, NULL, desc, 0, cu_seqlens_q, cu_seqlens_k, &c)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_call_plan(fn, NULL, desc, 0, &vb, &c)) != MHA_STATUS_SUCCESS) return st;
   *bytes = c.floats * sizeof(float) + 64;
   return MHA_STATUS_SUCCESS;
 }
@@ -121,10 +133,15 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
  * sequence called alone, so its bits are that call's. */
 static const int32_t mha_no_keys = 0;
 
-static void mha_varlen_seq_desc(const mha_attention_desc* d, const int32_t* cu_q, const int32_t* cu_k,
-                                int64_t b, mha_attention_desc* s) {
+static int64_t mha_varlen_len_k(const mha_varlen_batch* vb, int64_t b) {
+  return vb->cu_k != NULL ? (int64_t)vb->cu_k[b + 1] - vb->cu_k[b] : (int64_t)vb->used_k[b];
+}
+
+static void mha_varlen_seq_desc(const mha_attention_desc* d, const mha_varlen_batch* vb, int64_t b,
+                                mha_attention_desc* s) {
   *s = *d;
-  const int64_t len_k = (int64_t)cu_k[b + 1] - cu_k[b];
+  const int32_t* cu_q = vb->cu_q;
+  const int64_t len_k = mha_varlen_len_k(vb, b);
   s->B = 1;
   s->Tq = (int64_t)cu_q[b + 1] - cu_q[b];
   s->Tk = len_k > 0 ? len_k : 1;
@@ -142,7 +159,8 @@ static int64_t mha_varlen_want(int64_t want, int64_t len_q, int64_t total_q) {
 }
 
 /* The layout of a varlen call's workspace: per-thread scratch, then every
- * sequence's shared parts, then the plans, their descs and the unit tables. */
+ * sequence's shared parts, then the plans, their descs, over a cache their
+ * views of it, and the unit tables. */
 typedef struct mha_varlen_layout {
   int64_t nseq;      /* sequences with query rows */
   size_t scratch;    /* floats per thread: the largest plan's */
@@ -150,23 +168,24 @@ typedef struct mha_varlen_layout {
   int64_t units;     /* work units of all plans */
   double work;       /* their work, for the size rule (parallel.h) */
   int threads;
-  size_t meta;       /* floats of plans, descs and the three [nseq + 1] tables */
+  size_t meta;       /* floats of plans, descs, cache views and the three [nseq + 1] tables */
   size_t total;
 } mha_varlen_layout;
 
 static size_t mha_floats_for_bytes(size_t bytes) { return mha_round16((bytes + sizeof(float) - 1) / sizeof(float)); }
 
 /* A pass over the sequences making each plan (not kept): the sizes. */
-static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
-                                       const int32_t* cu_k, int nthreads, mha_varlen_layout* l) {
+static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attention_desc* d,
+                                       const mha_varlen_batch* vb, int nthreads, mha_varlen_layout* l) {
   memset(l, 0, sizeof *l);
+  const int32_t* cu_q = vb->cu_q;
   const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
   int bad = 0;
   for (int64_t b = 0; b < d->B; b++) {
     if (cu_q[b + 1] == cu_q[b]) continue;
     mha_attention_desc s;
     mha_attn_plan p;
-    mha_varlen_seq_desc(d, cu_q, cu_k, b, &s);
+    mha_varlen_seq_desc(d, vb, b, &s);
     mha_status st = mha_attn_plan_make(&p, kr, &s, 0, mha_varlen_want(want, s.Tq, total_q));
     if (st != MHA_STATUS_SUCCESS) return st;
     l->nseq++;
@@ -178,6 +197,7 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
   l->threads = mha_attn_threads(nthreads, l->units, l->work);
   mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attn_plan)), &bad);
   mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attention_desc)), &bad);
+  if (vb->cache != NULL) mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_kv_cache)), &bad);
   mha_count(&l->meta, (size_t)l->nseq + 1, 3 * sizeof(int64_t) / sizeof(float), &bad);
   l->meta = mha_round16(l->meta);
   mha_count(&l->total, l->scratch, (size_t)l->threads, &bad);
@@ -189,21 +209,36 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
   return MHA_STATUS_SUCCESS;
 }
 
-mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
-                                       const int32_t* cu_k, int nthreads, size_t* floats) {
+mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attention_desc* d,
+                                       const mha_varlen_batch* vb, int nthreads, size_t* floats) {
   mha_varlen_layout l;
-  mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
+  mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, &l);
   if (st == MHA_STATUS_SUCCESS) *floats = l.total;
   return st;
 }
 
-mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const int32_t* cu_q,
-                                    const int32_t* cu_k, const float* q, const float* k, const float* v,
-                                    float* out, mha_team team, float* workspace) {
+/* Sequence b's view of the cache: its entry b as entry 0 (contiguous: the
+ * pointers at entry b; paged: the table from row b). */
+static mha_kv_cache mha_varlen_seq_cache(const mha_kv_cache* c, int64_t b) {
+  mha_kv_cache s = *c;
+  if (c->block_size != 0) {
+    s.block_table = c->block_table + b * c->max_blocks;
+  } else {
+    const size_t esz = mha_dtype_size(c->dtype);
+    s.k = (char*)c->k + (size_t)(b * c->k_strides.batch) * esz;
+    s.v = (char*)c->v + (size_t)(b * c->v_strides.batch) * esz;
+  }
+  return s;
+}
+
+mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const mha_varlen_batch* vb,
+                                    const float* q, const float* k, const float* v, float* out, mha_team team,
+                                    float* workspace) {
   static const char fn[] = "mha_attention_varlen_f32";
+  const int32_t *cu_q = vb->cu_q, *cu_k = vb->cu_k;
   mha_varlen_layout l;
   const int nthreads = team.workers;
-  mha_status st = mha_varlen_layout_of(kr, d, cu_q, cu_k, nthreads, &l);
+  mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, &l);
   if (st != MHA_STATUS_SUCCESS || l.nseq == 0) return st;
   team.workers = l.threads;
   float* ws = workspace;
@@ -218,7 +253,13 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
   char* meta = (char*)(shared + l.shared);
   mha_attn_plan* plans = (mha_attn_plan*)meta;
   mha_attention_desc* descs = (mha_attention_desc*)(meta + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attn_plan)) * sizeof(float));
-  int64_t* pack_first = (int64_t*)((char*)descs + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attention_desc)) * sizeof(float));
+  char* after = (char*)descs + (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_attention_desc)) * sizeof(float);
+  mha_kv_cache* caches = NULL;
+  if (vb->cache != NULL) {
+    caches = (mha_kv_cache*)after;
+    after += (size_t)l.nseq * mha_floats_for_bytes(sizeof(mha_kv_cache)) * sizeof(float);
+  }
+  int64_t* pack_first = (int64_t*)after;
   int64_t* unit_first = pack_first + l.nseq + 1;
   int64_t* mean_first = unit_first + l.nseq + 1;
   const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
@@ -228,7 +269,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     if (cu_q[b + 1] == cu_q[b]) continue;
     mha_attention_desc* s = &descs[i];
     mha_attn_plan* p = &plans[i];
-    mha_varlen_seq_desc(d, cu_q, cu_k, b, s);
+    mha_varlen_seq_desc(d, vb, b, s);
     (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q)); /* it passed above */
     p->entry = b; /* the trace's batch: the sequence */
     p->lse_batch = 0; /* lse [total_q, H] */
@@ -237,9 +278,15 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     /* a sequence without keys reads no K or V row: its first key row may lie
      * past the views' checked span (cu_k[b] = the total), where the pointer
      * could wrap, so it gets the views' base */
-    const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
-    mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + k0 * d->k.row, v + k0 * d->v.row, NULL,
-                       out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+    if (caches != NULL) {
+      caches[i] = mha_varlen_seq_cache(vb->cache, b);
+      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, NULL, NULL, &caches[i],
+                         out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+    } else {
+      const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
+      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + k0 * d->k.row, v + k0 * d->v.row, NULL,
+                         out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+    }
     pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
     unit_first[i + 1] = unit_first[i] + p->units;
     mean_first[i + 1] = 0;
