@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu-model.h"
 #include "mha.h"
 
 enum { MAX_PAIRS = 1001 };
@@ -102,24 +103,6 @@ static double now_s(void) {
 static int cmp_double(const void* a, const void* b) {
   const double x = *(const double*)a, y = *(const double*)b;
   return x < y ? -1 : x > y;
-}
-
-static void cpu_model(char* buf, size_t len) {
-  snprintf(buf, len, "unknown CPU");
-  FILE* f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL) return;
-  char line[512];
-  while (fgets(line, sizeof line, f) != NULL) {
-    if (strncmp(line, "model name", 10) == 0) {
-      const char* v = strchr(line, ':');
-      if (v != NULL) {
-        snprintf(buf, len, "%s", v + 2);
-        buf[strcspn(buf, "\n")] = '\0';
-      }
-      break;
-    }
-  }
-  fclose(f);
 }
 
 /* One problem on one build: prepared once, then run(ctx) is one timed call. */
@@ -289,7 +272,7 @@ int main(int argc, char** argv) {
     qsort(t[1], (size_t)pairs, sizeof(double), cmp_double);
     qsort(ratio, (size_t)pairs, sizeof(double), cmp_double);
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    mha_bench_cpu_model(cpu, sizeof cpu);
     printf("CPU: %s; %ld thread(s); %ld pairs; isa %s\n", cpu, threads, pairs, isa ? isa : "(default)");
     if (is_layer) {
       printf("layer B %ld T %ld d_model %ld H %ld/%ld%s\n", B, T, dm, H, Hkv, causal ? " causal" : "");

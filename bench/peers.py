@@ -53,6 +53,17 @@ Every row records the precision its system computes in ("precision"). Then
 `rounds` rounds, each timing every system in turn (repeat calls for at least
 `min_time` seconds, the median call); the figure is the median over rounds.
 
+A stolen core (--stolen-core, instead of the presets): the two decode shapes of
+mha_bench's stolen_core rows (B 1, H 32, Hkv 8, Tq 1, Tk 4096, D 128; and a tiny
+decode H 8, Hkv 8, Tk 256, D 64) at the largest --threads count, mha (mha_attention_f32,
+OpenMP as built) and torch_sdpa each timed quiet and busy: busy, with a separate process
+(Python spinning in `while True: pass`) pinned with os.sched_setaffinity to the first
+CPU this process may use (0 here, as bench/busy-core.c), started after the pause
+before the timing and killed right after it; quiet, with none. Outputs are checked
+once as above, then each round times every system quiet, then busy. Rows have preset
+"stolen_core_peers" and busy 0 / 1 (busy_cpu beside); the table is shape | system |
+quiet | busy | busy / quiet (--json defaults to out/bench/stolen-peers.json).
+
 Writes a JSON of rows and prints a Markdown table: median time, GFLOP/s,
 % of the FMA peak (decode: GB/s and % of the read probe, K and V counted as
 stored: 2 bytes an element in a 16-bit cache) and mha's speed-up over each peer
@@ -66,7 +77,7 @@ own.
 Usage: bench/peers.py --lib build/libmha.so --threads 2|1,2 [--presets a,b|variants|kv] [--rounds 3]
                       [--min-time 0.3] [--probe-json out/bench/quick.json]
                       [--json out/bench/peers.json] [--md out/bench/quick-summary.md]
-                      [--variants-full] [--tiny]
+                      [--variants-full] [--tiny] [--stolen-core]
   --presets variants   the variant presets alone (var_*, gemma2, gpt_oss_*, window_scaling)
   --presets kv         the K/V-cache decode presets alone (kv_decode: fp32 / f16 / bf16 /
                        paged f16, three shapes)
@@ -76,14 +87,19 @@ Usage: bench/peers.py --lib build/libmha.so --threads 2|1,2 [--presets a,b|varia
   --tiny               a smoke check only, not a benchmark: every preset shrunk (T / 16,
                        so 4096 → 256, windows with it; Hkv / 4 with the GQA ratio kept;
                        B ≤ 2), e.g. --tiny --threads 1 --rounds 1 --presets var_all,gemma2
+                       (with --stolen-core: its two shapes shrunk alike)
+  --stolen-core        the stolen-core comparison above instead of the presets (mha and
+                       torch_sdpa, quiet and with the first CPU busy), at max(--threads)
 """
 import argparse
 import collections
+import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -159,6 +175,15 @@ PRESETS = [
     KV("kv_decode",  16, 32, 8,   4096,  128, "bf16", 0,   True),
     KV("kv_decode",  16, 32, 8,   4096,  128, "f16",  32,  True),
 ]
+
+
+# --stolen-core: the decode shapes of bench/presets.c's STOLEN rows (mha_bench's
+# stolen_core preset), timed quiet and with the first CPU busy
+STOLEN = [
+    Preset("stolen_core_peers", "core", 1, 32, 8, 1, 4096, 128, 0, False),
+    Preset("stolen_core_peers", "core", 1, 8, 8, 1, 256, 64, 0, False),
+]
+STOLEN_FAMILIES = ("mha", "torch")  # mha_attention_f32 and torch_sdpa
 
 
 def tiny(p):
@@ -745,6 +770,38 @@ def time_call(fn, min_time):
     return statistics.median(times)
 
 
+def first_cpu():
+    """The lowest CPU this process may run on (bench/busy-core.c mha_bench_busy_first_cpu)."""
+    try:
+        return min(os.sched_getaffinity(0))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+# the busy process: pins itself, says so, then takes the whole core (no sleep, no yield)
+SPIN = "import os, sys\nos.sched_setaffinity(0, {%d})\nsys.stdout.write('1')\n" \
+    "sys.stdout.flush()\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def busy_core(cpu):
+    """--stolen-core: a separate Python process spinning on `cpu` (pinned with
+    os.sched_setaffinity) for the duration of the block, killed at its end; None: quiet."""
+    if cpu is None:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", SPIN % cpu], stdout=subprocess.PIPE)
+    try:
+        if proc.stdout.read(1) != b"1":  # pinned and about to spin
+            raise RuntimeError(f"the busy process did not start on CPU {cpu} "
+                               f"(exit status {proc.wait()})")
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
 def probe_peaks(path, threads):
     """(FMA peak GFLOP/s, read GB/s) at `threads`, from an mha_bench JSON's context
     (peak_gflops_<isa>_t<n>, mem_read_GBps_t<n>: the probes of the same run)."""
@@ -878,34 +935,47 @@ def main():
                     help="FMA peak at the largest --threads (others: --probe-json's)")
     ap.add_argument("--read-gbps", type=float,
                     help="read bandwidth at the largest --threads (others: --probe-json's)")
-    ap.add_argument("--json", default="out/bench/peers.json")
+    ap.add_argument("--json", help="default out/bench/peers.json (--stolen-core: "
+                    "out/bench/stolen-peers.json)")
     ap.add_argument("--md")
     ap.add_argument("--variants-full", action="store_true",
                     help="also the variant shapes marked full_only (gemma2, window_scaling "
                     "T 16384 and 32768)")
     ap.add_argument("--tiny", action="store_true",
                     help="smoke check only: every preset shrunk (T / 16, fewer heads)")
+    ap.add_argument("--stolen-core", action="store_true",
+                    help="instead of the presets: mha and torch_sdpa on the stolen_core decode "
+                    "shapes at the largest --threads, quiet and with a process spinning on the "
+                    "first CPU")
     args = ap.parse_args()
-    wanted = set()
-    for w in args.presets.split(","):
-        names = {p.name for p in PRESETS if p.variant} if w == "variants" else \
-            {p.name for p in PRESETS if p.kv_dtype} if w == "kv" else {w}
-        if not names & {p.name for p in PRESETS}:
-            ap.error(f"unknown preset {w!r}")
-        wanted |= names
-    presets = []
-    for p in PRESETS:
-        if p.name not in wanted:
-            continue
-        if p.full_only and not (args.variants_full or args.tiny):  # tiny: seconds anyway
-            print(f"peers: {p.name} T {p.Tq}: left out (minutes for the PyTorch peers; "
-                  "--variants-full runs it)", flush=True)
-            continue
-        presets.append(tiny(p) if args.tiny else p)
+    busy_cpu, loads, families = None, (None,), FAMILIES
+    if args.stolen_core:  # --presets does not apply
+        presets = [tiny(p) if args.tiny else p for p in STOLEN]
+        args.threads = [max(args.threads)]
+        busy_cpu, loads, families = first_cpu(), (0, 1), STOLEN_FAMILIES
+    else:
+        wanted = set()
+        for w in args.presets.split(","):
+            names = {p.name for p in PRESETS if p.variant} if w == "variants" else \
+                {p.name for p in PRESETS if p.kv_dtype} if w == "kv" else {w}
+            if not names & {p.name for p in PRESETS}:
+                ap.error(f"unknown preset {w!r}")
+            wanted |= names
+        presets = []
+        for p in PRESETS:
+            if p.name not in wanted:
+                continue
+            if p.full_only and not (args.variants_full or args.tiny):  # tiny: seconds anyway
+                print(f"peers: {p.name} T {p.Tq}: left out (minutes for the PyTorch peers; "
+                      "--variants-full runs it)", flush=True)
+                continue
+            presets.append(tiny(p) if args.tiny else p)
+    if not args.json:
+        args.json = "out/bench/stolen-peers.json" if args.stolen_core else "out/bench/peers.json"
 
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
-    fams = {f: Family(ctx, f, args.lib) for f in FAMILIES}
+    fams = {f: Family(ctx, f, args.lib) for f in families}
     tmax = max(args.threads)
     peaks = {}  # threads → (FMA peak GFLOP/s, read GB/s)
     for n in args.threads:
@@ -918,10 +988,13 @@ def main():
         versions.update(f.call("versions"))
     cpu = cpu_model()
     tl = ", ".join(map(str, args.threads))
-    print(f"peers: CPU {cpu}; threads {tl}; mha {versions['mha_isa']}, torch "
-          f"{versions['torch']}, onnxruntime {versions['onnxruntime']}, openvino "
-          f"{versions['openvino']}; FMA peak / read GB/s "
+    print(f"peers: CPU {cpu}; threads {tl}; mha {versions['mha_isa']}, "
+          + ", ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "openvino")
+                      if k in versions)
+          + "; FMA peak / read GB/s "
           + ", ".join(f"{peaks[n][0]} / {peaks[n][1]} at {n}" for n in args.threads)
+          + (f"; --stolen-core: busy rows with a process spinning on CPU {busy_cpu}"
+             if args.stolen_core else "")
           + ("; --tiny: smoke shapes, not a benchmark" if args.tiny else ""), flush=True)
 
     rows, errors, skipped = [], [], []
@@ -965,13 +1038,16 @@ def main():
             else:
                 errors.append(f"{tag}: {n}: output differs from mha's (nrmse {err:.3g} "
                               f">= {tol:.3g})")
-        times = {n: [] for n in ok}
+        # loads: (None,) for the presets; --stolen-core: 0 quiet, then 1 with busy_cpu taken
+        times = {(n, busy): [] for n in ok for busy in loads}
         for _ in range(args.rounds):
             for n in ok:
-                time.sleep(0.2)  # let the previous system's spinning threads go to sleep
-                times[n].append(owner[n].call("time", (n, args.min_time)))
+                for busy in loads:
+                    time.sleep(0.2)  # let the previous system's spinning threads go to sleep
+                    with busy_core(busy_cpu if busy else None):
+                        times[n, busy].append(owner[n].call("time", (n, args.min_time)))
         fl = flops(p)
-        for n, ts in times.items():
+        for (n, busy), ts in times.items():
             t = statistics.median(ts)
             row = {"preset": p[0], "kind": p[1], "B": p[2], "H": p[3], "Hkv": p[4], "Tq": p[5],
                    "Tk": p[6], "D": p[7], "d_model": p[8], "causal": p[9], "system": n,
@@ -982,6 +1058,8 @@ def main():
                            sinks=p.sinks)
             if p.kv_dtype:
                 row.update(kv_dtype=p.kv_dtype, page=p.page, mixed=p.mixed)
+            if busy is not None:
+                row.update(busy=busy, busy_cpu=busy_cpu if busy else None)
             if n in check:
                 row["nrmse"] = check[n]
                 row["nrmse_tol"] = kv_tolerance(p, n)
@@ -995,7 +1073,8 @@ def main():
             print(f"peers: {p[0]:18s} t{threads:<3d} {n:26s} {t * 1e3:10.2f} ms  "
                   f"{row['gflops']:8.1f} GFLOP/s"
                   + (f"  (T {p.Tq})" if p.variant else "")
-                  + (f"  ({describe(p)})" if p.kv_dtype else "")
+                  + (f"  ({describe(p)})" if p.kv_dtype or busy is not None else "")
+                  + ("" if busy is None else f"  CPU {busy_cpu} busy" if busy else "  quiet")
                   + (f"  nrmse {check[n]:.1e}" if n in check else ""), flush=True)
         print(f"peers: {tag}: {time.perf_counter() - t_preset:.1f} s in all", flush=True)
     for f in fams.values():
@@ -1008,9 +1087,11 @@ def main():
                                "peak_gflops": peaks[tmax][0], "read_gbps": peaks[tmax][1],
                                "peaks": {str(n): {"peak_gflops": pk, "read_gbps": b}
                                          for n, (pk, b) in peaks.items()},
-                               "tiny": args.tiny, **versions}, "rows": rows,
+                               "tiny": args.tiny, "stolen_core": args.stolen_core,
+                               "busy_cpu": busy_cpu, **versions}, "rows": rows,
                    "errors": errors, "skipped": skipped}, f, indent=1)
-    md = summary(rows, cpu, args.threads, versions, skipped)
+    md = stolen_summary(rows, cpu, tmax, versions, busy_cpu) if args.stolen_core else \
+        summary(rows, cpu, args.threads, versions, skipped)
     print(md)
     if args.md:
         with open(args.md, "w") as f:
@@ -1056,6 +1137,23 @@ def summary(rows, cpu, threads, versions, skipped=()):
                          f"{pct} | {gb} | {pbw} | {sp} |")
     if skipped:
         lines += ["", "Left out: " + "; ".join(skipped) + "."]
+    return "\n".join(lines)
+
+
+def stolen_summary(rows, cpu, threads, versions, busy_cpu):
+    """--stolen-core: per shape and system, the quiet and busy medians and busy / quiet."""
+    lines = [f"Stolen core: decode at {threads} threads, quiet and with a process spinning on "
+             f"CPU {busy_cpu} (pinned, started before each busy timing and killed after it). "
+             f"CPU: {cpu}; mha kernel set {versions['mha_isa']} (OpenMP); torch "
+             f"{versions.get('torch')} (SDPA). Medians of alternating rounds in one run.", "",
+             "| shape | system | quiet ms | busy ms | busy/quiet |", "|---|---|---|---|---|"]
+    cells = {}
+    for r in rows:
+        cells.setdefault((row_shape(r), r["system"]), {})[r["busy"]] = r["median_s"]
+    for (shape, system), t in cells.items():
+        q, b = t.get(0), t.get(1)
+        lines.append(f"| {shape} | {system} | {f'{q * 1e3:.3f}' if q else '—'} | "
+                     f"{f'{b * 1e3:.3f}' if b else '—'} | {f'{b / q:.2f}×' if q and b else '—'} |")
     return "\n".join(lines)
 
 

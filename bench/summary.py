@@ -18,10 +18,13 @@ peers that peers.py left out for memory.
 The stolen-core rows (preset stolen_core: decode at all threads, quiet and with a
 thread spinning on the first CPU, on OpenMP and on the reference pthread pool)
 get a small table of their own: quiet and busy times side by side and the
-slowdown busy / quiet.
+slowdown busy / quiet; with the JSON of `bench/peers.py --stolen-core` among the
+--peers (preset stolen_core_peers), mha through the Python front and PyTorch SDPA
+on the same shapes join that table, beside mha_bench's rows of each shape.
 
 Usage: bench/summary.py out/bench/quick.json [--peers out/bench/quick-peers.json]
-                        [--md out/bench/quick-summary.md]
+                        [--peers out/bench/stolen-peers.json] [--md out/bench/quick-summary.md]
+  --peers may be given more than once (e.g. the presets' peers and the stolen-core ones).
 """
 import argparse
 import json
@@ -92,7 +95,7 @@ def peer_rows(path, shapes):
                      "shape": shape, "threads": r["threads"], "median_s": r["median_s"],
                      "precision": peer_precision(r), "peer": r["system"] != "mha",
                      "gflops": r.get("gflops"), "pct_peak": r.get("pct_peak"),
-                     "gbps": r.get("gbps"), "pct_bw": r.get("pct_bw"),
+                     "gbps": r.get("gbps"), "pct_bw": r.get("pct_bw"), "busy": r.get("busy"),
                      "variants": variant_text(r) if r.get("variant") else None})
     ctx = dict(data.get("context", {}), skipped=data.get("skipped", []))
     return ctx, rows
@@ -123,8 +126,8 @@ def table(ctx, rows, peer_ctx):
             + f"; mha kernel set {ctx.get('mha_isa', '?')}; FMA peak "
             f"{ctx.get('peak_gflops', '?')} GFLOP/s (at {ctx.get('threads', tmax)} threads)."]
     if peer_ctx:
-        head.append(f"Peers: torch {peer_ctx.get('torch')}, onnxruntime "
-                    f"{peer_ctx.get('onnxruntime')}"
+        head.append("Peers: " + ", ".join(f"{k} {peer_ctx[k]}" for k in ("torch", "onnxruntime")
+                                          if peer_ctx.get(k))
                     + (f", openvino {peer_ctx['openvino']} (CPU plugin)"
                        if peer_ctx.get("openvino") else "")
                     + ", timed in their own processes, alternating with mha (rows 'mha (ctypes)': "
@@ -197,15 +200,23 @@ def ms(t):
     return f"{t * 1e6:.1f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms" if t < 10 else f"{t:.2f} s"
 
 
-def stolen_table(ctx, rows):
-    """The stolen-core rows: per shape and system, quiet and busy medians and busy / quiet."""
+STOLEN = ("stolen_core", "stolen_core_peers")  # mha_bench's rows, bench/peers.py --stolen-core's
+
+
+def stolen_table(ctx, rows, peer_ctx=None):
+    """The stolen-core rows: per shape and system, quiet and busy medians and busy / quiet;
+    peers.py's (stolen_core_peers) after mha_bench's of the same shape."""
     cells = {}
     for r in rows:
-        if r["preset"] == "stolen_core" and r.get("busy") is not None:
-            cells.setdefault((r["shape"], r["threads"], r["system"]), {})[r["busy"]] = r["median_s"]
+        if r["preset"] in STOLEN and r.get("busy") is not None:
+            cells.setdefault(r["shape"], {}).setdefault(
+                (r["preset"] != "stolen_core", r["threads"], r["system"]), {})[r["busy"]] = \
+                r["median_s"]
     if not cells:
         return ""
-    names = {"mha": "OpenMP", "mha_pool": "pthread pool"}
+    names = {"mha": "OpenMP", "mha_pool": "pthread pool",
+             "mha (ctypes)": "OpenMP, through the Python front (peers.py)",
+             "torch_sdpa": "PyTorch SDPA (peers.py)"}
     out = [f"Stolen core: decode at all threads, quiet and with one thread spinning on CPU "
            f"{ctx.get('busy_cpu', '0')} (the process's first CPU) from the benchmark's setup to its "
            f"teardown; mha on OpenMP and on the reference pthread pool "
@@ -213,10 +224,20 @@ def stolen_table(ctx, rows):
            f"{ctx.get('threads', '?')} threads; medians.", "",
            "| shape | threads | workers on | quiet | CPU busy | busy / quiet |",
            "|---|---|---|---|---|---|"]
-    for (shape, n, system), t in cells.items():
-        q, b = t.get(0), t.get(1)
-        out.append(f"| {shape} | {n} | {names.get(system, system)} | {ms(q) if q else '—'} | "
-                   f"{ms(b) if b else '—'} | {f'{b / q:.2f}×' if q and b else '—'} |")
+    peers = False
+    for shape, by in cells.items():
+        for (peer, n, system), t in sorted(by.items(), key=lambda c: c[0][0]):
+            peers |= peer
+            q, b = t.get(0), t.get(1)
+            out.append(f"| {shape} | {n} | {names.get(system, system)} | {ms(q) if q else '—'} | "
+                       f"{ms(b) if b else '—'} | {f'{b / q:.2f}×' if q and b else '—'} |")
+    if peers:
+        pc = peer_ctx or {}
+        out += ["", f"Rows marked peers.py: `bench/peers.py --stolen-core`, its own run (CPU "
+                f"{pc.get('cpu', '?')}; torch {pc.get('torch', '?')}): mha_attention_f32 and "
+                f"torch_sdpa in processes of their own, alternating, medians of rounds; busy = "
+                f"a separate Python process spinning on CPU {pc.get('busy_cpu', '?')} (pinned "
+                f"with os.sched_setaffinity), started before each busy timing and killed after it."]
     return "\n".join(out)
 
 
@@ -244,18 +265,27 @@ def scaling_table(ctx, rows):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench_json")
-    ap.add_argument("--peers")
+    ap.add_argument("--peers", action="append",
+                    help="bench/peers.py's JSON; may be given more than once")
     ap.add_argument("--md")
     args = ap.parse_args()
     ctx, rows = bench_rows(args.bench_json)
     peer_ctx = None
-    if args.peers and os.path.exists(args.peers):
-        peer_ctx, prow = peer_rows(args.peers, rows)
-        rows += prow
+    for path in args.peers or []:
+        if os.path.exists(path):
+            pctx, prow = peer_rows(path, rows)
+            rows += prow
+            if peer_ctx is None:
+                peer_ctx = pctx
+            else:  # the later JSON's context, the notes of both
+                skipped = peer_ctx["skipped"] + pctx["skipped"]
+                peer_ctx.update((k, v) for k, v in pctx.items() if v is not None)
+                peer_ctx["skipped"] = skipped
     # the stolen-core rows have a table of their own
-    main_rows = [r for r in rows if r["preset"] != "stolen_core"]
+    main_rows = [r for r in rows if r["preset"] not in STOLEN]
     md = "\n\n".join(t for t in (table(ctx, main_rows, peer_ctx) if main_rows else "",
-                                  scaling_table(ctx, main_rows), stolen_table(ctx, rows)) if t)
+                                  scaling_table(ctx, main_rows),
+                                  stolen_table(ctx, rows, peer_ctx)) if t)
     print(md)
     if args.md:
         with open(args.md, "w") as f:
