@@ -17,7 +17,21 @@
  *      PROT_NONE page (guarded-buffer.h: an over-read faults), and C (and
  *      widen's y) sits between guard zones whose poison must survive;
  *      outputs are poisoned with NaN before each run, so an element never
- *      written is caught.
+ *      written is caught;
+ *  (5) narrow_{f16,bf16} against kv-convert.h's mha_f32_to_f16 /
+ *      mha_f32_to_bf16 bit for bit: every fp32 upper half (all signs and
+ *      exponents: ±0, ±inf, signaling and quiet NaNs, fp32 and f16
+ *      subnormals, 65504 and 65520, bf16 ties) with 48 lower halves that put
+ *      the f16 rounding bits (13 dropped bits: 0, 1, half − 1, half,
+ *      half + 1, all; the kept last bit and its neighbours 0 or 1) and the
+ *      bf16 ones (0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xffff) on every
+ *      case, the lower half equal to the upper one, and a random one: 3.3
+ *      million patterns, in calls of 5, 17, 63 and 4096 values; every
+ *      length 0..70 with y misaligned by 0..3 values, each twice under two
+ *      poisons; y between poisoned guard zones, x ending at a PROT_NONE page
+ *      (n = 0 gets the page itself); and once more under the floating-point
+ *      modes a caller may set for speed (x86: MXCSR DAZ, FTZ and round
+ *      toward zero; AArch64: FPCR.FZ), which must not change a bit.
  * B is random finite 16-bit patterns (subnormals and zeros included; bf16
  * exponents kept below 2^9 so that sums do not overflow), and a second pass
  * puts infinities and NaNs (random sign and payload, signaling ones
@@ -31,6 +45,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "config/kernels.h"
 #include "guarded-buffer.h"
@@ -426,10 +444,186 @@ static void test_widen(tester* t, const mha_kernels* kr) {
   }
 }
 
+/* ---- (5) narrow_{f16,bf16} ---- */
+
+#define NARROW_LOWS 50 /* lower halves per upper half of the sweep */
+#define NARROW_COUNT ((size_t)NARROW_LOWS << 16)
+
+/* The sweep's fp32 patterns and their scalar roundings, built once. */
+typedef struct narrow_data {
+  guarded_buffer gx; /* the patterns, ending at a PROT_NONE page */
+  const float* x;
+  uint16_t* want[3]; /* [T_F16], [T_BF16]: mha_f32_to_f16 / mha_f32_to_bf16 of x */
+} narrow_data;
+
+static void narrow_data_make(tester* t, narrow_data* d) {
+  /* lower halves: the kept f16 bits 13..15 in all 8 states × the 13 dropped
+   * bits 0, 1, half − 1, half, half + 1, all; with them every bf16 case */
+  static const uint32_t dropped[] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff};
+  uint32_t lows[48];
+  for (uint32_t kept = 0; kept < 8; kept++) {
+    for (size_t j = 0; j < COUNT(dropped); j++) {
+      lows[kept * COUNT(dropped) + j] = kept << 13 | dropped[j];
+    }
+  }
+  d->gx = guarded_alloc(NARROW_COUNT);
+  float* x = d->gx.data;
+  /* by memcpy: a signaling NaN keeps its bits */
+  for (uint32_t hi = 0; hi < 65536; hi++) {
+    uint32_t u[NARROW_LOWS];
+    for (size_t j = 0; j < 48; j++) u[j] = hi << 16 | lows[j];
+    u[48] = hi << 16 | hi; /* hi·65537 */
+    u[49] = hi << 16 | (uint32_t)(tester_bits(t) & 0xffffu);
+    for (size_t j = 0; j < NARROW_LOWS; j++) memcpy(&x[j * 65536 + hi], &u[j], sizeof(float));
+  }
+  d->x = x;
+  d->want[T_F32] = NULL;
+  for (int type = T_F16; type <= T_BF16; type++) {
+    d->want[type] = tester_alloc(NARROW_COUNT * sizeof(uint16_t));
+    for (size_t i = 0; i < NARROW_COUNT; i++) {
+      d->want[type][i] = type == T_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
+    }
+  }
+}
+
+static void narrow_data_free(narrow_data* d) {
+  free(d->want[T_F16]);
+  free(d->want[T_BF16]);
+  guarded_free(&d->gx);
+}
+
+/* the first wrong value of a run of calls */
+typedef struct narrow_miss {
+  size_t bad, stray;
+  uint32_t x;
+  uint16_t got, want;
+} narrow_miss;
+
+/* narrow(n, x, y) with y between guard zones, all poisoned: y[0..n) bitwise
+ * want[0..n), the guards still poisoned */
+static void check_narrow_call(mha_x16_narrow_fn fn, size_t n, const float* x, const uint16_t* want,
+                              size_t y_misalign, uint16_t poison, narrow_miss* miss) {
+  uint16_t ybuf[2 * GUARD + 4096 + 4];
+  const size_t total = 2 * GUARD + n + y_misalign;
+  for (size_t i = 0; i < total; i++) ybuf[i] = poison;
+  uint16_t* y = ybuf + GUARD + y_misalign;
+  fn(n, x, y);
+  for (size_t i = 0; i < n; i++) {
+    if (y[i] != want[i] && miss->bad++ == 0) {
+      miss->x = mha_f32_to_bits(x[i]);
+      miss->got = y[i];
+      miss->want = want[i];
+    }
+  }
+  for (size_t i = 0; i < total; i++) {
+    const int inside = i >= GUARD + y_misalign && i < GUARD + y_misalign + n;
+    if (!inside && ybuf[i] != poison) miss->stray++;
+  }
+}
+
+static void report_narrow(tester* t, const narrow_miss* miss) {
+  tester_check(t, miss->bad == 0,
+               "%zu values differ from the scalar rounding; first x 0x%08x -> 0x%04x, want 0x%04x",
+               miss->bad, (unsigned)miss->x, (unsigned)miss->got, (unsigned)miss->want);
+  tester_check(t, miss->stray == 0, "%zu values written outside y[0..n)", miss->stray);
+}
+
+/* every pattern of the sweep in calls of len values (the last one shorter,
+ * ending at the PROT_NONE page), y misaligned by mis values */
+static void narrow_sweep(const narrow_data* d, mha_x16_narrow_fn fn, int type, size_t len,
+                         size_t mis, narrow_miss* miss) {
+  for (size_t s = 0; s < NARROW_COUNT; s += len) {
+    const size_t n = NARROW_COUNT - s < len ? NARROW_COUNT - s : len;
+    check_narrow_call(fn, n, d->x + s, d->want[type] + s, mis, 0x7e5a, miss);
+  }
+}
+
+/* The floating-point modes a caller may set for speed, in the calling
+ * thread: x86 DAZ | FTZ and round toward zero; AArch64 FPCR.FZ. Returns 0
+ * where there is no such mode to set. */
+typedef struct fp_mode {
+  unsigned long long saved;
+} fp_mode;
+
+static int fp_mode_set_fast(fp_mode* m) {
+#if defined(__x86_64__) || defined(__i386__)
+  m->saved = _mm_getcsr();
+  _mm_setcsr((unsigned)m->saved | 0x0040u /* DAZ */ | 0x8000u /* FTZ */ | 0x6000u /* RC: zero */);
+  return 1;
+#elif defined(__aarch64__)
+  unsigned long long fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  m->saved = fpcr;
+  fpcr |= 1ull << 24; /* FZ */
+  __asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+  return 1;
+#else
+  (void)m;
+  return 0;
+#endif
+}
+
+static void fp_mode_restore(const fp_mode* m) {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr((unsigned)m->saved);
+#elif defined(__aarch64__)
+  __asm__ volatile("msr fpcr, %0" : : "r"(m->saved));
+#else
+  (void)m;
+#endif
+}
+
+static void test_narrow(tester* t, const mha_kernels* kr, const narrow_data* d) {
+  static const size_t lengths[] = {5, 17, 63, 4096};
+  for (int type = T_F16; type <= T_BF16; type++) {
+    const mha_x16_narrow_fn fn = type == T_F16 ? kr->narrow_f16 : kr->narrow_bf16;
+    for (size_t li = 0; li < COUNT(lengths); li++) {
+      const size_t mis = li % 4;
+      tester_context(t, "isa=%s narrow_%s sweep of %zu patterns, n=%zu, y misalignment %zu",
+                     kr->name, kTypeName[type], NARROW_COUNT, lengths[li], mis);
+      narrow_miss miss = {0};
+      narrow_sweep(d, fn, type, lengths[li], mis, &miss);
+      report_narrow(t, &miss);
+    }
+    /* every length, from windows of the sweep: the upper halves 0x7f7c..
+     * and 0xff7c.. with a zero lower half (±huge, ±inf, signaling NaNs),
+     * 0x0000.. with the lower half equal (+0, fp32 subnormals), and the
+     * last patterns, which end at the PROT_NONE page */
+    static const size_t windows[] = {0x7f7c, 0xff7c, 48 * 65536};
+    for (size_t n = 0; n <= 70; n++) {
+      for (size_t mis = 0; mis < 4; mis++) {
+        tester_context(t, "isa=%s narrow_%s n=%zu y misalignment %zu", kr->name, kTypeName[type],
+                       n, mis);
+        narrow_miss miss = {0};
+        for (int p = 0; p < 2; p++) {
+          const uint16_t poison = p ? 0xa5a5 : 0x5a5a;
+          for (size_t w = 0; w <= COUNT(windows); w++) {
+            const size_t at = w < COUNT(windows) ? windows[w] : NARROW_COUNT - n;
+            check_narrow_call(fn, n, d->x + at, d->want[type] + at, mis, poison, &miss);
+          }
+        }
+        report_narrow(t, &miss);
+      }
+    }
+    /* the fast floating-point modes change nothing */
+    fp_mode mode;
+    narrow_miss miss = {0};
+    if (fp_mode_set_fast(&mode)) {
+      narrow_sweep(d, fn, type, 17, 1, &miss);
+      fp_mode_restore(&mode);
+      tester_context(t, "isa=%s narrow_%s sweep under DAZ/FTZ/round toward zero (FPCR.FZ)",
+                     kr->name, kTypeName[type]);
+      report_narrow(t, &miss);
+    }
+  }
+}
+
 int main(void) {
   tester t;
   tester_init(&t, "kv-gemm-ukernel-test");
   const isa_list isas = tester_available_isas(&t);
+  narrow_data narrow;
+  narrow_data_make(&t, &narrow);
   for (int i = 0; i < isas.count; i++) {
     const mha_kernels* kr = mha_kernels_for(isas.isa[i]);
     tester_context(&t, "mha_kernels_for(%s)", mha_isa_name(isas.isa[i]));
@@ -441,7 +635,8 @@ int main(void) {
                       kr->gemm != NULL && kr->gemm_nt != NULL && kr->gemm_nt_f16 != NULL &&
                           kr->gemm_nt_bf16 != NULL && kr->gemm_pv_f32 != NULL &&
                           kr->gemm_pv_f16 != NULL && kr->gemm_pv_bf16 != NULL &&
-                          kr->widen_f16 != NULL && kr->widen_bf16 != NULL,
+                          kr->widen_f16 != NULL && kr->widen_bf16 != NULL &&
+                          kr->narrow_f16 != NULL && kr->narrow_bf16 != NULL,
                       "a K/V cache kernel is missing from the %s table", kr->name)) {
       continue;
     }
@@ -449,7 +644,9 @@ int main(void) {
     test_nt(&t, kr);
     test_pv(&t, kr);
     test_widen(&t, kr);
+    test_narrow(&t, kr, &narrow);
     printf("%s: isa %s: %ld checks\n", t.name, kr->name, t.checks - before);
   }
+  narrow_data_free(&narrow);
   return tester_finish(&t);
 }

@@ -93,6 +93,10 @@ typedef void (*mha_x16_gemm_pv_fn)(size_t m, size_t n, size_t k, const float* a,
 /* y[0..n) = x[0..n) widened to fp32 (exact) */
 typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
 
+/* y[0..n) = x[0..n) rounded to f16 / bf16, bitwise kv-convert.h's
+ * mha_f32_to_f16 / mha_f32_to_bf16 */
+typedef void (*mha_x16_narrow_fn)(size_t n, const float* x, uint16_t* y);
+
 /* The tile step on a transposed score tile: key j's scores of the `rows`
  * query rows at st + j·ldst (query row r in column r), n keys; rows a
  * multiple of the set's gemm_nr (the columns of Sᵀ in whole panels; the
@@ -165,6 +169,8 @@ typedef struct mha_kernels {
   mha_x16_gemm_pv_fn gemm_pv_bf16;
   mha_x16_widen_fn widen_f16;
   mha_x16_widen_fn widen_bf16;
+  mha_x16_narrow_fn narrow_f16;
+  mha_x16_narrow_fn narrow_bf16;
 } mha_kernels;
 
 /* The kernel table of each ISA; NULL when the ISA is not compiled in. */

@@ -37,6 +37,8 @@ static const mha_kernels mha_kernels_avx2_table = {
     .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_6x16__avx2,
     .widen_f16 = mha_f16_widen__avx2,
     .widen_bf16 = mha_bf16_widen__avx2,
+    .narrow_f16 = mha_f16_narrow__avx2,
+    .narrow_bf16 = mha_bf16_narrow__avx2,
 };
 
 const mha_kernels* mha_kernels_avx2(void) { return &mha_kernels_avx2_table; }

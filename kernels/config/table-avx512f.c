@@ -38,6 +38,8 @@ static const mha_kernels mha_kernels_avx512f_table = {
     .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_12x32__avx512f,
     .widen_f16 = mha_f16_widen__avx512f,
     .widen_bf16 = mha_bf16_widen__avx512f,
+    .narrow_f16 = mha_f16_narrow__avx512f,
+    .narrow_bf16 = mha_bf16_narrow__avx512f,
 };
 
 const mha_kernels* mha_kernels_avx512f(void) { return &mha_kernels_avx512f_table; }

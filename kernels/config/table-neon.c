@@ -38,6 +38,8 @@ static const mha_kernels mha_kernels_neon_table = {
     .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_8x12__neon,
     .widen_f16 = mha_f16_widen__neon,
     .widen_bf16 = mha_bf16_widen__neon,
+    .narrow_f16 = mha_f16_narrow__neon,
+    .narrow_bf16 = mha_bf16_narrow__neon,
 };
 
 const mha_kernels* mha_kernels_neon(void) { return &mha_kernels_neon_table; }

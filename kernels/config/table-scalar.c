@@ -33,6 +33,8 @@ static const mha_kernels mha_kernels_scalar_table = {
     .gemm_pv_bf16 = mha_bf16_gemm_pv_ukernel_4x8__scalar,
     .widen_f16 = mha_f16_widen__scalar,
     .widen_bf16 = mha_bf16_widen__scalar,
+    .narrow_f16 = mha_f16_narrow__scalar,
+    .narrow_bf16 = mha_bf16_narrow__scalar,
 };
 
 const mha_kernels* mha_kernels_scalar(void) { return &mha_kernels_scalar_table; }

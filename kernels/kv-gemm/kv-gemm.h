@@ -1,7 +1,7 @@
 /* K/V cache kernels, one set per ISA (contracts: config/kernels.h,
  * kernels/README.md): dot products against 16-bit key rows (gemm_nt_*),
- * P·V with the value rows through pointers (gemm_pv_*), and exact widening
- * (widen_*). Each mirrors its ISA's f32 kernel operation for operation: the
+ * P·V with the value rows through pointers (gemm_pv_*), exact widening
+ * (widen_*) and its inverse, rounding to 16 bits (narrow_*). Each mirrors its ISA's f32 kernel operation for operation: the
  * two share one core (the f32-gemm/ headers). */
 #ifndef MHA_KERNELS_KV_GEMM_H
 #define MHA_KERNELS_KV_GEMM_H
@@ -63,5 +63,16 @@ void mha_f16_widen__avx512f(size_t n, const uint16_t* x, float* y);
 void mha_bf16_widen__avx512f(size_t n, const uint16_t* x, float* y);
 void mha_f16_widen__neon(size_t n, const uint16_t* x, float* y);
 void mha_bf16_widen__neon(size_t n, const uint16_t* x, float* y);
+
+/* y[0..n) = x[0..n) rounded to f16 / bf16, bitwise kv-convert.h's
+ * mha_f32_to_f16 / mha_f32_to_bf16 */
+void mha_f16_narrow__scalar(size_t n, const float* x, uint16_t* y);
+void mha_bf16_narrow__scalar(size_t n, const float* x, uint16_t* y);
+void mha_f16_narrow__avx2(size_t n, const float* x, uint16_t* y);
+void mha_bf16_narrow__avx2(size_t n, const float* x, uint16_t* y);
+void mha_f16_narrow__avx512f(size_t n, const float* x, uint16_t* y);
+void mha_bf16_narrow__avx512f(size_t n, const float* x, uint16_t* y);
+void mha_f16_narrow__neon(size_t n, const float* x, uint16_t* y);
+void mha_bf16_narrow__neon(size_t n, const float* x, uint16_t* y);
 
 #endif
