@@ -13,7 +13,8 @@
  *        - K/V caches as engines keep them (fp32, f16 or bf16 elements,
  *          contiguous or paged through a block table): mha_kv_cache_init(),
  *          mha_kv_cache_init_paged(), mha_attention_kv_f32() (bitwise the
- *          core on the widened values) and mha_kv_cache_write();
+ *          core on the widened values) and the writers mha_kv_cache_write(),
+ *          mha_kv_cache_write_varlen() and mha_kv_cache_write_slots();
  *        - packed variable-length batches (sequences back to back, offsets
  *          in cu_seqlens): mha_attention_varlen_f32(), and over a K/V cache
  *          (a serving step mixing prefill chunks and decodes in one call):
@@ -731,6 +732,41 @@ MHA_API mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int6
                                       int64_t D, int64_t Dv, const int32_t* pos,
                                       const float* k_new, mha_strides k_new_strides,
                                       const float* v_new, mha_strides v_new_strides);
+
+/* Writes a packed step's new rows into a cache, sequence by sequence, as a
+ * serving engine appends (the writer beside mha_attention_varlen_kv_f32):
+ * rows [cu_seqlens[b], cu_seqlens[b+1]) of k_new [total, Hkv, D] (element
+ * (row i, head g, d) at k_new[i·k_new_strides.row + g·k_new_strides.head + d];
+ * the batch stride is not used) become tokens pos[b], pos[b] + 1, ... of
+ * cache entry b, rounded to the cache's dtype as mha_kv_cache_write rounds
+ * (bitwise the same on every kernel set); v_new [total, Hkv, Dv] likewise.
+ * cu_seqlens starts at 0 and never decreases; a sequence of length 0 writes
+ * nothing. Each sequence's tokens must fit the cache (pos[b] >= 0, pos[b] +
+ * len <= capacity or max_blocks·block_size) and, paged, every table slot that
+ * covers them must be in [0, num_blocks). Sequences must not write the same
+ * rows (no check; the later one stays). For a step of
+ * mha_attention_varlen_kv_f32: pos[b] = seqused_k[b] − len_q[b].
+ * Returns SUCCESS, NULL_POINTER, INVALID_SIZE (B, Hkv, D, Dv < 1),
+ * INVALID_ARGUMENT (cu_seqlens, a position, a table slot, the cache's
+ * fields), INVALID_STRIDE (a view, or the cache over an input), SIZE_OVERFLOW.
+ * Writes nothing unless every check passes. */
+MHA_API mha_status mha_kv_cache_write_varlen(const mha_kv_cache* cache, int64_t B, int64_t Hkv, int64_t D,
+                                             int64_t Dv, const int32_t* cu_seqlens, const int32_t* pos,
+                                             const float* k_new, mha_strides k_new_strides, const float* v_new,
+                                             mha_strides v_new_strides);
+
+/* The same by slots, as vLLM's reshape_and_cache: row i of k_new and v_new
+ * (packed as above, n_tokens rows) goes to slot slot_mapping[i] = block ·
+ * block_size + row of a paged cache's pools, whatever the table says; a
+ * negative slot is padding and writes nothing. Paged caches only (a
+ * contiguous one is INVALID_ARGUMENT). Slots past num_blocks·block_size are
+ * INVALID_ARGUMENT, naming the token. Two rows with the same slot: the later
+ * one stays. Returns as mha_kv_cache_write_varlen; writes nothing unless
+ * every check passes. */
+MHA_API mha_status mha_kv_cache_write_slots(const mha_kv_cache* cache, int64_t n_tokens, int64_t Hkv, int64_t D,
+                                            int64_t Dv, const int32_t* slot_mapping, const float* k_new,
+                                            mha_strides k_new_strides, const float* v_new,
+                                            mha_strides v_new_strides);
 
 /* Merges the partial results of disjoint key ranges of the same queries,
  * computed with an lse output, into the result over their union:

@@ -439,6 +439,26 @@ static void check_errors(tester* t) {
   tester_check_failure(t, "out over the cache", mha_attention_varlen_kv_f32(&d, cu_q, used, q, &fc, pool),
                        MHA_STATUS_INVALID_STRIDE, "out");
   free(pool);
+  /* out or lse over the block table: the table is an input (the fuzzer's
+   * finding: the fifth input span was once dropped by the overlap check) */
+  int32_t* big = tester_alloc((size_t)(4 * H * D) * sizeof(float) + sizeof table);
+  memcpy(big, table, sizeof table);
+  mha_kv_cache tc = cache;
+  tc.block_table = big;
+  tester_stale_error();
+  tester_check_failure(t, "out over the block table",
+                       mha_attention_varlen_kv_f32(&d, cu_q, used, q, &tc, (float*)big), MHA_STATUS_INVALID_STRIDE,
+                       "block_table");
+  float lse_buf[4 * H];
+  d.lse = (float*)big;
+  tester_stale_error();
+  tester_check_failure(t, "lse over the block table", mha_attention_varlen_kv_f32(&d, cu_q, used, q, &tc, out),
+                       MHA_STATUS_INVALID_STRIDE, "block_table");
+  d.lse = lse_buf;
+  check_ok(t, mha_attention_varlen_kv_f32(&d, cu_q, used, q, &tc, out), "lse apart from the table");
+  d.lse = NULL;
+  tester_check(t, memcmp(big, table, sizeof table) == 0, "the block table was written");
+  free(big);
 
   /* the workspace: exactly the reported size works (same bits), less fails */
   float want[4 * H * D];

@@ -161,8 +161,13 @@ mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc*
   const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
   const size_t nhead = (size_t)d->H * sizeof(float);
   const size_t nlse = d->lse != NULL ? (size_t)(d->B * d->H * d->Tq) * sizeof(float) : 0;
-  enum { MAX_MORE = 4 };
-  if (n_more_in > MAX_MORE) n_more_in = MAX_MORE; /* internal callers pass at most 3 */
+  enum { MAX_MORE = 8 };
+  /* internal callers pass at most 5 (the varlen cache call); more would be
+   * a spans list this check drops, so it refuses rather than truncates */
+  if (n_more_in > MAX_MORE) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: internal: %zu extra input spans, at most %d", fn,
+                     n_more_in, (int)MAX_MORE);
+  }
   mha_span in[8 + MAX_MORE] = {{"q", q, nq}, {"k", k, nk}, {"v", v, nv},
                                {"mask.additive", d->mask.additive, nadd},
                                {"mask.kv_len", d->mask.kv_len, nlen},

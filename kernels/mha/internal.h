@@ -141,6 +141,7 @@ typedef struct mha_varlen_batch {
   const int32_t* cu_k;       /* [B + 1]: packed K/V rows; NULL over a cache */
   const int32_t* used_k;     /* [B]: each sequence's keys in the cache; NULL for packed K/V */
   const mha_kv_cache* cache; /* NULL: packed K/V */
+  const char* fn;            /* the entry point, for messages */
 } mha_varlen_batch;
 mha_status mha_attention_varlen_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
                                        const mha_varlen_batch* batch, int nthreads, size_t* floats);
@@ -208,6 +209,9 @@ mha_status mha_kv_cache_validate(const char* fn, const mha_attention_desc* desc,
 /* The checks of a cache that B entries write T tokens into from first[b]
  * (NULL: 0), or read [0, lens[b]) from (lens non-NULL): the cache's fields,
  * its views (*k_bytes, *v_bytes: their spans) and every table slot used. */
+/* One entry's tokens [start, start + n) of a checked cache: inside it, and
+ * every table slot that covers them in [0, num_blocks). */
+mha_status mha_kv_cache_check_range(const char* fn, const mha_kv_cache* cache, int64_t b, int64_t start, int64_t n);
 mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* cache, int64_t B, int64_t Hkv,
                               int64_t D, int64_t Dv, const int32_t* first, const int32_t* lens,
                               int64_t T, size_t* k_bytes, size_t* v_bytes);
@@ -228,8 +232,8 @@ static inline int64_t mha_kv_paged_offset(const mha_kv_cache* c, const mha_strid
 /* Stores rows into a checked cache (mha_kv_cache_write's loop): for entries
  * b = b0 .. b0 + nb − 1, row t of entry b − b0 of k_new / v_new (element
  * strides ks, vs) becomes token pos[b] + t (pos NULL: t), rounded to the
- * cache's dtype. */
-void mha_kv_cache_store(const mha_kv_cache* cache, int64_t b0, int64_t nb, int64_t Hkv, int64_t T,
+ * cache's dtype by the kernel set's narrowing (bitwise the same on every set). */
+void mha_kv_cache_store(const mha_kernels* kernels, const mha_kv_cache* cache, int64_t b0, int64_t nb, int64_t Hkv, int64_t T,
                         int64_t D, int64_t Dv, const int32_t* pos, const float* k_new,
                         const mha_strides* ks, const float* v_new, const mha_strides* vs);
 

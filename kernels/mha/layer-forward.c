@@ -204,7 +204,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, team, attn_ws);
   if (st == MHA_STATUS_SUCCESS && a->kv_cache != NULL) {
     /* the chunk's K and V rows, as the core read them (cd.k, cd.v) */
-    mha_kv_cache_store(a->kv_cache, b0, nb, L->Hkv, c->Tk, L->D, L->Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk,
+    mha_kv_cache_store(kr, a->kv_cache, b0, nb, L->Hkv, c->Tk, L->D, L->Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk,
                        &cd.v);
   }
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {

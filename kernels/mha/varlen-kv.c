@@ -19,7 +19,7 @@ static mha_status mha_varlen_kv_check(const char* fn, const mha_attention_desc* 
                                       mha_attention_desc* flat, mha_kv_cache* cc, size_t* kb, size_t* vb) {
   mha_status st = mha_kv_cache_read(fn, caller_cache, cc);
   if (st != MHA_STATUS_SUCCESS) return st;
-  const mha_varlen_batch batch = {cu_q, NULL, used_k, cc};
+  const mha_varlen_batch batch = {cu_q, NULL, used_k, cc, fn};
   mha_attention_desc read;
   if ((st = mha_varlen_read(fn, caller, &batch, &read, flat)) != MHA_STATUS_SUCCESS) return st;
   *d = mha_kv_desc(&read);
@@ -52,7 +52,7 @@ mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const i
   if ((st = mha_attention_check_overlap(fn, &flat, q, NULL, NULL, out, NULL, inputs, 5)) != MHA_STATUS_SUCCESS) {
     return st;
   }
-  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache};
+  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn};
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_kv_workspace_size", &d, 0, &batch, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, &d)) != MHA_STATUS_SUCCESS) return st;
@@ -74,7 +74,7 @@ mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_desc* call
   mha_status st = mha_varlen_kv_check(fn, caller, cu_seqlens_q, seqused_k, caller_cache, &any, (float*)&any, &d,
                                       &flat, &cc, &kb, &vb);
   if (st != MHA_STATUS_SUCCESS) return st;
-  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, &cc};
+  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, &cc, fn};
   mha_call c;
   if ((st = mha_call_plan(fn, NULL, &d, 0, &batch, &c)) != MHA_STATUS_SUCCESS) return st;
   *bytes = c.floats * sizeof(float) + 64;

@@ -83,7 +83,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
                                     const int32_t* cu_seqlens_k, const float* q, const float* k,
                                     const float* v, float* out) {
   static const char fn[] = "mha_attention_varlen_f32";
-  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL};
+  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
@@ -109,7 +109,7 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
                                                const int32_t* cu_seqlens_k, size_t* bytes) {
   static const char fn[] = "mha_attention_varlen_workspace_size";
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
-  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL};
+  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS) return st;
@@ -204,7 +204,7 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
   mha_count(&l->total, l->shared, 1, &bad);
   mha_count(&l->total, l->meta, 1, &bad);
   if (bad || l->total > (SIZE_MAX - 128) / sizeof(float)) {
-    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "mha_attention_varlen_f32: the workspace size overflows");
+    return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: the workspace size overflows", vb->fn);
   }
   return MHA_STATUS_SUCCESS;
 }
@@ -234,7 +234,7 @@ static mha_kv_cache mha_varlen_seq_cache(const mha_kv_cache* c, int64_t b) {
 mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const mha_varlen_batch* vb,
                                     const float* q, const float* k, const float* v, float* out, mha_team team,
                                     float* workspace) {
-  static const char fn[] = "mha_attention_varlen_f32";
+  const char* fn = vb->fn;
   const int32_t *cu_q = vb->cu_q, *cu_k = vb->cu_k;
   mha_varlen_layout l;
   const int nthreads = team.workers;

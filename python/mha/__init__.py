@@ -50,6 +50,10 @@ widened values:
     [B, max_blocks] block table; float32 pools too;
   - kv_cache_write(k_cache, v_cache, k_new, v_new, pos): appends float32
     rows to a contiguous cache or to pools, rounded to nearest even.
+  - attention_varlen(q, k_cache, v_cache, cu_seqlens_q, seqused_k=...,
+    block_table=None): a serving step in one call, packed query rows (decode
+    tokens and prefill chunks) over a contiguous cache or pools, sequence b
+    reading the first seqused_k[b] tokens of entry b.
 Caches and pools are never copied when mha can read them in place, and
 kv_cache_write refuses (MhaError INVALID_STRIDE) a cache it cannot write in
 place.

@@ -202,6 +202,11 @@ def _prototypes(lib):
         "mha_attention_kv_f32": (c_int, [P(AttentionDesc), PTR, P(KVCache), PTR, PTR]),
         "mha_attention_kv_workspace_size": (c_int, [P(AttentionDesc), P(KVCache), c_int,
                                                     P(ctypes.c_size_t)]),
+        "mha_attention_varlen_kv_f32": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
+                                                P(ctypes.c_int32), PTR, P(KVCache), PTR]),
+        "mha_attention_varlen_kv_workspace_size": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
+                                                           P(ctypes.c_int32), P(KVCache),
+                                                           P(ctypes.c_size_t)]),
         # mha_strides by value
         "mha_kv_cache_write": (c_int, [P(KVCache)] + [I64] * 5 + [PTR, PTR, Strides, PTR,
                                                                   Strides]),

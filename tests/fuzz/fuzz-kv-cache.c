@@ -6,7 +6,10 @@
  * too), contiguous and paged geometries (block sizes valid and not, pool
  * and table sizes, strides), block tables with arbitrary entries, kv_len,
  * the masks and variants, thread counts, kernel sets, caller workspaces and
- * NULL or shared pointers.
+ * NULL or shared pointers; and, in varlen mode, the same caches read by a
+ * packed variable-length batch (mha_attention_varlen_kv_f32 and
+ * mha_attention_varlen_kv_workspace_size: a serving step's decode rows and
+ * prefill chunks, with hostile cu_seqlens_q, seqused_k and placements).
  *
  * Input bytes, front to back (every field has a default once the input runs
  * out: an empty input is a valid f16 contiguous decode; make_seeds.py
@@ -77,7 +80,27 @@
  *   special        0xF0..0xF8: cache NULL, cache->k NULL, cache->v NULL,
  *                  block_table NULL, K and V in one buffer, desc NULL, q
  *                  NULL, out NULL, pos NULL
+ *   varlen         bit 0: varlen mode (below; 0, the default, keeps the
+ *                  single call); (byte >> 1) % 8 the lengths: 0-3 good,
+ *                  4 cu_seqlens_q[0] = 1, -1, INT32_MIN or INT32_MAX, 5 a
+ *                  decreasing pair, 6 cu_seqlens_q NULL, 7 seqused_k NULL;
+ *                  (byte >> 4) % 8 a placement: 0-2 none, 3 out over
+ *                  cu_seqlens_q, 4 out over seqused_k, 5 out over the block
+ *                  table (contiguous: lse over seqused_k), 6 lse over the
+ *                  block table (contiguous: lse over cu_seqlens_q), 7
+ *                  mask.kv_len set (INVALID_ARGUMENT)
+ *   len_q          varlen mode, per sequence b < B: < 0xF0: byte % (Tq + 1);
+ *                  else Tq + 1 + byte % 4 (longer than the bound Tq: bad);
+ *                  defaults 1 (a decode row) for b = 0, Tq (a chunk) after
  * desc's k and v strides are garbage in half of the cases (not used).
+ *
+ * Varlen mode: B sequences, sequence b's queries rows [cu_q[b], cu_q[b+1])
+ * of packed q and out, its keys tokens [0, seqused_k[b]) of cache entry b;
+ * seqused_k is the kv_len array above (all Tk where kv_len is none), the
+ * bound Tk is desc's, the bound Tq is the Tq field. The q and out layout
+ * (outputs bits 4-5) becomes one of the packed rows [1, H, total_q, width]:
+ * packed [total, H, W], head-major [H, total, W], padded, packed with a
+ * batch stride of INT64_MAX (not used). No weights.
  *
  * Per input: a model of include/mha.h says which statuses each call may
  * return. Every buffer has exactly the size its declared geometry implies
@@ -95,6 +118,17 @@
  * descriptor on fp32 [B, Hkv, Tk, D] copies of K and V read through the
  * table and widened, with NaN in every row at or past an entry's length.
  * The workspace query must agree with the call and equal the core's.
+ *
+ * Varlen mode: out goes on for two packed rows and a few floats past its
+ * view, lse ([total_q, H]) likewise, all poisoned; a failed call must leave
+ * them, the lengths and every input as they were. A successful call must
+ * write every packed row of out (and every lse entry) and nothing else, give
+ * every sequence BITWISE the out rows and lse of mha_attention_kv_f32 on that
+ * sequence alone (B = 1, Tq = len_q, Tk = seqused_k[b], q at its rows, the
+ * cache's entry b as entry 0: the pools at entry b, or the table from row
+ * b), zeros and lse -inf (or its sink) for a sequence without keys, and the
+ * same bits again at another thread count and other bounds, whose workspace
+ * query must not change either.
  */
 #include <float.h>
 #include <limits.h>
@@ -188,6 +222,21 @@ typedef struct kv_buf {
   int tiny; /* a one-element stand-in for an unreasonable or undefined size */
 } kv_buf;
 
+/* Varlen mode's lengths and placements (the byte "varlen"). */
+enum { VL_LENS_GOOD, VL_CU_FIRST = 4, VL_CU_DECREASING, VL_CU_NULL, VL_USED_NULL };
+enum {
+  VL_PLACE_NONE,
+  VL_OUT_OVER_CU_Q = 3,
+  VL_OUT_OVER_USED,
+  VL_OUT_OVER_TABLE,
+  VL_LSE_OVER_TABLE,
+  VL_KV_LEN_SET,
+  VL_LSE_OVER_USED, /* contiguous caches' stand-ins for the two over the table */
+  VL_LSE_OVER_CU_Q
+};
+/* B is 1 + byte % 4 */
+#define KV_MAX_B 4
+
 typedef struct kv_case {
   mha_attention_desc desc;
   mha_kv_cache cache; /* k, v and block_table set with the buffers */
@@ -223,6 +272,18 @@ typedef struct kv_case {
   /* buffers */
   kv_buf kpool, vpool, q, out, w, lse_buf, tab, knew, vnew;
   void* ws_mem;
+  /* varlen mode (mha_attention_varlen_kv_f32); seqused_k is kv_len */
+  int varlen;
+  int vl_lens, vl_place;
+  int64_t len_q[KV_MAX_B];
+  int32_t* cu_q;          /* [B + 1], malloc'd to its size */
+  int64_t total_q;
+  int cu_ok;              /* cu_seqlens_q is passed and good: total_q rows are the call's */
+  fuzz_view qview, oview; /* q and out over the packed rows, [1, H, max(total_q, 1), width] */
+  int64_t q_ext, o_ext;   /* their extents (0: unknown) */
+  const int32_t* cu_arg;  /* what the call receives: cu_q, NULL, or a copy inside out or lse */
+  const int32_t* used_arg;
+  unsigned char* cu_snap;
 } kv_case;
 
 /* ------------------------------------------------------------------------ */
@@ -432,6 +493,66 @@ static mha_strides kv_io_strides(int qo, int64_t H, int64_t T, int64_t w) {
   }
 }
 
+/* The packed rows' strides [1, H, rows, W] of q or out by the layout (qo). */
+static mha_strides kv_packed_strides(int qo, int64_t H, int64_t rows, int64_t w) {
+  mha_strides s = {0, w, fuzz_mul_sat(H, w)};
+  switch (qo) {
+    case 1: s.head = fuzz_mul_sat(rows, w); s.row = w; break;                /* head-major */
+    case 2: s.head = w + 1; s.row = fuzz_add_sat(fuzz_mul_sat(H, w + 1), 2); break; /* padded */
+    case 3: s.batch = INT64_MAX; break;                                      /* not used */
+    default: break;
+  }
+  return s;
+}
+
+/* Varlen mode: the lengths, cu_seqlens_q (broken as the mode says), seqused_k
+ * (kv_len, or all Tk), the placement and the packed views of q and out. */
+static void kv_decode_varlen(fuzz_input* in, fuzz_rng* r, kv_case* c, uint8_t vl) {
+  mha_attention_desc* d = &c->desc;
+  const int64_t B = d->B, Tq = d->Tq, H = d->H;
+  c->vl_lens = (vl >> 1) % 8;
+  c->vl_place = (vl >> 4) % 8;
+  if (c->vl_place < VL_OUT_OVER_CU_Q) c->vl_place = VL_PLACE_NONE;
+  c->weights = 0; /* the varlen call has no weights output */
+  const int64_t tq = Tq > 0 ? Tq : 0;
+  for (int64_t b = 0; b < B; b++) {
+    const uint8_t x = fuzz_u8(in, (uint8_t)(b == 0 ? 1 : tq));
+    c->len_q[b] = x < 0xF0 ? x % (tq + 1) : tq + 1 + x % 4;
+  }
+  c->cu_q = malloc((size_t)(B + 1) * sizeof(int32_t));
+  if (c->cu_q == NULL) exit(2);
+  c->cu_q[0] = 0;
+  for (int64_t b = 0; b < B; b++) c->cu_q[b + 1] = c->cu_q[b] + (int32_t)c->len_q[b];
+  c->total_q = c->cu_q[B];
+  if (c->vl_lens == VL_CU_FIRST) {
+    static const int32_t first[4] = {1, -1, INT32_MIN, INT32_MAX};
+    c->cu_q[0] = first[fuzz_next(r) % 4];
+  }
+  if (c->vl_lens == VL_CU_DECREASING) {
+    const int64_t i = 1 + (int64_t)(fuzz_next(r) % (uint64_t)B);
+    c->cu_q[i] = c->cu_q[i - 1] - 1;
+  }
+  /* seqused_k: the decoded kv_len, or every entry's Tk */
+  if (c->kv_len == NULL) {
+    c->kv_len = malloc((size_t)B * sizeof(int32_t));
+    if (c->kv_len == NULL) exit(2);
+    for (int64_t b = 0; b < B; b++) c->kv_len[b] = (int32_t)kv_clamp(d->Tk, 0, INT32_MAX);
+  }
+  d->mask.kv_len = c->vl_place == VL_KV_LEN_SET ? c->kv_len : NULL;
+  /* placements over the table need a paged cache: a contiguous one gets lse
+   * over the lengths instead */
+  if (c->cache.block_size == 0 && c->vl_place == VL_OUT_OVER_TABLE) c->vl_place = VL_LSE_OVER_USED;
+  if (c->cache.block_size == 0 && c->vl_place == VL_LSE_OVER_TABLE) c->vl_place = VL_LSE_OVER_CU_Q;
+  if (c->vl_place == VL_LSE_OVER_TABLE || c->vl_place == VL_LSE_OVER_USED || c->vl_place == VL_LSE_OVER_CU_Q) {
+    c->lse = 1;
+  }
+  const int64_t rows = c->total_q > 0 ? c->total_q : 1;
+  d->q = kv_packed_strides(c->qo, H, rows, d->D);
+  d->out = kv_packed_strides(c->qo, H, rows, d->Dv);
+  c->qview = (fuzz_view){1, H, rows, d->D, {0, d->q.head, d->q.row}};
+  c->oview = (fuzz_view){1, H, rows, d->Dv, {0, d->out.head, d->out.row}};
+}
+
 static void kv_decode(fuzz_input* in, fuzz_rng* r, kv_case* c) {
   memset(c, 0, sizeof *c);
   kv_decode_shape(in, c);
@@ -459,6 +580,9 @@ static void kv_decode(fuzz_input* in, fuzz_rng* r, kv_case* c) {
   c->new_values = (nl >> 2) % 4;
   const uint8_t sp = fuzz_u8(in, 0);
   c->special = sp >= 0xF0 && sp < 0xF0 + SP_COUNT - 1 ? 1 + (sp - 0xF0) : SP_NONE;
+  const uint8_t vl = fuzz_u8(in, 0);
+  c->varlen = vl & 1;
+  if (c->varlen) kv_decode_varlen(in, r, c, vl);
   /* "desc's k and v strides are not used (the cache's are)" */
   c->garbage_kv_strides = fuzz_next(r) & 1;
   if (c->garbage_kv_strides) {
@@ -472,6 +596,37 @@ static void kv_decode(fuzz_input* in, fuzz_rng* r, kv_case* c) {
 /* ------------------------------------------------------------------------ */
 
 static int kv_block_size_ok(int64_t bs) { return bs >= 16 && bs <= 256 && (bs & (bs - 1)) == 0; }
+
+/* Varlen mode's own rules: cu_seqlens_q (from 0, never decreasing, each
+ * length <= Tq), the pointers to the lengths, no mask.kv_len, and the views
+ * of q and out over the packed rows, required where those rows are the
+ * call's. seqused_k in [0, Tk] is kv_len's rule (kv_expect_shape). */
+static void kv_expect_varlen(kv_case* c, fuzz_expect* e) {
+  const mha_attention_desc* d = &c->desc;
+  if (c->vl_lens == VL_CU_NULL) fuzz_require(e, MHA_STATUS_NULL_POINTER, "cu_seqlens_q is NULL");
+  if (c->vl_lens == VL_USED_NULL) fuzz_require(e, MHA_STATUS_NULL_POINTER, "seqused_k is NULL");
+  if (d->mask.kv_len != NULL) fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "mask.kv_len is set");
+  c->cu_ok = c->vl_lens != VL_CU_NULL;
+  if (c->cu_q[0] != 0) {
+    fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "cu_seqlens_q[0] = %d", (int)c->cu_q[0]);
+    c->cu_ok = 0;
+  }
+  for (int64_t b = 0; b < d->B; b++) {
+    const int64_t len = (int64_t)c->cu_q[b + 1] - c->cu_q[b];
+    if (len < 0 || len > d->Tq) {
+      fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "cu_seqlens_q gives sequence %lld the length %lld, "
+                   "outside [0, Tq = %lld]", (long long)b, (long long)len, (long long)d->Tq);
+      c->cu_ok = 0;
+      break;
+    }
+  }
+  fuzz_expect soft;
+  fuzz_expect_init(&soft);
+  fuzz_expect* ve = c->cu_ok && c->total_q > 0 ? e : &soft;
+  c->q_ext = fuzz_expect_view(ve, "q", &c->qview, 0, 0);
+  c->o_ext = fuzz_expect_view(ve, "out", &c->oview, 1, 0);
+  e->allowed |= soft.required | soft.allowed;
+}
 
 /* The descriptor's rules (the core's, k and v aside). */
 static void kv_expect_shape(kv_case* c) {
@@ -504,9 +659,13 @@ static void kv_expect_shape(kv_case* c) {
       }
     }
   }
-  const fuzz_view qv = {d->B, d->H, d->Tq, d->D, d->q}, ov = {d->B, d->H, d->Tq, d->Dv, d->out};
-  (void)fuzz_expect_view(e, "q", &qv, 0, 0);
-  (void)fuzz_expect_view(e, "out", &ov, 1, 0);
+  if (c->varlen) {
+    kv_expect_varlen(c, e);
+  } else {
+    const fuzz_view qv = {d->B, d->H, d->Tq, d->D, d->q}, ov = {d->B, d->H, d->Tq, d->Dv, d->out};
+    (void)fuzz_expect_view(e, "q", &qv, 0, 0);
+    (void)fuzz_expect_view(e, "out", &ov, 1, 0);
+  }
   int64_t wext;
   const fuzz_view wv = {d->B, d->H, d->Tq, d->Tk, mha_strides_bhtd(d->H, d->Tq, d->Tk)};
   if (c->weights && sizes_ok && !fuzz_view_extent(&wv, &wext)) {
@@ -596,6 +755,9 @@ static void kv_merge(fuzz_expect* e, const fuzz_expect* from) {
 
 static int kv_pools_tiny(const kv_case* c) { return c->kpool.tiny || c->vpool.tiny; }
 
+/* Varlen mode: out or lse lies over an input (the placement byte). */
+static int kv_placed(const kv_case* c) { return c->vl_place != VL_PLACE_NONE && c->vl_place != VL_KV_LEN_SET; }
+
 static int kv_attention_tiny(const kv_case* c) {
   return kv_pools_tiny(c) || c->q.tiny || c->out.tiny || (c->weights && c->w.tiny) ||
          (c->lse && c->lse_buf.tiny) || c->tab.tiny;
@@ -632,6 +794,20 @@ static fuzz_expect kv_expect_attention(const kv_case* c, size_t ws_needed, int w
   if (c->ws == WS_SHORT || (c->ws != WS_NONE && !ws_known)) {
     fuzz_require(&e, MHA_STATUS_INVALID_ARGUMENT, "workspace_size %zu < the %zu needed",
                  c->desc.workspace_size, ws_needed);
+  }
+  if (c->varlen && kv_placed(c)) {
+    /* "INVALID_STRIDE when out or lse overlaps an input": where the written
+     * buffer spans real rows (a batch of no rows may pass or refuse it) */
+    static const char* const what[] = {
+        [VL_OUT_OVER_CU_Q] = "out lies over cu_seqlens_q", [VL_OUT_OVER_USED] = "out lies over seqused_k",
+        [VL_OUT_OVER_TABLE] = "out lies over cache->block_table",
+        [VL_LSE_OVER_TABLE] = "lse lies over cache->block_table", [VL_LSE_OVER_USED] = "lse lies over seqused_k",
+        [VL_LSE_OVER_CU_Q] = "lse lies over cu_seqlens_q"};
+    if (c->cu_ok && c->total_q > 0) {
+      fuzz_require(&e, MHA_STATUS_INVALID_STRIDE, "%s", what[c->vl_place]);
+    } else {
+      fuzz_allow(&e, MHA_STATUS_INVALID_STRIDE);
+    }
   }
   return e;
 }
@@ -866,6 +1042,71 @@ static mha_strides kv_new_strides(int layout, int64_t Hkv, int64_t T, int64_t w)
   }
 }
 
+/* Varlen mode's floats of out past its view, and of lse past [total_q, H]:
+ * two packed rows and a few floats, poisoned guards. */
+#define VL_GUARD 7
+
+/* A copy of n int32 values at a random float offset below span inside buf
+ * (at least that large), or NULL when there is no span. */
+static const int32_t* kv_place_copy(kv_buf* buf, int64_t span, const int32_t* src, size_t n, fuzz_rng* r) {
+  if (src == NULL || span < 1 || buf->tiny) return NULL;
+  const size_t at = (size_t)(fuzz_next(r) % (uint64_t)span);
+  if ((at + n) * sizeof(float) > buf->bytes) return NULL;
+  int32_t* dst = (int32_t*)(buf->p + at * sizeof(float));
+  memcpy(dst, src, n * sizeof(int32_t));
+  return dst;
+}
+
+/* Varlen mode: q and out over the packed rows (out and lse with guards),
+ * the lengths the call receives, and the placements over them. */
+static void kv_make_varlen_buffers(kv_case* c, fuzz_rng* r) {
+  mha_attention_desc* d = &c->desc;
+  const int64_t B = d->B, H = d->H, rows = c->total_q > 0 ? c->total_q : 1;
+  const size_t ncu = (size_t)(B + 1), table_n = c->cache.block_size != 0 && !c->tab.tiny ? c->table_n : 0;
+  c->cu_arg = c->vl_lens == VL_CU_NULL ? NULL : c->cu_q;
+  c->used_arg = c->vl_lens == VL_USED_NULL ? NULL : c->kv_len;
+  /* what a placement copies, and how many int32 */
+  const int32_t* src = NULL;
+  size_t n = 0;
+  switch (c->vl_place) {
+    case VL_OUT_OVER_CU_Q: case VL_LSE_OVER_CU_Q: src = c->cu_arg; n = ncu; break;
+    case VL_OUT_OVER_USED: case VL_LSE_OVER_USED: src = c->used_arg; n = (size_t)B; break;
+    case VL_OUT_OVER_TABLE: case VL_LSE_OVER_TABLE: src = table_n ? c->cache.block_table : NULL; n = table_n; break;
+    default: break;
+  }
+  if (kv_placed(c) && src == NULL) c->vl_place = VL_PLACE_NONE; /* nothing to lie over */
+  const int over_out = c->vl_place >= VL_OUT_OVER_CU_Q && c->vl_place <= VL_OUT_OVER_TABLE;
+  const int over_lse = kv_placed(c) && !over_out;
+
+  kv_buf_elems(&c->q, c->q_ext, sizeof(float));
+  fuzz_fill_nan((float*)c->q.p, c->q.bytes / sizeof(float));
+  const float qr = (c->values >> 3) & 1 ? 4.0f : 1.0f;
+  if (!c->q.tiny) fuzz_fill_view((float*)c->q.p, c->q_ext, &c->qview, r, -qr, qr);
+  /* out: its view, then two packed rows and a few floats that must keep their poison */
+  int64_t n_out = 0;
+  if (c->o_ext >= 1) n_out = fuzz_add_sat(c->o_ext, fuzz_add_sat(fuzz_mul_sat(2, fuzz_mul_sat(H, d->Dv)), VL_GUARD));
+  if (over_out && fuzz_reasonable(n_out)) n_out = fuzz_add_sat(n_out, (int64_t)n);
+  kv_buf_elems(&c->out, n_out, sizeof(float));
+  fuzz_poison((float*)c->out.p, c->out.bytes / sizeof(float));
+  if (c->lse) { /* [total_q, H], then two rows and a few floats */
+    const int64_t n_lse = rows * H + 2 * H + VL_GUARD + (over_lse ? (int64_t)n : 0);
+    kv_buf_elems(&c->lse_buf, n_lse, sizeof(float));
+    fuzz_poison((float*)c->lse_buf.p, c->lse_buf.bytes / sizeof(float));
+    d->lse = (float*)c->lse_buf.p;
+  }
+  /* the placements: a copy of the input inside the span the call writes */
+  const int32_t* at = NULL;
+  if (over_out) at = kv_place_copy(&c->out, c->o_ext, src, n, r);
+  if (over_lse) at = kv_place_copy(&c->lse_buf, rows * H, src, n, r);
+  if (kv_placed(c) && at == NULL) c->vl_place = VL_PLACE_NONE;
+  switch (c->vl_place) {
+    case VL_OUT_OVER_CU_Q: case VL_LSE_OVER_CU_Q: c->cu_arg = at; break;
+    case VL_OUT_OVER_USED: case VL_LSE_OVER_USED: c->used_arg = at; break;
+    case VL_OUT_OVER_TABLE: case VL_LSE_OVER_TABLE: c->cache.block_table = at; break;
+    default: break;
+  }
+}
+
 /* Allocates and fills every buffer at its declared size. */
 static void kv_make_buffers(kv_case* c, fuzz_rng* r) {
   mha_attention_desc* d = &c->desc;
@@ -932,24 +1173,28 @@ static void kv_make_buffers(kv_case* c, fuzz_rng* r) {
   k->v = c->special == SP_NULL_V ? NULL : c->vpool.p;
   k->block_table = c->special == SP_NULL_TABLE ? NULL : c->table;
 
-  /* q, out, weights, lse */
+  /* q, out, weights, lse (varlen mode: over the packed rows, no weights) */
   int64_t ext;
-  const fuzz_view qv = {B, H, d->Tq, d->D, d->q}, ov = {B, H, d->Tq, d->Dv, d->out};
-  kv_buf_elems(&c->q, fuzz_view_extent(&qv, &ext) ? ext : 0, sizeof(float));
-  const float qr = (c->values >> 3) & 1 ? 4.0f : 1.0f;
-  fuzz_fill_nan((float*)c->q.p, c->q.bytes / sizeof(float));
-  if (!c->q.tiny) fuzz_fill_view((float*)c->q.p, ext, &qv, r, -qr, qr);
-  kv_buf_elems(&c->out, fuzz_view_extent(&ov, &ext) ? ext : 0, sizeof(float));
-  fuzz_poison((float*)c->out.p, c->out.bytes / sizeof(float));
-  if (c->weights) {
-    const fuzz_view wv = {B, H, d->Tq, d->Tk, mha_strides_bhtd(H, d->Tq, d->Tk)};
-    kv_buf_elems(&c->w, fuzz_view_extent(&wv, &ext) ? ext : 0, sizeof(float));
-    fuzz_poison((float*)c->w.p, c->w.bytes / sizeof(float));
-  }
-  if (c->lse) {
-    kv_buf_elems(&c->lse_buf, fuzz_mul_sat(fuzz_mul_sat(B, H), d->Tq), sizeof(float));
-    fuzz_poison((float*)c->lse_buf.p, c->lse_buf.bytes / sizeof(float));
-    d->lse = (float*)c->lse_buf.p;
+  if (c->varlen) {
+    kv_make_varlen_buffers(c, r);
+  } else {
+    const fuzz_view qv = {B, H, d->Tq, d->D, d->q}, ov = {B, H, d->Tq, d->Dv, d->out};
+    kv_buf_elems(&c->q, fuzz_view_extent(&qv, &ext) ? ext : 0, sizeof(float));
+    const float qr = (c->values >> 3) & 1 ? 4.0f : 1.0f;
+    fuzz_fill_nan((float*)c->q.p, c->q.bytes / sizeof(float));
+    if (!c->q.tiny) fuzz_fill_view((float*)c->q.p, ext, &qv, r, -qr, qr);
+    kv_buf_elems(&c->out, fuzz_view_extent(&ov, &ext) ? ext : 0, sizeof(float));
+    fuzz_poison((float*)c->out.p, c->out.bytes / sizeof(float));
+    if (c->weights) {
+      const fuzz_view wv = {B, H, d->Tq, d->Tk, mha_strides_bhtd(H, d->Tq, d->Tk)};
+      kv_buf_elems(&c->w, fuzz_view_extent(&wv, &ext) ? ext : 0, sizeof(float));
+      fuzz_poison((float*)c->w.p, c->w.bytes / sizeof(float));
+    }
+    if (c->lse) {
+      kv_buf_elems(&c->lse_buf, fuzz_mul_sat(fuzz_mul_sat(B, H), d->Tq), sizeof(float));
+      fuzz_poison((float*)c->lse_buf.p, c->lse_buf.bytes / sizeof(float));
+      d->lse = (float*)c->lse_buf.p;
+    }
   }
   /* the new rows */
   if (c->write) {
@@ -986,6 +1231,10 @@ static void kv_snap_all(kv_case* c) {
   kv_buf_snap(&c->lse_buf);
   kv_buf_snap(&c->knew);
   kv_buf_snap(&c->vnew);
+  if (c->varlen) {
+    free(c->cu_snap);
+    c->cu_snap = fuzz_snapshot(c->cu_q, (size_t)(c->desc.B + 1) * sizeof(int32_t));
+  }
 }
 
 static void kv_free(kv_case* c) {
@@ -1007,6 +1256,8 @@ static void kv_free(kv_case* c) {
   free(c->sinks);
   free(c->pos);
   free(c->ws_mem);
+  free(c->cu_q);
+  free(c->cu_snap);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1017,13 +1268,23 @@ static void kv_describe(const kv_case* c) {
   const mha_attention_desc* d = &c->desc;
   const mha_kv_cache* k = &c->cache;
   const mha_mask* m = &d->mask;
+  char vl[160] = "";
+  if (c->varlen) {
+    const int64_t B = d->B;
+    snprintf(vl, sizeof vl, " varlen lens=%d place=%d len_q=[%lld,%lld,%lld,%lld] cu_q[0]=%d total_q=%lld "
+             "seqused_k=[%d,%d,%d,%d]", c->vl_lens, c->vl_place, (long long)c->len_q[0],
+             (long long)(B > 1 ? c->len_q[1] : -1), (long long)(B > 2 ? c->len_q[2] : -1),
+             (long long)(B > 3 ? c->len_q[3] : -1), (int)c->cu_q[0], (long long)c->total_q,
+             (int)c->kv_len[0], B > 1 ? (int)c->kv_len[1] : -1, B > 2 ? (int)c->kv_len[2] : -1,
+             B > 3 ? (int)c->kv_len[3] : -1);
+  }
   fuzz_describe(
       "kv-cache B=%lld H=%lld Hkv=%lld Tq=%lld Tk=%lld D=%lld Dv=%lld dtype=%d block_size=%lld "
       "capacity=%lld num_blocks=%lld max_blocks=%lld table_mode=0x%x table[0]=%d "
       "k{%lld,%lld,%lld} v{%lld,%lld,%lld} layout=%d/%d kv_len=%s%d causal=%d align=%d offset=%lld "
       "window=%d{%lld,%lld} alibi=%s softcap=%a sinks=%s scale=%a threads=%d isa=%d weights=%d "
       "lse=%d workspace=%d qo=%d values=0x%x special=%d write=%d T=%lld pos_mode=0x%x pos[0]=%d "
-      "new=%d/%d",
+      "new=%d/%d%s",
       (long long)d->B, (long long)d->H, (long long)d->Hkv, (long long)d->Tq, (long long)d->Tk,
       (long long)d->D, (long long)d->Dv, (int)k->dtype, (long long)k->block_size, (long long)k->capacity,
       (long long)k->num_blocks, (long long)k->max_blocks, c->table_mode,
@@ -1034,7 +1295,7 @@ static void kv_describe(const kv_case* c) {
       (long long)m->offset, m->window, (long long)m->window_left, (long long)m->window_right,
       m->alibi_slopes ? "on" : "off", (double)m->softcap, m->sinks ? "on" : "off", (double)d->scale,
       d->num_threads, (int)d->isa, c->weights, c->lse, c->ws, c->qo, c->values, c->special, c->write,
-      (long long)c->T, c->pos_mode, c->pos ? (int)c->pos[0] : 0, c->new_layout, c->new_values);
+      (long long)c->T, c->pos_mode, c->pos ? (int)c->pos[0] : 0, c->new_layout, c->new_values, vl);
 }
 
 /* Bitwise equal, a NaN equal to any NaN (include/mha.h: "A NaN is a NaN"). */
@@ -1198,6 +1459,209 @@ static void kv_check_attention(const kv_case* c) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Varlen mode's checks                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The index of the first element whose bits differ, or -1 (a NaN is a NaN). */
+static int64_t kv_diff(const float* a, const float* b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (isnan(a[i]) && isnan(b[i])) continue;
+    if (memcmp(&a[i], &b[i], sizeof(float)) != 0) return (int64_t)i;
+  }
+  return -1;
+}
+
+/* One successful varlen call's outputs, dense: out [H, total_q, Dv] (the
+ * view's order) and lse [total_q, H] (or NULL). */
+typedef struct kv_vl_result {
+  float* out;
+  float* lse;
+} kv_vl_result;
+
+/* Every packed row of out (and lse entry) written, and nothing else: not the
+ * gaps of out's view, not the guards past it, not lse past total_q·H. */
+static kv_vl_result kv_vl_take(const kv_case* c, float* out, size_t n_out, const float* lse, size_t n_lse,
+                               const char* what) {
+  const int64_t H = c->desc.H, Dv = c->desc.Dv, tq = c->total_q;
+  kv_vl_result res = {fuzz_alloc((size_t)(H * tq * Dv)), NULL};
+  if (tq > 0) {
+    fuzz_gather(out, &c->oview, res.out);
+    for (int64_t i = 0; i < H * tq * Dv; i++) {
+      if (fuzz_is_poison(res.out[i])) {
+        fuzz_finding("%s: out row %lld, head %lld, column %lld (of %lld packed rows) was not written", what,
+                     (long long)(i / Dv % tq), (long long)(i / (tq * Dv)), (long long)(i % Dv), (long long)tq);
+      }
+    }
+    fuzz_poison_view(out, &c->oview);
+  }
+  for (size_t i = 0; i < n_out; i++) {
+    if (!fuzz_is_poison(out[i])) {
+      fuzz_finding("%s: out offset %zu, outside the view of its %lld packed rows (a gap or a guard), was "
+                   "written", what, i, (long long)tq);
+    }
+  }
+  if (lse != NULL) {
+    const size_t n = (size_t)(tq * H);
+    res.lse = fuzz_alloc(n);
+    memcpy(res.lse, lse, n * sizeof(float));
+    for (size_t i = 0; i < n_lse; i++) {
+      if (i < n && fuzz_is_poison(lse[i])) {
+        fuzz_finding("%s: lse of row %zu, head %zu was not written", what, i / (size_t)H, i % (size_t)H);
+      }
+      if (i >= n && !fuzz_is_poison(lse[i])) {
+        fuzz_finding("%s: lse entry %zu, past total_q·H = %zu, was written", what, i, n);
+      }
+    }
+  }
+  return res;
+}
+
+static void kv_vl_free(kv_vl_result* r) {
+  free(r->out);
+  free(r->lse);
+}
+
+/* Sequence b must have exactly the bits of mha_attention_kv_f32 on that
+ * sequence alone: B = 1, Tq = len_q, Tk = seqused_k[b], q at its rows, the
+ * cache's entry b as entry 0; without keys, zeros and lse -inf or its sink. */
+static void kv_vl_alone(const kv_case* c, const kv_vl_result* got, int64_t b) {
+  const mha_attention_desc* d = &c->desc;
+  const int64_t H = d->H, Dv = d->Dv, tq = c->total_q;
+  const int64_t lq = c->len_q[b], lk = c->kv_len[b], cq = c->cu_q[b];
+  if (lq == 0) return;
+  if (lk == 0) {
+    for (int64_t h = 0; h < H; h++) {
+      for (int64_t i = 0; i < lq; i++) {
+        for (int64_t j = 0; j < Dv; j++) {
+          const float x = got->out[(h * tq + cq + i) * Dv + j];
+          if (x != 0.0f) {
+            fuzz_finding("sequence %lld has no keys, but out row %lld, head %lld, column %lld is %a", (long long)b,
+                         (long long)i, (long long)h, (long long)j, (double)x);
+          }
+        }
+        if (got->lse == NULL) continue;
+        const float want = d->mask.sinks ? d->mask.sinks[h] : -INFINITY, x = got->lse[(cq + i) * H + h];
+        if (memcmp(&x, &want, sizeof x) != 0) {
+          fuzz_finding("sequence %lld has no keys, but lse of row %lld, head %lld is %a, not %a", (long long)b,
+                       (long long)i, (long long)h, (double)x, (double)want);
+        }
+      }
+    }
+    return;
+  }
+  mha_attention_desc sd = *d;
+  sd.B = 1;
+  sd.Tq = lq;
+  sd.Tk = lk;
+  sd.q = (mha_strides){0, d->q.head, d->q.row};
+  sd.out = mha_strides_bhtd(H, lq, Dv);
+  sd.mask.kv_len = NULL;
+  sd.workspace = NULL;
+  sd.workspace_size = 0;
+  const size_t n_o = (size_t)(H * lq * Dv), n_l = (size_t)(H * lq);
+  float* so = fuzz_alloc(n_o);
+  fuzz_poison(so, n_o);
+  float* sl = NULL;
+  if (got->lse != NULL) {
+    sl = fuzz_alloc(n_l);
+    fuzz_poison(sl, n_l);
+  }
+  sd.lse = sl;
+  mha_kv_cache e = c->cache; /* entry b as entry 0 */
+  if (e.block_size != 0) {
+    e.block_table = c->table + b * e.max_blocks;
+  } else {
+    e.k = (unsigned char*)e.k + (size_t)(b * e.k_strides.batch) * c->dsize;
+    e.v = (unsigned char*)e.v + (size_t)(b * e.v_strides.batch) * c->dsize;
+  }
+  const mha_status st = mha_attention_kv_f32(&sd, (const float*)c->q.p + cq * d->q.row, &e, so, NULL);
+  if (st != MHA_STATUS_SUCCESS) {
+    fuzz_finding("sequence %lld (len_q %lld, seqused_k %lld) alone through mha_attention_kv_f32 failed with %s: %s",
+                 (long long)b, (long long)lq, (long long)lk, mha_status_string(st), mha_last_error());
+  }
+  for (int64_t h = 0; h < H; h++) {
+    for (int64_t i = 0; i < lq; i++) {
+      const float* g = got->out + (h * tq + cq + i) * Dv;
+      const float* a = so + (h * lq + i) * Dv;
+      const int64_t j = kv_diff(g, a, (size_t)Dv);
+      if (j >= 0) {
+        fuzz_finding("sequence %lld (len_q %lld, seqused_k %lld, rows from %lld): out row %lld, head %lld, "
+                     "column %lld is %a in the batch but %a alone", (long long)b, (long long)lq, (long long)lk,
+                     (long long)cq, (long long)i, (long long)h, (long long)j, (double)g[j], (double)a[j]);
+      }
+      if (sl != NULL && kv_diff(&got->lse[(cq + i) * H + h], &sl[h * lq + i], 1) >= 0) {
+        fuzz_finding("sequence %lld (len_q %lld, seqused_k %lld): lse of row %lld, head %lld is %a in the batch "
+                     "but %a alone", (long long)b, (long long)lq, (long long)lk, (long long)i, (long long)h,
+                     (double)got->lse[(cq + i) * H + h], (double)sl[h * lq + i]);
+      }
+    }
+  }
+  free(so);
+  free(sl);
+}
+
+/* After a successful varlen call: the rows, each sequence against itself
+ * alone, and the same bits (and workspace) at another thread count and
+ * other bounds. */
+static void kv_check_varlen(const kv_case* c, size_t needed, int known, fuzz_rng* r) {
+  const mha_attention_desc* d = &c->desc;
+  kv_vl_result got = kv_vl_take(c, (float*)c->out.p, c->out.bytes / sizeof(float),
+                                d->lse ? (const float*)c->lse_buf.p : NULL, c->lse_buf.bytes / sizeof(float),
+                                "the call");
+  for (int64_t b = 0; b < d->B; b++) kv_vl_alone(c, &got, b);
+  /* other bounds ("a function of the real lengths, not of Tq and Tk"):
+   * Tq larger, Tk the whole cache */
+  static const int64_t big_tq[3] = {0, (int64_t)1 << 62, INT64_MAX};
+  const uint64_t pick = fuzz_next(r) % 3;
+  mha_attention_desc dd = *d;
+  dd.Tq = pick == 0 ? d->Tq + 3 : big_tq[pick];
+  dd.Tk = c->limit;
+  dd.workspace = NULL;
+  dd.workspace_size = 0;
+  if (known) {
+    size_t other = 0;
+    const mha_status st = mha_attention_varlen_kv_workspace_size(&dd, c->cu_arg, c->used_arg, &c->cache, &other);
+    if (st != MHA_STATUS_SUCCESS || other != needed) {
+      fuzz_finding("the workspace query with bounds Tq = %lld, Tk = %lld gave %s, %zu bytes; with Tq = %lld, "
+                   "Tk = %lld %zu", (long long)dd.Tq, (long long)dd.Tk, mha_status_string(st), other,
+                   (long long)d->Tq, (long long)d->Tk, needed);
+    }
+  }
+  dd.num_threads = 1 + d->num_threads % 3;
+  const size_t n_out = c->out.bytes / sizeof(float), n_lse = c->lse_buf.bytes / sizeof(float);
+  float* out = fuzz_alloc(n_out);
+  fuzz_poison(out, n_out);
+  float* lse = NULL;
+  if (d->lse != NULL) {
+    lse = fuzz_alloc(n_lse);
+    fuzz_poison(lse, n_lse);
+  }
+  dd.lse = lse;
+  const mha_status st = mha_attention_varlen_kv_f32(&dd, c->cu_arg, c->used_arg, (const float*)c->q.p,
+                                                    &c->cache, out);
+  if (st != MHA_STATUS_SUCCESS) {
+    fuzz_finding("the rerun at %d threads, Tq = %lld, Tk = %lld failed with %s: %s", dd.num_threads,
+                 (long long)dd.Tq, (long long)dd.Tk, mha_status_string(st), mha_last_error());
+  }
+  kv_vl_result again = kv_vl_take(c, out, n_out, lse, n_lse, "the rerun");
+  const int64_t H = d->H, Dv = d->Dv, tq = c->total_q;
+  int64_t i = kv_diff(got.out, again.out, (size_t)(H * tq * Dv));
+  if (i >= 0) {
+    fuzz_finding("out at %d threads, Tq = %lld, Tk = %lld: row %lld, head %lld, column %lld is %a, was %a",
+                 dd.num_threads, (long long)dd.Tq, (long long)dd.Tk, (long long)(i / Dv % tq),
+                 (long long)(i / (tq * Dv)), (long long)(i % Dv), (double)again.out[i], (double)got.out[i]);
+  }
+  if (got.lse != NULL && (i = kv_diff(got.lse, again.lse, (size_t)(tq * H))) >= 0) {
+    fuzz_finding("lse at %d threads: row %lld, head %lld is %a, was %a", dd.num_threads, (long long)(i / H),
+                 (long long)(i % H), (double)again.lse[i], (double)got.lse[i]);
+  }
+  kv_vl_free(&again);
+  kv_vl_free(&got);
+  free(out);
+  free(lse);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Running                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -1241,12 +1705,15 @@ static void kv_run(kv_case* c, fuzz_rng* r) {
   /* the workspace query */
   const fuzz_expect qe = kv_expect_query(c);
   size_t needed = 0;
-  const mha_status qst = mha_attention_kv_workspace_size(c->special == SP_NULL_DESC ? NULL : d,
-                                                         c->special == SP_NULL_CACHE ? NULL : &c->cache,
-                                                         c->weights, &needed);
-  kv_trace("mha_attention_kv_workspace_size", qst);
-  fuzz_check_status("mha_attention_kv_workspace_size", qst, &qe);
-  if (qst == MHA_STATUS_SUCCESS) {
+  const mha_attention_desc* desc_arg = c->special == SP_NULL_DESC ? NULL : d;
+  const mha_kv_cache* cache_arg = c->special == SP_NULL_CACHE ? NULL : &c->cache;
+  const char* query = c->varlen ? "mha_attention_varlen_kv_workspace_size" : "mha_attention_kv_workspace_size";
+  const mha_status qst =
+      c->varlen ? mha_attention_varlen_kv_workspace_size(desc_arg, c->cu_arg, c->used_arg, cache_arg, &needed)
+                : mha_attention_kv_workspace_size(desc_arg, cache_arg, c->weights, &needed);
+  kv_trace(query, qst);
+  fuzz_check_status(query, qst, &qe);
+  if (qst == MHA_STATUS_SUCCESS && !c->varlen) {
     /* "the core's for desc (the layout and dtype of the cache do not change it)" */
     mha_attention_desc cd = *d;
     cd.k = mha_strides_bhtd(d->Hkv, d->Tk, d->D);
@@ -1281,19 +1748,23 @@ static void kv_run(kv_case* c, fuzz_rng* r) {
     free(kv_len_snap);
     return;
   }
-  const mha_status st = mha_attention_kv_f32(c->special == SP_NULL_DESC ? NULL : d,
-                                             c->special == SP_NULL_Q ? NULL : (const float*)c->q.p,
-                                             c->special == SP_NULL_CACHE ? NULL : &c->cache,
-                                             c->special == SP_NULL_OUT ? NULL : (float*)c->out.p,
-                                             c->weights ? (float*)c->w.p : NULL);
-  kv_trace("mha_attention_kv_f32", st);
-  fuzz_check_status("mha_attention_kv_f32", st, &ae);
+  const float* q_arg = c->special == SP_NULL_Q ? NULL : (const float*)c->q.p;
+  float* out_arg = c->special == SP_NULL_OUT ? NULL : (float*)c->out.p;
+  const char* call = c->varlen ? "mha_attention_varlen_kv_f32" : "mha_attention_kv_f32";
+  const mha_status st =
+      c->varlen ? mha_attention_varlen_kv_f32(desc_arg, c->cu_arg, c->used_arg, q_arg, cache_arg, out_arg)
+                : mha_attention_kv_f32(desc_arg, q_arg, cache_arg, out_arg, c->weights ? (float*)c->w.p : NULL);
+  kv_trace(call, st);
+  fuzz_check_status(call, st, &ae);
   kv_buf_unchanged("q", &c->q);
   kv_buf_unchanged("cache->k", &c->kpool);
   kv_buf_unchanged("cache->v", &c->vpool);
   kv_buf_unchanged("block_table", &c->tab);
-  if (kv_len_snap) fuzz_check_unchanged("kv_len", c->kv_len, kv_len_snap, (size_t)d->B * sizeof(int32_t));
+  if (kv_len_snap) {
+    fuzz_check_unchanged(c->varlen ? "seqused_k" : "kv_len", c->kv_len, kv_len_snap, (size_t)d->B * sizeof(int32_t));
+  }
   free(kv_len_snap);
+  if (c->varlen) fuzz_check_unchanged("cu_seqlens_q", c->cu_q, c->cu_snap, (size_t)(d->B + 1) * sizeof(int32_t));
   if (st != MHA_STATUS_SUCCESS) {
     kv_buf_unchanged("out after a failed call", &c->out);
     kv_buf_unchanged("weights after a failed call", &c->w);
@@ -1302,12 +1773,19 @@ static void kv_run(kv_case* c, fuzz_rng* r) {
   /* "Checks desc like the call does (pointers aside)": where they are fine */
   const int pointers_fine = c->special != SP_NULL_DESC && c->special != SP_NULL_CACHE &&
                             c->special != SP_NULL_Q && c->special != SP_NULL_OUT &&
-                            c->ws == WS_NONE && !kv_attention_tiny(c);
+                            c->ws == WS_NONE && !kv_attention_tiny(c) && !(c->varlen && kv_placed(c));
   if (pointers_fine && st != qst && st != MHA_STATUS_OUT_OF_MEMORY) {
-    fuzz_finding("mha_attention_kv_f32 returned %s but the workspace query %s", mha_status_string(st),
-                 mha_status_string(qst));
+    fuzz_finding("%s returned %s but the workspace query %s", call, mha_status_string(st), mha_status_string(qst));
   }
-  if (st == MHA_STATUS_SUCCESS) kv_check_attention(c);
+  if (st != MHA_STATUS_SUCCESS) return;
+  if (!c->varlen) {
+    kv_check_attention(c);
+  } else if (kv_placed(c)) { /* allowed only for a batch of no rows: nothing written */
+    kv_buf_unchanged("out (no rows, over an input)", &c->out);
+    kv_buf_unchanged("lse (no rows, over an input)", &c->lse_buf);
+  } else {
+    kv_check_varlen(c, needed, known, r);
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -365,6 +365,10 @@ KV_NEW_VALUES = {"uniform": 0, "wide": 1, "bits": 2, "ties": 3}
 KV_SPECIAL = {"none": 0, "null_cache": 0xF0, "null_k": 0xF1, "null_v": 0xF2, "null_table": 0xF3,
               "k_is_v": 0xF4, "null_desc": 0xF5, "null_q": 0xF6, "null_out": 0xF7,
               "null_pos": 0xF8}
+# varlen mode (mha_attention_varlen_kv_f32): the lengths' breakage and a placement
+KV_VL_LENS = {"good": 0, "cu_first": 4, "cu_decreasing": 5, "cu_null": 6, "seqused_null": 7}
+KV_VL_PLACE = {"none": 0, "out>cu_q": 3, "out>seqused": 4, "out>table": 5, "lse>table": 6,
+               "kv_len": 7}  # contiguous caches: out>table is lse>seqused, lse>table lse>cu_q
 
 
 def kv_byte(want, decode, limit=0xF0):
@@ -381,10 +385,14 @@ def kv_cache(B=1, Hkv=1, group=2, H=None, Tq=1, Tk=5, D=8, Dv=8, dtype="f16", pa
              kv_len="none", causal=0, align=0, off=0, window=0, left=0, right=0, alibi="off",
              cap=0, sinks="off", sc=None, threads=1, isa="default", weights=0, lse=0,
              workspace="none", qo="bhtd", values="small", nan_gaps=0, q_wide=0, write=False, T=1,
-             pos="append", new_layout="bhtd", new_values="uniform", special="none"):
+             pos="append", new_layout="bhtd", new_values="uniform", special="none", len_q=None,
+             vl_lens="good", vl_place="none"):
     """One fuzz-kv-cache input. capacity: an int n < 6 is max(Tk, 1) + n, ("short", n)
     max(Tk, 1) - 1 - n, ("special", v) one of KV_CAPACITY. max_blocks: a KV_MAX_BLOCKS key or 1..6;
-    num_blocks: "all" (B·max_blocks), ("plus", n) (B·max_blocks + n), 1..12, 0 or -1."""
+    num_blocks: "all" (B·max_blocks), ("plus", n) (B·max_blocks + n), 1..12, 0 or -1.
+    len_q: None, the single call; else varlen mode with these B query lengths (each <= Tq, or
+    ("past", k): Tq + 1 + k), seqused_k from kv_len, qo the packed layout (KV_IO's values:
+    packed, head-major, padded)."""
     data = bytes([B - 1, Hkv - 1])
     data += bytes([group - 1]) if H is None else bytes([0xF0 + H - 1])
     data += bytes([0xFF if Tq == 0 else Tq - 1])
@@ -428,6 +436,10 @@ def kv_cache(B=1, Hkv=1, group=2, H=None, Tq=1, Tk=5, D=8, Dv=8, dtype="f16", pa
                    (0xFF if T == 0 else 1 | (T - 1) << 1) if write else 0,
                    KV_POS[pos], KV_NEW_LAYOUTS[new_layout] | KV_NEW_VALUES[new_values] << 2,
                    KV_SPECIAL[special]])
+    if len_q is not None:
+        assert len(len_q) == B
+        data += bytes([1 | KV_VL_LENS[vl_lens] << 1 | KV_VL_PLACE[vl_place] << 4])
+        data += bytes(0xF0 + n[1] if isinstance(n, tuple) else n for n in len_q)
     return data
 
 
@@ -518,6 +530,58 @@ KV_CACHE_SEEDS = {
     "bad-write-pos-negative": kv_cache(B=3, Tk=20, write=True, T=2, pos="bad-1"),
     "bad-write-t-0": kv_cache(write=True, T=0),
     "bad-write-k-is-v": kv_cache(B=2, Tk=20, write=True, T=2, special="k_is_v"),
+    # varlen mode (mha_attention_varlen_kv_f32): a serving step over the cache
+    "varlen-decode-prefill-f16-paged": kv_cache(B=4, Hkv=2, group=2, Tq=9, Tk=70, D=16, Dv=16,
+                                                paged=True, kv_len="random", causal=1, lse=1,
+                                                threads=2, len_q=[1, 9, 0, 5]),
+    "varlen-no-keys-sinks-f32-token-major": kv_cache(
+        B=3, Hkv=1, group=3, Tq=6, Tk=40, dtype="f32", layout="token_major",
+        kv_len="empty_and_full", sinks="some_-inf", lse=1, qo="bthd", len_q=[6, 1, 3]),
+    "varlen-write-chunk-bf16-paged32": kv_cache(B=2, Hkv=2, group=1, Tq=4, Tk=50, dtype="bf16",
+                                                paged=True, block=32, kv_len="random", causal=1,
+                                                write=True, T=4, len_q=[1, 4], table="shared",
+                                                shared=1),
+    "varlen-window-alibi-softcap-padded-io": kv_cache(
+        B=3, Hkv=2, group=2, Tq=7, Tk=60, D=9, Dv=7, paged=True, layout="padded", pads=(1, 2, 3),
+        causal=1, window=1, left=6, alibi="small", cap=10, lse=1, qo="padded",
+        kv_len="random", table="garbage_unused", max_blocks="need+2", len_q=[7, 1, 2]),
+    "varlen-kv-end-nan-gaps-values-bits": kv_cache(B=2, Hkv=2, group=2, Tq=3, Tk=33, align=3,
+                                                   causal=1, kv_len="random", values="bits",
+                                                   nan_gaps=1, lse=1, len_q=[3, 2]),
+    "varlen-workspace-exact-scalar": kv_cache(B=4, Hkv=1, group=4, Tq=5, Tk=80, D=32, Dv=32,
+                                              paged=True, block=64, workspace="exact",
+                                              isa="scalar", threads=3, len_q=[1, 1, 5, 1]),
+    "varlen-bad-seqused-tk+1": kv_cache(B=2, Tq=3, Tk=30, paged=True, kv_len="bad_tk+1",
+                                        len_q=[1, 3]),
+    "varlen-bad-seqused-null": kv_cache(B=2, Tq=3, Tk=30, len_q=[1, 3], vl_lens="seqused_null"),
+    "varlen-bad-cu-q-null": kv_cache(B=2, Tq=3, Tk=30, paged=True, len_q=[1, 3],
+                                     vl_lens="cu_null"),
+    "varlen-bad-cu-q-first": kv_cache(B=3, Tq=3, Tk=30, len_q=[1, 3, 2], vl_lens="cu_first"),
+    "varlen-bad-cu-q-decreasing": kv_cache(B=3, Tq=3, Tk=30, paged=True, len_q=[1, 3, 2],
+                                           vl_lens="cu_decreasing"),
+    "varlen-bad-len-q-past-tq": kv_cache(B=2, Tq=4, Tk=30, len_q=[1, ("past", 0)]),
+    "varlen-bad-table-slot-read": kv_cache(B=3, Tq=2, Tk=40, paged=True, table="bad_read",
+                                           bad_entry="int32_max", kv_len="random",
+                                           len_q=[1, 2, 0]),
+    "varlen-bad-tk-past-capacity": kv_cache(B=2, Tq=2, Tk=30, capacity=("short", 1),
+                                            len_q=[2, 1]),
+    "varlen-bad-mask-kv-len": kv_cache(B=2, Tq=2, Tk=20, len_q=[2, 1], vl_place="kv_len"),
+    "varlen-bad-out-over-cu-q": kv_cache(B=2, Tq=3, Tk=20, paged=True, len_q=[1, 3],
+                                         vl_place="out>cu_q"),
+    "varlen-bad-out-over-seqused": kv_cache(B=2, Tq=3, Tk=20, len_q=[3, 3],
+                                            vl_place="out>seqused"),
+    "varlen-bad-lse-over-seqused-contiguous": kv_cache(B=3, Tq=2, Tk=20, len_q=[1, 2, 2],
+                                                       vl_place="out>table"),
+    # the overlap check once dropped its fifth input span, the block table
+    # (stop 32's fuzzing): out or lse over the table then returned SUCCESS
+    "varlen-bad-out-over-table": kv_cache(B=2, Tq=3, Tk=40, paged=True, len_q=[1, 3],
+                                          vl_place="out>table"),
+    "varlen-bad-lse-over-table": kv_cache(B=2, Tq=3, Tk=40, paged=True, len_q=[3, 1],
+                                          vl_place="lse>table"),
+    "varlen-bad-workspace-short": kv_cache(B=2, Tq=3, Tk=30, paged=True, workspace="short",
+                                           len_q=[1, 3]),
+    "varlen-bad-null-table": kv_cache(B=2, Tq=3, Tk=30, paged=True, special="null_table",
+                                      len_q=[1, 3]),
     "bad-write-null-pos": kv_cache(write=True, special="null_pos"),
 }
 
