@@ -4,7 +4,7 @@
  * chunk and most decoding one token, all reading one paged K/V cache.
  *
  *   mha_serving_step [--threads N] [--reps N] [--block 16|32|...] [--dtype f16|bf16|f32]
- *                    [--prefill N] [--tiny]
+ *                    [--prefill N] [--rotary] [--tiny]
  *
  * The preset (issue #22): 64 sequences, 4 of them prefilling chunks of 512
  * tokens (causal, aligned to the end of their keys), 60 decoding one token;
@@ -12,7 +12,9 @@
  * a paged cache (head-major blocks, shuffled in the pool). --tiny: 8
  * sequences, chunks of 16, histories in [32, 256], for a smoke test.
  * --prefill N: N prefilling sequences instead of 4 (0: the decodes alone,
- * the step's memory-bound share).
+ * the step's memory-bound share). --rotary: also the one call with rotary
+ * embeddings applied to Q in the call (GPT-NeoX, all D dimensions, a table
+ * from θ = 10^4), timed between the other two: the cost of the fusion.
  *
  * Times, alternating, `reps` times each (medians): mha_attention_varlen_kv_f32
  * over the whole step (one call), and mha_attention_kv_f32 called once per
@@ -62,7 +64,7 @@ static int fail(const char* what, mha_status st) {
 }
 
 int main(int argc, char** argv) {
-  int threads = 0, reps = 7, tiny = 0, prefill = -1;
+  int threads = 0, reps = 7, tiny = 0, prefill = -1, rotary = 0;
   int64_t bs = 16;
   mha_dtype dtype = MHA_DTYPE_F16;
   for (int i = 1; i < argc; i++) {
@@ -72,6 +74,8 @@ int main(int argc, char** argv) {
       threads = atoi(argv[++i]);
     } else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) {
       reps = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--rotary") == 0) {
+      rotary = 1;
     } else if (i + 1 < argc && strcmp(argv[i], "--prefill") == 0) {
       prefill = atoi(argv[++i]);
     } else if (i + 1 < argc && strcmp(argv[i], "--block") == 0) {
@@ -81,7 +85,7 @@ int main(int argc, char** argv) {
       dtype = strcmp(t, "f32") == 0 ? MHA_DTYPE_F32 : strcmp(t, "bf16") == 0 ? MHA_DTYPE_BF16 : MHA_DTYPE_F16;
     } else {
       fprintf(stderr, "usage: mha_serving_step [--threads N] [--reps N] [--block N] [--dtype f16|bf16|f32] "
-                      "[--prefill N] [--tiny]\n");
+                      "[--prefill N] [--rotary] [--tiny]\n");
       return 2;
     }
   }
@@ -186,12 +190,37 @@ int main(int argc, char** argv) {
 
   double* t_one = malloc((size_t)reps * sizeof(double));
   double* t_per = malloc((size_t)reps * sizeof(double));
+  double* t_rot = malloc((size_t)reps * sizeof(double));
+  /* --rotary: the same call with Q rotated in it (the cache is not
+   * re-written: the cost measured is the call's) */
+  float* rcos = NULL;
+  float* rsin = NULL;
+  mha_rotary rot;
+  mha_attention_desc dr = d;
+  if (rotary) {
+    rcos = malloc((size_t)(max_used * D / 2) * sizeof(float));
+    rsin = malloc((size_t)(max_used * D / 2) * sizeof(float));
+    if (rcos == NULL || rsin == NULL) return 1;
+    if ((st = mha_rotary_table_f32(D, max_used, 10000.0, 1.0, NULL, 1.0, rcos, rsin)) != MHA_STATUS_SUCCESS) {
+      return fail("mha_rotary_table_f32", st);
+    }
+    mha_rotary_init(&rot, MHA_ROTARY_NEOX, D, rcos, rsin, max_used);
+    dr.rotary = &rot;
+  }
   for (int r = -1; r < reps; r++) { /* r = −1: the untimed warm-up */
     double t0 = now_s();
     if ((st = mha_attention_varlen_kv_f32(&d, cu_q, used, q, &cache, out1)) != MHA_STATUS_SUCCESS) {
       return fail("mha_attention_varlen_kv_f32", st);
     }
-    const double t1 = now_s();
+    double t1 = now_s();
+    if (rotary) {
+      if ((st = mha_attention_varlen_kv_f32(&dr, cu_q, used, q, &cache, out2)) != MHA_STATUS_SUCCESS) {
+        return fail("mha_attention_varlen_kv_f32 with rotary", st);
+      }
+      const double tr = now_s();
+      if (r >= 0) t_rot[r] = tr - t1;
+      t1 = tr;
+    }
     for (int64_t b = 0; b < B; b++) {
       mha_attention_desc s = d;
       s.B = 1;
@@ -226,6 +255,14 @@ int main(int argc, char** argv) {
   printf("  per sequence (mha_attention_kv_f32):    %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s of cache\n", per * 1e3,
          flops / per / 1e9, cache_bytes / per / 1e9);
   printf("  per sequence / one call: %.2fx; outputs %s\n", per / one, same ? "bitwise equal" : "DIFFER");
+  if (rotary) {
+    const double rt = median(t_rot, reps);
+    printf("  one call with rotary (NeoX, dim %lld):   %9.3f ms  %7.1f GFLOP/s; with / without rotary: %.3fx\n",
+           (long long)D, rt * 1e3, flops / rt / 1e9, rt / one);
+  }
+  free(t_rot);
+  free(rcos);
+  free(rsin);
   free(t_one);
   free(t_per);
   free(ws);

@@ -25,10 +25,12 @@ set(MHA_SOURCES
   kernels/mha/gemm.c
   kernels/mha/heads.c
   kernels/mha/kv-cache.c
+  kernels/mha/kv-write.c
   kernels/mha/layer-create.c
   kernels/mha/layer-forward.c
   kernels/mha/merge.c
   kernels/mha/parallel.c
+  kernels/mha/rotary.c
   kernels/mha/varlen.c
   kernels/mha/varlen-kv.c)
 

@@ -87,12 +87,13 @@ MHA_API uint32_t mha_version(void);
 /* ABI: how the structs grow without breaking callers (since 0.5).
  *
  * Each struct that a call reads — mha_attention_desc, mha_kv_cache,
- * mha_layer_desc, mha_layer_args — starts with size_t struct_size, the
- * caller's sizeof, which its initializer sets (mha_attention_desc_init,
- * mha_kv_cache_init(_paged), mha_layer_desc_init, mha_layer_args_init:
+ * mha_layer_desc, mha_layer_args, mha_rotary — starts with size_t
+ * struct_size, the caller's sizeof, which its initializer sets
+ * (mha_attention_desc_init, mha_kv_cache_init(_paged), mha_layer_desc_init,
+ * mha_layer_args_init, mha_rotary_init:
  * inline wrappers that pass the caller's sizeof to the exported *_sized
  * functions, which write that many bytes and no more).
- *   - New fields are only ever appended at the end of these four structs,
+ *   - New fields are only ever appended at the end of these structs,
  *     and a new field's 0 means "off" (the old behaviour). The nested
  *     mha_strides and mha_mask never change: new mask options are appended
  *     to the outer structs.
@@ -103,8 +104,9 @@ MHA_API uint32_t mha_version(void);
  *     a newer header) is accepted when the bytes it does not know are all 0,
  *     and refused with INVALID_ARGUMENT naming the struct otherwise: a field
  *     the library cannot honour is never silently ignored.
- *   - struct_size 0 (a zero-filled struct, `= {0}`) reads as the 0.5 layout;
- *     a struct_size between 1 and that layout's size is INVALID_ARGUMENT.
+ *   - struct_size 0 (a zero-filled struct, `= {0}`) reads as the 0.5 layout
+ *     (mha_rotary: its 0.6 layout); a struct_size between 1 and that
+ *     layout's size is INVALID_ARGUMENT.
  *   - The SONAME, libmha.so.0.5, changes only when a field is removed or
  *     changed or a function's signature changes; appending fields and
  *     functions keeps it. */
@@ -414,6 +416,10 @@ typedef enum mha_weights_mode {
   MHA_WEIGHTS_SELECTED = 2
 } mha_weights_mode;
 
+/* Rotary position embeddings for the cache calls and writers ("Rotary
+ * embeddings" below). */
+typedef struct mha_rotary mha_rotary;
+
 /* Describes one call of mha_attention_f32(). Fill it with
  * mha_attention_desc_init() and change what differs. */
 typedef struct mha_attention_desc {
@@ -457,6 +463,10 @@ typedef struct mha_attention_desc {
   const mha_threadpool* threadpool;
   /* NULL, or a trace of the call's work units (see "Threads"). (Since 0.6.) */
   mha_trace* trace;
+  /* NULL, or rotary embeddings applied to Q as the cache calls read it
+   * (mha_attention_kv_f32, mha_attention_varlen_kv_f32; the other calls
+   * refuse one): see "Rotary embeddings" for the positions. (Since 0.6.) */
+  const mha_rotary* rotary;
 } mha_attention_desc;
 
 /* Sets the sizes, contiguous [B, H, T, width] strides for q, k, v and out,
@@ -718,6 +728,98 @@ MHA_API mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_de
                                                           const int32_t* seqused_k,
                                                           const mha_kv_cache* cache, size_t* bytes);
 
+/* ------------------------------------------------------------------------ */
+/* Rotary embeddings (RoPE)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* How a head's rotated dimensions pair up (angle index i < dim/2). */
+typedef enum mha_rotary_style {
+  /* GPT-NeoX, Llama in Hugging Face's layout (rotate_half): dimension i
+   * pairs with i + dim/2 */
+  MHA_ROTARY_NEOX = 0,
+  /* GPT-J, Meta's original Llama (interleaved): dimension 2i pairs with 2i + 1 */
+  MHA_ROTARY_GPTJ = 1
+} mha_rotary_style;
+
+/* Rotary embeddings, applied to Q as the cache calls read it (desc->rotary)
+ * and to K as the serving writers store it (their rotary argument), so the
+ * cache holds rotated keys, as every engine's does. A row x of a head (D
+ * values) at position p becomes x', for each pair (a, b) of angle index i
+ * (style above):
+ *
+ *   x'[a] = x[a]·c − x[b]·s,   x'[b] = x[b]·c + x[a]·s,
+ *   c = cos[p·dim/2 + i],      s = sin[p·dim/2 + i],
+ *
+ * each product rounded to fp32, then the difference or sum (never a fused
+ * multiply-add: the same bits on every kernel set); dimensions dim .. D−1
+ * pass unchanged (partial rotary). The caller's table holds the angles of
+ * positions 0 .. n_positions−1, so any scaling (linear, NTK-aware, YaRN's
+ * per-frequency factors and attention factor) is the table's:
+ * mha_rotary_table_f32 fills one from θ.
+ *
+ * Positions: with positions NULL, each row's natural position — a cache
+ * call's query row i of entry b is at kv_end(b) − Tq + i (kv_end =
+ * mask.kv_len[b] or Tk; varlen: seqused_k[b] − len_q + i), the last tokens
+ * of its keys, which the step writes just before; a writer's row j of
+ * sequence b at pos[b] + j (write_slots needs positions). Else positions[r]
+ * for row r: cache call [B·Tq] (entry-major), varlen call [total_q] (packed
+ * rows), writers [total] / [n_tokens] (packed rows), mha_rotary_apply_f32
+ * [n]. Every position must lie in [0, n_positions) (INVALID_ARGUMENT, naming
+ * the row, before anything is written).
+ *
+ * Bits: Q rotated in the call equals Q rotated by mha_rotary_apply_f32 and
+ * passed without one; K rotated by a writer equals K rotated by
+ * mha_rotary_apply_f32 and written without one. The calls' bits promises
+ * (threads, batch composition) hold with rotary. */
+struct mha_rotary {
+  size_t struct_size;       /* sizeof(mha_rotary), set by mha_rotary_init (see "ABI") */
+  mha_rotary_style style;
+  int64_t dim;              /* rotated dimensions of each head: even, 2 <= dim <= D */
+  const float* cos;         /* [n_positions, dim/2], row-major */
+  const float* sin;         /* [n_positions, dim/2], row-major */
+  int64_t n_positions;      /* >= 1 */
+  const int32_t* positions; /* NULL (natural positions) or one per row, as above */
+};
+
+/* Sets the fields, positions NULL. Never fails; the calls check. */
+MHA_API void mha_rotary_init_sized(mha_rotary* rotary, size_t struct_size, mha_rotary_style style, int64_t dim,
+                                   const float* cos, const float* sin, int64_t n_positions);
+/* An inline wrapper over the exported *_sized function with the caller's
+ * sizeof (see "ABI"). */
+static inline void mha_rotary_init(mha_rotary* rotary, mha_rotary_style style, int64_t dim, const float* cos,
+                                   const float* sin, int64_t n_positions) {
+  mha_rotary_init_sized(rotary, sizeof *rotary, style, dim, cos, sin, n_positions);
+}
+
+/* Fills a table cos, sin [n_positions, dim/2]: for position p and index i,
+ *
+ *   angle = (p · position_scale) · f[i],   f[i] = inv_freq[i], or θ^(−2i/dim)
+ *                                          when inv_freq is NULL,
+ *   cos[p·dim/2 + i] = attn_factor · cos(angle), sin likewise,
+ *
+ * in double, rounded once to fp32 (Hugging Face computes the angle in fp32:
+ * its tables differ from these in the last bits at large positions). Plain
+ * RoPE: position_scale 1, attn_factor 1. Linear scaling by a factor:
+ * position_scale 1/factor. NTK-aware: θ·factor^(dim/(dim−2)). YaRN and
+ * Llama 3: their scaled frequencies as inv_freq [dim/2], and YaRN's
+ * attention factor. Returns NULL_POINTER, INVALID_SIZE (dim odd or < 2,
+ * n_positions < 1), INVALID_ARGUMENT (θ <= 0 or not finite without
+ * inv_freq, a scale, factor or inv_freq not finite), SIZE_OVERFLOW,
+ * INVALID_STRIDE (cos and sin overlap). */
+MHA_API mha_status mha_rotary_table_f32(int64_t dim, int64_t n_positions, double theta, double position_scale,
+                                        const float* inv_freq, double attn_factor, float* cos, float* sin);
+
+/* Rotates n rows of H heads: x [n, H, D] (element (r, h, d) at
+ * x[r·x_strides.row + h·x_strides.head + d]; the batch stride is not used)
+ * into y likewise, row r at rotary->positions[r], or r when that is NULL. In
+ * place when y == x with the same strides; otherwise y overlaps nothing it
+ * reads. For Q of the calls that take no rotary, or K written with
+ * mha_kv_cache_write. Returns NULL_POINTER, INVALID_SIZE, INVALID_ARGUMENT
+ * (the rotary's fields, a position), INVALID_STRIDE, SIZE_OVERFLOW; writes
+ * nothing unless every check passes. */
+MHA_API mha_status mha_rotary_apply_f32(const mha_rotary* rotary, int64_t n, int64_t H, int64_t D, const float* x,
+                                        mha_strides x_strides, float* y, mha_strides y_strides);
+
 /* Appends rows to a cache: for every entry b < B, K/V head g < Hkv and
  * t < T, row t of k_new [B, Hkv, T, D] (strides k_new_strides, fp32) is
  * rounded to the cache's dtype (to nearest, ties to even; beyond the f16
@@ -746,6 +848,9 @@ MHA_API mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int6
  * covers them must be in [0, num_blocks). Sequences must not write the same
  * rows (no check; the later one stays). For a step of
  * mha_attention_varlen_kv_f32: pos[b] = seqused_k[b] − len_q[b].
+ * rotary: NULL, or rotary embeddings applied to each K row before it is
+ * rounded (V as is): row j of sequence b at position pos[b] + j, or
+ * rotary->positions[row] ("Rotary embeddings"); D >= rotary->dim.
  * Returns SUCCESS, NULL_POINTER, INVALID_SIZE (B, Hkv, D, Dv < 1),
  * INVALID_ARGUMENT (cu_seqlens, a position, a table slot, the cache's
  * fields), INVALID_STRIDE (a view, or the cache over an input), SIZE_OVERFLOW.
@@ -753,7 +858,7 @@ MHA_API mha_status mha_kv_cache_write(const mha_kv_cache* cache, int64_t B, int6
 MHA_API mha_status mha_kv_cache_write_varlen(const mha_kv_cache* cache, int64_t B, int64_t Hkv, int64_t D,
                                              int64_t Dv, const int32_t* cu_seqlens, const int32_t* pos,
                                              const float* k_new, mha_strides k_new_strides, const float* v_new,
-                                             mha_strides v_new_strides);
+                                             mha_strides v_new_strides, const mha_rotary* rotary);
 
 /* The same by slots, as vLLM's reshape_and_cache: row i of k_new and v_new
  * (packed as above, n_tokens rows) goes to slot slot_mapping[i] = block ·
@@ -761,12 +866,14 @@ MHA_API mha_status mha_kv_cache_write_varlen(const mha_kv_cache* cache, int64_t 
  * negative slot is padding and writes nothing. Paged caches only (a
  * contiguous one is INVALID_ARGUMENT). Slots past num_blocks·block_size are
  * INVALID_ARGUMENT, naming the token. Two rows with the same slot: the later
- * one stays. Returns as mha_kv_cache_write_varlen; writes nothing unless
- * every check passes. */
+ * one stays. rotary: NULL, or applied to each K row as in
+ * mha_kv_cache_write_varlen, at rotary->positions[i] (a slot cannot tell a
+ * position: positions NULL is INVALID_ARGUMENT). Returns as
+ * mha_kv_cache_write_varlen; writes nothing unless every check passes. */
 MHA_API mha_status mha_kv_cache_write_slots(const mha_kv_cache* cache, int64_t n_tokens, int64_t Hkv, int64_t D,
                                             int64_t Dv, const int32_t* slot_mapping, const float* k_new,
                                             mha_strides k_new_strides, const float* v_new,
-                                            mha_strides v_new_strides);
+                                            mha_strides v_new_strides, const mha_rotary* rotary);
 
 /* Merges the partial results of disjoint key ranges of the same queries,
  * computed with an lse output, into the result over their union:

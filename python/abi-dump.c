@@ -33,6 +33,12 @@ int main(void) {
   F(mha_attention_desc, weights_heads); F(mha_attention_desc, weights_nheads);
   F(mha_attention_desc, workspace);
   F(mha_attention_desc, workspace_size); F(mha_attention_desc, threadpool); F(mha_attention_desc, trace);
+  F(mha_attention_desc, rotary);
+
+  S(mha_rotary);
+  F(mha_rotary, struct_size); F(mha_rotary, style); F(mha_rotary, dim); F(mha_rotary, cos);
+  F(mha_rotary, sin); F(mha_rotary, n_positions); F(mha_rotary, positions);
+  E(mha_rotary_style, MHA_ROTARY_NEOX); E(mha_rotary_style, MHA_ROTARY_GPTJ);
 
   E(mha_dtype, MHA_DTYPE_F32); E(mha_dtype, MHA_DTYPE_F16); E(mha_dtype, MHA_DTYPE_BF16);
 

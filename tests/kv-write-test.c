@@ -116,7 +116,7 @@ static void run(tester* t, mha_dtype dtype, const char* dname, int64_t bs, mha_i
              "mha_kv_cache_write");
   }
   if (!tester_set_isa(t, isa)) return;
-  if (check_ok(t, mha_kv_cache_write_varlen(&got.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs), "write_varlen")) {
+  if (check_ok(t, mha_kv_cache_write_varlen(&got.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL), "write_varlen")) {
     tester_check(t, memcmp(got.k, want.k, want.k_bytes) == 0 && memcmp(got.v, want.v, want.v_bytes) == 0,
                  "write_varlen: the cache differs from mha_kv_cache_write per sequence");
   }
@@ -145,7 +145,7 @@ static void run(tester* t, mha_dtype dtype, const char* dname, int64_t bs, mha_i
       }
       map[r++] = -1;
     }
-    if (check_ok(t, mha_kv_cache_write_slots(&slots.cache, n, HKV, D, DV, map, kp, ks, vp, vs), "write_slots")) {
+    if (check_ok(t, mha_kv_cache_write_slots(&slots.cache, n, HKV, D, DV, map, kp, ks, vp, vs, NULL), "write_slots")) {
       tester_check(t, memcmp(slots.k, want.k, want.k_bytes) == 0 && memcmp(slots.v, want.v, want.v_bytes) == 0,
                    "write_slots: the cache differs from mha_kv_cache_write per sequence");
     }
@@ -185,74 +185,74 @@ static void check_errors(tester* t) {
   int32_t cu[B + 1] = {0, 1, 2, 2, 3, 4}, pos[B] = {0, 5, 9, 100, TCAP - 1};
   int32_t map[4] = {0, 17, -1, 40};
   tester_stale_error();
-  expect_fail(t, &p, k0, v0, "NULL pos", mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, NULL, kn, ks, vn, vs),
+  expect_fail(t, &p, k0, v0, "NULL pos", mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, NULL, kn, ks, vn, vs, NULL),
               MHA_STATUS_NULL_POINTER, "pos");
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "NULL cu_seqlens",
-              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, NULL, pos, kn, ks, vn, vs), MHA_STATUS_NULL_POINTER,
+              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, NULL, pos, kn, ks, vn, vs, NULL), MHA_STATUS_NULL_POINTER,
               "cu_seqlens");
   tester_stale_error();
-  expect_fail(t, &p, k0, v0, "NULL k_new", mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, NULL, ks, vn, vs),
+  expect_fail(t, &p, k0, v0, "NULL k_new", mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, NULL, ks, vn, vs, NULL),
               MHA_STATUS_NULL_POINTER, "k_new");
   tester_stale_error();
-  expect_fail(t, &p, k0, v0, "B 0", mha_kv_cache_write_varlen(&p.cache, 0, HKV, D, DV, cu, pos, kn, ks, vn, vs),
+  expect_fail(t, &p, k0, v0, "B 0", mha_kv_cache_write_varlen(&p.cache, 0, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL),
               MHA_STATUS_INVALID_SIZE, "B");
   tester_stale_error();
-  expect_fail(t, &p, k0, v0, "D 0", mha_kv_cache_write_varlen(&p.cache, B, HKV, 0, DV, cu, pos, kn, ks, vn, vs),
+  expect_fail(t, &p, k0, v0, "D 0", mha_kv_cache_write_varlen(&p.cache, B, HKV, 0, DV, cu, pos, kn, ks, vn, vs, NULL),
               MHA_STATUS_INVALID_SIZE, "D");
   cu[2] = 0;
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "decreasing cu_seqlens",
-              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs), MHA_STATUS_INVALID_ARGUMENT,
+              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL), MHA_STATUS_INVALID_ARGUMENT,
               "cu_seqlens");
   cu[2] = 2;
   pos[4] = TCAP; /* one token past the end */
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "position past the cache",
-              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs), MHA_STATUS_INVALID_ARGUMENT,
+              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL), MHA_STATUS_INVALID_ARGUMENT,
               "entry 4");
   pos[4] = -1;
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "negative position",
-              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs), MHA_STATUS_INVALID_ARGUMENT,
+              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL), MHA_STATUS_INVALID_ARGUMENT,
               "entry 4");
   pos[4] = TCAP - 1;
   p.table[1 * (TCAP / 16) + 0] = -1; /* entry 1 writes token 5: its first slot */
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "a table slot the rows need",
-              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs), MHA_STATUS_INVALID_ARGUMENT,
+              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL), MHA_STATUS_INVALID_ARGUMENT,
               "block_table[1][0]");
   p.table[1 * (TCAP / 16) + 0] = 2;
   /* entry 2 has no rows: its slots are never read, even a bad one */
   p.table[2 * (TCAP / 16) + 0] = -1;
   memcpy(k0, p.k, p.k_bytes);
-  check_ok(t, mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs), "a slot no row needs");
+  check_ok(t, mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, kn, ks, vn, vs, NULL), "a slot no row needs");
   memcpy(k0, p.k, p.k_bytes);
   memcpy(v0, p.v, p.v_bytes);
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "k_new inside the cache",
-              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, (const float*)p.k, ks, vn, vs),
+              mha_kv_cache_write_varlen(&p.cache, B, HKV, D, DV, cu, pos, (const float*)p.k, ks, vn, vs, NULL),
               MHA_STATUS_INVALID_STRIDE, "k_new");
 
   tester_stale_error();
-  expect_fail(t, &p, k0, v0, "NULL slot_mapping", mha_kv_cache_write_slots(&p.cache, 4, HKV, D, DV, NULL, kn, ks, vn, vs),
+  expect_fail(t, &p, k0, v0, "NULL slot_mapping", mha_kv_cache_write_slots(&p.cache, 4, HKV, D, DV, NULL, kn, ks, vn, vs, NULL),
               MHA_STATUS_NULL_POINTER, "slot_mapping");
   tester_stale_error();
-  expect_fail(t, &p, k0, v0, "no tokens", mha_kv_cache_write_slots(&p.cache, 0, HKV, D, DV, map, kn, ks, vn, vs),
+  expect_fail(t, &p, k0, v0, "no tokens", mha_kv_cache_write_slots(&p.cache, 0, HKV, D, DV, map, kn, ks, vn, vs, NULL),
               MHA_STATUS_INVALID_SIZE, "n_tokens");
   map[3] = (int32_t)(p.cache.num_blocks * 16);
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "a slot past the pools",
-              mha_kv_cache_write_slots(&p.cache, 4, HKV, D, DV, map, kn, ks, vn, vs), MHA_STATUS_INVALID_ARGUMENT,
+              mha_kv_cache_write_slots(&p.cache, 4, HKV, D, DV, map, kn, ks, vn, vs, NULL), MHA_STATUS_INVALID_ARGUMENT,
               "slot_mapping[3]");
   map[3] = 40;
   mha_kv_cache contig;
   mha_kv_cache_init(&contig, MHA_DTYPE_F16, p.k, p.v, HKV, 16, D, DV);
   tester_stale_error();
   expect_fail(t, &p, k0, v0, "slots into a contiguous cache",
-              mha_kv_cache_write_slots(&contig, 4, HKV, D, DV, map, kn, ks, vn, vs), MHA_STATUS_INVALID_ARGUMENT,
+              mha_kv_cache_write_slots(&contig, 4, HKV, D, DV, map, kn, ks, vn, vs, NULL), MHA_STATUS_INVALID_ARGUMENT,
               "paged");
-  check_ok(t, mha_kv_cache_write_slots(&p.cache, 4, HKV, D, DV, map, kn, ks, vn, vs), "good slots");
+  check_ok(t, mha_kv_cache_write_slots(&p.cache, 4, HKV, D, DV, map, kn, ks, vn, vs, NULL), "good slots");
   tester_check(t, memcmp(p.k, k0, p.k_bytes) != 0, "good slots wrote nothing");
   free(k0);
   free(v0);

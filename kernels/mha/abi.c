@@ -76,3 +76,9 @@ void mha_struct_init(void* dst, size_t size, const void* full, size_t full_size)
   if (size > n) memset((char*)dst + n, 0, size - n);
   memcpy(dst, &size, sizeof size);
 }
+
+/* mha_rotary is new in 0.6: its oldest layout is the whole struct. */
+mha_status mha_rotary_struct_read(const char* fn, const mha_rotary* src, mha_rotary* dst) {
+  if (src == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: rotary is NULL", fn);
+  return mha_struct_read(fn, "rotary", src, sizeof *dst, sizeof *dst, dst);
+}

@@ -162,7 +162,7 @@ mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc*
   const size_t nhead = (size_t)d->H * sizeof(float);
   const size_t nlse = d->lse != NULL ? (size_t)(d->B * d->H * d->Tq) * sizeof(float) : 0;
   enum { MAX_MORE = 8 };
-  /* internal callers pass at most 5 (the varlen cache call); more would be
+  /* internal callers pass at most 8 (the varlen cache call with a rotary); more would be
    * a spans list this check drops, so it refuses rather than truncates */
   if (n_more_in > MAX_MORE) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: internal: %zu extra input spans, at most %d", fn,

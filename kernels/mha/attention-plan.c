@@ -40,6 +40,8 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   p->qscale = (float)((double)p->scale * MHA_LOG2E);
   p->modify = d->mask.softcap > 0.0f || d->mask.alibi_slopes != NULL || !isfinite(p->qscale);
   if (p->modify) p->qscale = 1.0f;
+  p->rot = d->rotary;
+  p->rot_pos = d->rotary != NULL ? d->rotary->positions : NULL;
   p->G = d->H / d->Hkv;
   p->nk = (int64_t)kr->attn_nk;
   p->nkb = d->Tk / p->nk + (d->Tk % p->nk != 0);

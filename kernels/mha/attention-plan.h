@@ -76,6 +76,10 @@ typedef struct mha_attn_plan {
   int64_t units;     /* items·nsplit */
   double work;       /* the call's work for the size rule (parallel.h): FLOPs + 2·bytes, a bound */
   int64_t entry;     /* the trace's batch of b = 0: the sequence of a varlen plan, else 0 */
+  /* rotary embeddings applied to Q as it is packed (desc->rotary), or NULL;
+   * rot_pos: the caller's positions of this plan's rows, [B·Tq], or NULL */
+  const mha_rotary* rot;
+  const int32_t* rot_pos;
   int64_t kt_blocks; /* B·Hkv·nkb key blocks of packed Kᵀ; 0 in the nt form */
   size_t scratch;    /* floats of scratch per thread */
   int32_t* done;     /* nsplit > 1: per item, the ranges finished so far */

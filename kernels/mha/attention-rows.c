@@ -115,7 +115,11 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int6
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
     const float* src = p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
-    if (p->qt) {
+    if (p->rot != NULL) {
+      /* rotated on the way in, at the row's position (checked by the call) */
+      const int64_t at = p->rot_pos != NULL ? p->rot_pos[b * d->Tq + row.i] : mha_kv_end(p, b) - d->Tq + row.i;
+      mha_rotary_row(p->rot, at, D, src, p->qt ? qp + r : qp + r * D, p->qt ? R : 1, p->qscale);
+    } else if (p->qt) {
       for (size_t c = 0; c < D; c++) qp[c * R + r] = src[c] * p->qscale;
     } else {
       for (size_t c = 0; c < D; c++) qp[r * D + c] = src[c] * p->qscale;

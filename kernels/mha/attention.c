@@ -47,7 +47,7 @@ mha_status mha_attention_f32(const mha_attention_desc* caller, const float* q, c
   static const char fn[] = "mha_attention_f32";
   mha_attention_desc d;
   mha_status st = mha_desc_read(fn, caller, &d);
-  if (st != MHA_STATUS_SUCCESS) return st;
+  if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
   st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
@@ -67,7 +67,7 @@ mha_status mha_attention_workspace_size(const mha_attention_desc* caller, int wi
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
   mha_attention_desc d;
   mha_status st = mha_desc_read(fn, caller, &d);
-  if (st != MHA_STATUS_SUCCESS) return st;
+  if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
   /* the sizes and views are checked as in the call; pointers do not matter here */
   static const float any = 0.0f;

@@ -23,6 +23,7 @@ mha_status mha_desc_read(const char* fn, const mha_attention_desc* src, mha_atte
 mha_status mha_kv_cache_read(const char* fn, const mha_kv_cache* src, mha_kv_cache* dst);
 mha_status mha_layer_desc_read(const char* fn, const mha_layer_desc* src, mha_layer_desc* dst);
 mha_status mha_layer_args_read(const char* fn, const mha_layer_args* src, mha_layer_args* dst);
+mha_status mha_rotary_struct_read(const char* fn, const mha_rotary* src, mha_rotary* dst);
 /* An initializer's write into a caller's struct of `size` bytes (its
  * sizeof): the first min(size, full) bytes of *full, zeros past them, and
  * struct_size = size; nothing when dst is NULL or size cannot hold
@@ -236,5 +237,24 @@ static inline int64_t mha_kv_paged_offset(const mha_kv_cache* c, const mha_strid
 void mha_kv_cache_store(const mha_kernels* kernels, const mha_kv_cache* cache, int64_t b0, int64_t nb, int64_t Hkv, int64_t T,
                         int64_t D, int64_t Dv, const int32_t* pos, const float* k_new,
                         const mha_strides* ks, const float* v_new, const mha_strides* vs);
+
+/* Rotary embeddings (rotary.c). */
+/* One head's row x [D] at position pos, rotated (mha.h's formula) and times
+ * scale into y[d·y_step]: the one rotation every path runs. */
+void mha_rotary_row(const mha_rotary* r, int64_t pos, size_t D, const float* x, float* y, size_t y_step,
+                    float scale);
+/* Reads *src by the growth rule and checks its fields for heads of D
+ * values; *table_bytes = the bytes of cos (and of sin). */
+mha_status mha_rotary_read(const char* fn, const mha_rotary* src, int64_t D, mha_rotary* r, size_t* table_bytes);
+/* INVALID_ARGUMENT naming `what` `row` when pos is outside [0, n_positions). */
+mha_status mha_rotary_check_pos(const char* fn, const mha_rotary* r, const char* what, int64_t row, int64_t pos);
+/* The positions of a cache call's query rows: entry b's rows are [cu_q[b],
+ * cu_q[b+1]) of the packed rows (cu_q NULL: [b·Tq, (b+1)·Tq)), at
+ * rotary->positions[row] or, naturally, end − len + i with end = ends[b]
+ * (ends NULL: Tk). Each must lie in the table. */
+mha_status mha_rotary_check_queries(const char* fn, const mha_rotary* r, int64_t B, const int32_t* cu_q, int64_t Tq,
+                                    const int32_t* ends, int64_t Tk);
+/* INVALID_ARGUMENT when desc->rotary is set: the calls that apply none. */
+mha_status mha_rotary_refuse(const char* fn, const mha_attention_desc* d);
 
 #endif

@@ -7,6 +7,8 @@
  * its entry of the cache, so a one-token decode costs a decode and a prefill
  * chunk a prefill, and each sequence gets the bits of its own cache call.
  */
+#include <string.h>
+
 #include "mha/internal.h"
 
 /* The checks of both entry points: desc, the lengths, the views of q and
@@ -16,7 +18,8 @@
 static mha_status mha_varlen_kv_check(const char* fn, const mha_attention_desc* caller, const int32_t* cu_q,
                                       const int32_t* used_k, const mha_kv_cache* caller_cache,
                                       const float* q, const float* out, mha_attention_desc* d,
-                                      mha_attention_desc* flat, mha_kv_cache* cc, size_t* kb, size_t* vb) {
+                                      mha_attention_desc* flat, mha_kv_cache* cc, size_t* kb, size_t* vb,
+                                      mha_rotary* rot, size_t* rot_table) {
   mha_status st = mha_kv_cache_read(fn, caller_cache, cc);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_varlen_batch batch = {cu_q, NULL, used_k, cc, fn};
@@ -28,7 +31,17 @@ static mha_status mha_varlen_kv_check(const char* fn, const mha_attention_desc* 
   if ((st = mha_attention_validate(fn, flat, q, &any, &any, out, 0)) != MHA_STATUS_SUCCESS) return st;
   /* sequence b reads tokens [0, seqused_k[b]) of entry b: the table slots
    * that cover them, and no more, must be valid */
-  return mha_kv_cache_check(fn, cc, d->B, d->Hkv, d->D, d->Dv, NULL, used_k, d->Tk, kb, vb);
+  if ((st = mha_kv_cache_check(fn, cc, d->B, d->Hkv, d->D, d->Dv, NULL, used_k, d->Tk, kb, vb)) !=
+      MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  memset(rot, 0, sizeof *rot);
+  *rot_table = 0;
+  if (d->rotary != NULL) {
+    if ((st = mha_rotary_read(fn, d->rotary, d->D, rot, rot_table)) != MHA_STATUS_SUCCESS) return st;
+    d->rotary = flat->rotary = rot;
+  }
+  return MHA_STATUS_SUCCESS;
 }
 
 mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const int32_t* cu_seqlens_q,
@@ -37,25 +50,33 @@ mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const i
   static const char fn[] = "mha_attention_varlen_kv_f32";
   mha_attention_desc d, flat;
   mha_kv_cache cc;
-  size_t kb, vb;
+  mha_rotary rot;
+  size_t kb, vb, rot_table;
   mha_status st = mha_varlen_kv_check(fn, caller, cu_seqlens_q, seqused_k, caller_cache, q, out, &d, &flat, &cc,
-                                      &kb, &vb);
+                                      &kb, &vb, &rot, &rot_table);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_kv_cache* cache = &cc;
   /* the lengths, the cache and its table are inputs like the rest: no
    * output may overwrite them */
   const size_t ncu = (size_t)(d.B + 1) * sizeof(int32_t), nused = (size_t)d.B * sizeof(int32_t);
   const size_t ntable = cache->block_size != 0 ? (size_t)(d.B * cache->max_blocks) * sizeof(int32_t) : 0;
+  const size_t npos = rot.positions != NULL ? (size_t)cu_seqlens_q[d.B] * sizeof(int32_t) : 0;
   const mha_span inputs[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"seqused_k", seqused_k, nused},
-                             {"cache->k", cache->k, kb}, {"cache->v", cache->v, vb},
-                             {"cache->block_table", cache->block_table, ntable}};
-  if ((st = mha_attention_check_overlap(fn, &flat, q, NULL, NULL, out, NULL, inputs, 5)) != MHA_STATUS_SUCCESS) {
+                             {"cache->k", cache->k, kb},          {"cache->v", cache->v, vb},
+                             {"cache->block_table", cache->block_table, ntable},
+                             {"rotary->cos", rot.cos, rot_table}, {"rotary->sin", rot.sin, rot_table},
+                             {"rotary->positions", rot.positions, npos}};
+  if ((st = mha_attention_check_overlap(fn, &flat, q, NULL, NULL, out, NULL, inputs, 8)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn};
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_kv_workspace_size", &d, 0, &batch, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, &d)) != MHA_STATUS_SUCCESS) return st;
+  if (d.rotary != NULL && (st = mha_rotary_check_queries(fn, &rot, d.B, cu_seqlens_q, 0, seqused_k, 0)) !=
+                              MHA_STATUS_SUCCESS) {
+    return st;
+  }
   const mha_team team = mha_call_team(&c, &d);
   st = mha_attention_varlen_run(c.kr, &d, &batch, q, NULL, NULL, out, team, c.ws);
   mha_trace_end(team.tracer);
@@ -69,10 +90,11 @@ mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_desc* call
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
   mha_attention_desc d, flat;
   mha_kv_cache cc;
-  size_t kb, vb;
+  mha_rotary rot;
+  size_t kb, vb, rot_table;
   static const float any = 0.0f;
   mha_status st = mha_varlen_kv_check(fn, caller, cu_seqlens_q, seqused_k, caller_cache, &any, (float*)&any, &d,
-                                      &flat, &cc, &kb, &vb);
+                                      &flat, &cc, &kb, &vb, &rot, &rot_table);
   if (st != MHA_STATUS_SUCCESS) return st;
   const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, &cc, fn};
   mha_call c;

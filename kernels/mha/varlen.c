@@ -86,7 +86,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
-  if (st != MHA_STATUS_SUCCESS) return st;
+  if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
   /* the offsets are inputs like the rest: no output may overwrite them */
   const size_t ncu = (size_t)(desc->B + 1) * sizeof(int32_t);
@@ -112,7 +112,7 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
   const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
-  if (st != MHA_STATUS_SUCCESS) return st;
+  if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
   const mha_attention_desc* desc = &d;
   static const float any = 0.0f;
   if ((st = mha_attention_validate(fn, &flat, &any, &any, &any, &any, 0)) != MHA_STATUS_SUCCESS) return st;
@@ -272,6 +272,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     mha_varlen_seq_desc(d, vb, b, s);
     (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q)); /* it passed above */
     p->entry = b; /* the trace's batch: the sequence */
+    if (p->rot_pos != NULL) p->rot_pos += cu_q[b]; /* positions [total_q]: this sequence's rows */
     p->lse_batch = 0; /* lse [total_q, H] */
     p->lse_head = 1;
     p->lse_row = d->H;

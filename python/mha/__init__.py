@@ -53,7 +53,10 @@ widened values:
   - attention_varlen(q, k_cache, v_cache, cu_seqlens_q, seqused_k=...,
     block_table=None): a serving step in one call, packed query rows (decode
     tokens and prefill chunks) over a contiguous cache or pools, sequence b
-    reading the first seqused_k[b] tokens of entry b.
+    reading the first seqused_k[b] tokens of entry b; rotary_cos/rotary_sin
+    rotate Q on the way in (kv_cache_write takes the same for K);
+  - rotary_table(dim, n_positions, theta): the cos/sin table of rotary
+    embeddings (linear, NTK or YaRN scaling through its arguments).
 Caches and pools are never copied when mha can read them in place, and
 kv_cache_write refuses (MhaError INVALID_STRIDE) a cache it cannot write in
 place.
@@ -84,6 +87,7 @@ from ._errors import MhaError
 from ._process import ISAS, library_path, isa_available, get_isa, set_isa
 from ._core import attention
 from ._kv_cache import attention_paged, kv_cache_write
+from ._rotary import rotary_table
 from ._varlen import attention_varlen
 from ._merge import merge
 from ._layer import Layer
@@ -95,12 +99,12 @@ __version__ = "0.5.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
            "isa_available", "get_isa", "set_isa", "attention", "attention_paged",
-           "kv_cache_write", "merge", "Layer", "TRACE_DTYPE", "TRACE_STAGES"]
+           "kv_cache_write", "merge", "Layer", "TRACE_DTYPE", "TRACE_STAGES", "rotary_table"]
 
 # The public names defined in the private modules, as they were before the
 # split: mha.MhaError, mha.Layer, mha.attention (reprs, tracebacks, help()).
 for _obj in (MhaError, library_path, isa_available, get_isa, set_isa, attention,
-             attention_paged, kv_cache_write, attention_varlen, merge, Layer):
+             attention_paged, kv_cache_write, attention_varlen, merge, Layer, rotary_table):
     _obj.__module__ = __name__
 del _obj
 

@@ -13,6 +13,7 @@ from ._errors import _check, _fail
 from ._coerce import (_c_int64, _element_strides, _float32, _input_view, _int32_array, _kv_dtype,
                       _kv_len_array, _ptr, _strides)
 from ._core import _LAYOUT_AXES, _attend, _batch_to, _options_arrays
+from ._rotary import _rotate
 from ._tensors import _Tensors
 
 
@@ -159,7 +160,8 @@ def _written_view(a, axes, name):
 
 
 def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_dtype=None,
-                   cache_layout=None, layout="bhtd"):
+                   cache_layout=None, layout="bhtd", rotary_cos=None, rotary_sin=None,
+                   rotary_interleaved=False):
     """Appends rows to a K/V cache in place, rounded to its dtype (to nearest,
     ties to even; f16 overflows to ±inf): mha_kv_cache_write.
 
@@ -180,6 +182,10 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
     Tensors: k_cache and v_cache may be torch tensors (bfloat16 ones too),
     DLPack or array-interface objects: written in place through a NumPy view
     of their memory (never a copy; one that cannot be viewed is refused).
+    rotary_cos, rotary_sin [n_positions, rotary_dim / 2]: K rows rotated
+    first (V as is), row t of entry b at position pos[b] + t, GPT-NeoX pairs
+    or GPT-J with rotary_interleaved: the bits of mha_kv_cache_write_varlen
+    with a rotary (mha.h's formula), to pair with attention_varlen's.
     Writes nothing when any check fails (MhaError).
     """
     L = _lib.lib()
@@ -215,6 +221,13 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
     elif k_cache.shape[caxes[0]] != B:
         _fail("INVALID_SHAPE", f"k_cache holds {k_cache.shape[caxes[0]]} batch entries, k_new {B}")
     p = _kv_len_array(pos, B, "pos", "position")
+    if rotary_cos is not None or rotary_sin is not None:
+        if rotary_cos is None or rotary_sin is None:
+            raise TypeError("rotary_cos and rotary_sin come together")
+        at = p.astype(np.int64)[:, None] + np.arange(T)[None, :]  # [B, T]
+        at = at[:, None, :] if layout == "bhtd" else at[:, :, None]
+        kn = _rotate(kn, t.array(rotary_cos, "rotary_cos"), t.array(rotary_sin, "rotary_sin"),
+                     rotary_interleaved, np.broadcast_to(at, kn.shape[:-1]))
     kn, skn = _input_view(kn, axes)
     vn, svn = _input_view(vn, axes)
     cache = _cache_struct(kd, k_cache, sk, v_cache, sv, caxes, table)

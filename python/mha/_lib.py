@@ -37,6 +37,8 @@ MHA_WEIGHTS_OUT_IN = 1
 
 # enum mha_dtype (the element type of a K/V cache)
 DTYPE_VALUES = {"f32": 0, "f16": 1, "bf16": 2}
+# mha_rotary_style
+ROTARY_STYLE_VALUES = {"neox": 0, "gptj": 1}
 
 # enum mha_trace_stage (mha_trace_event.stage)
 TRACE_STAGE_VALUES = {"pack_kt": 1, "attention": 2, "weights_mean": 3, "gemm": 4}
@@ -67,7 +69,13 @@ class AttentionDesc(_Sized):
                 ("scale", ctypes.c_float), ("mask", Mask), ("num_threads", ctypes.c_int),
                 ("isa", ctypes.c_int), ("lse", PTR), ("weights_mode", ctypes.c_int),
                 ("weights_heads", PTR), ("weights_nheads", I64), ("workspace", PTR),
-                ("workspace_size", ctypes.c_size_t), ("threadpool", PTR), ("trace", PTR)]
+                ("workspace_size", ctypes.c_size_t), ("threadpool", PTR), ("trace", PTR),
+                ("rotary", PTR)]
+
+
+class Rotary(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("style", ctypes.c_int), ("dim", I64), ("cos", PTR),
+                ("sin", PTR), ("n_positions", I64), ("positions", PTR)]
 
 
 class KVCache(_Sized):
@@ -207,6 +215,8 @@ def _prototypes(lib):
         "mha_attention_varlen_kv_workspace_size": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                                            P(ctypes.c_int32), P(KVCache),
                                                            P(ctypes.c_size_t)]),
+        "mha_rotary_table_f32": (c_int, [I64, I64, ctypes.c_double, ctypes.c_double, PTR,
+                                         ctypes.c_double, PTR, PTR]),
         # mha_strides by value
         "mha_kv_cache_write": (c_int, [P(KVCache)] + [I64] * 5 + [PTR, PTR, Strides, PTR,
                                                                   Strides]),

@@ -14,6 +14,7 @@ from ._coerce import (_F32, _c_int, _check_out_array, _element_strides, _float32
                       _int32_array, _isa_value, _kv_dtype, _kv_len_array, _ptr, _scale, _strides)
 from ._kv_cache import _block_table, _cache_axes, _cache_struct, _check_pools
 from ._options import _set_variants
+from ._rotary import _rotary_struct
 from ._tensors import _Tensors
 from . import _trace
 from ._workspace import _workspace
@@ -23,7 +24,9 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
                      block_table=None, kv_dtype=None, cache_layout="bhtd", max_seqlen_q=None,
                      max_seqlen_k=None, causal=False, align="bottom_right", window=None,
                      alibi_slopes=None, softcap=None, sinks=None, scale=None, return_lse=False,
-                     num_threads=0, isa=None, out=None, workspace=None, return_trace=False):
+                     num_threads=0, isa=None, out=None, workspace=None, return_trace=False,
+                     rotary_cos=None, rotary_sin=None, rotary_interleaved=False,
+                     rotary_positions=None):
     """A packed variable-length batch (mha_attention_varlen_f32), or one whose
     keys come from a K/V cache (seqused_k: mha_attention_varlen_kv_f32).
 
@@ -68,6 +71,16 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
     not asked for: (out, lse [total_q, H]) or (out, trace). Tensors (torch,
     DLPack, array interface) as in attention(): torch in → torch out (the
     trace stays a NumPy array).
+
+    Rotary embeddings (over a cache only; FlashAttention's names):
+    rotary_cos, rotary_sin [n_positions, rotary_dim / 2] (rotary_table()
+    makes them) rotate the first rotary_dim dimensions of each query head as
+    mha reads Q, GPT-NeoX pairs (i, i + rotary_dim/2), or GPT-J pairs (2i,
+    2i+1) with rotary_interleaved; query i of sequence b at position
+    seqused_k[b] − len_q + i, or rotary_positions [total_q]. The cache must
+    hold keys rotated the same way (kv_cache_write's rotary arguments, or the
+    engine's own). Bitwise the call on Q rotated beforehand by the formula of
+    mha.h.
     """
     L = _lib.lib()
     cache_mode = seqused_k is not None
@@ -76,7 +89,8 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
                         "seqused_k (k and v a K/V cache), " +
                         ("not both" if cache_mode else "and got neither"))
     if not cache_mode:
-        for name, value in (("block_table", block_table), ("kv_dtype", kv_dtype)):
+        for name, value in (("block_table", block_table), ("kv_dtype", kv_dtype),
+                            ("rotary_cos", rotary_cos), ("rotary_positions", rotary_positions)):
             if value is not None:
                 raise TypeError(f"attention_varlen(): {name} is for a K/V cache (with seqused_k)")
     t, out_given = _Tensors(), out
@@ -149,6 +163,13 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
     keep = [cq, ck]
     d.mask.causal = 1 if causal else 0
     _set_variants(d.mask, H, align, window, alibi_slopes, softcap, sinks, keep)
+    if rotary_cos is not None or rotary_sin is not None:
+        rot = _rotary_struct(t.array(rotary_cos, "rotary_cos"), t.array(rotary_sin, "rotary_sin"),
+                             rotary_interleaved, t.array(rotary_positions, "rotary_positions"), total_q, D,
+                             keep)
+        d.rotary = ctypes.addressof(rot)
+    elif rotary_positions is not None:
+        raise TypeError("attention_varlen(): rotary_positions without rotary_cos and rotary_sin")
     lse = np.empty((total_q, H), _F32) if return_lse else None
     d.lse = _ptr(lse)
     i32 = ctypes.POINTER(ctypes.c_int32)

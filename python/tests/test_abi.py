@@ -16,7 +16,7 @@ MIRRORS = {"mha_strides": _lib.Strides, "mha_mask": _lib.Mask,
            "mha_attention_desc": _lib.AttentionDesc, "mha_kv_cache": _lib.KVCache,
            "mha_layer_desc": _lib.LayerDesc,
            "mha_layer_args": _lib.LayerArgs, "mha_trace_event": _lib.TraceEvent,
-           "mha_trace": _lib.Trace}
+           "mha_trace": _lib.Trace, "mha_rotary": _lib.Rotary}
 
 
 def c_layout():
@@ -40,6 +40,8 @@ def test_enum_values_match_the_header():
     assert enums["mha_dtype"] == {f"MHA_DTYPE_{n.upper()}": v for n, v in _lib.DTYPE_VALUES.items()}
     assert enums["mha_trace_stage"] == {f"MHA_TRACE_{n.upper()}": v
                                         for n, v in _lib.TRACE_STAGE_VALUES.items()}
+    assert enums["mha_rotary_style"] == {f"MHA_ROTARY_{n.upper()}": v
+                                         for n, v in _lib.ROTARY_STYLE_VALUES.items()}
 
 
 def test_struct_layouts_match_the_header():
