@@ -212,14 +212,14 @@ int main(int argc, char** argv) {
     if ((st = mha_attention_varlen_kv_f32(&d, cu_q, used, q, &cache, out1)) != MHA_STATUS_SUCCESS) {
       return fail("mha_attention_varlen_kv_f32", st);
     }
-    double t1 = now_s();
+    const double t1 = now_s();
+    double t_per_start = t1;
     if (rotary) {
       if ((st = mha_attention_varlen_kv_f32(&dr, cu_q, used, q, &cache, out2)) != MHA_STATUS_SUCCESS) {
         return fail("mha_attention_varlen_kv_f32 with rotary", st);
       }
-      const double tr = now_s();
-      if (r >= 0) t_rot[r] = tr - t1;
-      t1 = tr;
+      t_per_start = now_s();
+      if (r >= 0) t_rot[r] = t_per_start - t1;
     }
     for (int64_t b = 0; b < B; b++) {
       mha_attention_desc s = d;
@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
     const double t2 = now_s();
     if (r >= 0) {
       t_one[r] = t1 - t0;
-      t_per[r] = t2 - t1;
+      t_per[r] = t2 - t_per_start;
     }
   }
   const int same = memcmp(out1, out2, (size_t)(total_q * H * D) * sizeof(float)) == 0;

@@ -659,7 +659,10 @@ static inline void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype,
  * Returns the core's statuses, plus NULL_POINTER (cache, its k, v or
  * block_table), INVALID_ARGUMENT (dtype, block_size, a table slot outside
  * [0, num_blocks), Tk past the cache), INVALID_SIZE (capacity, num_blocks,
- * max_blocks < 1). A packed variable-length batch over a cache:
+ * max_blocks < 1). desc->rotary rotates Q as the call reads it, query i of
+ * entry b at kv_end(b) − Tq + i or rotary->positions [B·Tq] ("Rotary
+ * embeddings"; a position outside the table is INVALID_ARGUMENT). A packed
+ * variable-length batch over a cache:
  * mha_attention_varlen_kv_f32. */
 MHA_API mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q,
                                         const mha_kv_cache* cache, float* out, float* weights);
@@ -689,7 +692,9 @@ MHA_API mha_status mha_attention_kv_workspace_size(const mha_attention_desc* des
  *                (Tk <= the cache's capacity, or max_blocks·block_size);
  *                H, Hkv, D, Dv, scale, the masks' causal flag, alignment,
  *                window, ALiBi, soft-cap and sinks, num_threads, isa,
- *                threadpool, trace and workspace as in the core. desc's k
+ *                threadpool, trace and workspace as in the core; rotary
+ *                rotates Q at seqused_k[b] − len_q + i (or
+ *                rotary->positions [total_q]; "Rotary embeddings"). desc's k
  *                and v views are not used (the cache's strides are); q's and
  *                out's head and row strides address the packed rows, their
  *                batch strides are not used; lse, when given, is [total_q, H].
