@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 dir=build-fuzz
-harnesses=(attention layer kv-cache varlen)
+harnesses=(attention layer kv-cache varlen rotary)
 
 bash scripts/setup.sh --fuzz
 CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMHA_FUZZ=ON \
