@@ -55,6 +55,9 @@ widened values:
     tokens and prefill chunks) over a contiguous cache or pools, sequence b
     reading the first seqused_k[b] tokens of entry b; rotary_cos/rotary_sin
     rotate Q on the way in (kv_cache_write takes the same for K);
+  - kv_cache_write_varlen(k_cache, v_cache, k_new, v_new, cu_seqlens, pos)
+    and kv_cache_write_slots(k_pool, v_pool, k_new, v_new, slot_mapping):
+    the serving writers (a step's packed rows per sequence, or by slot);
   - rotary_table(dim, n_positions, theta): the cos/sin table of rotary
     embeddings (linear, NTK or YaRN scaling through its arguments).
 Caches and pools are never copied when mha can read them in place, and
@@ -87,6 +90,7 @@ from ._errors import MhaError
 from ._process import ISAS, library_path, isa_available, get_isa, set_isa
 from ._core import attention
 from ._kv_cache import attention_paged, kv_cache_write
+from ._kv_write import kv_cache_write_slots, kv_cache_write_varlen
 from ._rotary import rotary_table
 from ._varlen import attention_varlen
 from ._merge import merge
@@ -99,12 +103,14 @@ __version__ = "0.5.0"  # the C library's MHA_VERSION_MAJOR.MINOR.PATCH (include/
 
 __all__ = ["attention_varlen", "MhaError", "LibraryNotFoundError", "version", "library_path", "ISAS",
            "isa_available", "get_isa", "set_isa", "attention", "attention_paged",
-           "kv_cache_write", "merge", "Layer", "TRACE_DTYPE", "TRACE_STAGES", "rotary_table"]
+           "kv_cache_write", "merge", "Layer", "TRACE_DTYPE", "TRACE_STAGES", "rotary_table",
+           "kv_cache_write_varlen", "kv_cache_write_slots"]
 
 # The public names defined in the private modules, as they were before the
 # split: mha.MhaError, mha.Layer, mha.attention (reprs, tracebacks, help()).
 for _obj in (MhaError, library_path, isa_available, get_isa, set_isa, attention,
-             attention_paged, kv_cache_write, attention_varlen, merge, Layer, rotary_table):
+             attention_paged, kv_cache_write, attention_varlen, merge, Layer, rotary_table,
+             kv_cache_write_varlen, kv_cache_write_slots):
     _obj.__module__ = __name__
 del _obj
 

@@ -215,6 +215,10 @@ def _prototypes(lib):
         "mha_attention_varlen_kv_workspace_size": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                                            P(ctypes.c_int32), P(KVCache),
                                                            P(ctypes.c_size_t)]),
+        "mha_kv_cache_write_varlen": (c_int, [P(KVCache)] + [I64] * 4 + [P(ctypes.c_int32), P(ctypes.c_int32),
+                                                                       PTR, Strides, PTR, Strides, PTR]),
+        "mha_kv_cache_write_slots": (c_int, [P(KVCache)] + [I64] * 4 + [P(ctypes.c_int32), PTR, Strides, PTR,
+                                                                      Strides, PTR]),
         "mha_rotary_table_f32": (c_int, [I64, I64, ctypes.c_double, ctypes.c_double, PTR,
                                          ctypes.c_double, PTR, PTR]),
         # mha_strides by value
