@@ -3,7 +3,7 @@
  * calls attention per layer: a packed batch of sequences, some prefilling a
  * chunk and most decoding one token, all reading one paged K/V cache.
  *
- *   mha_serving_step [--threads N] [--reps N] [--block 16|32|...] [--dtype f16|bf16|f32]
+ *   mha_serving_step [--threads N] [--reps N] [--block 16|32|...] [--dtype f16|bf16|f32|int8]
  *                    [--prefill N] [--rotary] [--tiny]
  *
  * The preset (issue #22): 64 sequences, 4 of them prefilling chunks of 512
@@ -82,9 +82,12 @@ int main(int argc, char** argv) {
       bs = atoll(argv[++i]);
     } else if (i + 1 < argc && strcmp(argv[i], "--dtype") == 0) {
       const char* t = argv[++i];
-      dtype = strcmp(t, "f32") == 0 ? MHA_DTYPE_F32 : strcmp(t, "bf16") == 0 ? MHA_DTYPE_BF16 : MHA_DTYPE_F16;
+      dtype = strcmp(t, "f32") == 0    ? MHA_DTYPE_F32
+              : strcmp(t, "bf16") == 0 ? MHA_DTYPE_BF16
+              : strcmp(t, "int8") == 0 ? MHA_DTYPE_INT8
+                                       : MHA_DTYPE_F16;
     } else {
-      fprintf(stderr, "usage: mha_serving_step [--threads N] [--reps N] [--block N] [--dtype f16|bf16|f32] "
+      fprintf(stderr, "usage: mha_serving_step [--threads N] [--reps N] [--block N] [--dtype f16|bf16|f32|int8] "
                       "[--prefill N] [--rotary] [--tiny]\n");
       return 2;
     }
@@ -94,7 +97,7 @@ int main(int argc, char** argv) {
   const int64_t n_prefill = prefill >= 0 && prefill <= B ? prefill : tiny ? 2 : 4;
   const int64_t hist_lo = tiny ? 32 : 1024, hist_hi = tiny ? 256 : 8192;
   const int64_t H = 32, Hkv = 8, D = 128;
-  const size_t esz = dtype == MHA_DTYPE_F32 ? 4 : 2;
+  const size_t esz = dtype == MHA_DTYPE_F32 ? 4 : dtype == MHA_DTYPE_INT8 ? 1 : 2;
 
   /* lengths: the prefilling sequences first; keys = history (+ the chunk) */
   int32_t* cu_q = malloc((size_t)(B + 1) * sizeof(int32_t));
@@ -136,6 +139,12 @@ int main(int argc, char** argv) {
   }
   mha_kv_cache cache;
   mha_kv_cache_init_paged(&cache, dtype, kp, vp, blocks, bs, Hkv, D, D, table, max_blocks);
+  /* int8: one scale per row of the pools */
+  float* kscales = dtype == MHA_DTYPE_INT8 ? malloc((size_t)(blocks * Hkv * bs) * sizeof(float)) : NULL;
+  float* vscales = dtype == MHA_DTYPE_INT8 ? malloc((size_t)(blocks * Hkv * bs) * sizeof(float)) : NULL;
+  if (dtype == MHA_DTYPE_INT8 && (kscales == NULL || vscales == NULL)) return 1;
+  cache.k_scales = kscales;
+  cache.v_scales = vscales;
   /* the values, written as an engine does (mha_kv_cache_write, one
    * sequence at a time from fp32 rows) */
   {
@@ -186,7 +195,9 @@ int main(int argc, char** argv) {
     const double seen = (double)lq * (double)(used[b] - lq) + 0.5 * (double)lq * (double)(lq + 1);
     flops += 4.0 * (double)H * (double)D * seen;
   }
-  const double cache_bytes = 2.0 * (double)tokens * (double)Hkv * (double)D * (double)esz;
+  /* K and V rows, and an int8 cache's scale per row */
+  const double cache_bytes = 2.0 * (double)tokens * (double)Hkv * ((double)D * (double)esz +
+                                                                  (dtype == MHA_DTYPE_INT8 ? 4.0 : 0.0));
 
   double* t_one = malloc((size_t)reps * sizeof(double));
   double* t_per = malloc((size_t)reps * sizeof(double));
@@ -243,7 +254,10 @@ int main(int argc, char** argv) {
   const double one = median(t_one, reps), per = median(t_per, reps);
   char cpu[256];
   mha_bench_cpu_model(cpu, sizeof cpu);
-  const char* tname = dtype == MHA_DTYPE_F32 ? "f32" : dtype == MHA_DTYPE_BF16 ? "bf16" : "f16";
+  const char* tname = dtype == MHA_DTYPE_F32    ? "f32"
+                      : dtype == MHA_DTYPE_BF16 ? "bf16"
+                      : dtype == MHA_DTYPE_INT8 ? "int8"
+                                                : "f16";
   printf("CPU: %s; threads %d (0: all); %d reps, medians\n", cpu, threads, reps);
   printf("serving_step%s: %lld sequences (%lld prefilling chunks of %lld, %lld decoding), histories [%lld, %lld], "
          "H %lld / Hkv %lld, D %lld, paged %s cache, blocks of %lld: %.3f GB, %.2f GFLOP\n",
@@ -273,6 +287,8 @@ int main(int argc, char** argv) {
   free(perm);
   free(kp);
   free(vp);
+  free(kscales);
+  free(vscales);
   free(q);
   free(out1);
   free(out2);

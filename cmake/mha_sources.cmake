@@ -10,6 +10,7 @@ set(MHA_SOURCES
   kernels/kv-gemm/kv-gemm-nt-1x1-scalar.c
   kernels/kv-gemm/kv-gemm-pv-4x8-scalar.c
   kernels/kv-gemm/kv-narrow-scalar.c
+  kernels/kv-gemm/kv-dequant-scalar.c
   kernels/kv-gemm/kv-widen-scalar.c
   kernels/mha/abi.c
   kernels/mha/attention.c
@@ -43,6 +44,7 @@ set_source_files_properties(
   kernels/kv-gemm/kv-gemm-nt-1x1-scalar.c
   kernels/kv-gemm/kv-gemm-pv-4x8-scalar.c
   kernels/kv-gemm/kv-narrow-scalar.c
+  kernels/kv-gemm/kv-dequant-scalar.c
   kernels/kv-gemm/kv-widen-scalar.c
   PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
 
@@ -62,6 +64,7 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/kv-gemm/kv-gemm-nt-4x1-avx2.c
     kernels/kv-gemm/kv-gemm-pv-6x16-avx2.c
     kernels/kv-gemm/kv-narrow-avx2.c
+    kernels/kv-gemm/kv-dequant-avx2.c
     kernels/kv-gemm/kv-widen-avx2.c)
   set(MHA_AVX512F_SOURCES
     kernels/config/table-avx512f.c
@@ -73,6 +76,7 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/kv-gemm/kv-gemm-nt-4x1-avx512f.c
     kernels/kv-gemm/kv-gemm-pv-12x32-avx512f.c
     kernels/kv-gemm/kv-narrow-avx512f.c
+    kernels/kv-gemm/kv-dequant-avx512f.c
     kernels/kv-gemm/kv-widen-avx512f.c)
   # F16C (vcvtph2ps, vcvtps2ph) widens f16 K/V rows and rounds fp32 to f16; every AVX2 CPU
   # has it (isa-select.c checks it)
@@ -98,6 +102,7 @@ if(MHA_ARCH STREQUAL "arm64")
     kernels/kv-gemm/kv-gemm-nt-4x4-neon.c
     kernels/kv-gemm/kv-gemm-pv-8x12-neon.c
     kernels/kv-gemm/kv-narrow-neon.c
+    kernels/kv-gemm/kv-dequant-neon.c
     kernels/kv-gemm/kv-widen-neon.c)
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_NEON)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)

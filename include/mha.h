@@ -580,7 +580,11 @@ MHA_API mha_status mha_attention_varlen_workspace_size(const mha_attention_desc*
 typedef enum mha_dtype {
   MHA_DTYPE_F32 = 0,  /* IEEE binary32 */
   MHA_DTYPE_F16 = 1,  /* IEEE binary16 (half), its bits as uint16_t */
-  MHA_DTYPE_BF16 = 2  /* bfloat16 (the upper half of a binary32), as uint16_t */
+  MHA_DTYPE_BF16 = 2, /* bfloat16 (the upper half of a binary32), as uint16_t */
+  /* symmetric int8 with one fp32 scale per row (token, K/V head): value =
+   * (float)q · scale, q in [−127, 127] as int8_t; the scales live beside the
+   * cache (mha_kv_cache's k_scales, v_scales; "int8 caches" below). (Since 0.6.) */
+  MHA_DTYPE_INT8 = 3
 } mha_dtype;
 
 /* A K/V cache as an engine stores it, contiguous or paged.
@@ -608,6 +612,16 @@ typedef struct mha_kv_cache {
   int64_t num_blocks;         /* paged: blocks in each pool */
   const int32_t* block_table; /* paged: [B, max_blocks], row-major */
   int64_t max_blocks;         /* paged: table columns; an entry holds up to max_blocks·block_size tokens */
+  /* MHA_DTYPE_INT8 only (else not read): the scale of K row t of head g of
+   * entry b (paged: of its block n, row t % block_size) at k_scales[b·
+   * scale_strides.batch + g·scale_strides.head + t·scale_strides.row]
+   * (paged: n·batch + ...), likewise v_scales. The initializers set
+   * scale_strides to [B, Hkv, capacity] (paged: [num_blocks, Hkv,
+   * block_size]) contiguous and the pointers to NULL: set k_scales and
+   * v_scales to arrays of that many floats. (Since 0.6.) */
+  float* k_scales;
+  float* v_scales;
+  mha_strides scale_strides;
 } mha_kv_cache;
 
 /* A contiguous cache [B, Hkv, capacity, D] (K) and [B, Hkv, capacity, Dv] (V). */
@@ -644,6 +658,25 @@ static inline void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype,
                                 Dv, block_table, max_blocks);
 }
 
+/* int8 caches (MHA_DTYPE_INT8). K and V hold int8_t elements, and each row
+ * (token, K/V head) one fp32 scale in k_scales / v_scales (laid out by
+ * scale_strides, which the initializers set; set the two pointers). The
+ * writers quantize each fp32 row x of n values symmetrically:
+ *
+ *   amax = max |x[i]|;  q[i] = x[i]·127/amax (in double) rounded to nearest,
+ *   ties to even;  scale = amax/127 rounded to fp32;
+ *
+ * amax = 0 stores scale 0 and q 0; a row holding a NaN or an infinity
+ * stores scale NaN and q 0 (the row reads NaN). Error: |q·scale − x| <=
+ * amax·(1/254 + 2^−22) for a normal amax. Rounding to an integer is exact in
+ * every rounding mode; the product x·127/amax is computed in the caller's
+ * mode (the default gives the documented bytes on every machine). Reading,
+ * every kernel set dequantizes a row as (float)q · scale (one rounding) into
+ * an L1-resident fp32 tile per key block and runs the fp32 kernels on it: a
+ * call over an int8 cache gives bitwise the fp32 call on the dequantized
+ * values, as 16-bit caches do, and reads a quarter of the fp32 bytes (plus
+ * 4 bytes of scale per row). */
+
 /* The core (mha_attention_f32) with K and V read from a cache: entry b's keys
  * are the cache's tokens [0, Tk) (fewer with mask.kv_len, as usual); desc's k
  * and v strides are not used (the cache's are). Every mask, variant, GQA,
@@ -657,7 +690,7 @@ static inline void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype,
  * accurate as fp32 attention on its (rounded) values.
  *
  * Returns the core's statuses, plus NULL_POINTER (cache, its k, v or
- * block_table), INVALID_ARGUMENT (dtype, block_size, a table slot outside
+ * block_table; an int8 cache's k_scales or v_scales), INVALID_ARGUMENT (dtype, block_size, a table slot outside
  * [0, num_blocks), Tk past the cache), INVALID_SIZE (capacity, num_blocks,
  * max_blocks < 1). desc->rotary rotates Q as the call reads it, query i of
  * entry b at kv_end(b) − Tq + i or rotary->positions [B·Tq] ("Rotary

@@ -41,6 +41,7 @@ int main(void) {
   E(mha_rotary_style, MHA_ROTARY_NEOX); E(mha_rotary_style, MHA_ROTARY_GPTJ);
 
   E(mha_dtype, MHA_DTYPE_F32); E(mha_dtype, MHA_DTYPE_F16); E(mha_dtype, MHA_DTYPE_BF16);
+  E(mha_dtype, MHA_DTYPE_INT8);
 
   S(mha_trace_event);
   F(mha_trace_event, start_ns); F(mha_trace_event, end_ns); F(mha_trace_event, worker);
@@ -59,6 +60,7 @@ int main(void) {
   F(mha_kv_cache, dtype); F(mha_kv_cache, k); F(mha_kv_cache, v); F(mha_kv_cache, k_strides);
   F(mha_kv_cache, v_strides); F(mha_kv_cache, capacity); F(mha_kv_cache, block_size);
   F(mha_kv_cache, num_blocks); F(mha_kv_cache, block_table); F(mha_kv_cache, max_blocks);
+  F(mha_kv_cache, k_scales); F(mha_kv_cache, v_scales); F(mha_kv_cache, scale_strides);
 
   S(mha_layer_desc);
   F(mha_layer_desc, struct_size);

@@ -1216,7 +1216,7 @@ static void test_write_one(tester* t, mha_dtype dt, int layout, int64_t T) {
   expect_write_failure(t, &s, dt, "NULL cache->k", MHA_STATUS_NULL_POINTER, "cache->k", &c, W_B, T, W_D, W_DV,
                        pos, kn, ks, vn, vs);
   c = s.cache;
-  c.dtype = (mha_dtype)3;
+  c.dtype = (mha_dtype)4; /* 3 is MHA_DTYPE_INT8 */
   expect_write_failure(t, &s, dt, "bad dtype", MHA_STATUS_INVALID_ARGUMENT, "dtype", &c, W_B, T, W_D, W_DV, pos,
                        kn, ks, vn, vs);
   expect_write_failure(t, &s, dt, "B = 0", MHA_STATUS_INVALID_SIZE, "B", &s.cache, 0, T, W_D, W_DV, pos, kn, ks,
@@ -1477,7 +1477,7 @@ static void test_errors(tester* t) {
                        MHA_STATUS_NULL_POINTER, "bytes");
 
   /* INVALID_ARGUMENT: dtype, block_size, table slots, Tk past the cache */
-  const int bad_dtypes[] = {3, -1, 1000};
+  const int bad_dtypes[] = {4, -1, 1000}; /* 3 is MHA_DTYPE_INT8 */
   for (size_t i = 0; i < COUNT(bad_dtypes); i++) {
     c = i % 2 ? contig : paged;
     c.dtype = (mha_dtype)bad_dtypes[i];

@@ -97,6 +97,10 @@ typedef void (*mha_x16_widen_fn)(size_t n, const uint16_t* x, float* y);
  * mha_f32_to_f16 / mha_f32_to_bf16 */
 typedef void (*mha_x16_narrow_fn)(size_t n, const float* x, uint16_t* y);
 
+/* y[0..n) = (float)x[0..n) · scale (an int8 cache row): one rounding per
+ * value, bitwise the same on every set */
+typedef void (*mha_i8_dequant_fn)(size_t n, const int8_t* x, float scale, float* y);
+
 /* The tile step on a transposed score tile: key j's scores of the `rows`
  * query rows at st + j·ldst (query row r in column r), n keys; rows a
  * multiple of the set's gemm_nr (the columns of Sᵀ in whole panels; the
@@ -171,6 +175,7 @@ typedef struct mha_kernels {
   mha_x16_widen_fn widen_bf16;
   mha_x16_narrow_fn narrow_f16;
   mha_x16_narrow_fn narrow_bf16;
+  mha_i8_dequant_fn dequant_i8;
 } mha_kernels;
 
 /* The kernel table of each ISA; NULL when the ISA is not compiled in. */

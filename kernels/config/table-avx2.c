@@ -39,6 +39,7 @@ static const mha_kernels mha_kernels_avx2_table = {
     .widen_bf16 = mha_bf16_widen__avx2,
     .narrow_f16 = mha_f16_narrow__avx2,
     .narrow_bf16 = mha_bf16_narrow__avx2,
+    .dequant_i8 = mha_i8_dequant__avx2,
 };
 
 const mha_kernels* mha_kernels_avx2(void) { return &mha_kernels_avx2_table; }

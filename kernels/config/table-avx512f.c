@@ -40,6 +40,7 @@ static const mha_kernels mha_kernels_avx512f_table = {
     .widen_bf16 = mha_bf16_widen__avx512f,
     .narrow_f16 = mha_f16_narrow__avx512f,
     .narrow_bf16 = mha_bf16_narrow__avx512f,
+    .dequant_i8 = mha_i8_dequant__avx512f,
 };
 
 const mha_kernels* mha_kernels_avx512f(void) { return &mha_kernels_avx512f_table; }

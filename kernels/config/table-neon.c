@@ -40,6 +40,7 @@ static const mha_kernels mha_kernels_neon_table = {
     .widen_bf16 = mha_bf16_widen__neon,
     .narrow_f16 = mha_f16_narrow__neon,
     .narrow_bf16 = mha_bf16_narrow__neon,
+    .dequant_i8 = mha_i8_dequant__neon,
 };
 
 const mha_kernels* mha_kernels_neon(void) { return &mha_kernels_neon_table; }

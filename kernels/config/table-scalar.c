@@ -35,6 +35,7 @@ static const mha_kernels mha_kernels_scalar_table = {
     .widen_bf16 = mha_bf16_widen__scalar,
     .narrow_f16 = mha_f16_narrow__scalar,
     .narrow_bf16 = mha_bf16_narrow__scalar,
+    .dequant_i8 = mha_i8_dequant__scalar,
 };
 
 const mha_kernels* mha_kernels_scalar(void) { return &mha_kernels_scalar_table; }

@@ -64,6 +64,13 @@ void mha_bf16_widen__avx512f(size_t n, const uint16_t* x, float* y);
 void mha_f16_widen__neon(size_t n, const uint16_t* x, float* y);
 void mha_bf16_widen__neon(size_t n, const uint16_t* x, float* y);
 
+/* y[0..n) = (float)x[0..n) · scale: an int8 cache row dequantized, one
+ * rounding per value (the same bits on every set) */
+void mha_i8_dequant__scalar(size_t n, const int8_t* x, float scale, float* y);
+void mha_i8_dequant__avx2(size_t n, const int8_t* x, float scale, float* y);
+void mha_i8_dequant__avx512f(size_t n, const int8_t* x, float scale, float* y);
+void mha_i8_dequant__neon(size_t n, const int8_t* x, float scale, float* y);
+
 /* y[0..n) = x[0..n) rounded to f16 / bf16, bitwise kv-convert.h's
  * mha_f32_to_f16 / mha_f32_to_bf16 */
 void mha_f16_narrow__scalar(size_t n, const float* x, uint16_t* y);

@@ -161,8 +161,8 @@ mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc*
   const size_t nlen = d->mask.kv_len != NULL ? (size_t)d->B * sizeof(int32_t) : 0;
   const size_t nhead = (size_t)d->H * sizeof(float);
   const size_t nlse = d->lse != NULL ? (size_t)(d->B * d->H * d->Tq) * sizeof(float) : 0;
-  enum { MAX_MORE = 8 };
-  /* internal callers pass at most 8 (the varlen cache call with a rotary); more would be
+  enum { MAX_MORE = 12 };
+  /* internal callers pass at most 10 (the varlen cache call); more would be
    * a spans list this check drops, so it refuses rather than truncates */
   if (n_more_in > MAX_MORE) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: internal: %zu extra input spans, at most %d", fn,

@@ -64,7 +64,7 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
     mha_gemm_tiles(kr, pt, R, Dv, nk, sc->s, pt ? R : NK, vblk, (size_t)p->vs->row, sc->o, Dv, 1);
     return;
   }
-  if (!careful && p->use_nt) {
+  if (!careful && p->use_nt && p->dt != MHA_DTYPE_INT8) {
     const void* vblk = mha_kv_row(p, 1, pos.b, pos.g, j0);
     const size_t ldv = (size_t)p->vs->row;
     const void* const* vrows = NULL;
@@ -95,7 +95,8 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
   int any_bad = 0;
   for (size_t j = 0; j < nk; j++) {
     float* row = sc->vclean + j * Dv;
-    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j), Dv, row);
+    const int64_t jj = j0 + (int64_t)j;
+    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, jj), mha_kv_scale(p, 1, pos.b, pos.g, jj), Dv, row);
     sc->bad[j] = (unsigned char)(careful && mha_any_nonfinite(row, Dv));
     if (sc->bad[j]) memset(row, 0, Dv * sizeof(float));
     any_bad |= sc->bad[j];
@@ -105,7 +106,8 @@ static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_
   for (size_t j = 0; j < nk; j++) {
     if (!sc->bad[j]) continue;
     float* vrow = sc->acc; /* the row again, as it is (acc is free in the flash loop) */
-    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j), Dv, vrow);
+    const int64_t jj = j0 + (int64_t)j;
+    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, jj), mha_kv_scale(p, 1, pos.b, pos.g, jj), Dv, vrow);
     for (size_t r = 0; r < R; r++) {
       if (mha_key_hidden(p, sc, pos, r, j0, j)) continue;
       const float pj = sc->s[r * NK + j];
@@ -178,7 +180,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     }
     const int whole = plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim;
     const int pt = whole && tile_t && nk % 16 == 0; /* P transposed in sc->s */
-    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s, pt);
+    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s, pt, sc->vclean);
     if (pt) {
       kr->softmax_online_tile_t(R, nk, sc->s, R, sc->m, sc->l, sc->alpha);
     } else if (whole) {

@@ -133,7 +133,9 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   mha_count(&scratch, rows, Dv, &bad);
   mha_count(&scratch, rows, 3 + 2 * sizeof(int64_t) / sizeof(float), &bad); /* m, l, alpha, lo, lim */
   mha_count(&scratch, Dv, 1, &bad);
-  mha_count(&scratch, NK, Dv, &bad);
+  size_t vclean = 0; /* nk × Dv, and at least D (a dequantized K row) */
+  bad |= __builtin_mul_overflow(NK, Dv, &vclean);
+  mha_count(&scratch, vclean < D ? D : vclean, 1, &bad);
   mha_count(&scratch, NK, sizeof(void*) / sizeof(float), &bad);
   mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
   mha_count(&scratch, 16, 12, &bad); /* eleven parts, each rounded up to 16 floats */

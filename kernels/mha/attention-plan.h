@@ -149,11 +149,19 @@ static inline size_t mha_kv_run(const mha_attn_plan* p, int64_t j, size_t n) {
   return left < n ? left : n;
 }
 
-/* y[0..n) = row x widened to fp32 (x: n elements of the plan's K/V type). */
-static inline void mha_kv_widen(const mha_attn_plan* p, const void* x, size_t n, float* y) {
+/* The scale of K (is_v = 0) or V row j of K/V head g of entry b: an int8
+ * cache's, else 1 (not used). */
+static inline float mha_kv_scale(const mha_attn_plan* p, int is_v, int64_t b, int64_t g, int64_t j) {
+  return p->dt == MHA_DTYPE_INT8 ? *mha_kv_scale_ptr(p->cache, is_v, b, g, j) : 1.0f;
+}
+
+/* y[0..n) = row x widened to fp32 (x: n elements of the plan's K/V type;
+ * scale: the row's, int8 only). */
+static inline void mha_kv_widen(const mha_attn_plan* p, const void* x, float scale, size_t n, float* y) {
   switch (p->dt) {
     case MHA_DTYPE_F16: p->kr->widen_f16(n, (const uint16_t*)x, y); break;
     case MHA_DTYPE_BF16: p->kr->widen_bf16(n, (const uint16_t*)x, y); break;
+    case MHA_DTYPE_INT8: p->kr->dequant_i8(n, (const int8_t*)x, scale, y); break;
     default: memcpy(y, x, n * sizeof(float)); break;
   }
 }
@@ -223,8 +231,9 @@ static inline mha_item_pos mha_item_pos_of(const mha_attn_plan* p, int64_t item)
 typedef struct mha_scratch {
   float *qp, *s, *o, *m, *l, *alpha, *acc;
   int64_t *lo, *lim; /* row r sees keys [lo[r], lim[r]) (before the additive mask) */
-  float* vclean; /* [nk × Dv]: a V block in fp32 (widened, gathered, or with its
-                    non-finite rows zeroed) for the P·V GEMM */
+  float* vclean; /* [nk × Dv] (at least D floats): a V block in fp32 (widened,
+                    gathered, or with its non-finite rows zeroed) for the P·V
+                    GEMM; int8 K rows dequantized for the scores before it */
   const void** vrows; /* [nk]: the V rows of a key block (the pointer form of P·V) */
   unsigned char* bad; /* [nk]: key j's V row holds a NaN or an infinity */
 } mha_scratch;
@@ -281,7 +290,7 @@ void mha_attn_execute(const mha_attn_stages* s, mha_team team, float* scratch, s
 /* attention-rows.c */
 void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit);
 void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0, size_t nk,
-                const float* qp, float* s, int st);
+                const float* qp, float* s, int st, float* tile);
 int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i);
 int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo, int64_t* lim,
                        int64_t* first);

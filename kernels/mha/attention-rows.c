@@ -31,9 +31,10 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
     }
     /* a 16-bit row: widened in pieces of 64, then transposed */
     float buf[64];
+    const float scale = mha_kv_scale(p, 0, b, g, j0 + j);
     for (int64_t d0 = 0; d0 < d->D; d0 += 64) {
       const size_t n = (size_t)(d->D - d0 < 64 ? d->D - d0 : 64);
-      mha_kv_widen(p, (const char*)src + (size_t)d0 * p->esz, n, buf);
+      mha_kv_widen(p, (const char*)src + (size_t)d0 * p->esz, scale, n, buf);
       for (size_t dd = 0; dd < n; dd++) kt[((size_t)d0 + dd) * (size_t)p->nk + (size_t)j] = buf[dd];
     }
   }
@@ -41,9 +42,11 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
 
 /* S[R × nk] (row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ; or, with st (the
  * tiled form on a set with gemm_at, p->qt), its transpose Sᵀ[nk × R] (row
- * stride R) = K·Qᵀ: the query rows in the lanes, for the transposed step */
+ * stride R) = K·Qᵀ: the query rows in the lanes, for the transposed step.
+ * tile: nk·Dv floats of scratch, where an int8 cache's K rows are
+ * dequantized (a few at a time) for the fp32 dot products. */
 void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0,
-                       size_t nk, const float* qp, float* s, int st) {
+                       size_t nk, const float* qp, float* s, int st, float* tile) {
   const mha_attention_desc* d = p->d;
   const size_t D = (size_t)d->D, NK = (size_t)p->nk;
   if (p->use_nt) {
@@ -53,6 +56,22 @@ void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t 
     for (size_t j = 0; j < nk;) {
       const size_t n = mha_kv_run(p, j0 + (int64_t)j, nk - j);
       const void* krows = mha_kv_row(p, 0, b, g, j0 + (int64_t)j);
+      if (p->dt == MHA_DTYPE_INT8) {
+        /* the rows dequantized into the tile (as many as fit), then the fp32
+         * kernel: every score alone, so the bits are the fp32 path's */
+        const size_t fit = (size_t)p->nk * (size_t)d->Dv / D; /* the tile holds max(nk·Dv, D) */
+        const size_t per = fit < 1 ? 1 : fit;
+        for (size_t r0 = 0; r0 < n; r0 += per) {
+          const size_t m = n - r0 < per ? n - r0 : per;
+          for (size_t r = 0; r < m; r++) {
+            const int64_t jj = j0 + (int64_t)(j + r0 + r);
+            p->kr->dequant_i8(D, (const int8_t*)krows + (r0 + r) * ldk, mha_kv_scale(p, 0, b, g, jj), tile + r * D);
+          }
+          p->kr->gemm_nt(R, m, D, qp, D, tile, D, s + j + r0, NK);
+        }
+        j += n;
+        continue;
+      }
       switch (p->dt) {
         case MHA_DTYPE_F16: p->kr->gemm_nt_f16(R, n, D, qp, D, krows, ldk, s + j, NK); break;
         case MHA_DTYPE_BF16: p->kr->gemm_nt_bf16(R, n, D, qp, D, krows, ldk, s + j, NK); break;
@@ -145,9 +164,10 @@ mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
   sc.lim = sc.lo + rows;
   sc.acc = sc.alpha + mha_round16(rows) + mha_round16(2 * rows * sizeof(int64_t) / sizeof(float));
   sc.vclean = sc.acc + mha_round16((size_t)p->d->Dv);
-  sc.vrows = (const void**)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv));
-  sc.bad = (unsigned char*)(sc.vclean + mha_round16((size_t)p->nk * (size_t)p->d->Dv) +
-                            mha_round16((size_t)p->nk * sizeof(void*) / sizeof(float)));
+  const size_t vn = (size_t)p->nk * (size_t)p->d->Dv < (size_t)p->d->D ? (size_t)p->d->D
+                                                                         : (size_t)p->nk * (size_t)p->d->Dv;
+  sc.vrows = (const void**)(sc.vclean + mha_round16(vn));
+  sc.bad = (unsigned char*)(sc.vclean + mha_round16(vn) + mha_round16((size_t)p->nk * sizeof(void*) / sizeof(float)));
   return sc;
 }
 

@@ -218,7 +218,9 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* cache, int64_t
                               int64_t T, size_t* k_bytes, size_t* v_bytes);
 
 /* Bytes per element of a K/V cache type. */
-static inline size_t mha_dtype_size(mha_dtype t) { return t == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+static inline size_t mha_dtype_size(mha_dtype t) {
+  return t == MHA_DTYPE_F32 ? sizeof(float) : t == MHA_DTYPE_INT8 ? sizeof(int8_t) : sizeof(uint16_t);
+}
 
 /* The element offset of token t of entry b, K/V head g, in a paged cache's
  * pool of strides s (K's or V's; batch = block to block): through the block
@@ -229,6 +231,18 @@ static inline int64_t mha_kv_paged_offset(const mha_kv_cache* c, const mha_strid
   const int64_t blk = c->block_table[b * c->max_blocks + (t >> shift)];
   return blk * s->batch + g * s->head + (t & (c->block_size - 1)) * s->row;
 }
+
+/* The scale of token t of entry b, K/V head g, of a checked int8 cache
+ * (is_v = 0: k_scales, 1: v_scales), through the table when paged. */
+static inline float* mha_kv_scale_ptr(const mha_kv_cache* c, int is_v, int64_t b, int64_t g, int64_t t) {
+  const mha_strides* s = &c->scale_strides;
+  const int64_t at = c->block_size != 0 ? mha_kv_paged_offset(c, s, b, g, t) : b * s->batch + g * s->head + t * s->row;
+  return (is_v ? c->v_scales : c->k_scales) + at;
+}
+
+/* The bytes of each scale array of a checked int8 cache that B entries use
+ * (0 for the other dtypes): input spans for the overlap rule. */
+size_t mha_kv_cache_scale_bytes(const mha_kv_cache* cache, int64_t B, int64_t Hkv);
 
 /* Stores rows into a checked cache (mha_kv_cache_write's loop): for entries
  * b = b0 .. b0 + nb − 1, row t of entry b − b0 of k_new / v_new (element

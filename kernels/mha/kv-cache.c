@@ -25,6 +25,7 @@ static mha_kv_cache mha_kv_cache_contiguous(mha_dtype dtype, void* k, void* v, i
   c.v = v;
   c.k_strides = mha_strides_bhtd(Hkv, capacity, D);
   c.v_strides = mha_strides_bhtd(Hkv, capacity, Dv);
+  c.scale_strides = mha_strides_bhtd(Hkv, capacity, 1);
   c.capacity = capacity;
   return c;
 }
@@ -58,7 +59,7 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, 
   if (c->k == NULL || c->v == NULL) {
     return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache->%s is NULL", fn, c->k == NULL ? "k" : "v");
   }
-  if ((int)c->dtype < MHA_DTYPE_F32 || (int)c->dtype > MHA_DTYPE_BF16) {
+  if ((int)c->dtype < MHA_DTYPE_F32 || (int)c->dtype > MHA_DTYPE_INT8) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: cache->dtype = %d is not an mha_dtype", fn,
                      (int)c->dtype);
   }
@@ -100,6 +101,16 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, 
       (st = mha_view_span(fn, "cache->v", n0, Hkv, rows, Dv, &c->v_strides, &vb)) != MHA_STATUS_SUCCESS) {
     return st;
   }
+  if (c->dtype == MHA_DTYPE_INT8) {
+    if (c->k_scales == NULL || c->v_scales == NULL) {
+      return mha_error(MHA_STATUS_NULL_POINTER, "%s: cache->%s is NULL (an int8 cache needs its scales)", fn,
+                       c->k_scales == NULL ? "k_scales" : "v_scales");
+    }
+    if ((st = mha_check_view(fn, "cache->scale_strides", n0, Hkv, rows, 1, &c->scale_strides, 0)) !=
+        MHA_STATUS_SUCCESS) {
+      return st;
+    }
+  }
   /* the spans were counted in floats */
   *k_bytes = kb / sizeof(float) * mha_dtype_size(c->dtype);
   *v_bytes = vb / sizeof(float) * mha_dtype_size(c->dtype);
@@ -117,6 +128,15 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* c, int64_t B, 
     if ((st = mha_kv_cache_check_range(fn, c, b, start, n)) != MHA_STATUS_SUCCESS) return st;
   }
   return MHA_STATUS_SUCCESS;
+}
+
+size_t mha_kv_cache_scale_bytes(const mha_kv_cache* c, int64_t B, int64_t Hkv) {
+  if (c->dtype != MHA_DTYPE_INT8) return 0;
+  size_t bytes = 0;
+  const int64_t n0 = c->block_size != 0 ? c->num_blocks : B, rows = c->block_size != 0 ? c->block_size : c->capacity;
+  /* checked by mha_kv_cache_check: cannot fail */
+  (void)mha_view_span("", "", n0, Hkv, rows, 1, &c->scale_strides, &bytes);
+  return bytes;
 }
 
 /* The tokens a cache holds per entry: capacity, or max_blocks·block_size
@@ -195,13 +215,16 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
    * rotary's table and positions as inputs */
   const size_t ntable = cache->block_size != 0 ? (size_t)(d.B * cache->max_blocks) * sizeof(int32_t) : 0;
   const size_t npos = rot.positions != NULL ? (size_t)(d.B * d.Tq) * sizeof(int32_t) : 0;
+  const size_t nscale = mha_kv_cache_scale_bytes(cache, d.B, d.Hkv);
   const mha_span cache_spans[] = {{"cache->k", cache->k, kb},
                                   {"cache->v", cache->v, vb},
                                   {"cache->block_table", cache->block_table, ntable},
                                   {"rotary->cos", rot.cos, rot_table},
                                   {"rotary->sin", rot.sin, rot_table},
-                                  {"rotary->positions", rot.positions, npos}};
-  if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights, cache_spans, 6)) != MHA_STATUS_SUCCESS) {
+                                  {"rotary->positions", rot.positions, npos},
+                                  {"cache->k_scales", cache->k_scales, nscale},
+                                  {"cache->v_scales", cache->v_scales, nscale}};
+  if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights, cache_spans, 8)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   mha_call c;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv-gemm/kv-quant-i8.h"
 #include "mha/internal.h"
 
 /* The address of token t of entry b, head g, in K (is_v = 0) or V (checked). */
@@ -18,12 +19,16 @@ static void* mha_kv_cache_row(const mha_kv_cache* c, int is_v, int64_t b, int64_
   return (char*)(is_v ? c->v : c->k) + (size_t)at * mha_dtype_size(c->dtype);
 }
 
-/* dst[0..n) = src[0..n) rounded to the cache's dtype: the kernel set's
- * narrowing (bitwise kv-convert.h's scalar rounding) */
-static void mha_kv_store_row(const mha_kernels* kr, mha_dtype t, void* dst, const float* src, int64_t n) {
-  switch (t) {
+/* Token t of entry b, head g, of K (is_v = 0) or V = src[0..n) rounded to the
+ * cache's dtype: the kernel set's narrowing (bitwise kv-convert.h's scalar
+ * rounding), or int8 quantized with the row's scale (kv-quant-i8.h). */
+static void mha_kv_store_row(const mha_kernels* kr, const mha_kv_cache* c, int is_v, int64_t b, int64_t g, int64_t t,
+                             const float* src, int64_t n) {
+  void* dst = mha_kv_cache_row(c, is_v, b, g, t);
+  switch (c->dtype) {
     case MHA_DTYPE_F16: kr->narrow_f16((size_t)n, src, dst); break;
     case MHA_DTYPE_BF16: kr->narrow_bf16((size_t)n, src, dst); break;
+    case MHA_DTYPE_INT8: *mha_kv_scale_ptr(c, is_v, b, g, t) = mha_i8_quantize_row((size_t)n, src, dst); break;
     default: memcpy(dst, src, (size_t)n * sizeof(float)); break;
   }
 }
@@ -53,9 +58,10 @@ static mha_status mha_kv_new_rows_check(const char* fn, int64_t n0, int64_t Hkv,
   return MHA_STATUS_SUCCESS;
 }
 
-/* The cache is the output: disjoint from every input (the new rows, the
- * positions or slots, the table). */
-static mha_status mha_kv_write_disjoint(const char* fn, const mha_kv_cache* cache, int64_t B, size_t kb, size_t vb,
+/* The cache (and an int8 cache's scales) is the output: disjoint from every
+ * input (the new rows, the positions or slots, the table, the rotary). */
+static mha_status mha_kv_write_disjoint(const char* fn, const mha_kv_cache* cache, int64_t B, int64_t Hkv,
+                                        size_t kb, size_t vb,
                                         const float* k_new, size_t nk, const float* v_new, size_t nv,
                                         const char* index_name, const void* index, size_t index_bytes,
                                         const char* index2_name, const void* index2, size_t index2_bytes,
@@ -69,8 +75,12 @@ static mha_status mha_kv_write_disjoint(const char* fn, const mha_kv_cache* cach
                          {"rotary->cos", rot != NULL ? rot->cos : NULL, rot_table},
                          {"rotary->sin", rot != NULL ? rot->sin : NULL, rot_table},
                          {"rotary->positions", rot != NULL ? rot->positions : NULL, rot_rows * sizeof(int32_t)}};
-  return mha_check_outputs_disjoint(fn, (mha_span){"cache->k", cache->k, kb}, (mha_span){"cache->v", cache->v, vb}, in,
-                                    8);
+  const size_t ns = mha_kv_cache_scale_bytes(cache, B, Hkv);
+  const mha_span outs[] = {{"cache->k", cache->k, kb},
+                           {"cache->v", cache->v, vb},
+                           {"cache->k_scales", cache->k_scales, ns},
+                           {"cache->v_scales", cache->v_scales, ns}};
+  return mha_check_spans_disjoint(fn, outs, 4, in, 8);
 }
 
 /* A serving writer's rotary: read and checked for rows of D (rot NULL when
@@ -116,7 +126,7 @@ mha_status mha_kv_cache_write(const mha_kv_cache* caller_cache, int64_t B, int64
   if (pos == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: pos is NULL", fn);
   const mha_kernels* kr;
   if ((st = mha_kv_cache_check(fn, cache, B, Hkv, D, Dv, pos, NULL, T, &kb, &vb)) != MHA_STATUS_SUCCESS ||
-      (st = mha_kv_write_disjoint(fn, cache, B, kb, vb, k_new, nk, v_new, nv, "pos", pos, (size_t)B * sizeof(int32_t),
+      (st = mha_kv_write_disjoint(fn, cache, B, Hkv, kb, vb, k_new, nk, v_new, nv, "pos", pos, (size_t)B * sizeof(int32_t),
                                   NULL, NULL, 0, NULL, 0, 0)) != MHA_STATUS_SUCCESS ||
       (st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) {
     return st;
@@ -132,9 +142,9 @@ void mha_kv_cache_store(const mha_kernels* kr, const mha_kv_cache* cache, int64_
     const int64_t b = b0 + i, first = pos != NULL ? pos[b] : 0;
     for (int64_t g = 0; g < Hkv; g++) {
       for (int64_t t = 0; t < T; t++) {
-        mha_kv_store_row(kr, cache->dtype, mha_kv_cache_row(cache, 0, b, g, first + t),
+        mha_kv_store_row(kr, cache, 0, b, g, first + t,
                          k_new + i * ks->batch + g * ks->head + t * ks->row, D);
-        mha_kv_store_row(kr, cache->dtype, mha_kv_cache_row(cache, 1, b, g, first + t),
+        mha_kv_store_row(kr, cache, 1, b, g, first + t,
                          v_new + i * vs->batch + g * vs->head + t * vs->row, Dv);
       }
     }
@@ -153,8 +163,8 @@ static void mha_kv_store_token(const mha_kernels* kr, const mha_kv_cache* cache,
       mha_rotary_row(rot, at, (size_t)D, krow, buf, 1, 1.0f);
       krow = buf;
     }
-    mha_kv_store_row(kr, cache->dtype, mha_kv_cache_row(cache, 0, b, g, t), krow, D);
-    mha_kv_store_row(kr, cache->dtype, mha_kv_cache_row(cache, 1, b, g, t), v_new + g * vs->head + i * vs->row, Dv);
+    mha_kv_store_row(kr, cache, 0, b, g, t, krow, D);
+    mha_kv_store_row(kr, cache, 1, b, g, t, v_new + g * vs->head + i * vs->row, Dv);
   }
 }
 
@@ -205,7 +215,7 @@ mha_status mha_kv_cache_write_varlen(const mha_kv_cache* caller_cache, int64_t B
   size_t rot_table;
   if ((st = mha_kv_write_rotary(fn, rotary, D, &r, &rot, &rot_table)) != MHA_STATUS_SUCCESS) return st;
   const mha_kernels* kr;
-  if ((st = mha_kv_write_disjoint(fn, cache, B, kb, vb, k_new, nk, v_new, nv, "cu_seqlens", cu_seqlens,
+  if ((st = mha_kv_write_disjoint(fn, cache, B, Hkv, kb, vb, k_new, nk, v_new, nv, "cu_seqlens", cu_seqlens,
                                   (size_t)(B + 1) * sizeof(int32_t), "pos", pos, (size_t)B * sizeof(int32_t), rot,
                                   rot_table, rot != NULL && rot->positions != NULL ? (size_t)total : 0)) !=
           MHA_STATUS_SUCCESS ||
@@ -280,7 +290,7 @@ mha_status mha_kv_cache_write_slots(const mha_kv_cache* caller_cache, int64_t n_
   }
   /* the table is not an input here: B = 0 rows of it */
   const mha_kernels* kr;
-  if ((st = mha_kv_write_disjoint(fn, cache, 0, kb, vb, k_new, nk, v_new, nv, "slot_mapping", slot_mapping,
+  if ((st = mha_kv_write_disjoint(fn, cache, 0, Hkv, kb, vb, k_new, nk, v_new, nv, "slot_mapping", slot_mapping,
                                   (size_t)n_tokens * sizeof(int32_t), NULL, NULL, 0, rot, rot_table,
                                   rot != NULL ? (size_t)n_tokens : 0)) != MHA_STATUS_SUCCESS ||
       (st = mha_kernels_active(&kr)) != MHA_STATUS_SUCCESS) {

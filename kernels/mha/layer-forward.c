@@ -258,9 +258,12 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
                            {"out", a->out, nout}, {"weights", a->weights, nw},
                            {"kv_pos", a->kv_pos, a->kv_pos ? B * sizeof(int32_t) : 0},
                            {"kv_cache->block_table", a->kv_cache->block_table, ntable}};
-  return mha_check_outputs_disjoint(fn, (mha_span){"kv_cache->k", a->kv_cache->k, kb},
-                                    (mha_span){"kv_cache->v", a->kv_cache->v, vb}, more,
-                                    sizeof more / sizeof more[0]);
+  const size_t ns = mha_kv_cache_scale_bytes(a->kv_cache, c->B, L->Hkv);
+  const mha_span outs[] = {{"kv_cache->k", a->kv_cache->k, kb},
+                           {"kv_cache->v", a->kv_cache->v, vb},
+                           {"kv_cache->k_scales", a->kv_cache->k_scales, ns},
+                           {"kv_cache->v_scales", a->kv_cache->v_scales, ns}};
+  return mha_check_spans_disjoint(fn, outs, 4, more, sizeof more / sizeof more[0]);
 }
 
 mha_status mha_layer_forward(const mha_layer* L, const mha_layer_args* caller) {

@@ -61,12 +61,15 @@ mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const i
   const size_t ncu = (size_t)(d.B + 1) * sizeof(int32_t), nused = (size_t)d.B * sizeof(int32_t);
   const size_t ntable = cache->block_size != 0 ? (size_t)(d.B * cache->max_blocks) * sizeof(int32_t) : 0;
   const size_t npos = rot.positions != NULL ? (size_t)cu_seqlens_q[d.B] * sizeof(int32_t) : 0;
+  const size_t nscale = mha_kv_cache_scale_bytes(cache, d.B, d.Hkv);
   const mha_span inputs[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"seqused_k", seqused_k, nused},
                              {"cache->k", cache->k, kb},          {"cache->v", cache->v, vb},
                              {"cache->block_table", cache->block_table, ntable},
                              {"rotary->cos", rot.cos, rot_table}, {"rotary->sin", rot.sin, rot_table},
-                             {"rotary->positions", rot.positions, npos}};
-  if ((st = mha_attention_check_overlap(fn, &flat, q, NULL, NULL, out, NULL, inputs, 8)) != MHA_STATUS_SUCCESS) {
+                             {"rotary->positions", rot.positions, npos},
+                             {"cache->k_scales", cache->k_scales, nscale},
+                             {"cache->v_scales", cache->v_scales, nscale}};
+  if ((st = mha_attention_check_overlap(fn, &flat, q, NULL, NULL, out, NULL, inputs, 10)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn};

@@ -37,6 +37,8 @@ MHA_WEIGHTS_OUT_IN = 1
 
 # enum mha_dtype (the element type of a K/V cache)
 DTYPE_VALUES = {"f32": 0, "f16": 1, "bf16": 2}
+# every mha_dtype (the Python front does not take int8 caches yet)
+DTYPE_ENUM = dict(DTYPE_VALUES, int8=3)
 # mha_rotary_style
 ROTARY_STYLE_VALUES = {"neox": 0, "gptj": 1}
 
@@ -81,7 +83,8 @@ class Rotary(_Sized):
 class KVCache(_Sized):
     _fields_ = [("struct_size", ctypes.c_size_t), ("dtype", ctypes.c_int), ("k", PTR), ("v", PTR), ("k_strides", Strides),
                 ("v_strides", Strides), ("capacity", I64), ("block_size", I64),
-                ("num_blocks", I64), ("block_table", PTR), ("max_blocks", I64)]
+                ("num_blocks", I64), ("block_table", PTR), ("max_blocks", I64),
+                ("k_scales", PTR), ("v_scales", PTR), ("scale_strides", Strides)]
 
 
 class LayerDesc(_Sized):

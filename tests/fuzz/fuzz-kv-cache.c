@@ -21,7 +21,7 @@
  *   Tk             < 0xF0: byte % 81 (0 is bad); else -1, 81, 100, 129, 200,
  *                  300, 2^31, INT64_MAX                         default 5
  *   D, Dv          1 + byte % 40                                default 8
- *   dtype          < 0xF0: byte % 3 (F32, F16, BF16); else 3, -1, INT_MAX
+ *   dtype          < 0xF0: byte % 3 (F32, F16, BF16); else 4, -1, INT_MAX (3 is INT8, not fuzzed here)
  *                                                               default F16
  *   cache          bit 0: paged (mha_kv_cache_init_paged), else contiguous
  *                  (mha_kv_cache_init); (byte >> 1) % 8: the layout of both
@@ -346,7 +346,7 @@ static void kv_decode_cache(fuzz_input* in, kv_case* c) {
   const mha_attention_desc* d = &c->desc;
   const int64_t B = d->B, Hkv = d->Hkv, D = d->D, Dv = d->Dv;
   const uint8_t dt = fuzz_u8(in, 1);
-  static const int bad_dtype[] = {3, -1, INT_MAX};
+  static const int bad_dtype[] = {4, -1, INT_MAX};
   const mha_dtype dtype = dt < 0xF0 ? (mha_dtype)(dt % 3) : (mha_dtype)bad_dtype[dt % 3];
   c->dsize = dtype == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t);
   const uint8_t cb = fuzz_u8(in, 0);
@@ -686,7 +686,7 @@ static void kv_expect_cache(kv_case* c) {
   if (c->special == SP_NULL_CACHE) fuzz_require(e, MHA_STATUS_NULL_POINTER, "cache is NULL");
   if (c->special == SP_NULL_K) fuzz_require(e, MHA_STATUS_NULL_POINTER, "cache->k is NULL");
   if (c->special == SP_NULL_V) fuzz_require(e, MHA_STATUS_NULL_POINTER, "cache->v is NULL");
-  if ((int)k->dtype < 0 || (int)k->dtype > 2) {
+  if ((int)k->dtype < 0 || (int)k->dtype > 3) {
     fuzz_require(e, MHA_STATUS_INVALID_ARGUMENT, "dtype = %d", (int)k->dtype);
   }
   const int64_t bs = k->block_size;

@@ -28,7 +28,7 @@
  *   special 0: none; 1: cos NULL; 2: sin NULL; 3: struct_size 8; 4: out over cos (the call)
  *   B       1 + byte % 4; then per sequence: len_q = byte % 7, used = len_q + next byte % 40
  *   heads   Hkv = 1 + byte % 2, H = Hkv·(1 + (byte >> 1) % 3)
- *   cache   dtype byte % 3, paged (block 16) if byte & 4
+ *   cache   dtype byte % 4 (f32, f16, bf16, int8), paged (block 16) if byte & 4
  *   threads 1 + byte % 3;  isa byte % MHA_ISA_COUNT (skipped if unavailable)
  */
 #include <stdint.h>
@@ -82,7 +82,7 @@ static void rt_decode(fuzz_input* in, fuzz_rng* r, rt_case* c) {
   c->H = c->Hkv * (1 + (hb >> 1) % 3);
   c->Dv = 1 + (hb >> 3) % 9;
   const uint8_t cb = fuzz_u8(in, 1);
-  c->dtype = (mha_dtype)(cb % 3);
+  c->dtype = (mha_dtype)(cb % 4);
   c->paged = (cb & 4) != 0;
   c->threads = 1 + fuzz_u8(in, 0) % 3;
   c->isa = (mha_isa)(fuzz_u8(in, 0) % MHA_ISA_COUNT);
@@ -159,12 +159,13 @@ static void rt_expect_positions(const rt_case* c, const int32_t* pos, int64_t n,
 typedef struct rt_cache {
   mha_kv_cache c;
   void *k, *v;
-  size_t kb, vb;
+  float *ks, *vs; /* int8: the rows' scales */
+  size_t kb, vb, sb;
   int32_t table[RT_MAXB * 4];
 } rt_cache;
 
 static void rt_cache_make(const rt_case* c, rt_cache* rc) {
-  const size_t esz = c->dtype == MHA_DTYPE_F32 ? 4 : 2;
+  const size_t esz = c->dtype == MHA_DTYPE_F32 ? 4 : c->dtype == MHA_DTYPE_INT8 ? 1 : 2;
   const int64_t cap = c->max_used > 0 ? c->max_used : 1, mb = (cap + RT_BS - 1) / RT_BS, nb = c->B * mb;
   const int64_t rows = c->paged ? nb * RT_BS : c->B * cap;
   rc->kb = (size_t)(rows * c->Hkv * c->D) * esz;
@@ -174,15 +175,23 @@ static void rt_cache_make(const rt_case* c, rt_cache* rc) {
   if (rc->k == NULL || rc->v == NULL) exit(2);
   memset(rc->k, 0xff, rc->kb);
   memset(rc->v, 0xff, rc->vb);
+  rc->sb = (size_t)(rows * c->Hkv) * sizeof(float);
+  rc->ks = malloc(rc->sb);
+  rc->vs = malloc(rc->sb);
+  if (rc->ks == NULL || rc->vs == NULL) exit(2);
+  memset(rc->ks, 0xff, rc->sb); /* NaN until written */
+  memset(rc->vs, 0xff, rc->sb);
   if (c->paged) {
     for (int64_t i = 0; i < nb; i++) rc->table[i] = (int32_t)(nb - 1 - i);
     mha_kv_cache_init_paged(&rc->c, c->dtype, rc->k, rc->v, nb, RT_BS, c->Hkv, c->D, c->Dv, rc->table, mb);
   } else {
     mha_kv_cache_init(&rc->c, c->dtype, rc->k, rc->v, c->Hkv, cap, c->D, c->Dv);
   }
+  rc->c.k_scales = rc->ks; /* read only for int8 */
+  rc->c.v_scales = rc->vs;
 }
 
-static void rt_cache_free(rt_cache* rc) { free(rc->k), free(rc->v); }
+static void rt_cache_free(rt_cache* rc) { free(rc->k), free(rc->v), free(rc->ks), free(rc->vs); }
 
 static void rt_same(const char* what, const void* a, const void* b, size_t bytes) {
   if (memcmp(a, b, bytes) != 0) fuzz_finding("%s: not the bits of the same work rotated beforehand", what);
@@ -280,6 +289,10 @@ static void rt_run(rt_case* c) {
       }
       rt_same("write_varlen's K", a.k, b.k, a.kb);
       rt_same("write_varlen's V", a.v, b.v, a.vb);
+      if (c->dtype == MHA_DTYPE_INT8) {
+        rt_same("write_varlen's K scales", a.ks, b.ks, a.sb);
+        rt_same("write_varlen's V scales", a.vs, b.vs, a.sb);
+      }
       if (c->paged) { /* by slots, positions given: the same bytes */
         int32_t* slots = malloc((size_t)c->total_k * sizeof(int32_t));
         if (slots == NULL) exit(2);
@@ -290,12 +303,14 @@ static void rt_run(rt_case* c) {
           }
         }
         memset(b.k, 0xff, b.kb);
+        memset(b.ks, 0xff, b.sb);
         mha_rotary rs = rot;
         rs.positions = c->kpos;
         const mha_status ss = mha_kv_cache_write_slots(&b.c, c->total_k, c->Hkv, c->D, c->Dv, slots, c->kn, ks,
                                                        c->vn, vs, &rs);
         fuzz_check_status("mha_kv_cache_write_slots", ss, &e);
         rt_same("write_slots' K", a.k, b.k, a.kb);
+        if (c->dtype == MHA_DTYPE_INT8) rt_same("write_slots' K scales", a.ks, b.ks, a.sb);
         free(slots);
       }
       free(kr);
