@@ -301,6 +301,60 @@ static void run_case(tester* t, const i8_case* cs, const isa_list* isas) {
   free(q), free(kx), free(vx), free(kv_len), free(o1), free(o2), free(l1), free(l2);
 }
 
+/* The layer's cache output into an int8 cache: the bytes and scales that
+ * mha_kv_cache_write stores from the projections the layer writes into an
+ * fp32 cache (its exact K and V projections). */
+static void check_layer_output(tester* t) {
+  enum { B = 2, T = 9, DM = 24, H = 4, HKV = 2, D = 6 };
+  float wq[DM * H * D], wk[DM * HKV * D], wv[DM * HKV * D], wo[H * D * DM], x[B * T * DM], out[B * T * DM];
+  tester_fill(t, wq, sizeof wq / sizeof wq[0]);
+  tester_fill(t, wk, sizeof wk / sizeof wk[0]);
+  tester_fill(t, wv, sizeof wv / sizeof wv[0]);
+  tester_fill(t, wo, sizeof wo / sizeof wo[0]);
+  tester_fill(t, x, sizeof x / sizeof x[0]);
+  mha_layer_desc ld;
+  mha_layer_desc_init(&ld);
+  ld.d_model = DM;
+  ld.H = H;
+  ld.Hkv = HKV;
+  ld.w_q = wq;
+  ld.w_k = wk;
+  ld.w_v = wv;
+  ld.w_o = wo;
+  mha_layer* L = NULL;
+  tester_context(t, "the layer's int8 cache output");
+  if (!check_ok(t, mha_layer_create(&ld, &L), "mha_layer_create")) return;
+  float k32[B * HKV * T * D], v32[B * HKV * T * D];
+  int8_t k8[B * HKV * T * D], v8[B * HKV * T * D], k8w[B * HKV * T * D], v8w[B * HKV * T * D];
+  float ks[B * HKV * T], vs[B * HKV * T], ksw[B * HKV * T], vsw[B * HKV * T];
+  mha_kv_cache c32, c8, c8w;
+  mha_kv_cache_init(&c32, MHA_DTYPE_F32, k32, v32, HKV, T, D, D);
+  mha_kv_cache_init(&c8, MHA_DTYPE_INT8, k8, v8, HKV, T, D, D);
+  mha_kv_cache_init(&c8w, MHA_DTYPE_INT8, k8w, v8w, HKV, T, D, D);
+  c8.k_scales = ks;
+  c8.v_scales = vs;
+  c8w.k_scales = ksw;
+  c8w.v_scales = vsw;
+  mha_layer_args a;
+  mha_layer_args_init(&a);
+  a.B = B;
+  a.Tq = a.Tk = T;
+  a.x_q = x;
+  a.out = out;
+  a.kv_cache = &c32;
+  int ok = mha_layer_forward(L, &a) == MHA_STATUS_SUCCESS;
+  a.kv_cache = &c8;
+  ok &= mha_layer_forward(L, &a) == MHA_STATUS_SUCCESS;
+  const int32_t pos[B] = {0, 0};
+  const mha_strides s = mha_strides_bhtd(HKV, T, D);
+  ok &= mha_kv_cache_write(&c8w, B, HKV, T, D, D, pos, k32, s, v32, s) == MHA_STATUS_SUCCESS;
+  tester_check(t, ok, "the calls succeed: %s", mha_last_error());
+  tester_check(t, same_bits(k8, k8w, sizeof k8) && same_bits(v8, v8w, sizeof v8) && same_bits(ks, ksw, sizeof ks) &&
+                      same_bits(vs, vsw, sizeof vs),
+               "the layer's int8 cache = the writer on its fp32 projections (bytes and scales)");
+  mha_layer_destroy(L);
+}
+
 /* ---- 4. errors ---- */
 
 static void check_errors(tester* t) {
@@ -355,6 +409,7 @@ int main(void) {
       {2, 2, 2, 1, 77, 200, 1, 0, 0, "decode, Dv 1, D 200"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&t, &cases[i], &isas);
+  check_layer_output(&t);
   check_errors(&t);
   return tester_finish(&t);
 }
