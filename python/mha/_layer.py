@@ -10,6 +10,9 @@ import numpy as np
 from . import _lib
 from ._errors import _check, _fail
 from ._coerce import _F32, _c_int, _check_out_array, _float32, _isa_value, _ptr, _scale
+from ._coerce import _kv_len_array
+from ._kv_cache import _block_table, _cache_struct
+from ._kv_write import _cache_of
 from ._options import _set_mask, _set_variants, _weights_array, _weights_mode
 from ._tensors import _Tensors
 from . import _trace
@@ -131,7 +134,8 @@ class Layer:
     def forward(self, x, x_k=None, x_v=None, *, causal=False, kv_len=None, mask=None, scale=None,
                 align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
                 need_weights=False, weights_mode="per_head", num_threads=0, out=None,
-                workspace=None, return_trace=False):
+                workspace=None, return_trace=False, k_cache=None, v_cache=None, kv_pos=None,
+                block_table=None, kv_dtype=None, cache_layout=None):
         """One forward pass (mha_layer_forward).
 
         x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
@@ -152,6 +156,14 @@ class Layer:
         Returns out [B,Tq,output_width]; with need_weights and/or
         return_trace a tuple in the order (out, weights, trace), leaving out
         the ones not asked for: (out, weights) or (out, trace).
+        k_cache, v_cache  a K/V cache the forward fills with its K and V
+               projections (mha_layer_args.kv_cache: a prefill that fills
+               the cache for the decode steps after it), as kv_cache_write
+               writes: contiguous [B, Hkv, capacity, D] ("bhtd") or [B,
+               capacity, Hkv, D] ("bthd"), or pools with block_table [B,
+               max_blocks]; float32, float16, bfloat16 (or uint16 bits with
+               kv_dtype); row t of entry b at token kv_pos[b] + t (kv_pos
+               None: t). out is unchanged by it.
         (The layer has no lse output: use attention() for merging.)
         Tensors (torch, DLPack, array interface) as in attention(): read in
         place when C-contiguous float32; torch in → torch out (the trace
@@ -204,6 +216,22 @@ class Layer:
             weights_mode, H, need_weights, keep)
         weights = _weights_array(slots, B, Tq, Tk) if need_weights else None
         a.out, a.weights = _ptr(out), _ptr(weights)
+        if (k_cache is None) != (v_cache is None):
+            raise TypeError("Layer.forward(): k_cache and v_cache come together")
+        if k_cache is None and (kv_pos is not None or block_table is not None):
+            raise TypeError("Layer.forward(): kv_pos and block_table are for a cache (k_cache, v_cache)")
+        if k_cache is not None:
+            paged = block_table is not None
+            kc, sk, vc, sv, kd, caxes = _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged,
+                                                  self.num_kv_heads, self.head_dim, self.value_head_dim)
+            table = _block_table(t.array(block_table, "block_table"), B) if paged else None
+            cache = _cache_struct(kd, kc, sk, vc, sv, caxes, table)
+            keep += [kc, vc, table, cache]
+            a.kv_cache = ctypes.addressof(cache)
+            if kv_pos is not None:
+                pos = _kv_len_array(t.array(kv_pos, "kv_pos"), B, "kv_pos", "position")
+                keep.append(pos)
+                a.kv_pos = pos.ctypes.data
         ws = _workspace(workspace, lambda size: L.mha_layer_workspace_size(
             self._handle, ctypes.byref(a), ctypes.byref(size)))
         if ws is not None:

@@ -77,3 +77,32 @@ def test_refusals_write_nothing():
     with pytest.raises(TypeError):
         mha.kv_cache_write_varlen(k, v, kn, vn, [0, 3], [0], block_table=np.zeros((1, 4), np.int32),
                                   rotary_positions=[0, 1, 2])
+
+
+@pytest.mark.parametrize("paged", [False, True])
+def test_layer_fills_a_cache(paged):
+    """Layer.forward(k_cache=, v_cache=): the cache holds its K and V projections
+    rounded as kv_cache_write rounds them (the fp32 cache's rows, written again
+    into an f16 cache), out unchanged."""
+    rng = np.random.default_rng(11)
+    B, T, dm, H, Hkv = 2, 9, 24, 4, 2
+    D = dm // H
+    w = {n: rand(rng, s) for n, s in (("w_q", (H * D, dm)), ("w_k", (Hkv * D, dm)),
+                                        ("w_v", (Hkv * D, dm)), ("w_o", (dm, H * D)))}
+    layer = mha.Layer(dm, H, num_kv_heads=Hkv, **w)
+    x = rand(rng, (B, T, dm))
+    plain = layer(x)
+    k32, v32 = np.full((B, Hkv, T, D), np.nan, np.float32), np.full((B, Hkv, T, D), np.nan, np.float32)
+    out32 = layer(x, k_cache=k32, v_cache=v32)
+    assert np.array_equal(out32, plain) and not np.isnan(k32).any() and not np.isnan(v32).any()
+    bs, per = 16, 1
+    table = np.array([[1], [0]], np.int32) if paged else None
+    shape = (B * per, Hkv, bs, D) if paged else (B, Hkv, T, D)
+    k16, v16 = empty(shape, np.float16), empty(shape, np.float16)
+    layer(x, k_cache=k16, v_cache=v16, block_table=table, kv_pos=[0, 0])
+    kw, vw = empty(shape, np.float16), empty(shape, np.float16)
+    mha.kv_cache_write(kw, vw, k32, v32, 0, block_table=table)
+    assert np.array_equal(k16.view(np.uint16), kw.view(np.uint16))
+    assert np.array_equal(v16.view(np.uint16), vw.view(np.uint16))
+    with pytest.raises(TypeError):
+        layer(x, k_cache=k16)
