@@ -4,7 +4,7 @@
  * chunk and most decoding one token, all reading one paged K/V cache.
  *
  *   mha_serving_step [--threads N] [--reps N] [--block 16|32|...] [--dtype f16|bf16|f32|int8]
- *                    [--prefill N] [--rotary] [--tiny]
+ *                    [--prefill N] [--rotary] [--huge] [--tiny]
  *
  * The preset (issue #22): 64 sequences, 4 of them prefilling chunks of 512
  * tokens (causal, aligned to the end of their keys), 60 decoding one token;
@@ -15,6 +15,9 @@
  * the step's memory-bound share). --rotary: also the one call with rotary
  * embeddings applied to Q in the call (GPT-NeoX, all D dimensions, a table
  * from θ = 10^4), timed between the other two: the cost of the fusion.
+ * The pools are 2 MiB aligned; --huge also backs them with transparent huge
+ * pages (madvise), as an engine may allocate its cache: a decode over
+ * 16-token blocks of a 1.25 GB pool walks the page tables at every block.
  *
  * Times, alternating, `reps` times each (medians): mha_attention_varlen_kv_f32
  * over the whole step (one call), and mha_attention_kv_f32 called once per
@@ -23,11 +26,13 @@
  * step's FLOPs and cache bytes, ms, GFLOP/s, GB/s of cache read and the
  * ratio. Speed is reported, never asserted.
  */
+#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "cpu-model.h"
@@ -58,13 +63,22 @@ static double median(double* x, int n) {
   return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
+/* The pools: 2 MiB aligned, backed by transparent huge pages when asked
+ * (--huge: madvise(MADV_HUGEPAGE), as an engine would allocate its cache) */
+static void* pool_alloc(size_t bytes, int huge) {
+  const size_t align = (size_t)2 << 20, size = (bytes + align - 1) / align * align;
+  void* p = aligned_alloc(align, size);
+  if (p != NULL && huge) (void)madvise(p, size, MADV_HUGEPAGE);
+  return p;
+}
+
 static int fail(const char* what, mha_status st) {
   fprintf(stderr, "mha_serving_step: %s: %s: %s\n", what, mha_status_string(st), mha_last_error());
   return 1;
 }
 
 int main(int argc, char** argv) {
-  int threads = 0, reps = 7, tiny = 0, prefill = -1, rotary = 0;
+  int threads = 0, reps = 7, tiny = 0, prefill = -1, rotary = 0, huge = 0;
   int64_t bs = 16;
   mha_dtype dtype = MHA_DTYPE_F16;
   for (int i = 1; i < argc; i++) {
@@ -74,6 +88,8 @@ int main(int argc, char** argv) {
       threads = atoi(argv[++i]);
     } else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) {
       reps = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--huge") == 0) {
+      huge = 1;
     } else if (strcmp(argv[i], "--rotary") == 0) {
       rotary = 1;
     } else if (i + 1 < argc && strcmp(argv[i], "--prefill") == 0) {
@@ -88,7 +104,7 @@ int main(int argc, char** argv) {
                                        : MHA_DTYPE_F16;
     } else {
       fprintf(stderr, "usage: mha_serving_step [--threads N] [--reps N] [--block N] [--dtype f16|bf16|f32|int8] "
-                      "[--prefill N] [--rotary] [--tiny]\n");
+                      "[--prefill N] [--rotary] [--huge] [--tiny]\n");
       return 2;
     }
   }
@@ -128,8 +144,8 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < max_blocks; s++) table[b * max_blocks + s] = s * bs < used[b] ? perm[next++] : -1;
   }
   const size_t pool = (size_t)(blocks * Hkv * bs * D);
-  void* kp = malloc(pool * esz);
-  void* vp = malloc(pool * esz);
+  void* kp = pool_alloc(pool * esz, huge);
+  void* vp = pool_alloc(pool * esz, huge);
   float* q = malloc((size_t)(total_q * H * D) * sizeof(float));
   float* out1 = malloc((size_t)(total_q * H * D) * sizeof(float));
   float* out2 = malloc((size_t)(total_q * H * D) * sizeof(float));
