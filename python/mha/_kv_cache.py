@@ -159,6 +159,20 @@ def _written_view(a, axes, name):
     return st
 
 
+def _written_cache(k_cache, v_cache, kv_dtype, caxes, Hkv, D, Dv, rows):
+    """The checks of a cache a writer fills in place (k_cache, v_cache as
+    _Tensors.kv gave them): (k element strides, v's, the mha_dtype name).
+    rows names the new rows in the shape error."""
+    sk = _written_view(k_cache, caxes, "k_cache")
+    sv = _written_view(v_cache, caxes, "v_cache")
+    kd = _kv_dtype((k_cache, v_cache), ("k_cache", "v_cache"), kv_dtype)
+    _check_pools(k_cache, v_cache, caxes, "_cache")
+    if k_cache.shape[caxes[1]] != Hkv or k_cache.shape[3] != D or v_cache.shape[3] != Dv:
+        _fail("INVALID_SHAPE", f"k_cache {k_cache.shape} / v_cache {v_cache.shape} do not hold "
+                               f"rows of {rows}")
+    return sk, sv, kd
+
+
 def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_dtype=None,
                    cache_layout=None, layout="bhtd", rotary_cos=None, rotary_sin=None,
                    rotary_interleaved=False):
@@ -208,13 +222,8 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
     if (vn.shape[ib], vn.shape[ih], vn.shape[it]) != (B, Hkv, T):
         _fail("INVALID_SHAPE", f"v_new {vn.shape} and k_new {kn.shape} differ in batch, heads "
                                f"or rows")
-    sk = _written_view(k_cache, caxes, "k_cache")
-    sv = _written_view(v_cache, caxes, "v_cache")
-    kd = _kv_dtype((k_cache, v_cache), ("k_cache", "v_cache"), kv_dtype)
-    _check_pools(k_cache, v_cache, caxes, "_cache")
-    if k_cache.shape[caxes[1]] != Hkv or k_cache.shape[3] != D or v_cache.shape[3] != Dv:
-        _fail("INVALID_SHAPE", f"k_cache {k_cache.shape} / v_cache {v_cache.shape} do not hold "
-                               f"rows of k_new {kn.shape} / v_new {vn.shape}")
+    sk, sv, kd = _written_cache(k_cache, v_cache, kv_dtype, caxes, Hkv, D, Dv,
+                                f"k_new {kn.shape} / v_new {vn.shape}")
     table = None
     if paged:
         table = _block_table(block_table, B)

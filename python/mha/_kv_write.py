@@ -9,8 +9,8 @@ import numpy as np
 
 from . import _lib
 from ._errors import _check, _fail
-from ._coerce import _float32, _input_view, _int32_array, _kv_dtype, _ptr, _strides
-from ._kv_cache import _block_table, _cache_axes, _cache_struct, _check_pools, _written_view
+from ._coerce import _float32, _input_view, _int32_array, _ptr, _strides
+from ._kv_cache import _block_table, _cache_axes, _cache_struct, _written_cache
 from ._rotary import _rotary_struct
 from ._tensors import _Tensors
 
@@ -32,15 +32,11 @@ def _packed_rows(t, k_new, v_new):
 
 
 def _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged, Hkv, D, Dv):
+    """(k_cache, its strides, v_cache, its strides, dtype name, axes) of a
+    cache a writer fills in place."""
     k_cache, v_cache, kv_dtype = t.kv(k_cache, v_cache, ("k_cache", "v_cache"), kv_dtype, write=True)
     caxes = _cache_axes(cache_layout, paged)
-    sk = _written_view(k_cache, caxes, "k_cache")
-    sv = _written_view(v_cache, caxes, "v_cache")
-    kd = _kv_dtype((k_cache, v_cache), ("k_cache", "v_cache"), kv_dtype)
-    _check_pools(k_cache, v_cache, caxes, "_cache")
-    if k_cache.shape[caxes[1]] != Hkv or k_cache.shape[3] != D or v_cache.shape[3] != Dv:
-        _fail("INVALID_SHAPE", f"k_cache {k_cache.shape} / v_cache {v_cache.shape} do not hold rows of "
-                               f"{Hkv} heads of {D} / {Dv}")
+    sk, sv, kd = _written_cache(k_cache, v_cache, kv_dtype, caxes, Hkv, D, Dv, f"{Hkv} heads of {D} / {Dv}")
     return k_cache, sk, v_cache, sv, kd, caxes
 
 

@@ -2,7 +2,6 @@
 cos/sin table from θ (mha_rotary_table_f32), and _rotary_struct() builds the
 mha_rotary a call applies to Q (attention_varlen over a cache) from
 FlashAttention-style arguments."""
-import ctypes
 
 import numpy as np
 
