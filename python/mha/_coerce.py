@@ -209,8 +209,10 @@ def _ptr(a):
 
 _F16 = np.dtype(np.float16)
 _U16 = np.dtype(np.uint16)
+_I8 = np.dtype(np.int8)
 _KV_DTYPE_EXPECTED = {"f32": "float32", "f16": "float16, or uint16 holding the bits",
-                      "bf16": "uint16 holding the bits, or ml_dtypes.bfloat16"}
+                      "bf16": "uint16 holding the bits, or ml_dtypes.bfloat16",
+                      "int8": "int8, with k_scales and v_scales"}
 
 
 def _native_kv_dtype(dt):
@@ -220,6 +222,8 @@ def _native_kv_dtype(dt):
         return "f32"
     if dt == _F16:
         return "f16"
+    if dt == _I8:
+        return "int8"
     if dt.name == "bfloat16" and dt.itemsize == 2:  # ml_dtypes.bfloat16
         return "bf16"
     return None
@@ -227,7 +231,7 @@ def _native_kv_dtype(dt):
 
 def _check_kv_dtype_name(kv_dtype):
     if kv_dtype is not None and kv_dtype not in _lib.DTYPE_VALUES:
-        raise ValueError(f"kv_dtype must be None, 'f32', 'f16' or 'bf16', not {kv_dtype!r}")
+        raise ValueError(f"kv_dtype must be None, 'f32', 'f16', 'bf16' or 'int8', not {kv_dtype!r}")
 
 
 def _kv_dtype(arrays, names, kv_dtype):
@@ -238,11 +242,11 @@ def _kv_dtype(arrays, names, kv_dtype):
     if kv_dtype is None:
         if found[0] is None or any(f != found[0] for f in found):
             dts = ", ".join(f"{n} {a.dtype}" for n, a in zip(names, arrays))
-            raise TypeError(f"{dts}: a K/V cache is float32, float16 or ml_dtypes.bfloat16 (the "
-                            f"same for K and V); for uint16 bits pass kv_dtype='f16' or 'bf16'")
+            raise TypeError(f"{dts}: a K/V cache is float32, float16, ml_dtypes.bfloat16 or int8 "
+                            f"(the same for K and V); for uint16 bits pass kv_dtype='f16' or 'bf16'")
         return found[0]
     for a, f, name in zip(arrays, found, names):
-        if f != kv_dtype and not (kv_dtype != "f32" and a.dtype == _U16):
+        if f != kv_dtype and not (kv_dtype in ("f16", "bf16") and a.dtype == _U16):
             raise TypeError(f"{name}: dtype {a.dtype} cannot hold kv_dtype={kv_dtype!r} values "
                             f"({_KV_DTYPE_EXPECTED[kv_dtype]} expected)")
     return kv_dtype
@@ -254,6 +258,9 @@ def _attention_kv_dtype(k, v, kv_dtype):
     _check_kv_dtype_name(kv_dtype)
     if kv_dtype == "f32":
         return None
+    if kv_dtype == "int8":
+        raise TypeError("attention(): an int8 cache needs its scales: attention_paged() or "
+                        "attention_varlen() with k_scales= and v_scales=")
     dk, dv = np.asarray(k).dtype, np.asarray(v).dtype
     if kv_dtype is None:
         n = _native_kv_dtype(dk)

@@ -35,9 +35,40 @@ def _block_table(block_table, B=None):
     return t
 
 
-def _cache_struct(kd, k, sk, v, sv, axes, table):
-    """The mha_kv_cache of K/V arrays (pools when table is not None)."""
+def _cache_scales(t, kd, k_scales, v_scales, rows_shape, axes, write=False):
+    """An int8 cache's scales (k_scales, v_scales: float32, one per cache row,
+    shaped as the cache without its last dimension, read or written in place)
+    and their element strides (block or batch, head, row); None for the other
+    dtypes, which take none."""
+    if kd != "int8":
+        if k_scales is not None or v_scales is not None:
+            raise TypeError("k_scales and v_scales are for an int8 cache")
+        return None
+    if k_scales is None or v_scales is None:
+        raise TypeError("an int8 cache needs k_scales and v_scales (float32, one per cache row)")
+    out = []
+    for name, s in (("k_scales", k_scales), ("v_scales", v_scales)):
+        s = t.array(s, name, write=write)
+        if not isinstance(s, np.ndarray) or s.dtype != np.float32:
+            raise TypeError(f"{name} must be a float32 array (read and written in place)")
+        if write and not s.flags.writeable:
+            raise ValueError(f"{name} is read-only")
+        if s.shape != tuple(rows_shape):
+            _fail("INVALID_SHAPE", f"{name} has shape {s.shape}, expected {tuple(rows_shape)} (one per cache row)")
+        if any(b < 0 or b % 4 for b in s.strides):
+            _fail("INVALID_STRIDE", f"{name}: byte strides {s.strides} are not whole non-negative elements")
+        out.append(s)
+    if out[0].strides != out[1].strides:
+        _fail("INVALID_STRIDE", "k_scales and v_scales must have the same strides")
+    return out[0], out[1], [out[0].strides[a] // 4 for a in axes]
+
+
+def _cache_struct(kd, k, sk, v, sv, axes, table, scales=None):
+    """The mha_kv_cache of K/V arrays (pools when table is not None); scales:
+    an int8 cache's (_cache_scales)."""
     c = _lib.KVCache(_lib.DTYPE_VALUES[kd], _ptr(k), _ptr(v), _strides(sk), _strides(sv))
+    if scales is not None:
+        c.k_scales, c.v_scales, c.scale_strides = _ptr(scales[0]), _ptr(scales[1]), _strides(scales[2])
     if table is None:
         c.capacity = k.shape[axes[2]]
     else:
@@ -62,7 +93,8 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
                     cache_layout="bhtd", layout="bhtd", causal=False, mask=None, scale=None,
                     align="bottom_right", window=None, alibi_slopes=None, softcap=None,
                     sinks=None, need_weights=False, weights_mode="per_head", return_lse=False,
-                    num_threads=0, isa=None, out=None, workspace=None, return_trace=False):
+                    num_threads=0, isa=None, out=None, workspace=None, return_trace=False,
+                    k_scales=None, v_scales=None):
     """Attention over a paged K/V cache (mha_attention_kv_f32), as serving engines keep it.
 
     q            [B,H,Tq,D] ("bhtd") or [B,Tq,H,D] (layout "bthd"), float32
@@ -87,8 +119,10 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
                  max_blocks·block_size: MhaError INVALID_ARGUMENT. With
                  entries of different lengths and Tq > 1, causal decoding
                  wants align="kv_end" (each entry's queries end at its kv_len).
+    k_scales, v_scales  an int8 pool's (np.int8) scales, float32, one per
+                 row: shaped as the pool without its last dimension
     kv_dtype     None: from the pools' dtype (float32, float16,
-                 ml_dtypes.bfloat16); "f16" or "bf16" for uint16 bits; "f32"
+                 ml_dtypes.bfloat16, int8); "f16" or "bf16" for uint16 bits; "f32"
     Every other keyword is attention()'s; out is [B,H,Tq,Dv] or [B,Tq,H,Dv],
     and the results come in attention()'s order, (out, weights, lse, trace)
     less the ones not asked for (need_weights, return_lse, return_trace).
@@ -133,9 +167,10 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
             Tk = table.shape[1] * block_size
     Tk = _c_int64(Tk, "Tk")
     q, sq = _input_view(q, axes)
+    scales = _cache_scales(t, kd, k_scales, v_scales, k.shape[:3], paxes)
     k, sk = _input_view(k, paxes)
     v, sv = _input_view(v, paxes)
-    cache = _cache_struct(kd, k, sk, v, sv, paxes, table)
+    cache = _cache_struct(kd, k, sk, v, sv, paxes, table, scales)
     return t.result(_attend(L, q, sq, None, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes,
                             causal=causal, scale=scale, align=align, window=window,
                             softcap=softcap, need_weights=need_weights, return_lse=return_lse,
@@ -175,7 +210,7 @@ def _written_cache(k_cache, v_cache, kv_dtype, caxes, Hkv, D, Dv, rows):
 
 def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_dtype=None,
                    cache_layout=None, layout="bhtd", rotary_cos=None, rotary_sin=None,
-                   rotary_interleaved=False):
+                   rotary_interleaved=False, k_scales=None, v_scales=None):
     """Appends rows to a K/V cache in place, rounded to its dtype (to nearest,
     ties to even; f16 overflows to ±inf): mha_kv_cache_write.
 
@@ -192,7 +227,10 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
                  [pos[b], pos[b] + T) must be in [0, num_blocks). Entries must
                  not write the same block rows.
     kv_dtype     None: from the caches' dtype (float32, float16,
-                 ml_dtypes.bfloat16); "f16" or "bf16" for uint16 bits
+                 ml_dtypes.bfloat16, int8); "f16" or "bf16" for uint16 bits
+    k_scales, v_scales  an int8 cache's scales (float32, one per row: the
+                 cache's shape without its last dimension), written with it;
+                 each row quantized as mha.h's "int8 caches" says
     Tensors: k_cache and v_cache may be torch tensors (bfloat16 ones too),
     DLPack or array-interface objects: written in place through a NumPy view
     of their memory (never a copy; one that cannot be viewed is refused).
@@ -239,6 +277,7 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
                      rotary_interleaved, np.broadcast_to(at, kn.shape[:-1]))
     kn, skn = _input_view(kn, axes)
     vn, svn = _input_view(vn, axes)
-    cache = _cache_struct(kd, k_cache, sk, v_cache, sv, caxes, table)
+    scales = _cache_scales(t, kd, k_scales, v_scales, k_cache.shape[:3], caxes, write=True)
+    cache = _cache_struct(kd, k_cache, sk, v_cache, sv, caxes, table, scales)
     _check(L.mha_kv_cache_write(ctypes.byref(cache), B, Hkv, T, D, Dv, _ptr(p), _ptr(kn),
                                 _strides(skn), _ptr(vn), _strides(svn)))

@@ -10,7 +10,7 @@ import numpy as np
 from . import _lib
 from ._errors import _check, _fail
 from ._coerce import _float32, _input_view, _int32_array, _ptr, _strides
-from ._kv_cache import _block_table, _cache_axes, _cache_struct, _written_cache
+from ._kv_cache import _block_table, _cache_axes, _cache_scales, _cache_struct, _written_cache
 from ._rotary import _rotary_struct
 from ._tensors import _Tensors
 
@@ -31,13 +31,14 @@ def _packed_rows(t, k_new, v_new):
     return k4, sk, v4, sv, kn.shape[0], kn.shape[1], kn.shape[2], vn.shape[2]
 
 
-def _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged, Hkv, D, Dv):
-    """(k_cache, its strides, v_cache, its strides, dtype name, axes) of a
-    cache a writer fills in place."""
+def _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged, Hkv, D, Dv, k_scales=None, v_scales=None):
+    """(k_cache, its strides, v_cache, its strides, dtype name, axes, int8
+    scales or None) of a cache a writer fills in place."""
     k_cache, v_cache, kv_dtype = t.kv(k_cache, v_cache, ("k_cache", "v_cache"), kv_dtype, write=True)
     caxes = _cache_axes(cache_layout, paged)
     sk, sv, kd = _written_cache(k_cache, v_cache, kv_dtype, caxes, Hkv, D, Dv, f"{Hkv} heads of {D} / {Dv}")
-    return k_cache, sk, v_cache, sv, kd, caxes
+    scales = _cache_scales(t, kd, k_scales, v_scales, k_cache.shape[:3], caxes, write=True)
+    return k_cache, sk, v_cache, sv, kd, caxes, scales
 
 
 def _rotary_arg(t, rotary_cos, rotary_sin, interleaved, positions, rows, D, keep):
@@ -52,7 +53,7 @@ def _rotary_arg(t, rotary_cos, rotary_sin, interleaved, positions, rows, D, keep
 
 def kv_cache_write_varlen(k_cache, v_cache, k_new, v_new, cu_seqlens, pos, *, block_table=None,
                           kv_dtype=None, cache_layout=None, rotary_cos=None, rotary_sin=None,
-                          rotary_interleaved=False, rotary_positions=None):
+                          rotary_interleaved=False, rotary_positions=None, k_scales=None, v_scales=None):
     """A serving step's new rows into a cache in place (mha_kv_cache_write_varlen):
     rows cu_seqlens[b] .. cu_seqlens[b+1] of k_new [total, Hkv, D] and v_new
     [total, Hkv, Dv] (float32; other float dtypes are cast) become tokens
@@ -79,13 +80,14 @@ def kv_cache_write_varlen(k_cache, v_cache, k_new, v_new, cu_seqlens, pos, *, bl
     if p.shape != (B,):
         _fail("INVALID_SHAPE", f"pos must be [{B}], not {p.shape}")
     paged = block_table is not None
-    k_cache, sk, v_cache, sv, kd, caxes = _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged, Hkv, D, Dv)
+    k_cache, sk, v_cache, sv, kd, caxes, scales = _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged, Hkv,
+                                                            D, Dv, k_scales, v_scales)
     table = _block_table(t.array(block_table, "block_table"), B) if paged else None
     if not paged and k_cache.shape[caxes[0]] != B:
         _fail("INVALID_SHAPE", f"k_cache holds {k_cache.shape[caxes[0]]} entries for {B} sequences")
     keep = []
     rot = _rotary_arg(t, rotary_cos, rotary_sin, rotary_interleaved, rotary_positions, total, D, keep)
-    cache = _cache_struct(kd, k_cache, sk, v_cache, sv, caxes, table)
+    cache = _cache_struct(kd, k_cache, sk, v_cache, sv, caxes, table, scales)
     i32 = ctypes.POINTER(ctypes.c_int32)
     _check(L.mha_kv_cache_write_varlen(ctypes.byref(cache), B, Hkv, D, Dv, cu.ctypes.data_as(i32),
                                        p.ctypes.data_as(i32), _ptr(k4), _strides(skn), _ptr(v4),
@@ -93,7 +95,8 @@ def kv_cache_write_varlen(k_cache, v_cache, k_new, v_new, cu_seqlens, pos, *, bl
 
 
 def kv_cache_write_slots(k_pool, v_pool, k_new, v_new, slot_mapping, *, kv_dtype=None, cache_layout=None,
-                         rotary_cos=None, rotary_sin=None, rotary_interleaved=False, rotary_positions=None):
+                         rotary_cos=None, rotary_sin=None, rotary_interleaved=False, rotary_positions=None,
+                         k_scales=None, v_scales=None):
     """Rows into paged pools by slot, as vLLM's reshape_and_cache
     (mha_kv_cache_write_slots): row i of k_new [n_tokens, Hkv, D] and v_new
     goes to slot slot_mapping[i] = block · block_size + row of the pools
@@ -107,11 +110,12 @@ def kv_cache_write_slots(k_pool, v_pool, k_new, v_new, slot_mapping, *, kv_dtype
     slots = _int32_array(t.array(slot_mapping, "slot_mapping"), "slot_mapping")
     if slots.shape != (n,):
         _fail("INVALID_SHAPE", f"slot_mapping must be [{n}] (one per row of k_new), not {slots.shape}")
-    k_pool, sk, v_pool, sv, kd, caxes = _cache_of(t, k_pool, v_pool, kv_dtype, cache_layout, True, Hkv, D, Dv)
+    k_pool, sk, v_pool, sv, kd, caxes, scales = _cache_of(t, k_pool, v_pool, kv_dtype, cache_layout, True, Hkv, D,
+                                                          Dv, k_scales, v_scales)
     keep = []
     rot = _rotary_arg(t, rotary_cos, rotary_sin, rotary_interleaved, rotary_positions, n, D, keep)
     table = np.zeros((1, 1), np.int32)  # not read: slots address the pools
-    cache = _cache_struct(kd, k_pool, sk, v_pool, sv, caxes, table)
+    cache = _cache_struct(kd, k_pool, sk, v_pool, sv, caxes, table, scales)
     i32 = ctypes.POINTER(ctypes.c_int32)
     _check(L.mha_kv_cache_write_slots(ctypes.byref(cache), n, Hkv, D, Dv, slots.ctypes.data_as(i32), _ptr(k4),
                                       _strides(skn), _ptr(v4), _strides(svn), rot))

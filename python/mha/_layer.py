@@ -135,7 +135,7 @@ class Layer:
                 align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
                 need_weights=False, weights_mode="per_head", num_threads=0, out=None,
                 workspace=None, return_trace=False, k_cache=None, v_cache=None, kv_pos=None,
-                block_table=None, kv_dtype=None, cache_layout=None):
+                block_table=None, kv_dtype=None, cache_layout=None, k_scales=None, v_scales=None):
         """One forward pass (mha_layer_forward).
 
         x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
@@ -222,11 +222,12 @@ class Layer:
             raise TypeError("Layer.forward(): kv_pos and block_table are for a cache (k_cache, v_cache)")
         if k_cache is not None:
             paged = block_table is not None
-            kc, sk, vc, sv, kd, caxes = _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged,
-                                                  self.num_kv_heads, self.head_dim, self.value_head_dim)
+            kc, sk, vc, sv, kd, caxes, scales = _cache_of(t, k_cache, v_cache, kv_dtype, cache_layout, paged,
+                                                          self.num_kv_heads, self.head_dim, self.value_head_dim,
+                                                          k_scales, v_scales)
             table = _block_table(t.array(block_table, "block_table"), B) if paged else None
-            cache = _cache_struct(kd, kc, sk, vc, sv, caxes, table)
-            keep += [kc, vc, table, cache]
+            cache = _cache_struct(kd, kc, sk, vc, sv, caxes, table, scales)
+            keep += [kc, vc, table, cache, scales]
             a.kv_cache = ctypes.addressof(cache)
             if kv_pos is not None:
                 pos = _kv_len_array(t.array(kv_pos, "kv_pos"), B, "kv_pos", "position")

@@ -36,9 +36,7 @@ MHA_WEIGHTS_IN_OUT = 0
 MHA_WEIGHTS_OUT_IN = 1
 
 # enum mha_dtype (the element type of a K/V cache)
-DTYPE_VALUES = {"f32": 0, "f16": 1, "bf16": 2}
-# every mha_dtype (the Python front does not take int8 caches yet)
-DTYPE_ENUM = dict(DTYPE_VALUES, int8=3)
+DTYPE_VALUES = {"f32": 0, "f16": 1, "bf16": 2, "int8": 3}
 # mha_rotary_style
 ROTARY_STYLE_VALUES = {"neox": 0, "gptj": 1}
 

@@ -12,7 +12,7 @@ from . import _lib
 from ._errors import _check, _fail
 from ._coerce import (_F32, _c_int, _check_out_array, _element_strides, _float32, _input_view,
                       _int32_array, _isa_value, _kv_dtype, _kv_len_array, _ptr, _scale, _strides)
-from ._kv_cache import _block_table, _cache_axes, _cache_struct, _check_pools
+from ._kv_cache import _block_table, _cache_axes, _cache_scales, _cache_struct, _check_pools
 from ._options import _set_variants
 from ._rotary import _rotary_struct
 from ._tensors import _Tensors
@@ -26,7 +26,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
                      alibi_slopes=None, softcap=None, sinks=None, scale=None, return_lse=False,
                      num_threads=0, isa=None, out=None, workspace=None, return_trace=False,
                      rotary_cos=None, rotary_sin=None, rotary_interleaved=False,
-                     rotary_positions=None):
+                     rotary_positions=None, k_scales=None, v_scales=None):
     """A packed variable-length batch (mha_attention_varlen_f32), or one whose
     keys come from a K/V cache (seqused_k: mha_attention_varlen_kv_f32).
 
@@ -117,7 +117,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
         B = cq.size - 1
         ck = _kv_len_array(keys, B, "seqused_k", "key count")
         # held: the arrays the cache points into, alive through the call
-        cache, held, Hkv = _varlen_cache(k, v, B, block_table, cache_layout, kv_dtype)
+        cache, held, Hkv = _varlen_cache(t, k, v, B, block_table, cache_layout, kv_dtype, k_scales, v_scales)
         Dk, Dv = held[0].shape[3], held[1].shape[3]
         if Dk != D:
             _fail("INVALID_SHAPE", f"k's head width ({Dk}) differs from q's ({D})")
@@ -204,7 +204,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
     return t.result((out, lse, trace) if return_lse else (out, trace), out_given)
 
 
-def _varlen_cache(k, v, B, block_table, cache_layout, kd):
+def _varlen_cache(t, k, v, B, block_table, cache_layout, kd, k_scales, v_scales):
     """The mha_kv_cache of a varlen call's K/V cache (contiguous of B entries,
     or pools addressed by block_table [B, max_blocks]), the arrays it points
     into, (k, v, table), which must stay alive through the call, and Hkv."""
@@ -218,6 +218,7 @@ def _varlen_cache(k, v, B, block_table, cache_layout, kd):
     elif k.shape[axes[0]] != B:
         _fail("INVALID_SHAPE", f"k holds {k.shape[axes[0]]} cache entries for {B} sequences "
                                f"(cu_seqlens_q): one entry per sequence")
+    scales = _cache_scales(t, kd, k_scales, v_scales, k.shape[:3], axes)
     k, sk = _input_view(k, axes)
     v, sv = _input_view(v, axes)
-    return _cache_struct(kd, k, sk, v, sv, axes, table), (k, v, table), k.shape[axes[1]]
+    return _cache_struct(kd, k, sk, v, sv, axes, table, scales), (k, v, table, scales), k.shape[axes[1]]

@@ -37,7 +37,7 @@ def c_layout():
 
 def test_enum_values_match_the_header():
     _, enums = c_layout()
-    assert enums["mha_dtype"] == {f"MHA_DTYPE_{n.upper()}": v for n, v in _lib.DTYPE_ENUM.items()}
+    assert enums["mha_dtype"] == {f"MHA_DTYPE_{n.upper()}": v for n, v in _lib.DTYPE_VALUES.items()}
     assert enums["mha_trace_stage"] == {f"MHA_TRACE_{n.upper()}": v
                                         for n, v in _lib.TRACE_STAGE_VALUES.items()}
     assert enums["mha_rotary_style"] == {f"MHA_ROTARY_{n.upper()}": v

@@ -106,3 +106,59 @@ def test_layer_fills_a_cache(paged):
     assert np.array_equal(v16.view(np.uint16), vw.view(np.uint16))
     with pytest.raises(TypeError):
         layer(x, k_cache=k16)
+
+
+@pytest.mark.parametrize("paged", [False, True])
+def test_int8_cache(paged):
+    """An int8 cache (np.int8 with k_scales / v_scales): the writers quantize by
+    mha.h's rule, attention_paged / attention_varlen over it give bitwise
+    attention() on the dequantized values, the slots writer the same bytes;
+    scales missing or misshaped are refused."""
+    rng = np.random.default_rng(13)
+    B, H, Hkv, D, bs, T = 2, 4, 2, 16, 16, 40
+    per = -(-T // bs)
+    table = np.arange(B * per, dtype=np.int32)[::-1].reshape(B, per).copy() if paged else None
+    shape = (B * per, Hkv, bs, D) if paged else (B, Hkv, T, D)
+    k8, v8 = np.zeros(shape, np.int8), np.zeros(shape, np.int8)
+    ks, vs = np.zeros(shape[:3], np.float32), np.zeros(shape[:3], np.float32)
+    kn, vn = rand(rng, (B * T, Hkv, D)), rand(rng, (B * T, Hkv, D))
+    cu = np.array([0, T, 2 * T], np.int32)
+    mha.kv_cache_write_varlen(k8, v8, kn, vn, cu, [0, 0], block_table=table, k_scales=ks, v_scales=vs)
+    # the rule, from mha.h's text, on one row
+    x = kn[T + 5, 1].astype(np.float64)
+    amax = np.abs(x).max()
+    want_q = np.clip(np.round(x * (127.0 / amax)), -127, 127).astype(np.int8)  # np.round: ties to even
+    if paged:
+        blk, row = table[1][5 // bs], 5 % bs
+        got_q, got_s = k8[blk, 1, row], ks[blk, 1, row]
+    else:
+        got_q, got_s = k8[1, 1, 5], ks[1, 1, 5]
+    assert np.array_equal(got_q, want_q) and got_s == np.float32(amax / 127.0)
+
+    def dequant(q8, s):  # [B, Hkv, T, D] float32, (float)q · scale
+        d = q8.astype(np.float32) * s[..., None]
+        if paged:
+            d = d[table].transpose(0, 2, 1, 3, 4).reshape(B, Hkv, per * bs, D)
+        return np.ascontiguousarray(d[:, :, :T])
+    kd, vd = dequant(k8, ks), dequant(v8, vs)
+    q = rand(rng, (B, H, 1, D))
+    want = mha.attention(q, kd, vd)
+    if paged:
+        got = mha.attention_paged(q, k8, v8, table, Tk=T, k_scales=ks, v_scales=vs)
+        assert np.array_equal(got, want)
+        qv = q[:, :, 0]  # [B, H, D] as packed rows
+        out = mha.attention_varlen(qv, k8, v8, np.array([0, 1, 2], np.int32), seqused_k=[T, T],
+                                   block_table=table, k_scales=ks, v_scales=vs)
+        assert np.array_equal(out, want[:, :, 0])
+        slots = np.concatenate([[table[b][j // bs] * bs + j % bs for j in range(T)] for b in range(B)])
+        k2, v2 = np.zeros_like(k8), np.zeros_like(v8)
+        ks2, vs2 = np.zeros_like(ks), np.zeros_like(vs)
+        mha.kv_cache_write_slots(k2, v2, kn, vn, slots.astype(np.int32), k_scales=ks2, v_scales=vs2)
+        assert np.array_equal(k2, k8) and np.array_equal(ks2, ks) and np.array_equal(vs2, vs)
+    with pytest.raises(TypeError):
+        mha.kv_cache_write_varlen(k8, v8, kn, vn, cu, [0, 0], block_table=table)  # no scales
+    with pytest.raises(mha.MhaError):
+        mha.kv_cache_write_varlen(k8, v8, kn, vn, cu, [0, 0], block_table=table, k_scales=ks[:1],
+                                  v_scales=vs[:1])
+    with pytest.raises(TypeError):
+        mha.attention(q, k8, v8, kv_dtype="int8")
