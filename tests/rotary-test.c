@@ -360,12 +360,20 @@ static void check_calls(tester* t, const rt_batch* s, const rt_cache* a, const i
         k.num_threads = threads;
         tester_poison(p1, (size_t)(B * H * Tq * Dv));
         tester_poison(p2, (size_t)(B * H * Tq * Dv));
+        const size_t nw = (size_t)(B * H * Tq * s->Tk);
+        float* w1 = tester_alloc(nw * sizeof(float));
+        float* w2 = tester_alloc(nw * sizeof(float));
+        tester_poison(w1, nw);
+        tester_poison(w2, nw);
         k.rotary = &s->rot;
-        check_ok(t, mha_attention_kv_f32(&k, q, &a->c, p1, NULL), "kv_f32 with rotary");
+        check_ok(t, mha_attention_kv_f32(&k, q, &a->c, p1, w1), "kv_f32 with rotary");
         k.rotary = NULL;
-        check_ok(t, mha_attention_kv_f32(&k, qr, &a->c, p2, NULL), "kv_f32 pre-rotated");
-        tester_check(t, same_bits(p1, p2, (size_t)(B * H * Tq * Dv) * sizeof(float)),
-                     "kv_f32: rotated in the call = rotated before");
+        check_ok(t, mha_attention_kv_f32(&k, qr, &a->c, p2, w2), "kv_f32 pre-rotated");
+        tester_check(t, same_bits(p1, p2, (size_t)(B * H * Tq * Dv) * sizeof(float)) &&
+                            same_bits(w1, w2, nw * sizeof(float)),
+                     "kv_f32: rotated in the call = rotated before (out and the weights)");
+        free(w1);
+        free(w2);
       }
     }
     free(q), free(qr), free(p1), free(p2);
