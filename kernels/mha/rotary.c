@@ -198,11 +198,19 @@ mha_status mha_rotary_check_queries(const char* fn, const mha_rotary* r, int64_t
   for (int64_t b = 0; b < B; b++) {
     const int64_t first = cu_q != NULL ? cu_q[b] : b * Tq, len = cu_q != NULL ? cu_q[b + 1] - cu_q[b] : Tq;
     const int64_t end = ends != NULL ? ends[b] : Tk;
-    for (int64_t i = 0; i < len; i++) {
-      const int64_t pos = r->positions != NULL ? r->positions[first + i] : end - len + i;
-      mha_status st = mha_rotary_check_pos(fn, r, "query row", first + i, pos);
-      if (st != MHA_STATUS_SUCCESS) return st;
-      if (r->positions == NULL && i == 0 && len > 1) i = len - 2; /* natural: the first and the last decide */
+    mha_status st;
+    if (r->positions != NULL) {
+      for (int64_t i = 0; i < len; i++) {
+        if ((st = mha_rotary_check_pos(fn, r, "query row", first + i, r->positions[first + i])) !=
+            MHA_STATUS_SUCCESS) {
+          return st;
+        }
+      }
+    } else if (len > 0) { /* natural: end − len .. end − 1, so the first and the last decide */
+      if ((st = mha_rotary_check_pos(fn, r, "query row", first, end - len)) != MHA_STATUS_SUCCESS ||
+          (st = mha_rotary_check_pos(fn, r, "query row", first + len - 1, end - 1)) != MHA_STATUS_SUCCESS) {
+        return st;
+      }
     }
   }
   return MHA_STATUS_SUCCESS;

@@ -13,7 +13,7 @@ from ._errors import _check, _fail
 from ._coerce import (_c_int64, _element_strides, _float32, _input_view, _int32_array, _kv_dtype,
                       _kv_len_array, _ptr, _strides)
 from ._core import _LAYOUT_AXES, _attend, _batch_to, _options_arrays
-from ._rotary import _rotate
+from ._rotary import _rotate_rows
 from ._tensors import _Tensors
 
 
@@ -271,10 +271,9 @@ def kv_cache_write(k_cache, v_cache, k_new, v_new, pos, *, block_table=None, kv_
     if rotary_cos is not None or rotary_sin is not None:
         if rotary_cos is None or rotary_sin is None:
             raise TypeError("rotary_cos and rotary_sin come together")
-        at = p.astype(np.int64)[:, None] + np.arange(T)[None, :]  # [B, T]
-        at = at[:, None, :] if layout == "bhtd" else at[:, :, None]
-        kn = _rotate(kn, t.array(rotary_cos, "rotary_cos"), t.array(rotary_sin, "rotary_sin"),
-                     rotary_interleaved, np.broadcast_to(at, kn.shape[:-1]))
+        at = p.astype(np.int64)[:, None] + np.arange(T)[None, :]  # [B, T]: token pos[b] + t
+        kn = _rotate_rows(kn, axes, t.array(rotary_cos, "rotary_cos"), t.array(rotary_sin, "rotary_sin"),
+                          rotary_interleaved, at, [])
     kn, skn = _input_view(kn, axes)
     vn, svn = _input_view(vn, axes)
     scales = _cache_scales(t, kd, k_scales, v_scales, k_cache.shape[:3], caxes, write=True)

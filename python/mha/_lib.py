@@ -220,6 +220,7 @@ def _prototypes(lib):
                                                                        PTR, Strides, PTR, Strides, PTR]),
         "mha_kv_cache_write_slots": (c_int, [P(KVCache)] + [I64] * 4 + [P(ctypes.c_int32), PTR, Strides, PTR,
                                                                       Strides, PTR]),
+        "mha_rotary_apply_f32": (c_int, [P(Rotary), I64, I64, I64, PTR, Strides, PTR, Strides]),
         "mha_rotary_table_f32": (c_int, [I64, I64, ctypes.c_double, ctypes.c_double, PTR,
                                          ctypes.c_double, PTR, PTR]),
         # mha_strides by value

@@ -1,7 +1,9 @@
 """Rotary embeddings (mha.h, "Rotary embeddings"): rotary_table() fills a
 cos/sin table from θ (mha_rotary_table_f32), and _rotary_struct() builds the
 mha_rotary a call applies to Q (attention_varlen over a cache) from
-FlashAttention-style arguments."""
+FlashAttention-style arguments; _rotate_rows() rotates kv_cache_write's K
+through the library (mha_rotary_apply_f32)."""
+import ctypes
 
 import numpy as np
 
@@ -62,28 +64,21 @@ def _rotary_struct(rotary_cos, rotary_sin, interleaved, positions, rows, head_di
     return r
 
 
-def _rotate(x, rotary_cos, rotary_sin, interleaved, positions):
-    """x [..., D] float32 rotated at positions (x.shape[:-1], ints), by mha.h's
-    formula in float32 (each product rounded, then the sum: NumPy fuses
-    nothing, so these are the library's bits)."""
-    cos = np.ascontiguousarray(rotary_cos, dtype=_F32)
-    sin = np.ascontiguousarray(rotary_sin, dtype=_F32)
-    if cos.ndim != 2 or cos.shape != sin.shape or cos.shape[1] < 1:
-        _fail("INVALID_SHAPE", f"rotary_cos and rotary_sin must both be [n_positions, rotary_dim / 2], "
-                               f"not {cos.shape} and {sin.shape}")
-    half = cos.shape[1]
-    if 2 * half > x.shape[-1]:
-        _fail("INVALID_SHAPE", f"rotary_dim = {2 * half} is wider than the heads ({x.shape[-1]})")
-    positions = np.asarray(positions)
-    if positions.size and (positions.min() < 0 or positions.max() >= cos.shape[0]):
-        _fail("INVALID_ARGUMENT", f"rotary positions reach {int(positions.min())} .. {int(positions.max())}, "
-                                  f"outside the table's [0, {cos.shape[0]})")
-    c, s = cos[positions], sin[positions]
-    y = np.array(x, dtype=_F32, copy=True)
-    if interleaved:
-        a, b = x[..., 0:2 * half:2], x[..., 1:2 * half:2]
-        y[..., 0:2 * half:2], y[..., 1:2 * half:2] = a * c - b * s, b * c + a * s
-    else:
-        a, b = x[..., :half], x[..., half:2 * half]
-        y[..., :half], y[..., half:2 * half] = a * c - b * s, b * c + a * s
+
+def _rotate_rows(x, axes, rotary_cos, rotary_sin, interleaved, positions, keep):
+    """K of kv_cache_write, x [B, heads, T, D] in the layout of axes (batch,
+    head, row), rotated by the library (mha_rotary_apply_f32, mha.h's
+    formula) into a new array; row t of entry b at positions[b, t]."""
+    L = _lib.lib()
+    x = np.ascontiguousarray(x, dtype=_F32)
+    y = np.empty_like(x)
+    ib, ih, it = axes
+    B, H, T, D = x.shape[ib], x.shape[ih], x.shape[it], x.shape[3]
+    r = _rotary_struct(rotary_cos, rotary_sin, interleaved, None, T, D, keep)
+    st = _lib.Strides(0, x.strides[ih] // 4, x.strides[it] // 4)
+    for b in range(B):
+        pos = _int32_array(positions[b], "positions")
+        r.positions = pos.ctypes.data
+        off = b * x.strides[ib]
+        _check(L.mha_rotary_apply_f32(ctypes.byref(r), T, H, D, x.ctypes.data + off, st, y.ctypes.data + off, st))
     return y
