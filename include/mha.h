@@ -523,6 +523,46 @@ MHA_API mha_status mha_attention_f32(const mha_attention_desc* desc, const float
 MHA_API mha_status mha_attention_workspace_size(const mha_attention_desc* desc, int with_weights,
                                                 size_t* bytes);
 
+/* An element type: of a K/V cache (below), and of Q, K, V and out in
+ * mha_attention. The scores, the softmax and every accumulator stay fp32; a
+ * 16-bit value is widened (exactly) in registers as the kernels load it,
+ * never copied out as fp32. */
+typedef enum mha_dtype {
+  MHA_DTYPE_F32 = 0,  /* IEEE binary32 */
+  MHA_DTYPE_F16 = 1,  /* IEEE binary16 (half), its bits as uint16_t */
+  MHA_DTYPE_BF16 = 2, /* bfloat16 (the upper half of a binary32), as uint16_t */
+  /* symmetric int8 with one fp32 scale per row (token, K/V head): value =
+   * (float)q · scale, q in [−127, 127] as int8_t; the scales live beside the
+   * cache (mha_kv_cache's k_scales, v_scales; "int8 caches" below). (Since 0.6.) */
+  MHA_DTYPE_INT8 = 3
+} mha_dtype;
+
+/* The core (mha_attention_f32) with Q, K, V and out in a 16-bit type:
+ * dtype MHA_DTYPE_F16 or MHA_DTYPE_BF16 (their bits as uint16_t; desc's
+ * strides count elements of that type), or MHA_DTYPE_F32 (then exactly
+ * mha_attention_f32). Masks, variants, GQA, weights and lse (both fp32) work
+ * as in the core; desc->rotary is refused. Workspace: mha_attention_workspace_size
+ * (the type does not change it).
+ *
+ * Accuracy (since 0.6): a product of two f16 or bf16 values is exact in fp32,
+ * so every kernel set of this version computes in fp32 on the exactly
+ * widened values (Q widened as it is packed, K and V as the kernels load
+ * them: no fp32 copy of any of them) and rounds each output once:
+ *
+ *   out = round(mha_attention_f32(widen(q), widen(k), widen(v)))   bit for bit
+ *
+ * (round: to nearest, ties to even, as mha_kv_cache_write rounds; past the
+ * type's range ±inf, a NaN stays NaN), with weights and lse bitwise those of
+ * that fp32 call. Its error against exact attention on the 16-bit inputs is
+ * the fp32 core's plus half an ulp of the type: 2^−9 relative for bf16, 2^−12
+ * for f16 (an f16 result under 2^−14 is subnormal: an absolute 2^−25). Bits
+ * are identical for any thread count and batch composition, per kernel set.
+ *
+ * Returns the core's statuses, plus INVALID_ARGUMENT for another dtype or a
+ * rotary; the overlap rule counts 2-byte elements for q, k, v and out. */
+MHA_API mha_status mha_attention(const mha_attention_desc* desc, mha_dtype dtype, const void* q, const void* k,
+                                 const void* v, void* out, float* weights);
+
 /* A packed variable-length batch: B sequences of different lengths, back to
  * back without padding (FlashAttention's cu_seqlens), in one call.
  *
@@ -574,18 +614,6 @@ MHA_API mha_status mha_attention_varlen_workspace_size(const mha_attention_desc*
 /* KV caches: 16-bit and paged                                              */
 /* ------------------------------------------------------------------------ */
 
-/* The element type of a K/V cache. Q, the scores, the softmax, every
- * accumulator and out stay fp32; a 16-bit K or V value is widened (exactly)
- * in registers as the kernels load it, never copied out as an fp32 cache. */
-typedef enum mha_dtype {
-  MHA_DTYPE_F32 = 0,  /* IEEE binary32 */
-  MHA_DTYPE_F16 = 1,  /* IEEE binary16 (half), its bits as uint16_t */
-  MHA_DTYPE_BF16 = 2, /* bfloat16 (the upper half of a binary32), as uint16_t */
-  /* symmetric int8 with one fp32 scale per row (token, K/V head): value =
-   * (float)q · scale, q in [−127, 127] as int8_t; the scales live beside the
-   * cache (mha_kv_cache's k_scales, v_scales; "int8 caches" below). (Since 0.6.) */
-  MHA_DTYPE_INT8 = 3
-} mha_dtype;
 
 /* A K/V cache as an engine stores it, contiguous or paged.
  *

@@ -17,8 +17,8 @@ int64_t mha_weights_slots(const mha_attention_desc* d) {
   }
 }
 
-mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, const float* q,
-                                  const float* k, const float* v, const float* out,
+mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, const void* q,
+                                  const void* k, const void* v, const void* out,
                                   int with_weights) {
   if (d == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: desc is NULL", fn);
   if (q == NULL || k == NULL || v == NULL || out == NULL) {
@@ -138,8 +138,8 @@ mha_status mha_attention_validate(const char* fn, const mha_attention_desc* d, c
  * anything else it touches is a race and wrong results, or worse (an index
  * array overwritten mid-call). The test is on the byte ranges the views
  * address, so interleaved but disjoint views are refused too. */
-mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d, const float* q,
-                                       const float* k, const float* v, const float* out,
+mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* d, size_t esz, const void* q,
+                                       const void* k, const void* v, const void* out,
                                        const float* weights, const mha_span* more_in, size_t n_more_in) {
   size_t nq, nk = 0, nv = 0, nout, nadd = 0, nw = 0;
   mha_status st;
@@ -149,6 +149,11 @@ mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc*
       (st = mha_view_span(fn, "out", d->B, d->H, d->Tq, d->Dv, &d->out, &nout)) != MHA_STATUS_SUCCESS) {
     return st;
   }
+  /* the spans were counted in floats */
+  nq = nq / sizeof(float) * esz;
+  nk = nk / sizeof(float) * esz;
+  nv = nv / sizeof(float) * esz;
+  nout = nout / sizeof(float) * esz;
   if (d->mask.additive != NULL &&
       (st = mha_view_span(fn, "mask.additive", d->B, d->H, d->Tq, d->Tk, &d->mask.additive_strides,
                           &nadd)) != MHA_STATUS_SUCCESS) {

@@ -214,7 +214,6 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
 /* One (item, key range): the flash loop over the range's key blocks. */
 void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch) {
   const mha_attention_desc* d = p->d;
-  const mha_kernels* kr = p->kr;
   const mha_item_pos pos = mha_item_pos_of(p, item);
   const size_t R = (size_t)(p->G * pos.mq);
   const size_t Dv = (size_t)d->Dv;
@@ -252,9 +251,7 @@ void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, flo
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
     /* a row with no visible key has l = 0 and outputs zeros; a NaN l stays NaN */
     const float inv = sc.l[r] == 0.0f ? 0.0f : 1.0f / sc.l[r];
-    float* dst = mha_out_row(p, pos.b, row.h, row.i);
-    memcpy(dst, sc.o + r * Dv, Dv * sizeof(float));
-    kr->vscale(Dv, dst, inv);
+    mha_put_out_row(p, pos.b, row.h, row.i, sc.o + r * Dv, inv);
     /* one key range (split 0): the row's sink is in its (m, l) */
     mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r], mha_head_sink(d, row.h)));
   }

@@ -254,10 +254,11 @@ mha_team mha_call_team(mha_call* c, const mha_attention_desc* d) {
 
 /* Binds a plan to its buffers and carves its shared parts from *shared
  * (advanced past them); zeroes the decode counters and builds the slot lists. */
-void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const float* v,
-                               const mha_kv_cache* cache, float* out, float* weights, float** shared) {
+void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const float* k, const float* v,
+                        const mha_kv_cache* cache, void* out, float* weights, float** shared) {
   const mha_attention_desc* d = p->d;
   p->q = q;
+  p->io_dt = io_dt;
   p->cache = cache;
   if (cache != NULL) {
     p->k = cache->k;
@@ -292,4 +293,25 @@ void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const 
   *shared = at;
   if (p->done != NULL) memset(p->done, 0, p->done_n * sizeof(int32_t));
   if (p->slot_first != NULL && weights != NULL) mha_weights_slots_index(p);
+}
+
+void mha_put_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float* o, float inv) {
+  const size_t Dv = (size_t)p->d->Dv;
+  const int64_t at = mha_out_at(p, b, h, i);
+  switch (p->io_dt) {
+    case MHA_DTYPE_F16:
+      p->kr->vscale(Dv, o, inv);
+      p->kr->narrow_f16(Dv, o, (uint16_t*)p->out + at);
+      break;
+    case MHA_DTYPE_BF16:
+      p->kr->vscale(Dv, o, inv);
+      p->kr->narrow_bf16(Dv, o, (uint16_t*)p->out + at);
+      break;
+    default: {
+      float* dst = (float*)p->out + at;
+      memcpy(dst, o, Dv * sizeof(float));
+      p->kr->vscale(Dv, dst, inv);
+      break;
+    }
+  }
 }

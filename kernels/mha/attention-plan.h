@@ -45,9 +45,12 @@
 typedef struct mha_attn_plan {
   const mha_kernels* kr;
   const mha_attention_desc* d;
-  const float* q;
+  const void* q;     /* Q and out: elements of io_dt (desc's strides count them) */
   const void *k, *v; /* fp32 views, or a cache's buffers or pools (dt) */
-  float *out, *weights;
+  void* out;
+  float* weights;
+  mha_dtype io_dt;   /* of Q and out: fp32, or f16 / bf16 (mha_attention): Q widened as it is
+                        packed, each out row rounded once as it is written */
   /* where K and V rows are: desc's views (fp32), or a cache (mha_kv_cache) */
   const mha_strides *ks, *vs; /* element strides; paged: batch = block to block */
   const mha_kv_cache* cache;  /* or NULL: desc's fp32 views */
@@ -166,11 +169,17 @@ static inline void mha_kv_widen(const mha_attn_plan* p, const void* x, float sca
   }
 }
 
-/* The output row of (b, h, i). */
-static inline float* mha_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i) {
+/* The offset of row (b, h, i) of out, in elements. */
+static inline int64_t mha_out_at(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i) {
   const mha_strides* s = &p->d->out;
-  return p->out + b * s->batch + h * s->head + i * s->row;
+  return b * s->batch + h * s->head + i * s->row;
 }
+
+/* Writes row (b, h, i) of out: o[c] · inv for c < Dv, each product rounded
+ * to fp32 (kr->vscale) and then, for a 16-bit out, once to its type (the
+ * set's narrow kernel: to nearest even). o is scratch: a 16-bit row is
+ * scaled in place. */
+void mha_put_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float* o, float inv);
 
 /* Writes row (b, h, i)'s log-sum-exp when an lse output is asked for. */
 static inline void mha_put_lse(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float value) {
@@ -280,8 +289,8 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
  * per MHA_WORK_PER_WORKER of its work (parallel.h), at least 1. */
 int mha_attn_threads(int nthreads, int64_t units, double work);
 mha_status mha_attn_total(size_t scratch, int threads, size_t shared, size_t* floats);
-void mha_attn_plan_bind(mha_attn_plan* p, const float* q, const float* k, const float* v,
-                        const mha_kv_cache* cache, float* out, float* weights, float** shared);
+void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const float* k, const float* v,
+                        const mha_kv_cache* cache, void* out, float* weights, float** shared);
 
 /* attention-run.c: runs the stages on the team's workers, worker w's
  * scratch at scratch + w·stride floats */

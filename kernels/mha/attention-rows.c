@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv-gemm/kv-convert.h"
 #include "mha/attention-plan.h"
 
 /* The pre-pass: Kᵀ of one quarter of a key block (unit = block · 4 + part),
@@ -133,8 +134,17 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int6
   int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
-    const float* src = p->q + b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
-    if (p->rot != NULL) {
+    const int64_t at_q = b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
+    const float* src = (const float*)p->q + at_q;
+    if (p->io_dt != MHA_DTYPE_F32) {
+      /* a 16-bit Q widened (exactly) as it is packed: the fp32 path's values */
+      const uint16_t* q16 = (const uint16_t*)p->q + at_q;
+      const int f16 = p->io_dt == MHA_DTYPE_F16;
+      for (size_t c = 0; c < D; c++) {
+        const float x = (f16 ? mha_f16_to_f32(q16[c]) : mha_bf16_to_f32(q16[c])) * p->qscale;
+        if (p->qt) qp[c * R + r] = x; else qp[r * D + c] = x;
+      }
+    } else if (p->rot != NULL) {
       /* rotated on the way in, at the row's position (checked by the call) */
       const int64_t at = p->rot_pos != NULL ? p->rot_pos[b * d->Tq + row.i] : mha_kv_end(p, b) - d->Tq + row.i;
       mha_rotary_row(p->rot, at, D, src, p->qt ? qp + r : qp + r * D, p->qt ? R : 1, p->qscale);

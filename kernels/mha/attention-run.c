@@ -145,9 +145,9 @@ static int64_t mha_attn_mean_units(const mha_attn_plan* p) {
   return p->weights != NULL && p->d->weights_mode == MHA_WEIGHTS_HEAD_MEAN ? p->d->B * p->nqb : 0;
 }
 
-mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const float* q,
-                             const float* k, const float* v, const mha_kv_cache* cache, float* out,
-                             float* weights, mha_team team, float* workspace) {
+mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d, const void* q,
+                             const float* k, const float* v, const mha_kv_cache* cache, mha_dtype io_dt,
+                             void* out, float* weights, mha_team team, float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
   mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, (int64_t)MHA_ATTN_UNITS_PER_THREAD * team.workers);
@@ -164,7 +164,7 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
     }
   }
   float* shared = ws + p.scratch * (size_t)nthreads;
-  mha_attn_plan_bind(&p, q, k, v, cache, out, weights, &shared);
+  mha_attn_plan_bind(&p, q, io_dt, k, v, cache, out, weights, &shared);
   const int64_t pack_first[2] = {0, p.kt_blocks * MHA_KT_PARTS}, unit_first[2] = {0, p.units},
                 mean_first[2] = {0, mha_attn_mean_units(&p)};
   const mha_attn_stages stages = {&p, 1, pack_first, unit_first, mean_first};

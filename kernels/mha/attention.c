@@ -1,6 +1,7 @@
 /*
  * The attention core's public entry points (include/mha.h): mha_attention_f32,
- * its workspace query, the descriptor's initializer and the stride helpers.
+ * mha_attention (16-bit Q, K, V and out), the workspace query, the
+ * descriptor's initializer and the stride helpers.
  * The plan and the stages are in attention-*.c (see attention-plan.h).
  */
 #include <string.h>
@@ -51,12 +52,50 @@ mha_status mha_attention_f32(const mha_attention_desc* caller, const float* q, c
   const mha_attention_desc* desc = &d;
   st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
   if (st != MHA_STATUS_SUCCESS) return st;
-  if ((st = mha_attention_check_overlap(fn, desc, q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_attention_check_overlap(fn, desc, sizeof(float), q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
   const mha_team team = mha_call_team(&c, desc);
-  st = mha_attention_run(c.kr, desc, q, k, v, NULL, out, weights, team, c.ws);
+  st = mha_attention_run(c.kr, desc, q, k, v, NULL, MHA_DTYPE_F32, out, weights, team, c.ws);
+  mha_trace_end(team.tracer);
+  return st;
+}
+
+mha_status mha_attention(const mha_attention_desc* caller, mha_dtype dtype, const void* q, const void* k,
+                         const void* v, void* out, float* weights) {
+  static const char fn[] = "mha_attention";
+  if (dtype == MHA_DTYPE_F32) return mha_attention_f32(caller, q, k, v, out, weights);
+  if (dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
+  }
+  mha_attention_desc d;
+  mha_status st = mha_desc_read(fn, caller, &d);
+  if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
+  const mha_attention_desc* desc = &d;
+  st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  if ((st = mha_attention_check_overlap(fn, desc, mha_dtype_size(dtype), q, k, v, out, weights, NULL, 0)) !=
+      MHA_STATUS_SUCCESS) {
+    return st;
+  }
+  mha_call c;
+  st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, &c);
+  if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
+  /* K and V are read as a contiguous 16-bit cache over desc's views: the
+   * kernels widen them as they load (kernels/kv-gemm), as for a K/V cache */
+  mha_kv_cache cache;
+  memset(&cache, 0, sizeof cache);
+  cache.struct_size = sizeof cache;
+  cache.dtype = dtype;
+  cache.k = (void*)k;
+  cache.v = (void*)v;
+  cache.k_strides = d.k;
+  cache.v_strides = d.v;
+  cache.capacity = d.Tk;
+  const mha_team team = mha_call_team(&c, desc);
+  st = mha_attention_run(c.kr, desc, q, NULL, NULL, &cache, dtype, out, weights, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
 }

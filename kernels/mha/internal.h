@@ -113,20 +113,22 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
  * workspace: NULL (allocated here), or mha_attention_workspace_floats()
  * floats, 64-byte aligned. Fails only before writing anything. K and V come
  * from the fp32 views k, v (desc's strides), or, when cache is non-NULL, from
- * the cache (validated: mha_kv_cache_validate). */
+ * the cache (validated: mha_kv_cache_validate). Q and out hold elements of
+ * io_dt (fp32, or f16 / bf16 for mha_attention). */
 mha_status mha_attention_run(const mha_kernels* kernels, const mha_attention_desc* desc,
-                             const float* q, const float* k, const float* v,
-                             const mha_kv_cache* cache, float* out, float* weights, mha_team team,
-                             float* workspace);
+                             const void* q, const float* k, const float* v,
+                             const mha_kv_cache* cache, mha_dtype io_dt, void* out, float* weights,
+                             mha_team team, float* workspace);
 /* The overlap rule of every call (include/mha.h, "Strided views"): what it
  * writes (out, weights, lse, the caller's workspace, and the extra outputs
  * `more_out`) is disjoint from everything else it reads or writes: q, k, v,
  * the masks, the slopes and sinks, weights_heads, and the extra inputs
  * `more_in` (cu_seqlens, a cache and its table). INVALID_STRIDE naming the
- * pair otherwise. desc must have passed mha_attention_validate. */
-mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* desc,
-                                       const float* q, const float* k, const float* v,
-                                       const float* out, const float* weights,
+ * pair otherwise. q, k, v and out hold elements of esz bytes (4, or 2 for
+ * mha_attention's 16-bit types). desc must have passed mha_attention_validate. */
+mha_status mha_attention_check_overlap(const char* fn, const mha_attention_desc* desc, size_t esz,
+                                       const void* q, const void* k, const void* v,
+                                       const void* out, const float* weights,
                                        const mha_span* more_in, size_t n_more_in);
 mha_status mha_attention_workspace_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
                                           int with_weights, int nthreads, size_t* floats);
@@ -189,8 +191,8 @@ float* mha_workspace_take(void* workspace, size_t workspace_bytes, size_t floats
 
 /* Validates a core descriptor and the pointers, and with_weights: that a
  * [B, H, Tq, Tk] weights array is addressable (kernels/mha/attention.c). */
-mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc, const float* q,
-                                  const float* k, const float* v, const float* out,
+mha_status mha_attention_validate(const char* fn, const mha_attention_desc* desc, const void* q,
+                                  const void* k, const void* v, const void* out,
                                   int with_weights);
 
 /* The slopes and sinks of desc's mask: finite, and finite or −inf

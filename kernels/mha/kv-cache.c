@@ -224,7 +224,7 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
                                   {"rotary->positions", rot.positions, npos},
                                   {"cache->k_scales", cache->k_scales, nscale},
                                   {"cache->v_scales", cache->v_scales, nscale}};
-  if ((st = mha_attention_check_overlap(fn, &d, q, NULL, NULL, out, weights, cache_spans, 8)) != MHA_STATUS_SUCCESS) {
+  if ((st = mha_attention_check_overlap(fn, &d, sizeof(float), q, NULL, NULL, out, weights, cache_spans, 8)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   mha_call c;
@@ -235,7 +235,7 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
     return st;
   }
   const mha_team team = mha_call_team(&c, &d);
-  st = mha_attention_run(c.kr, &d, q, NULL, NULL, cache, out, weights, team, c.ws);
+  st = mha_attention_run(c.kr, &d, q, NULL, NULL, cache, MHA_DTYPE_F32, out, weights, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
 }

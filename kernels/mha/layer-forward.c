@@ -201,7 +201,7 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   if (cd.mask.kv_len != NULL) cd.mask.kv_len += b0;
   if (cd.mask.additive != NULL) cd.mask.additive += b0 * cd.mask.additive_strides.batch;
   float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
-  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, cat, weights, team, attn_ws);
+  mha_status st = mha_attention_run(kr, &cd, qbuf, kvbuf, kvbuf + L->nk, NULL, MHA_DTYPE_F32, cat, weights, team, attn_ws);
   if (st == MHA_STATUS_SUCCESS && a->kv_cache != NULL) {
     /* the chunk's K and V rows, as the core read them (cd.k, cd.v) */
     mha_kv_cache_store(kr, a->kv_cache, b0, nb, L->Hkv, c->Tk, L->D, L->Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk,

@@ -69,7 +69,7 @@ mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const i
                              {"rotary->positions", rot.positions, npos},
                              {"cache->k_scales", cache->k_scales, nscale},
                              {"cache->v_scales", cache->v_scales, nscale}};
-  if ((st = mha_attention_check_overlap(fn, &flat, q, NULL, NULL, out, NULL, inputs, 10)) != MHA_STATUS_SUCCESS) {
+  if ((st = mha_attention_check_overlap(fn, &flat, sizeof(float), q, NULL, NULL, out, NULL, inputs, 10)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn};

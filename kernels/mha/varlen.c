@@ -92,7 +92,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   const size_t ncu = (size_t)(desc->B + 1) * sizeof(int32_t);
   const mha_span offsets[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"cu_seqlens_k", cu_seqlens_k, ncu}};
   if ((st = mha_attention_validate(fn, &flat, q, k, v, out, 0)) != MHA_STATUS_SUCCESS ||
-      (st = mha_attention_check_overlap(fn, &flat, q, k, v, out, NULL, offsets, 2)) != MHA_STATUS_SUCCESS) {
+      (st = mha_attention_check_overlap(fn, &flat, sizeof(float), q, k, v, out, NULL, offsets, 2)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   mha_call c;
@@ -281,11 +281,11 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
      * could wrap, so it gets the views' base */
     if (caches != NULL) {
       caches[i] = mha_varlen_seq_cache(vb->cache, b);
-      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, NULL, NULL, &caches[i],
+      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, MHA_DTYPE_F32, NULL, NULL, &caches[i],
                          out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
     } else {
       const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
-      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, k + k0 * d->k.row, v + k0 * d->v.row, NULL,
+      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, MHA_DTYPE_F32, k + k0 * d->k.row, v + k0 * d->v.row, NULL,
                          out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
     }
     pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
