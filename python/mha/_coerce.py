@@ -107,40 +107,44 @@ def _input_view(a, axes, allow_row0=False):
     return a, st
 
 
-def _check_out_array(out, shape, name):
-    """An output array the caller gave: the right type, dtype and shape, writable."""
+def _check_out_array(out, shape, name, dtype=None):
+    """An output array the caller gave: the right type, dtype (float32, or
+    dtype) and shape, writable."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray or a CPU tensor, not "
                         f"{type(out).__name__}")
-    if out.dtype != _F32:
-        raise TypeError(f"{name}: dtype {out.dtype} is not float32 (an output is never copied)")
+    want = _F32 if dtype is None else dtype
+    if out.dtype != want:
+        raise TypeError(f"{name}: dtype {out.dtype} is not {want} (an output is never copied)")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     if tuple(out.shape) != tuple(shape):
         _fail("INVALID_SHAPE", f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
 
 
-def _output_view(out, shape, axes, name):
-    """Element strides of a caller's out= view, which mha writes in place
-    (never copied). Strides mha refuses (negative, overlapping) are passed on
-    for mha to report; what it cannot even be told is refused here."""
-    _check_out_array(out, shape, name)
+def _output_view(out, shape, axes, name, dtype=None):
+    """Element strides of a caller's out= view (float32, or dtype: 16-bit),
+    which mha writes in place (never copied). Strides mha refuses (negative,
+    overlapping) are passed on for mha to report; what it cannot even be told
+    is refused here."""
+    _check_out_array(out, shape, name, dtype)
     if out.size == 0:
         return [0, 0, 0]
+    isz = out.itemsize
     if not out.flags.aligned:
         _fail("INVALID_STRIDE", f"{name}: its address or a stride is not a whole number of "
-                                f"floats (byte strides {out.strides})")
-    if shape[3] > 1 and out.strides[3] != 4:
+                                f"elements (byte strides {out.strides})")
+    if shape[3] > 1 and out.strides[3] != isz:
         _fail("INVALID_STRIDE", f"{name}: the last dimension must be contiguous "
                                 f"(byte strides {out.strides})")
     st = []
     for ax in axes:
         n, s = shape[ax], out.strides[ax]
-        if s % 4:
+        if s % isz:
             if n > 1:
-                _fail("INVALID_STRIDE", f"{name}: byte stride {s} is not a whole number of floats")
+                _fail("INVALID_STRIDE", f"{name}: byte stride {s} is not a whole number of elements")
             s = 0
-        st.append(s // 4)  # negative strides go to mha, which refuses them
+        st.append(s // isz)  # negative strides go to mha, which refuses them
     return st
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from . import _lib
 from ._errors import _check, _fail
 from ._coerce import (_F32, _attention_kv_dtype, _c_int, _element_strides, _float32, _input_view,
-                      _isa_value, _output_view, _ptr, _scale, _strides)
+                      _isa_value, _kv_dtype, _output_view, _ptr, _scale, _strides)
 from ._options import _set_mask, _set_variants, _weights_array, _weights_mode
 from ._tensors import _Tensors
 from . import _trace
@@ -43,7 +43,7 @@ def _options_arrays(t, opts):
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
               align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
               need_weights=False, weights_mode="per_head", return_lse=False, num_threads=0,
-              isa=None, out=None, workspace=None, kv_dtype=None, return_trace=False):
+              isa=None, out=None, workspace=None, kv_dtype=None, return_trace=False, dtype=None):
     """out = softmax(scale·Q·Kᵀ + mask)·V per (batch, head): mha_attention_f32.
 
     layout "bhtd": q [B,H,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv] → out [B,H,Tq,Dv]
@@ -111,6 +111,14 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
                   kept per thread by this module (repeated calls allocate
                   nothing); or a writable C-contiguous array of enough bytes
     kv_dtype      None, "f32", "f16" or "bf16": see 16-bit K and V above
+    dtype         None (default): float32 q and out, as above. "f16" or "bf16":
+                  q, k, v AND out in that 16-bit type (mha_attention): float16
+                  arrays, or for bf16 uint16 arrays of the bits, ml_dtypes.bfloat16
+                  or torch.bfloat16, all read in place; out is returned in q's
+                  dtype (an out= must have it). The result is bitwise
+                  attention() on the float32 values rounded once to the type
+                  (to nearest even); weights and lse stay float32. kv_dtype
+                  must then be None.
     return_trace  also return the call's trace (mha.h, "Threads"): a NumPy
                   structured array of mha.TRACE_DTYPE, one row per work unit
                   the call ran (start_ns, end_ns since the call began, worker,
@@ -136,17 +144,30 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     if axes is None:
         raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
     t, out_given = _Tensors(), out
-    q = t.array(q, "q")
-    k, v, kv_dtype = t.kv(k, v, ("k", "v"), kv_dtype, cast=True)
-    out = t.out(out)
+    if dtype is not None:
+        # Q, K, V and out 16-bit (mha_attention): read and written in place
+        if dtype not in ("f16", "bf16"):
+            raise ValueError(f"dtype must be None, 'f16' or 'bf16', not {dtype!r}")
+        if kv_dtype is not None:
+            raise TypeError("kv_dtype must be None with dtype= (q, k, v and out are all dtype)")
+        q, k, v = (np.asarray(t.io16(x, n)) for x, n in ((q, "q"), (k, "k"), (v, "v")))
+        out = t.io16(out, "out", write=True)
+        _kv_dtype((q, k, v) if out is None else (q, k, v, out),
+                  ("q", "k", "v", "out"), dtype)
+        kd = None
+    else:
+        q = t.array(q, "q")
+        k, v, kv_dtype = t.kv(k, v, ("k", "v"), kv_dtype, cast=True)
+        out = t.out(out)
     opts = _options_arrays(t, dict(kv_len=kv_len, mask=mask, alibi_slopes=alibi_slopes,
                                    sinks=sinks, weights_mode=weights_mode, workspace=workspace))
-    kd = _attention_kv_dtype(k, v, kv_dtype)
-    q = _float32(q, "q")
-    if kd is None:
-        k, v = _float32(k, "k"), _float32(v, "v")
-    else:
-        k, v = np.asarray(k), np.asarray(v)
+    if dtype is None:
+        kd = _attention_kv_dtype(k, v, kv_dtype)
+        q = _float32(q, "q")
+        if kd is None:
+            k, v = _float32(k, "k"), _float32(v, "v")
+        else:
+            k, v = np.asarray(k), np.asarray(v)
     for name, a in (("q", q), ("k", k), ("v", v)):
         if a.ndim != 4:
             _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 4 ({layout})")
@@ -175,14 +196,16 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
                             axes, causal=causal, scale=scale, align=align, window=window,
                             softcap=softcap, need_weights=need_weights, return_lse=return_lse,
                             return_trace=return_trace, num_threads=num_threads, isa=isa, out=out,
-                            **opts), out_given)
+                            io_dtype=dtype, **opts), out_given)
 
 
 def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, causal, kv_len,
             mask, scale, align, window, alibi_slopes, softcap, sinks, need_weights,
-            weights_mode, return_lse, num_threads, isa, out, workspace, return_trace=False):
+            weights_mode, return_lse, num_threads, isa, out, workspace, return_trace=False,
+            io_dtype=None):
     """The call of attention() and attention_paged(): mha_attention_f32 on the
-    float32 views kv = (k, k strides, v, v strides), or, with a cache,
+    float32 views kv = (k, k strides, v, v strides), mha_attention on 16-bit
+    ones (io_dtype "f16" / "bf16": q, k, v and out), or, with a cache,
     mha_attention_kv_f32 (kv unused)."""
     # every field is set here or left 0 (ctypes zero-fills), which is what
     # mha_attention_desc_init leaves in the fields it does not take (a ctypes
@@ -199,10 +222,10 @@ def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, caus
 
     out_shape = (B, H, Tq, Dv) if layout == "bhtd" else (B, Tq, H, Dv)
     if out is None:
-        out = np.empty(out_shape, _F32)
+        out = np.empty(out_shape, _F32 if io_dtype is None else q.dtype)
         so = _element_strides(out, axes, False)
     else:
-        so = _output_view(out, out_shape, axes, "out")
+        so = _output_view(out, out_shape, axes, "out", None if io_dtype is None else q.dtype)
     weights = _weights_array(slots, B, Tq, Tk) if need_weights else None
     lse = np.empty((B, H, Tq), _F32) if return_lse else None
     d.q, d.out = _strides(sq), _strides(so)
@@ -215,9 +238,14 @@ def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, caus
         if ws is not None:
             d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
 
-        def call():
-            _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
-                                       _ptr(weights)))
+        if io_dtype is None:
+            def call():
+                _check(L.mha_attention_f32(ctypes.byref(d), _ptr(q), _ptr(k), _ptr(v), _ptr(out),
+                                           _ptr(weights)))
+        else:
+            def call():
+                _check(L.mha_attention(ctypes.byref(d), _lib.DTYPE_VALUES[io_dtype], _ptr(q), _ptr(k),
+                                       _ptr(v), _ptr(out), _ptr(weights)))
     else:
         ws = _workspace(workspace, lambda size: L.mha_attention_kv_workspace_size(
             ctypes.byref(d), ctypes.byref(cache), int(need_weights), ctypes.byref(size)))

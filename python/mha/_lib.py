@@ -198,6 +198,7 @@ def _prototypes(lib):
         "mha_layer_desc_init_sized": (None, [P(LayerDesc), ctypes.c_size_t]),
         "mha_layer_forward": (c_int, [PTR, P(LayerArgs)]),
         "mha_attention_workspace_size": (c_int, [P(AttentionDesc), c_int, P(ctypes.c_size_t)]),
+        "mha_attention": (c_int, [P(AttentionDesc), c_int, PTR, PTR, PTR, PTR, PTR]),
         "mha_layer_workspace_size": (c_int, [PTR, P(LayerArgs), P(ctypes.c_size_t)]),
         "mha_attention_varlen_f32": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                              P(ctypes.c_int32), PTR, PTR, PTR, PTR]),

@@ -74,10 +74,11 @@ class _Tensors:
     its memory, and whether any was a torch tensor (then every result is one:
     torch.from_numpy, no copy; an out= is returned as the caller's object)."""
 
-    __slots__ = ("torch",)
+    __slots__ = ("torch", "bf16_bits")
 
     def __init__(self):
         self.torch = False
+        self.bf16_bits = False  # a torch bfloat16 tensor came in as uint16 bits (io16)
 
     def _torch(self, x, name):
         """A torch tensor, checked (CPU, strided) and detached; marks the call."""
@@ -148,6 +149,16 @@ class _Tensors:
             out.append(x)
         return out[0], out[1], "bf16"
 
+    def io16(self, x, name, write=False):
+        """A 16-bit array mha reads (or, write, writes) in place: a torch
+        bfloat16 tensor as its uint16 bits, anything else as array() leaves
+        it (never cast: its dtype is checked against the call's)."""
+        if _is_torch(x) and _is_torch_bf16(x):
+            import torch
+            self.bf16_bits = True
+            return _torch_array(self._torch(x, name).view(torch.int16), name).view(np.uint16)
+        return self.array(x, name, cast=False, write=write)
+
     def result(self, value, out=None):
         """A call's result (an array or a tuple of them, out first) as the
         caller's type; out: the caller's own out= object, returned as given.
@@ -157,6 +168,9 @@ class _Tensors:
         items = [value] if single else list(value)
         if self.torch:
             import torch
+            if self.bf16_bits and isinstance(items[0], np.ndarray) and items[0].dtype == np.uint16:
+                # bf16 bits go back as torch.bfloat16 (the same memory)
+                items[0] = torch.from_numpy(items[0].view(np.int16)).view(torch.bfloat16)
             items = [torch.from_numpy(a) if isinstance(a, np.ndarray) and a.dtype.names is None
                      else a for a in items]
         if out is not None and not isinstance(out, np.ndarray):
