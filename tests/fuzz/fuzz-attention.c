@@ -24,7 +24,9 @@
  *                     batch entry alone (all three must give the same bits);
  *                     bit 3: NaN in a few K and V elements (bit 4: +inf
  *                     instead): the rows that see them turn NaN, the rows
- *                     they are hidden from must not notice
+ *                     they are hidden from must not notice; bit 5: the
+ *                     16-bit rerun (mha_attention, after every successful
+ *                     call) in f16 instead of bf16
  * The variants (trailing bytes: an input that ends before them, as every
  * input written before they existed, has every variant off):
  *   align             < 0xF0: byte % 4 (mha_align); 0xF0: 4, 0xF1: -1 (bad)
@@ -90,7 +92,8 @@ enum {
   CHECK_WEIGHTS = 2,
   CHECK_ENTRY = 4,
   CHECK_BAD_KV_NAN = 8,
-  CHECK_BAD_KV_INF = 16
+  CHECK_BAD_KV_INF = 16,
+  CHECK_F16 = 32
 };
 
 /* The lse output: none, its own [B, H, Tq] buffer, or over out or q. */
@@ -780,6 +783,85 @@ static void core_check_entry(const core_case* c, const core_buffers* b, const co
   core_result_free(&one);
 }
 
+/* mha_attention on 16-bit copies of q, k and v (each buffer element
+ * truncated to bf16 or, with checks bit 5, rounded to f16: the gaps stay
+ * NaN): it must succeed where the fp32 call did, give bitwise the fp32 call
+ * on the widened copies rounded once (include/mha.h), and write nothing
+ * outside out's view. */
+static void core_check_16(const core_case* c, const core_buffers* b) {
+  const int f16 = (c->checks & CHECK_F16) != 0;
+  const mha_dtype dt = f16 ? MHA_DTYPE_F16 : MHA_DTYPE_BF16;
+  mha_attention_desc d = c->desc;
+  d.workspace = NULL;
+  d.workspace_size = 0;
+  d.lse = NULL;
+  uint16_t* x16[3];
+  float* xw[3];
+  for (int r = ROLE_Q; r <= ROLE_V; r++) {
+    const size_t n = b->n[r];
+    x16[r] = malloc(n * sizeof(uint16_t) + 1);
+    xw[r] = malloc(n * sizeof(float) + 1);
+    if (x16[r] == NULL || xw[r] == NULL) exit(2);
+    for (size_t i = 0; i < n; i++) {
+      const float x = b->ptr[r][i];
+      uint32_t u;
+      memcpy(&u, &x, sizeof u);
+      if (!f16 || isnan(x)) {
+        x16[r][i] = (uint16_t)(u >> 16); /* truncated: any value will do; a NaN stays one */
+        if (f16) x16[r][i] = 0x7e00;
+        xw[r][i] = f16 ? fuzz_f16_to_f32(x16[r][i]) : fuzz_bf16_to_f32(x16[r][i]);
+        continue;
+      }
+      /* f16: the value's rounding (the inputs are finite and in ±100), encoded */
+      const float v = fuzz_round16(x, 1);
+      xw[r][i] = v;
+      const float a = fabsf(v);
+      uint16_t h = (uint16_t)(signbit(v) ? 0x8000 : 0);
+      if (isinf(a)) {
+        h |= 0x7c00;
+      } else if (a >= 0x1p-14f) {
+        int e;
+        const float m = frexpf(a, &e); /* a = m·2^e, m in [0.5, 1): 11 bits of m exact */
+        h |= (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024);
+      } else {
+        h |= (uint16_t)(a * 0x1p24f);
+      }
+      x16[r][i] = h;
+    }
+  }
+  const size_t n_out = b->n[ROLE_OUT];
+  float* ow = malloc(n_out * sizeof(float) + 1);
+  uint16_t* o16 = malloc(n_out * sizeof(uint16_t) + 1);
+  if (ow == NULL || o16 == NULL) exit(2);
+  fuzz_poison(ow, n_out);
+  for (size_t i = 0; i < n_out; i++) o16[i] = 0x7fa5; /* a NaN no call writes */
+  mha_status st = mha_attention_f32(&d, xw[ROLE_Q], xw[ROLE_K], xw[ROLE_V], ow, NULL);
+  if (st != MHA_STATUS_SUCCESS) fuzz_finding("fp32 call on the widened 16-bit copies: %s", mha_status_string(st));
+  st = mha_attention(&d, dt, x16[ROLE_Q], x16[ROLE_K], x16[ROLE_V], o16, NULL);
+  if (st != MHA_STATUS_SUCCESS) {
+    fuzz_finding("mha_attention (%s) failed where mha_attention_f32 succeeded: %s: %s", f16 ? "f16" : "bf16",
+                 mha_status_string(st), mha_last_error());
+  }
+  for (size_t i = 0; i < n_out; i++) {
+    const float got = f16 ? fuzz_f16_to_f32(o16[i]) : fuzz_bf16_to_f32(o16[i]);
+    if (fuzz_is_poison(ow[i])) { /* not written by the fp32 call: a gap of the view */
+      if (o16[i] != 0x7fa5) fuzz_finding("mha_attention wrote out[%zu], outside its view", i);
+      continue;
+    }
+    if (isnan(ow[i])) {
+      if (!isnan(got)) fuzz_finding("out[%zu]: NaN in fp32, %g in 16 bits", i, (double)got);
+      continue;
+    }
+    const float want = fuzz_round16(ow[i], f16);
+    if (memcmp(&got, &want, sizeof got) != 0) {
+      fuzz_finding("out[%zu] = %a, not the fp32 call's %a rounded (%a)", i, (double)got, (double)ow[i],
+                   (double)want);
+    }
+  }
+  for (int r = ROLE_Q; r <= ROLE_V; r++) free(x16[r]), free(xw[r]);
+  free(ow), free(o16);
+}
+
 /* After a successful call: the outputs, the scalar set, the oracle, the
  * reruns that must keep the bits. */
 static void core_check_success(const core_case* c, const core_buffers* b, fuzz_rng* rng) {
@@ -824,6 +906,7 @@ static void core_check_success(const core_case* c, const core_buffers* b, fuzz_r
     core_result_free(&again);
   }
   if ((c->checks & CHECK_ENTRY) && d.B > 1) core_check_entry(c, b, &got, rng);
+  if (c->small && core_extents_reasonable(c)) core_check_16(c, b);
   free(got.out);
 }
 

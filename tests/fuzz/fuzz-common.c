@@ -622,3 +622,45 @@ void fuzz_decode_position(fuzz_input* in, mha_mask* m) {
   m->window_left = fuzz_window_side(in);
   m->window_right = fuzz_window_side(in);
 }
+
+/* ------------------------------------------------------------------------ */
+/* The 16-bit formats                                                       */
+/* ------------------------------------------------------------------------ */
+
+static float fuzz_bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+float fuzz_bf16_to_f32(uint16_t h) { return fuzz_bits_f32((uint32_t)h << 16); }
+
+float fuzz_f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  if (exp == 0x1fu) return fuzz_bits_f32(sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0u));
+  if (exp != 0) return fuzz_bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+  if (man == 0) return fuzz_bits_f32(sign);
+  const float mag = (float)man * 5.9604644775390625e-8f; /* man · 2^-24 */
+  return sign ? -mag : mag;
+}
+
+float fuzz_round16(float x, int f16) {
+  if (isinf(x)) return x;
+  const int p = f16 ? 11 : 8;        /* significand bits, the hidden one included */
+  const int emin = f16 ? -14 : -126; /* the exponent of the smallest normal */
+  const int emax = f16 ? 15 : 127;   /* of the largest */
+  const double a = fabs((double)x);
+  double r = 0.0;
+  if (a != 0.0) {
+    int e;
+    (void)frexp(a, &e); /* a = m · 2^e, m in [0.5, 1) */
+    int E = e - 1;
+    if (E < emin) E = emin; /* subnormal: the smallest normal's ulp */
+    const double ulp = ldexp(1.0, E - (p - 1));
+    r = rint(a / ulp) * ulp;
+    if (r >= ldexp(1.0, emax + 1)) r = INFINITY;
+  }
+  const float f = (float)r; /* exact: a 16-bit value is a float */
+  return signbit(x) ? -f : f;
+}

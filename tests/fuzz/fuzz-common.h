@@ -214,6 +214,21 @@ void fuzz_mask_make(fuzz_input* in, fuzz_rng* r, int64_t B, int64_t H, int64_t T
 void fuzz_mask_free(fuzz_mask* m);
 
 /* ------------------------------------------------------------------------ */
+/* The 16-bit formats                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* The widenings of kernels/kv-gemm/kv-convert.h (not on the harnesses'
+ * include path): exact, a NaN stays a NaN. */
+float fuzz_bf16_to_f32(uint16_t h);
+float fuzz_f16_to_f32(uint16_t h);
+
+/* x rounded to f16 (f16 != 0) or bf16 as the library must do it: to
+ * nearest, ties to even, past the range ±inf; computed in double (x / ulp
+ * is exact there, rint rounds ties to even), not by bit tricks. NaN is not
+ * handled here. The result is a float holding the 16-bit value. */
+float fuzz_round16(float x, int f16);
+
+/* ------------------------------------------------------------------------ */
 /* Checks                                                                   */
 /* ------------------------------------------------------------------------ */
 

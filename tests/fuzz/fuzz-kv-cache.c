@@ -143,8 +143,7 @@
 /* The 16-bit formats                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* The widening of kernels/kv-gemm/kv-convert.h (not on the harnesses'
- * include path): exact, a NaN stays a NaN. */
+/* (the widenings and the rounding reference are fuzz-common's) */
 static float kv_bits_to_f32(uint32_t u) {
   float f;
   memcpy(&f, &u, sizeof f);
@@ -157,42 +156,6 @@ static float kv_bits_to_f32(uint32_t u) {
 static float kv_arbitrary_f32(uint32_t u) {
   if ((u | 0x00400000u) == 0x7fc5a5a5u) u ^= 1u; /* another NaN payload */
   return kv_bits_to_f32(u);
-}
-
-static float kv_bf16_to_f32(uint16_t h) { return kv_bits_to_f32((uint32_t)h << 16); }
-
-static float kv_f16_to_f32(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-  if (exp == 0x1fu) return kv_bits_to_f32(sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0u));
-  if (exp != 0) return kv_bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
-  if (man == 0) return kv_bits_to_f32(sign);
-  const float mag = (float)man * 5.9604644775390625e-8f; /* man · 2^-24 */
-  return sign ? -mag : mag;
-}
-
-/* x rounded to f16 (f16 != 0) or bf16 as mha_kv_cache_write must do it: to
- * nearest, ties to even, past the range ±inf; computed in double (x / ulp
- * is exact there, rint rounds ties to even), not by bit tricks. NaN is not
- * handled here. The result is a float holding the 16-bit value. */
-static float kv_round_ref(float x, int f16) {
-  if (isinf(x)) return x;
-  const int p = f16 ? 11 : 8;        /* significand bits, the hidden one included */
-  const int emin = f16 ? -14 : -126; /* the exponent of the smallest normal */
-  const int emax = f16 ? 15 : 127;   /* of the largest */
-  const double a = fabs((double)x);
-  double r = 0.0;
-  if (a != 0.0) {
-    int e;
-    (void)frexp(a, &e); /* a = m · 2^e, m in [0.5, 1) */
-    int E = e - 1;
-    if (E < emin) E = emin; /* subnormal: the smallest normal's ulp */
-    const double ulp = ldexp(1.0, E - (p - 1));
-    r = rint(a / ulp) * ulp;
-    if (r >= ldexp(1.0, emax + 1)) r = INFINITY;
-  }
-  const float f = (float)r; /* exact: a 16-bit value is a float */
-  return signbit(x) ? -f : f;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1019,8 +982,8 @@ static float kv_new_value(const kv_case* c, fuzz_rng* r) {
       const unsigned e = (unsigned)((x >> 20) % emax); /* below the largest binade: h + 1 is finite */
       const uint16_t h = (uint16_t)(((unsigned)(x >> 63) << 15) | e << mbits |
                                     ((unsigned)x & ((1u << mbits) - 1u)));
-      const double a = f16 ? kv_f16_to_f32(h) : kv_bf16_to_f32(h);
-      const double b = f16 ? kv_f16_to_f32((uint16_t)(h + 1)) : kv_bf16_to_f32((uint16_t)(h + 1));
+      const double a = f16 ? fuzz_f16_to_f32(h) : fuzz_bf16_to_f32(h);
+      const double b = f16 ? fuzz_f16_to_f32((uint16_t)(h + 1)) : fuzz_bf16_to_f32((uint16_t)(h + 1));
       return (float)(0.5 * (a + b)); /* exact: one bit more than the format */
     }
     default: break;
@@ -1317,7 +1280,7 @@ static float kv_load(const kv_case* c, const unsigned char* pool, int64_t i) {
   }
   uint16_t h;
   memcpy(&h, pool + (size_t)i * sizeof h, sizeof h);
-  return c->cache.dtype == MHA_DTYPE_F16 ? kv_f16_to_f32(h) : kv_bf16_to_f32(h);
+  return c->cache.dtype == MHA_DTYPE_F16 ? fuzz_f16_to_f32(h) : fuzz_bf16_to_f32(h);
 }
 
 /* After a successful write: every written element holds its new value,
@@ -1369,7 +1332,7 @@ static void kv_check_write(const kv_case* c) {
       } else if (c->cache.dtype == MHA_DTYPE_F32) {
         ok = memcmp(&got, &x, sizeof got) == 0;
       } else {
-        want = kv_round_ref(x, c->cache.dtype == MHA_DTYPE_F16);
+        want = fuzz_round16(x, c->cache.dtype == MHA_DTYPE_F16);
         ok = memcmp(&got, &want, sizeof got) == 0;
       }
       if (!ok) {
