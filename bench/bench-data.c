@@ -99,6 +99,13 @@ int mha_bench_data_create(const mha_bench_shape* s, int threads, mha_bench_data*
     if (ok && s->kv_dtype != MHA_DTYPE_F32) {
       const size_t n = B * Hkv * Tk * D;
       const int f16 = s->kv_dtype == MHA_DTYPE_F16;
+      if (s->flags & MHA_BENCH_IO16) { /* and Q, for mha_attention's 16-bit rows */
+        const size_t nq = B * H * Tq * D;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t i = 0; i < (int64_t)nq; i++) {
+          d->q[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->q[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->q[i]));
+        }
+      }
 #pragma omp parallel for schedule(static) num_threads(threads)
       for (int64_t i = 0; i < (int64_t)n; i++) {
         d->k[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->k[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->k[i]));

@@ -45,9 +45,11 @@ enum {
   MHA_BENCH_KVCACHE = 1u << 5, /* K/V from a cache (kv_dtype, page): mha only, fp32 twin beside */
   MHA_BENCH_STOLEN = 1u << 6,  /* the stolen-core rows: all threads only, mha on OpenMP and on the
                                   reference pthread pool, quiet or with a core taken (busy) */
-  MHA_BENCH_PAST_L3 = 1u << 7  /* Tk sized at run time so that K and V (fp32) hold at least 4×
+  MHA_BENCH_PAST_L3 = 1u << 7, /* Tk sized at run time so that K and V (fp32) hold at least 4×
                                   this CPU's L3 (never below the table's Tk): decode from DRAM,
                                   so that % of the read probe means DRAM on every CPU */
+  MHA_BENCH_IO16 = 1u << 8     /* Q, K, V and out in kv_dtype through mha_attention (f16, bf16;
+                                  fp32: the core): mha only */
 };
 
 /* One benchmarked shape. For a layer, Tq == Tk == T (self-attention),
@@ -65,7 +67,8 @@ typedef struct mha_bench_shape {
   int alibi;      /* 1: ALiBi with the usual slopes 2^(−8(h+1)/H) */
   int sinks;      /* 1: one sink logit per head */
   /* K/V caches (MHA_BENCH_KVCACHE): element type, paging, batch lengths */
-  int kv_dtype;   /* an mha_dtype: 0 fp32, 1 f16, 2 bf16 (K and V hold values of that type) */
+  int kv_dtype;   /* an mha_dtype: 0 fp32, 1 f16, 2 bf16 (K and V, and with MHA_BENCH_IO16
+                     Q and out, hold values of that type) */
   int64_t page;   /* 0: contiguous; else tokens per block of a paged cache (shuffled blocks) */
   int mixed;      /* 1: entry b holds Tk − ⌊b·Tk / 2B⌋ keys (mask.kv_len); 0: all Tk */
   /* 1: a thread spins on the process's first CPU while this shape's rows run
@@ -163,6 +166,7 @@ extern const mha_bench_impl mha_bench_core_scalar;   /* the same on MHA_ISA_SCAL
  * desc.threadpool), made with `threads` threads in setup, destroyed at teardown */
 extern const mha_bench_impl mha_bench_core_pool;
 extern const mha_bench_impl mha_bench_core_kv;       /* bench-kv.c: mha_attention_kv_f32 */
+extern const mha_bench_impl mha_bench_core_16;       /* bench-core16.c: mha_attention, 16-bit */
 /* peer-blas.c; both NULL-named (name == NULL) when built without BLAS */
 extern const mha_bench_impl mha_bench_blas_layer;
 extern const mha_bench_impl mha_bench_blas_core;

@@ -445,6 +445,10 @@ void RegisterCase(int shape, const mha_bench_impl* impl, int threads) {
     args.insert(args.end(), {s.kv_dtype, s.page, s.mixed});
     names.insert(names.end(), {"kv", "page", "mixed"});
   }
+  if (s.flags & MHA_BENCH_IO16) {  // Q, K, V and out: 0 fp32, 1 f16, 2 bf16
+    args.push_back(s.kv_dtype);
+    names.push_back("dtype");
+  }
   args.push_back(threads);
   names.push_back("threads");
   if (s.flags & MHA_BENCH_STOLEN) {  // 0 quiet, 1 a thread spinning on the first CPU
@@ -522,6 +526,9 @@ std::vector<const mha_bench_impl*> ImplsFor(const mha_bench_shape& s, bool activ
   if (s.flags & MHA_BENCH_KVCACHE) {  // the fp32 contiguous row through the core, the others a cache
     if (s.kv_dtype == MHA_DTYPE_F32 && s.page == 0) return {&mha_bench_core};
     return {&mha_bench_core_kv};
+  }
+  if (s.flags & MHA_BENCH_IO16) {  // the fp32 row through the core, the 16-bit ones mha_attention
+    return {s.kv_dtype == MHA_DTYPE_F32 ? &mha_bench_core : &mha_bench_core_16};
   }
   if (s.flags & MHA_BENCH_STOLEN) return {&mha_bench_core, &mha_bench_core_pool};
   std::vector<const mha_bench_impl*> impls = {layer ? &mha_bench_layer : &mha_bench_core};

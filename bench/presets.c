@@ -27,6 +27,10 @@
   {name, MHA_BENCH_CORE, B, H, Hkv, Tq, Tk, D, 0, causal,                                              \
    MHA_BENCH_KVCACHE | ((Tq) == 1 ? MHA_BENCH_DECODE : 0), 0, 0.0f, 0, 0, dtype, page, mixed, 0}
 
+/* the core with Q, K, V and out in a 16-bit type (mha_attention; 0: fp32, the core) */
+#define C16(name, B, H, Hkv, T, D, causal, dtype) \
+  {name, MHA_BENCH_CORE, B, H, Hkv, T, T, D, 0, causal, MHA_BENCH_IO16, 0, 0.0f, 0, 0, dtype, 0, 0, 0}
+
 enum {
   SWEEP = MHA_BENCH_SWEEP,
   BIG = MHA_BENCH_BIG,
@@ -101,6 +105,11 @@ static mha_bench_shape mha_bench_real[] = {
     KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     1,    0,   0),
     KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     2,    0,   0),
     KVC("kv_prefill",  1,  32, 8,  2048, 2048,  128, 1,     1,    32,  0),
+    /* the same prefill with Q, K, V and out in f16 / bf16 (issue #23; the
+     * kernel sets widen: the 16-bit types' cost against fp32) */
+    C16("attn16",      1,  32, 8,  2048,        128, 1,     0),
+    C16("attn16",      1,  32, 8,  2048,        128, 1,     1),
+    C16("attn16",      1,  32, 8,  2048,        128, 1,     2),
     /* a stolen core: decode (as above, Hkv 8) and a tiny decode that gets few
      * workers, each quiet and with CPU 0 busy, on OpenMP and on a pthread pool */
     /*      H   Hkv  Tk    D    busy */
@@ -146,6 +155,7 @@ static const mha_bench_shape mha_bench_tiny[] = {
     KVC("kv_decode",   1,  8,  2,  1,    100,   32,  0,     2,    16,  0),
     KVC("kv_decode",   3,  8,  2,  1,    100,   32,  0,     1,    32,  1),
     KVC("kv_prefill",  1,  8,  2,  80,   80,    32,  1,     2,    16,  0),
+    C16("attn16",      1,  8,  2,  80,          32,  1,     2),
     STOLEN(8,  2,   100,  32,  0),
     STOLEN(8,  2,   100,  32,  1),
     STOLEN(4,  4,   48,   16,  0),

@@ -48,6 +48,7 @@ def bench_rows(path):
             continue
         m = re.search(r"threads:(\d+)", name)
         busy = re.search(r"/busy:(\d+)", name)
+        io16 = re.search(r"/dtype:([12])", name)  # mha_attention's 16-bit rows (attn16)
         rows.append({"preset": parts[0], "system": parts[1],
                      "shape": "/".join(p for p in parts[2:] if ":" in p
                                        and not p.startswith(("threads", "min_time", "busy"))),
@@ -55,7 +56,8 @@ def bench_rows(path):
                      "busy": int(busy.group(1)) if busy else None,
                      "median_s": b["real_time"] * UNIT.get(b.get("time_unit", "ns"), 1e-9),
                      "gflops": b.get("GFLOPS"), "pct_peak": b.get("pct_peak"),
-                     "gbps": b.get("GBps"), "pct_bw": b.get("pct_bw")})
+                     "gbps": b.get("GBps"), "pct_bw": b.get("pct_bw"),
+                     "precision": {"1": "f16", "2": "bf16"}[io16.group(1)] if io16 else "f32"})
     return ctx, rows
 
 
