@@ -728,6 +728,17 @@ static inline void mha_kv_cache_init_paged(mha_kv_cache* cache, mha_dtype dtype,
 MHA_API mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q,
                                         const mha_kv_cache* cache, float* out, float* weights);
 
+/* mha_attention_kv_f32 with Q and out in dtype (MHA_DTYPE_F32, F16 or BF16;
+ * the cache has its own type): a 16-bit Q is widened (exactly) as it is
+ * packed, rotated there when desc->rotary asks, and each output row is
+ * rounded once, so out = round(mha_attention_kv_f32 on the widened q),
+ * bit for bit, weights and lse that call's (see mha_attention for the
+ * rounding and its bound). The workspace is mha_attention_kv_workspace_size's.
+ * Returns mha_attention_kv_f32's statuses, plus INVALID_ARGUMENT for another
+ * dtype; the overlap rule counts q and out in elements of dtype. (Since 0.6.) */
+MHA_API mha_status mha_attention_kv(const mha_attention_desc* desc, mha_dtype dtype, const void* q,
+                                    const mha_kv_cache* cache, void* out, float* weights);
+
 /* The workspace bytes mha_attention_kv_f32() needs: the core's for desc
  * (the layout and dtype of the cache do not change it). */
 MHA_API mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc,

@@ -12,6 +12,9 @@
  *   2. Accuracy: |widen(out) − oracle| within the fp32 core's derived
  *      tolerance plus half an ulp of the type, the oracle in double on the
  *      widened inputs.
+ *   2b. mha_attention_kv: 16-bit Q and out over fp32 and bf16 caches,
+ *      contiguous and paged, with and without a rotary: bitwise round(the
+ *      fp32-Q cache call on the widened q), every ISA at 1-3 threads.
  *   3. Refusals (nothing written): another dtype, NULL pointers, a rotary,
  *      out over q; buffers that touch only in 2-byte elements are accepted;
  *      MHA_DTYPE_F32 is mha_attention_f32.
@@ -302,6 +305,107 @@ static void check_oracle(tester* t) {
   }
 }
 
+/* ---- 2b. the cache call: mha_attention_kv ---- */
+
+/* Q and out 16-bit over an fp32 or a bf16 cache (contiguous, and paged in
+ * blocks of 16 in a reversed pool), with and without a rotary: bitwise
+ * round(mha_attention_kv_f32 on the widened q), lse bitwise, every ISA at
+ * 1-3 threads; a decode (Tq 1, keys split) and a chunk (Tq 37). */
+static void check_kv(tester* t, const isa_list* isas) {
+  enum { B = 2, H = 4, HKV = 2, TK = 70, D = 32, PAGE = 16, NB = (TK + PAGE - 1) / PAGE };
+  float* kx = tester_alloc((size_t)(B * HKV * TK * D) * sizeof(float));
+  float* vx = tester_alloc((size_t)(B * HKV * TK * D) * sizeof(float));
+  tester_fill(t, kx, (size_t)(B * HKV * TK * D));
+  tester_fill(t, vx, (size_t)(B * HKV * TK * D));
+  float *cosb = tester_alloc((size_t)(TK * D / 2) * sizeof(float)), *sinb = tester_alloc((size_t)(TK * D / 2) * sizeof(float));
+  (void)check_ok(t, mha_rotary_table_f32(D, TK, 10000.0, 1.0, NULL, 1.0, cosb, sinb), "rotary table");
+  static const mha_dtype cdts[] = {MHA_DTYPE_F32, MHA_DTYPE_BF16}, iodts[] = {MHA_DTYPE_F16, MHA_DTYPE_BF16};
+  static const int64_t tqs[] = {1, 37};
+  int32_t table[B * NB];
+  for (int i = 0; i < B * NB; i++) table[i] = B * NB - 1 - i; /* reversed: blocks out of order */
+  for (int ci = 0; ci < 2; ci++) {
+    for (int paged = 0; paged <= 1; paged++) {
+      const size_t esz = cdts[ci] == MHA_DTYPE_F32 ? 4 : 2;
+      const size_t rows = paged ? (size_t)(B * NB * PAGE) : (size_t)(B * TK);
+      void* kc = tester_alloc(rows * HKV * D * esz);
+      void* vc = tester_alloc(rows * HKV * D * esz);
+      mha_kv_cache c;
+      if (paged) mha_kv_cache_init_paged(&c, cdts[ci], kc, vc, B * NB, PAGE, HKV, D, D, table, NB);
+      else mha_kv_cache_init(&c, cdts[ci], kc, vc, HKV, TK, D, D);
+      const int32_t pos[B] = {0, 0};
+      (void)check_ok(t, mha_kv_cache_write(&c, B, HKV, TK, D, D, pos, kx, mha_strides_bhtd(HKV, TK, D), vx,
+                                           mha_strides_bhtd(HKV, TK, D)), "fill the cache");
+      for (int ti = 0; ti < 2; ti++) {
+        const int64_t Tq = tqs[ti];
+        const size_t nq = (size_t)(B * H * Tq * D);
+        for (int di = 0; di < 2; di++) {
+          uint16_t* q16 = tester_alloc(nq * 2);
+          float* qf = tester_alloc(nq * sizeof(float));
+          uint16_t* out16 = tester_alloc((nq + GUARD) * 2);
+          float *outf = tester_alloc(nq * sizeof(float)), *lse = tester_alloc((size_t)(B * H * Tq) * sizeof(float)),
+                *lsef = tester_alloc((size_t)(B * H * Tq) * sizeof(float));
+          fill16(t, iodts[di], q16, nq);
+          widen_all(iodts[di], q16, qf, nq);
+          for (int rot = 0; rot <= 1; rot++) {
+            mha_rotary r;
+            mha_rotary_init(&r, MHA_ROTARY_NEOX, D, cosb, sinb, TK);
+            for (int ii = 0; ii < isas->count; ii++) {
+              for (int threads = 1; threads <= 3; threads++) {
+                tester_context(t, "kv: cache %s%s, Tq %lld, %s, rotary %d, isa %s, %d threads",
+                               ci ? "bf16" : "f32", paged ? " paged" : "", (long long)Tq,
+                               iodts[di] == MHA_DTYPE_F16 ? "f16" : "bf16", rot, mha_isa_name(isas->isa[ii]), threads);
+                mha_attention_desc d;
+                mha_attention_desc_init(&d, B, H, HKV, Tq, TK, D, D);
+                d.mask.causal = 1;
+                d.isa = isas->isa[ii];
+                d.num_threads = threads;
+                d.rotary = rot ? &r : NULL;
+                tester_poison(outf, nq);
+                tester_poison(lsef, (size_t)(B * H * Tq));
+                d.lse = lsef;
+                if (!check_ok(t, mha_attention_kv_f32(&d, qf, &c, outf, NULL), "fp32 cache call")) continue;
+                for (size_t i = 0; i < nq + GUARD; i++) out16[i] = poison16();
+                tester_poison(lse, (size_t)(B * H * Tq));
+                d.lse = lse;
+                if (!check_ok(t, mha_attention_kv(&d, iodts[di], q16, &c, out16, NULL), "16-bit cache call")) continue;
+                int same = 1, guard = 1;
+                for (size_t i = 0; i < nq; i++) same &= out16[i] == narrow(iodts[di], outf[i]);
+                for (size_t i = nq; i < nq + GUARD; i++) guard &= out16[i] == poison16();
+                tester_check(t, same, "out bitwise round(mha_attention_kv_f32 on the widened q)");
+                tester_check(t, guard, "nothing written past out");
+                tester_check(t, memcmp(lse, lsef, (size_t)(B * H * Tq) * sizeof(float)) == 0, "lse bitwise");
+              }
+            }
+          }
+          free(q16), free(qf), free(out16), free(outf), free(lse), free(lsef);
+        }
+      }
+      free(kc), free(vc);
+    }
+  }
+  /* another dtype: refused, nothing written */
+  {
+    uint16_t q16[8 * D], out16[8 * D];
+    fill16(t, MHA_DTYPE_BF16, q16, 8 * D);
+    for (int i = 0; i < 8 * D; i++) out16[i] = poison16();
+    float* kc = tester_alloc((size_t)(TK * D) * sizeof(float));
+    float* vc = tester_alloc((size_t)(TK * D) * sizeof(float));
+    mha_kv_cache c;
+    mha_kv_cache_init(&c, MHA_DTYPE_F32, kc, vc, 1, TK, D, D);
+    mha_attention_desc d;
+    mha_attention_desc_init(&d, 1, 8, 1, 1, TK, D, D);
+    tester_context(t, "kv: refusals");
+    tester_stale_error();
+    tester_check_failure(t, "dtype int8", mha_attention_kv(&d, MHA_DTYPE_INT8, q16, &c, out16, NULL),
+                         MHA_STATUS_INVALID_ARGUMENT, "dtype");
+    int untouched = 1;
+    for (int i = 0; i < 8 * D; i++) untouched &= out16[i] == poison16();
+    tester_check(t, untouched, "a refused call writes nothing");
+    free(kc), free(vc);
+  }
+  free(kx), free(vx), free(cosb), free(sinb);
+}
+
 /* ---- 3. refusals ---- */
 
 static void check_refusals(tester* t) {
@@ -380,6 +484,7 @@ int main(void) {
   check_helpers(&t);
   check_bits(&t, &isas);
   check_oracle(&t);
+  check_kv(&t, &isas);
   check_refusals(&t);
   return tester_finish(&t);
 }

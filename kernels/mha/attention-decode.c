@@ -42,7 +42,7 @@ void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
   }
   if (p->weights != NULL) {
     int64_t first;
-    const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lo, sc.lim, &first);
+    const int64_t max_lim = mha_item_setup(p, pos, &sc, &first);
     mha_attention_weights(p, pos, &sc, first, max_lim);
   }
 }

@@ -220,7 +220,7 @@ void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, flo
   const mha_scratch sc = mha_scratch_of(p, scratch);
 
   int64_t first;
-  const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lo, sc.lim, &first);
+  const int64_t max_lim = mha_item_setup(p, pos, &sc, &first);
   /* key blocks hidden from every row of the item are never touched */
   int64_t k_begin = split * p->split_len;
   const int64_t k_end = k_begin + p->split_len < max_lim ? k_begin + p->split_len : max_lim;

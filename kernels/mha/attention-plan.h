@@ -301,8 +301,7 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit);
 void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0, size_t nk,
                 const float* qp, float* s, int st, float* tile);
 int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i);
-int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo, int64_t* lim,
-                       int64_t* first);
+int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc, int64_t* first);
 mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base);
 size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t r,
                        int64_t j0, size_t nk, float* srow, const float** add, size_t* nlo,

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kv-gemm/kv-convert.h"
 #include "mha/attention-plan.h"
 
 /* The pre-pass: Kᵀ of one quarter of a key block (unit = block · 4 + part),
@@ -122,29 +121,32 @@ static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64
   *hi = e;
 }
 
-/* Packs an item's query rows into qp, [R × D] or transposed [D × R] (p->qt), and sets the keys [lo[r],
- * lim[r]) each row sees. Returns the largest lim, the end of the keys any row
- * of the item sees, and in *first the start of the first key block any row
- * sees (key blocks outside every row's keys are never visited). */
-int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, float* qp, int64_t* lo,
-                              int64_t* lim, int64_t* first) {
+/* Packs an item's query rows into sc->qp, [R × D] or transposed [D × R]
+ * (p->qt), and sets the keys [lo[r], lim[r]) each row sees. Returns the
+ * largest lim, the end of the keys any row of the item sees, and in *first
+ * the start of the first key block any row sees (key blocks outside every
+ * row's keys are never visited). A 16-bit Q row is widened (exactly) into
+ * sc->vclean first, free before the flash loop. */
+int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc, int64_t* first) {
   const int64_t b = pos.b, g = pos.g, q0 = pos.q0, mq = pos.mq;
+  float* qp = sc->qp;
+  int64_t *lo = sc->lo, *lim = sc->lim;
   const mha_attention_desc* d = p->d;
   const size_t R = (size_t)(p->G * mq), D = (size_t)d->D;
   int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
     const int64_t at_q = b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
-    const float* src = (const float*)p->q + at_q;
-    if (p->io_dt != MHA_DTYPE_F32) {
-      /* a 16-bit Q widened (exactly) as it is packed: the fp32 path's values */
+    const float* src = sc->vclean;
+    if (p->io_dt == MHA_DTYPE_F32) {
+      src = (const float*)p->q + at_q;
+    } else {
+      /* a 16-bit Q row widened as it is packed: then the fp32 path on its values */
       const uint16_t* q16 = (const uint16_t*)p->q + at_q;
-      const int f16 = p->io_dt == MHA_DTYPE_F16;
-      for (size_t c = 0; c < D; c++) {
-        const float x = (f16 ? mha_f16_to_f32(q16[c]) : mha_bf16_to_f32(q16[c])) * p->qscale;
-        if (p->qt) qp[c * R + r] = x; else qp[r * D + c] = x;
-      }
-    } else if (p->rot != NULL) {
+      if (p->io_dt == MHA_DTYPE_F16) p->kr->widen_f16(D, q16, sc->vclean);
+      else p->kr->widen_bf16(D, q16, sc->vclean);
+    }
+    if (p->rot != NULL) {
       /* rotated on the way in, at the row's position (checked by the call) */
       const int64_t at = p->rot_pos != NULL ? p->rot_pos[b * d->Tq + row.i] : mha_kv_end(p, b) - d->Tq + row.i;
       mha_rotary_row(p->rot, at, D, src, p->qt ? qp + r : qp + r * D, p->qt ? R : 1, p->qscale);

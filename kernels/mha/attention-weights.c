@@ -122,7 +122,7 @@ void mha_attention_weights_mean(const mha_attn_plan* p, int64_t unit, float* scr
     pos.g = g;
     const size_t R = (size_t)(p->G * pos.mq);
     int64_t first;
-    const int64_t max_lim = mha_item_setup(p, pos, sc.qp, sc.lo, sc.lim, &first);
+    const int64_t max_lim = mha_item_setup(p, pos, &sc, &first);
     for (size_t r = 0; r < R; r++) {
       const mha_row row = mha_item_row(p, g, pos.q0, pos.mq, r);
       const float* ml = p->ml + ((b * d->H + row.h) * d->Tq + row.i) * 2;

@@ -192,9 +192,9 @@ static mha_status mha_kv_call_read(const char* fn, const mha_attention_desc* des
   return MHA_STATUS_SUCCESS;
 }
 
-mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, const mha_kv_cache* caller_cache,
-                                float* out, float* weights) {
-  static const char fn[] = "mha_attention_kv_f32";
+/* mha_attention_kv_f32 and mha_attention_kv: q and out hold elements of io_dt. */
+static mha_status mha_kv_call(const char* fn, const mha_attention_desc* desc, mha_dtype io_dt, const void* q,
+                              const mha_kv_cache* caller_cache, void* out, float* weights) {
   mha_attention_desc d;
   mha_kv_cache cc;
   mha_status st = mha_kv_call_read(fn, desc, caller_cache, &d, &cc);
@@ -224,7 +224,8 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
                                   {"rotary->positions", rot.positions, npos},
                                   {"cache->k_scales", cache->k_scales, nscale},
                                   {"cache->v_scales", cache->v_scales, nscale}};
-  if ((st = mha_attention_check_overlap(fn, &d, sizeof(float), q, NULL, NULL, out, weights, cache_spans, 8)) != MHA_STATUS_SUCCESS) {
+  if ((st = mha_attention_check_overlap(fn, &d, mha_dtype_size(io_dt), q, NULL, NULL, out, weights, cache_spans, 8)) !=
+      MHA_STATUS_SUCCESS) {
     return st;
   }
   mha_call c;
@@ -235,9 +236,24 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
     return st;
   }
   const mha_team team = mha_call_team(&c, &d);
-  st = mha_attention_run(c.kr, &d, q, NULL, NULL, cache, MHA_DTYPE_F32, out, weights, team, c.ws);
+  st = mha_attention_run(c.kr, &d, q, NULL, NULL, cache, io_dt, out, weights, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
+}
+
+mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, const mha_kv_cache* cache,
+                                float* out, float* weights) {
+  return mha_kv_call("mha_attention_kv_f32", desc, MHA_DTYPE_F32, q, cache, out, weights);
+}
+
+mha_status mha_attention_kv(const mha_attention_desc* desc, mha_dtype dtype, const void* q, const mha_kv_cache* cache,
+                            void* out, float* weights) {
+  static const char fn[] = "mha_attention_kv";
+  if (dtype != MHA_DTYPE_F32 && dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
+  }
+  return mha_kv_call(fn, desc, dtype, q, cache, out, weights);
 }
 
 mha_status mha_attention_kv_workspace_size(const mha_attention_desc* desc, const mha_kv_cache* caller_cache,
