@@ -43,33 +43,9 @@ mha_strides mha_strides_bthd(int64_t H, int64_t T, int64_t width) {
   return s;
 }
 
-mha_status mha_attention_f32(const mha_attention_desc* caller, const float* q, const float* k,
-                             const float* v, float* out, float* weights) {
-  static const char fn[] = "mha_attention_f32";
-  mha_attention_desc d;
-  mha_status st = mha_desc_read(fn, caller, &d);
-  if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
-  const mha_attention_desc* desc = &d;
-  st = mha_attention_validate(fn, desc, q, k, v, out, weights != NULL);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  if ((st = mha_attention_check_overlap(fn, desc, sizeof(float), q, k, v, out, weights, NULL, 0)) != MHA_STATUS_SUCCESS) return st;
-  mha_call c;
-  st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, &c);
-  if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  const mha_team team = mha_call_team(&c, desc);
-  st = mha_attention_run(c.kr, desc, q, k, v, NULL, MHA_DTYPE_F32, out, weights, team, c.ws);
-  mha_trace_end(team.tracer);
-  return st;
-}
-
-mha_status mha_attention(const mha_attention_desc* caller, mha_dtype dtype, const void* q, const void* k,
-                         const void* v, void* out, float* weights) {
-  static const char fn[] = "mha_attention";
-  if (dtype == MHA_DTYPE_F32) return mha_attention_f32(caller, q, k, v, out, weights);
-  if (dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
-    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
-  }
+/* mha_attention_f32 and mha_attention: q, k, v and out hold elements of dtype. */
+static mha_status mha_core_call(const char* fn, const mha_attention_desc* caller, mha_dtype dtype, const void* q,
+                                const void* k, const void* v, void* out, float* weights) {
   mha_attention_desc d;
   mha_status st = mha_desc_read(fn, caller, &d);
   if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
@@ -83,7 +59,7 @@ mha_status mha_attention(const mha_attention_desc* caller, mha_dtype dtype, cons
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  /* K and V are read as a contiguous 16-bit cache over desc's views: the
+  /* 16-bit K and V are read as a contiguous cache over desc's views: the
    * kernels widen them as they load (kernels/kv-gemm), as for a K/V cache */
   mha_kv_cache cache;
   memset(&cache, 0, sizeof cache);
@@ -94,10 +70,27 @@ mha_status mha_attention(const mha_attention_desc* caller, mha_dtype dtype, cons
   cache.k_strides = d.k;
   cache.v_strides = d.v;
   cache.capacity = d.Tk;
+  const int fp32 = dtype == MHA_DTYPE_F32;
   const mha_team team = mha_call_team(&c, desc);
-  st = mha_attention_run(c.kr, desc, q, NULL, NULL, &cache, dtype, out, weights, team, c.ws);
+  st = mha_attention_run(c.kr, desc, q, fp32 ? k : NULL, fp32 ? v : NULL, fp32 ? NULL : &cache, dtype, out,
+                         weights, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
+}
+
+mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, const float* k, const float* v,
+                             float* out, float* weights) {
+  return mha_core_call("mha_attention_f32", desc, MHA_DTYPE_F32, q, k, v, out, weights);
+}
+
+mha_status mha_attention(const mha_attention_desc* desc, mha_dtype dtype, const void* q, const void* k,
+                         const void* v, void* out, float* weights) {
+  static const char fn[] = "mha_attention";
+  if (dtype != MHA_DTYPE_F32 && dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
+  }
+  return mha_core_call(fn, desc, dtype, q, k, v, out, weights);
 }
 
 mha_status mha_attention_workspace_size(const mha_attention_desc* caller, int with_weights,
