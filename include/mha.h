@@ -798,6 +798,16 @@ MHA_API mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* desc, c
                                                const int32_t* seqused_k, const float* q,
                                                const mha_kv_cache* cache, float* out);
 
+/* mha_attention_varlen_kv_f32 with q and out in dtype (MHA_DTYPE_F32, F16
+ * or BF16; the cache has its own type): each sequence gets bitwise its own
+ * mha_attention_kv call (see mha_attention_kv: the fp32 call on the widened
+ * Q, each output rounded once). Returns mha_attention_varlen_kv_f32's
+ * statuses, plus INVALID_ARGUMENT for another dtype; the overlap rule counts
+ * q and out in elements of dtype. Its workspace is the one below. (Since 0.6.) */
+MHA_API mha_status mha_attention_varlen_kv(const mha_attention_desc* desc, mha_dtype dtype,
+                                           const int32_t* cu_seqlens_q, const int32_t* seqused_k, const void* q,
+                                           const mha_kv_cache* cache, void* out);
+
 /* The workspace bytes mha_attention_varlen_kv_f32() needs for these lengths
  * and num_threads (a function of the real lengths, not of Tq and Tk). */
 MHA_API mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_desc* desc,

@@ -15,6 +15,9 @@
  *   2b. mha_attention_kv: 16-bit Q and out over fp32 and bf16 caches,
  *      contiguous and paged, with and without a rotary: bitwise round(the
  *      fp32-Q cache call on the widened q), every ISA at 1-3 threads.
+ *   2c. mha_attention_varlen_kv: a packed step (decode, chunks, an empty
+ *      sequence) over a paged bf16 cache with a rotary, bitwise round(the
+ *      fp32-Q varlen call on the widened q).
  *   3. Refusals (nothing written): another dtype, NULL pointers, a rotary,
  *      out over q; buffers that touch only in 2-byte elements are accepted;
  *      MHA_DTYPE_F32 is mha_attention_f32.
@@ -406,6 +409,84 @@ static void check_kv(tester* t, const isa_list* isas) {
   free(kx), free(vx), free(cosb), free(sinb);
 }
 
+/* ---- 2c. the serving step: mha_attention_varlen_kv ---- */
+
+/* Four packed sequences (a decode, a chunk, an empty one, a longer chunk)
+ * over a bf16 cache paged in blocks of 16, Q and out f16 / bf16, with a
+ * rotary: bitwise round(mha_attention_varlen_kv_f32 on the widened q), which
+ * gives each sequence its own cache call; every ISA at 1-3 threads. */
+static void check_varlen_kv(tester* t, const isa_list* isas) {
+  enum { B = 4, H = 4, HKV = 2, TK = 64, D = 16, PAGE = 16, NB = TK / PAGE };
+  const int32_t cu[B + 1] = {0, 1, 8, 8, 21}, used[B] = {40, 64, 0, 13};
+  const size_t total = 21, nq = total * H * D;
+  float* kx = tester_alloc((size_t)(B * HKV * TK * D) * sizeof(float));
+  float* vx = tester_alloc((size_t)(B * HKV * TK * D) * sizeof(float));
+  tester_fill(t, kx, (size_t)(B * HKV * TK * D));
+  tester_fill(t, vx, (size_t)(B * HKV * TK * D));
+  uint16_t* kc = tester_alloc((size_t)(B * NB * PAGE * HKV * D) * 2);
+  uint16_t* vc = tester_alloc((size_t)(B * NB * PAGE * HKV * D) * 2);
+  int32_t table[B * NB];
+  for (int i = 0; i < B * NB; i++) table[i] = (i * 7) % (B * NB); /* 7 is prime to 16: a permutation */
+  mha_kv_cache c;
+  mha_kv_cache_init_paged(&c, MHA_DTYPE_BF16, kc, vc, B * NB, PAGE, HKV, D, D, table, NB);
+  const int32_t pos[B] = {0, 0, 0, 0};
+  (void)check_ok(t, mha_kv_cache_write(&c, B, HKV, TK, D, D, pos, kx, mha_strides_bhtd(HKV, TK, D), vx,
+                                       mha_strides_bhtd(HKV, TK, D)), "fill the cache");
+  float *cosb = tester_alloc((size_t)(TK * D / 2) * sizeof(float)), *sinb = tester_alloc((size_t)(TK * D / 2) * sizeof(float));
+  (void)check_ok(t, mha_rotary_table_f32(D, TK, 10000.0, 1.0, NULL, 1.0, cosb, sinb), "rotary table");
+  mha_rotary r;
+  mha_rotary_init(&r, MHA_ROTARY_GPTJ, D, cosb, sinb, TK);
+  static const mha_dtype iodts[] = {MHA_DTYPE_F16, MHA_DTYPE_BF16};
+  for (int di = 0; di < 2; di++) {
+    uint16_t* q16 = tester_alloc(nq * 2);
+    float* qf = tester_alloc(nq * sizeof(float));
+    uint16_t* out16 = tester_alloc((nq + GUARD) * 2);
+    float* outf = tester_alloc(nq * sizeof(float));
+    fill16(t, iodts[di], q16, nq);
+    widen_all(iodts[di], q16, qf, nq);
+    for (int ii = 0; ii < isas->count; ii++) {
+      for (int threads = 1; threads <= 3; threads++) {
+        tester_context(t, "varlen_kv: %s, isa %s, %d threads", iodts[di] == MHA_DTYPE_F16 ? "f16" : "bf16",
+                       mha_isa_name(isas->isa[ii]), threads);
+        mha_attention_desc d;
+        mha_attention_desc_init(&d, B, H, HKV, 13, TK, D, D);
+        d.q = d.out = mha_strides_bthd(H, 13, D); /* packed rows [total, H, D] */
+        d.mask.causal = 1;
+        d.isa = isas->isa[ii];
+        d.num_threads = threads;
+        d.rotary = &r;
+        tester_poison(outf, nq);
+        if (!check_ok(t, mha_attention_varlen_kv_f32(&d, cu, used, qf, &c, outf), "fp32 call")) continue;
+        for (size_t i = 0; i < nq + GUARD; i++) out16[i] = poison16();
+        if (!check_ok(t, mha_attention_varlen_kv(&d, iodts[di], cu, used, q16, &c, out16), "16-bit call")) continue;
+        int same = 1, guard = 1;
+        for (size_t i = 0; i < nq; i++) same &= out16[i] == narrow(iodts[di], outf[i]);
+        for (size_t i = nq; i < nq + GUARD; i++) guard &= out16[i] == poison16();
+        tester_check(t, same, "out bitwise round(mha_attention_varlen_kv_f32 on the widened q)");
+        tester_check(t, guard, "nothing written past out");
+      }
+    }
+    free(q16), free(qf), free(out16), free(outf);
+  }
+  tester_context(t, "varlen_kv: refusals");
+  uint16_t q16[21 * H * D], out16[21 * H * D];
+  fill16(t, MHA_DTYPE_BF16, q16, 21 * H * D);
+  for (int i = 0; i < 21 * H * D; i++) out16[i] = poison16();
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, B, H, HKV, 13, TK, D, D);
+  d.q = d.out = mha_strides_bthd(H, 13, D);
+  tester_stale_error();
+  tester_check_failure(t, "dtype int8", mha_attention_varlen_kv(&d, MHA_DTYPE_INT8, cu, used, q16, &c, out16),
+                       MHA_STATUS_INVALID_ARGUMENT, "dtype");
+  tester_stale_error();
+  tester_check_failure(t, "out over q", mha_attention_varlen_kv(&d, MHA_DTYPE_BF16, cu, used, q16, &c, q16 + 8),
+                       MHA_STATUS_INVALID_STRIDE, "out");
+  int untouched = 1;
+  for (int i = 0; i < 21 * H * D; i++) untouched &= out16[i] == poison16();
+  tester_check(t, untouched, "a refused call writes nothing");
+  free(kx), free(vx), free(kc), free(vc), free(cosb), free(sinb);
+}
+
 /* ---- 3. refusals ---- */
 
 static void check_refusals(tester* t) {
@@ -485,6 +566,7 @@ int main(void) {
   check_bits(&t, &isas);
   check_oracle(&t);
   check_kv(&t, &isas);
+  check_varlen_kv(&t, &isas);
   check_refusals(&t);
   return tester_finish(&t);
 }

@@ -17,12 +17,12 @@
  * likewise) and the spans of the cache's pools in *kb, *vb. */
 static mha_status mha_varlen_kv_check(const char* fn, const mha_attention_desc* caller, const int32_t* cu_q,
                                       const int32_t* used_k, const mha_kv_cache* caller_cache,
-                                      const float* q, const float* out, mha_attention_desc* d,
+                                      const void* q, const void* out, mha_attention_desc* d,
                                       mha_attention_desc* flat, mha_kv_cache* cc, size_t* kb, size_t* vb,
                                       mha_rotary* rot, size_t* rot_table) {
   mha_status st = mha_kv_cache_read(fn, caller_cache, cc);
   if (st != MHA_STATUS_SUCCESS) return st;
-  const mha_varlen_batch batch = {cu_q, NULL, used_k, cc, fn};
+  const mha_varlen_batch batch = {cu_q, NULL, used_k, cc, fn, MHA_DTYPE_F32};
   mha_attention_desc read;
   if ((st = mha_varlen_read(fn, caller, &batch, &read, flat)) != MHA_STATUS_SUCCESS) return st;
   *d = mha_kv_desc(&read);
@@ -44,10 +44,10 @@ static mha_status mha_varlen_kv_check(const char* fn, const mha_attention_desc* 
   return MHA_STATUS_SUCCESS;
 }
 
-mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const int32_t* cu_seqlens_q,
-                                       const int32_t* seqused_k, const float* q, const mha_kv_cache* caller_cache,
-                                       float* out) {
-  static const char fn[] = "mha_attention_varlen_kv_f32";
+/* mha_attention_varlen_kv_f32 and mha_attention_varlen_kv: q and out hold elements of io_dt. */
+static mha_status mha_varlen_kv_call(const char* fn, const mha_attention_desc* caller, mha_dtype io_dt,
+                                     const int32_t* cu_seqlens_q, const int32_t* seqused_k, const void* q,
+                                     const mha_kv_cache* caller_cache, void* out) {
   mha_attention_desc d, flat;
   mha_kv_cache cc;
   mha_rotary rot;
@@ -69,10 +69,11 @@ mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const i
                              {"rotary->positions", rot.positions, npos},
                              {"cache->k_scales", cache->k_scales, nscale},
                              {"cache->v_scales", cache->v_scales, nscale}};
-  if ((st = mha_attention_check_overlap(fn, &flat, sizeof(float), q, NULL, NULL, out, NULL, inputs, 10)) != MHA_STATUS_SUCCESS) {
+  if ((st = mha_attention_check_overlap(fn, &flat, mha_dtype_size(io_dt), q, NULL, NULL, out, NULL, inputs, 10)) !=
+      MHA_STATUS_SUCCESS) {
     return st;
   }
-  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn};
+  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn, io_dt};
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_kv_workspace_size", &d, 0, &batch, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, &d)) != MHA_STATUS_SUCCESS) return st;
@@ -84,6 +85,23 @@ mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* caller, const i
   st = mha_attention_varlen_run(c.kr, &d, &batch, q, NULL, NULL, out, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
+}
+
+mha_status mha_attention_varlen_kv_f32(const mha_attention_desc* desc, const int32_t* cu_seqlens_q,
+                                       const int32_t* seqused_k, const float* q, const mha_kv_cache* cache,
+                                       float* out) {
+  return mha_varlen_kv_call("mha_attention_varlen_kv_f32", desc, MHA_DTYPE_F32, cu_seqlens_q, seqused_k, q, cache,
+                            out);
+}
+
+mha_status mha_attention_varlen_kv(const mha_attention_desc* desc, mha_dtype dtype, const int32_t* cu_seqlens_q,
+                                   const int32_t* seqused_k, const void* q, const mha_kv_cache* cache, void* out) {
+  static const char fn[] = "mha_attention_varlen_kv";
+  if (dtype != MHA_DTYPE_F32 && dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
+  }
+  return mha_varlen_kv_call(fn, desc, dtype, cu_seqlens_q, seqused_k, q, cache, out);
 }
 
 mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_desc* caller, const int32_t* cu_seqlens_q,
@@ -99,7 +117,7 @@ mha_status mha_attention_varlen_kv_workspace_size(const mha_attention_desc* call
   mha_status st = mha_varlen_kv_check(fn, caller, cu_seqlens_q, seqused_k, caller_cache, &any, (float*)&any, &d,
                                       &flat, &cc, &kb, &vb, &rot, &rot_table);
   if (st != MHA_STATUS_SUCCESS) return st;
-  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, &cc, fn};
+  const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, &cc, fn, MHA_DTYPE_F32};
   mha_call c;
   if ((st = mha_call_plan(fn, NULL, &d, 0, &batch, &c)) != MHA_STATUS_SUCCESS) return st;
   *bytes = c.floats * sizeof(float) + 64;

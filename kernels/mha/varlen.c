@@ -83,7 +83,7 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
                                     const int32_t* cu_seqlens_k, const float* q, const float* k,
                                     const float* v, float* out) {
   static const char fn[] = "mha_attention_varlen_f32";
-  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn};
+  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn, MHA_DTYPE_F32};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
@@ -109,7 +109,7 @@ mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
                                                const int32_t* cu_seqlens_k, size_t* bytes) {
   static const char fn[] = "mha_attention_varlen_workspace_size";
   if (bytes == NULL) return mha_error(MHA_STATUS_NULL_POINTER, "%s: bytes is NULL", fn);
-  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn};
+  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn, MHA_DTYPE_F32};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
@@ -232,7 +232,7 @@ static mha_kv_cache mha_varlen_seq_cache(const mha_kv_cache* c, int64_t b) {
 }
 
 mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const mha_varlen_batch* vb,
-                                    const float* q, const float* k, const float* v, float* out, mha_team team,
+                                    const void* q, const float* k, const float* v, void* out, mha_team team,
                                     float* workspace) {
   const char* fn = vb->fn;
   const int32_t *cu_q = vb->cu_q, *cu_k = vb->cu_k;
@@ -279,14 +279,16 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     /* a sequence without keys reads no K or V row: its first key row may lie
      * past the views' checked span (cu_k[b] = the total), where the pointer
      * could wrap, so it gets the views' base */
+    /* q and out of this sequence: its first row, in elements of io_dt */
+    const size_t esz = mha_dtype_size(vb->io_dt);
+    const void* qb = (const char*)q + (size_t)((int64_t)cu_q[b] * d->q.row) * esz;
+    void* ob = (char*)out + (size_t)((int64_t)cu_q[b] * d->out.row) * esz;
     if (caches != NULL) {
       caches[i] = mha_varlen_seq_cache(vb->cache, b);
-      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, MHA_DTYPE_F32, NULL, NULL, &caches[i],
-                         out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+      mha_attn_plan_bind(p, qb, vb->io_dt, NULL, NULL, &caches[i], ob, NULL, &shared);
     } else {
       const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
-      mha_attn_plan_bind(p, q + (int64_t)cu_q[b] * d->q.row, MHA_DTYPE_F32, k + k0 * d->k.row, v + k0 * d->v.row, NULL,
-                         out + (int64_t)cu_q[b] * d->out.row, NULL, &shared);
+      mha_attn_plan_bind(p, qb, vb->io_dt, k + k0 * d->k.row, v + k0 * d->v.row, NULL, ob, NULL, &shared);
     }
     pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
     unit_first[i + 1] = unit_first[i] + p->units;
