@@ -252,9 +252,14 @@ def _attend(L, q, sq, kv, cache, B, H, Hkv, Tq, Tk, D, Dv, layout, axes, *, caus
         if ws is not None:
             d.workspace, d.workspace_size = ws.ctypes.data, ws.nbytes
 
-        def call():
-            _check(L.mha_attention_kv_f32(ctypes.byref(d), _ptr(q), ctypes.byref(cache),
-                                          _ptr(out), _ptr(weights)))
+        if io_dtype is None:
+            def call():
+                _check(L.mha_attention_kv_f32(ctypes.byref(d), _ptr(q), ctypes.byref(cache),
+                                              _ptr(out), _ptr(weights)))
+        else:
+            def call():
+                _check(L.mha_attention_kv(ctypes.byref(d), _lib.DTYPE_VALUES[io_dtype], _ptr(q),
+                                          ctypes.byref(cache), _ptr(out), _ptr(weights)))
     if return_trace:
         trace = _trace.traced_call(call, d, _trace.capacity_guess(B, H, Tq, Tk, d.num_threads))
     else:

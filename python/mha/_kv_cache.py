@@ -94,8 +94,13 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
                     align="bottom_right", window=None, alibi_slopes=None, softcap=None,
                     sinks=None, need_weights=False, weights_mode="per_head", return_lse=False,
                     num_threads=0, isa=None, out=None, workspace=None, return_trace=False,
-                    k_scales=None, v_scales=None):
+                    k_scales=None, v_scales=None, dtype=None):
     """Attention over a paged K/V cache (mha_attention_kv_f32), as serving engines keep it.
+
+    dtype        None (default): q and out float32. "f16" / "bf16": q and out in
+                 that 16-bit type, read and written in place (mha_attention_kv;
+                 as attention()'s dtype), bitwise this call on q as float32
+                 rounded once to the type; the pools keep their own type.
 
     q            [B,H,Tq,D] ("bhtd") or [B,Tq,H,D] (layout "bthd"), float32
                  (other float dtypes are cast); a batch of 1 broadcasts
@@ -138,10 +143,15 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
         raise ValueError(f"layout must be 'bhtd' or 'bthd', not {layout!r}")
     paxes = _cache_axes(cache_layout, True)
     t, out_given = _Tensors(), out
-    q = t.array(q, "q")
+    if dtype is not None:
+        if dtype not in ("f16", "bf16"):
+            raise ValueError(f"dtype must be None, 'f16' or 'bf16', not {dtype!r}")
+        q, out = np.asarray(t.io16(q, "q")), t.io16(out, "out", write=True)
+        _kv_dtype((q,) if out is None else (q, out), ("q", "out"), dtype)
+    else:
+        q, out = t.array(q, "q"), t.out(out)
     k, v, kv_dtype = t.kv(k_pool, v_pool, ("k_pool", "v_pool"), kv_dtype)
     k, v = np.asarray(k), np.asarray(v)
-    out = t.out(out)
     opts = _options_arrays(t, dict(kv_len=kv_len, mask=mask, alibi_slopes=alibi_slopes,
                                    sinks=sinks, weights_mode=weights_mode, workspace=workspace))
     kv_len = opts["kv_len"]
@@ -149,7 +159,8 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
     _check_pools(k, v, paxes, "_pool")
     table = _block_table(t.array(block_table, "block_table"))
     B = table.shape[0]
-    q = _float32(q, "q")
+    if dtype is None:
+        q = _float32(q, "q")
     if q.ndim != 4:
         _fail("INVALID_SHAPE", f"q has {q.ndim} dimensions, expected 4 ({layout})")
     ib, ih, it = axes
@@ -175,7 +186,7 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
                             causal=causal, scale=scale, align=align, window=window,
                             softcap=softcap, need_weights=need_weights, return_lse=return_lse,
                             return_trace=return_trace, num_threads=num_threads, isa=isa, out=out,
-                            **opts), out_given)
+                            io_dtype=dtype, **opts), out_given)
 
 
 def _written_view(a, axes, name):

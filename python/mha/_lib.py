@@ -210,6 +210,7 @@ def _prototypes(lib):
         "mha_kv_cache_init_paged_sized": (None, [P(KVCache), ctypes.c_size_t, c_int, PTR, PTR]
                                           + [I64] * 5 + [PTR, I64]),
         "mha_attention_kv_f32": (c_int, [P(AttentionDesc), PTR, P(KVCache), PTR, PTR]),
+        "mha_attention_kv": (c_int, [P(AttentionDesc), c_int, PTR, P(KVCache), PTR, PTR]),
         "mha_attention_kv_workspace_size": (c_int, [P(AttentionDesc), P(KVCache), c_int,
                                                     P(ctypes.c_size_t)]),
         "mha_attention_varlen_kv_f32": (c_int, [P(AttentionDesc), P(ctypes.c_int32),

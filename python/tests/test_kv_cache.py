@@ -521,3 +521,21 @@ def test_ml_dtypes_bfloat16_if_installed(rng):
     kb, vb = k.astype(ml_dtypes.bfloat16), v.astype(ml_dtypes.bfloat16)
     got = mha.attention(q, kb, vb)
     assert np.array_equal(got, mha.attention(q, kb.astype(np.float32), vb.astype(np.float32)))
+
+
+@pytest.mark.parametrize("io", ["f16", "bf16"])
+def test_paged_16bit_q_and_out(rng, io):
+    """attention_paged(dtype=...): q and out 16-bit (mha_attention_kv), bitwise the
+    float32-q call rounded once to the type; the pools keep their own type."""
+    B, H, Hkv, D, Dv = 2, 4, 2, 16, 16
+    lens = [37, 5]
+    kp, vp, table, kd, kw, vw = make_paged(rng, "bf16", B, Hkv, D, Dv, lens, 16, "bhtd",
+                                           shared_prefix=0)
+    qf = rand(rng, (B, H, 3, D))
+    q16 = qf.astype(np.float16) if io == "f16" else to_bf16(qf)
+    q32 = q16.astype(np.float32) if io == "f16" else (q16.astype(np.uint32) << 16).view(np.float32)
+    got = mha.attention_paged(q16, kp, vp, table, kv_len=lens, kv_dtype=kd, causal=True, dtype=io)
+    want = mha.attention_paged(q32, kp, vp, table, kv_len=lens, kv_dtype=kd, causal=True)
+    assert got.dtype == q16.dtype
+    want16 = want.astype(np.float16) if io == "f16" else to_bf16(want)
+    assert np.array_equal(got.view(np.uint16), want16.view(np.uint16))
