@@ -297,21 +297,6 @@ void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const 
 
 void mha_put_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float* o, float inv) {
   const size_t Dv = (size_t)p->d->Dv;
-  const int64_t at = mha_out_at(p, b, h, i);
-  switch (p->io_dt) {
-    case MHA_DTYPE_F16:
-      p->kr->vscale(Dv, o, inv);
-      p->kr->narrow_f16(Dv, o, (uint16_t*)p->out + at);
-      break;
-    case MHA_DTYPE_BF16:
-      p->kr->vscale(Dv, o, inv);
-      p->kr->narrow_bf16(Dv, o, (uint16_t*)p->out + at);
-      break;
-    default: {
-      float* dst = (float*)p->out + at;
-      memcpy(dst, o, Dv * sizeof(float));
-      p->kr->vscale(Dv, dst, inv);
-      break;
-    }
-  }
+  p->kr->vscale(Dv, o, inv);
+  mha_narrow_row(p->kr, p->io_dt, Dv, o, (char*)p->out + (size_t)mha_out_at(p, b, h, i) * mha_dtype_size(p->io_dt));
 }

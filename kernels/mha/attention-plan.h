@@ -161,12 +161,7 @@ static inline float mha_kv_scale(const mha_attn_plan* p, int is_v, int64_t b, in
 /* y[0..n) = row x widened to fp32 (x: n elements of the plan's K/V type;
  * scale: the row's, int8 only). */
 static inline void mha_kv_widen(const mha_attn_plan* p, const void* x, float scale, size_t n, float* y) {
-  switch (p->dt) {
-    case MHA_DTYPE_F16: p->kr->widen_f16(n, (const uint16_t*)x, y); break;
-    case MHA_DTYPE_BF16: p->kr->widen_bf16(n, (const uint16_t*)x, y); break;
-    case MHA_DTYPE_INT8: p->kr->dequant_i8(n, (const int8_t*)x, scale, y); break;
-    default: memcpy(y, x, n * sizeof(float)); break;
-  }
+  mha_widen_row(p->kr, p->dt, x, scale, n, y);
 }
 
 /* The offset of row (b, h, i) of out, in elements. */
@@ -176,9 +171,8 @@ static inline int64_t mha_out_at(const mha_attn_plan* p, int64_t b, int64_t h, i
 }
 
 /* Writes row (b, h, i) of out: o[c] · inv for c < Dv, each product rounded
- * to fp32 (kr->vscale) and then, for a 16-bit out, once to its type (the
- * set's narrow kernel: to nearest even). o is scratch: a 16-bit row is
- * scaled in place. */
+ * to fp32 (kr->vscale, in place in the scratch row o) and then, for a 16-bit
+ * out, once to its type (the set's narrow kernel: to nearest even). */
 void mha_put_out_row(const mha_attn_plan* p, int64_t b, int64_t h, int64_t i, float* o, float inv);
 
 /* Writes row (b, h, i)'s log-sum-exp when an lse output is asked for. */

@@ -142,9 +142,7 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scrat
       src = (const float*)p->q + at_q;
     } else {
       /* a 16-bit Q row widened as it is packed: then the fp32 path on its values */
-      const uint16_t* q16 = (const uint16_t*)p->q + at_q;
-      if (p->io_dt == MHA_DTYPE_F16) p->kr->widen_f16(D, q16, sc->vclean);
-      else p->kr->widen_bf16(D, q16, sc->vclean);
+      mha_widen_row(p->kr, p->io_dt, (const uint16_t*)p->q + at_q, 1.0f, D, sc->vclean);
     }
     if (p->rot != NULL) {
       /* rotated on the way in, at the row's position (checked by the call) */

@@ -86,10 +86,8 @@ mha_status mha_attention_f32(const mha_attention_desc* desc, const float* q, con
 mha_status mha_attention(const mha_attention_desc* desc, mha_dtype dtype, const void* q, const void* k,
                          const void* v, void* out, float* weights) {
   static const char fn[] = "mha_attention";
-  if (dtype != MHA_DTYPE_F32 && dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
-    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
-  }
+  const mha_status st = mha_io_dtype_check(fn, dtype);
+  if (st != MHA_STATUS_SUCCESS) return st;
   return mha_core_call(fn, desc, dtype, q, k, v, out, weights);
 }
 

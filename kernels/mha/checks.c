@@ -96,3 +96,9 @@ mha_status mha_check_spans_disjoint(const char* fn, const mha_span* outs, size_t
   }
   return MHA_STATUS_SUCCESS;
 }
+
+mha_status mha_io_dtype_check(const char* fn, mha_dtype dtype) {
+  if (dtype == MHA_DTYPE_F32 || dtype == MHA_DTYPE_F16 || dtype == MHA_DTYPE_BF16) return MHA_STATUS_SUCCESS;
+  return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16",
+                   fn, (int)dtype);
+}

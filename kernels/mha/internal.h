@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "config/kernels.h"
 #include "mha.h"
@@ -223,6 +224,33 @@ mha_status mha_kv_cache_check(const char* fn, const mha_kv_cache* cache, int64_t
 /* Bytes per element of a K/V cache type. */
 static inline size_t mha_dtype_size(mha_dtype t) {
   return t == MHA_DTYPE_F32 ? sizeof(float) : t == MHA_DTYPE_INT8 ? sizeof(int8_t) : sizeof(uint16_t);
+}
+
+/* The type of Q and out of mha_attention, mha_attention_kv and
+ * mha_attention_varlen_kv: fp32, f16 or bf16, else INVALID_ARGUMENT. */
+mha_status mha_io_dtype_check(const char* fn, mha_dtype dtype);
+
+/* y[0..n) = x[0..n) of type dt (fp32, f16, bf16; int8 times scale) as fp32:
+ * the kernel set's widening, exact (scale is read for int8 only). */
+static inline void mha_widen_row(const mha_kernels* kr, mha_dtype dt, const void* x, float scale, size_t n,
+                                 float* y) {
+  switch (dt) {
+    case MHA_DTYPE_F16: kr->widen_f16(n, (const uint16_t*)x, y); break;
+    case MHA_DTYPE_BF16: kr->widen_bf16(n, (const uint16_t*)x, y); break;
+    case MHA_DTYPE_INT8: kr->dequant_i8(n, (const int8_t*)x, scale, y); break;
+    default: memcpy(y, x, n * sizeof(float)); break;
+  }
+}
+
+/* y[0..n) = x[0..n) in type dt: fp32 copied, f16 and bf16 rounded by the
+ * kernel set's narrowing (to nearest even). int8 is not handled here (a
+ * row's scale comes with it: the cache writer's). */
+static inline void mha_narrow_row(const mha_kernels* kr, mha_dtype dt, size_t n, const float* x, void* y) {
+  switch (dt) {
+    case MHA_DTYPE_F16: kr->narrow_f16(n, x, (uint16_t*)y); break;
+    case MHA_DTYPE_BF16: kr->narrow_bf16(n, x, (uint16_t*)y); break;
+    default: memcpy(y, x, n * sizeof(float)); break;
+  }
 }
 
 /* The element offset of token t of entry b, K/V head g, in a paged cache's

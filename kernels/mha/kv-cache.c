@@ -249,10 +249,8 @@ mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const float* q, 
 mha_status mha_attention_kv(const mha_attention_desc* desc, mha_dtype dtype, const void* q, const mha_kv_cache* cache,
                             void* out, float* weights) {
   static const char fn[] = "mha_attention_kv";
-  if (dtype != MHA_DTYPE_F32 && dtype != MHA_DTYPE_F16 && dtype != MHA_DTYPE_BF16) {
-    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
-                     "%s: dtype = %d, must be MHA_DTYPE_F32, MHA_DTYPE_F16 or MHA_DTYPE_BF16", fn, (int)dtype);
-  }
+  const mha_status st = mha_io_dtype_check(fn, dtype);
+  if (st != MHA_STATUS_SUCCESS) return st;
   return mha_kv_call(fn, desc, dtype, q, cache, out, weights);
 }
 

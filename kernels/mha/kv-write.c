@@ -25,11 +25,10 @@ static void* mha_kv_cache_row(const mha_kv_cache* c, int is_v, int64_t b, int64_
 static void mha_kv_store_row(const mha_kernels* kr, const mha_kv_cache* c, int is_v, int64_t b, int64_t g, int64_t t,
                              const float* src, int64_t n) {
   void* dst = mha_kv_cache_row(c, is_v, b, g, t);
-  switch (c->dtype) {
-    case MHA_DTYPE_F16: kr->narrow_f16((size_t)n, src, dst); break;
-    case MHA_DTYPE_BF16: kr->narrow_bf16((size_t)n, src, dst); break;
-    case MHA_DTYPE_INT8: *mha_kv_scale_ptr(c, is_v, b, g, t) = mha_i8_quantize_row((size_t)n, src, dst); break;
-    default: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+  if (c->dtype == MHA_DTYPE_INT8) {
+    *mha_kv_scale_ptr(c, is_v, b, g, t) = mha_i8_quantize_row((size_t)n, src, dst);
+  } else {
+    mha_narrow_row(kr, c->dtype, (size_t)n, src, dst);
   }
 }
 
