@@ -40,6 +40,19 @@ def _options_arrays(t, opts):
     return opts
 
 
+def _io16_arrays(t, dtype, inputs, out):
+    """The arrays of a 16-bit call (dtype "f16" / "bf16": mha_attention and
+    its cache twins): the (name, value) inputs and out, imported by t in place
+    (never cast), each of a dtype that holds dtype's values."""
+    if dtype not in ("f16", "bf16"):
+        raise ValueError(f"dtype must be None, 'f16' or 'bf16', not {dtype!r}")
+    arrays = [np.asarray(t.io16(x, name)) for name, x in inputs]
+    out = t.io16(out, "out", write=True)
+    names = [name for name, _ in inputs] + ["out"]
+    _kv_dtype(arrays if out is None else arrays + [out], names, dtype)
+    return arrays, out
+
+
 def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, scale=None,
               align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
               need_weights=False, weights_mode="per_head", return_lse=False, num_threads=0,
@@ -146,14 +159,9 @@ def attention(q, k, v, *, layout="bhtd", causal=False, kv_len=None, mask=None, s
     t, out_given = _Tensors(), out
     if dtype is not None:
         # Q, K, V and out 16-bit (mha_attention): read and written in place
-        if dtype not in ("f16", "bf16"):
-            raise ValueError(f"dtype must be None, 'f16' or 'bf16', not {dtype!r}")
         if kv_dtype is not None:
             raise TypeError("kv_dtype must be None with dtype= (q, k, v and out are all dtype)")
-        q, k, v = (np.asarray(t.io16(x, n)) for x, n in ((q, "q"), (k, "k"), (v, "v")))
-        out = t.io16(out, "out", write=True)
-        _kv_dtype((q, k, v) if out is None else (q, k, v, out),
-                  ("q", "k", "v", "out"), dtype)
+        (q, k, v), out = _io16_arrays(t, dtype, (("q", q), ("k", k), ("v", v)), out)
         kd = None
     else:
         q = t.array(q, "q")

@@ -12,7 +12,7 @@ from . import _lib
 from ._errors import _check, _fail
 from ._coerce import (_c_int64, _element_strides, _float32, _input_view, _int32_array, _kv_dtype,
                       _kv_len_array, _ptr, _strides)
-from ._core import _LAYOUT_AXES, _attend, _batch_to, _options_arrays
+from ._core import _LAYOUT_AXES, _attend, _batch_to, _io16_arrays, _options_arrays
 from ._rotary import _rotate_rows
 from ._tensors import _Tensors
 
@@ -144,10 +144,7 @@ def attention_paged(q, k_pool, v_pool, block_table, *, kv_len=None, Tk=None, kv_
     paxes = _cache_axes(cache_layout, True)
     t, out_given = _Tensors(), out
     if dtype is not None:
-        if dtype not in ("f16", "bf16"):
-            raise ValueError(f"dtype must be None, 'f16' or 'bf16', not {dtype!r}")
-        q, out = np.asarray(t.io16(q, "q")), t.io16(out, "out", write=True)
-        _kv_dtype((q,) if out is None else (q, out), ("q", "out"), dtype)
+        (q,), out = _io16_arrays(t, dtype, (("q", q),), out)
     else:
         q, out = t.array(q, "q"), t.out(out)
     k, v, kv_dtype = t.kv(k_pool, v_pool, ("k_pool", "v_pool"), kv_dtype)

@@ -139,14 +139,8 @@ class _Tensors:
             raise TypeError(f"{bad}: dtype torch.bfloat16 cannot hold kv_dtype={kv_dtype!r} values")
         if cast and (kv_dtype == "f32" or not all(bf)):
             return self.array(k, names[0]), self.array(v, names[1]), kv_dtype
-        out = []
-        for x, is_bf, name in zip((k, v), bf, names):
-            if is_bf:
-                import torch
-                x = _torch_array(self._torch(x, name).view(torch.int16), name).view(np.uint16)
-            else:
-                x = self.array(x, name, cast, write)
-            out.append(x)
+        out = [self._bf16_bits(x, name) if is_bf else self.array(x, name, cast, write)
+               for x, is_bf, name in zip((k, v), bf, names)]
         return out[0], out[1], "bf16"
 
     def io16(self, x, name, write=False):
@@ -154,10 +148,14 @@ class _Tensors:
         bfloat16 tensor as its uint16 bits, anything else as array() leaves
         it (never cast: its dtype is checked against the call's)."""
         if _is_torch(x) and _is_torch_bf16(x):
-            import torch
             self.bf16_bits = True
-            return _torch_array(self._torch(x, name).view(torch.int16), name).view(np.uint16)
+            return self._bf16_bits(x, name)
         return self.array(x, name, cast=False, write=write)
+
+    def _bf16_bits(self, x, name):
+        """A torch bfloat16 tensor as a NumPy uint16 view of its bits (the same memory)."""
+        import torch
+        return _torch_array(self._torch(x, name).view(torch.int16), name).view(np.uint16)
 
     def result(self, value, out=None):
         """A call's result (an array or a tuple of them, out first) as the
