@@ -3,7 +3,7 @@
  * include/mha.h): the documented contract, checked from its text.
  *
  *   1. Bits: out is bitwise round(mha_attention_f32 on the widened q, k, v)
- *      (this file's own widening and round-to-nearest-even), and weights and
+ *      (the scalar conversions of kv-convert.h: to nearest even), and weights and
  *      lse bitwise that fp32 call's, for prefill (tiled and transposed
  *      forms), decode (keys split), GQA, causal, kv_len, an additive mask,
  *      window + ALiBi + soft-cap + sinks, strided (bthd) views, D != Dv and
@@ -27,50 +27,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv-gemm/kv-convert.h"
 #include "mha.h"
 #include "oracle.h"
 #include "tester.h"
 #include "tolerance.h"
 
-/* ---- the 16-bit formats, from their definitions ---- */
+/* ---- the 16-bit formats: the library's scalar conversions (kv-gemm/kv-convert.h),
+ * checked against their definitions and the compiler's _Float16 in kv-cache-test,
+ * and on known values below ---- */
 
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
+static float widen(mha_dtype dt, uint16_t h) { return dt == MHA_DTYPE_F16 ? mha_f16_to_f32(h) : mha_bf16_to_f32(h); }
 
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float widen(mha_dtype dt, uint16_t h) {
-  if (dt == MHA_DTYPE_BF16) return bits_f32((uint32_t)h << 16);
-  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  const double sign = (h & 0x8000) ? -1.0 : 1.0;
-  if (e == 0x1f) return m ? NAN : (float)(sign * INFINITY);
-  return (float)(sign * (e ? ldexp(1024 + m, e - 25) : ldexp(m, -24)));
-}
-
-/* to nearest, ties to even; beyond the range ±inf (the inputs here are finite) */
-static uint16_t narrow(mha_dtype dt, float f) {
-  const uint32_t u = f32_bits(f);
-  if (isnan(f)) return dt == MHA_DTYPE_BF16 ? (uint16_t)((u >> 16) | 0x40) : (uint16_t)(((u >> 16) & 0x8000) | 0x7e00);
-  if (dt == MHA_DTYPE_BF16) {
-    const uint32_t keep = u >> 16, rest = u & 0xffff;
-    return (uint16_t)(keep + (rest > 0x8000 || (rest == 0x8000 && (keep & 1))));
-  }
-  const uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-  const double mag = fabs((double)f);
-  if (mag >= 65520.0) return (uint16_t)(sign | 0x7c00);
-  if (mag < 0x1p-14) return (uint16_t)(sign | (uint16_t)nearbyint(mag * 0x1p24)); /* subnormal (or 2^-14) */
-  int e;
-  const double fr = frexp(mag, &e);                      /* mag = fr·2^e, fr in [0.5, 1) */
-  const double q = nearbyint(fr * 2048.0);               /* 11 significant bits */
-  return (uint16_t)(sign | (uint16_t)(((e + 14) << 10) + (int)q - 1024)); /* q = 2048 carries into e */
-}
+/* to nearest, ties to even; beyond the range ±inf */
+static uint16_t narrow(mha_dtype dt, float f) { return dt == MHA_DTYPE_F16 ? mha_f32_to_f16(f) : mha_f32_to_bf16(f); }
 
 /* Random 16-bit values in about ±[2^-6, 2): never zero. */
 static void fill16(tester* t, mha_dtype dt, uint16_t* x, size_t n) {
@@ -542,7 +512,7 @@ static void check_refusals(tester* t) {
   problem_free(&p);
 }
 
-/* ---- the format helpers themselves, on values whose rounding is known ---- */
+/* ---- the conversions the checks use, on values whose rounding is known ---- */
 
 static void check_helpers(tester* t) {
   tester_context(t, "test helpers");
@@ -555,7 +525,7 @@ static void check_helpers(tester* t) {
   ok &= narrow(MHA_DTYPE_BF16, 1.0f + 0x1p-8f) == 0x3f80 && narrow(MHA_DTYPE_BF16, 1.0f + 3 * 0x1p-8f) == 0x3f82;
   ok &= widen(MHA_DTYPE_F16, 0x0001) == 0x1p-24f && widen(MHA_DTYPE_F16, 0xc000) == -2.0f;
   for (uint32_t h = 0; h < 0x7c00; h++) ok &= narrow(MHA_DTYPE_F16, widen(MHA_DTYPE_F16, (uint16_t)h)) == h;
-  tester_check(t, ok, "the test's own f16 / bf16 rounding and widening on known values");
+  tester_check(t, ok, "the f16 / bf16 rounding and widening the checks use, on known values");
 }
 
 int main(void) {

@@ -784,10 +784,26 @@ static void core_check_entry(const core_case* c, const core_buffers* b, const co
   core_result_free(&one);
 }
 
-/* mha_attention on 16-bit copies of q, k and v (each buffer element
- * truncated to bf16 or rounded to f16: the gaps stay NaN): it must succeed where the fp32 call did, give bitwise the fp32 call
- * on the widened copies rounded once (include/mha.h), and write nothing
- * outside out's view. */
+/* x as a 16-bit value: bf16 truncated (any value will do; a NaN stays one),
+ * f16 rounded (fuzz_round16) and encoded, a NaN as the quiet NaN. */
+static uint16_t core_to16(int f16, float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if (!f16) return (uint16_t)(u >> 16);
+  if (isnan(x)) return 0x7e00;
+  const float v = fuzz_round16(x, 1), a = fabsf(v);
+  const uint16_t sign = (uint16_t)(signbit(v) ? 0x8000 : 0);
+  if (isinf(a)) return (uint16_t)(sign | 0x7c00);
+  if (a < 0x1p-14f) return (uint16_t)(sign | (uint16_t)(a * 0x1p24f)); /* subnormal: exact */
+  int e;
+  const float m = frexpf(a, &e); /* a = m·2^e, m in [0.5, 1): 11 bits of m exact */
+  return (uint16_t)(sign | (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024));
+}
+
+/* mha_attention on 16-bit copies of q, k and v (core_to16 of every buffer
+ * element: the gaps stay NaN): it must succeed where the fp32 call did, give
+ * bitwise the fp32 call on the widened copies rounded once (include/mha.h),
+ * and write nothing outside out's view. */
 static void core_check_16(const core_case* c, const core_buffers* b) {
   /* both types from the seed corpus: odd Tq picks f16, checks bit 5 flips it */
   const int f16 = ((c->checks & CHECK_F16) != 0) != ((c->desc.Tq & 1) != 0);
@@ -804,30 +820,8 @@ static void core_check_16(const core_case* c, const core_buffers* b) {
     xw[r] = malloc(n * sizeof(float) + 1);
     if (x16[r] == NULL || xw[r] == NULL) exit(2);
     for (size_t i = 0; i < n; i++) {
-      const float x = b->ptr[r][i];
-      uint32_t u;
-      memcpy(&u, &x, sizeof u);
-      if (!f16 || isnan(x)) {
-        x16[r][i] = (uint16_t)(u >> 16); /* truncated: any value will do; a NaN stays one */
-        if (f16) x16[r][i] = 0x7e00;
-        xw[r][i] = f16 ? fuzz_f16_to_f32(x16[r][i]) : fuzz_bf16_to_f32(x16[r][i]);
-        continue;
-      }
-      /* f16: the value's rounding (the inputs are finite and in ±100), encoded */
-      const float v = fuzz_round16(x, 1);
-      xw[r][i] = v;
-      const float a = fabsf(v);
-      uint16_t h = (uint16_t)(signbit(v) ? 0x8000 : 0);
-      if (isinf(a)) {
-        h |= 0x7c00;
-      } else if (a >= 0x1p-14f) {
-        int e;
-        const float m = frexpf(a, &e); /* a = m·2^e, m in [0.5, 1): 11 bits of m exact */
-        h |= (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024);
-      } else {
-        h |= (uint16_t)(a * 0x1p24f);
-      }
-      x16[r][i] = h;
+      x16[r][i] = core_to16(f16, b->ptr[r][i]);
+      xw[r][i] = f16 ? fuzz_f16_to_f32(x16[r][i]) : fuzz_bf16_to_f32(x16[r][i]);
     }
   }
   const size_t n_out = b->n[ROLE_OUT];
