@@ -70,6 +70,15 @@ void mha_bench_data_destroy(mha_bench_data* d) {
   free(d);
 }
 
+/* x[0..n) rounded to the 16-bit type dt (f16 or bf16) and widened back */
+static void mha_bench_round_to(float* x, size_t n, int dt, int threads) {
+  const int f16 = dt == MHA_DTYPE_F16;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < (int64_t)n; i++) {
+    x[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(x[i])) : mha_bf16_to_f32(mha_f32_to_bf16(x[i]));
+  }
+}
+
 int mha_bench_data_create(const mha_bench_shape* s, int threads, mha_bench_data** out) {
   *out = NULL;
   mha_bench_data* d = calloc(1, sizeof *d);
@@ -98,19 +107,10 @@ int mha_bench_data_create(const mha_bench_shape* s, int threads, mha_bench_data*
      * that the fp32 twin, the reference and the cache hold the same values */
     if (ok && s->kv_dtype != MHA_DTYPE_F32) {
       const size_t n = B * Hkv * Tk * D;
-      const int f16 = s->kv_dtype == MHA_DTYPE_F16;
-      if (s->flags & MHA_BENCH_IO16) { /* and Q, for mha_attention's 16-bit rows */
-        const size_t nq = B * H * Tq * D;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int64_t i = 0; i < (int64_t)nq; i++) {
-          d->q[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->q[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->q[i]));
-        }
-      }
-#pragma omp parallel for schedule(static) num_threads(threads)
-      for (int64_t i = 0; i < (int64_t)n; i++) {
-        d->k[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->k[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->k[i]));
-        d->v[i] = f16 ? mha_f16_to_f32(mha_f32_to_f16(d->v[i])) : mha_bf16_to_f32(mha_f32_to_bf16(d->v[i]));
-      }
+      mha_bench_round_to(d->k, n, s->kv_dtype, threads);
+      mha_bench_round_to(d->v, n, s->kv_dtype, threads);
+      /* and Q, for mha_attention's 16-bit rows */
+      if (s->flags & MHA_BENCH_IO16) mha_bench_round_to(d->q, B * H * Tq * D, s->kv_dtype, threads);
     }
   }
   d->ref = malloc(d->out_len * sizeof(float));
