@@ -22,7 +22,9 @@ a block of vector FMLAs and a block of the region's own FMLAs (same count,
 same forms), never the cost of the loads around them. LLVM 16's models are
 approximations of those cores: neoverse-n1 uses the Cortex-A57 model (the
 vector and by-element forms on different pipes, one 128-bit FMLA per cycle),
-neoverse-v1 and -v2 the Neoverse N2 one (two 128-bit FMLA pipes).
+neoverse-v1 and -v2 the Neoverse N2 one (two 128-bit FMLA pipes). The BF16
+kernel (BFMMLA, built with -march=armv8.2-a+bf16, llvm-mca with -mattr=+bf16)
+runs on neoverse-v1 and -v2 only; its bound is a block of as many BFMMLAs.
 
 Usage: bench/mca.py [--check] [--cc gcc] [--cc-aarch64 aarch64-linux-gnu-gcc] [--out FILE.md]
   --check   exit 1 if a full-tile k step is predicted more than 15% above its
@@ -54,17 +56,23 @@ KERNELS = [
      ["znver4", "icelake-server", "sapphirerapids"]),
     ("kernels/f32-gemm/f32-gemm-8x12-neon.c", [], 128, NEON_MODELS),
     ("kernels/f32-gemm/f32-gemm-nt-4x4-neon.c", [], 128, NEON_MODELS),
+    # the BF16 unit (FEAT_BF16): Neoverse V1 and V2 have it, N1 and Apple M1 do not
+    ("kernels/bf16-gemm/bf16-gemm-mmla-8x8-neonbf16.c", ["-march=armv8.2-a+bf16"], 128,
+     ["neoverse-v1", "neoverse-v2"]),
 ]
 # regions whose k step is a full tile: guarded by --check
 GUARDED = {"f32_gemm_6x16__avx2.kstep", "f32_gemm_at_6x16__avx2.kstep", "f32_gemm_12x32__avx512f.kstep", "f32_gemm_at_12x32__avx512f.kstep",
            "f32_gemm_nt_4x1__avx2.kstep", "f32_gemm_nt_4x1__avx512f.kstep",
-           "f32_gemm_8x12__neon.kstep", "f32_gemm_nt_4x4__neon.kstep"}
+           "f32_gemm_8x12__neon.kstep", "f32_gemm_nt_4x4__neon.kstep",
+           "bf16_gemm_mmla_8x8__neonbf16.kstep"}
 LIMIT = 1.15
 
 FMA_RE = re.compile(r"^\s*vfmadd\w+", re.M)
 # x86 instructions with a memory operand: the loads of a k step (it stores nothing)
 LOAD_RE = re.compile(r"^\s*v\w+\s+.*\(%\w+.*$", re.M)
 FMLA_RE = re.compile(r"^\s*fmla\s+v\d+\.4s.*$", re.M)
+# the BF16 unit's matrix multiply-accumulate: the "FMAs" of a BF16 k step
+BFMMLA_RE = re.compile(r"^\s*bfmmla\s+v\d+\.4s.*$", re.M)
 
 
 def region_asm(asm):
@@ -92,6 +100,8 @@ def mca_cycles(mca, cpu, asm_text, march=None):
         path = f.name
     try:
         arch = [f"-march={march}"] if march else []
+        if march == "aarch64" and BFMMLA_RE.search(asm_text):
+            arch.append("-mattr=+bf16")
         out = subprocess.run([mca, *arch, f"-mcpu={cpu}", "-iterations=200", path],
                              capture_output=True, text=True, check=True).stdout
     finally:
@@ -119,9 +129,12 @@ def load_bound(mca, cpu, width, n_loads):
 
 
 def fma_bound_neon(mca, cpu, fmlas):
-    """Cycles of the region's 128-bit FMLAs alone, or of as many independent
-    vector FMLAs, whichever the model prices lower."""
-    vector = [f"fmla v{i % 24}.4s, v30.4s, v31.4s" for i in range(len(fmlas))]
+    """Cycles of the region's 128-bit FMLAs (or BFMMLAs) alone, or of as many
+    independent ones of the vector form, whichever the model prices lower."""
+    if fmlas and BFMMLA_RE.match(fmlas[0]):
+        vector = [f"bfmmla v{i % 24}.4s, v30.8h, v31.8h" for i in range(len(fmlas))]
+    else:
+        vector = [f"fmla v{i % 24}.4s, v30.4s, v31.4s" for i in range(len(fmlas))]
     return min(mca_cycles(mca, cpu, "\n".join(vector), "aarch64"),
                mca_cycles(mca, cpu, "\n".join(fmlas), "aarch64"))
 
@@ -152,7 +165,7 @@ def main():
                f"-I{ROOT}/kernels", f"-I{ROOT}/include", *flags, os.path.join(ROOT, src)]
         asm = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         for name, body in sorted(region_asm(asm).items()):
-            fmlas = FMLA_RE.findall(body) if neon else []
+            fmlas = (FMLA_RE.findall(body) or BFMMLA_RE.findall(body)) if neon else []
             n_fma = len(fmlas) if neon else len(FMA_RE.findall(body))
             for cpu in cpus:
                 cyc = mca_cycles(mca, cpu, body, "aarch64" if neon else None)

@@ -17,6 +17,7 @@ set(MHA_SOURCES
   kernels/mha/attention-check.c
   kernels/mha/attention-decode.c
   kernels/mha/attention-item.c
+  kernels/mha/attention-bf16.c
   kernels/mha/attention-plan.c
   kernels/mha/attention-rows.c
   kernels/mha/attention-run.c
@@ -103,7 +104,14 @@ if(MHA_ARCH STREQUAL "arm64")
     kernels/kv-gemm/kv-gemm-pv-8x12-neon.c
     kernels/kv-gemm/kv-narrow-neon.c
     kernels/kv-gemm/kv-dequant-neon.c
-    kernels/kv-gemm/kv-widen-neon.c)
+    kernels/kv-gemm/kv-widen-neon.c
+    kernels/config/table-neon-bf16.c
+    kernels/bf16-gemm/bf16-pack-neon.c
+    kernels/bf16-gemm/bf16-gemm-mmla-8x8-neonbf16.c)
+  # BFMMLA (FEAT_BF16, Armv8.6; optional from Armv8.2): this file only, run
+  # where isa-select.c finds HWCAP2_BF16
+  set_source_files_properties(kernels/bf16-gemm/bf16-gemm-mmla-8x8-neonbf16.c PROPERTIES
+    COMPILE_OPTIONS "-march=armv8.2-a+bf16")
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_NEON)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
 endif()

@@ -151,13 +151,15 @@ typedef enum mha_isa {
   MHA_ISA_SCALAR = 1,  /* portable C11, the reference path; always present */
   MHA_ISA_AVX2 = 2,    /* x86-64 AVX2 + FMA */
   MHA_ISA_AVX512F = 3, /* x86-64 AVX-512F */
-  MHA_ISA_NEON = 4     /* AArch64 Advanced SIMD */
+  MHA_ISA_NEON = 4,    /* AArch64 Advanced SIMD */
+  MHA_ISA_NEON_BF16 = 5 /* AArch64 Advanced SIMD + BF16 (Armv8.6 FEAT_BF16: BFMMLA): the neon set,
+                           and bf16 attention on the BF16 unit (see mha_attention) */
 } mha_isa;
 
 /* One past the largest mha_isa value: concrete sets are [MHA_ISA_SCALAR, MHA_ISA_COUNT). */
-#define MHA_ISA_COUNT 5
+#define MHA_ISA_COUNT 6
 
-/* "default", "scalar", "avx2", "avx512f", "neon"; "unknown" for other values. */
+/* "default", "scalar", "avx2", "avx512f", "neon", "neon_bf16"; "unknown" for other values. */
 MHA_API const char* mha_isa_name(mha_isa isa);
 
 /* 1 if this build contains the kernel set and the CPU can run it, else 0
@@ -545,9 +547,10 @@ typedef enum mha_dtype {
  * (the type does not change it).
  *
  * Accuracy (since 0.6): a product of two f16 or bf16 values is exact in fp32,
- * so every kernel set of this version computes in fp32 on the exactly
- * widened values (Q widened as it is packed, K and V as the kernels load
- * them: no fp32 copy of any of them) and rounds each output once:
+ * so every kernel set without a BF16 unit (and every set for f16) computes
+ * in fp32 on the exactly widened values (Q widened as it is packed, K and V
+ * as the kernels load them: no fp32 copy of any of them) and rounds each
+ * output once:
  *
  *   out = round(mha_attention_f32(widen(q), widen(k), widen(v)))   bit for bit
  *
@@ -557,6 +560,22 @@ typedef enum mha_dtype {
  * the fp32 core's plus half an ulp of the type: 2^−9 relative for bf16, 2^−12
  * for f16 (an f16 result under 2^−14 is subnormal: an absolute 2^−25). Bits
  * are identical for any thread count and batch composition, per kernel set.
+ *
+ * The BF16 form (since 0.6): a bf16 call whose K and V are bf16, on a set
+ * with a BF16 unit (MHA_ISA_NEON_BF16: Armv8.6 BFMMLA), computes the
+ * products on the unit: S = scale·(Q·Kᵀ), the bf16 products summed in fp32
+ * by the unit (its sums rounded to odd, subnormals flushed to zero, as
+ * BFMMLA does), scaled in fp32; the online softmax, its max and sum in fp32;
+ * the probabilities P rounded to bf16 (to nearest even) for P·V, again
+ * summed in fp32 by the unit; each row divided by its fp32 sum and rounded
+ * once. Its error against exact attention on the bf16 inputs is the fp32
+ * core's, plus 2^−8·max|v| over the row's visible keys (P's rounding: each
+ * weight within 2^−8 of itself, the weights summing to 1), plus half an ulp
+ * of bf16. Weights and lse are fp32, from this form's scores. Bits are
+ * identical for any thread count and batch composition, and a row gets the
+ * same bits from a decode call and inside a prefill; they are not the
+ * widening path's (MHA_ISA_NEON gives those on the same CPU). A Q rotated by
+ * the call (the cache calls) is rounded to bf16 once, after the rotation.
  *
  * Returns the core's statuses, plus INVALID_ARGUMENT for another dtype or a
  * rotary; the overlap rule counts 2-byte elements for q, k, v and out. */
@@ -733,7 +752,8 @@ MHA_API mha_status mha_attention_kv_f32(const mha_attention_desc* desc, const fl
  * packed, rotated there when desc->rotary asks, and each output row is
  * rounded once, so out = round(mha_attention_kv_f32 on the widened q),
  * bit for bit, weights and lse that call's (see mha_attention for the
- * rounding and its bound). The workspace is mha_attention_kv_workspace_size's.
+ * rounding and its bound) — except in the BF16 form (a bf16 Q over a bf16
+ * cache on a set with a BF16 unit: mha_attention's contract for it). The workspace is mha_attention_kv_workspace_size's.
  * Returns mha_attention_kv_f32's statuses, plus INVALID_ARGUMENT for another
  * dtype; the overlap rule counts q and out in elements of dtype. (Since 0.6.) */
 MHA_API mha_status mha_attention_kv(const mha_attention_desc* desc, mha_dtype dtype, const void* q,

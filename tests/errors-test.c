@@ -357,7 +357,7 @@ static void test_isa_errors(tester* t) {
   tester_check_failure(t, "mha_set_isa_by_name(NULL)", st, MHA_STATUS_NULL_POINTER, NULL);
 
   int unavailable = 0;
-  for (int i = MHA_ISA_SCALAR; i <= MHA_ISA_NEON; i++) {
+  for (int i = MHA_ISA_SCALAR; i < MHA_ISA_COUNT; i++) {
     if (mha_isa_available((mha_isa)i)) continue;
     unavailable++;
     char what[64];
@@ -408,7 +408,7 @@ static void test_names(tester* t) {
   tester_check(t, mha_status_string((mha_status)10) != NULL, "mha_status_string(10) is NULL");
   tester_check(t, mha_status_string((mha_status)-1) != NULL, "mha_status_string(-1) is NULL");
 
-  const char* want[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f", "neon"};
+  const char* want[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f", "neon", "neon_bf16"};
   for (int i = 0; i < MHA_ISA_COUNT; i++) {
     const char* name = mha_isa_name((mha_isa)i);
     tester_check(t, name != NULL && strcmp(name, want[i]) == 0, "mha_isa_name(%d) = \"%s\"", i,

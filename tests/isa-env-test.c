@@ -103,9 +103,9 @@ int main(int argc, char** argv) {
       if (strcmp(mode, mha_isa_name((mha_isa)i)) == 0 && !mha_isa_available((mha_isa)i)) {
         printf("isa-env-test: SKIPPED: kernel set %s cannot be tested here: %s\n", mode,
 #if defined(__x86_64__) || defined(_M_X64)
-               i == MHA_ISA_NEON ? "not built into an x86-64 library" : "this CPU lacks it"
+               i >= MHA_ISA_NEON ? "not built into an x86-64 library" : "this CPU lacks it"
 #elif defined(__aarch64__)
-               i != MHA_ISA_NEON ? "not built into an AArch64 library" : "this CPU lacks it"
+               i < MHA_ISA_NEON ? "not built into an AArch64 library" : "this CPU lacks it"
 #else
                "not built for this architecture"
 #endif

@@ -87,8 +87,8 @@ typedef struct isa_list {
   int count;
 } isa_list;
 
-/* The ISAs this build and CPU run; prints and counts the others in
- * t->skipped_isas. */
+/* The ISAs this build and CPU run, up to neon (neon_bf16: attention-bf16-test);
+ * prints and counts the others in t->skipped_isas. */
 isa_list tester_available_isas(tester* t);
 
 /* mha_set_isa(isa), counted as a check. Returns 1 on success. */

@@ -5,12 +5,15 @@
 #if defined(MHA_ENABLE_X86)
 #include <cpuid.h>
 #endif
+#if defined(MHA_ENABLE_NEON)
+#include <sys/auxv.h>
+#endif
 
 #include "config/kernels.h"
 #include "mha/internal.h"
 
 static const char* const mha_isa_names[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f",
-                                                         "neon"};
+                                                         "neon",    "neon_bf16"};
 
 const char* mha_isa_name(mha_isa isa) {
   if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return "unknown";
@@ -40,6 +43,8 @@ static int mha_cpu_runs(mha_isa isa) {
 #endif
 #if defined(MHA_ENABLE_NEON)
     case MHA_ISA_NEON: return 1; /* Advanced SIMD is mandatory on AArch64 */
+    /* FEAT_BF16 as Linux reports it: HWCAP2_BF16 (bit 14 of AT_HWCAP2) */
+    case MHA_ISA_NEON_BF16: return (getauxval(AT_HWCAP2) & (1ul << 14)) != 0;
 #endif
     default: return 0;
   }
@@ -54,6 +59,7 @@ static const mha_kernels* mha_table_of(mha_isa isa) {
 #endif
 #if defined(MHA_ENABLE_NEON)
     case MHA_ISA_NEON: return mha_kernels_neon();
+    case MHA_ISA_NEON_BF16: return mha_kernels_neon_bf16();
 #endif
     default: return NULL;
   }
@@ -92,7 +98,7 @@ static int mha_select_from_env(void) {
       return (int)isa;
     }
   }
-  static const mha_isa best_first[] = {MHA_ISA_AVX512F, MHA_ISA_AVX2, MHA_ISA_NEON};
+  static const mha_isa best_first[] = {MHA_ISA_AVX512F, MHA_ISA_AVX2, MHA_ISA_NEON_BF16, MHA_ISA_NEON};
   for (size_t i = 0; i < sizeof best_first / sizeof best_first[0]; i++) {
     if (mha_isa_available(best_first[i])) return (int)best_first[i];
   }
@@ -114,7 +120,7 @@ static mha_status mha_selection_error(int sel) {
   if (env == NULL) env = "";
   mha_status st = (mha_status)(-sel - 1);
   if (st == MHA_STATUS_UNKNOWN_ISA) {
-    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon)", env);
+    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16)", env);
   }
   return mha_error(st, "MHA_ISA=%.40s: this CPU or this build cannot run it", env);
 }
@@ -171,7 +177,7 @@ mha_status mha_set_isa_by_name(const char* name) {
   mha_isa isa;
   if (!mha_parse_isa(name, &isa)) {
     return mha_error(MHA_STATUS_UNKNOWN_ISA,
-                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon)",
+                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16)",
                      name);
   }
   return mha_set_isa(isa);

@@ -121,6 +121,21 @@ typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
  * from base-2 scores and the row's base-2 max c) */
 typedef void (*mha_f32_vexp2_scale_fn)(size_t n, float* x, float c, float alpha);
 
+/* The BF16 matrix form (a set with a BF16 matrix unit; kernels/bf16-gemm/):
+ * operands packed as row pairs in quads (bf16-gemm.h).
+ * bf16_gemm: C[m×n] = alpha·A·Bᵀ (or += with accumulate), m, n <= 8, kq quads
+ *   of k, pair strides 8·kq; B packed to a multiple of 8 rows. Per element
+ *   the same instructions wherever it lies in a tile.
+ * bf16_pack_rows / bf16_pack_rows_f32: rows [0, rows) of k values at src[i]
+ *   (bf16, or fp32 rounded to nearest even), zero-padded to ⌈k/4⌉ quads.
+ * bf16_pack_cols: the n columns of k rows (k a multiple of 4) at src[p], as
+ *   the rows of the transpose, padded with zero columns to a multiple of 8. */
+typedef void (*mha_bf16_gemm_fn)(size_t m, size_t n, size_t kq, const uint16_t* a, const uint16_t* b,
+                                 float alpha, float* c, size_t ldc, int accumulate);
+typedef void (*mha_bf16_pack_rows_fn)(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);
+typedef void (*mha_bf16_pack_rows_f32_fn)(size_t rows, size_t k, const float* const* src, uint16_t* dst);
+typedef void (*mha_bf16_pack_cols_fn)(size_t k, size_t n, const uint16_t* const* src, uint16_t* dst);
+
 typedef struct mha_kernels {
   mha_isa isa;
   const char* name;
@@ -176,6 +191,13 @@ typedef struct mha_kernels {
   mha_x16_narrow_fn narrow_f16;
   mha_x16_narrow_fn narrow_bf16;
   mha_i8_dequant_fn dequant_i8;
+
+  /* The BF16 matrix form of a bf16 call (io and K/V bf16): NULL on the sets
+   * without a BF16 unit, which widen to fp32 instead (kernels/mha/attention-bf16.c) */
+  mha_bf16_gemm_fn bf16_gemm;
+  mha_bf16_pack_rows_fn bf16_pack_rows;
+  mha_bf16_pack_rows_f32_fn bf16_pack_rows_f32;
+  mha_bf16_pack_cols_fn bf16_pack_cols;
 } mha_kernels;
 
 /* The kernel table of each ISA; NULL when the ISA is not compiled in. */
@@ -183,6 +205,7 @@ const mha_kernels* mha_kernels_scalar(void);
 const mha_kernels* mha_kernels_avx2(void);
 const mha_kernels* mha_kernels_avx512f(void);
 const mha_kernels* mha_kernels_neon(void);
+const mha_kernels* mha_kernels_neon_bf16(void);
 
 /* The table in use (chosen once from MHA_ISA or the CPU). On failure
  * (bad MHA_ISA) returns the status and sets the error message; *out is

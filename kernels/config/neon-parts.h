@@ -31,4 +31,17 @@ static inline __attribute__((always_inline)) void mha_neon_store_part(float* p, 
   }
 }
 
+/* 4 floats rounded to bf16, to nearest even; a NaN as (u >> 16) | 0x40:
+ * bitwise kv-convert.h's mha_f32_to_bf16 (integer operations, no
+ * floating-point mode involved) */
+static inline __attribute__((always_inline)) uint16x4_t mha_neon_f32_to_bf16x4(float32x4_t v) {
+  const uint32x4_t u = vreinterpretq_u32_f32(v);
+  const uint32x4_t abs = vandq_u32(u, vdupq_n_u32(0x7fffffffu));
+  const uint16x4_t nan = vmovn_u32(vcgtq_u32(abs, vdupq_n_u32(0x7f800000u)));
+  const uint32x4_t odd = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+  const uint16x4_t rounded = vshrn_n_u32(vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fffu)), odd), 16);
+  const uint16x4_t quiet = vorr_u16(vshrn_n_u32(u, 16), vdup_n_u16(0x40));
+  return vbsl_u16(nan, quiet, rounded);
+}
+
 #endif

@@ -24,14 +24,7 @@
 static inline __attribute__((always_inline)) uint16x4_t mha_neon_narrow4(const int BT,
                                                                          float32x4_t v) {
   if (BT == MHA_KV_F16) return vreinterpret_u16_f16(vcvt_f16_f32(v));
-  /* bf16: u + 0x7fff + ((u >> 16) & 1), the upper half; a NaN: (u >> 16) | 0x40 */
-  const uint32x4_t u = vreinterpretq_u32_f32(v);
-  const uint32x4_t abs = vandq_u32(u, vdupq_n_u32(0x7fffffffu));
-  const uint16x4_t nan = vmovn_u32(vcgtq_u32(abs, vdupq_n_u32(0x7f800000u)));
-  const uint32x4_t odd = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
-  const uint16x4_t rounded = vshrn_n_u32(vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fffu)), odd), 16);
-  const uint16x4_t quiet = vorr_u16(vshrn_n_u32(u, 16), vdup_n_u16(0x40));
-  return vbsl_u16(nan, quiet, rounded);
+  return mha_neon_f32_to_bf16x4(v); /* integer operations (config/neon-parts.h) */
 }
 
 /* lanes 0..r-1 of h to q[0..r) (r = 1..3) */

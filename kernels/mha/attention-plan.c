@@ -139,6 +139,22 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   mha_count(&scratch, NK, sizeof(void*) / sizeof(float), &bad);
   mha_count(&scratch, NK / sizeof(float) + 1, 1, &bad);
   mha_count(&scratch, 16, 12, &bad); /* eleven parts, each rounded up to 16 floats */
+  if (kr->bf16_gemm != NULL) {
+    /* the BF16 form's parts (mha_scratch_of), whether or not a call takes
+     * the form: the plan is made before it knows the types. The sizes are
+     * counted here checked, then computed plainly by mha_bf16_sizes_of. */
+    const size_t rows2 = rows + 1, nk8 = NK + 8, D4 = D + 4, nk4 = NK + 4, Dv8 = Dv + 8;
+    size_t u16 = 0;
+    mha_count(&u16, rows2, D4, &bad);
+    mha_count(&u16, nk8, D4, &bad);
+    mha_count(&u16, rows2, nk4, &bad);
+    mha_count(&u16, Dv8, nk4, &bad);
+    mha_count(&u16, rows, D, &bad);
+    mha_count(&scratch, u16 / 2 + 1, 1, &bad);
+    mha_count(&scratch, D > Dv ? D : Dv, 1, &bad);
+    mha_count(&scratch, rows + nk8 + rows, sizeof(void*) / sizeof(float), &bad);
+    mha_count(&scratch, 16, 8, &bad); /* eight parts, each rounded up to 16 floats */
+  }
   p->scratch = scratch & ~(size_t)15;
   if (p->kt_blocks > 0) {
     size_t blk = 0;
@@ -276,6 +292,7 @@ void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const 
   }
   p->esz = mha_dtype_size(p->dt);
   p->v_in_place = p->dt == MHA_DTYPE_F32 && p->page == 0;
+  p->bf16_form = p->kr->bf16_gemm != NULL && io_dt == MHA_DTYPE_BF16 && p->dt == MHA_DTYPE_BF16;
   p->out = out;
   p->weights = weights;
   float* at = *shared;

@@ -58,6 +58,8 @@ typedef struct mha_attn_plan {
   size_t esz;                 /* bytes per K/V element */
   int64_t page;               /* paged: tokens per block (a power of two); 0: contiguous */
   int v_in_place;             /* fp32 contiguous V: the P·V GEMM reads it where it is */
+  int bf16_form;              /* Q, K, V bf16 on a set with a BF16 unit: the scores and
+                                 P·V through it (attention-bf16.c) */
   float scale;
   float qscale;      /* Q's factor as it is packed: scale·log2(e), or 1 when modify */
   int modify;        /* a score modifier (soft-cap, ALiBi, or a scale too large to fold) runs
@@ -239,7 +241,40 @@ typedef struct mha_scratch {
                     GEMM; int8 K rows dequantized for the scores before it */
   const void** vrows; /* [nk]: the V rows of a key block (the pointer form of P·V) */
   unsigned char* bad; /* [nk]: key j's V row holds a NaN or an infinity */
+  /* the BF16 form's packed operands (sets with kr->bf16_gemm; else NULL) */
+  struct {
+    uint16_t *qb, *kb, *pb, *vb; /* Q [rows × D], a K block [nk × D], P [rows × nk], V [nk × Dv]ᵀ */
+    uint16_t* qs;                /* [rows × D]: Q rows rotated and rounded */
+    const uint16_t* zero;        /* max(D, Dv, nk) zeros */
+    const uint16_t** rows16;     /* row pointers for the packing: max(rows, nk rounded up to 8) */
+    const float** rows32;        /* [rows] */
+  } bf16;
 } mha_scratch;
+
+/* The BF16 form's scratch parts (sets with kr->bf16_gemm): bf16 elements of
+ * the packed Q, K block, P and Vᵀ (row pairs in quads, kernels/bf16-gemm/:
+ * B operands padded to 8 rows) and of the rotated Q rows; floats of the
+ * zero row; row pointers. mha_attn_plan_make checks their sum for overflow
+ * before mha_scratch_of uses them. */
+typedef struct mha_bf16_sizes {
+  size_t qb, kb, pb, vb, qs, zero, ptrs16, ptrs32;
+} mha_bf16_sizes;
+
+static inline mha_bf16_sizes mha_bf16_sizes_of(const mha_attn_plan* p) {
+  const size_t rows2 = ((size_t)p->rows + 1) / 2 * 2, nk8 = ((size_t)p->nk + 7) / 8 * 8;
+  const size_t D4 = ((size_t)p->d->D + 3) / 4 * 4, nk4 = ((size_t)p->nk + 3) / 4 * 4;
+  const size_t Dv8 = ((size_t)p->d->Dv + 7) / 8 * 8;
+  mha_bf16_sizes z;
+  z.qb = rows2 * D4;
+  z.kb = nk8 * D4;
+  z.pb = rows2 * nk4;
+  z.vb = Dv8 * nk4;
+  z.qs = (size_t)p->rows * (size_t)p->d->D;
+  z.zero = (size_t)(p->d->D > p->d->Dv ? p->d->D : p->d->Dv);
+  z.ptrs16 = (size_t)p->rows > nk8 ? (size_t)p->rows : nk8;
+  z.ptrs32 = (size_t)p->rows;
+  return z;
+}
 
 /* The partial (O [Dv], m, l) of row r of key range `split` of an item. */
 static inline float* mha_partial_row(const mha_attn_plan* p, int64_t item, int64_t split, size_t r) {
@@ -290,16 +325,32 @@ void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const 
  * scratch at scratch + w·stride floats */
 void mha_attn_execute(const mha_attn_stages* s, mha_team team, float* scratch, size_t stride);
 
+/* The rotary position of query row i of entry b: the caller's, or the row's
+ * natural one (its distance from the end of the entry's keys) */
+static inline int64_t mha_rot_at(const mha_attn_plan* p, int64_t b, int64_t i) {
+  return p->rot_pos != NULL ? p->rot_pos[b * p->d->Tq + i] : mha_kv_end(p, b) - p->d->Tq + i;
+}
+
 /* attention-rows.c */
 void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit);
-void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0, size_t nk,
-                const float* qp, float* s, int st, float* tile);
+void mha_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
+                size_t nk, int st);
 int64_t mha_aligned_pos(const mha_attn_plan* p, int64_t b, int64_t i);
 int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc, int64_t* first);
 mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base);
 size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t r,
                        int64_t j0, size_t nk, float* srow, const float** add, size_t* nlo,
                        float* step_scale);
+
+/* attention-bf16.c: the BF16 form (p->bf16_form): the item's Q packed (at
+ * its setup), S = scale·Q·Kᵀ of a key block into sc->s, and O += bf16(P)·V,
+ * returning 1 when careful left out a V row holding a NaN or an infinity
+ * (sc->bad) */
+void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc);
+void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
+                     size_t nk);
+int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R, int64_t j0, size_t nk,
+                int careful);
 
 /* attention-item.c: one (item, key range) */
 void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch);

@@ -21,6 +21,7 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   const int64_t nk = kv_end - j0 < p->nk ? kv_end - j0 : p->nk;
   const int64_t per = (p->nk + MHA_KT_PARTS - 1) / MHA_KT_PARTS;
   const int64_t ja = part * per, jb = ja + per < nk ? ja + per : nk;
+  if (p->bf16_form) return; /* its K blocks are packed as they are used */
   float* kt = mha_kt_block(p, b, g, kb);
   for (int64_t j = ja; j < jb; j++) {
     const void* src = mha_kv_row(p, 0, b, g, j0 + j);
@@ -40,13 +41,20 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   }
 }
 
-/* S[R × nk] (row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ; or, with st (the
- * tiled form on a set with gemm_at, p->qt), its transpose Sᵀ[nk × R] (row
- * stride R) = K·Qᵀ: the query rows in the lanes, for the transposed step.
- * tile: nk·Dv floats of scratch, where an int8 cache's K rows are
- * dequantized (a few at a time) for the fp32 dot products. */
-void mha_scores(const mha_attn_plan* p, size_t R, int64_t b, int64_t g, int64_t j0,
-                       size_t nk, const float* qp, float* s, int st, float* tile) {
+/* S[R × nk] (sc->s, row stride nk_max) = Qp · K[j0 .. j0+nk)ᵀ (Qp: sc->qp);
+ * or, with st (the tiled form on a set with gemm_at, p->qt), its transpose
+ * Sᵀ[nk × R] (row stride R) = K·Qᵀ: the query rows in the lanes, for the
+ * transposed step. An int8 cache's K rows are dequantized (a few at a time)
+ * into sc->vclean for the fp32 dot products. The BF16 form: attention-bf16.c. */
+void mha_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
+                size_t nk, int st) {
+  if (p->bf16_form) {
+    mha_bf16_scores(p, sc, R, b, g, j0, nk);
+    return;
+  }
+  const float* qp = sc->qp;
+  float* s = sc->s;
+  float* tile = sc->vclean;
   const mha_attention_desc* d = p->d;
   const size_t D = (size_t)d->D, NK = (size_t)p->nk;
   if (p->use_nt) {
@@ -146,8 +154,7 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scrat
     }
     if (p->rot != NULL) {
       /* rotated on the way in, at the row's position (checked by the call) */
-      const int64_t at = p->rot_pos != NULL ? p->rot_pos[b * d->Tq + row.i] : mha_kv_end(p, b) - d->Tq + row.i;
-      mha_rotary_row(p->rot, at, D, src, p->qt ? qp + r : qp + r * D, p->qt ? R : 1, p->qscale);
+      mha_rotary_row(p->rot, mha_rot_at(p, b, row.i), D, src, p->qt ? qp + r : qp + r * D, p->qt ? R : 1, p->qscale);
     } else if (p->qt) {
       for (size_t c = 0; c < D; c++) qp[c * R + r] = src[c] * p->qscale;
     } else {
@@ -158,6 +165,7 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scrat
     if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
   }
   *first = max_lim == 0 ? 0 : min_lo / p->nk * p->nk;
+  if (p->bf16_form) mha_bf16_pack_q(p, pos, sc);
   return max_lim;
 }
 
@@ -178,6 +186,28 @@ mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
                                                                          : (size_t)p->nk * (size_t)p->d->Dv;
   sc.vrows = (const void**)(sc.vclean + mha_round16(vn));
   sc.bad = (unsigned char*)(sc.vclean + mha_round16(vn) + mha_round16((size_t)p->nk * sizeof(void*) / sizeof(float)));
+  memset(&sc.bf16, 0, sizeof sc.bf16);
+  if (p->kr->bf16_gemm != NULL) {
+    /* after the parts above (mha_bf16_scratch_floats counts these) */
+    const mha_bf16_sizes z = mha_bf16_sizes_of(p);
+    float* at = (float*)sc.bad + mha_round16((size_t)p->nk / sizeof(float) + 1);
+    sc.bf16.qb = (uint16_t*)at;
+    at += mha_round16(z.qb / 2);
+    sc.bf16.kb = (uint16_t*)at;
+    at += mha_round16(z.kb / 2);
+    sc.bf16.pb = (uint16_t*)at;
+    at += mha_round16(z.pb / 2);
+    sc.bf16.vb = (uint16_t*)at;
+    at += mha_round16(z.vb / 2);
+    sc.bf16.qs = (uint16_t*)at;
+    at += mha_round16((z.qs + 1) / 2);
+    memset(at, 0, z.zero * sizeof(float));
+    sc.bf16.zero = (const uint16_t*)at;
+    at += mha_round16(z.zero);
+    sc.bf16.rows16 = (const uint16_t**)at;
+    at += mha_round16(z.ptrs16 * sizeof(void*) / sizeof(float));
+    sc.bf16.rows32 = (const float**)at;
+  }
   return sc;
 }
 

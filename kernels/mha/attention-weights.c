@@ -90,7 +90,7 @@ void mha_attention_weights(const mha_attn_plan* p, mha_item_pos pos, const mha_s
   }
   for (int64_t j0 = first; j0 < max_lim; j0 += p->nk) {
     const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
-    mha_scores(p, R, pos.b, pos.g, j0, nk, sc->qp, sc->s, 0, sc->vclean);
+    mha_scores(p, sc, R, pos.b, pos.g, j0, nk, 0);
     for (size_t r = 0; r < R; r++) {
       const mha_row qrow = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
       const int64_t first_slot = mha_weights_slot_first(p, qrow.h);
@@ -132,7 +132,7 @@ void mha_attention_weights_mean(const mha_attn_plan* p, int64_t unit, float* scr
     /* rows in head order within the group: r = (h − g·G)·mq + (i − q0) */
     for (int64_t j0 = first; j0 < max_lim; j0 += p->nk) {
       const size_t nk = (size_t)(max_lim - j0 < p->nk ? max_lim - j0 : p->nk);
-      mha_scores(p, R, b, g, j0, nk, sc.qp, sc.s, 0, sc.vclean);
+      mha_scores(p, &sc, R, b, g, j0, nk, 0);
       for (size_t r = 0; r < R; r++) {
         float* srow = sc.s + r * NK;
         const size_t nv = mha_row_weights(p, &sc, pos, r, j0, nk, srow);

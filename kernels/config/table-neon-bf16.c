@@ -1,0 +1,27 @@
+/* The AArch64 Advanced SIMD + BF16 kernel table: the NEON table, and the BF16
+ * matrix form of bf16 calls (BFMMLA, kernels/bf16-gemm/). Built once from the
+ * NEON table, so that every fp32 (and f16) kernel is the NEON set's and only
+ * the bf16 form differs. */
+#include <pthread.h>
+
+#include "bf16-gemm/bf16-gemm.h"
+#include "config/kernels.h"
+
+static mha_kernels mha_kernels_neon_bf16_table;
+static pthread_once_t mha_kernels_neon_bf16_once = PTHREAD_ONCE_INIT;
+
+static void mha_kernels_neon_bf16_build(void) {
+  mha_kernels t = *mha_kernels_neon();
+  t.isa = MHA_ISA_NEON_BF16;
+  t.name = "neon_bf16";
+  t.bf16_gemm = mha_bf16_gemm_mmla_ukernel_8x8__neonbf16;
+  t.bf16_pack_rows = mha_bf16_pack_rows__neon;
+  t.bf16_pack_rows_f32 = mha_bf16_pack_rows_f32__neon;
+  t.bf16_pack_cols = mha_bf16_pack_cols__neon;
+  mha_kernels_neon_bf16_table = t;
+}
+
+const mha_kernels* mha_kernels_neon_bf16(void) {
+  pthread_once(&mha_kernels_neon_bf16_once, mha_kernels_neon_bf16_build);
+  return &mha_kernels_neon_bf16_table;
+}

@@ -1,0 +1,96 @@
+/*
+ * The BF16 matrix form of a bf16 call (Q, K, V and out bf16) on a set with a
+ * BF16 unit (kr->bf16_gemm; the neon_bf16 set): the scores are products of
+ * the bf16 Q and K rows accumulated in fp32 by the unit, times scale·log2(e)
+ * (or the modifier's scale) in fp32 afterwards; the probabilities P are
+ * rounded to bf16 (to nearest even) for P·V, whose products the unit
+ * accumulates in fp32 and adds to the fp32 output rows. The online softmax,
+ * its running max and sum, the rescale and the division stay fp32 (the
+ * sum is over the unrounded P). Q rotated in the call is rounded to bf16
+ * once, after the rotation.
+ *
+ * Operands are packed per item (Q) and per key block (K, P, V) into the
+ * unit's layout (kernels/bf16-gemm/bf16-gemm.h) in the item's scratch. Each
+ * row's scores and P·V terms are the same instructions in the same order
+ * whatever rows share its item and whichever form (decode or prefill) the
+ * call takes, so the bits do not depend on the threads, the batch or the
+ * key ranges' merge (itself fp32, as every set's).
+ */
+#include <string.h>
+
+#include "mha/attention-plan.h"
+
+void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc) {
+  const mha_attention_desc* d = p->d;
+  const size_t R = (size_t)(p->G * pos.mq), D = (size_t)d->D;
+  for (size_t r = 0; r < R; r++) {
+    const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
+    const uint16_t* q = (const uint16_t*)p->q + (pos.b * d->q.batch + row.h * d->q.head + row.i * d->q.row);
+    if (p->rot != NULL) {
+      /* widened, rotated (unscaled) in place, rounded to bf16 once */
+      mha_widen_row(p->kr, MHA_DTYPE_BF16, q, 1.0f, D, sc->vclean);
+      mha_rotary_row(p->rot, mha_rot_at(p, pos.b, row.i), D, sc->vclean, sc->vclean, 1, 1.0f);
+      uint16_t* staged = sc->bf16.qs + r * D;
+      p->kr->narrow_bf16(D, sc->vclean, staged);
+      q = staged;
+    }
+    sc->bf16.rows16[r] = q;
+  }
+  p->kr->bf16_pack_rows(R, D, sc->bf16.rows16, sc->bf16.qb);
+}
+
+void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
+                     size_t nk) {
+  const mha_kernels* kr = p->kr;
+  const size_t D = (size_t)p->d->D, NK = (size_t)p->nk, kq = (D + 3) / 4, n8 = (nk + 7) / 8 * 8;
+  for (size_t j = 0; j < n8; j++) {
+    sc->bf16.rows16[j] = j < nk ? mha_kv_row(p, 0, b, g, j0 + (int64_t)j) : sc->bf16.zero;
+  }
+  kr->bf16_pack_rows(n8, D, sc->bf16.rows16, sc->bf16.kb);
+  for (size_t j = 0; j < nk; j += 8) {
+    const size_t n = nk - j < 8 ? nk - j : 8;
+    for (size_t i = 0; i < R; i += 8) {
+      const size_t m = R - i < 8 ? R - i : 8;
+      kr->bf16_gemm(m, n, kq, sc->bf16.qb + i / 2 * 8 * kq, sc->bf16.kb + j / 2 * 8 * kq, p->qscale,
+                    sc->s + i * NK + j, NK, 0);
+    }
+  }
+}
+
+/* 1 if the bf16 row x[0..n) holds a NaN or an infinity (exponent all ones) */
+static int mha_bf16_any_nonfinite(const uint16_t* x, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; i++) bad |= (uint32_t)((x[i] & 0x7f80u) == 0x7f80u);
+  return bad != 0;
+}
+
+int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R, int64_t j0, size_t nk,
+                int careful) {
+  const mha_kernels* kr = p->kr;
+  const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk, kq = (nk + 3) / 4;
+  for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
+  kr->bf16_pack_rows_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
+  /* V's rows; when careful, a row with a non-finite value is left out (its
+   * terms are added alone by the caller, mha_attention_pv) */
+  int any_bad = 0;
+  for (size_t j = 0; j < 4 * kq; j++) {
+    const uint16_t* row = sc->bf16.zero;
+    if (j < nk) {
+      row = mha_kv_row(p, 1, pos.b, pos.g, j0 + (int64_t)j);
+      sc->bad[j] = (unsigned char)(careful && mha_bf16_any_nonfinite(row, Dv));
+      if (sc->bad[j]) row = sc->bf16.zero;
+      any_bad |= sc->bad[j];
+    }
+    sc->bf16.rows16[j] = row;
+  }
+  kr->bf16_pack_cols(4 * kq, Dv, sc->bf16.rows16, sc->bf16.vb);
+  for (size_t c = 0; c < Dv; c += 8) {
+    const size_t n = Dv - c < 8 ? Dv - c : 8;
+    for (size_t i = 0; i < R; i += 8) {
+      const size_t m = R - i < 8 ? R - i : 8;
+      kr->bf16_gemm(m, n, kq, sc->bf16.pb + i / 2 * 8 * kq, sc->bf16.vb + c / 2 * 8 * kq, 1.0f,
+                    sc->o + i * Dv + c, Dv, 1);
+    }
+  }
+  return any_bad;
+}

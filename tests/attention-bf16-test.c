@@ -1,0 +1,489 @@
+/*
+ * The BF16 form of bf16 attention (include/mha.h, mha_attention: Q, K, V
+ * and out bf16 on a set with a BF16 unit; kernels/mha/attention-bf16.c,
+ * kernels/bf16-gemm/), on every such set this build and CPU run (neon_bf16:
+ * AArch64 with FEAT_BF16; CI runs it under qemu). Elsewhere the test is
+ * skipped (exit 77), saying why.
+ *
+ *   1. The table: every field but the BF16 form's is the neon set's (so the
+ *      rest of the suite, run on neon, covers neon_bf16's fp32 and f16 paths).
+ *   2. The kernels: the packings against their definition (odd rows, k
+ *      tails, zero rows; P rounded bitwise as mha_f32_to_bf16); the gemm
+ *      exact on small integers for every m, n in 1..8, kq 1..5, alpha,
+ *      accumulate, nothing written outside m×n; a row's bits the same alone
+ *      and inside a full tile (random values).
+ *   3. Accuracy: |out − oracle| (double, on the bf16 inputs) within the fp32
+ *      core's derived tolerance, plus 2^-8·max|v| (P rounded to bf16: each
+ *      weight within 2^-8 of itself, the weights summing to 1) and half an
+ *      ulp of bf16 for the output's rounding; every mask kind, GQA, odd sizes.
+ *   4. Bits: identical for 1-3 threads; an entry alone and inside a batch;
+ *      a row by a decode call (Tq 1, one key range) and inside a causal prefill; out with
+ *      and without weights; a NaN in V rows no row sees changes no row; a
+ *      paged bf16 cache (mha_attention_kv) and the contiguous views.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16-gemm/bf16-gemm.h"
+#include "config/kernels.h"
+#include "kv-gemm/kv-convert.h"
+#include "mha.h"
+#include "oracle.h"
+#include "tester.h"
+#include "tolerance.h"
+#include "variant-tolerance.h"
+
+enum { GUARD = 16 };
+
+static int check_ok(tester* t, mha_status st, const char* what) {
+  return tester_check(t, st == MHA_STATUS_SUCCESS, "%s: %s: %s", what, mha_status_string(st), mha_last_error());
+}
+
+/* Random bf16 values in about ±[2^-6, 2): never zero. */
+static void fill_bf16(tester* t, uint16_t* x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = (uint16_t)((tester_bits(t) & 0x807f) | (uint16_t)((121 + tester_below(t, 7)) << 7));
+}
+
+/* bf16 small integers in [-8, 8] (products and sums of a few exact in fp32) */
+static uint16_t int_bf16(tester* t) { return mha_f32_to_bf16((float)(tester_below(t, 17) - 8)); }
+
+static uint16_t poison16(void) { return 0x7fa5; }
+
+/* ---- 1. the table ---- */
+
+static void check_table(tester* t, const mha_kernels* kb) {
+  tester_context(t, "table %s", kb->name);
+  const mha_kernels* kn = mha_kernels_for(MHA_ISA_NEON);
+  if (!tester_check(t, kn != NULL, "the neon set is available beside neon_bf16")) return;
+  mha_kernels a = *kb, b = *kn;
+  tester_check(t, a.bf16_gemm && a.bf16_pack_rows && a.bf16_pack_rows_f32 && a.bf16_pack_cols,
+               "the BF16 form's kernels are set");
+  tester_check(t, !b.bf16_gemm && !b.bf16_pack_rows && !b.bf16_pack_rows_f32 && !b.bf16_pack_cols,
+               "the neon set has no BF16 form");
+  a.isa = b.isa;
+  a.name = b.name;
+  a.bf16_gemm = NULL, a.bf16_pack_rows = NULL, a.bf16_pack_rows_f32 = NULL, a.bf16_pack_cols = NULL;
+  tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the neon set's");
+}
+
+/* ---- 2. the kernels ---- */
+
+/* element (i, p) of a packed [rows × k] matrix (bf16-gemm.h) */
+static uint16_t packed_at(const uint16_t* x, size_t k, size_t i, size_t p) {
+  const size_t kq = (k + 3) / 4;
+  return x[(i / 2) * 8 * kq + (p / 4) * 8 + (i % 2) * 4 + p % 4];
+}
+
+static void check_packing(tester* t, const mha_kernels* kr) {
+  tester_context(t, "%s: packing", kr->name);
+  for (size_t rows = 1; rows <= 9; rows++) {
+    for (size_t k = 1; k <= 21; k += (k < 9 ? 1 : 4)) {
+      const size_t kq = (k + 3) / 4, n = (rows + 1) / 2 * 8 * kq;
+      uint16_t* src = tester_alloc(rows * k * 2);
+      float* srcf = tester_alloc(rows * k * sizeof(float));
+      const uint16_t* p16[9];
+      const float* p32[9];
+      fill_bf16(t, src, rows * k);
+      tester_fill(t, srcf, rows * k);
+      for (size_t i = 0; i < rows; i++) p16[i] = src + i * k, p32[i] = srcf + i * k;
+      uint16_t* dst = tester_alloc((n + GUARD) * 2);
+      uint16_t* dstf = tester_alloc((n + GUARD) * 2);
+      for (size_t i = 0; i < n + GUARD; i++) dst[i] = dstf[i] = poison16();
+      kr->bf16_pack_rows(rows, k, p16, dst);
+      kr->bf16_pack_rows_f32(rows, k, p32, dstf);
+      int ok = 1, okf = 1, guard = 1;
+      for (size_t i = 0; i < (rows + 1) / 2 * 2; i++) {
+        for (size_t p = 0; p < 4 * kq; p++) {
+          const int in = i < rows && p < k;
+          ok &= packed_at(dst, k, i, p) == (in ? src[i * k + p] : 0);
+          okf &= packed_at(dstf, k, i, p) == (in ? mha_f32_to_bf16(srcf[i * k + p]) : 0);
+        }
+      }
+      for (size_t i = n; i < n + GUARD; i++) guard &= dst[i] == poison16() && dstf[i] == poison16();
+      tester_check(t, ok, "pack_rows: rows %zu, k %zu: the layout, zeros past the rows and k", rows, k);
+      tester_check(t, okf, "pack_rows_f32: rows %zu, k %zu: rounded as mha_f32_to_bf16", rows, k);
+      tester_check(t, guard, "pack_rows: nothing written past the packed rows");
+      free(src), free(srcf), free(dst), free(dstf);
+    }
+  }
+  for (size_t k = 4; k <= 12; k += 4) {
+    for (size_t n = 1; n <= 19; n++) {
+      const size_t n8 = (n + 7) / 8 * 8, size = n8 / 2 * 8 * (k / 4);
+      uint16_t* src = tester_alloc(k * n * 2);
+      fill_bf16(t, src, k * n);
+      const uint16_t* rows[12];
+      for (size_t p = 0; p < k; p++) rows[p] = src + p * n;
+      uint16_t* dst = tester_alloc((size + GUARD) * 2);
+      for (size_t i = 0; i < size + GUARD; i++) dst[i] = poison16();
+      kr->bf16_pack_cols(k, n, rows, dst);
+      int ok = 1, guard = 1;
+      for (size_t c = 0; c < n8; c++) {
+        for (size_t p = 0; p < k; p++) ok &= packed_at(dst, k, c, p) == (c < n ? src[p * n + c] : 0);
+      }
+      for (size_t i = size; i < size + GUARD; i++) guard &= dst[i] == poison16();
+      tester_check(t, ok, "pack_cols: k %zu, n %zu: the transpose's layout, zero columns to 8", k, n);
+      tester_check(t, guard, "pack_cols: nothing written past the packed columns");
+      free(src), free(dst);
+    }
+  }
+}
+
+static void check_gemm(tester* t, const mha_kernels* kr) {
+  tester_context(t, "%s: gemm", kr->name);
+  enum { LDC = 11 };
+  for (size_t kq = 1; kq <= 5; kq++) {
+    const size_t ld = 8 * kq;
+    uint16_t* a = tester_alloc(4 * ld * 2);
+    uint16_t* b = tester_alloc(4 * ld * 2);
+    for (size_t i = 0; i < 4 * ld; i++) a[i] = int_bf16(t), b[i] = int_bf16(t);
+    for (size_t m = 1; m <= 8; m++) {
+      for (size_t n = 1; n <= 8; n++) {
+        for (int acc = 0; acc <= 1; acc++) {
+          const float alpha = acc ? 1.0f : 0.5f;
+          float c[9 * LDC], c0[9 * LDC];
+          for (size_t i = 0; i < 9 * LDC; i++) c0[i] = (float)(tester_below(t, 9) - 4);
+          memcpy(c, c0, sizeof c);
+          kr->bf16_gemm(m, n, kq, a, b, alpha, c, LDC, acc);
+          int ok = 1, untouched = 1;
+          for (size_t i = 0; i < 9; i++) {
+            for (size_t j = 0; j < LDC; j++) {
+              if (i >= m || j >= n) {
+                untouched &= memcmp(&c[i * LDC + j], &c0[i * LDC + j], sizeof(float)) == 0;
+                continue;
+              }
+              double s = 0.0;
+              for (size_t p = 0; p < 4 * kq; p++) {
+                s += (double)mha_bf16_to_f32(packed_at(a, 4 * kq, i, p)) * mha_bf16_to_f32(packed_at(b, 4 * kq, j, p));
+              }
+              const double want = alpha * s + (acc ? c0[i * LDC + j] : 0.0);
+              ok &= c[i * LDC + j] == (float)want;
+            }
+          }
+          tester_check(t, ok, "m %zu, n %zu, kq %zu, accumulate %d: exact on small integers", m, n, kq, acc);
+          tester_check(t, untouched, "m %zu, n %zu, kq %zu: nothing written outside m×n", m, n, kq);
+        }
+      }
+    }
+    /* random values: each row the same bits alone (m = 1, its pair's other
+     * row 0) and in a full tile */
+    fill_bf16(t, a, 4 * ld);
+    fill_bf16(t, b, 4 * ld);
+    float full[8 * 8], one[8];
+    kr->bf16_gemm(8, 8, kq, a, b, 0.75f, full, 8, 0);
+    int same = 1;
+    for (size_t i = 0; i < 8; i++) {
+      uint16_t alone[40 * 2];
+      memset(alone, 0, sizeof alone);
+      for (size_t q = 0; q < kq; q++) memcpy(alone + 8 * q, a + (i / 2) * ld + 8 * q + 4 * (i % 2), 4 * 2);
+      kr->bf16_gemm(1, 8, kq, alone, b, 0.75f, one, 8, 0);
+      same &= memcmp(one, full + 8 * i, sizeof one) == 0;
+    }
+    tester_check(t, same, "kq %zu: a row's bits alone and in a full tile", kq);
+    free(a), free(b);
+  }
+}
+
+/* ---- 3 and 4. the attention calls ---- */
+
+typedef struct caseb {
+  const char* name;
+  int64_t B, H, Hkv, Tq, Tk, D, Dv;
+  int causal, kv_len, additive, variants;
+} caseb;
+
+static const caseb cases[] = {
+    {"prefill GQA", 2, 4, 2, 65, 65, 64, 64, 0, 0, 0, 0},
+    {"causal cross, odd D", 1, 3, 1, 63, 130, 7, 9, 1, 0, 0, 0},
+    {"decode split", 2, 8, 2, 1, 300, 128, 128, 0, 0, 0, 0},
+    {"kv_len + additive", 3, 2, 2, 17, 33, 16, 16, 0, 1, 1, 0},
+    {"window, ALiBi, soft-cap, sinks", 1, 2, 1, 40, 40, 32, 32, 1, 0, 0, 1},
+    {"ones", 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},
+};
+
+typedef struct problemb {
+  const caseb* cs;
+  mha_attention_desc d;
+  size_t nq, nk, nv, nout, nw;
+  uint16_t *q, *k, *v;
+  float *add, *slopes, *sinks;
+  int32_t* kv_len;
+} problemb;
+
+static void problem_make(tester* t, const caseb* cs, mha_isa isa, problemb* p) {
+  memset(p, 0, sizeof *p);
+  p->cs = cs;
+  mha_attention_desc_init(&p->d, cs->B, cs->H, cs->Hkv, cs->Tq, cs->Tk, cs->D, cs->Dv);
+  p->d.isa = isa;
+  p->nq = (size_t)(cs->B * cs->H * cs->Tq * cs->D);
+  p->nk = (size_t)(cs->B * cs->Hkv * cs->Tk * cs->D);
+  p->nv = (size_t)(cs->B * cs->Hkv * cs->Tk * cs->Dv);
+  p->nout = (size_t)(cs->B * cs->H * cs->Tq * cs->Dv);
+  p->nw = (size_t)(cs->B * cs->H * cs->Tq * cs->Tk);
+  p->q = tester_alloc(p->nq * 2), p->k = tester_alloc(p->nk * 2), p->v = tester_alloc(p->nv * 2);
+  fill_bf16(t, p->q, p->nq);
+  fill_bf16(t, p->k, p->nk);
+  fill_bf16(t, p->v, p->nv);
+  p->d.mask.causal = cs->causal;
+  if (cs->kv_len) {
+    p->kv_len = tester_alloc((size_t)cs->B * sizeof(int32_t));
+    for (int64_t b = 0; b < cs->B; b++) p->kv_len[b] = (int32_t)(b == 0 ? cs->Tk : 1 + tester_below(t, cs->Tk));
+    p->d.mask.kv_len = p->kv_len;
+  }
+  if (cs->additive) {
+    p->add = tester_alloc(p->nw * sizeof(float));
+    tester_fill(t, p->add, p->nw);
+    for (size_t i = 0; i < p->nw; i += 5) p->add[i] = -INFINITY;
+    for (size_t r = 0; r < p->nw / (size_t)cs->Tk; r++) p->add[r * (size_t)cs->Tk] = 0.5f;
+    p->d.mask.additive = p->add;
+    p->d.mask.additive_strides = mha_strides_bhtd(cs->H, cs->Tq, cs->Tk);
+  }
+  if (cs->variants) {
+    p->slopes = tester_alloc((size_t)cs->H * sizeof(float));
+    p->sinks = tester_alloc((size_t)cs->H * sizeof(float));
+    for (int64_t h = 0; h < cs->H; h++) {
+      p->slopes[h] = 0.0625f * (float)(h + 1);
+      p->sinks[h] = 0.25f - 0.5f * (float)h;
+    }
+    p->d.mask.window = 1;
+    p->d.mask.window_left = 9;
+    p->d.mask.alibi_slopes = p->slopes;
+    p->d.mask.softcap = 30.0f;
+    p->d.mask.sinks = p->sinks;
+  }
+}
+
+static void problem_free(problemb* p) {
+  free(p->q), free(p->k), free(p->v), free(p->add), free(p->slopes), free(p->sinks), free(p->kv_len);
+}
+
+/* out of one call, poisoned first and guarded; NULL on failure */
+static uint16_t* run(tester* t, const problemb* p, const mha_attention_desc* d, float* w, const char* what) {
+  uint16_t* out = tester_alloc((p->nout + GUARD) * 2);
+  for (size_t i = 0; i < p->nout + GUARD; i++) out[i] = poison16();
+  if (!check_ok(t, mha_attention(d, MHA_DTYPE_BF16, p->q, p->k, p->v, out, w), what)) {
+    free(out);
+    return NULL;
+  }
+  int guard = 1;
+  for (size_t i = p->nout; i < p->nout + GUARD; i++) guard &= out[i] == poison16();
+  tester_check(t, guard, "%s: nothing written past out", what);
+  return out;
+}
+
+static void check_accuracy(tester* t, const problemb* p) {
+  const caseb* cs = p->cs;
+  double* qd = tolerance_alloc(p->nq);
+  double* kd = tolerance_alloc(p->nk);
+  double* vd = tolerance_alloc(p->nv);
+  double vmax = 0.0;
+  for (size_t i = 0; i < p->nq; i++) qd[i] = mha_bf16_to_f32(p->q[i]);
+  for (size_t i = 0; i < p->nk; i++) kd[i] = mha_bf16_to_f32(p->k[i]);
+  for (size_t i = 0; i < p->nv; i++) vd[i] = mha_bf16_to_f32(p->v[i]);
+  for (size_t i = 0; i < p->nv; i++) {
+    if (fabs(vd[i]) > vmax) vmax = fabs(vd[i]);
+  }
+  oracle_attention_problem op;
+  memset(&op, 0, sizeof op);
+  op.B = cs->B, op.H = cs->H, op.Hkv = cs->Hkv, op.Tq = cs->Tq, op.Tk = cs->Tk, op.D = cs->D, op.Dv = cs->Dv;
+  op.q = qd, op.k = kd, op.v = vd;
+  op.q_strides = (oracle_strides){p->d.q.batch, p->d.q.head, p->d.q.row};
+  op.k_strides = (oracle_strides){p->d.k.batch, p->d.k.head, p->d.k.row};
+  op.v_strides = (oracle_strides){p->d.v.batch, p->d.v.head, p->d.v.row};
+  op.scale = 1.0 / sqrt((double)cs->D);
+  op.causal = cs->causal;
+  op.kv_len = p->kv_len;
+  op.additive = p->add;
+  op.additive_strides = (oracle_strides){p->d.mask.additive_strides.batch, p->d.mask.additive_strides.head,
+                                         p->d.mask.additive_strides.row};
+  if (cs->variants) {
+    op.var.window = 1;
+    op.var.window_left = p->d.mask.window_left;
+    op.var.window_right = 0;
+    op.var.alibi_slopes = p->slopes;
+    op.var.softcap = p->d.mask.softcap;
+    op.var.sinks = p->sinks;
+  }
+  variant_expected e = variant_expected_compute(&op, NULL, p->nout, p->nw, (size_t)(cs->B * cs->H * cs->Tq));
+  uint16_t* out = run(t, p, &p->d, NULL, "bf16 call");
+  if (out != NULL) {
+    float* got = tester_alloc(p->nout * sizeof(float));
+    double* tol = tolerance_alloc(p->nout);
+    for (size_t i = 0; i < p->nout; i++) {
+      got[i] = mha_bf16_to_f32(out[i]);
+      /* the fp32 core's bound, P's rounding (each weight within 2^-8 of
+       * itself, the weights summing to at most 1), out's rounding */
+      tol[i] = e.out_tol[i] + 0x1p-8 * vmax + 0x1p-8 * (fabs(e.out[i]) + e.out_tol[i]);
+    }
+    tester_check_close(t, "out against the oracle", p->nout, got, e.out, tol);
+    free(got), free(tol);
+  }
+  variant_expected_free(&e);
+  free(out), free(qd), free(kd), free(vd);
+}
+
+static void check_bits(tester* t, const problemb* p) {
+  const caseb* cs = p->cs;
+  uint16_t* ref = run(t, p, &p->d, NULL, "1 thread");
+  if (ref == NULL) return;
+  for (int threads = 2; threads <= 3; threads++) {
+    mha_attention_desc d = p->d;
+    d.num_threads = threads;
+    uint16_t* out = run(t, p, &d, NULL, "threads");
+    if (out) tester_check(t, memcmp(out, ref, p->nout * 2) == 0, "%d threads: bitwise 1 thread's", threads);
+    free(out);
+  }
+  /* with weights: the same out */
+  if (cs->variants == 0) {
+    float* w = tester_alloc(p->nw * sizeof(float));
+    tester_poison(w, p->nw);
+    uint16_t* out = run(t, p, &p->d, w, "with weights");
+    if (out) tester_check(t, memcmp(out, ref, p->nout * 2) == 0, "out with weights bitwise out without");
+    int finite = 1;
+    for (size_t i = 0; i < p->nw; i++) finite &= isfinite(w[i]);
+    tester_check(t, finite, "every weight written");
+    free(out), free(w);
+  }
+  /* the last entry alone */
+  if (cs->B > 1) {
+    problemb one = *p;
+    const int64_t b = cs->B - 1;
+    mha_attention_desc_init(&one.d, 1, cs->H, cs->Hkv, cs->Tq, cs->Tk, cs->D, cs->Dv);
+    one.d.isa = p->d.isa;
+    one.d.mask = p->d.mask;
+    if (p->kv_len) one.d.mask.kv_len = p->kv_len + b;
+    if (p->add) one.d.mask.additive = p->add + (size_t)b * p->nw / (size_t)cs->B;
+    one.q = p->q + (size_t)b * p->nq / (size_t)cs->B;
+    one.k = p->k + (size_t)b * p->nk / (size_t)cs->B;
+    one.v = p->v + (size_t)b * p->nv / (size_t)cs->B;
+    one.nout = p->nout / (size_t)cs->B;
+    uint16_t* out = run(t, &one, &one.d, NULL, "one entry");
+    if (out) tester_check(t, memcmp(out, ref + (size_t)b * one.nout, one.nout * 2) == 0, "entry %lld alone: bitwise", (long long)b);
+    free(out);
+  }
+  /* NaN in the V rows past kv_len: no row sees them */
+  if (p->kv_len != NULL) {
+    problemb bad = *p;
+    bad.v = tester_alloc(p->nv * 2);
+    memcpy(bad.v, p->v, p->nv * 2);
+    int any = 0;
+    for (int64_t b = 0; b < cs->B; b++) {
+      for (int64_t j = p->kv_len[b]; j < cs->Tk; j++) {
+        for (int64_t g = 0; g < cs->Hkv; g++) {
+          bad.v[(size_t)(((b * cs->Hkv + g) * cs->Tk + j) * cs->Dv)] = 0x7fc0;
+          any = 1;
+        }
+      }
+    }
+    uint16_t* out = run(t, &bad, &bad.d, NULL, "NaN in hidden V rows");
+    if (out && any) tester_check(t, memcmp(out, ref, p->nout * 2) == 0, "a NaN in V rows no row sees: bitwise");
+    free(out), free(bad.v);
+  }
+  free(ref);
+}
+
+/* Rows of a causal self-attention prefill (the tiled form) against decode
+ * calls (Tq 1: dot products with K and V in place) over the same keys:
+ * bitwise. Up to 128 keys, where a decode call is one key range (a longer
+ * one splits its keys and merges the ranges, on every set). */
+static void check_forms(tester* t, mha_isa isa) {
+  enum { H = 4, HKV = 2, T = 128, D = 64 };
+  tester_context(t, "%s: the decode and prefill forms", mha_isa_name(isa));
+  uint16_t* q = tester_alloc((size_t)(H * T * D) * 2);
+  uint16_t* k = tester_alloc((size_t)(HKV * T * D) * 2);
+  uint16_t* v = tester_alloc((size_t)(HKV * T * D) * 2);
+  fill_bf16(t, q, (size_t)(H * T * D));
+  fill_bf16(t, k, (size_t)(HKV * T * D));
+  fill_bf16(t, v, (size_t)(HKV * T * D));
+  uint16_t* pre = tester_alloc((size_t)(H * T * D) * 2);
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, 1, H, HKV, T, T, D, D);
+  d.isa = isa;
+  d.mask.causal = 1;
+  d.num_threads = 2;
+  if (!check_ok(t, mha_attention(&d, MHA_DTYPE_BF16, q, k, v, pre, NULL), "prefill")) goto done;
+  static const int64_t rows[] = {0, 1, 63, 64, 100, T - 1};
+  for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+    const int64_t i = rows[ri];
+    mha_attention_desc dd;
+    mha_attention_desc_init(&dd, 1, H, HKV, 1, i + 1, D, D);
+    dd.isa = isa;
+    dd.q = mha_strides_bhtd(H, T, D);
+    dd.out = mha_strides_bhtd(H, T, D);
+    dd.k = dd.v = mha_strides_bhtd(HKV, T, D);
+    uint16_t* out = tester_alloc((size_t)(H * T * D) * 2);
+    for (size_t c = 0; c < (size_t)(H * T * D); c++) out[c] = poison16();
+    if (check_ok(t, mha_attention(&dd, MHA_DTYPE_BF16, q + i * D, k, v, out, NULL), "decode")) {
+      int same = 1;
+      for (int64_t h = 0; h < H; h++) same &= memcmp(out + h * T * D, pre + (h * T + i) * D, D * 2) == 0;
+      tester_check(t, same, "row %lld: the decode call bitwise the prefill's row", (long long)i);
+    }
+    free(out);
+  }
+done:
+  free(q), free(k), free(v), free(pre);
+}
+
+/* mha_attention_kv over a paged bf16 cache (blocks reversed) against
+ * mha_attention on the same values in contiguous views: bitwise. */
+static void check_cache(tester* t, mha_isa isa) {
+  enum { B = 2, H = 4, HKV = 2, TK = 70, TQ = 37, D = 32, PAGE = 16, NB = (TK + PAGE - 1) / PAGE };
+  tester_context(t, "%s: a paged cache", mha_isa_name(isa));
+  const size_t nkv = (size_t)(B * HKV * TK * D), nq = (size_t)(B * H * TQ * D);
+  uint16_t *k = tester_alloc(nkv * 2), *v = tester_alloc(nkv * 2), *q = tester_alloc(nq * 2);
+  fill_bf16(t, k, nkv);
+  fill_bf16(t, v, nkv);
+  fill_bf16(t, q, nq);
+  float *kf = tester_alloc(nkv * sizeof(float)), *vf = tester_alloc(nkv * sizeof(float));
+  for (size_t i = 0; i < nkv; i++) kf[i] = mha_bf16_to_f32(k[i]), vf[i] = mha_bf16_to_f32(v[i]);
+  int32_t table[B * NB];
+  for (int i = 0; i < B * NB; i++) table[i] = B * NB - 1 - i;
+  uint16_t* kc = tester_alloc((size_t)(B * NB * PAGE * HKV * D) * 2);
+  uint16_t* vc = tester_alloc((size_t)(B * NB * PAGE * HKV * D) * 2);
+  mha_kv_cache c;
+  mha_kv_cache_init_paged(&c, MHA_DTYPE_BF16, kc, vc, B * NB, PAGE, HKV, D, D, table, NB);
+  const int32_t pos[B] = {0, 0};
+  uint16_t *o1 = tester_alloc(nq * 2), *o2 = tester_alloc(nq * 2);
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, B, H, HKV, TQ, TK, D, D);
+  d.isa = isa;
+  d.mask.causal = 1;
+  if (check_ok(t, mha_kv_cache_write(&c, B, HKV, TK, D, D, pos, kf, mha_strides_bhtd(HKV, TK, D), vf,
+                                     mha_strides_bhtd(HKV, TK, D)), "fill the cache") &&
+      check_ok(t, mha_attention(&d, MHA_DTYPE_BF16, q, k, v, o1, NULL), "views") &&
+      check_ok(t, mha_attention_kv(&d, MHA_DTYPE_BF16, q, &c, o2, NULL), "paged cache")) {
+    tester_check(t, memcmp(o1, o2, nq * 2) == 0, "the paged cache call bitwise the views' call");
+  }
+  free(k), free(v), free(q), free(kf), free(vf), free(kc), free(vc), free(o1), free(o2);
+}
+
+int main(void) {
+  tester t;
+  tester_init(&t, "attention-bf16-test");
+  int sets = 0;
+  for (int i = MHA_ISA_SCALAR; i < MHA_ISA_COUNT; i++) {
+    const mha_kernels* kr = mha_kernels_for((mha_isa)i);
+    if (kr == NULL || kr->bf16_gemm == NULL) continue;
+    sets++;
+    check_table(&t, kr);
+    check_packing(&t, kr);
+    check_gemm(&t, kr);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+      problemb p;
+      problem_make(&t, &cases[ci], (mha_isa)i, &p);
+      tester_context(&t, "%s: %s", kr->name, cases[ci].name);
+      check_accuracy(&t, &p);
+      check_bits(&t, &p);
+      problem_free(&p);
+    }
+    check_forms(&t, (mha_isa)i);
+    check_cache(&t, (mha_isa)i);
+  }
+  if (sets == 0) {
+    printf("attention-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "
+           "(neon_bf16: AArch64 with FEAT_BF16)\n");
+    return 77;
+  }
+  return tester_finish(&t);
+}
