@@ -15,11 +15,16 @@
  *   3. Accuracy: |out − oracle| (double, on the bf16 inputs) within the fp32
  *      core's derived tolerance, plus 2^-8·max|v| (P rounded to bf16: each
  *      weight within 2^-8 of itself, the weights summing to 1) and half an
- *      ulp of bf16 for the output's rounding; every mask kind, GQA, odd sizes.
+ *      ulp of bf16 for the output's rounding; the weights and lse (untouched
+ *      by P's rounding) within the fp32 core's bounds; every mask kind, GQA,
+ *      odd sizes.
  *   4. Bits: identical for 1-3 threads; an entry alone and inside a batch;
  *      a row by a decode call (Tq 1, one key range) and inside a causal prefill; out with
- *      and without weights; a NaN in V rows no row sees changes no row; a
- *      paged bf16 cache (mha_attention_kv) and the contiguous views.
+ *      and without weights; a NaN in the V rows of keys an additive -inf
+ *      hides from every row (inside visited key blocks) changes no row; a
+ *      paged bf16 cache (mha_attention_kv) and the contiguous views; a
+ *      packed serving step (mha_attention_varlen_kv, rotary) and each
+ *      sequence's own call.
  */
 #include <math.h>
 #include <stdio.h>
@@ -305,8 +310,15 @@ static void check_accuracy(tester* t, const problemb* p) {
     op.var.softcap = p->d.mask.softcap;
     op.var.sinks = p->sinks;
   }
-  variant_expected e = variant_expected_compute(&op, NULL, p->nout, p->nw, (size_t)(cs->B * cs->H * cs->Tq));
-  uint16_t* out = run(t, p, &p->d, NULL, "bf16 call");
+  const size_t nlse = (size_t)(cs->B * cs->H * cs->Tq);
+  variant_expected e = variant_expected_compute(&op, NULL, p->nout, p->nw, nlse);
+  float* w = tester_alloc(p->nw * sizeof(float));
+  float* lse = tester_alloc(nlse * sizeof(float));
+  tester_poison(w, p->nw);
+  tester_poison(lse, nlse);
+  mha_attention_desc d = p->d;
+  d.lse = lse;
+  uint16_t* out = run(t, p, &d, w, "bf16 call");
   if (out != NULL) {
     float* got = tester_alloc(p->nout * sizeof(float));
     double* tol = tolerance_alloc(p->nout);
@@ -317,8 +329,15 @@ static void check_accuracy(tester* t, const problemb* p) {
       tol[i] = e.out_tol[i] + 0x1p-8 * vmax + 0x1p-8 * (fabs(e.out[i]) + e.out_tol[i]);
     }
     tester_check_close(t, "out against the oracle", p->nout, got, e.out, tol);
+    /* the scores are the fp32 core's sums of exact products (the unit rounds
+     * each sum to odd: within the fp32 bound's ulp per operation), so the
+     * weights and lse, which P's rounding does not touch, meet the fp32
+     * core's own bounds */
+    tester_check_close(t, "weights against the oracle (fp32 bound)", p->nw, w, e.w, e.w_tol);
+    tester_check_close(t, "lse against the oracle (fp32 bound)", nlse, lse, e.lse, e.lse_tol);
     free(got), free(tol);
   }
+  free(w), free(lse);
   variant_expected_free(&e);
   free(out), free(qd), free(kd), free(vd);
 }
@@ -362,23 +381,24 @@ static void check_bits(tester* t, const problemb* p) {
     if (out) tester_check(t, memcmp(out, ref + (size_t)b * one.nout, one.nout * 2) == 0, "entry %lld alone: bitwise", (long long)b);
     free(out);
   }
-  /* NaN in the V rows past kv_len: no row sees them */
-  if (p->kv_len != NULL) {
+  /* a NaN in the V rows of keys the additive mask hides from every row
+   * (inside the key blocks the rows visit): every row's bits unchanged */
+  if (p->add != NULL) {
+    enum { HIDDEN = 3 };
     problemb bad = *p;
+    bad.add = tester_alloc(p->nw * sizeof(float));
+    memcpy(bad.add, p->add, p->nw * sizeof(float));
+    for (size_t r = 0; r < p->nw / (size_t)cs->Tk; r++) bad.add[r * (size_t)cs->Tk + HIDDEN] = -INFINITY;
+    bad.d.mask.additive = bad.add;
+    uint16_t* clean = run(t, &bad, &bad.d, NULL, "key 3 hidden");
     bad.v = tester_alloc(p->nv * 2);
     memcpy(bad.v, p->v, p->nv * 2);
-    int any = 0;
     for (int64_t b = 0; b < cs->B; b++) {
-      for (int64_t j = p->kv_len[b]; j < cs->Tk; j++) {
-        for (int64_t g = 0; g < cs->Hkv; g++) {
-          bad.v[(size_t)(((b * cs->Hkv + g) * cs->Tk + j) * cs->Dv)] = 0x7fc0;
-          any = 1;
-        }
-      }
+      for (int64_t g = 0; g < cs->Hkv; g++) bad.v[(size_t)(((b * cs->Hkv + g) * cs->Tk + HIDDEN) * cs->Dv + 1)] = 0x7fc0;
     }
-    uint16_t* out = run(t, &bad, &bad.d, NULL, "NaN in hidden V rows");
-    if (out && any) tester_check(t, memcmp(out, ref, p->nout * 2) == 0, "a NaN in V rows no row sees: bitwise");
-    free(out), free(bad.v);
+    uint16_t* out = run(t, &bad, &bad.d, NULL, "key 3 hidden, its V rows NaN");
+    if (out && clean) tester_check(t, memcmp(out, clean, p->nout * 2) == 0, "a NaN in V rows no row sees: bitwise");
+    free(out), free(clean), free(bad.v), free(bad.add);
   }
   free(ref);
 }
@@ -458,6 +478,71 @@ static void check_cache(tester* t, mha_isa isa) {
   free(k), free(v), free(q), free(kf), free(vf), free(kc), free(vc), free(o1), free(o2);
 }
 
+/* The serving step (mha_attention_varlen_kv): four packed sequences (a
+ * decode, a chunk, an empty one, a longer chunk) over a bf16 cache paged in
+ * blocks of 16 (a permuted table), a GPT-J rotary: bits identical for 1-3
+ * threads, and each sequence bitwise its own mha_attention_kv call. */
+static void check_varlen(tester* t, mha_isa isa) {
+  enum { B = 4, H = 4, HKV = 2, TK = 64, D = 16, PAGE = 16, NB = TK / PAGE };
+  tester_context(t, "%s: varlen over a paged cache", mha_isa_name(isa));
+  const int32_t cu[B + 1] = {0, 1, 8, 8, 21}, used[B] = {40, 64, 0, 13};
+  const size_t total = 21, nq = total * H * D, nkv = (size_t)(B * HKV * TK * D);
+  float *kx = tester_alloc(nkv * sizeof(float)), *vx = tester_alloc(nkv * sizeof(float));
+  tester_fill(t, kx, nkv);
+  tester_fill(t, vx, nkv);
+  uint16_t* kc = tester_alloc((size_t)(B * NB * PAGE * HKV * D) * 2);
+  uint16_t* vc = tester_alloc((size_t)(B * NB * PAGE * HKV * D) * 2);
+  int32_t table[B * NB];
+  for (int i = 0; i < B * NB; i++) table[i] = (i * 7) % (B * NB);
+  mha_kv_cache c;
+  mha_kv_cache_init_paged(&c, MHA_DTYPE_BF16, kc, vc, B * NB, PAGE, HKV, D, D, table, NB);
+  const int32_t pos[B] = {0, 0, 0, 0};
+  float *cosb = tester_alloc((size_t)(TK * D / 2) * sizeof(float)), *sinb = tester_alloc((size_t)(TK * D / 2) * sizeof(float));
+  mha_rotary r;
+  mha_rotary_init(&r, MHA_ROTARY_GPTJ, D, cosb, sinb, TK);
+  uint16_t *q = tester_alloc(nq * 2), *ref = tester_alloc(nq * 2), *out = tester_alloc(nq * 2);
+  fill_bf16(t, q, nq);
+  if (!check_ok(t, mha_kv_cache_write(&c, B, HKV, TK, D, D, pos, kx, mha_strides_bhtd(HKV, TK, D), vx,
+                                      mha_strides_bhtd(HKV, TK, D)), "fill the cache") ||
+      !check_ok(t, mha_rotary_table_f32(D, TK, 10000.0, 1.0, NULL, 1.0, cosb, sinb), "rotary table")) {
+    goto done;
+  }
+  for (int threads = 1; threads <= 3; threads++) {
+    mha_attention_desc d;
+    mha_attention_desc_init(&d, B, H, HKV, 13, TK, D, D);
+    d.q = d.out = mha_strides_bthd(H, 13, D);
+    d.mask.causal = 1;
+    d.isa = isa;
+    d.num_threads = threads;
+    d.rotary = &r;
+    for (size_t i = 0; i < nq; i++) out[i] = poison16();
+    if (!check_ok(t, mha_attention_varlen_kv(&d, MHA_DTYPE_BF16, cu, used, q, &c, threads == 1 ? ref : out),
+                  "varlen call")) {
+      goto done;
+    }
+    if (threads > 1) tester_check(t, memcmp(out, ref, nq * 2) == 0, "%d threads: bitwise 1 thread's", threads);
+  }
+  for (int b = 0; b < B; b++) {
+    const int64_t len = cu[b + 1] - cu[b];
+    if (len == 0) continue;
+    mha_kv_cache one;
+    mha_kv_cache_init_paged(&one, MHA_DTYPE_BF16, kc, vc, B * NB, PAGE, HKV, D, D, table + b * NB, NB);
+    mha_attention_desc d;
+    mha_attention_desc_init(&d, 1, H, HKV, len, used[b], D, D);
+    d.q = d.out = mha_strides_bthd(H, len, D);
+    d.mask.causal = 1;
+    d.isa = isa;
+    d.rotary = &r;
+    const size_t at = (size_t)cu[b] * H * D, n = (size_t)len * H * D;
+    for (size_t i = 0; i < n; i++) out[i] = poison16();
+    if (check_ok(t, mha_attention_kv(&d, MHA_DTYPE_BF16, q + at, &one, out, NULL), "the sequence's own call")) {
+      tester_check(t, memcmp(out, ref + at, n * 2) == 0, "sequence %d: bitwise its own mha_attention_kv call", b);
+    }
+  }
+done:
+  free(kx), free(vx), free(kc), free(vc), free(cosb), free(sinb), free(q), free(ref), free(out);
+}
+
 int main(void) {
   tester t;
   tester_init(&t, "attention-bf16-test");
@@ -479,6 +564,7 @@ int main(void) {
     }
     check_forms(&t, (mha_isa)i);
     check_cache(&t, (mha_isa)i);
+    check_varlen(&t, (mha_isa)i);
   }
   if (sets == 0) {
     printf("attention-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "
