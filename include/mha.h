@@ -622,6 +622,17 @@ MHA_API mha_status mha_attention_varlen_f32(const mha_attention_desc* desc,
                                             const int32_t* cu_seqlens_k, const float* q,
                                             const float* k, const float* v, float* out);
 
+/* mha_attention_varlen_f32 with q, k, v and out in dtype (MHA_DTYPE_F32,
+ * F16 or BF16; their bits as uint16_t, the views counting elements of it):
+ * each sequence gets bitwise its own mha_attention call (its accuracy
+ * contract, the BF16 form included). Returns mha_attention_varlen_f32's
+ * statuses, plus INVALID_ARGUMENT for another dtype; the overlap rule counts
+ * elements of dtype. Its workspace is mha_attention_varlen_workspace_size's.
+ * (Since 0.6.) */
+MHA_API mha_status mha_attention_varlen(const mha_attention_desc* desc, mha_dtype dtype,
+                                        const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k, const void* q,
+                                        const void* k, const void* v, void* out);
+
 /* The workspace bytes mha_attention_varlen_f32() needs for these offsets
  * and num_threads (a function of the real lengths, not of Tq and Tk). */
 MHA_API mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* desc,

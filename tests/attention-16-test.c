@@ -16,6 +16,10 @@
  *   2b. mha_attention_kv: 16-bit Q and out over fp32 and bf16 caches,
  *      contiguous and paged, with and without a rotary: bitwise round(the
  *      fp32-Q cache call on the widened q), every ISA at 1-3 threads.
+ *   2b'. mha_attention_varlen: packed 16-bit Q, K, V (a sequence without
+ *      keys, one without queries): bitwise round(the fp32 varlen call on the
+ *      widened inputs), every ISA at 1-3 threads; the varlen workspace size
+ *      serves it.
  *   2c. mha_attention_varlen_kv: a packed step (decode, chunks, an empty
  *      sequence) over a paged bf16 cache with a rotary, bitwise round(the
  *      fp32-Q varlen call on the widened q).
@@ -384,6 +388,80 @@ static void check_kv(tester* t, const isa_list* isas) {
   free(kx), free(vx), free(cosb), free(sinb);
 }
 
+/* ---- 2d. packed sequences: mha_attention_varlen ---- */
+
+/* Four packed sequences (a decode, a chunk, one without queries, one without
+ * keys) with packed 16-bit K and V, causal, GQA: bitwise
+ * round(mha_attention_varlen_f32 on the widened q, k, v), which gives each
+ * sequence its own call; every ISA at 1-3 threads; another dtype refused. */
+static void check_varlen(tester* t, const isa_list* isas) {
+  enum { B = 4, H = 4, HKV = 2, D = 24, DV = 40 };
+  const int32_t cu_q[B + 1] = {0, 1, 18, 18, 25}, cu_k[B + 1] = {0, 40, 57, 70, 70};
+  const size_t nq = 25 * H * D, nk = 70 * HKV * D, nv = 70 * HKV * DV, nout = 25 * H * DV;
+  static const mha_dtype dts[] = {MHA_DTYPE_F16, MHA_DTYPE_BF16};
+  for (int di = 0; di < 2; di++) {
+    uint16_t *q = tester_alloc(nq * 2), *k = tester_alloc(nk * 2), *v = tester_alloc(nv * 2);
+    float *qf = tester_alloc(nq * sizeof(float)), *kf = tester_alloc(nk * sizeof(float)),
+          *vf = tester_alloc(nv * sizeof(float));
+    fill16(t, dts[di], q, nq);
+    fill16(t, dts[di], k, nk);
+    fill16(t, dts[di], v, nv);
+    widen_all(dts[di], q, qf, nq);
+    widen_all(dts[di], k, kf, nk);
+    widen_all(dts[di], v, vf, nv);
+    uint16_t* out = tester_alloc((nout + GUARD) * 2);
+    float* outf = tester_alloc(nout * sizeof(float));
+    for (int ii = 0; ii < isas->count; ii++) {
+      for (int threads = 1; threads <= 3; threads++) {
+        tester_context(t, "varlen: %s, isa %s, %d threads", dts[di] == MHA_DTYPE_F16 ? "f16" : "bf16",
+                       mha_isa_name(isas->isa[ii]), threads);
+        mha_attention_desc d;
+        mha_attention_desc_init(&d, B, H, HKV, 17, 40, D, DV);
+        d.q = mha_strides_bthd(H, 17, D);
+        d.k = mha_strides_bthd(HKV, 40, D);
+        d.v = mha_strides_bthd(HKV, 40, DV);
+        d.out = mha_strides_bthd(H, 17, DV);
+        d.mask.causal = 1;
+        d.isa = isas->isa[ii];
+        d.num_threads = threads;
+        tester_poison(outf, nout);
+        if (!check_ok(t, mha_attention_varlen_f32(&d, cu_q, cu_k, qf, kf, vf, outf), "fp32 call")) continue;
+        for (size_t i = 0; i < nout + GUARD; i++) out[i] = poison16();
+        if (!check_ok(t, mha_attention_varlen(&d, dts[di], cu_q, cu_k, q, k, v, out), "16-bit call")) continue;
+        int same = 1, guard = 1;
+        for (size_t i = 0; i < nout; i++) same &= out[i] == narrow(dts[di], outf[i]);
+        for (size_t i = nout; i < nout + GUARD; i++) guard &= out[i] == poison16();
+        tester_check(t, same, "out bitwise round(mha_attention_varlen_f32 on the widened inputs)");
+        tester_check(t, guard, "nothing written past out");
+      }
+    }
+    tester_context(t, "varlen: refusals");
+    mha_attention_desc d;
+    mha_attention_desc_init(&d, B, H, HKV, 17, 40, D, DV);
+    d.q = mha_strides_bthd(H, 17, D);
+    d.k = mha_strides_bthd(HKV, 40, D);
+    d.v = mha_strides_bthd(HKV, 40, DV);
+    d.out = mha_strides_bthd(H, 17, DV);
+    for (size_t i = 0; i < nout; i++) out[i] = poison16();
+    tester_stale_error();
+    tester_check_failure(t, "dtype int8", mha_attention_varlen(&d, MHA_DTYPE_INT8, cu_q, cu_k, q, k, v, out),
+                         MHA_STATUS_INVALID_ARGUMENT, "dtype");
+    int untouched = 1;
+    for (size_t i = 0; i < nout; i++) untouched &= out[i] == poison16();
+    tester_check(t, untouched, "a refused call writes nothing");
+    /* the workspace size of mha_attention_varlen_workspace_size serves the 16-bit call */
+    size_t bytes = 0;
+    if (check_ok(t, mha_attention_varlen_workspace_size(&d, cu_q, cu_k, &bytes), "workspace size")) {
+      void* ws = tester_alloc(bytes);
+      d.workspace = ws;
+      d.workspace_size = bytes;
+      check_ok(t, mha_attention_varlen(&d, dts[di], cu_q, cu_k, q, k, v, out), "with the caller's workspace");
+      free(ws);
+    }
+    free(q), free(k), free(v), free(qf), free(kf), free(vf), free(out), free(outf);
+  }
+}
+
 /* ---- 2c. the serving step: mha_attention_varlen_kv ---- */
 
 /* Four packed sequences (a decode, a chunk, an empty one, a longer chunk)
@@ -541,6 +619,7 @@ int main(void) {
   check_bits(&t, &isas);
   check_oracle(&t);
   check_kv(&t, &isas);
+  check_varlen(&t, &isas);
   check_varlen_kv(&t, &isas);
   check_refusals(&t);
   return tester_finish(&t);

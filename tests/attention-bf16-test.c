@@ -24,7 +24,8 @@
  *      hides from every row (inside visited key blocks) changes no row; a
  *      paged bf16 cache (mha_attention_kv) and the contiguous views; a
  *      packed serving step (mha_attention_varlen_kv, rotary) and each
- *      sequence's own call.
+ *      sequence's own call; packed sequences (mha_attention_varlen) and
+ *      each sequence's own mha_attention call.
  */
 #include <math.h>
 #include <stdio.h>
@@ -543,6 +544,53 @@ done:
   free(kx), free(vx), free(kc), free(vc), free(cosb), free(sinb), free(q), free(ref), free(out);
 }
 
+/* Packed sequences (mha_attention_varlen, packed bf16 K and V; a sequence
+ * without keys): each sequence bitwise its own mha_attention call. */
+static void check_varlen_packed(tester* t, mha_isa isa) {
+  enum { B = 3, H = 4, HKV = 2, D = 24, DV = 40 };
+  tester_context(t, "%s: packed sequences", mha_isa_name(isa));
+  const int32_t cu_q[B + 1] = {0, 1, 18, 25}, cu_k[B + 1] = {0, 40, 70, 70};
+  const size_t nq = 25 * H * D, nk = 70 * HKV * D, nv = 70 * HKV * DV, nout = 25 * H * DV;
+  uint16_t *q = tester_alloc(nq * 2), *k = tester_alloc(nk * 2), *v = tester_alloc(nv * 2);
+  uint16_t *all = tester_alloc(nout * 2), *one = tester_alloc(nout * 2);
+  fill_bf16(t, q, nq);
+  fill_bf16(t, k, nk);
+  fill_bf16(t, v, nv);
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, B, H, HKV, 17, 40, D, DV);
+  d.q = mha_strides_bthd(H, 17, D);
+  d.k = mha_strides_bthd(HKV, 40, D);
+  d.v = mha_strides_bthd(HKV, 40, DV);
+  d.out = mha_strides_bthd(H, 17, DV);
+  d.mask.causal = 1;
+  d.isa = isa;
+  if (check_ok(t, mha_attention_varlen(&d, MHA_DTYPE_BF16, cu_q, cu_k, q, k, v, all), "varlen call")) {
+    for (int b = 0; b < B; b++) {
+      const int64_t lq = cu_q[b + 1] - cu_q[b], lk = cu_k[b + 1] - cu_k[b];
+      const size_t at = (size_t)cu_q[b] * H * DV, n = (size_t)lq * H * DV;
+      if (lk == 0) {
+        int zeros = 1;
+        for (size_t i = 0; i < n; i++) zeros &= all[at + i] == 0;
+        tester_check(t, zeros, "sequence %d (no keys): zeros", b);
+        continue;
+      }
+      mha_attention_desc s;
+      mha_attention_desc_init(&s, 1, H, HKV, lq, lk, D, DV);
+      s.q = mha_strides_bthd(H, lq, D);
+      s.k = mha_strides_bthd(HKV, lk, D);
+      s.v = mha_strides_bthd(HKV, lk, DV);
+      s.out = mha_strides_bthd(H, lq, DV);
+      s.mask.causal = 1;
+      s.isa = isa;
+      if (check_ok(t, mha_attention(&s, MHA_DTYPE_BF16, q + (size_t)cu_q[b] * H * D, k + (size_t)cu_k[b] * HKV * D,
+                                    v + (size_t)cu_k[b] * HKV * DV, one, NULL), "its own call")) {
+        tester_check(t, memcmp(one, all + at, n * 2) == 0, "sequence %d: bitwise its own mha_attention call", b);
+      }
+    }
+  }
+  free(q), free(k), free(v), free(all), free(one);
+}
+
 int main(void) {
   tester t;
   tester_init(&t, "attention-bf16-test");
@@ -565,6 +613,7 @@ int main(void) {
     check_forms(&t, (mha_isa)i);
     check_cache(&t, (mha_isa)i);
     check_varlen(&t, (mha_isa)i);
+    check_varlen_packed(&t, (mha_isa)i);
   }
   if (sets == 0) {
     printf("attention-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "

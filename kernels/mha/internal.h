@@ -144,15 +144,16 @@ typedef struct mha_varlen_batch {
   const int32_t* cu_q;       /* [B + 1] */
   const int32_t* cu_k;       /* [B + 1]: packed K/V rows; NULL over a cache */
   const int32_t* used_k;     /* [B]: each sequence's keys in the cache; NULL for packed K/V */
-  const mha_kv_cache* cache; /* NULL: packed K/V */
+  const mha_kv_cache* cache; /* NULL: packed fp32 K/V; with cu_k: packed 16-bit K/V as a
+                                contiguous cache over their views */
   const char* fn;            /* the entry point, for messages */
-  mha_dtype io_dt;           /* of q and out: fp32 (0, the default), or f16 / bf16 over a cache */
+  mha_dtype io_dt;           /* of q and out (and packed K/V): fp32 (0, the default), or f16 / bf16 */
 } mha_varlen_batch;
 mha_status mha_attention_varlen_floats(const mha_kernels* kernels, const mha_attention_desc* desc,
                                        const mha_varlen_batch* batch, int nthreads, size_t* floats);
 mha_status mha_attention_varlen_run(const mha_kernels* kernels, const mha_attention_desc* desc,
-                                    const mha_varlen_batch* batch, const void* q, const float* k,
-                                    const float* v, void* out, mha_team team, float* workspace);
+                                    const mha_varlen_batch* batch, const void* q, const void* k,
+                                    const void* v, void* out, mha_team team, float* workspace);
 /* The checks of a varlen call's desc and lengths (exactly one of cu_k and
  * used_k is set); fills *flat, the packed rows as one entry of total_q
  * queries for the view checks (varlen.c). */

@@ -79,11 +79,16 @@ mha_status mha_varlen_read(const char* fn, const mha_attention_desc* caller, con
   return mha_varlen_check(fn, d, vb, flat);
 }
 
-mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int32_t* cu_seqlens_q,
-                                    const int32_t* cu_seqlens_k, const float* q, const float* k,
-                                    const float* v, float* out) {
-  static const char fn[] = "mha_attention_varlen_f32";
-  const mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn, MHA_DTYPE_F32};
+/* mha_attention_varlen_f32 and mha_attention_varlen: q, k, v and out hold
+ * elements of dtype. 16-bit K and V are read as a contiguous cache over the
+ * packed views (each sequence's from its first key row), as mha_attention
+ * reads them. */
+static mha_status mha_varlen_call(const char* fn, const mha_attention_desc* caller, mha_dtype dtype,
+                                  const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k, const void* q,
+                                  const void* k, const void* v, void* out) {
+  mha_kv_cache cache;
+  memset(&cache, 0, sizeof cache);
+  mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn, dtype};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
   if (st != MHA_STATUS_SUCCESS || (st = mha_rotary_refuse(fn, &d)) != MHA_STATUS_SUCCESS) return st;
@@ -92,8 +97,19 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   const size_t ncu = (size_t)(desc->B + 1) * sizeof(int32_t);
   const mha_span offsets[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"cu_seqlens_k", cu_seqlens_k, ncu}};
   if ((st = mha_attention_validate(fn, &flat, q, k, v, out, 0)) != MHA_STATUS_SUCCESS ||
-      (st = mha_attention_check_overlap(fn, &flat, sizeof(float), q, k, v, out, NULL, offsets, 2)) != MHA_STATUS_SUCCESS) {
+      (st = mha_attention_check_overlap(fn, &flat, mha_dtype_size(dtype), q, k, v, out, NULL, offsets, 2)) !=
+          MHA_STATUS_SUCCESS) {
     return st;
+  }
+  if (dtype != MHA_DTYPE_F32) {
+    cache.struct_size = sizeof cache;
+    cache.dtype = dtype;
+    cache.k = (void*)k;
+    cache.v = (void*)v;
+    cache.k_strides = d.k;
+    cache.v_strides = d.v;
+    cache.capacity = flat.Tk;
+    vb.cache = &cache;
   }
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_varlen_workspace_size", desc, 0, &vb, &c);
@@ -102,6 +118,22 @@ mha_status mha_attention_varlen_f32(const mha_attention_desc* caller, const int3
   st = mha_attention_varlen_run(c.kr, desc, &vb, q, k, v, out, team, c.ws);
   mha_trace_end(team.tracer);
   return st;
+}
+
+mha_status mha_attention_varlen_f32(const mha_attention_desc* desc, const int32_t* cu_seqlens_q,
+                                    const int32_t* cu_seqlens_k, const float* q, const float* k,
+                                    const float* v, float* out) {
+  return mha_varlen_call("mha_attention_varlen_f32", desc, MHA_DTYPE_F32, cu_seqlens_q, cu_seqlens_k, q, k, v,
+                         out);
+}
+
+mha_status mha_attention_varlen(const mha_attention_desc* desc, mha_dtype dtype, const int32_t* cu_seqlens_q,
+                                const int32_t* cu_seqlens_k, const void* q, const void* k, const void* v,
+                                void* out) {
+  static const char fn[] = "mha_attention_varlen";
+  const mha_status st = mha_io_dtype_check(fn, dtype);
+  if (st != MHA_STATUS_SUCCESS) return st;
+  return mha_varlen_call(fn, desc, dtype, cu_seqlens_q, cu_seqlens_k, q, k, v, out);
 }
 
 mha_status mha_attention_varlen_workspace_size(const mha_attention_desc* caller,
@@ -197,7 +229,10 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
   l->threads = mha_attn_threads(nthreads, l->units, l->work);
   mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attn_plan)), &bad);
   mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_attention_desc)), &bad);
-  if (vb->cache != NULL) mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_kv_cache)), &bad);
+  /* the sequences' cache views: over a cache, and over packed 16-bit K/V
+   * (counted for packed fp32 K/V too, so that one workspace size serves
+   * mha_attention_varlen_f32 and mha_attention_varlen alike) */
+  mha_count(&l->meta, (size_t)l->nseq, mha_floats_for_bytes(sizeof(mha_kv_cache)), &bad);
   mha_count(&l->meta, (size_t)l->nseq + 1, 3 * sizeof(int64_t) / sizeof(float), &bad);
   l->meta = mha_round16(l->meta);
   mha_count(&l->total, l->scratch, (size_t)l->threads, &bad);
@@ -218,13 +253,20 @@ mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attentio
 }
 
 /* Sequence b's view of the cache: its entry b as entry 0 (contiguous: the
- * pointers at entry b; paged: the table from row b). */
-static mha_kv_cache mha_varlen_seq_cache(const mha_kv_cache* c, int64_t b) {
+ * pointers at entry b; paged: the table from row b); over packed 16-bit K
+ * and V (vb->cu_k), the pointers at the sequence's first key row (its
+ * views' base when it has none: that row may lie past the checked span). */
+static mha_kv_cache mha_varlen_seq_cache(const mha_varlen_batch* vb, int64_t b) {
+  const mha_kv_cache* c = vb->cache;
   mha_kv_cache s = *c;
-  if (c->block_size != 0) {
+  const size_t esz = mha_dtype_size(c->dtype);
+  if (vb->cu_k != NULL) {
+    const int64_t k0 = vb->cu_k[b + 1] > vb->cu_k[b] ? vb->cu_k[b] : 0;
+    s.k = (char*)c->k + (size_t)(k0 * c->k_strides.row) * esz;
+    s.v = (char*)c->v + (size_t)(k0 * c->v_strides.row) * esz;
+  } else if (c->block_size != 0) {
     s.block_table = c->block_table + b * c->max_blocks;
   } else {
-    const size_t esz = mha_dtype_size(c->dtype);
     s.k = (char*)c->k + (size_t)(b * c->k_strides.batch) * esz;
     s.v = (char*)c->v + (size_t)(b * c->v_strides.batch) * esz;
   }
@@ -232,7 +274,7 @@ static mha_kv_cache mha_varlen_seq_cache(const mha_kv_cache* c, int64_t b) {
 }
 
 mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_desc* d, const mha_varlen_batch* vb,
-                                    const void* q, const float* k, const float* v, void* out, mha_team team,
+                                    const void* q, const void* k, const void* v, void* out, mha_team team,
                                     float* workspace) {
   const char* fn = vb->fn;
   const int32_t *cu_q = vb->cu_q, *cu_k = vb->cu_k;
@@ -284,11 +326,12 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     const void* qb = (const char*)q + (size_t)((int64_t)cu_q[b] * d->q.row) * esz;
     void* ob = (char*)out + (size_t)((int64_t)cu_q[b] * d->out.row) * esz;
     if (caches != NULL) {
-      caches[i] = mha_varlen_seq_cache(vb->cache, b);
+      caches[i] = mha_varlen_seq_cache(vb, b);
       mha_attn_plan_bind(p, qb, vb->io_dt, NULL, NULL, &caches[i], ob, NULL, &shared);
     } else {
       const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
-      mha_attn_plan_bind(p, qb, vb->io_dt, k + k0 * d->k.row, v + k0 * d->v.row, NULL, ob, NULL, &shared);
+      mha_attn_plan_bind(p, qb, vb->io_dt, (const float*)k + k0 * d->k.row, (const float*)v + k0 * d->v.row, NULL,
+                         ob, NULL, &shared);
     }
     pack_first[i + 1] = pack_first[i] + p->kt_blocks * MHA_KT_PARTS;
     unit_first[i + 1] = unit_first[i] + p->units;

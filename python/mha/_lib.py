@@ -202,6 +202,8 @@ def _prototypes(lib):
         "mha_layer_workspace_size": (c_int, [PTR, P(LayerArgs), P(ctypes.c_size_t)]),
         "mha_attention_varlen_f32": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                              P(ctypes.c_int32), PTR, PTR, PTR, PTR]),
+        "mha_attention_varlen": (c_int, [P(AttentionDesc), c_int, P(ctypes.c_int32),
+                                         P(ctypes.c_int32), PTR, PTR, PTR, PTR]),
         "mha_attention_varlen_workspace_size": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                                         P(ctypes.c_int32), P(ctypes.c_size_t)]),
         # pointer arrays as void*
@@ -215,6 +217,8 @@ def _prototypes(lib):
                                                     P(ctypes.c_size_t)]),
         "mha_attention_varlen_kv_f32": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                                 P(ctypes.c_int32), PTR, P(KVCache), PTR]),
+        "mha_attention_varlen_kv": (c_int, [P(AttentionDesc), c_int, P(ctypes.c_int32),
+                                            P(ctypes.c_int32), PTR, P(KVCache), PTR]),
         "mha_attention_varlen_kv_workspace_size": (c_int, [P(AttentionDesc), P(ctypes.c_int32),
                                                            P(ctypes.c_int32), P(KVCache),
                                                            P(ctypes.c_size_t)]),

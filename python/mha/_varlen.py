@@ -12,6 +12,7 @@ from . import _lib
 from ._errors import _check, _fail
 from ._coerce import (_F32, _c_int, _check_out_array, _element_strides, _float32, _input_view,
                       _int32_array, _isa_value, _kv_dtype, _kv_len_array, _ptr, _scale, _strides)
+from ._core import _io16_arrays
 from ._kv_cache import _block_table, _cache_axes, _cache_scales, _cache_struct, _check_pools
 from ._options import _set_variants
 from ._rotary import _rotary_struct
@@ -26,7 +27,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
                      alibi_slopes=None, softcap=None, sinks=None, scale=None, return_lse=False,
                      num_threads=0, isa=None, out=None, workspace=None, return_trace=False,
                      rotary_cos=None, rotary_sin=None, rotary_interleaved=False,
-                     rotary_positions=None, k_scales=None, v_scales=None):
+                     rotary_positions=None, k_scales=None, v_scales=None, dtype=None):
     """A packed variable-length batch (mha_attention_varlen_f32), or one whose
     keys come from a K/V cache (seqused_k: mha_attention_varlen_kv_f32).
 
@@ -81,6 +82,15 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
     hold keys rotated the same way (kv_cache_write's rotary arguments, or the
     engine's own). Bitwise the call on Q rotated beforehand by the formula of
     mha.h.
+
+    dtype None (default): float32 q and out. "f16" or "bf16": q and out in
+    that 16-bit type, read and written in place (float16; for bf16 uint16
+    bits, ml_dtypes.bfloat16 or torch.bfloat16), out in q's dtype; with
+    cu_seqlens_k k and v too (mha_attention_varlen), over a cache the cache
+    keeps its own type (mha_attention_varlen_kv; kv_dtype as above). Each
+    sequence is bitwise attention(..., dtype=) on it alone (attention_paged()
+    over a cache): the float32 call on the widened values rounded once, or,
+    for bf16 on a set with a BF16 unit (neon_bf16), that set's BF16 form.
     """
     L = _lib.lib()
     cache_mode = seqused_k is not None
@@ -94,18 +104,29 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
             if value is not None:
                 raise TypeError(f"attention_varlen(): {name} is for a K/V cache (with seqused_k)")
     t, out_given = _Tensors(), out
-    q = _float32(t.array(q, "q"), "q")
+    if dtype is not None:
+        # q and out (and packed k, v) 16-bit, read and written in place
+        inputs = (("q", q),) if cache_mode else (("q", q), ("k", k), ("v", v))
+        arrays, out = _io16_arrays(t, dtype, inputs, out)
+        q = arrays[0]
+        if not cache_mode:
+            k, v = arrays[1], arrays[2]
+    else:
+        q = _float32(t.array(q, "q"), "q")
     if cache_mode:
         k, v, kv_dtype = t.kv(k, v, ("k", "v"), kv_dtype)
         k, v = np.asarray(k), np.asarray(v)
         keys = t.array(seqused_k, "seqused_k")
         block_table = t.array(block_table, "block_table")
     else:
-        k, v = _float32(t.array(k, "k"), "k"), _float32(t.array(v, "v"), "v")
+        if dtype is None:
+            k, v = _float32(t.array(k, "k"), "k"), _float32(t.array(v, "v"), "v")
         keys = t.array(cu_seqlens_k, "cu_seqlens_k")
     cu_seqlens_q = t.array(cu_seqlens_q, "cu_seqlens_q")
     alibi_slopes, sinks = t.array(alibi_slopes, "alibi_slopes"), t.array(sinks, "sinks")
-    out, workspace = t.out(out), t.out(workspace, "workspace")
+    if dtype is None:
+        out = t.out(out)
+    workspace = t.out(workspace, "workspace")
     for name, a in [("q", q)] + ([] if cache_mode else [("k", k), ("v", v)]):
         if a.ndim != 3:
             _fail("INVALID_SHAPE", f"{name} has {a.ndim} dimensions, expected 3 [total, heads, width]")
@@ -144,9 +165,9 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
     axes = (0, 2, 1)  # the packed views as [1, total, heads, width]
     q4, sq = _input_view(q[None], axes)
     if out is None:
-        out = np.empty((total_q, H, Dv), _F32)
+        out = np.empty((total_q, H, Dv), _F32 if dtype is None else q.dtype)
     else:
-        _check_out_array(out, (total_q, H, Dv), "out")
+        _check_out_array(out, (total_q, H, Dv), "out", None if dtype is None else q.dtype)
     so = _element_strides(out[None], axes, False)
     if so is None:
         _fail("INVALID_STRIDE", "out must have a contiguous last dimension")
@@ -180,6 +201,9 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
                                                             ctypes.byref(cache), ctypes.byref(size))
 
         def run():
+            if dtype is not None:
+                return L.mha_attention_varlen_kv(ctypes.byref(d), _lib.DTYPE_VALUES[dtype], pq, pk,
+                                                 _ptr(q4), ctypes.byref(cache), _ptr(out))
             return L.mha_attention_varlen_kv_f32(ctypes.byref(d), pq, pk, _ptr(q4),
                                                  ctypes.byref(cache), _ptr(out))
     else:
@@ -188,6 +212,9 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
                                                          ctypes.byref(size))
 
         def run():
+            if dtype is not None:
+                return L.mha_attention_varlen(ctypes.byref(d), _lib.DTYPE_VALUES[dtype], pq, pk,
+                                              _ptr(q4), _ptr(k4), _ptr(v4), _ptr(out))
             return L.mha_attention_varlen_f32(ctypes.byref(d), pq, pk, _ptr(q4), _ptr(k4), _ptr(v4),
                                               _ptr(out))
     ws = _workspace(workspace, size_query)

@@ -86,3 +86,45 @@ def test_refusals():
         mha.attention(q, q, q, dtype="f16", out=np.zeros((1, 1, 2, 4), np.float32))
     with pytest.raises(TypeError):  # float16 values are not bf16 bits
         mha.attention(q, q, q, dtype="bf16")
+
+
+def test_varlen_dtype_packed_and_over_a_cache():
+    """attention_varlen(dtype=): packed f16 / bf16 q, k, v (mha_attention_varlen),
+    and 16-bit q over a paged bf16 cache (mha_attention_varlen_kv): bitwise
+    the float32 call rounded once."""
+    rng = np.random.default_rng(4)
+    H, Hkv, D = 4, 2, 16
+    cu_q = np.array([0, 1, 9, 9, 14])
+    cu_k = np.array([0, 30, 39, 52, 52])
+    q16 = rng.uniform(-1, 1, (14, H, D)).astype(np.float16)
+    k16 = rng.uniform(-1, 1, (52, Hkv, D)).astype(np.float16)
+    v16 = rng.uniform(-1, 1, (52, Hkv, D)).astype(np.float16)
+    out = mha.attention_varlen(q16, k16, v16, cu_q, cu_k, causal=True, dtype="f16")
+    ref = mha.attention_varlen(q16.astype(np.float32), k16.astype(np.float32), v16.astype(np.float32),
+                               cu_q, cu_k, causal=True)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out.view(np.uint16), ref.astype(np.float16).view(np.uint16))
+    # bf16 bits, and an out= of the right dtype written in place (isa: the widening
+    # path's contract; the BF16 form has its own)
+    qb, kb, vb = (bf16_bits(a.astype(np.float32)) for a in (q16, k16, v16))
+    isa = "neon" if mha.isa_available("neon_bf16") else None
+    outb = np.full((14, H, D), 0x7FA5, np.uint16)
+    got = mha.attention_varlen(qb, kb, vb, cu_q, cu_k, causal=True, dtype="bf16", out=outb, isa=isa)
+    assert got is outb
+    refb = mha.attention_varlen(bf16_value(qb), bf16_value(kb), bf16_value(vb), cu_q, cu_k, causal=True,
+                                isa=isa)
+    np.testing.assert_array_equal(outb, bf16_bits(refb))
+    # over a paged bf16 cache: 4 entries of 32 tokens in blocks of 16, the table reversed
+    kc = bf16_bits(rng.uniform(-1, 1, (8, Hkv, 16, D)).astype(np.float32))
+    vc = bf16_bits(rng.uniform(-1, 1, (8, Hkv, 16, D)).astype(np.float32))
+    table = np.arange(8).reshape(4, 2)[:, ::-1].copy()
+    used = np.array([20, 32, 0, 5])
+    outc = mha.attention_varlen(qb, kc, vc, cu_q, seqused_k=used, block_table=table, kv_dtype="bf16",
+                                causal=True, dtype="bf16", isa=isa)
+    refc = mha.attention_varlen(bf16_value(qb), kc, vc, cu_q, seqused_k=used, block_table=table,
+                                kv_dtype="bf16", causal=True, isa=isa)
+    np.testing.assert_array_equal(outc, bf16_bits(refc))
+    with pytest.raises(ValueError):
+        mha.attention_varlen(q16, k16, v16, cu_q, cu_k, dtype="f8")
+    with pytest.raises(TypeError):
+        mha.attention_varlen(q16, k16, v16, cu_q, cu_k, dtype="bf16")  # float16 arrays are not bf16
