@@ -129,7 +129,9 @@ typedef enum mha_status {
   MHA_STATUS_SIZE_OVERFLOW = 6,    /* a product of sizes overflows int64_t / size_t */
   MHA_STATUS_OUT_OF_MEMORY = 7,    /* an allocation failed */
   MHA_STATUS_UNKNOWN_ISA = 8,      /* an ISA name that mha does not know (MHA_ISA or mha_set_isa_by_name) */
-  MHA_STATUS_UNSUPPORTED_ISA = 9   /* an ISA that this CPU lacks or this build does not contain */
+  MHA_STATUS_UNSUPPORTED_ISA = 9,  /* an ISA that this CPU lacks or this build does not contain */
+  MHA_STATUS_COMMUNICATION = 10    /* a communication call failed (libmha_mpi: MPI's error, in the
+                                      message); libmha itself never returns it. (Since 0.6.) */
 } mha_status;
 
 /* A short constant description of a status ("invalid size", ...). Never NULL. */

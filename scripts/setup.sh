@@ -7,9 +7,10 @@
 #   --memcheck adds valgrind (scripts/test.sh --memcheck)
 set -euo pipefail
 # llvm-16: llvm-mca-16, for the predicted-speed guard (bench/mca.py, CTest mca-guard);
-# libpthreadpool-dev: XNNPACK's thread pool, for the threadpool-pthreadpool example
+# libpthreadpool-dev: XNNPACK's thread pool, for the threadpool-pthreadpool example;
+# openmpi-bin, libopenmpi-dev: Open MPI, for libmha_mpi and its tests (-DMHA_MPI=ON)
 pkgs=(cmake make gcc g++ pkg-config python3 libsleef-dev libbenchmark-dev libopenblas-dev gnuplot-nox
-      llvm-16 libpthreadpool-dev)
+      llvm-16 libpthreadpool-dev openmpi-bin libopenmpi-dev)
 for arg in "$@"; do
   case "$arg" in
     --cross) pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user) ;;

@@ -60,6 +60,16 @@ fi
 if [[ "$mode" == --memcheck ]]; then
   ctest_args+=(--overwrite "MemoryCheckCommand=$(command -v valgrind)")
 fi
+if [[ -z "$mode" ]]; then
+  # libmha_mpi and its tests (mpi-test at 1, 2, 4 ranks, the mpi-ring example)
+  # when an MPI is installed (scripts/setup.sh installs Open MPI)
+  if command -v mpiexec >/dev/null && command -v mpicc >/dev/null; then
+    flags+=(-DMHA_MPI=ON)
+  else
+    echo "test.sh: no MPI (mpiexec, mpicc: Debian's openmpi-bin, libopenmpi-dev): the MPI tests are skipped"
+    flags+=(-DMHA_MPI=OFF)
+  fi
+fi
 dir=${MHA_BUILD_DIR:-$dir}
 jobs=$(nproc)
 cmake -S . -B "$dir" "${flags[@]}" >/dev/null

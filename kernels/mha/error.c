@@ -22,6 +22,7 @@ const char* mha_status_string(mha_status status) {
     case MHA_STATUS_OUT_OF_MEMORY: return "out of memory";
     case MHA_STATUS_UNKNOWN_ISA: return "unknown ISA";
     case MHA_STATUS_UNSUPPORTED_ISA: return "unsupported ISA";
+    case MHA_STATUS_COMMUNICATION: return "communication failed";
   }
   return "unknown status";
 }

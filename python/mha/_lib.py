@@ -26,6 +26,7 @@ STATUS_NAMES = {
     7: "MHA_STATUS_OUT_OF_MEMORY",
     8: "MHA_STATUS_UNKNOWN_ISA",
     9: "MHA_STATUS_UNSUPPORTED_ISA",
+    10: "MHA_STATUS_COMMUNICATION",
 }
 STATUS = {name[len("MHA_STATUS_"):]: value for value, name in STATUS_NAMES.items()}
 

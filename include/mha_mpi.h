@@ -1,0 +1,102 @@
+/*
+ * mha_mpi.h — attention beyond one machine, on MPI (an optional component:
+ * CMake -DMHA_MPI=ON builds libmha_mpi beside libmha; libmha itself has no
+ * MPI dependency).
+ *
+ *   mha_mpi_ring_attention_f32  one long sequence split by tokens over the
+ *                               ranks (context parallelism): K/V blocks travel
+ *                               around the ring, overlapped with the compute,
+ *                               partial outputs merged by their log-sum-exp
+ *   mha_mpi_decode_f32          sequence-parallel decode: each rank holds a
+ *                               part of one sequence's K/V cache; one gather
+ *                               and a merge give every rank the result
+ *
+ * Every function is collective over comm: every rank calls it with the same
+ * shapes (each its own part of the data). The ranks first agree on the
+ * shapes and on every rank's checks (one small all-reduce): a mismatch, or a
+ * bad input on any rank, gives every rank the same status before any data
+ * moves, so no rank waits for a partner that has returned. The merges run in
+ * a fixed order of ranks, never in whatever order the MPI library reduces:
+ * for a fixed rank count the bits do not change from run to run.
+ *
+ * Against one process on the whole sequence the result differs by the merge
+ * of partial results (mha_merge_f32's rounding: a few ulps), not bitwise.
+ */
+#ifndef MHA_MPI_H
+#define MHA_MPI_H
+
+#include <mpi.h>
+
+#include "mha.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How a sequence's T tokens are split over the N ranks of a ring. */
+typedef enum mha_mpi_split {
+  /* rank r holds tokens [r·T/N, (r+1)·T/N) */
+  MHA_MPI_SPLIT_CONTIGUOUS = 0,
+  /* T in 2N chunks of c = T/(2N) tokens: rank r holds chunk r, then chunk
+   * 2N−1−r (its local rows [0, c) and [c, 2c)). Under a causal mask each rank
+   * then has the same work (an early chunk sees few keys, a late one many):
+   * no rank idles while the last one computes. */
+  MHA_MPI_SPLIT_BALANCED = 1
+} mha_mpi_split;
+
+/* Ring (context-parallel) attention of one sequence per batch entry over
+ * comm's N ranks. desc describes this rank's local part: Tq = Tk = its T/N
+ * tokens (the same on every rank; even with MHA_MPI_SPLIT_BALANCED), q, k, v
+ * and out local views with desc's strides, in the split's token order. The
+ * result: out (and desc->lse, when given) of the local query rows attending
+ * over the whole sequence's keys, with the positions of the split: causal,
+ * the window and ALiBi measure global positions (desc->mask.align must be
+ * the default, bottom-right, which for Tq = Tk is i' = i); sinks count once
+ * per row. GQA as in the core. Not supported (INVALID_ARGUMENT): kv_len, an
+ * additive mask, weights, a rotary, another alignment.
+ *
+ * Per step each rank computes its queries against the K/V block it holds
+ * (the core, on desc's threads) while it sends that block on to rank r+1
+ * and receives the next from rank r−1 (MPI_Isend / MPI_Irecv); blocks that
+ * the causal mask hides from every local row are not computed. Partial
+ * results merge in ring order (the local block first). Memory: two K/V
+ * blocks and one partial output per rank, beside the core's workspace.
+ *
+ * Returns SUCCESS, the core's statuses for this rank's inputs, INVALID_SHAPE
+ * when the ranks' shapes differ, INVALID_ARGUMENT (above; or the split), and
+ * MHA_STATUS_INTERNAL_ERROR when MPI fails (with its message): on every rank
+ * alike for what the agreement sees (shapes, the checks). */
+MHA_API mha_status mha_mpi_ring_attention_f32(MPI_Comm comm, mha_mpi_split split,
+                                              const mha_attention_desc* desc, const float* q,
+                                              const float* k, const float* v, float* out);
+
+/* Sequence-parallel decode over comm: the keys of each batch entry's
+ * sequence are split over the ranks in rank order (rank r holds desc->Tk
+ * keys, which may differ between ranks, at least 1), and every rank holds
+ * the same desc->Tq queries, which sit at the end of the whole sequence
+ * (bottom-right over the sum of the ranks' Tk). Each rank attends over its
+ * keys (the core), then one MPI_Allgather of the partial outputs and
+ * log-sum-exps and a merge in rank order give every rank the same out (and
+ * desc->lse). Sinks are counted once (the first rank's call). Masks:
+ * causal, window, ALiBi, soft-cap, sinks at global positions; kv_len, an
+ * additive mask, weights, a rotary and another alignment are
+ * INVALID_ARGUMENT. Statuses as mha_mpi_ring_attention_f32's. */
+MHA_API mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* desc, const float* q,
+                                      const float* k, const float* v, float* out);
+
+/* Where the calling thread's last mha_mpi_* call spent its time (seconds,
+ * MPI_Wtime): computing (the core's parts and the merges), waiting (for the
+ * ring's transfers after a step's compute, for the gather, and in the ranks'
+ * agreements: time another rank's work or the network kept this rank idle),
+ * and the whole call. A ring whose wait_s is near 0 hid its communication
+ * behind its compute. Zeros before any call. */
+typedef struct mha_mpi_timing {
+  double compute_s, wait_s, total_s;
+} mha_mpi_timing;
+MHA_API void mha_mpi_last_timing(mha_mpi_timing* timing);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
