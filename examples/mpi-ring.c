@@ -7,8 +7,10 @@
  * time split (compute, waiting on the ring).
  *
  *   mpiexec -n 4 build/examples/mpi-ring            (64k tokens: 65536)
- *   mpiexec -n 2 build/examples/mpi-ring 32768 --one  (also one process on
- *                                                      as many threads as ranks)
+ *   mpiexec --bind-to none -n 2 build/examples/mpi-ring 32768 --one
+ *       (also one process on as many threads as ranks; --bind-to none, or
+ *       Open MPI's binding of each rank to one core puts that process's
+ *       threads on a single core)
  *
  * Sizes: B 1, H 8, Hkv 2, D 64, causal. Exits non-zero when a sampled row
  * differs from the single-process call by more than 1e-4 (relative to

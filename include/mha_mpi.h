@@ -84,6 +84,33 @@ MHA_API mha_status mha_mpi_ring_attention_f32(MPI_Comm comm, mha_mpi_split split
 MHA_API mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* desc, const float* q,
                                       const float* k, const float* v, float* out);
 
+/* A tensor-parallel layer over comm's N ranks (Megatron-LM's split of the
+ * heads): rank r runs query heads [r·H/N, (r+1)·H/N) and their K/V heads
+ * [r·Hkv/N, (r+1)·Hkv/N) with the ordinary plan, and the rows of W_o that
+ * read them; the output projection's N partial sums are added in rank order
+ * on every rank (b_o once), so every rank gets the same out, and for a fixed
+ * rank count the same bits from run to run. desc describes the whole layer
+ * with its weights given whole on every rank (each rank slices its part and
+ * packs only that; IN_OUT W_q/W_k/W_v and OUT_IN W_o column blocks are
+ * copied for the packing, rows are read in place; in_proj_weight works).
+ * H and Hkv must be multiples of N (INVALID_SHAPE), w_o non-NULL
+ * (INVALID_ARGUMENT: the concatenated heads are not gathered). Collective:
+ * the ranks agree as above; on failure *layer is NULL on every rank. */
+typedef struct mha_mpi_layer mha_mpi_layer;
+MHA_API mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* desc, mha_mpi_layer** layer);
+
+/* One forward pass (collective): args as mha_layer_forward's, with the
+ * whole layer's masks (additive over all H heads, slopes and sinks [H]:
+ * each rank reads its heads' part), out [B, Tq, d_model] on every rank.
+ * Each rank exchanges its partial out with every other (an MPI_Allgather of
+ * B·Tq·d_model floats per rank: bytes N× a ring all-reduce's; the order of
+ * the sum is what makes the bits fixed). Not supported (INVALID_ARGUMENT):
+ * weights, a kv_cache; args->workspace is not used. */
+MHA_API mha_status mha_mpi_layer_forward(const mha_mpi_layer* layer, const mha_layer_args* args);
+
+/* Frees a layer (not collective; NULL is allowed). */
+MHA_API void mha_mpi_layer_destroy(mha_mpi_layer* layer);
+
 /* Where the calling thread's last mha_mpi_* call spent its time (seconds,
  * MPI_Wtime): computing (the core's parts and the merges), waiting (for the
  * ring's transfers after a step's compute, for the gather, and in the ranks'

@@ -10,9 +10,16 @@
  *      part, 4 of |lse|); a second run bitwise the first.
  *   2. Sequence-parallel decode, uneven key counts per rank, causal +
  *      variants: against the oracle; every rank's out bitwise the same.
- *   3. Errors, on every rank alike and without a hang: the last rank's H
+ *   3. The tensor-parallel layer: IN_OUT with GQA, biases and a causal
+ *      mask; nn.MultiheadAttention's packed in_proj (OUT_IN) over a cross
+ *      input with kv_len; separate K and V inputs, Dv != D, an additive
+ *      mask; against the layer oracle within its derived bound (any order of
+ *      the output projection's sum is within it), every rank bitwise rank
+ *      0's, a second run bitwise the first.
+ *   4. Errors, on every rank alike and without a hang: the last rank's H
  *      differs (INVALID_SHAPE), its q is NULL (NULL_POINTER everywhere), a
- *      kv_len (INVALID_ARGUMENT); out untouched.
+ *      kv_len (INVALID_ARGUMENT), heads not divisible by the ranks, the
+ *      layer without W_o; out untouched.
  */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +29,7 @@
 #include <mpi.h>
 
 #include "mha.h"
+#include "layer-problem.h"
 #include "mha_mpi.h"
 #include "oracle.h"
 #include "tester.h"
@@ -255,7 +263,54 @@ static void check_decode(tester* t, int causal, int variants) {
   whole_free(&w);
 }
 
-/* ---- 3. errors ---- */
+/* ---- 3. the tensor-parallel layer ---- */
+
+static void check_layer(tester* t, const char* what, const layer_case* c) {
+  tester_context(t, "layer, %d ranks: %s", g_size, what);
+  layer_problem p;
+  layer_problem_build(t, c, &p);
+  mha_mpi_layer* L = NULL;
+  if (check_ok(t, mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, &L), "create")) {
+    mha_layer_args a = p.args;
+    a.num_threads = 1;
+    if (check_ok(t, mha_mpi_layer_forward(L, &a), "forward")) {
+      double *want = tolerance_alloc(p.out_size), *tol = tolerance_alloc(p.out_size);
+      layer_problem_expect(&p, want, tol, NULL, NULL);
+      tester_check_close(t, "out against the layer oracle", p.out_size, p.out, want, tol);
+      float* root = tester_alloc(p.out_size * sizeof(float));
+      memcpy(root, p.out, p.out_size * sizeof(float));
+      MPI_Bcast(root, (int)p.out_size, MPI_FLOAT, 0, MPI_COMM_WORLD);
+      tester_check(t, memcmp(root, p.out, p.out_size * sizeof(float)) == 0, "out bitwise rank 0's");
+      tester_poison(p.out, p.out_size);
+      if (check_ok(t, mha_mpi_layer_forward(L, &a), "forward, again")) {
+        tester_check(t, memcmp(root, p.out, p.out_size * sizeof(float)) == 0, "a second run bitwise the first");
+      }
+      free(root), free(want), free(tol);
+    }
+  }
+  mha_mpi_layer_destroy(L);
+  layer_problem_free(&p);
+}
+
+static void check_layers(tester* t) {
+  layer_case c;
+  memset(&c, 0, sizeof c);
+  c.B = 2, c.Tq = 13, c.d_model = 48, c.H = 8, c.Hkv = 4, c.layout = MHA_WEIGHTS_IN_OUT, c.biases = 1, c.causal = 1;
+  c.threads = 1;
+  check_layer(t, "IN_OUT, GQA 8/4, biases, causal", &c);
+  memset(&c, 0, sizeof c);
+  c.B = 3, c.Tq = 7, c.Tk = 11, c.d_model = 32, c.H = 4, c.layout = MHA_WEIGHTS_OUT_IN, c.packed = 1, c.biases = 1;
+  c.cross = 1, c.kv_len = 1, c.threads = 1;
+  check_layer(t, "packed in_proj (OUT_IN), cross, kv_len", &c);
+  c.layout = MHA_WEIGHTS_IN_OUT; /* in_proj is OUT_IN whatever the layout; W_o follows the layout */
+  check_layer(t, "packed in_proj with an IN_OUT W_o", &c);
+  memset(&c, 0, sizeof c);
+  c.B = 1, c.Tq = 9, c.Tk = 17, c.d_model = 24, c.d_kv = 20, c.H = 8, c.Hkv = 4, c.D = 8, c.Dv = 12;
+  c.layout = MHA_WEIGHTS_IN_OUT, c.cross = 1, c.separate_v = 1, c.additive = 1, c.threads = 1;
+  check_layer(t, "IN_OUT, separate K and V inputs, Dv != D, additive mask", &c);
+}
+
+/* ---- 4. errors ---- */
 
 static void check_errors(tester* t) {
   enum { B = 1, H = 4, HKV = 2, T = 8, D = 8 };
@@ -298,6 +353,28 @@ static void check_errors(tester* t) {
                        mha_mpi_ring_attention_f32(MPI_COMM_WORLD, (mha_mpi_split)7, &d, q, k, v, out),
                        MHA_STATUS_INVALID_ARGUMENT, "split");
   tester_check(t, memcmp(out, before, sizeof out) == 0, "out untouched by every refused call");
+
+  layer_case c;
+  memset(&c, 0, sizeof c);
+  c.B = 1, c.Tq = 4, c.d_model = 24, c.H = 3 * g_size + 1, c.D = 4, c.layout = MHA_WEIGHTS_IN_OUT, c.threads = 1;
+  layer_problem p;
+  mha_mpi_layer* L = (mha_mpi_layer*)&p; /* must become NULL */
+  if (g_size > 1) {
+    layer_problem_build(t, &c, &p);
+    tester_stale_error();
+    tester_check_failure(t, "layer, H not a multiple of the ranks", mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, &L),
+                         MHA_STATUS_INVALID_SHAPE, "ranks");
+    tester_check(t, L == NULL, "a refused layer is NULL");
+    layer_problem_free(&p);
+  }
+  c.H = g_size, c.no_w_o = 1;
+  layer_problem_build(t, &c, &p);
+  L = (mha_mpi_layer*)&p;
+  tester_stale_error();
+  tester_check_failure(t, "layer without W_o", mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, &L),
+                       MHA_STATUS_INVALID_ARGUMENT, "w_o");
+  tester_check(t, L == NULL, "a refused layer is NULL");
+  layer_problem_free(&p);
 }
 
 int main(int argc, char** argv) {
@@ -317,6 +394,7 @@ int main(int argc, char** argv) {
   check_decode(&t, 1, 0);
   check_decode(&t, 0, 0);
   check_decode(&t, 1, 1);
+  check_layers(&t);
   check_errors(&t);
   const int rc = tester_finish(&t);
   MPI_Finalize();
