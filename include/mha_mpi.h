@@ -89,15 +89,26 @@ MHA_API mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* d
  * [r·Hkv/N, (r+1)·Hkv/N) with the ordinary plan, and the rows of W_o that
  * read them; the output projection's N partial sums are added in rank order
  * on every rank (b_o once), so every rank gets the same out, and for a fixed
- * rank count the same bits from run to run. desc describes the whole layer
- * with its weights given whole on every rank (each rank slices its part and
- * packs only that; IN_OUT W_q/W_k/W_v and OUT_IN W_o column blocks are
- * copied for the packing, rows are read in place; in_proj_weight works).
- * H and Hkv must be multiples of N (INVALID_SHAPE), w_o non-NULL
+ * rank count the same bits from run to run.
+ *
+ * MHA_MPI_WEIGHTS_WHOLE: desc describes the whole layer, its weights given
+ * whole on every rank; each rank slices its part and packs only that (IN_OUT
+ * W_q/W_k/W_v and OUT_IN W_o column blocks are copied for the packing, rows
+ * are read in place; in_proj_weight works). H and Hkv must be multiples of N
+ * (INVALID_SHAPE). MHA_MPI_WEIGHTS_SLICED: desc describes this rank's slice
+ * as a layer of its own — H/N query heads, Hkv/N K/V heads, W_q/W_k/W_v and
+ * biases of those heads, W_o's rows (IN_OUT; OUT_IN: columns) that read them
+ * — the same sizes on every rank, rank r holding heads [r·H/N, (r+1)·H/N);
+ * b_o given on every rank, added once. w_o must be non-NULL
  * (INVALID_ARGUMENT: the concatenated heads are not gathered). Collective:
  * the ranks agree as above; on failure *layer is NULL on every rank. */
+typedef enum mha_mpi_weights {
+  MHA_MPI_WEIGHTS_WHOLE = 0,
+  MHA_MPI_WEIGHTS_SLICED = 1
+} mha_mpi_weights;
 typedef struct mha_mpi_layer mha_mpi_layer;
-MHA_API mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* desc, mha_mpi_layer** layer);
+MHA_API mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* desc, mha_mpi_weights weights,
+                                        mha_mpi_layer** layer);
 
 /* One forward pass (collective): args as mha_layer_forward's, with the
  * whole layer's masks (additive over all H heads, slopes and sinks [H]:

@@ -15,7 +15,8 @@
  *      input with kv_len; separate K and V inputs, Dv != D, an additive
  *      mask; against the layer oracle within its derived bound (any order of
  *      the output projection's sum is within it), every rank bitwise rank
- *      0's, a second run bitwise the first.
+ *      0's, a second run bitwise the first; the same layer from pre-sliced
+ *      weights (MHA_MPI_WEIGHTS_SLICED) bitwise the whole weights' out.
  *   4. Errors, on every rank alike and without a hang: the last rank's H
  *      differs (INVALID_SHAPE), its q is NULL (NULL_POINTER everywhere), a
  *      kv_len (INVALID_ARGUMENT), heads not divisible by the ranks, the
@@ -265,12 +266,50 @@ static void check_decode(tester* t, int causal, int variants) {
 
 /* ---- 3. the tensor-parallel layer ---- */
 
+/* Columns [c0, c0 + n) of a [rows, ld] matrix, as a new [rows, n] one. */
+static float* columns(const float* w, int64_t rows, int64_t ld, int64_t c0, int64_t n) {
+  float* s = tester_alloc((size_t)(rows * n) * sizeof(float));
+  for (int64_t r = 0; r < rows; r++) memcpy(s + r * n, w + r * ld + c0, (size_t)n * sizeof(float));
+  return s;
+}
+
+/* The same layer created from this rank's slice (MHA_MPI_WEIGHTS_SLICED,
+ * sliced here from the whole weights): bitwise the whole-weights layer's out. */
+static void check_layer_sliced(tester* t, layer_problem* p, const mha_layer_args* a, const float* whole_out) {
+  const mha_layer_desc* d = &p->desc;
+  const int64_t hl = d->H / g_size, gl = p->Hkv / g_size, q0 = g_rank * hl, g0 = g_rank * gl;
+  const int64_t D = p->D, Dv = p->Dv, dm = d->d_model, dkv = p->d_kv;
+  mha_layer_desc s = *d;
+  s.H = hl, s.Hkv = gl, s.D = D, s.Dv = Dv;
+  float* own[4] = {NULL, NULL, NULL, NULL};
+  if (d->layout == MHA_WEIGHTS_OUT_IN) {
+    s.w_q = d->w_q + q0 * D * dm, s.w_k = d->w_k + g0 * D * dkv, s.w_v = d->w_v + g0 * Dv * dkv;
+    s.w_o = own[3] = columns(d->w_o, dm, d->H * Dv, q0 * Dv, hl * Dv);
+  } else {
+    s.w_q = own[0] = columns(d->w_q, dm, d->H * D, q0 * D, hl * D);
+    s.w_k = own[1] = columns(d->w_k, dkv, p->Hkv * D, g0 * D, gl * D);
+    s.w_v = own[2] = columns(d->w_v, dkv, p->Hkv * Dv, g0 * Dv, gl * Dv);
+    s.w_o = d->w_o + q0 * Dv * dm;
+  }
+  if (d->b_q) s.b_q = d->b_q + q0 * D, s.b_k = d->b_k + g0 * D, s.b_v = d->b_v + g0 * Dv;
+  mha_mpi_layer* L = NULL;
+  if (check_ok(t, mha_mpi_layer_create(MPI_COMM_WORLD, &s, MHA_MPI_WEIGHTS_SLICED, &L), "create, sliced")) {
+    tester_poison(p->out, p->out_size);
+    if (check_ok(t, mha_mpi_layer_forward(L, a), "forward, sliced")) {
+      tester_check(t, memcmp(whole_out, p->out, p->out_size * sizeof(float)) == 0,
+                   "pre-sliced weights: bitwise the whole weights' out");
+    }
+  }
+  mha_mpi_layer_destroy(L);
+  for (int i = 0; i < 4; i++) free(own[i]);
+}
+
 static void check_layer(tester* t, const char* what, const layer_case* c) {
   tester_context(t, "layer, %d ranks: %s", g_size, what);
   layer_problem p;
   layer_problem_build(t, c, &p);
   mha_mpi_layer* L = NULL;
-  if (check_ok(t, mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, &L), "create")) {
+  if (check_ok(t, mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, MHA_MPI_WEIGHTS_WHOLE, &L), "create")) {
     mha_layer_args a = p.args;
     a.num_threads = 1;
     if (check_ok(t, mha_mpi_layer_forward(L, &a), "forward")) {
@@ -285,6 +324,7 @@ static void check_layer(tester* t, const char* what, const layer_case* c) {
       if (check_ok(t, mha_mpi_layer_forward(L, &a), "forward, again")) {
         tester_check(t, memcmp(root, p.out, p.out_size * sizeof(float)) == 0, "a second run bitwise the first");
       }
+      if (!c->packed) check_layer_sliced(t, &p, &a, root);
       free(root), free(want), free(tol);
     }
   }
@@ -298,6 +338,8 @@ static void check_layers(tester* t) {
   c.B = 2, c.Tq = 13, c.d_model = 48, c.H = 8, c.Hkv = 4, c.layout = MHA_WEIGHTS_IN_OUT, c.biases = 1, c.causal = 1;
   c.threads = 1;
   check_layer(t, "IN_OUT, GQA 8/4, biases, causal", &c);
+  c.layout = MHA_WEIGHTS_OUT_IN;
+  check_layer(t, "OUT_IN (nn.Linear), GQA 8/4, biases, causal", &c);
   memset(&c, 0, sizeof c);
   c.B = 3, c.Tq = 7, c.Tk = 11, c.d_model = 32, c.H = 4, c.layout = MHA_WEIGHTS_OUT_IN, c.packed = 1, c.biases = 1;
   c.cross = 1, c.kv_len = 1, c.threads = 1;
@@ -362,7 +404,7 @@ static void check_errors(tester* t) {
   if (g_size > 1) {
     layer_problem_build(t, &c, &p);
     tester_stale_error();
-    tester_check_failure(t, "layer, H not a multiple of the ranks", mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, &L),
+    tester_check_failure(t, "layer, H not a multiple of the ranks", mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, MHA_MPI_WEIGHTS_WHOLE, &L),
                          MHA_STATUS_INVALID_SHAPE, "ranks");
     tester_check(t, L == NULL, "a refused layer is NULL");
     layer_problem_free(&p);
@@ -371,7 +413,7 @@ static void check_errors(tester* t) {
   layer_problem_build(t, &c, &p);
   L = (mha_mpi_layer*)&p;
   tester_stale_error();
-  tester_check_failure(t, "layer without W_o", mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, &L),
+  tester_check_failure(t, "layer without W_o", mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, MHA_MPI_WEIGHTS_WHOLE, &L),
                        MHA_STATUS_INVALID_ARGUMENT, "w_o");
   tester_check(t, L == NULL, "a refused layer is NULL");
   layer_problem_free(&p);

@@ -105,7 +105,8 @@ static mha_status mha_mpi_layer_slice(const char* fn, const mha_layer_desc* d, i
   return MHA_STATUS_SUCCESS;
 }
 
-mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* caller, mha_mpi_layer** out) {
+mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* caller, mha_mpi_weights weights,
+                                mha_mpi_layer** out) {
   static const char fn[] = "mha_mpi_layer_create";
   if (out != NULL) *out = NULL;
   mha_mpi_layer* L = calloc(1, sizeof *L);
@@ -119,19 +120,34 @@ mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* caller, mha
   memset(&d, 0, sizeof d);
   float* owned[4] = {NULL, NULL, NULL, NULL};
   st = out == NULL ? mha_error(MHA_STATUS_NULL_POINTER, "%s: layer is NULL", fn) : mha_layer_desc_read(fn, caller, &d);
-  if (st == MHA_STATUS_SUCCESS) st = mha_mpi_layer_slice(fn, &d, L->c.rank, L->c.size, &l, owned, &L->h0, &L->Hl);
+  if (st == MHA_STATUS_SUCCESS) {
+    if (weights == MHA_MPI_WEIGHTS_WHOLE) {
+      st = mha_mpi_layer_slice(fn, &d, L->c.rank, L->c.size, &l, owned, &L->h0, &L->Hl);
+    } else if (weights == MHA_MPI_WEIGHTS_SLICED) {
+      /* this rank's slice as it is: its heads follow the ranks before it */
+      l = d;
+      l.b_o = L->c.rank == 0 ? d.b_o : NULL; /* added once, in rank 0's partial */
+      L->Hl = d.H;
+      L->h0 = (int64_t)L->c.rank * d.H;
+      if (d.w_o == NULL) {
+        st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: w_o is NULL (the concatenated heads are not gathered)", fn);
+      }
+    } else {
+      st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: weights = %d is not an mha_mpi_weights", fn, (int)weights);
+    }
+  }
   if (st == MHA_STATUS_SUCCESS) st = mha_layer_create(&l, &L->local);
   for (int i = 0; i < 4; i++) free(owned[i]);
   const int64_t fields[] = {d.d_model, d.d_kv, d.H, d.Hkv, d.D, d.Dv, (int64_t)d.layout, d.w_o != NULL,
-                            d.in_proj_weight != NULL, d.b_o != NULL};
+                            d.in_proj_weight != NULL, d.b_o != NULL, (int64_t)weights};
   static const char* const names[] = {"d_model", "d_kv", "H", "Hkv", "D", "Dv", "layout", "w_o", "in_proj_weight",
-                                      "b_o"};
+                                      "b_o", "weights"};
   st = mha_mpi_agree(fn, &L->c, st, fields, names, (int)(sizeof fields / sizeof fields[0]));
   if (st != MHA_STATUS_SUCCESS) {
     mha_mpi_layer_destroy(L);
     return st;
   }
-  L->H = d.H;
+  L->H = weights == MHA_MPI_WEIGHTS_SLICED ? d.H * L->c.size : d.H;
   L->d_model = d.d_model;
   *out = L;
   return MHA_STATUS_SUCCESS;
