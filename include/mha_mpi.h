@@ -84,6 +84,14 @@ MHA_API mha_status mha_mpi_ring_attention_f32(MPI_Comm comm, mha_mpi_split split
 MHA_API mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* desc, const float* q,
                                       const float* k, const float* v, float* out);
 
+/* mha_mpi_decode_f32 over each rank's K/V cache (mha_attention_kv_f32's
+ * cache: contiguous or paged, fp32, f16, bf16 or int8): rank r's keys are the
+ * first desc->Tk tokens of each entry of its cache. Each rank's part is
+ * bitwise mha_attention_kv_f32's, so the result is bitwise
+ * mha_mpi_decode_f32's on the caches' values widened to fp32. */
+MHA_API mha_status mha_mpi_decode_kv_f32(MPI_Comm comm, const mha_attention_desc* desc, const float* q,
+                                         const mha_kv_cache* cache, float* out);
+
 /* A tensor-parallel layer over comm's N ranks (Megatron-LM's split of the
  * heads): rank r runs query heads [r·H/N, (r+1)·H/N) and their K/V heads
  * [r·Hkv/N, (r+1)·Hkv/N) with the ordinary plan, and the rows of W_o that

@@ -9,7 +9,8 @@
  *      derived bound plus the merges' rounding (8 ulps of max|v| per merged
  *      part, 4 of |lse|); a second run bitwise the first.
  *   2. Sequence-parallel decode, uneven key counts per rank, causal +
- *      variants: against the oracle; every rank's out bitwise the same.
+ *      variants: against the oracle; every rank's out bitwise the same; over
+ *      each rank's paged bf16 cache bitwise the views' call on its values.
  *   3. The tensor-parallel layer: IN_OUT with GQA, biases and a causal
  *      mask; nn.MultiheadAttention's packed in_proj (OUT_IN) over a cross
  *      input with kv_len; separate K and V inputs, Dv != D, an additive
@@ -30,6 +31,7 @@
 #include <mpi.h>
 
 #include "mha.h"
+#include "kv-gemm/kv-convert.h"
 #include "layer-problem.h"
 #include "mha_mpi.h"
 #include "oracle.h"
@@ -260,6 +262,31 @@ static void check_decode(tester* t, int causal, int variants) {
     free(root), free(tol), free(tl), free(vmax);
     variant_expected_free(&e);
   }
+  /* over each rank's bf16 cache, paged in blocks of 16 (reversed table):
+   * bitwise the views' call on the cache's values widened */
+  enum { PAGE = 16 };
+  const int64_t nb = (Tk + PAGE - 1) / PAGE;
+  uint16_t* kc = tester_alloc((size_t)(B * nb * PAGE * HKV * D) * 2);
+  uint16_t* vc = tester_alloc((size_t)(B * nb * PAGE * HKV * DV) * 2);
+  int32_t* table = tester_alloc((size_t)(B * nb) * sizeof(int32_t));
+  for (int64_t i = 0; i < B * nb; i++) table[i] = (int32_t)(B * nb - 1 - i);
+  mha_kv_cache c;
+  mha_kv_cache_init_paged(&c, MHA_DTYPE_BF16, kc, vc, B * nb, PAGE, HKV, D, DV, table, nb);
+  const int32_t pos[B] = {0, 0};
+  float* kw = tester_alloc((size_t)(B * HKV * Tk * D) * sizeof(float));
+  float* vw = tester_alloc((size_t)(B * HKV * Tk * DV) * sizeof(float));
+  for (size_t i = 0; i < (size_t)(B * HKV * Tk * D); i++) kw[i] = mha_bf16_to_f32(mha_f32_to_bf16(k[i]));
+  for (size_t i = 0; i < (size_t)(B * HKV * Tk * DV); i++) vw[i] = mha_bf16_to_f32(mha_f32_to_bf16(v[i]));
+  float* o2 = tester_alloc(nout * sizeof(float));
+  tester_poison(out, nout), tester_poison(o2, nout);
+  d.lse = NULL;
+  if (check_ok(t, mha_kv_cache_write(&c, B, HKV, Tk, D, DV, pos, k, mha_strides_bhtd(HKV, Tk, D), v,
+                                     mha_strides_bhtd(HKV, Tk, DV)), "fill the cache") &&
+      check_ok(t, mha_mpi_decode_f32(MPI_COMM_WORLD, &d, w.q, kw, vw, out), "decode, widened views") &&
+      check_ok(t, mha_mpi_decode_kv_f32(MPI_COMM_WORLD, &d, w.q, &c, o2), "decode over the caches")) {
+    tester_check(t, memcmp(out, o2, nout * sizeof(float)) == 0, "the caches' decode bitwise the widened views'");
+  }
+  free(kc), free(vc), free(table), free(kw), free(vw), free(o2);
   free(k), free(v), free(out), free(lse);
   whole_free(&w);
 }

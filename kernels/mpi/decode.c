@@ -1,7 +1,8 @@
 /*
- * Sequence-parallel decode over MPI (mha_mpi.h, mha_mpi_decode_f32): each
- * rank attends over its part of the keys, then one MPI_Allgather of the
- * partial (out, lse) and a merge in rank order give every rank the result.
+ * Sequence-parallel decode over MPI (mha_mpi.h, mha_mpi_decode_f32 and
+ * mha_mpi_decode_kv_f32): each rank attends over its part of the keys (views
+ * or its K/V cache), then one MPI_Allgather of the partial (out, lse) and a
+ * merge in rank order give every rank the result.
  */
 #include <limits.h>
 #include <math.h>
@@ -11,9 +12,9 @@
 #include "mha/internal.h"
 #include "mpi/mpi-internal.h"
 
-mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* caller, const float* q, const float* k,
-                              const float* v, float* out) {
-  static const char fn[] = "mha_mpi_decode_f32";
+/* Both entry points: the keys in desc's views k, v, or (kv) in cache. */
+static mha_status mha_mpi_decode(const char* fn, MPI_Comm comm, const mha_attention_desc* caller, const float* q,
+                                 const float* k, const float* v, int kv, const mha_kv_cache* cache, float* out) {
   mha_mpi_comm c;
   mha_status st = mha_mpi_begin(fn, comm, &c);
   if (st != MHA_STATUS_SUCCESS) return st;
@@ -25,13 +26,15 @@ mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* caller, c
   const float** outs = NULL;
   const float** lses = NULL;
   st = mha_desc_read(fn, caller, &d);
-  if (st == MHA_STATUS_SUCCESS && (q == NULL || k == NULL || v == NULL || out == NULL)) {
+  if (st == MHA_STATUS_SUCCESS && (q == NULL || out == NULL || (kv ? cache == NULL : (k == NULL || v == NULL)))) {
     st = mha_error(MHA_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
-                   q == NULL ? "q" : k == NULL ? "k" : v == NULL ? "v" : "out");
+                   q == NULL ? "q" : out == NULL ? "out" : kv ? "cache" : k == NULL ? "k" : "v");
   }
   if (st == MHA_STATUS_SUCCESS) st = mha_mpi_check_desc(fn, &d);
   size_t bytes;
-  if (st == MHA_STATUS_SUCCESS) st = mha_attention_workspace_size(&d, 0, &bytes);
+  if (st == MHA_STATUS_SUCCESS) {
+    st = cache != NULL ? mha_attention_kv_workspace_size(&d, cache, 0, &bytes) : mha_attention_workspace_size(&d, 0, &bytes);
+  }
   if (st == MHA_STATUS_SUCCESS) {
     /* each rank's partial (out [B, H, Tq, Dv], lse [B, H, Tq]): one message */
     int64_t n;
@@ -67,7 +70,7 @@ mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* caller, c
       total += tk[r];
     }
     mha_mpi_part pt;
-    pt.q = q, pt.k = k, pt.v = v;
+    pt.q = q, pt.k = k, pt.v = v, pt.cache = cache;
     pt.qs = d.q, pt.ks = d.k, pt.vs = d.v;
     pt.nq = d.Tq, pt.nk = d.Tk;
     pt.gq = total - d.Tq; /* the queries are the sequence's last Tq positions */
@@ -102,4 +105,14 @@ mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* caller, c
   free(mine), free(parts), free(tk), free(outs), free(lses);
   mha_mpi_end(&c);
   return st;
+}
+
+mha_status mha_mpi_decode_f32(MPI_Comm comm, const mha_attention_desc* desc, const float* q, const float* k,
+                              const float* v, float* out) {
+  return mha_mpi_decode("mha_mpi_decode_f32", comm, desc, q, k, v, 0, NULL, out);
+}
+
+mha_status mha_mpi_decode_kv_f32(MPI_Comm comm, const mha_attention_desc* desc, const float* q,
+                                 const mha_kv_cache* cache, float* out) {
+  return mha_mpi_decode("mha_mpi_decode_kv_f32", comm, desc, q, NULL, NULL, 1, cache, out);
 }

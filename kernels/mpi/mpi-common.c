@@ -128,7 +128,8 @@ int mha_mpi_part_run(const mha_attention_desc* desc, const mha_mpi_part* pt, flo
   d.workspace = NULL; /* sized for another call */
   d.trace = NULL;
   d.workspace_size = 0;
-  const mha_status st = mha_attention_f32(&d, pt->q, pt->k, pt->v, out_part, NULL);
+  const mha_status st = pt->cache != NULL ? mha_attention_kv_f32(&d, pt->q, pt->cache, out_part, NULL)
+                                          : mha_attention_f32(&d, pt->q, pt->k, pt->v, out_part, NULL);
   return st == MHA_STATUS_SUCCESS ? 0 : -(int)st - 1;
 }
 

@@ -53,6 +53,7 @@ mha_status mha_mpi_check_desc(const char* fn, const mha_attention_desc* desc);
  * -(status) - 1 on failure. */
 typedef struct mha_mpi_part {
   const float *q, *k, *v;           /* the first query row and key row of the part */
+  const mha_kv_cache* cache;        /* or the keys are this cache's first nk tokens (k, v unused) */
   mha_strides qs, ks, vs;            /* their views */
   int64_t nq, nk, gq, gk;
   int with_sinks;

@@ -96,6 +96,7 @@ mha_status mha_mpi_ring_attention_f32(MPI_Comm comm, mha_mpi_split split, const 
   mha_status st = mha_mpi_begin(fn, comm, &c);
   if (st != MHA_STATUS_SUCCESS) return st;
   mha_attention_desc d;
+  memset(&d, 0, sizeof d);
   size_t block = 0;
   st = mha_ring_check(fn, split, caller, q, k, v, out, &d, &block);
   /* the buffers: two K/V blocks, a part's (out, lse), each segment's running (out, lse) */
@@ -148,6 +149,7 @@ mha_status mha_mpi_ring_attention_f32(MPI_Comm comm, mha_mpi_split split, const 
       for (int i = 0; i < mine.n && local == MHA_STATUS_SUCCESS; i++) {
         for (int j = 0; j < theirs.n && local == MHA_STATUS_SUCCESS; j++) {
           mha_mpi_part pt;
+          pt.cache = NULL;
           pt.q = q + mine.local[i] * d.q.row;
           pt.qs = d.q;
           pt.k = kb + theirs.local[j] * d.D;
