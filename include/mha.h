@@ -1136,6 +1136,19 @@ typedef struct mha_layer_args {
   /* NULL, or a trace of the call's GEMM tiles and attention units (see
    * "Threads"). (Since 0.6.) */
   mha_trace* trace;
+  /* The element type of x_q, x_k, x_v and out: MHA_DTYPE_F32 (0, the
+   * default), or MHA_DTYPE_F16 / MHA_DTYPE_BF16, whose bits the four
+   * pointers then address as uint16_t (pass them cast to float*; they need
+   * only 2-byte alignment and are read and written as uint16_t). Each input
+   * value is widened exactly as the chunk is projected, each output row
+   * rounded once (to nearest even): out = round(the fp32 forward on the
+   * widened inputs), bit for bit; weights and the K/V cache output as that
+   * forward's. The plan's weights stay fp32 (widen 16-bit weights once
+   * before mha_layer_create: they are packed as fp32 panels anyway). The
+   * overlap rule counts their 2-byte elements; the workspace
+   * (mha_layer_workspace_size, which reads dtype) grows by one chunk's
+   * inputs and outputs in fp32. (Since 0.6.) */
+  mha_dtype dtype;
 } mha_layer_args;
 
 /* Sets everything to 0 / NULL and struct_size: self-attention, no mask,

@@ -44,6 +44,9 @@ enum { MHA_LAYER_CHUNK_BYTES = 16 << 20 };
 /* One forward call's shapes and buffer sizes (floats, per chunk), checked. */
 typedef struct mha_layer_call {
   int self;
+  mha_dtype dt;                   /* of x_q, x_k, x_v and out */
+  size_t esz;                     /* their bytes per element */
+  int64_t n_x, n_out;             /* 16-bit: floats of one chunk's widened inputs and fp32 output */
   int64_t B, Tq, Tk, ldq, ldkv;
   int64_t chunk;                  /* batch entries per chunk */
   int64_t n_q, n_kv, n_cat;       /* floats of one chunk's projections and concatenation */
@@ -55,6 +58,12 @@ typedef struct mha_layer_call {
 static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const mha_layer_args* a,
                                       mha_layer_call* c) {
   c->self = a->x_k == NULL;
+  c->dt = a->dtype;
+  if (c->dt != MHA_DTYPE_F32 && c->dt != MHA_DTYPE_F16 && c->dt != MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->dtype = %d, must be MHA_DTYPE_F32, F16 or BF16", fn,
+                     (int)c->dt);
+  }
+  c->esz = mha_dtype_size(c->dt);
   if (c->self && a->x_v != NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: x_v given without x_k", fn);
   }
@@ -95,6 +104,14 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   c->n_q = c->chunk * eq;
   c->n_kv = c->chunk * ekv;
   c->n_cat = c->chunk * ecat;
+  c->n_x = c->n_out = 0;
+  if (c->dt != MHA_DTYPE_F32) {
+    /* one chunk's inputs widened, and its fp32 output before the rounding
+     * (products checked above: each is at most the caller's arrays) */
+    const int64_t width = mha_layer_output_width(L);
+    c->n_x = c->chunk * (Tq * L->d_model + (c->self ? 0 : Tk * L->d_kv * (a->x_v != NULL ? 2 : 1)));
+    c->n_out = c->chunk * Tq * width;
+  }
 
   /* the masks and weights are checked over the whole batch, the workspace
    * sized for one chunk */
@@ -129,7 +146,7 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   if (st != MHA_STATUS_SUCCESS) return st;
   if (n_last > c->n_attn) c->n_attn = n_last;
   /* the core's part starts 64-byte aligned */
-  c->total = (size_t)(c->n_q + c->n_kv + c->n_cat) + 16 + c->n_attn;
+  c->total = (size_t)(c->n_q + c->n_kv + c->n_cat + c->n_x + c->n_out) + 16 + c->n_attn;
   if (c->total > (SIZE_MAX - 128) / sizeof(float)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
   }
@@ -168,30 +185,51 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
   const mha_team team = {a->threadpool, c->nthreads, tracer};
   const int64_t rows_q = nb * c->Tq, rows_k = nb * c->Tk, ldq = c->ldq, ldkv = c->ldkv;
   const int64_t width = mha_layer_output_width(L);
-  const float* x_q = a->x_q + b0 * c->Tq * L->d_model;
-  const float* x_k = a->x_k ? a->x_k + b0 * c->Tk * L->d_kv : NULL;
-  const float* x_v = a->x_v ? a->x_v + b0 * c->Tk * L->d_kv : NULL;
-  float* out = a->out + b0 * c->Tq * width;
+  /* the chunk's rows of the caller's arrays (elements of c->dt) */
+  const char* x_q = (const char*)a->x_q + (size_t)(b0 * c->Tq * L->d_model) * c->esz;
+  const char* x_k = a->x_k ? (const char*)a->x_k + (size_t)(b0 * c->Tk * L->d_kv) * c->esz : NULL;
+  const char* x_v = a->x_v ? (const char*)a->x_v + (size_t)(b0 * c->Tk * L->d_kv) * c->esz : NULL;
+  char* out16 = (char*)a->out + (size_t)(b0 * c->Tq * width) * c->esz;
+  float* out = (float*)out16;
   float* qbuf = buf;
   float* kvbuf = c->self ? qbuf + L->nq : buf + c->n_q;
+  if (c->dt != MHA_DTYPE_F32) {
+    /* 16-bit: the inputs widened (exactly) into the workspace, the output
+     * written there in fp32 and rounded once at the end */
+    float* xw = buf + c->n_q + c->n_kv + c->n_cat;
+    const size_t nq_in = (size_t)(rows_q * L->d_model), nk_in = (size_t)(rows_k * L->d_kv);
+    mha_widen_row(kr, c->dt, x_q, 1.0f, nq_in, xw);
+    x_q = (const char*)xw;
+    xw += nq_in;
+    if (x_k != NULL) {
+      mha_widen_row(kr, c->dt, x_k, 1.0f, nk_in, xw);
+      x_k = (const char*)xw;
+      xw += nk_in;
+    }
+    if (x_v != NULL) {
+      mha_widen_row(kr, c->dt, x_v, 1.0f, nk_in, xw);
+      x_v = (const char*)xw;
+    }
+    out = buf + c->n_q + c->n_kv + c->n_cat + c->n_x;
+  }
   float* cat = L->has_wo ? buf + c->n_q + c->n_kv : out;
-  float* attn_ws = mha_align64(buf + c->n_q + c->n_kv + c->n_cat);
+  float* attn_ws = mha_align64(buf + c->n_q + c->n_kv + c->n_cat + c->n_x + c->n_out);
   const float* bq = L->bqkv;
   const float* bkv = L->bqkv ? L->bqkv + L->nq : NULL;
 
   if (c->self) {
     mha_trace_gemm(tracer, 0);
-    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, team);
+    mha_gemm_f32(kr, rows_q, (const float*)x_q, L->d_model, &L->wqkv, bq, qbuf, ldq, team);
   } else {
     mha_trace_gemm(tracer, 0);
-    mha_gemm_f32(kr, rows_q, x_q, L->d_model, &L->wq, bq, qbuf, ldq, team);
+    mha_gemm_f32(kr, rows_q, (const float*)x_q, L->d_model, &L->wq, bq, qbuf, ldq, team);
     mha_trace_gemm(tracer, 1);
     if (x_v == NULL) {
-      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, team);
+      mha_gemm_f32(kr, rows_k, (const float*)x_k, L->d_kv, &L->wkv, bkv, kvbuf, ldkv, team);
     } else {
-      mha_gemm_f32(kr, rows_k, x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, team);
+      mha_gemm_f32(kr, rows_k, (const float*)x_k, L->d_kv, &L->wk, bkv, kvbuf, ldkv, team);
       mha_trace_gemm(tracer, 2);
-      mha_gemm_f32(kr, rows_k, x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk,
+      mha_gemm_f32(kr, rows_k, (const float*)x_v, L->d_kv, &L->wv, bkv ? bkv + L->nk : NULL, kvbuf + L->nk,
                    ldkv, team);
     }
   }
@@ -211,6 +249,9 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
     mha_trace_gemm(tracer, 3);
     mha_gemm_f32(kr, rows_q, cat, L->H * L->Dv, &L->wo, L->bo, out, L->d_model, team);
   }
+  if (st == MHA_STATUS_SUCCESS && c->dt != MHA_DTYPE_F32) {
+    mha_narrow_row(kr, c->dt, (size_t)(rows_q * width), out, out16); /* each value rounded once */
+  }
   return st;
 }
 
@@ -220,8 +261,8 @@ static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, c
 static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, const mha_layer_args* a,
                                           const mha_layer_call* c) {
   /* the products were checked by mha_layer_call_make and mha_attention_validate */
-  const size_t f = sizeof(float), B = (size_t)c->B, Tq = (size_t)c->Tq, Tk = (size_t)c->Tk;
-  const size_t nout = B * Tq * (size_t)mha_layer_output_width(L) * f;
+  const size_t f = sizeof(float), B = (size_t)c->B, Tq = (size_t)c->Tq, Tk = (size_t)c->Tk, e = c->esz;
+  const size_t nout = B * Tq * (size_t)mha_layer_output_width(L) * e;
   const int64_t slots = a->weights_mode == MHA_WEIGHTS_HEAD_MEAN ? 1
                         : a->weights_mode == MHA_WEIGHTS_SELECTED ? a->weights_nheads : L->H;
   const size_t nw = a->weights ? B * (size_t)slots * Tq * Tk * f : 0;
@@ -233,9 +274,9 @@ static mha_status mha_layer_check_overlap(const char* fn, const mha_layer* L, co
     return st;
   }
   const mha_span in[] = {
-      {"x_q", a->x_q, B * Tq * (size_t)L->d_model * f},
-      {"x_k", a->x_k, B * Tk * (size_t)L->d_kv * f},
-      {"x_v", a->x_v, B * Tk * (size_t)L->d_kv * f},
+      {"x_q", a->x_q, B * Tq * (size_t)L->d_model * e},
+      {"x_k", a->x_k, B * Tk * (size_t)L->d_kv * e},
+      {"x_v", a->x_v, B * Tk * (size_t)L->d_kv * e},
       {"mask.additive", a->mask.additive, nadd},
       {"mask.kv_len", a->mask.kv_len, a->mask.kv_len ? B * sizeof(int32_t) : 0},
       {"mask.alibi_slopes", a->mask.alibi_slopes, (size_t)L->H * f},

@@ -99,7 +99,7 @@ class LayerArgs(_Sized):
                 ("weights_heads", PTR), ("weights_nheads", I64), ("scale", ctypes.c_float),
                 ("num_threads", ctypes.c_int), ("workspace", PTR),
                 ("workspace_size", ctypes.c_size_t), ("kv_cache", PTR), ("kv_pos", PTR),
-                ("threadpool", PTR), ("trace", PTR)]
+                ("threadpool", PTR), ("trace", PTR), ("dtype", ctypes.c_int)]
 
 
 class TraceEvent(ctypes.Structure):
