@@ -79,6 +79,6 @@ int main(void) {
   F(mha_layer_args, weights_heads); F(mha_layer_args, weights_nheads); F(mha_layer_args, scale);
   F(mha_layer_args, num_threads); F(mha_layer_args, workspace);
   F(mha_layer_args, workspace_size); F(mha_layer_args, kv_cache); F(mha_layer_args, kv_pos);
-  F(mha_layer_args, threadpool); F(mha_layer_args, trace);
+  F(mha_layer_args, threadpool); F(mha_layer_args, trace); F(mha_layer_args, dtype);
   return 0;
 }
