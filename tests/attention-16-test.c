@@ -394,6 +394,17 @@ static void check_kv(tester* t, const isa_list* isas) {
  * keys) with packed 16-bit K and V, causal, GQA: bitwise
  * round(mha_attention_varlen_f32 on the widened q, k, v), which gives each
  * sequence its own call; every ISA at 1-3 threads; another dtype refused. */
+/* The packed batch's desc: [total, heads, width] views of 17 query and 40 key rows at most */
+static mha_attention_desc varlen_desc(int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t Dv) {
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, B, H, Hkv, 17, 40, D, Dv);
+  d.q = mha_strides_bthd(H, 17, D);
+  d.k = mha_strides_bthd(Hkv, 40, D);
+  d.v = mha_strides_bthd(Hkv, 40, Dv);
+  d.out = mha_strides_bthd(H, 17, Dv);
+  return d;
+}
+
 static void check_varlen(tester* t, const isa_list* isas) {
   enum { B = 4, H = 4, HKV = 2, D = 24, DV = 40 };
   const int32_t cu_q[B + 1] = {0, 1, 18, 18, 25}, cu_k[B + 1] = {0, 40, 57, 70, 70};
@@ -415,12 +426,7 @@ static void check_varlen(tester* t, const isa_list* isas) {
       for (int threads = 1; threads <= 3; threads++) {
         tester_context(t, "varlen: %s, isa %s, %d threads", dts[di] == MHA_DTYPE_F16 ? "f16" : "bf16",
                        mha_isa_name(isas->isa[ii]), threads);
-        mha_attention_desc d;
-        mha_attention_desc_init(&d, B, H, HKV, 17, 40, D, DV);
-        d.q = mha_strides_bthd(H, 17, D);
-        d.k = mha_strides_bthd(HKV, 40, D);
-        d.v = mha_strides_bthd(HKV, 40, DV);
-        d.out = mha_strides_bthd(H, 17, DV);
+        mha_attention_desc d = varlen_desc(B, H, HKV, D, DV);
         d.mask.causal = 1;
         d.isa = isas->isa[ii];
         d.num_threads = threads;
@@ -436,12 +442,7 @@ static void check_varlen(tester* t, const isa_list* isas) {
       }
     }
     tester_context(t, "varlen: refusals");
-    mha_attention_desc d;
-    mha_attention_desc_init(&d, B, H, HKV, 17, 40, D, DV);
-    d.q = mha_strides_bthd(H, 17, D);
-    d.k = mha_strides_bthd(HKV, 40, D);
-    d.v = mha_strides_bthd(HKV, 40, DV);
-    d.out = mha_strides_bthd(H, 17, DV);
+    mha_attention_desc d = varlen_desc(B, H, HKV, D, DV);
     for (size_t i = 0; i < nout; i++) out[i] = poison16();
     tester_stale_error();
     tester_check_failure(t, "dtype int8", mha_attention_varlen(&d, MHA_DTYPE_INT8, cu_q, cu_k, q, k, v, out),

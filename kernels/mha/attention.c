@@ -59,17 +59,8 @@ static mha_status mha_core_call(const char* fn, const mha_attention_desc* caller
   mha_call c;
   st = mha_call_plan(fn, "mha_attention_workspace_size", desc, weights != NULL, NULL, &c);
   if (st != MHA_STATUS_SUCCESS || (st = mha_attention_check_heads(fn, desc)) != MHA_STATUS_SUCCESS) return st;
-  /* 16-bit K and V are read as a contiguous cache over desc's views: the
-   * kernels widen them as they load (kernels/kv-gemm), as for a K/V cache */
-  mha_kv_cache cache;
-  memset(&cache, 0, sizeof cache);
-  cache.struct_size = sizeof cache;
-  cache.dtype = dtype;
-  cache.k = (void*)k;
-  cache.v = (void*)v;
-  cache.k_strides = d.k;
-  cache.v_strides = d.v;
-  cache.capacity = d.Tk;
+  /* 16-bit K and V: a contiguous cache over desc's views */
+  const mha_kv_cache cache = mha_kv_cache_over_views(dtype, k, v, d.k, d.v, d.Tk);
   const int fp32 = dtype == MHA_DTYPE_F32;
   const mha_team team = mha_call_team(&c, desc);
   st = mha_attention_run(c.kr, desc, q, fp32 ? k : NULL, fp32 ? v : NULL, fp32 ? NULL : &cache, dtype, out,

@@ -227,6 +227,23 @@ static inline size_t mha_dtype_size(mha_dtype t) {
   return t == MHA_DTYPE_F32 ? sizeof(float) : t == MHA_DTYPE_INT8 ? sizeof(int8_t) : sizeof(uint16_t);
 }
 
+/* 16-bit K and V given as views (mha_attention, mha_attention_varlen) as a
+ * contiguous cache of dtype over them: the kernels widen them as they load
+ * (kernels/kv-gemm), as for a K/V cache; capacity = the views' rows. */
+static inline mha_kv_cache mha_kv_cache_over_views(mha_dtype dtype, const void* k, const void* v, mha_strides ks,
+                                                   mha_strides vs, int64_t capacity) {
+  mha_kv_cache c;
+  memset(&c, 0, sizeof c);
+  c.struct_size = sizeof c;
+  c.dtype = dtype;
+  c.k = (void*)k;
+  c.v = (void*)v;
+  c.k_strides = ks;
+  c.v_strides = vs;
+  c.capacity = capacity;
+  return c;
+}
+
 /* The type of Q and out of mha_attention, mha_attention_kv and
  * mha_attention_varlen_kv: fp32, f16 or bf16, else INVALID_ARGUMENT. */
 mha_status mha_io_dtype_check(const char* fn, mha_dtype dtype);

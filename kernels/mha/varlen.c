@@ -87,7 +87,6 @@ static mha_status mha_varlen_call(const char* fn, const mha_attention_desc* call
                                   const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k, const void* q,
                                   const void* k, const void* v, void* out) {
   mha_kv_cache cache;
-  memset(&cache, 0, sizeof cache);
   mha_varlen_batch vb = {cu_seqlens_q, cu_seqlens_k, NULL, NULL, fn, dtype};
   mha_attention_desc d, flat;
   mha_status st = mha_varlen_read(fn, caller, &vb, &d, &flat);
@@ -102,13 +101,7 @@ static mha_status mha_varlen_call(const char* fn, const mha_attention_desc* call
     return st;
   }
   if (dtype != MHA_DTYPE_F32) {
-    cache.struct_size = sizeof cache;
-    cache.dtype = dtype;
-    cache.k = (void*)k;
-    cache.v = (void*)v;
-    cache.k_strides = d.k;
-    cache.v_strides = d.v;
-    cache.capacity = flat.Tk;
+    cache = mha_kv_cache_over_views(dtype, k, v, d.k, d.v, flat.Tk);
     vb.cache = &cache;
   }
   mha_call c;
