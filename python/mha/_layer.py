@@ -135,7 +135,8 @@ class Layer:
                 align="bottom_right", window=None, alibi_slopes=None, softcap=None, sinks=None,
                 need_weights=False, weights_mode="per_head", num_threads=0, out=None,
                 workspace=None, return_trace=False, k_cache=None, v_cache=None, kv_pos=None,
-                block_table=None, kv_dtype=None, cache_layout=None, k_scales=None, v_scales=None):
+                block_table=None, kv_dtype=None, cache_layout=None, k_scales=None, v_scales=None,
+                dtype=None):
         """One forward pass (mha_layer_forward).
 
         x      [B,Tq,d_model]; x_k None: self-attention (K, V from x)
@@ -164,6 +165,13 @@ class Layer:
                max_blocks]; float32, float16, bfloat16 (or uint16 bits with
                kv_dtype); row t of entry b at token kv_pos[b] + t (kv_pos
                None: t). out is unchanged by it.
+        dtype  None (default): float32 x and out. "f16" or "bf16": x, x_k,
+               x_v and out in that 16-bit type (mha_layer_args.dtype):
+               float16, or for bf16 uint16 bits, ml_dtypes.bfloat16 or
+               torch.bfloat16, read in place (copied only when not
+               C-contiguous, never cast); out in x's dtype. Bitwise the
+               float32 forward on the widened values, rounded once; the
+               plan's weights stay float32.
         (The layer has no lse output: use attention() for merging.)
         Tensors (torch, DLPack, array interface) as in attention(): read in
         place when C-contiguous float32; torch in → torch out (the trace
@@ -171,11 +179,20 @@ class Layer:
         """
         L = _lib.lib()
         t, out_given = _Tensors(), out
-        x = _contiguous(x, "x", t)
+        if dtype is not None:
+            from ._core import _io16_arrays  # the 16-bit arrays, in place
+            inputs = [(n, a) for n, a in (("x", x), ("x_k", x_k), ("x_v", x_v)) if a is not None]
+            arrays, out = _io16_arrays(t, dtype, inputs, out)
+            got = dict(zip([n for n, _ in inputs], (np.ascontiguousarray(a) for a in arrays)))
+            x, x_k, x_v = got["x"], got.get("x_k"), got.get("x_v")
+        else:
+            x = _contiguous(x, "x", t)
         kv_len, mask = t.array(kv_len, "kv_len"), t.array(mask, "mask")
         alibi_slopes, sinks = t.array(alibi_slopes, "alibi_slopes"), t.array(sinks, "sinks")
         weights_mode = t.array(weights_mode, "weights_mode")
-        out, workspace = t.out(out), t.out(workspace, "workspace")
+        if dtype is None:
+            out = t.out(out)
+        workspace = t.out(workspace, "workspace")
         if x.ndim != 3 or x.shape[2] != self.d_model:
             _fail("INVALID_SHAPE", f"x has shape {x.shape}, expected [B, Tq, {self.d_model}]")
         B, Tq = x.shape[0], x.shape[1]
@@ -184,7 +201,7 @@ class Layer:
         for name, a in (("x_k", x_k), ("x_v", x_v)):
             if a is None:
                 continue
-            a = _contiguous(a, name, t)
+            a = _contiguous(a, name, t) if dtype is None else a
             if a.ndim != 3 or a.shape[0] != B or a.shape[2] != self.d_kv:
                 _fail("INVALID_SHAPE", f"{name} has shape {a.shape}, expected [{B}, Tk, {self.d_kv}]")
             if name == "x_k" or xk is None:
@@ -197,15 +214,17 @@ class Layer:
                 xv = a
         out_shape = (B, Tq, self._output_width)
         if out is None:
-            out = np.empty(out_shape, _F32)
+            out = np.empty(out_shape, _F32 if dtype is None else x.dtype)
         else:
-            _check_out_array(out, out_shape, "out")
+            _check_out_array(out, out_shape, "out", None if dtype is None else x.dtype)
             if not out.flags.c_contiguous:
                 _fail("INVALID_STRIDE", "out of Layer.forward must be C-contiguous "
                                         "[B, Tq, output_width] (the C API's layout)")
         H = self.num_heads
         a = _lib.LayerArgs()  # zero-filled, struct_size set (mha_layer_args_init's result)
         a.B, a.Tq, a.Tk = B, Tq, Tk
+        if dtype is not None:
+            a.dtype = _lib.DTYPE_VALUES[dtype]
         a.x_q, a.x_k, a.x_v = _ptr(x), _ptr(xk), _ptr(xv)
         a.scale = _scale(scale)
         a.num_threads = _c_int(num_threads, "num_threads")

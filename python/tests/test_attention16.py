@@ -128,3 +128,23 @@ def test_varlen_dtype_packed_and_over_a_cache():
         mha.attention_varlen(q16, k16, v16, cu_q, cu_k, dtype="f8")
     with pytest.raises(TypeError):
         mha.attention_varlen(q16, k16, v16, cu_q, cu_k, dtype="bf16")  # float16 arrays are not bf16
+
+
+def test_layer_forward_dtype():
+    """Layer.forward(dtype=): x, x_k and out 16-bit (mha_layer_args.dtype), bitwise
+    the float32 forward on the widened values rounded once."""
+    rng = np.random.default_rng(5)
+    d_model, H = 32, 4
+    w = [rng.uniform(-0.3, 0.3, (d_model, d_model)).astype(np.float32) for _ in range(4)]
+    layer = mha.Layer(d_model, H, w_q=w[0], w_k=w[1], w_v=w[2], w_o=w[3])
+    x = rng.uniform(-1, 1, (2, 9, d_model)).astype(np.float16)
+    xk = rng.uniform(-1, 1, (2, 13, d_model)).astype(np.float16)
+    out = layer.forward(x, xk, dtype="f16")
+    ref = layer.forward(x.astype(np.float32), xk.astype(np.float32))
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out.view(np.uint16), ref.astype(np.float16).view(np.uint16))
+    xb = bf16_bits(x.astype(np.float32))
+    outb = layer.forward(xb, dtype="bf16", causal=True)
+    refb = layer.forward(bf16_value(xb), causal=True)
+    np.testing.assert_array_equal(outb, bf16_bits(refb))
+    layer.close()
