@@ -31,6 +31,24 @@ static int mha_any_nonfinite(const float* x, size_t n) {
   return bad != 0;
 }
 
+/* The terms of the keys whose V rows the careful GEMM left out (sc->bad),
+ * each row that sees such a key adding them alone */
+static void mha_attention_pv_bad(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
+                                 int64_t j0, size_t nk) {
+  const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk;
+  for (size_t j = 0; j < nk; j++) {
+    if (!sc->bad[j]) continue;
+    float* vrow = sc->acc; /* the row again, as it is (acc is free in the flash loop) */
+    const int64_t jj = j0 + (int64_t)j;
+    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, jj), mha_kv_scale(p, 1, pos.b, pos.g, jj), Dv, vrow);
+    for (size_t r = 0; r < R; r++) {
+      if (mha_key_hidden(p, sc, pos, r, j0, j)) continue;
+      const float pj = sc->s[r * NK + j];
+      for (size_t c = 0; c < Dv; c++) sc->o[r * Dv + c] += pj * vrow[c];
+    }
+  }
+}
+
 /* O += P·V over one key block (keys j0 .. j0 + nk of (b, g)).
  *
  * Where V is read: in the dot-product form (decode: each V row is used by
@@ -53,24 +71,6 @@ static int mha_any_nonfinite(const float* x, size_t n) {
  * depends on V alone, never on which rows share the item, so every row gets
  * the same bits however rows are grouped (threads, B); a row that sees no
  * such key gets the plain GEMM's bits. */
-/* The terms of the keys whose V rows the careful GEMM left out (sc->bad),
- * each row that sees such a key adding them alone */
-static void mha_attention_pv_bad(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
-                                 int64_t j0, size_t nk) {
-  const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk;
-  for (size_t j = 0; j < nk; j++) {
-    if (!sc->bad[j]) continue;
-    float* vrow = sc->acc; /* the row again, as it is (acc is free in the flash loop) */
-    const int64_t jj = j0 + (int64_t)j;
-    mha_kv_widen(p, mha_kv_row(p, 1, pos.b, pos.g, jj), mha_kv_scale(p, 1, pos.b, pos.g, jj), Dv, vrow);
-    for (size_t r = 0; r < R; r++) {
-      if (mha_key_hidden(p, sc, pos, r, j0, j)) continue;
-      const float pj = sc->s[r * NK + j];
-      for (size_t c = 0; c < Dv; c++) sc->o[r * Dv + c] += pj * vrow[c];
-    }
-  }
-}
-
 static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
                              int64_t j0, size_t nk, int careful, int pt) {
   const mha_kernels* kr = p->kr;
@@ -173,8 +173,8 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
    * leaves a panel of 16 that loads as much as it computes (0.98x the
    * untransposed form, causal, Emerald Rapids). Not in the careful rerun,
    * whose V fix-up reads P by rows. */
-  const int tile_t = !careful && p->qt && !p->bf16_form && kr->softmax_online_tile_t != NULL && R % kr->gemm_nr == 0 &&
-                     NK <= MHA_TILE_T_MAX_KEYS;
+  const int tile_t = !careful && p->qt && !p->bf16_form && kr->softmax_online_tile_t != NULL &&
+                     R % kr->gemm_nr == 0 && NK <= MHA_TILE_T_MAX_KEYS;
   int64_t all_lo = INT64_MIN, all_lim = INT64_MAX; /* the keys every row sees */
   for (size_t r = 0; r < R; r++) {
     const float sink = with_sink ? mha_head_sink(d, mha_item_row(p, pos.g, pos.q0, pos.mq, r).h) : -INFINITY;
