@@ -21,6 +21,7 @@
  *   attention-run.c      the parallel stages over one plan or many (varlen)
  *   attention-rows.c     an item's rows: query packing, visible keys, scores
  *   attention-item.c     the flash loop of one (item, key range)
+ *   attention-bf16.c     its scores and P·V on a BF16 unit (bf16 calls on neon_bf16)
  *   attention-decode.c   the merge of an item's key ranges (decode)
  *   attention-weights.c  the inspection passes (per head, chosen, mean)
  */
