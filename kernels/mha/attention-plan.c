@@ -293,6 +293,9 @@ void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const 
   p->esz = mha_dtype_size(p->dt);
   p->v_in_place = p->dt == MHA_DTYPE_F32 && p->page == 0;
   p->bf16_form = p->kr->bf16_gemm != NULL && io_dt == MHA_DTYPE_BF16 && p->dt == MHA_DTYPE_BF16;
+  /* the BF16 form packs each K block as it uses it (attention-bf16.c): no
+   * Kᵀ pre-pass units (the plan was made before the types were known) */
+  if (p->bf16_form) p->kt_blocks = 0;
   p->out = out;
   p->weights = weights;
   float* at = *shared;

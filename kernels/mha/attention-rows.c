@@ -21,7 +21,6 @@ void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
   const int64_t nk = kv_end - j0 < p->nk ? kv_end - j0 : p->nk;
   const int64_t per = (p->nk + MHA_KT_PARTS - 1) / MHA_KT_PARTS;
   const int64_t ja = part * per, jb = ja + per < nk ? ja + per : nk;
-  if (p->bf16_form) return; /* its K blocks are packed as they are used */
   float* kt = mha_kt_block(p, b, g, kb);
   for (int64_t j = ja; j < jb; j++) {
     const void* src = mha_kv_row(p, 0, b, g, j0 + j);
@@ -188,7 +187,7 @@ mha_scratch mha_scratch_of(const mha_attn_plan* p, float* base) {
   sc.bad = (unsigned char*)(sc.vclean + mha_round16(vn) + mha_round16((size_t)p->nk * sizeof(void*) / sizeof(float)));
   memset(&sc.bf16, 0, sizeof sc.bf16);
   if (p->kr->bf16_gemm != NULL) {
-    /* after the parts above (mha_bf16_scratch_floats counts these) */
+    /* after the parts above (mha_attn_plan_make counts these) */
     const mha_bf16_sizes z = mha_bf16_sizes_of(p);
     float* at = (float*)sc.bad + mha_round16((size_t)p->nk / sizeof(float) + 1);
     sc.bf16.qb = (uint16_t*)at;
