@@ -245,16 +245,23 @@ mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attentio
   return st;
 }
 
+/* The packed K/V row sequence b's keys start at (vb->cu_k). A sequence
+ * without keys reads no K or V row: its first key row may lie past the
+ * views' checked span (cu_k[b] = the total), where the pointer could wrap,
+ * so it gets the views' base. */
+static int64_t mha_varlen_first_key(const mha_varlen_batch* vb, int64_t b) {
+  return vb->cu_k[b + 1] > vb->cu_k[b] ? vb->cu_k[b] : 0;
+}
+
 /* Sequence b's view of the cache: its entry b as entry 0 (contiguous: the
  * pointers at entry b; paged: the table from row b); over packed 16-bit K
- * and V (vb->cu_k), the pointers at the sequence's first key row (its
- * views' base when it has none: that row may lie past the checked span). */
+ * and V (vb->cu_k), the pointers at the sequence's first key row. */
 static mha_kv_cache mha_varlen_seq_cache(const mha_varlen_batch* vb, int64_t b) {
   const mha_kv_cache* c = vb->cache;
   mha_kv_cache s = *c;
   const size_t esz = mha_dtype_size(c->dtype);
   if (vb->cu_k != NULL) {
-    const int64_t k0 = vb->cu_k[b + 1] > vb->cu_k[b] ? vb->cu_k[b] : 0;
+    const int64_t k0 = mha_varlen_first_key(vb, b);
     s.k = (char*)c->k + (size_t)(k0 * c->k_strides.row) * esz;
     s.v = (char*)c->v + (size_t)(k0 * c->v_strides.row) * esz;
   } else if (c->block_size != 0) {
@@ -270,7 +277,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
                                     const void* q, const void* k, const void* v, void* out, mha_team team,
                                     float* workspace) {
   const char* fn = vb->fn;
-  const int32_t *cu_q = vb->cu_q, *cu_k = vb->cu_k;
+  const int32_t* cu_q = vb->cu_q;
   mha_varlen_layout l;
   const int nthreads = team.workers;
   mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, &l);
@@ -311,9 +318,6 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     p->lse_batch = 0; /* lse [total_q, H] */
     p->lse_head = 1;
     p->lse_row = d->H;
-    /* a sequence without keys reads no K or V row: its first key row may lie
-     * past the views' checked span (cu_k[b] = the total), where the pointer
-     * could wrap, so it gets the views' base */
     /* q and out of this sequence: its first row, in elements of io_dt */
     const size_t esz = mha_dtype_size(vb->io_dt);
     const void* qb = (const char*)q + (size_t)((int64_t)cu_q[b] * d->q.row) * esz;
@@ -322,7 +326,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
       caches[i] = mha_varlen_seq_cache(vb, b);
       mha_attn_plan_bind(p, qb, vb->io_dt, NULL, NULL, &caches[i], ob, NULL, &shared);
     } else {
-      const int64_t k0 = cu_k[b + 1] > cu_k[b] ? cu_k[b] : 0;
+      const int64_t k0 = mha_varlen_first_key(vb, b);
       mha_attn_plan_bind(p, qb, vb->io_dt, (const float*)k + k0 * d->k.row, (const float*)v + k0 * d->v.row, NULL,
                          ob, NULL, &shared);
     }
