@@ -77,7 +77,7 @@ static int mha_bench_wrapper_setup(const mha_bench_data* d, int threads, void** 
   }
   if ((status = mha_kernels_active(&st->kr)) != MHA_STATUS_SUCCESS) goto fail;
   /* w_o is [d_model, H·Dh] (out, in): element (in k, out n) at w_o[n·H·Dh + k] */
-  status = mha_pack_w(st->kr, s->H * Dh, dm, d->w_o, 1, s->H * Dh, &st->wo);
+  status = mha_pack_w(st->kr, s->H * Dh, dm, d->w_o, MHA_DTYPE_F32, 1, s->H * Dh, &st->wo);
   if (status != MHA_STATUS_SUCCESS) goto fail;
   *out = st;
   return 0;

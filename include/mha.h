@@ -1065,6 +1065,16 @@ typedef struct mha_layer_desc {
   /* MHA_ISA_DEFAULT (0): pack for the process choice at create time; else
    * this plan's kernel set (UNSUPPORTED_ISA if unavailable). */
   mha_isa isa;
+  /* The element type of every weight and bias above: MHA_DTYPE_F32 (0, the
+   * default), or MHA_DTYPE_F16 / MHA_DTYPE_BF16 (a 16-bit checkpoint read in
+   * place: the pointers then address uint16_t bits — pass them cast to
+   * const float*; 2-byte alignment suffices). Each value is widened exactly
+   * as it is packed: the plan is bit for bit the plan made from the widened
+   * fp32 weights, and its packed panels are fp32 (twice the checkpoint's
+   * bytes; nothing 16-bit is kept). Independent of mha_layer_args.dtype, the
+   * type of the inputs and output. Another value: INVALID_ARGUMENT.
+   * (Since 0.6.) */
+  mha_dtype dtype;
 } mha_layer_desc;
 
 /* Sets everything to 0 / NULL and struct_size: fill in the sizes and weights. */
@@ -1080,7 +1090,7 @@ typedef struct mha_layer mha_layer;
 /* Validates desc and packs the weights. On success *layer is a new plan;
  * on failure *layer is set to NULL (if layer is non-NULL).
  * Returns SUCCESS, NULL_POINTER, INVALID_SIZE, INVALID_SHAPE,
- * INVALID_ARGUMENT (bad layout, mixed in_proj and separate weights),
+ * INVALID_ARGUMENT (bad layout or dtype, mixed in_proj and separate weights),
  * SIZE_OVERFLOW, OUT_OF_MEMORY, UNKNOWN_ISA, UNSUPPORTED_ISA. */
 MHA_API mha_status mha_layer_create(const mha_layer_desc* desc, mha_layer** layer);
 
@@ -1143,8 +1153,8 @@ typedef struct mha_layer_args {
    * value is widened exactly as the chunk is projected, each output row
    * rounded once (to nearest even): out = round(the fp32 forward on the
    * widened inputs), bit for bit; weights and the K/V cache output as that
-   * forward's. The plan's weights stay fp32 (widen 16-bit weights once
-   * before mha_layer_create: they are packed as fp32 panels anyway). The
+   * forward's. The plan's weights are fp32 panels (16-bit weights:
+   * mha_layer_desc.dtype, widened as they are packed). The
    * overlap rule counts their 2-byte elements; the workspace
    * (mha_layer_workspace_size, which reads dtype) grows by one chunk's
    * inputs and outputs in fp32. (Since 0.6.) */

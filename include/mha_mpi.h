@@ -107,7 +107,8 @@ MHA_API mha_status mha_mpi_decode_kv_f32(MPI_Comm comm, const mha_attention_desc
  * as a layer of its own — H/N query heads, Hkv/N K/V heads, W_q/W_k/W_v and
  * biases of those heads, W_o's rows (IN_OUT; OUT_IN: columns) that read them
  * — the same sizes on every rank, rank r holding heads [r·H/N, (r+1)·H/N);
- * b_o given on every rank, added once. w_o must be non-NULL
+ * b_o given on every rank, added once. 16-bit weights (desc->dtype) are
+ * taken pre-sliced only (WHOLE: INVALID_ARGUMENT). w_o must be non-NULL
  * (INVALID_ARGUMENT: the concatenated heads are not gathered). Collective:
  * the ranks agree as above; on failure *layer is NULL on every rank. */
 typedef enum mha_mpi_weights {
@@ -124,7 +125,8 @@ MHA_API mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* des
  * Each rank exchanges its partial out with every other (an MPI_Allgather of
  * B·Tq·d_model floats per rank: bytes N× a ring all-reduce's; the order of
  * the sum is what makes the bits fixed). Not supported (INVALID_ARGUMENT):
- * weights, a kv_cache; args->workspace is not used. */
+ * weights, a kv_cache, a 16-bit args->dtype (the partials are summed in
+ * fp32); args->workspace is not used. */
 MHA_API mha_status mha_mpi_layer_forward(const mha_mpi_layer* layer, const mha_layer_args* args);
 
 /* Frees a layer (not collective; NULL is allowed). */

@@ -70,6 +70,7 @@ int main(void) {
   F(mha_layer_desc, w_v); F(mha_layer_desc, w_o); F(mha_layer_desc, in_proj_weight);
   F(mha_layer_desc, b_q); F(mha_layer_desc, b_k); F(mha_layer_desc, b_v);
   F(mha_layer_desc, b_o); F(mha_layer_desc, in_proj_bias); F(mha_layer_desc, isa);
+  F(mha_layer_desc, dtype);
 
   S(mha_layer_args);
   F(mha_layer_args, struct_size);

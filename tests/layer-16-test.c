@@ -12,6 +12,12 @@
  *      of mha_layer_workspace_size() for that dtype.
  *   2. Refusals (nothing written): another dtype, out over x_q by one
  *      2-byte element; a buffer right after x_q is accepted.
+ *   3. 16-bit weights (mha_layer_desc.dtype): a plan made from f16 / bf16
+ *      weights and biases (separate IN_OUT and OUT_IN, packed in_proj, no
+ *      W_o), each array in a buffer that ends at an inaccessible page, runs
+ *      bitwise the plan made from the same values widened to fp32, with
+ *      fp32 and with 16-bit inputs, every ISA at 1 and 3 threads; another
+ *      desc dtype is refused (INVALID_ARGUMENT naming dtype, no plan).
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +25,7 @@
 #include <string.h>
 
 #include "kv-gemm/kv-convert.h"
+#include "guarded-buffer.h"
 #include "layer-problem.h"
 #include "mha.h"
 #include "tester.h"
@@ -149,6 +156,120 @@ static void check_refusals(tester* t) {
   layer_problem_free(&p);
 }
 
+/* One weight array: its 16-bit copy (ending at an inaccessible page, so a
+ * read one element past it faults) and its widened fp32 copy. */
+typedef struct weight16 {
+  guarded_buffer g;
+  const uint16_t* bits;
+  float* widened;
+} weight16;
+
+static void weight16_make(mha_dtype dt, const float* w, size_t n, weight16* o) {
+  memset(o, 0, sizeof *o);
+  if (w == NULL) return;
+  const size_t nf = (n + 1) / 2;
+  o->g = guarded_alloc(nf);
+  uint16_t* bits = (uint16_t*)o->g.data + (2 * nf - n); /* ends at the page */
+  o->widened = tester_alloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) {
+    bits[i] = narrow(dt, w[i]);
+    o->widened[i] = widen(dt, bits[i]);
+  }
+  o->bits = bits;
+}
+
+static void weight16_free(weight16* o) {
+  if (o->g.map != NULL) guarded_free(&o->g);
+  free(o->widened);
+}
+
+static void check_weights16(tester* t, const isa_list* isas, const char* what, const layer_case* lc) {
+  static const mha_dtype dts[] = {MHA_DTYPE_F16, MHA_DTYPE_BF16};
+  layer_problem p;
+  layer_problem_build(t, lc, &p);
+  const int64_t dm = lc->d_model, H = lc->H, D = p.D, Dv = p.Dv, Hkv = p.Hkv, dkv = p.d_kv;
+  const mha_layer_desc* d0 = &p.desc;
+  const float* src[10] = {d0->w_q, d0->w_k, d0->w_v, d0->w_o, d0->in_proj_weight,
+                          d0->b_q, d0->b_k, d0->b_v, d0->b_o, d0->in_proj_bias};
+  const size_t n[10] = {(size_t)(dm * H * D), (size_t)(dkv * Hkv * D), (size_t)(dkv * Hkv * Dv),
+                        (size_t)(H * Dv * dm), (size_t)(3 * dm * dm),
+                        (size_t)(H * D), (size_t)(Hkv * D), (size_t)(Hkv * Dv), (size_t)dm, (size_t)(3 * dm)};
+  const size_t nq = (size_t)(lc->B * lc->Tq * dm), nk = (size_t)(lc->B * p.Tk * dkv);
+  for (int di = 0; di < 2; di++) {
+    const mha_dtype dt = dts[di];
+    weight16 w[10];
+    for (int i = 0; i < 10; i++) weight16_make(dt, src[i], n[i], &w[i]);
+    mha_layer_desc d16 = p.desc, dw = p.desc;
+    const float** f16[10] = {&d16.w_q, &d16.w_k, &d16.w_v, &d16.w_o, &d16.in_proj_weight,
+                             &d16.b_q, &d16.b_k, &d16.b_v, &d16.b_o, &d16.in_proj_bias};
+    const float** fw[10] = {&dw.w_q, &dw.w_k, &dw.w_v, &dw.w_o, &dw.in_proj_weight,
+                            &dw.b_q, &dw.b_k, &dw.b_v, &dw.b_o, &dw.in_proj_bias};
+    for (int i = 0; i < 10; i++) {
+      *f16[i] = (const float*)w[i].bits;
+      *fw[i] = w[i].widened;
+    }
+    d16.dtype = dt;
+    uint16_t *q16, *k16, *v16;
+    float *qw, *kw, *vw;
+    round_input(dt, p.x_q, nq, &q16, &qw);
+    round_input(dt, p.x_k, nk, &k16, &kw);
+    round_input(dt, p.x_v, nk, &v16, &vw);
+    float* want = tester_alloc(p.out_size * sizeof(float));
+    uint16_t* want16 = tester_alloc(p.out_size * 2);
+    uint16_t* got16 = tester_alloc(p.out_size * 2);
+    for (int ii = 0; ii < isas->count; ii++) {
+      tester_context(t, "%s, %s weights, isa %s", what, dt == MHA_DTYPE_F16 ? "f16" : "bf16",
+                     mha_isa_name(isas->isa[ii]));
+      d16.isa = dw.isa = isas->isa[ii];
+      mha_layer *L16 = NULL, *Lw = NULL;
+      if (check_ok(t, mha_layer_create(&d16, &L16), "create from 16-bit weights") &&
+          check_ok(t, mha_layer_create(&dw, &Lw), "create from the widened weights")) {
+        for (int threads = 1; threads <= 3; threads += 2) {
+          mha_layer_args a = p.args;
+          a.num_threads = threads;
+          a.weights = NULL;
+          a.out = want;
+          tester_poison(want, p.out_size);
+          if (!check_ok(t, mha_layer_forward(Lw, &a), "forward, widened weights")) continue;
+          a.out = p.out;
+          tester_poison(p.out, p.out_size);
+          if (check_ok(t, mha_layer_forward(L16, &a), "forward, 16-bit weights")) {
+            tester_check(t, memcmp(want, p.out, p.out_size * sizeof(float)) == 0,
+                         "%d threads: out bitwise the widened weights' plan's", threads);
+          }
+          /* 16-bit inputs and output too: the whole layer in the checkpoint's type */
+          a.dtype = dt;
+          a.x_q = (const float*)q16, a.x_k = (const float*)k16, a.x_v = (const float*)v16;
+          a.out = (float*)want16;
+          for (size_t i = 0; i < p.out_size; i++) want16[i] = poison16(), got16[i] = poison16();
+          if (!check_ok(t, mha_layer_forward(Lw, &a), "16-bit forward, widened weights")) continue;
+          a.out = (float*)got16;
+          if (check_ok(t, mha_layer_forward(L16, &a), "16-bit forward, 16-bit weights")) {
+            tester_check(t, memcmp(want16, got16, p.out_size * 2) == 0,
+                         "%d threads, 16-bit inputs: out bitwise the widened weights' plan's", threads);
+          }
+        }
+      }
+      mha_layer_destroy(L16);
+      mha_layer_destroy(Lw);
+    }
+    for (int i = 0; i < 10; i++) weight16_free(&w[i]);
+    free(q16), free(k16), free(v16), free(qw), free(kw), free(vw), free(want), free(want16), free(got16);
+  }
+  /* refusals: no plan, the message names dtype */
+  static const mha_dtype bad[] = {MHA_DTYPE_INT8, (mha_dtype)7};
+  for (int i = 0; i < 2; i++) {
+    tester_context(t, "%s, weights dtype %d", what, (int)bad[i]);
+    mha_layer_desc d = p.desc;
+    d.dtype = bad[i];
+    mha_layer* L = (mha_layer*)&p; /* must become NULL */
+    tester_stale_error();
+    tester_check_failure(t, "create", mha_layer_create(&d, &L), MHA_STATUS_INVALID_ARGUMENT, "dtype");
+    tester_check(t, L == NULL, "a refused plan is NULL");
+  }
+  layer_problem_free(&p);
+}
+
 int main(void) {
   tester t;
   tester_init(&t, "layer-16-test");
@@ -167,5 +288,21 @@ int main(void) {
   c.cross = 1, c.additive = 1, c.threads = 1;
   check_case(&t, &isas, "packed in_proj, cross, additive mask", &c);
   check_refusals(&t);
+
+  memset(&c, 0, sizeof c);
+  c.B = 2, c.Tq = 9, c.d_model = 40, c.H = 4, c.Hkv = 2, c.layout = MHA_WEIGHTS_IN_OUT, c.biases = 1, c.causal = 1;
+  c.threads = 1;
+  check_weights16(&t, &isas, "16-bit weights, IN_OUT, GQA 4/2, biases", &c);
+  memset(&c, 0, sizeof c);
+  c.B = 1, c.Tq = 7, c.Tk = 11, c.d_model = 24, c.d_kv = 20, c.H = 4, c.Hkv = 2, c.D = 8, c.Dv = 12;
+  c.layout = MHA_WEIGHTS_OUT_IN, c.cross = 1, c.separate_v = 1, c.biases = 1, c.threads = 1;
+  check_weights16(&t, &isas, "16-bit weights, OUT_IN, cross, separate K and V, Dv != D", &c);
+  memset(&c, 0, sizeof c);
+  c.B = 2, c.Tq = 13, c.d_model = 32, c.H = 4, c.layout = MHA_WEIGHTS_OUT_IN, c.packed = 1, c.biases = 1;
+  c.threads = 1;
+  check_weights16(&t, &isas, "16-bit weights, packed in_proj and in_proj_bias", &c);
+  memset(&c, 0, sizeof c);
+  c.B = 1, c.Tq = 5, c.d_model = 21, c.H = 3, c.layout = MHA_WEIGHTS_IN_OUT, c.no_w_o = 1, c.threads = 1;
+  check_weights16(&t, &isas, "16-bit weights, no W_o, odd widths", &c);
   return tester_finish(&t);
 }

@@ -47,7 +47,7 @@ void layer_problem_build(tester* t, const layer_case* c, layer_problem* p) {
   const int64_t dkv = p->d_kv, Hkv = p->Hkv, D = p->D, Dv = p->Dv, Tk = p->Tk;
 
   mha_layer_desc* d = &p->desc;
-  memset(d, 0, sizeof *d);
+  mha_layer_desc_init(d); /* struct_size set: fields past the 0.5 layout (dtype) are read */
   d->d_model = dm;
   d->d_kv = c->d_kv;
   d->H = H;

@@ -444,6 +444,33 @@ static void check_errors(tester* t) {
                        MHA_STATUS_INVALID_ARGUMENT, "w_o");
   tester_check(t, L == NULL, "a refused layer is NULL");
   layer_problem_free(&p);
+
+  /* 16-bit weights given whole (sliced as fp32 only), on the last rank alone:
+   * every rank refuses; then 16-bit inputs and output (summed in fp32 only) */
+  c.no_w_o = 0;
+  layer_problem_build(t, &c, &p);
+  mha_layer_desc d16 = p.desc;
+  if (last) d16.dtype = MHA_DTYPE_BF16;
+  L = (mha_mpi_layer*)&p;
+  tester_stale_error();
+  tester_check_failure(t, "layer, the last rank's weights bf16 and whole",
+                       mha_mpi_layer_create(MPI_COMM_WORLD, &d16, MHA_MPI_WEIGHTS_WHOLE, &L),
+                       MHA_STATUS_INVALID_ARGUMENT, last ? "dtype" : "rank");
+  tester_check(t, L == NULL, "a refused layer is NULL");
+  if (check_ok(t, mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, MHA_MPI_WEIGHTS_WHOLE, &L), "create")) {
+    mha_layer_args a = p.args;
+    a.dtype = MHA_DTYPE_F16;
+    tester_poison(p.out, p.out_size);
+    float* untouched = tester_alloc(p.out_size * sizeof(float));
+    memcpy(untouched, p.out, p.out_size * sizeof(float));
+    tester_stale_error();
+    tester_check_failure(t, "layer forward, f16 inputs and output", mha_mpi_layer_forward(L, &a),
+                         MHA_STATUS_INVALID_ARGUMENT, "dtype");
+    tester_check(t, memcmp(untouched, p.out, p.out_size * sizeof(float)) == 0, "out untouched by the refusal");
+    free(untouched);
+  }
+  mha_mpi_layer_destroy(L);
+  layer_problem_free(&p);
 }
 
 int main(int argc, char** argv) {

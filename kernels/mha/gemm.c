@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv-gemm/kv-convert.h"
 #include "mha/internal.h"
 
 mha_status mha_packed_w_alloc(const mha_kernels* kr, int64_t K, int64_t N, mha_packed_w* out) {
@@ -48,20 +49,33 @@ mha_status mha_packed_w_alloc(const mha_kernels* kr, int64_t K, int64_t N, mha_p
   return MHA_STATUS_SUCCESS;
 }
 
-void mha_packed_w_fill(mha_packed_w* dst, int64_t col0, int64_t N, const float* w, int64_t stride_k,
-                       int64_t stride_n) {
+float mha_element_f32(const void* a, mha_dtype dtype, int64_t i) {
+  switch (dtype) {
+    case MHA_DTYPE_F16: return mha_f16_to_f32(((const uint16_t*)a)[i]);
+    case MHA_DTYPE_BF16: return mha_bf16_to_f32(((const uint16_t*)a)[i]);
+    default: return ((const float*)a)[i];
+  }
+}
+
+void mha_packed_w_fill(mha_packed_w* dst, int64_t col0, int64_t N, const void* w, mha_dtype dtype,
+                       int64_t stride_k, int64_t stride_n) {
   const int64_t nr = (int64_t)dst->nr, K = dst->K;
   for (int64_t j = 0; j < N; j++) {
     const int64_t col = col0 + j;
     float* panel = dst->data + (col / nr) * K * nr + col % nr;
-    for (int64_t kk = 0; kk < K; kk++) panel[kk * nr] = w[kk * stride_k + j * stride_n];
+    if (dtype == MHA_DTYPE_F32) { /* the common case, without a call per element */
+      const float* wf = w;
+      for (int64_t kk = 0; kk < K; kk++) panel[kk * nr] = wf[kk * stride_k + j * stride_n];
+    } else {
+      for (int64_t kk = 0; kk < K; kk++) panel[kk * nr] = mha_element_f32(w, dtype, kk * stride_k + j * stride_n);
+    }
   }
 }
 
-mha_status mha_pack_w(const mha_kernels* kr, int64_t K, int64_t N, const float* w,
+mha_status mha_pack_w(const mha_kernels* kr, int64_t K, int64_t N, const void* w, mha_dtype dtype,
                       int64_t stride_k, int64_t stride_n, mha_packed_w* out) {
   mha_status st = mha_packed_w_alloc(kr, K, N, out);
-  if (st == MHA_STATUS_SUCCESS) mha_packed_w_fill(out, 0, N, w, stride_k, stride_n);
+  if (st == MHA_STATUS_SUCCESS) mha_packed_w_fill(out, 0, N, w, dtype, stride_k, stride_n);
   return st;
 }
 

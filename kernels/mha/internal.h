@@ -86,13 +86,16 @@ typedef struct mha_packed_w {
 
 /* Zeroed panels for a K×N matrix (⌈N/NR⌉ panels of K×NR). */
 mha_status mha_packed_w_alloc(const mha_kernels* kernels, int64_t K, int64_t N, mha_packed_w* out);
-/* Packs a K×N source (element (k, n) at w[k·stride_k + n·stride_n]) into the
- * columns [col0, col0 + N) of dst; col0 a multiple of NR, padding left zero. */
-void mha_packed_w_fill(mha_packed_w* dst, int64_t col0, int64_t N, const float* w, int64_t stride_k,
-                       int64_t stride_n);
-/* Allocates and packs W (element (k, n) at w[k·stride_k + n·stride_n]) for kernels' NR. */
-mha_status mha_pack_w(const mha_kernels* kernels, int64_t K, int64_t N, const float* w,
+/* Packs a K×N source of dtype's elements (F32, F16 or BF16, widened exactly;
+ * element (k, n) at index k·stride_k + n·stride_n of w) into the columns
+ * [col0, col0 + N) of dst; col0 a multiple of NR, padding left zero. */
+void mha_packed_w_fill(mha_packed_w* dst, int64_t col0, int64_t N, const void* w, mha_dtype dtype,
+                       int64_t stride_k, int64_t stride_n);
+/* Allocates and packs W (as mha_packed_w_fill, from column 0) for kernels' NR. */
+mha_status mha_pack_w(const mha_kernels* kernels, int64_t K, int64_t N, const void* w, mha_dtype dtype,
                       int64_t stride_k, int64_t stride_n, mha_packed_w* out);
+/* Element i of a dtype (F32, F16 or BF16) array, widened exactly. */
+float mha_element_f32(const void* a, mha_dtype dtype, int64_t i);
 void mha_packed_w_free(mha_packed_w* pw);
 
 /* How the projection GEMM splits C among threads: tiles of mtile rows × nc

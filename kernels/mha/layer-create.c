@@ -32,6 +32,11 @@ static mha_packed_w mha_panels(const mha_packed_w* w, int64_t col0, int64_t cols
   return v;
 }
 
+/* dst[0, n) = src's n dtype elements, widened exactly (biases). */
+static void mha_widen_vector(float* dst, const void* src, mha_dtype dtype, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = mha_element_f32(src, dtype, i);
+}
+
 static mha_status mha_layer_validate(const mha_layer_desc* d, int64_t* d_kv, int64_t* Hkv,
                                      int64_t* D, int64_t* Dv) {
   static const char fn[] = "mha_layer_create";
@@ -42,6 +47,9 @@ static mha_status mha_layer_validate(const mha_layer_desc* d, int64_t* d_kv, int
   }
   if (d->layout != MHA_WEIGHTS_IN_OUT && d->layout != MHA_WEIGHTS_OUT_IN) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: layout = %d is not an mha_weight_layout", fn, (int)d->layout);
+  }
+  if (d->dtype != MHA_DTYPE_F32 && d->dtype != MHA_DTYPE_F16 && d->dtype != MHA_DTYPE_BF16) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: dtype = %d is not F32, F16 or BF16", fn, (int)d->dtype);
   }
   *d_kv = d->d_kv ? d->d_kv : d->d_model;
   *Hkv = d->Hkv ? d->Hkv : d->H;
@@ -122,16 +130,19 @@ mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
   L->nk = mha_round_up(Hkv * D, nr);
   L->nv = mha_round_up(Hkv * Dv, nr);
 
-  /* where each weight's element (in, out) lives: IN_OUT is w[in·n_out + out] */
+  /* where each weight's element (in, out) lives: IN_OUT is w[in·n_out + out],
+   * counted in elements of desc->dtype (4 or 2 bytes) */
+  const mha_dtype dt = desc->dtype;
+  const size_t esz = dt == MHA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t);
   const int out_in = desc->layout == MHA_WEIGHTS_OUT_IN;
-  const float *wq = desc->w_q, *wk = desc->w_k, *wv = desc->w_v;
+  const void *wq = desc->w_q, *wk = desc->w_k, *wv = desc->w_v;
   int64_t sq_k = out_in ? 1 : H * D, sq_n = out_in ? dm : 1;
   int64_t sk_k = out_in ? 1 : Hkv * D, sk_n = out_in ? d_kv : 1;
   int64_t sv_k = out_in ? 1 : Hkv * Dv, sv_n = out_in ? d_kv : 1;
   if (desc->in_proj_weight != NULL) { /* [3·d_model, d_model], nn.Linear layout */
     wq = desc->in_proj_weight;
-    wk = wq + dm * dm;
-    wv = wk + dm * dm;
+    wk = (const char*)wq + (size_t)(dm * dm) * esz;
+    wv = (const char*)wk + (size_t)(dm * dm) * esz;
     sq_k = sk_k = sv_k = 1;
     sq_n = sk_n = sv_n = dm;
   }
@@ -150,31 +161,31 @@ mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
   }
   L->wk = mha_panels(&L->wkv, 0, L->nk);
   L->wv = mha_panels(&L->wkv, L->nk, L->nv);
-  mha_packed_w_fill(&L->wq, 0, H * D, wq, sq_k, sq_n);
-  mha_packed_w_fill(&L->wkv, 0, Hkv * D, wk, sk_k, sk_n);
-  mha_packed_w_fill(&L->wkv, L->nk, Hkv * Dv, wv, sv_k, sv_n);
+  mha_packed_w_fill(&L->wq, 0, H * D, wq, dt, sq_k, sq_n);
+  mha_packed_w_fill(&L->wkv, 0, Hkv * D, wk, dt, sk_k, sk_n);
+  mha_packed_w_fill(&L->wkv, L->nk, Hkv * Dv, wv, dt, sv_k, sv_n);
 
-  const float *bq = desc->b_q, *bk = desc->b_k, *bv = desc->b_v;
+  const void *bq = desc->b_q, *bk = desc->b_k, *bv = desc->b_v;
   if (desc->in_proj_bias != NULL) {
     bq = desc->in_proj_bias;
-    bk = bq + dm;
-    bv = bk + dm;
+    bk = (const char*)bq + (size_t)dm * esz;
+    bv = (const char*)bk + (size_t)dm * esz;
   }
   if (bq || bk || bv) {
     L->bqkv = calloc((size_t)(L->nq + L->nk + L->nv), sizeof(float));
     if (L->bqkv == NULL) { st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate biases", fn); goto fail; }
-    if (bq) memcpy(L->bqkv, bq, (size_t)(H * D) * sizeof(float));
-    if (bk) memcpy(L->bqkv + L->nq, bk, (size_t)(Hkv * D) * sizeof(float));
-    if (bv) memcpy(L->bqkv + L->nq + L->nk, bv, (size_t)(Hkv * Dv) * sizeof(float));
+    if (bq) mha_widen_vector(L->bqkv, bq, dt, H * D);
+    if (bk) mha_widen_vector(L->bqkv + L->nq, bk, dt, Hkv * D);
+    if (bv) mha_widen_vector(L->bqkv + L->nq + L->nk, bv, dt, Hkv * Dv);
   }
   if (desc->w_o != NULL) {
     L->has_wo = 1;
     const int64_t so_k = out_in ? 1 : dm, so_n = out_in ? H * Dv : 1;
-    if ((st = mha_pack_w(kr, H * Dv, dm, desc->w_o, so_k, so_n, &L->wo)) != MHA_STATUS_SUCCESS) goto fail;
+    if ((st = mha_pack_w(kr, H * Dv, dm, desc->w_o, dt, so_k, so_n, &L->wo)) != MHA_STATUS_SUCCESS) goto fail;
     if (desc->b_o != NULL) {
       L->bo = malloc((size_t)dm * sizeof(float));
       if (L->bo == NULL) { st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate b_o", fn); goto fail; }
-      memcpy(L->bo, desc->b_o, (size_t)dm * sizeof(float));
+      mha_widen_vector(L->bo, desc->b_o, dt, dm);
     }
   }
   *out = L;

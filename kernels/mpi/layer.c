@@ -46,6 +46,11 @@ static mha_status mha_mpi_layer_slice(const char* fn, const mha_layer_desc* d, i
   if (d->w_o == NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: w_o is NULL (the concatenated heads are not gathered)", fn);
   }
+  if (d->dtype != MHA_DTYPE_F32) {
+    return mha_error(MHA_STATUS_INVALID_ARGUMENT,
+                     "%s: dtype = %d: whole weights are sliced as fp32 only (pass 16-bit weights pre-sliced)", fn,
+                     (int)d->dtype);
+  }
   if (d->D == 0 && d->d_model % H != 0) {
     return mha_error(MHA_STATUS_INVALID_SHAPE, "%s: d_model (%lld) is not a multiple of H (%lld)", fn,
                      (long long)d->d_model, (long long)H);
@@ -139,9 +144,9 @@ mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* caller, mha
   if (st == MHA_STATUS_SUCCESS) st = mha_layer_create(&l, &L->local);
   for (int i = 0; i < 4; i++) free(owned[i]);
   const int64_t fields[] = {d.d_model, d.d_kv, d.H, d.Hkv, d.D, d.Dv, (int64_t)d.layout, d.w_o != NULL,
-                            d.in_proj_weight != NULL, d.b_o != NULL, (int64_t)weights};
+                            d.in_proj_weight != NULL, d.b_o != NULL, (int64_t)weights, (int64_t)d.dtype};
   static const char* const names[] = {"d_model", "d_kv", "H", "Hkv", "D", "Dv", "layout", "w_o", "in_proj_weight",
-                                      "b_o", "weights"};
+                                      "b_o", "weights", "dtype"};
   st = mha_mpi_agree(fn, &L->c, st, fields, names, (int)(sizeof fields / sizeof fields[0]));
   if (st != MHA_STATUS_SUCCESS) {
     mha_mpi_layer_destroy(L);
@@ -174,6 +179,10 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
     if (a.out == NULL) st = mha_error(MHA_STATUS_NULL_POINTER, "%s: args->out is NULL", fn);
     else if (a.weights != NULL) st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->weights is not supported", fn);
     else if (a.kv_cache != NULL) st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->kv_cache is not supported", fn);
+    else if (a.dtype != MHA_DTYPE_F32) {
+      st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->dtype = %d: the partial outputs are summed in fp32 only",
+                     fn, (int)a.dtype);
+    }
   }
   if (st == MHA_STATUS_SUCCESS) {
     int64_t rows;
@@ -190,8 +199,9 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
     }
   }
   const int64_t fields[] = {a.B, a.Tq, a.x_k != NULL ? a.Tk : 0, a.x_k != NULL, a.x_v != NULL, a.mask.causal,
-                            a.mask.kv_len != NULL, a.mask.additive != NULL};
-  static const char* const names[] = {"B", "Tq", "Tk", "x_k", "x_v", "mask.causal", "mask.kv_len", "mask.additive"};
+                            a.mask.kv_len != NULL, a.mask.additive != NULL, (int64_t)a.dtype};
+  static const char* const names[] = {"B", "Tq", "Tk", "x_k", "x_v", "mask.causal", "mask.kv_len", "mask.additive",
+                                      "dtype"};
   st = mha_mpi_agree(fn, &L->c, st, fields, names, (int)(sizeof fields / sizeof fields[0]));
   if (st == MHA_STATUS_SUCCESS) {
     /* this rank's heads: its part of the per-head masks */

@@ -46,12 +46,20 @@ class Layer:
                            [3·d_model, d_model] / [3·d_model], instead of w_q, w_k, w_v
                            (torch tensors, Parameters too, or any CPU tensor)
     isa                    None: pack for the process choice; or a kernel set name
+    dtype                  None (default): the weights and biases are cast to float32
+                           as needed. "f16" or "bf16": all of them are in that 16-bit
+                           type (mha_layer_desc.dtype: a half-precision checkpoint
+                           read in place, never cast) — float16, or for bf16 uint16
+                           bits, ml_dtypes.bfloat16 or torch.bfloat16 — each value
+                           widened exactly as it is packed: the plan is bitwise the
+                           plan made from the float32 values. Independent of
+                           forward's dtype (the inputs' and output's type).
     """
 
     def __init__(self, d_model, num_heads, *, num_kv_heads=None, head_dim=None, d_kv=None,
                  w_q=None, w_k=None, w_v=None, w_o=None, b_q=None, b_k=None, b_v=None, b_o=None,
                  in_proj_weight=None, in_proj_bias=None, layout="out_in", isa=None,
-                 value_head_dim=None):
+                 value_head_dim=None, dtype=None):
         self._handle = None
         self._finalizer = None
         L = _lib.lib()
@@ -79,10 +87,16 @@ class Layer:
         given = dict(w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o, b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o,
                      in_proj_weight=in_proj_weight, in_proj_bias=in_proj_bias)
         arrays = {}
+        t = _Tensors()
+        if dtype is not None:  # the 16-bit arrays, in place (a copy only to make them C-contiguous)
+            from ._core import _io16_arrays
+            named = [(n, a) for n, a in given.items() if a is not None]
+            got, _ = _io16_arrays(t, dtype, named, None)
+            given = {n: np.ascontiguousarray(a) for (n, _), a in zip(named, got)}
         for name, a in given.items():
             if a is None:
                 continue
-            a = _contiguous(a, name)
+            a = _contiguous(a, name) if dtype is None else a
             if sizes_ok and a.shape != expected[name]:
                 _fail("INVALID_SHAPE", f"Layer: {name} has shape {a.shape}, expected "
                                        f"{expected[name]} (layout {layout!r})")
@@ -96,6 +110,8 @@ class Layer:
         desc.Dv = int(value_head_dim or 0)
         desc.layout = layouts[layout]
         desc.isa = _isa_value(isa)
+        if dtype is not None:
+            desc.dtype = _lib.DTYPE_VALUES[dtype]
         for name, a in arrays.items():
             setattr(desc, name, a.ctypes.data)
         handle = _lib.PTR()

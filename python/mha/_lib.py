@@ -90,7 +90,7 @@ class LayerDesc(_Sized):
     _fields_ = [("struct_size", ctypes.c_size_t), ("d_model", I64), ("d_kv", I64), ("H", I64), ("Hkv", I64), ("D", I64),
                 ("Dv", I64), ("layout", ctypes.c_int), ("w_q", PTR), ("w_k", PTR), ("w_v", PTR),
                 ("w_o", PTR), ("in_proj_weight", PTR), ("b_q", PTR), ("b_k", PTR), ("b_v", PTR),
-                ("b_o", PTR), ("in_proj_bias", PTR), ("isa", ctypes.c_int)]
+                ("b_o", PTR), ("in_proj_bias", PTR), ("isa", ctypes.c_int), ("dtype", ctypes.c_int)]
 
 
 class LayerArgs(_Sized):

@@ -148,3 +148,37 @@ def test_layer_forward_dtype():
     refb = layer.forward(bf16_value(xb), causal=True)
     np.testing.assert_array_equal(outb, bf16_bits(refb))
     layer.close()
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_layer_weights_dtype(dtype):
+    """Layer(dtype=): 16-bit weights and biases read in place (mha_layer_desc.dtype),
+    bitwise the plan made from their float32 values; with 16-bit inputs too."""
+    rng = np.random.default_rng(6)
+    d_model, H, Hkv = 24, 4, 2
+    D = d_model // H
+    shapes = {"w_q": (H * D, d_model), "w_k": (Hkv * D, d_model), "w_v": (Hkv * D, d_model),
+              "w_o": (d_model, H * D), "b_q": (H * D,), "b_k": (Hkv * D,), "b_v": (Hkv * D,),
+              "b_o": (d_model,)}
+    w32 = {n: rng.uniform(-0.3, 0.3, s).astype(np.float32) for n, s in shapes.items()}
+    if dtype == "f16":
+        w16 = {n: a.astype(np.float16) for n, a in w32.items()}
+        wide = {n: a.astype(np.float32) for n, a in w16.items()}
+    else:
+        w16 = {n: bf16_bits(a) for n, a in w32.items()}
+        wide = {n: bf16_value(a) for n, a in w16.items()}
+    ref_layer = mha.Layer(d_model, H, num_kv_heads=Hkv, **wide)
+    layer = mha.Layer(d_model, H, num_kv_heads=Hkv, dtype=dtype, **w16)
+    x = rng.uniform(-1, 1, (2, 7, d_model)).astype(np.float32)
+    np.testing.assert_array_equal(layer.forward(x, causal=True), ref_layer.forward(x, causal=True))
+    x16 = x.astype(np.float16) if dtype == "f16" else bf16_bits(x)
+    np.testing.assert_array_equal(layer.forward(x16, dtype=dtype).view(np.uint16),
+                                  ref_layer.forward(x16, dtype=dtype).view(np.uint16))
+    # the values were read as 16-bit: not the plan of the unrounded float32 weights
+    assert not np.array_equal(layer.forward(x), mha.Layer(d_model, H, num_kv_heads=Hkv, **w32).forward(x))
+    with pytest.raises(TypeError):  # float32 arrays are not 16-bit weights
+        mha.Layer(d_model, H, num_kv_heads=Hkv, dtype=dtype, **w32)
+    with pytest.raises(ValueError):
+        mha.Layer(d_model, H, num_kv_heads=Hkv, dtype="f8", **w16)
+    layer.close()
+    ref_layer.close()
