@@ -88,7 +88,9 @@ typedef struct isa_list {
 } isa_list;
 
 /* The ISAs this build and CPU run, up to neon (neon_bf16: attention-bf16-test);
- * prints and counts the others in t->skipped_isas. */
+ * prints and counts the others in t->skipped_isas. MHA_TEST_ISAS (a comma
+ * list of names) keeps only those it names, and fails the test when that
+ * leaves none. */
 isa_list tester_available_isas(tester* t);
 
 /* mha_set_isa(isa), counted as a check. Returns 1 on success. */
