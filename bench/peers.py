@@ -75,6 +75,7 @@ over the library given by --lib (passed as MHA_LIBRARY), in a process of its
 own.
 
 Usage: bench/peers.py --lib build/libmha.so --threads 2|1,2 [--presets a,b|variants|kv] [--rounds 3]
+                      [--bf16]
                       [--min-time 0.3] [--probe-json out/bench/quick.json]
                       [--json out/bench/peers.json] [--md out/bench/quick-summary.md]
                       [--variants-full] [--tiny] [--stolen-core]
@@ -88,6 +89,16 @@ Usage: bench/peers.py --lib build/libmha.so --threads 2|1,2 [--presets a,b|varia
                        so 4096 → 256, windows with it; Hkv / 4 with the GQA ratio kept;
                        B ≤ 2), e.g. --tiny --threads 1 --rounds 1 --presets var_all,gemma2
                        (with --stolen-core: its two shapes shrunk alike)
+  --bf16               also the bf16 rows of the core and layer presets (the precision the
+                       engines run where the CPU has a bf16 unit): mha_bf16 (mha.attention
+                       with dtype="bf16": q, k, v and out bf16; the layer: mha.Layer with
+                       dtype="bf16" weights and forward(dtype="bf16") on bf16 x and out),
+                       torch_sdpa_bf16 / torch_sdpa_layer_bf16 (SDPA and the F.linear layer
+                       on torch.bfloat16 tensors and weights); with OpenVINO's default row
+                       (bf16 where the CPU has AVX512-BF16 or AMX). Their outputs are
+                       checked within KV_TOL["bf16"]; the summary's speed-up of a bf16
+                       peer is over mha_bf16. scripts/bench.sh --peers passes it when the
+                       CPU has avx512_bf16 or amx_bf16.
   --stolen-core        the stolen-core comparison above instead of the presets (mha and
                        torch_sdpa, quiet and with the first CPU busy), at max(--threads)
 """
@@ -271,6 +282,8 @@ def precision(p, system):
     else f32 (mha's own rows included)."""
     if system == "torch_sdpa" and p.kv_dtype in KV_TOL:
         return p.kv_dtype
+    if system.endswith("_bf16") and "_default_" not in system:  # the --bf16 rows
+        return "bf16"
     if "_default_" in system:
         return system.rsplit("_", 1)[1]
     return "f32"
@@ -354,6 +367,35 @@ def make_inputs(p, rng):
                 bk=rng.uniform(-0.1, 0.1, Hkv * D).astype(f),
                 bv=rng.uniform(-0.1, 0.1, Hkv * D).astype(f),
                 bo=rng.uniform(-0.1, 0.1, dm).astype(f))
+
+
+def bf16_inputs(p, x):
+    """The --bf16 rows' inputs, rounded once from the preset's float32 ones (uint16 bits):
+    q, k, v (core) or x and the eight weights and biases (layer)."""
+    names = ("q", "k", "v") if p.kind == "core" else \
+        ("x", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo")
+    return {n: to_bf16(x[n]) for n in names}
+
+
+def bf16_value(bits):
+    """bfloat16 bits (uint16) → float32 values."""
+    return (np.asarray(bits).astype(np.uint32) << 16).view(np.float32)
+
+
+def mha_bf16_system(p, x16, threads):
+    """(call, cleanup) of the mha_bf16 row: everything bf16 (the output widened by the
+    "output" command for the check, outside the timing)."""
+    name, kind, B, H, Hkv, Tq, Tk, D, dm, causal = p[:10]
+    if kind == "core":
+        out = np.empty((B, H, Tq, D), np.uint16)
+        return (lambda: mha.attention(x16["q"], x16["k"], x16["v"], causal=causal, dtype="bf16",
+                                      num_threads=threads, out=out, workspace="auto"), None)
+    plan = mha.Layer(dm, H, num_kv_heads=Hkv, layout="out_in", dtype="bf16", w_q=x16["wq"],
+                     w_k=x16["wk"], w_v=x16["wv"], w_o=x16["wo"], b_q=x16["bq"], b_k=x16["bk"],
+                     b_v=x16["bv"], b_o=x16["bo"])
+    out = np.empty((B, Tq, dm), np.uint16)
+    return (lambda: plan.forward(x16["x"], causal=causal, num_threads=threads, out=out,
+                                 workspace="auto", dtype="bf16"), plan.close)
 
 
 def mha_system(p, x, threads):
@@ -556,7 +598,21 @@ def kv_torch_systems(p, x, torch, F):
     return systems, []
 
 
-def torch_systems(p, x, threads):
+class Bf16Output:
+    """A --bf16 row's call: timed as it is (its output in bf16); widen() gives the
+    float32 values for the check, outside the timing (the worker's "output" command)."""
+
+    def __init__(self, call, widen):
+        self.call, self.widen = call, widen
+
+    def __call__(self):
+        return self.call()
+
+    def output(self):
+        return self.widen(self.call())
+
+
+def torch_systems(p, x, threads, bf16=False):
     """(systems, skipped): the PyTorch peers of the preset, and the ones left out, why."""
     import torch
     import torch.nn.functional as F
@@ -569,22 +625,29 @@ def torch_systems(p, x, threads):
     t = {k: torch.from_numpy(v) for k, v in x.items()}
     gqa = Hkv != H
     systems = {}
-    if kind == "core":
-        def sdpa():
-            with torch.inference_mode():
-                return F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal,
-                                                      enable_gqa=gqa).numpy()
-        systems["torch_sdpa"] = sdpa
-        return systems, []
+    # --bf16: the same calls on torch.bfloat16 copies of the float32 inputs (made here,
+    # outside the timing; rounded to nearest even, as mha_bf16's inputs); the output is
+    # widened by .float() for the check only, the timed call returns the bf16 tensor
+    tb = {k: v.to(torch.bfloat16) for k, v in t.items()} if bf16 else None
 
-    def sdpa_layer():
+    def core(t):
+        with torch.inference_mode():
+            return F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal,
+                                                  enable_gqa=gqa)
+
+    def layer(t):
         with torch.inference_mode():
             q = F.linear(t["x"], t["wq"], t["bq"]).view(B, Tq, H, D).transpose(1, 2)
             k = F.linear(t["x"], t["wk"], t["bk"]).view(B, Tk, Hkv, D).transpose(1, 2)
             v = F.linear(t["x"], t["wv"], t["bv"]).view(B, Tk, Hkv, D).transpose(1, 2)
             o = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
-            return F.linear(o.transpose(1, 2).reshape(B, Tq, H * D), t["wo"], t["bo"]).numpy()
-    systems["torch_sdpa_layer"] = sdpa_layer
+            return F.linear(o.transpose(1, 2).reshape(B, Tq, H * D), t["wo"], t["bo"])
+    fn, base = (core, "torch_sdpa") if kind == "core" else (layer, "torch_sdpa_layer")
+    systems[base] = lambda: fn(t).numpy()
+    if bf16:
+        systems[base + "_bf16"] = Bf16Output(lambda: fn(tb), lambda y: y.float().numpy())
+    if kind == "core":
+        return systems, []
     if not gqa:
         m = torch.nn.MultiheadAttention(dm, H, batch_first=True, bias=True).eval()
         with torch.no_grad():
@@ -864,7 +927,8 @@ def worker(family, lib_path, conn):
                     cleanup()
                     cleanup = None
                 systems, skipped = {}, []  # the previous systems' tensors go first
-                p, threads = arg
+                p, threads, bf16 = arg
+                bf16 = bf16 and p.kind in ("core", "layer") and not p.variant and not p.kv_dtype
                 if inputs[0] != p:  # the same inputs at every thread count of a preset
                     inputs = (None, None)
                     gc.collect()
@@ -874,15 +938,23 @@ def worker(family, lib_path, conn):
                 if family == "mha":
                     fn, cleanup = mha_system(p, x, threads)
                     systems = {"mha": fn}
+                    if bf16:
+                        fb, close_b = mha_bf16_system(p, bf16_inputs(p, x), threads)
+                        systems["mha_bf16"] = Bf16Output(fb, bf16_value)
+                        if close_b:
+                            first = cleanup
+                            cleanup = (lambda: (first(), close_b())) if first else close_b
                 elif family == "torch":
-                    systems, skipped = torch_systems(p, x, threads)
+                    systems, skipped = torch_systems(p, x, threads, bf16)
                 elif family == "ort":
                     systems, skipped = ort_systems(p, x, threads)
                 else:
                     systems, skipped = ov_systems(p, x, threads)
                 conn.send(("ok", (sorted(systems), skipped)))
             elif cmd == "output":
-                conn.send(("ok", np.ascontiguousarray(systems[arg]())))
+                fn = systems[arg]
+                y = fn.output() if isinstance(fn, Bf16Output) else fn()
+                conn.send(("ok", np.ascontiguousarray(y)))
             elif cmd == "time":
                 name, min_time = arg
                 conn.send(("ok", time_call(systems[name], min_time)))
@@ -943,6 +1015,10 @@ def main():
                     "T 16384 and 32768)")
     ap.add_argument("--tiny", action="store_true",
                     help="smoke check only: every preset shrunk (T / 16, fewer heads)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also the bf16 rows of the core and layer presets: mha_bf16, "
+                    "torch_sdpa_bf16, torch_sdpa_layer_bf16 (speed-ups of bf16 peers over "
+                    "mha_bf16)")
     ap.add_argument("--stolen-core", action="store_true",
                     help="instead of the presets: mha and torch_sdpa on the stolen_core decode "
                     "shapes at the largest --threads, quiet and with a process spinning on the "
@@ -1009,7 +1085,7 @@ def main():
         owner = {}
         for fname, fam in fams.items():
             try:
-                names, why = fam.call("setup", (p, threads))
+                names, why = fam.call("setup", (p, threads, args.bf16))
                 for n in names:
                     owner[n] = fam
                 for w in why:  # a peer left out on purpose (memory): a note, not an error
@@ -1115,7 +1191,8 @@ def summary(rows, cpu, threads, versions, skipped=()):
              f"{versions['mha_isa']}; torch {versions['torch']}, onnxruntime "
              f"{versions['onnxruntime']}, openvino {versions['openvino']}.",
              "Medians of alternating rounds in one run. speed-up = peer time / mha time at the "
-             "same thread count (> 1: mha is faster). precision: what the system computes in.",
+             "same thread count (> 1: mha is faster); a peer computing in bf16 is set beside "
+             "mha_bf16 where that row exists (--bf16). precision: what the system computes in.",
              "",
              "| preset | shape | threads | system | precision | median | GFLOP/s | % peak | GB/s | "
              "% read probe | mha speed-up |",
@@ -1125,10 +1202,13 @@ def summary(rows, cpu, threads, versions, skipped=()):
         by_shape.setdefault((r["preset"], row_shape(r), r["threads"]), []).append(r)
     for (preset, shape, n), rs in by_shape.items():
         mha = next((r for r in rs if r["system"] == "mha"), None)
+        mha_bf16 = next((r for r in rs if r["system"] == "mha_bf16"), None)
         for r in rs:
             t = r["median_s"]
             tm = f"{t * 1e3:.2f} ms" if t < 10 else f"{t:.2f} s"
-            sp = "—" if r["system"] == "mha" or mha is None else f"{t / mha['median_s']:.2f}×"
+            base = mha_bf16 if r.get("precision") == "bf16" and mha_bf16 else mha
+            sp = "—" if r["system"] in ("mha", "mha_bf16") or base is None else \
+                f"{t / base['median_s']:.2f}×" + (" (vs mha_bf16)" if base is mha_bf16 else "")
             pct = f"{r['pct_peak']:.1f}" if "pct_peak" in r else "—"
             gb = f"{r['gbps']:.1f}" if "gbps" in r else "—"
             pbw = f"{r['pct_bw']:.1f}" if "pct_bw" in r else "—"

@@ -69,9 +69,13 @@ if ((peers)); then
   bash scripts/setup-peers.sh
   peers_json=$out/$mode-peers.json
   # the peers' own BLAS/OpenMP must not inherit this machine's OpenBLAS workarounds
+  # the bf16 rows (mha_bf16 beside PyTorch's bf16 and OpenVINO's default) where the CPU
+  # has a bf16 unit: there bf16 is what the engines run
+  bf16_rows=()
+  if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then bf16_rows=(--bf16); fi
   if ! env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv-peers/bin/python bench/peers.py \
       --lib build/libmha.so --threads "1,$(nproc)" --probe-json "$json" --json "$peers_json" \
-      --rounds 3; then
+      --rounds 3 "${bf16_rows[@]}"; then
     echo "bench: the peers reported errors (see above)" >&2
     rc=1
   fi
