@@ -25,9 +25,11 @@ set(MHA_SOURCES
   kernels/mha/checks.c
   kernels/mha/error.c
   kernels/mha/gemm.c
+  kernels/mha/gemm-bf16.c
   kernels/mha/heads.c
   kernels/mha/kv-cache.c
   kernels/mha/kv-write.c
+  kernels/mha/layer-bf16.c
   kernels/mha/layer-create.c
   kernels/mha/layer-forward.c
   kernels/mha/merge.c

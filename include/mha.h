@@ -559,8 +559,9 @@ typedef enum mha_dtype {
  * (round: to nearest, ties to even, as mha_kv_cache_write rounds; past the
  * type's range ±inf, a NaN stays NaN), with weights and lse bitwise those of
  * that fp32 call. Its error against exact attention on the 16-bit inputs is
- * the fp32 core's plus half an ulp of the type: 2^−9 relative for bf16, 2^−12
- * for f16 (an f16 result under 2^−14 is subnormal: an absolute 2^−25). Bits
+ * the fp32 core's plus half an ulp of the type: at most 2^−8 relative for
+ * bf16, 2^−11 for f16 (the unit roundoff; an f16 result under 2^−14 is
+ * subnormal: an absolute 2^−25). Bits
  * are identical for any thread count and batch composition, per kernel set.
  *
  * The BF16 form (since 0.6): a bf16 call whose K and V are bf16, on a set
@@ -1071,9 +1072,10 @@ typedef struct mha_layer_desc {
    * const float*; 2-byte alignment suffices). Each value is widened exactly
    * as it is packed: the plan is bit for bit the plan made from the widened
    * fp32 weights, and its packed panels are fp32 (twice the checkpoint's
-   * bytes; nothing 16-bit is kept). Independent of mha_layer_args.dtype, the
-   * type of the inputs and output. Another value: INVALID_ARGUMENT.
-   * (Since 0.6.) */
+   * bytes). Independent of mha_layer_args.dtype, the type of the inputs and
+   * output — but bf16 weights on a set with a BF16 unit are also packed as
+   * bf16, for the layer's BF16 form (below). Another value:
+   * INVALID_ARGUMENT. (Since 0.6.) */
   mha_dtype dtype;
 } mha_layer_desc;
 
@@ -1153,13 +1155,37 @@ typedef struct mha_layer_args {
    * value is widened exactly as the chunk is projected, each output row
    * rounded once (to nearest even): out = round(the fp32 forward on the
    * widened inputs), bit for bit; weights and the K/V cache output as that
-   * forward's. The plan's weights are fp32 panels (16-bit weights:
-   * mha_layer_desc.dtype, widened as they are packed). The
+   * forward's — except for bf16 on a plan in the BF16 form (below). The
+   * plan's weights are fp32 panels (16-bit weights: mha_layer_desc.dtype,
+   * widened as they are packed). The
    * overlap rule counts their 2-byte elements; the workspace
    * (mha_layer_workspace_size, which reads dtype) grows by one chunk's
    * inputs and outputs in fp32. (Since 0.6.) */
   mha_dtype dtype;
 } mha_layer_args;
+
+/* The layer's BF16 form (since 0.6). A plan made from bf16 weights
+ * (mha_layer_desc.dtype = MHA_DTYPE_BF16) for a kernel set with a BF16 unit
+ * (MHA_ISA_NEON_BF16) also packs them as bf16 for the unit, and a forward
+ * with args.dtype = MHA_DTYPE_BF16 then runs on it:
+ *   - the projections: the bf16 inputs times the bf16 weights (each product
+ *     exact) summed in fp32 by the unit, + the bias in fp32;
+ *   - Q, K and V rounded once to bf16 (to nearest even);
+ *   - the core's BF16 form on them (see mha_attention), its output rounded to
+ *     bf16 (the concatenated heads; without W_o, the call's out);
+ *   - the output projection on the unit from that concatenation, + b_o, each
+ *     value rounded once.
+ * Its error against the exact layer on the bf16 inputs and weights is the
+ * fp32 forward's bound with Q, K, V and the concatenation each perturbed by
+ * half an ulp of bf16 (at most 2^−8 relative), plus the core's BF16 term
+ * (2^−8·max|v|), plus half an ulp of each output. Attention weights are fp32,
+ * from the core's BF16 scores; a K/V cache output receives the fp32
+ * projections rounded to its dtype (for a bf16 cache: the K and V the
+ * attention read). Bits are identical for any thread count, chunking and
+ * batch composition; they are not the widening path's. The plan's other
+ * forwards (fp32, f16 inputs) use its fp32 panels as on every set; the
+ * workspace grows by the bf16 Q, K, V and one packed input
+ * (mha_layer_workspace_size reads dtype). */
 
 /* Sets everything to 0 / NULL and struct_size: self-attention, no mask,
  * default scale. */

@@ -113,6 +113,31 @@ mha_gemm_grid mha_gemm_grid_for(const mha_kernels* kernels, int64_t M, int64_t N
 void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t lda,
                   const mha_packed_w* w, const float* bias, float* c, int64_t ldc, mha_team team);
 
+/* The layer's BF16 form (kernels/mha/gemm-bf16.c; a kernel set with
+ * bf16_gemm): W [K×N] packed once as the N rows of Wᵀ in the set's pair
+ * layout, N padded to 8 zero rows, kq = ⌈K/4⌉ quads. */
+typedef struct mha_packed_bf16 {
+  uint16_t* data;
+  int64_t K, N, kq;
+} mha_packed_bf16;
+mha_status mha_packed_bf16_alloc(int64_t K, int64_t N, mha_packed_bf16* out);
+/* Packs W (dtype's elements: element (k, n) at index k·stride_k + n·stride_n
+ * of w, widened exactly, then rounded to bf16 — exact for bf16 weights). */
+mha_status mha_packed_bf16_fill(const mha_kernels* kernels, mha_packed_bf16* dst, const void* w, mha_dtype dtype,
+                                int64_t stride_k, int64_t stride_n);
+void mha_packed_bf16_free(mha_packed_bf16* pw);
+/* A's M rows of K bf16 values (row stride lda) packed for the unit into
+ * a_packed, mha_gemm_bf16_pack_elems(M, K) elements, on the team's workers. */
+size_t mha_gemm_bf16_pack_elems(int64_t M, int64_t K);
+void mha_gemm_bf16_pack(const mha_kernels* kernels, int64_t M, const uint16_t* a, int64_t lda, int64_t K,
+                        uint16_t* a_packed, mha_team team);
+/* C[M×N] = A·W (+ bias: acc + b) from A packed by mha_gemm_bf16_pack (with
+ * W's K): products in bf16 accumulated in fp32 by the set's unit, each
+ * element one micro-kernel call over the whole K, so its bits depend on
+ * neither the team nor M. */
+void mha_gemm_bf16_packed(const mha_kernels* kernels, int64_t M, const uint16_t* a_packed, const mha_packed_bf16* w,
+                          const float* bias, float* c, int64_t ldc, mha_team team);
+
 /* The attention core after validation (kernels/mha/attention.c).
  * workspace: NULL (allocated here), or mha_attention_workspace_floats()
  * floats, 64-byte aligned. Fails only before writing anything. K and V come

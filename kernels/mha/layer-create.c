@@ -99,6 +99,7 @@ void mha_layer_destroy(mha_layer* L) {
   mha_packed_w_free(&L->wo);
   free(L->bqkv);
   free(L->bo);
+  for (int i = 0; i < 4; i++) mha_packed_bf16_free(&L->w16[i]);
   free(L);
 }
 
@@ -187,6 +188,20 @@ mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
       if (L->bo == NULL) { st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate b_o", fn); goto fail; }
       mha_widen_vector(L->bo, desc->b_o, dt, dm);
     }
+  }
+  if (dt == MHA_DTYPE_BF16 && kr->bf16_gemm != NULL) {
+    /* the BF16 form's panels: the weights as given, packed for the unit */
+    const void* w[4] = {wq, wk, wv, desc->w_o};
+    const int64_t K[4] = {dm, d_kv, d_kv, H * Dv}, N[4] = {H * D, Hkv * D, Hkv * Dv, dm};
+    const int64_t sk[4] = {sq_k, sk_k, sv_k, out_in ? 1 : dm}, sn[4] = {sq_n, sk_n, sv_n, out_in ? H * Dv : 1};
+    for (int i = 0; i < 4; i++) {
+      if (w[i] == NULL) continue; /* no W_o */
+      if ((st = mha_packed_bf16_alloc(K[i], N[i], &L->w16[i])) != MHA_STATUS_SUCCESS ||
+          (st = mha_packed_bf16_fill(kr, &L->w16[i], w[i], dt, sk[i], sn[i])) != MHA_STATUS_SUCCESS) {
+        goto fail;
+      }
+    }
+    L->bf16_form = 1;
   }
   *out = L;
   return MHA_STATUS_SUCCESS;

@@ -27,34 +27,6 @@ static mha_status mha_layer_args_take(const char* fn, const mha_layer_args* call
   return st;
 }
 
-/* A forward call runs over chunks of whole batch entries, each chunk's
- * projections, attention and output projection in one workspace. The chunk
- * holds as many entries as fit in MHA_LAYER_CHUNK_BYTES (at least one):
- * the working set stays cache-sized, and the buffer stays under glibc's
- * 32 MiB mmap ceiling, so repeated calls reuse heap memory instead of
- * faulting in fresh pages (about 10% of a bert_base B = 8 forward). Every
- * output element sees the same operations in the same order whatever the
- * chunking: the GEMM's per-row results do not depend on the row count, and
- * the core's schedule (query blocks, decode key ranges) is a function of one
- * entry's shape, never of B. So results do not depend on the chunking, and
- * an entry's bits do not depend on the rest of its batch (tested in
- * batch-invariance-test). */
-enum { MHA_LAYER_CHUNK_BYTES = 16 << 20 };
-
-/* One forward call's shapes and buffer sizes (floats, per chunk), checked. */
-typedef struct mha_layer_call {
-  int self;
-  mha_dtype dt;                   /* of x_q, x_k, x_v and out */
-  size_t esz;                     /* their bytes per element */
-  int64_t n_x, n_out;             /* 16-bit: floats of one chunk's widened inputs and fp32 output */
-  int64_t B, Tq, Tk, ldq, ldkv;
-  int64_t chunk;                  /* batch entries per chunk */
-  int64_t n_q, n_kv, n_cat;       /* floats of one chunk's projections and concatenation */
-  mha_attention_desc cd;          /* the core's view of one chunk (B = chunk; pointers at run time) */
-  int nthreads;
-  size_t n_attn, total;
-} mha_layer_call;
-
 static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const mha_layer_args* a,
                                       mha_layer_call* c) {
   c->self = a->x_k == NULL;
@@ -64,6 +36,7 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
                      (int)c->dt);
   }
   c->esz = mha_dtype_size(c->dt);
+  c->bf16 = L->bf16_form && c->dt == MHA_DTYPE_BF16;
   if (c->self && a->x_v != NULL) {
     return mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: x_v given without x_k", fn);
   }
@@ -112,6 +85,19 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
     c->n_x = c->chunk * (Tq * L->d_model + (c->self ? 0 : Tk * L->d_kv * (a->x_v != NULL ? 2 : 1)));
     c->n_out = c->chunk * Tq * width;
   }
+  c->n_pack = 0;
+  if (c->bf16) {
+    /* the BF16 form (layer-bf16.c) reads the inputs as they are: its part of
+     * the workspace holds the bf16 Q, K, V (as the fp32 projections' layout)
+     * and A packed for the largest of the GEMMs (aligned); the bf16
+     * concatenation takes half of the fp32 one's part */
+    const int64_t rq = c->chunk * Tq, rk = c->chunk * Tk;
+    size_t np = mha_gemm_bf16_pack_elems(rq, L->d_model);
+    if (!c->self && mha_gemm_bf16_pack_elems(rk, L->d_kv) > np) np = mha_gemm_bf16_pack_elems(rk, L->d_kv);
+    if (L->has_wo && mha_gemm_bf16_pack_elems(rq, H * Dv) > np) np = mha_gemm_bf16_pack_elems(rq, H * Dv);
+    c->n_pack = (int64_t)np;
+    c->n_x = (c->n_q + c->n_kv + 1) / 2 + (c->n_pack + 1) / 2 + 16;
+  }
 
   /* the masks and weights are checked over the whole batch, the workspace
    * sized for one chunk */
@@ -153,7 +139,6 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   return MHA_STATUS_SUCCESS;
 }
 
-static float* mha_align64(float* p) { return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
 mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* caller, size_t* bytes) {
   static const char fn[] = "mha_layer_workspace_size";
@@ -173,14 +158,10 @@ mha_status mha_layer_workspace_size(const mha_layer* L, const mha_layer_args* ca
   return MHA_STATUS_SUCCESS;
 }
 
-/* The GEMM whose tiles the trace records next (mha.h: a GEMM event's head). */
-static void mha_trace_gemm(mha_tracer* tracer, int32_t which) {
-  if (tracer != NULL) tracer->gemm = which;
-}
-
 /* Batch entries [b0, b0 + nb) of a forward, in the call's workspace. */
 static mha_status mha_layer_chunk(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c,
                                   int64_t b0, int64_t nb, float* buf, mha_tracer* tracer) {
+  if (c->bf16) return mha_layer_chunk_bf16(L, a, c, b0, nb, buf, tracer);
   const mha_kernels* kr = L->kr;
   const mha_team team = {a->threadpool, c->nthreads, tracer};
   const int64_t rows_q = nb * c->Tq, rows_k = nb * c->Tk, ldq = c->ldq, ldkv = c->ldkv;

@@ -1,0 +1,99 @@
+/*
+ * The layer's BF16 form (mha.h, "The layer's BF16 form"): a forward with bf16
+ * x_q, x_k, x_v and out on a plan made from bf16 weights for a kernel set
+ * with a BF16 matrix unit. Per chunk of batch entries:
+ *
+ *   1. the projections on the unit (gemm-bf16.c): A = the caller's bf16 rows,
+ *      packed once per input (self-attention: x_q once for Q, K and V), W the
+ *      plan's bf16 panels; fp32 accumulators, + bias in fp32; written as the
+ *      fp32 path writes them (head h of Q at column h·D of a row of ldq);
+ *   2. Q, K and V rounded once to bf16, in the same layout (the K/V cache
+ *      output takes the fp32 projections, rounded to its own dtype: for a bf16
+ *      cache the same values the attention reads);
+ *   3. the core's BF16 form on them (attention-bf16.c), its output rounded to
+ *      bf16: the concatenation, or the caller's out without W_o;
+ *   4. the output projection on the unit from the bf16 concatenation, + b_o,
+ *      each value rounded once into out.
+ *
+ * Every element sees the same operations whatever the chunking, the batch
+ * and the threads: the GEMM's elements are one micro-kernel call each, and
+ * the core's schedule is a function of one entry's shape.
+ */
+#include "mha/layer-plan.h"
+
+/* rows × cols fp32 values at src (row stride ld) rounded into dst (the same layout) */
+static void mha_round_columns(const mha_kernels* kr, int64_t rows, int64_t cols, const float* src, uint16_t* dst,
+                              int64_t ld) {
+  for (int64_t i = 0; i < rows; i++) mha_narrow_row(kr, MHA_DTYPE_BF16, (size_t)cols, src + i * ld, dst + i * ld);
+}
+
+mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c, int64_t b0,
+                                int64_t nb, float* buf, mha_tracer* tracer) {
+  const mha_kernels* kr = L->kr;
+  const mha_team team = {a->threadpool, c->nthreads, tracer};
+  const int64_t rows_q = nb * c->Tq, rows_k = nb * c->Tk, ldq = c->ldq, ldkv = c->ldkv;
+  const int64_t width = mha_layer_output_width(L), H = L->H, Hkv = L->Hkv, D = L->D, Dv = L->Dv;
+  const uint16_t* x_q = (const uint16_t*)a->x_q + b0 * c->Tq * L->d_model;
+  const uint16_t* x_k = a->x_k ? (const uint16_t*)a->x_k + b0 * c->Tk * L->d_kv : NULL;
+  const uint16_t* x_v = a->x_v ? (const uint16_t*)a->x_v + b0 * c->Tk * L->d_kv : NULL;
+  uint16_t* out16 = (uint16_t*)a->out + b0 * c->Tq * width;
+  /* the workspace: fp32 projections, the bf16 concatenation in the fp32
+   * one's part, then (n_x) the bf16 projections and packed A, the fp32
+   * output, the core's part */
+  float* qbuf = buf;
+  float* kvbuf = c->self ? qbuf + L->nq : buf + c->n_q;
+  uint16_t* cat16 = (uint16_t*)(buf + c->n_q + c->n_kv);
+  uint16_t* q16 = (uint16_t*)(buf + c->n_q + c->n_kv + c->n_cat);
+  uint16_t* kv16 = c->self ? q16 + L->nq : q16 + c->n_q;
+  uint16_t* ap = (uint16_t*)mha_align64(buf + c->n_q + c->n_kv + c->n_cat + (c->n_q + c->n_kv + 1) / 2);
+  float* out = buf + c->n_q + c->n_kv + c->n_cat + c->n_x;
+  float* attn_ws = mha_align64(buf + c->n_q + c->n_kv + c->n_cat + c->n_x + c->n_out);
+  const float* bq = L->bqkv;
+  const float* bk = L->bqkv ? L->bqkv + L->nq : NULL;
+  const float* bv = L->bqkv ? L->bqkv + L->nq + L->nk : NULL;
+  const mha_packed_bf16* w = L->w16;
+
+  /* 1. the projections (trace heads as the fp32 path's: 0 Q or fused, 1 K or K|V, 2 V) */
+  mha_trace_gemm(tracer, 0);
+  mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
+  mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_Q], bq, qbuf, ldq, team);
+  if (c->self) {
+    mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_K], bk, kvbuf, ldq, team);
+    mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldq, team);
+  } else {
+    mha_trace_gemm(tracer, 1);
+    mha_gemm_bf16_pack(kr, rows_k, x_k, L->d_kv, L->d_kv, ap, team);
+    mha_gemm_bf16_packed(kr, rows_k, ap, &w[MHA_LAYER_W16_K], bk, kvbuf, ldkv, team);
+    if (x_v != NULL) {
+      mha_trace_gemm(tracer, 2);
+      mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
+    }
+    mha_gemm_bf16_packed(kr, rows_k, ap, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldkv, team);
+  }
+  /* 2. Q, K and V rounded once (the columns the core reads) */
+  const int64_t ldk = c->self ? ldq : ldkv;
+  mha_round_columns(kr, rows_q, H * D, qbuf, q16, ldq);
+  mha_round_columns(kr, rows_k, Hkv * D, kvbuf, kv16, ldk);
+  mha_round_columns(kr, rows_k, Hkv * Dv, kvbuf + L->nk, kv16 + L->nk, ldk);
+
+  /* 3. the core on this chunk's entries of the masks and weights */
+  mha_attention_desc cd = c->cd;
+  cd.B = nb;
+  if (cd.mask.kv_len != NULL) cd.mask.kv_len += b0;
+  if (cd.mask.additive != NULL) cd.mask.additive += b0 * cd.mask.additive_strides.batch;
+  float* weights = a->weights ? a->weights + b0 * mha_weights_slots(&cd) * c->Tq * c->Tk : NULL;
+  const mha_kv_cache kv = mha_kv_cache_over_views(MHA_DTYPE_BF16, kv16, kv16 + L->nk, cd.k, cd.v, c->Tk);
+  mha_status st = mha_attention_run(kr, &cd, q16, NULL, NULL, &kv, MHA_DTYPE_BF16, L->has_wo ? cat16 : out16,
+                                    weights, team, attn_ws);
+  if (st == MHA_STATUS_SUCCESS && a->kv_cache != NULL) {
+    mha_kv_cache_store(kr, a->kv_cache, b0, nb, Hkv, c->Tk, D, Dv, a->kv_pos, kvbuf, &cd.k, kvbuf + L->nk, &cd.v);
+  }
+  /* 4. the output projection, each value rounded once */
+  if (st == MHA_STATUS_SUCCESS && L->has_wo) {
+    mha_trace_gemm(tracer, 3);
+    mha_gemm_bf16_pack(kr, rows_q, cat16, H * Dv, H * Dv, ap, team);
+    mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_O], L->bo, out, L->d_model, team);
+    mha_narrow_row(kr, MHA_DTYPE_BF16, (size_t)(rows_q * width), out, out16);
+  }
+  return st;
+}
