@@ -133,9 +133,14 @@ int mha_bench_data_create(const mha_bench_shape* s, int threads, mha_bench_data*
 void mha_bench_data_destroy(mha_bench_data* d);
 
 /* Compares an output with the reference: normalized MSE
- * Σ(out − ref)² / Σ ref² <= 1e-5 and every element finite where ref is.
+ * Σ(out − ref)² / Σ ref² <= limit and every element finite where ref is.
  * Returns 0, or -1 with the reason (mha_bench_error()). */
-int mha_bench_check(const char* who, const float* out, const float* ref, size_t n);
+int mha_bench_check(const char* who, const float* out, const float* ref, size_t n, double limit);
+/* The limit of a row: 1e-5 (fp32 reassociation stays orders below it); 1e-4
+ * for a 16-bit row, whose output is rounded to its type (NMSE about 3e-6
+ * for bf16) and, in a BF16 form, its Q, K, V, P and heads too. */
+#define MHA_BENCH_NMSE_LIMIT 1e-5
+#define MHA_BENCH_NMSE_LIMIT_16 1e-4
 /* The normalized MSE of the last mha_bench_check() (infinity if it found a
  * non-finite element). */
 double mha_bench_last_nmse(void);
@@ -167,6 +172,7 @@ extern const mha_bench_impl mha_bench_core_scalar;   /* the same on MHA_ISA_SCAL
 extern const mha_bench_impl mha_bench_core_pool;
 extern const mha_bench_impl mha_bench_core_kv;       /* bench-kv.c: mha_attention_kv_f32 */
 extern const mha_bench_impl mha_bench_core_16;       /* bench-core16.c: mha_attention, 16-bit */
+extern const mha_bench_impl mha_bench_layer_16;      /* bench-layer16.c: the layer, 16-bit weights, x, out */
 /* peer-blas.c; both NULL-named (name == NULL) when built without BLAS */
 extern const mha_bench_impl mha_bench_blas_layer;
 extern const mha_bench_impl mha_bench_blas_core;

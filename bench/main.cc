@@ -404,7 +404,10 @@ void* Prepare(int shape, const mha_bench_impl* impl, int threads, const std::str
   } else if (impl->run(s.state) != 0) {
     s.error = mha_bench_error();
   } else {  // the check: once, untimed
-    const int bad = mha_bench_check(impl->name, impl->output(s.state), s.data->ref, s.data->out_len);
+    const mha_bench_shape& sh = g_shapes[shape];
+    const bool io16 = (sh.flags & MHA_BENCH_IO16) != 0 && sh.kv_dtype != MHA_DTYPE_F32;
+    const int bad = mha_bench_check(impl->name, impl->output(s.state), s.data->ref, s.data->out_len,
+                                    io16 ? MHA_BENCH_NMSE_LIMIT_16 : MHA_BENCH_NMSE_LIMIT);
     s.nmse = mha_bench_last_nmse();
     if (bad) s.error = mha_bench_error();
   }
@@ -527,7 +530,8 @@ std::vector<const mha_bench_impl*> ImplsFor(const mha_bench_shape& s, bool activ
     if (s.kv_dtype == MHA_DTYPE_F32 && s.page == 0) return {&mha_bench_core};
     return {&mha_bench_core_kv};
   }
-  if (s.flags & MHA_BENCH_IO16) {  // the fp32 row through the core, the 16-bit ones mha_attention
+  if (s.flags & MHA_BENCH_IO16) {  // the fp32 row through the core or layer, the 16-bit ones in the type
+    if (layer) return {s.kv_dtype == MHA_DTYPE_F32 ? &mha_bench_layer : &mha_bench_layer_16};
     return {s.kv_dtype == MHA_DTYPE_F32 ? &mha_bench_core : &mha_bench_core_16};
   }
   if (s.flags & MHA_BENCH_STOLEN) return {&mha_bench_core, &mha_bench_core_pool};

@@ -30,6 +30,9 @@
 /* the core with Q, K, V and out in a 16-bit type (mha_attention; 0: fp32, the core) */
 #define C16(name, B, H, Hkv, T, D, causal, dtype) \
   {name, MHA_BENCH_CORE, B, H, Hkv, T, T, D, 0, causal, MHA_BENCH_IO16, 0, 0.0f, 0, 0, dtype, 0, 0, 0}
+/* the layer with weights, x and out in a 16-bit type (0: fp32, the layer) */
+#define L16(name, B, H, Hkv, T, dm, causal, dtype) \
+  {name, MHA_BENCH_LAYER, B, H, Hkv, T, T, (dm) / (H), dm, causal, MHA_BENCH_IO16, 0, 0.0f, 0, 0, dtype, 0, 0, 0}
 
 enum {
   SWEEP = MHA_BENCH_SWEEP,
@@ -110,6 +113,11 @@ static mha_bench_shape mha_bench_real[] = {
     C16("attn16",      1,  32, 8,  2048,        128, 1,     0),
     C16("attn16",      1,  32, 8,  2048,        128, 1,     1),
     C16("attn16",      1,  32, 8,  2048,        128, 1,     2),
+    /* the gpt2 layer with weights, x and out in f16 / bf16 (a bf16 checkpoint
+     * served in bf16; on neon_bf16 the bf16 row is the layer's BF16 form) */
+    L16("layer16",     1,  12, 12, 1024,  768,       1,     0),
+    L16("layer16",     1,  12, 12, 1024,  768,       1,     1),
+    L16("layer16",     1,  12, 12, 1024,  768,       1,     2),
     /* a stolen core: decode (as above, Hkv 8) and a tiny decode that gets few
      * workers, each quiet and with CPU 0 busy, on OpenMP and on a pthread pool */
     /*      H   Hkv  Tk    D    busy */
@@ -156,6 +164,9 @@ static const mha_bench_shape mha_bench_tiny[] = {
     KVC("kv_decode",   3,  8,  2,  1,    100,   32,  0,     1,    32,  1),
     KVC("kv_prefill",  1,  8,  2,  80,   80,    32,  1,     2,    16,  0),
     C16("attn16",      1,  8,  2,  80,          32,  1,     2),
+    L16("layer16",     1,  4,  4,  24,    48,        1,     0),
+    L16("layer16",     1,  4,  4,  24,    48,        1,     1),
+    L16("layer16",     1,  4,  4,  24,    48,        1,     2),
     STOLEN(8,  2,   100,  32,  0),
     STOLEN(8,  2,   100,  32,  1),
     STOLEN(4,  4,   48,   16,  0),

@@ -48,7 +48,7 @@ def bench_rows(path):
             continue
         m = re.search(r"threads:(\d+)", name)
         busy = re.search(r"/busy:(\d+)", name)
-        io16 = re.search(r"/dtype:([12])", name)  # mha_attention's 16-bit rows (attn16)
+        io16 = re.search(r"/dtype:([12])", name)  # the 16-bit rows (attn16, layer16)
         rows.append({"preset": parts[0], "system": parts[1],
                      "shape": "/".join(p for p in parts[2:] if ":" in p
                                        and not p.startswith(("threads", "min_time", "busy"))),
