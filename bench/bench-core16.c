@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "bench.h"
-#include "kv-gemm/kv-convert.h"
 
 typedef struct mha_bench_core16_state {
   mha_attention_desc desc;
@@ -33,13 +32,6 @@ static void mha_bench_core16_teardown(void* p) {
   free(st);
 }
 
-static uint16_t* mha_bench_narrow(const float* x, size_t n, mha_dtype dt) {
-  uint16_t* y = malloc(n * sizeof *y);
-  if (y == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) y[i] = dt == MHA_DTYPE_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
-  return y;
-}
-
 static int mha_bench_core16_setup(const mha_bench_data* d, int threads, void** out) {
   const mha_bench_shape* s = &d->s;
   *out = NULL;
@@ -47,9 +39,9 @@ static int mha_bench_core16_setup(const mha_bench_data* d, int threads, void** o
   if (st == NULL) return mha_bench_fail("out of memory");
   st->dtype = (mha_dtype)s->kv_dtype;
   const size_t nq = (size_t)(s->B * s->H * s->Tq * s->D), nk = (size_t)(s->B * s->Hkv * s->Tk * s->D);
-  st->q = mha_bench_narrow(d->q, nq, st->dtype);
-  st->k = mha_bench_narrow(d->k, nk, st->dtype);
-  st->v = mha_bench_narrow(d->v, nk, st->dtype);
+  st->q = mha_bench_narrow16(d->q, nq, st->dtype);
+  st->k = mha_bench_narrow16(d->k, nk, st->dtype);
+  st->v = mha_bench_narrow16(d->v, nk, st->dtype);
   st->out_len = d->out_len;
   st->out = malloc(d->out_len * sizeof(uint16_t));
   st->outf = malloc(d->out_len * sizeof(float));
@@ -85,9 +77,7 @@ static int mha_bench_core16_run(void* p) {
 
 static const float* mha_bench_core16_output(const void* p) {
   const mha_bench_core16_state* st = p;
-  for (size_t i = 0; i < st->out_len; i++) {
-    st->outf[i] = st->dtype == MHA_DTYPE_F16 ? mha_f16_to_f32(st->out[i]) : mha_bf16_to_f32(st->out[i]);
-  }
+  mha_bench_widen16(st->out, st->out_len, st->dtype, st->outf);
   return st->outf;
 }
 

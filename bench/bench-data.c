@@ -70,6 +70,17 @@ void mha_bench_data_destroy(mha_bench_data* d) {
   free(d);
 }
 
+uint16_t* mha_bench_narrow16(const float* x, size_t n, int dt) {
+  uint16_t* y = malloc(n * sizeof *y);
+  if (y == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) y[i] = dt == MHA_DTYPE_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
+  return y;
+}
+
+void mha_bench_widen16(const uint16_t* x, size_t n, int dt, float* y) {
+  for (size_t i = 0; i < n; i++) y[i] = dt == MHA_DTYPE_F16 ? mha_f16_to_f32(x[i]) : mha_bf16_to_f32(x[i]);
+}
+
 /* x[0..n) rounded to the 16-bit type dt (f16 or bf16) and widened back */
 static void mha_bench_round_to(float* x, size_t n, int dt, int threads) {
   const int f16 = dt == MHA_DTYPE_F16;

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "bench.h"
-#include "kv-gemm/kv-convert.h"
 
 typedef struct mha_bench_layer16_state {
   mha_dtype dtype;
@@ -34,13 +33,6 @@ static void mha_bench_layer16_teardown(void* p) {
   free(st->outf);
   free(st->workspace);
   free(st);
-}
-
-static uint16_t* mha_bench_narrow16(const float* x, size_t n, mha_dtype dt) {
-  uint16_t* y = malloc(n * sizeof *y);
-  if (y == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) y[i] = dt == MHA_DTYPE_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
-  return y;
 }
 
 static int mha_bench_layer16_setup(const mha_bench_data* d, int threads, void** out) {
@@ -102,9 +94,7 @@ static int mha_bench_layer16_run(void* p) {
 
 static const float* mha_bench_layer16_output(const void* p) {
   const mha_bench_layer16_state* st = p;
-  for (size_t i = 0; i < st->out_len; i++) {
-    st->outf[i] = st->dtype == MHA_DTYPE_F16 ? mha_f16_to_f32(st->out[i]) : mha_bf16_to_f32(st->out[i]);
-  }
+  mha_bench_widen16(st->out, st->out_len, st->dtype, st->outf);
   return st->outf;
 }
 

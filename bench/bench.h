@@ -132,6 +132,11 @@ typedef struct mha_bench_data {
 int mha_bench_data_create(const mha_bench_shape* s, int threads, mha_bench_data** out);
 void mha_bench_data_destroy(mha_bench_data* d);
 
+/* x[0..n) rounded to the 16-bit type dt (f16 or bf16; to nearest even) into a
+ * new array (NULL when out of memory); y[0..n) = x[0..n) widened from dt. */
+uint16_t* mha_bench_narrow16(const float* x, size_t n, int dt);
+void mha_bench_widen16(const uint16_t* x, size_t n, int dt, float* y);
+
 /* Compares an output with the reference: normalized MSE
  * Σ(out − ref)² / Σ ref² <= limit and every element finite where ref is.
  * Returns 0, or -1 with the reason (mha_bench_error()). */
