@@ -125,8 +125,10 @@ MHA_API mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* des
  * Each rank exchanges its partial out with every other (an MPI_Allgather of
  * B·Tq·d_model floats per rank: bytes N× a ring all-reduce's; the order of
  * the sum is what makes the bits fixed). Not supported (INVALID_ARGUMENT):
- * weights, a kv_cache, a 16-bit args->dtype (the partials are summed in
- * fp32); args->workspace is not used. */
+ * weights, a kv_cache; args->workspace is not used. A 16-bit args->dtype
+ * (x_q, x_k, x_v and out f16 / bf16): each rank widens the inputs exactly,
+ * the partials are summed in fp32 and each value of out rounded once —
+ * out = round(the fp32 forward on the widened inputs), bit for bit. */
 MHA_API mha_status mha_mpi_layer_forward(const mha_mpi_layer* layer, const mha_layer_args* args);
 
 /* Frees a layer (not collective; NULL is allowed). */

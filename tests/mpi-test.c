@@ -17,11 +17,14 @@
  *      mask; against the layer oracle within its derived bound (any order of
  *      the output projection's sum is within it), every rank bitwise rank
  *      0's, a second run bitwise the first; the same layer from pre-sliced
- *      weights (MHA_MPI_WEIGHTS_SLICED) bitwise the whole weights' out.
+ *      weights (MHA_MPI_WEIGHTS_SLICED) bitwise the whole weights' out;
+ *      16-bit x and out (f16, bf16) bitwise round(the fp32 forward on the
+ *      widened inputs).
  *   4. Errors, on every rank alike and without a hang: the last rank's H
  *      differs (INVALID_SHAPE), its q is NULL (NULL_POINTER everywhere), a
  *      kv_len (INVALID_ARGUMENT), heads not divisible by the ranks, the
- *      layer without W_o; out untouched.
+ *      layer without W_o, bf16 weights given whole on the last rank, an
+ *      unknown args->dtype; out untouched.
  */
 #include <math.h>
 #include <stdio.h>
@@ -331,6 +334,43 @@ static void check_layer_sliced(tester* t, layer_problem* p, const mha_layer_args
   for (int i = 0; i < 4; i++) free(own[i]);
 }
 
+/* x rounded to dt (bits into x16) and widened back in place */
+static uint16_t* round16(mha_dtype dt, float* x, size_t n) {
+  if (x == NULL) return NULL;
+  uint16_t* x16 = tester_alloc(n * 2);
+  for (size_t i = 0; i < n; i++) {
+    x16[i] = dt == MHA_DTYPE_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
+    x[i] = dt == MHA_DTYPE_F16 ? mha_f16_to_f32(x16[i]) : mha_bf16_to_f32(x16[i]);
+  }
+  return x16;
+}
+
+/* 16-bit x and out (args->dtype): bitwise round(the fp32 forward on the
+ * widened inputs), on every rank. p's inputs are rounded in place. */
+static void check_layer_16(tester* t, const mha_mpi_layer* L, layer_problem* p, const mha_layer_args* a0) {
+  const mha_dtype dt = p->c.causal ? MHA_DTYPE_BF16 : MHA_DTYPE_F16;
+  const size_t nq = (size_t)(p->c.B * p->c.Tq * p->c.d_model), nk = (size_t)(p->c.B * p->Tk * p->d_kv);
+  uint16_t* q16 = round16(dt, p->x_q, nq);
+  uint16_t* k16 = round16(dt, p->x_k, nk);
+  uint16_t* v16 = round16(dt, p->x_v, nk);
+  uint16_t* out16 = tester_alloc(p->out_size * 2);
+  memset(out16, 0xff, p->out_size * 2);
+  mha_layer_args a = *a0;
+  if (check_ok(t, mha_mpi_layer_forward(L, &a), "forward on the widened inputs")) {
+    a.dtype = dt;
+    a.x_q = (const float*)q16, a.x_k = (const float*)k16, a.x_v = (const float*)v16;
+    a.out = (float*)out16;
+    if (check_ok(t, mha_mpi_layer_forward(L, &a), dt == MHA_DTYPE_F16 ? "f16 forward" : "bf16 forward")) {
+      int same = 1;
+      for (size_t i = 0; i < p->out_size; i++) {
+        same &= out16[i] == (dt == MHA_DTYPE_F16 ? mha_f32_to_f16(p->out[i]) : mha_f32_to_bf16(p->out[i]));
+      }
+      tester_check(t, same, "16-bit x and out: bitwise round(the fp32 forward on the widened inputs)");
+    }
+  }
+  free(q16), free(k16), free(v16), free(out16);
+}
+
 static void check_layer(tester* t, const char* what, const layer_case* c) {
   tester_context(t, "layer, %d ranks: %s", g_size, what);
   layer_problem p;
@@ -352,6 +392,7 @@ static void check_layer(tester* t, const char* what, const layer_case* c) {
         tester_check(t, memcmp(root, p.out, p.out_size * sizeof(float)) == 0, "a second run bitwise the first");
       }
       if (!c->packed) check_layer_sliced(t, &p, &a, root);
+      check_layer_16(t, L, &p, &a);
       free(root), free(want), free(tol);
     }
   }
@@ -446,7 +487,7 @@ static void check_errors(tester* t) {
   layer_problem_free(&p);
 
   /* 16-bit weights given whole (sliced as fp32 only), on the last rank alone:
-   * every rank refuses; then 16-bit inputs and output (summed in fp32 only) */
+   * every rank refuses; then an unknown args->dtype */
   c.no_w_o = 0;
   layer_problem_build(t, &c, &p);
   mha_layer_desc d16 = p.desc;
@@ -459,13 +500,13 @@ static void check_errors(tester* t) {
   tester_check(t, L == NULL, "a refused layer is NULL");
   if (check_ok(t, mha_mpi_layer_create(MPI_COMM_WORLD, &p.desc, MHA_MPI_WEIGHTS_WHOLE, &L), "create")) {
     mha_layer_args a = p.args;
-    a.dtype = MHA_DTYPE_F16;
+    a.dtype = (mha_dtype)7;
     tester_poison(p.out, p.out_size);
     float* untouched = tester_alloc(p.out_size * sizeof(float));
     memcpy(untouched, p.out, p.out_size * sizeof(float));
     tester_stale_error();
-    tester_check_failure(t, "layer forward, f16 inputs and output", mha_mpi_layer_forward(L, &a),
-                         MHA_STATUS_INVALID_ARGUMENT, "dtype");
+    tester_check_failure(t, "layer forward, dtype 7", mha_mpi_layer_forward(L, &a), MHA_STATUS_INVALID_ARGUMENT,
+                         "dtype");
     tester_check(t, memcmp(untouched, p.out, p.out_size * sizeof(float)) == 0, "out untouched by the refusal");
     free(untouched);
   }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv-gemm/kv-convert.h"
 #include "mha/internal.h"
 #include "mpi/mpi-internal.h"
 
@@ -13,7 +14,7 @@ struct mha_mpi_layer {
   mha_mpi_comm c;     /* the layer's own communicator, for its lifetime */
   mha_layer* local;   /* this rank's heads */
   int64_t H, h0, Hl;  /* all heads, this rank's first, how many */
-  int64_t d_model;
+  int64_t d_model, d_kv;
 };
 
 /* Columns [c0, c0 + n) of a [rows, ld] row-major matrix, as a new [rows, n] one. */
@@ -154,6 +155,7 @@ mha_status mha_mpi_layer_create(MPI_Comm comm, const mha_layer_desc* caller, mha
   }
   L->H = weights == MHA_MPI_WEIGHTS_SLICED ? d.H * L->c.size : d.H;
   L->d_model = d.d_model;
+  L->d_kv = d.d_kv ? d.d_kv : d.d_model;
   *out = L;
   return MHA_STATUS_SUCCESS;
 }
@@ -173,29 +175,41 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
   mha_layer_args a;
   memset(&a, 0, sizeof a);
   mha_status st = mha_layer_args_read(fn, caller, &a);
-  float *part = NULL, *all = NULL;
-  size_t n = 0;
+  float *part = NULL, *all = NULL, *wide = NULL;
+  size_t n = 0, nq = 0, nk = 0;
   if (st == MHA_STATUS_SUCCESS) {
-    if (a.out == NULL) st = mha_error(MHA_STATUS_NULL_POINTER, "%s: args->out is NULL", fn);
-    else if (a.weights != NULL) st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->weights is not supported", fn);
-    else if (a.kv_cache != NULL) st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->kv_cache is not supported", fn);
-    else if (a.dtype != MHA_DTYPE_F32) {
-      st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->dtype = %d: the partial outputs are summed in fp32 only",
-                     fn, (int)a.dtype);
+    if (a.out == NULL || a.x_q == NULL) {
+      st = mha_error(MHA_STATUS_NULL_POINTER, "%s: args->%s is NULL", fn, a.out == NULL ? "out" : "x_q");
+    } else if (a.weights != NULL) {
+      st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->weights is not supported", fn);
+    } else if (a.kv_cache != NULL) {
+      st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->kv_cache is not supported", fn);
+    } else if (a.dtype != MHA_DTYPE_F32 && a.dtype != MHA_DTYPE_F16 && a.dtype != MHA_DTYPE_BF16) {
+      st = mha_error(MHA_STATUS_INVALID_ARGUMENT, "%s: args->dtype = %d, must be MHA_DTYPE_F32, F16 or BF16", fn,
+                     (int)a.dtype);
     }
   }
   if (st == MHA_STATUS_SUCCESS) {
-    int64_t rows;
-    if (a.B < 1 || a.Tq < 1) {
-      st = mha_error(MHA_STATUS_INVALID_SIZE, "%s: B and Tq must be >= 1", fn);
+    int64_t rows, krows = 0;
+    if (a.B < 1 || a.Tq < 1 || (a.x_k != NULL && a.Tk < 1)) {
+      st = mha_error(MHA_STATUS_INVALID_SIZE, "%s: B, Tq (and Tk with x_k) must be >= 1", fn);
     } else if (!mha_mul_i64(a.B, a.Tq, &rows) || !mha_mul_i64(rows, L->d_model, &rows) ||
-               rows > INT32_MAX / L->c.size) {
+               rows > INT32_MAX / L->c.size ||
+               (a.x_k != NULL && (!mha_mul_i64(a.B, a.Tk, &krows) || !mha_mul_i64(krows, L->d_kv, &krows) ||
+                                  krows > INT32_MAX))) {
       st = mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: B·Tq·d_model·ranks exceeds one MPI message", fn);
     } else {
       n = (size_t)rows;
       part = malloc(n * sizeof(float));
       all = malloc(n * (size_t)L->c.size * sizeof(float));
-      if (part == NULL || all == NULL) st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate the partials", fn);
+      if (a.dtype != MHA_DTYPE_F32) { /* 16-bit x: widened here, the local forward in fp32 */
+        nq = n;
+        nk = (size_t)krows;
+        wide = malloc((nq + nk * (a.x_v != NULL ? 2 : 1)) * sizeof(float) + 1);
+      }
+      if (part == NULL || all == NULL || (a.dtype != MHA_DTYPE_F32 && wide == NULL)) {
+        st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate the partials", fn);
+      }
     }
   }
   const int64_t fields[] = {a.B, a.Tq, a.x_k != NULL ? a.Tk : 0, a.x_k != NULL, a.x_v != NULL, a.mask.causal,
@@ -210,6 +224,20 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
     if (l.mask.alibi_slopes != NULL) l.mask.alibi_slopes += L->h0;
     if (l.mask.sinks != NULL) l.mask.sinks += L->h0;
     l.out = part;
+    if (wide != NULL) {
+      /* x_q, x_k, x_v widened exactly: out = round(the fp32 forward on them) */
+      for (size_t i = 0; i < nq; i++) wide[i] = mha_element_f32(a.x_q, a.dtype, (int64_t)i);
+      l.x_q = wide;
+      if (a.x_k != NULL) {
+        for (size_t i = 0; i < nk; i++) wide[nq + i] = mha_element_f32(a.x_k, a.dtype, (int64_t)i);
+        l.x_k = wide + nq;
+      }
+      if (a.x_v != NULL) {
+        for (size_t i = 0; i < nk; i++) wide[nq + nk + i] = mha_element_f32(a.x_v, a.dtype, (int64_t)i);
+        l.x_v = wide + nq + nk;
+      }
+      l.dtype = MHA_DTYPE_F32;
+    }
     l.workspace = NULL;
     l.workspace_size = 0;
     l.trace = NULL;
@@ -221,16 +249,24 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
     mha_mpi_lap(&t0, &mha_mpi_timing_now.wait_s);
     if (st == MHA_STATUS_SUCCESS) st = mha_mpi_agree(fn, &L->c, local, NULL, NULL, 0);
     if (st == MHA_STATUS_SUCCESS) {
-      /* the sum in rank order: the same bits on every rank */
-      memcpy(a.out, all, n * sizeof(float));
+      /* the sum in rank order: the same bits on every rank (16-bit out:
+       * summed in fp32, each value rounded once) */
+      float* sum = wide != NULL ? part : a.out;
+      memcpy(sum, all, n * sizeof(float));
       for (int r = 1; r < L->c.size; r++) {
         const float* p = all + (size_t)r * n;
-        for (size_t i = 0; i < n; i++) a.out[i] += p[i];
+        for (size_t i = 0; i < n; i++) sum[i] += p[i];
+      }
+      uint16_t* out16 = (uint16_t*)a.out;
+      if (a.dtype == MHA_DTYPE_BF16) {
+        for (size_t i = 0; i < n; i++) out16[i] = mha_f32_to_bf16(sum[i]);
+      } else if (a.dtype == MHA_DTYPE_F16) {
+        for (size_t i = 0; i < n; i++) out16[i] = mha_f32_to_f16(sum[i]);
       }
       mha_mpi_lap(&t0, &mha_mpi_timing_now.compute_s);
     }
   }
-  free(part), free(all);
+  free(part), free(all), free(wide);
   mha_mpi_timing_now.total_s = MPI_Wtime() - start;
   return st;
 }
