@@ -256,7 +256,9 @@ typedef struct mha_threadpool {
  *                        chunk's first entry, `batch`); head says which
  *                        GEMM: 0 Q (self-attention: the fused Q|K|V), 1 K
  *                        (or the fused K|V), 2 V, 3 the output projection;
- *                        heads 0.
+ *                        heads 0. (The layer's BF16 form runs Q, K and V
+ *                        as three GEMMs, 0, 1 and 2, columns from each
+ *                        one's first.)
  * batch is the batch entry (varlen: the sequence). */
 typedef enum mha_trace_stage {
   MHA_TRACE_PACK_KT = 1,

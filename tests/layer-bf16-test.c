@@ -19,8 +19,10 @@
  *      Dv != D, OUT_IN), packed in_proj with an additive mask, no W_o. The
  *      plan is in the BF16 form, and its out is not the widening path's
  *      (neon) — a silent fallback fails here.
- *   3. Bits: the same for 1-3 threads and the caller's workspace; an entry
- *      alone and inside its batch; out with and without the weights; a bf16
+ *   3. Bits: the same for 1-3 threads, the caller's workspace and the
+ *      caller's pool (with a trace, which holds the four GEMMs' tiles and the
+ *      attention units); an entry alone and inside its batch; out with and
+ *      without the weights; a bf16
  *      K/V cache output leaves out unchanged and holds K and V within the
  *      projections' bound plus their rounding.
  */
@@ -283,6 +285,41 @@ done:
   free(ref), free(got), free(w);
 }
 
+/* A caller's pool that runs the tasks one after another, last first. */
+static void reverse_for(void* pool, mha_task_fn task, void* task_context, size_t n) {
+  (void)pool;
+  for (size_t i = n; i-- > 0;) task(task_context, i);
+}
+
+/* The caller's pool and a trace: out bitwise OpenMP's; the trace holds the
+ * GEMMs' tiles (0 Q, 1 K, 2 V, 3 W_o when there is one) and attention units. */
+static void check_pool_trace(tester* t, const bf16_layer* L, const mha_layer* plan) {
+  const layer_problem* p = &L->p;
+  uint16_t* ref = tester_alloc(p->out_size * 2);
+  uint16_t* got = tester_alloc(p->out_size * 2);
+  mha_trace_event* ev = tester_alloc(4096 * sizeof *ev);
+  mha_trace trace = {ev, 4096, 0, 0};
+  const mha_threadpool pool = {reverse_for, NULL, 3};
+  mha_layer_args a = bf16_args(L, ref, NULL, 2);
+  mha_layer_args b = bf16_args(L, got, NULL, 0);
+  b.threadpool = &pool;
+  b.trace = &trace;
+  if (check_ok(t, mha_layer_forward(plan, &a), "forward") &&
+      check_ok(t, mha_layer_forward(plan, &b), "forward on the caller's pool, traced")) {
+    tester_check(t, memcmp(ref, got, p->out_size * 2) == 0, "the caller's pool and a trace: out bitwise OpenMP's");
+    int gemm[4] = {0, 0, 0, 0}, attention = 0;
+    for (int64_t i = 0; i < trace.count; i++) {
+      if (ev[i].stage == MHA_TRACE_GEMM && ev[i].head >= 0 && ev[i].head < 4) gemm[ev[i].head]++;
+      if (ev[i].stage == MHA_TRACE_ATTENTION) attention++;
+    }
+    tester_check(t, trace.count == trace.total && gemm[0] > 0 && gemm[1] > 0 && gemm[2] > 0 &&
+                        (gemm[3] > 0) == (p->c.no_w_o == 0) && attention > 0,
+                 "the trace: %lld of %lld events, GEMM tiles %d/%d/%d/%d, %d attention units", (long long)trace.count,
+                 (long long)trace.total, gemm[0], gemm[1], gemm[2], gemm[3], attention);
+  }
+  free(ref), free(got), free(ev);
+}
+
 /* A bf16 K/V cache output (self-attention cases): out unchanged, the cache's
  * K and V within the projections' bound plus their rounding. */
 static void check_cache_output(tester* t, const bf16_layer* L, const mha_layer* plan) {
@@ -343,6 +380,7 @@ static void check_layer(tester* t, mha_isa isa, const char* what, const layer_ca
     tester_check(t, widening->bf16_form == 0, "the neon plan is not");
     check_accuracy(t, &L, plan, widening);
     check_bits(t, &L, plan);
+    check_pool_trace(t, &L, plan);
     if (!lc->cross && !lc->kv_len && !lc->additive) check_cache_output(t, &L, plan);
   }
   mha_layer_destroy(plan);

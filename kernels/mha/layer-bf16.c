@@ -53,21 +53,21 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   const float* bv = L->bqkv ? L->bqkv + L->nq + L->nk : NULL;
   const mha_packed_bf16* w = L->w16;
 
-  /* 1. the projections (trace heads as the fp32 path's: 0 Q or fused, 1 K or K|V, 2 V) */
+  /* 1. the projections: three GEMMs, traced as 0 Q, 1 K, 2 V (mha.h) */
   mha_trace_gemm(tracer, 0);
   mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
   mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_Q], bq, qbuf, ldq, team);
   if (c->self) {
+    mha_trace_gemm(tracer, 1);
     mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_K], bk, kvbuf, ldq, team);
+    mha_trace_gemm(tracer, 2);
     mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldq, team);
   } else {
     mha_trace_gemm(tracer, 1);
     mha_gemm_bf16_pack(kr, rows_k, x_k, L->d_kv, L->d_kv, ap, team);
     mha_gemm_bf16_packed(kr, rows_k, ap, &w[MHA_LAYER_W16_K], bk, kvbuf, ldkv, team);
-    if (x_v != NULL) {
-      mha_trace_gemm(tracer, 2);
-      mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
-    }
+    mha_trace_gemm(tracer, 2);
+    if (x_v != NULL) mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
     mha_gemm_bf16_packed(kr, rows_k, ap, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldkv, team);
   }
   /* 2. Q, K and V rounded once (the columns the core reads) */
