@@ -5,16 +5,19 @@
 #   find_package(mha): mha::mha (libmha.so) and mha::mha_static (libmha.a)
 #   pkg-config mha:    `cc $(pkg-config --cflags --libs mha)` (libmha.so) and
 #                      the --static libs with libmha.a
-# Usage: run.sh <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config> <docdir>
+# With libmha_mpi built (<mpi> 1): its files installed, and tests/install/consumer-mpi
+# built with find_package(mha COMPONENTS mpi) and run (one rank, a singleton).
+# Usage: run.sh <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config> <docdir> <mpi>
 #   <libdir>: CMAKE_INSTALL_LIBDIR, relative to the prefix (lib, lib/x86_64-linux-gnu)
 #   <docdir>: CMAKE_INSTALL_DOCDIR, relative to the prefix (share/doc/mha), where LICENSE goes
+#   <mpi>:    1 when the build has libmha_mpi, else 0
 # Any missing file, failed build, wrong link or wrong result fails it.
 set -euo pipefail
-if (($# != 9)); then
-  echo "usage: $0 <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config> <docdir>" >&2
+if (($# != 10)); then
+  echo "usage: $0 <build> <source> <work> <version> <libdir> <cmake> <cc> <pkg-config> <docdir> <mpi>" >&2
   exit 2
 fi
-build=$1 source=$2 work=$3 version=$4 libdir_rel=$5 cmake=$6 cc=$7 pkgconfig=$8 docdir_rel=$9
+build=$1 source=$2 work=$3 version=$4 libdir_rel=$5 cmake=$6 cc=$7 pkgconfig=$8 docdir_rel=$9 mpi=${10}
 major=${version%%.*}
 minor=${version#*.}
 minor=${minor%%.*}
@@ -108,6 +111,20 @@ static_libs_a=$(sed -E 's/(^| )-lmha( |$)/\1-l:libmha.a\2/' <<<"$static_libs")
 "$cc" -O2 -o "$work/pc/consumer_static" "$source/tests/install/consumer/consumer.c" $cflags \
   $static_libs_a || fail "consumer build (pkg-config, static)"
 run_consumer "$work/pc/consumer_static" static
+
+if [[ $mpi == 1 ]]; then
+  step "libmha_mpi: find_package(mha COMPONENTS mpi)"
+  for f in include/mha_mpi.h "$libdir_rel/libmha_mpi.a" "$libdir_rel/cmake/mha/mhaMpiTargets.cmake"; do
+    [[ -f $prefix/$f ]] || fail "$prefix/$f missing"
+  done
+  "$cmake" -S "$source/tests/install/consumer-mpi" -B "$work/cmake-mpi" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" -DMHA_EXPECTED_VERSION="$version" \
+    >"$work/cmake-mpi.log" 2>&1 || { cat "$work/cmake-mpi.log"; fail "consumer-mpi configure"; }
+  grep -- "-- mha .* with mpi" "$work/cmake-mpi.log" || fail "consumer-mpi configure did not report mha with mpi"
+  "$cmake" --build "$work/cmake-mpi" >"$work/cmake-mpi-build.log" 2>&1 ||
+    { cat "$work/cmake-mpi-build.log"; fail "consumer-mpi build"; }
+  "$work/cmake-mpi/consumer_mpi" || fail "consumer_mpi"
+fi
 
 rm -rf "$work"
 echo "install-test: OK"
