@@ -121,16 +121,6 @@ typedef struct bf16_layer {
   size_t nx_q, nx_k;
 } bf16_layer;
 
-static uint16_t* round_in_place(float* x, size_t n) {
-  if (x == NULL) return NULL;
-  uint16_t* b = tester_alloc(n * 2);
-  for (size_t i = 0; i < n; i++) {
-    b[i] = mha_f32_to_bf16(x[i]);
-    x[i] = mha_bf16_to_f32(b[i]);
-  }
-  return b;
-}
-
 static void bf16_layer_build(tester* t, const layer_case* lc, mha_isa isa, bf16_layer* L) {
   memset(L, 0, sizeof *L);
   layer_problem* p = &L->p;
@@ -138,15 +128,15 @@ static void bf16_layer_build(tester* t, const layer_case* lc, mha_isa isa, bf16_
   const int64_t dm = lc->d_model, H = lc->H, D = p->D, Dv = p->Dv, Hkv = p->Hkv, dkv = p->d_kv;
   L->nx_q = (size_t)(lc->B * lc->Tq * dm);
   L->nx_k = (size_t)(lc->B * p->Tk * dkv);
-  L->x_q = round_in_place(p->x_q, L->nx_q);
-  L->x_k = round_in_place(p->x_k, L->nx_k);
-  L->x_v = round_in_place(p->x_v, L->nx_k);
+  L->x_q = layer_round16(MHA_DTYPE_BF16, p->x_q, L->nx_q);
+  L->x_k = layer_round16(MHA_DTYPE_BF16, p->x_k, L->nx_k);
+  L->x_v = layer_round16(MHA_DTYPE_BF16, p->x_v, L->nx_k);
   float* src[10] = {p->w_q, p->w_k, p->w_v, p->w_o, p->in_proj_weight, p->b_q, p->b_k, p->b_v, p->b_o,
                     p->in_proj_bias};
   const size_t n[10] = {(size_t)(dm * H * D), (size_t)(dkv * Hkv * D), (size_t)(dkv * Hkv * Dv),
                         (size_t)(H * Dv * dm), (size_t)(3 * dm * dm), (size_t)(H * D), (size_t)(Hkv * D),
                         (size_t)(Hkv * Dv), (size_t)dm, (size_t)(3 * dm)};
-  for (int i = 0; i < 10; i++) L->w[i] = round_in_place(src[i], n[i]);
+  for (int i = 0; i < 10; i++) L->w[i] = layer_round16(MHA_DTYPE_BF16, src[i], n[i]);
   L->desc = p->desc;
   mha_layer_desc* d = &L->desc;
   d->dtype = MHA_DTYPE_BF16;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv-gemm/kv-convert.h"
 #include "tolerance.h"
 
 void layer_case_describe(tester* t, const layer_case* c, const char* what) {
@@ -158,4 +159,14 @@ void layer_problem_expect(const layer_problem* p, double* want, double* tol, dou
                        want_w, &trace);
   tolerance_layer(&p->oracle, &trace, want_w, tol, tol_w);
   oracle_layer_trace_free(&trace);
+}
+
+uint16_t* layer_round16(mha_dtype dt, float* x, size_t n) {
+  if (x == NULL) return NULL;
+  uint16_t* bits = tester_alloc(n * 2);
+  for (size_t i = 0; i < n; i++) {
+    bits[i] = dt == MHA_DTYPE_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
+    x[i] = dt == MHA_DTYPE_F16 ? mha_f16_to_f32(bits[i]) : mha_bf16_to_f32(bits[i]);
+  }
+  return bits;
 }

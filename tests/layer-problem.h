@@ -51,6 +51,11 @@ void layer_case_describe(tester* t, const layer_case* c, const char* what);
 void layer_problem_build(tester* t, const layer_case* c, layer_problem* p);
 void layer_problem_free(layer_problem* p);
 
+/* x[0..n) rounded to dt (f16 or bf16, to nearest even) in place, so that an
+ * oracle reads exactly the 16-bit values; returns their bits (tester_alloc),
+ * or NULL for a NULL x. */
+uint16_t* layer_round16(mha_dtype dt, float* x, size_t n);
+
 /* want/tol [out_size], want_w/tol_w [weights_size] (NULL without weights). */
 void layer_problem_expect(const layer_problem* p, double* want, double* tol, double* want_w,
                           double* tol_w);

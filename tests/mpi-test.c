@@ -334,25 +334,14 @@ static void check_layer_sliced(tester* t, layer_problem* p, const mha_layer_args
   for (int i = 0; i < 4; i++) free(own[i]);
 }
 
-/* x rounded to dt (bits into x16) and widened back in place */
-static uint16_t* round16(mha_dtype dt, float* x, size_t n) {
-  if (x == NULL) return NULL;
-  uint16_t* x16 = tester_alloc(n * 2);
-  for (size_t i = 0; i < n; i++) {
-    x16[i] = dt == MHA_DTYPE_F16 ? mha_f32_to_f16(x[i]) : mha_f32_to_bf16(x[i]);
-    x[i] = dt == MHA_DTYPE_F16 ? mha_f16_to_f32(x16[i]) : mha_bf16_to_f32(x16[i]);
-  }
-  return x16;
-}
-
 /* 16-bit x and out (args->dtype): bitwise round(the fp32 forward on the
  * widened inputs), on every rank. p's inputs are rounded in place. */
 static void check_layer_16(tester* t, const mha_mpi_layer* L, layer_problem* p, const mha_layer_args* a0) {
   const mha_dtype dt = p->c.causal ? MHA_DTYPE_BF16 : MHA_DTYPE_F16;
   const size_t nq = (size_t)(p->c.B * p->c.Tq * p->c.d_model), nk = (size_t)(p->c.B * p->Tk * p->d_kv);
-  uint16_t* q16 = round16(dt, p->x_q, nq);
-  uint16_t* k16 = round16(dt, p->x_k, nk);
-  uint16_t* v16 = round16(dt, p->x_v, nk);
+  uint16_t* q16 = layer_round16(dt, p->x_q, nq);
+  uint16_t* k16 = layer_round16(dt, p->x_k, nk);
+  uint16_t* v16 = layer_round16(dt, p->x_v, nk);
   uint16_t* out16 = tester_alloc(p->out_size * 2);
   memset(out16, 0xff, p->out_size * 2);
   mha_layer_args a = *a0;

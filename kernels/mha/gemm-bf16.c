@@ -69,10 +69,10 @@ size_t mha_gemm_bf16_pack_elems(int64_t M, int64_t K) {
 
 typedef struct mha_gemm_bf16_run {
   const mha_kernels* kr;
-  int64_t M, mtile, ntile, nt, tiles;
+  int64_t M, K, kq, mtile, ntile, nt, tiles;
   const uint16_t* a;
   int64_t lda;
-  const mha_packed_bf16* w;
+  const mha_packed_bf16* w; /* the compute stage's */
   const float* bias;
   float* c;
   int64_t ldc;
@@ -87,7 +87,7 @@ typedef struct mha_gemm_bf16_run {
 static void mha_gemm_bf16_pack_worker(void* ctx, int worker) {
   (void)worker;
   mha_gemm_bf16_run* r = ctx;
-  const int64_t groups = (r->M + 7) / 8, K = r->w->K, kq = r->w->kq;
+  const int64_t groups = (r->M + 7) / 8, K = r->K, kq = r->kq;
   for (int64_t g; (g = mha_claim(&r->next_pack, groups)) >= 0;) {
     const uint16_t* src[8];
     for (int64_t i = 0; i < 8; i++) src[i] = 8 * g + i < r->M ? r->a + (8 * g + i) * r->lda : r->zero_row;
@@ -97,7 +97,7 @@ static void mha_gemm_bf16_pack_worker(void* ctx, int worker) {
 
 static void mha_gemm_bf16_worker(void* ctx, int worker) {
   mha_gemm_bf16_run* r = ctx;
-  const int64_t N = r->w->N, kq = r->w->kq;
+  const int64_t N = r->w->N, kq = r->kq;
   for (int64_t t; (t = mha_claim(&r->next, r->tiles)) >= 0;) {
     const int64_t start = r->tracer != NULL ? mha_now_ns() : 0;
     const int64_t i0 = (t / r->nt) * r->mtile, j0 = (t % r->nt) * r->ntile;
@@ -129,8 +129,7 @@ void mha_gemm_bf16_pack(const mha_kernels* kr, int64_t M, const uint16_t* a, int
   const int64_t kq = (K + 3) / 4;
   mha_gemm_bf16_run r;
   memset(&r, 0, sizeof r);
-  mha_packed_bf16 shape = {NULL, K, 0, kq}; /* the pack stage reads K and kq only */
-  r.kr = kr, r.M = M, r.a = a, r.lda = lda, r.w = &shape, r.ap = a_packed;
+  r.kr = kr, r.M = M, r.K = K, r.kq = kq, r.a = a, r.lda = lda, r.ap = a_packed;
   uint16_t* zero_row = a_packed + (size_t)mha_round8(M) * (size_t)(4 * kq);
   memset(zero_row, 0, (size_t)(4 * kq) * sizeof(uint16_t));
   r.zero_row = zero_row;
@@ -145,7 +144,8 @@ void mha_gemm_bf16_packed(const mha_kernels* kr, int64_t M, const uint16_t* a_pa
                           const float* bias, float* c, int64_t ldc, mha_team team) {
   mha_gemm_bf16_run r;
   memset(&r, 0, sizeof r);
-  r.kr = kr, r.M = M, r.w = w, r.bias = bias, r.c = c, r.ldc = ldc, r.ap = (uint16_t*)a_packed;
+  r.kr = kr, r.M = M, r.K = w->K, r.kq = w->kq, r.w = w, r.bias = bias, r.c = c, r.ldc = ldc;
+  r.ap = (uint16_t*)a_packed;
   r.tracer = team.tracer;
   r.mtile = MHA_BF16_MTILE;
   r.ntile = MHA_BF16_NTILE;

@@ -32,11 +32,6 @@ static mha_packed_w mha_panels(const mha_packed_w* w, int64_t col0, int64_t cols
   return v;
 }
 
-/* dst[0, n) = src's n dtype elements, widened exactly (biases). */
-static void mha_widen_vector(float* dst, const void* src, mha_dtype dtype, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i] = mha_element_f32(src, dtype, i);
-}
-
 static mha_status mha_layer_validate(const mha_layer_desc* d, int64_t* d_kv, int64_t* Hkv,
                                      int64_t* D, int64_t* Dv) {
   static const char fn[] = "mha_layer_create";
@@ -175,9 +170,9 @@ mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
   if (bq || bk || bv) {
     L->bqkv = calloc((size_t)(L->nq + L->nk + L->nv), sizeof(float));
     if (L->bqkv == NULL) { st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate biases", fn); goto fail; }
-    if (bq) mha_widen_vector(L->bqkv, bq, dt, H * D);
-    if (bk) mha_widen_vector(L->bqkv + L->nq, bk, dt, Hkv * D);
-    if (bv) mha_widen_vector(L->bqkv + L->nq + L->nk, bv, dt, Hkv * Dv);
+    if (bq) mha_widen_row(kr, dt, bq, 1.0f, (size_t)(H * D), L->bqkv);
+    if (bk) mha_widen_row(kr, dt, bk, 1.0f, (size_t)(Hkv * D), L->bqkv + L->nq);
+    if (bv) mha_widen_row(kr, dt, bv, 1.0f, (size_t)(Hkv * Dv), L->bqkv + L->nq + L->nk);
   }
   if (desc->w_o != NULL) {
     L->has_wo = 1;
@@ -186,7 +181,7 @@ mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
     if (desc->b_o != NULL) {
       L->bo = malloc((size_t)dm * sizeof(float));
       if (L->bo == NULL) { st = mha_error(MHA_STATUS_OUT_OF_MEMORY, "%s: cannot allocate b_o", fn); goto fail; }
-      mha_widen_vector(L->bo, desc->b_o, dt, dm);
+      mha_widen_row(kr, dt, desc->b_o, 1.0f, (size_t)dm, L->bo);
     }
   }
   if (dt == MHA_DTYPE_BF16 && kr->bf16_gemm != NULL) {

@@ -82,21 +82,20 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
     /* one chunk's inputs widened, and its fp32 output before the rounding
      * (products checked above: each is at most the caller's arrays) */
     const int64_t width = mha_layer_output_width(L);
-    c->n_x = c->chunk * (Tq * L->d_model + (c->self ? 0 : Tk * L->d_kv * (a->x_v != NULL ? 2 : 1)));
     c->n_out = c->chunk * Tq * width;
-  }
-  c->n_pack = 0;
-  if (c->bf16) {
-    /* the BF16 form (layer-bf16.c) reads the inputs as they are: its part of
-     * the workspace holds the bf16 Q, K, V (as the fp32 projections' layout)
-     * and A packed for the largest of the GEMMs (aligned); the bf16
-     * concatenation takes half of the fp32 one's part */
-    const int64_t rq = c->chunk * Tq, rk = c->chunk * Tk;
-    size_t np = mha_gemm_bf16_pack_elems(rq, L->d_model);
-    if (!c->self && mha_gemm_bf16_pack_elems(rk, L->d_kv) > np) np = mha_gemm_bf16_pack_elems(rk, L->d_kv);
-    if (L->has_wo && mha_gemm_bf16_pack_elems(rq, H * Dv) > np) np = mha_gemm_bf16_pack_elems(rq, H * Dv);
-    c->n_pack = (int64_t)np;
-    c->n_x = (c->n_q + c->n_kv + 1) / 2 + (c->n_pack + 1) / 2 + 16;
+    if (!c->bf16) {
+      c->n_x = c->chunk * (Tq * L->d_model + (c->self ? 0 : Tk * L->d_kv * (a->x_v != NULL ? 2 : 1)));
+    } else {
+      /* the BF16 form (layer-bf16.c) reads the inputs as they are: its n_x
+       * holds the bf16 Q, K, V (as the fp32 projections' layout) and A
+       * packed for the largest of the GEMMs (aligned); the bf16
+       * concatenation takes half of the fp32 one's part */
+      const int64_t rq = c->chunk * Tq, rk = c->chunk * Tk;
+      size_t np = mha_gemm_bf16_pack_elems(rq, L->d_model);
+      if (!c->self && mha_gemm_bf16_pack_elems(rk, L->d_kv) > np) np = mha_gemm_bf16_pack_elems(rk, L->d_kv);
+      if (L->has_wo && mha_gemm_bf16_pack_elems(rq, H * Dv) > np) np = mha_gemm_bf16_pack_elems(rq, H * Dv);
+      c->n_x = (c->n_q + c->n_kv + 1) / 2 + ((int64_t)np + 1) / 2 + 16;
+    }
   }
 
   /* the masks and weights are checked over the whole batch, the workspace

@@ -46,7 +46,6 @@ typedef struct mha_layer_call {
   int64_t n_x, n_out;             /* 16-bit: floats of one chunk's widened inputs (the BF16
                                      form: its bf16 Q/K/V, concatenation and packed A) and fp32
                                      output */
-  int64_t n_pack;                 /* the BF16 form: uint16 elements of the packed A */
   int64_t B, Tq, Tk, ldq, ldkv;
   int64_t chunk;                  /* batch entries per chunk */
   int64_t n_q, n_kv, n_cat;       /* floats of one chunk's projections and concatenation */

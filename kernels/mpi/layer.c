@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kv-gemm/kv-convert.h"
 #include "mha/internal.h"
 #include "mpi/mpi-internal.h"
 
@@ -224,16 +223,18 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
     if (l.mask.alibi_slopes != NULL) l.mask.alibi_slopes += L->h0;
     if (l.mask.sinks != NULL) l.mask.sinks += L->h0;
     l.out = part;
+    /* the local plan's kernel set widens and rounds (exact, and to nearest even) */
+    const mha_kernels* kr = mha_kernels_for(mha_layer_isa(L->local));
     if (wide != NULL) {
       /* x_q, x_k, x_v widened exactly: out = round(the fp32 forward on them) */
-      for (size_t i = 0; i < nq; i++) wide[i] = mha_element_f32(a.x_q, a.dtype, (int64_t)i);
+      mha_widen_row(kr, a.dtype, a.x_q, 1.0f, nq, wide);
       l.x_q = wide;
       if (a.x_k != NULL) {
-        for (size_t i = 0; i < nk; i++) wide[nq + i] = mha_element_f32(a.x_k, a.dtype, (int64_t)i);
+        mha_widen_row(kr, a.dtype, a.x_k, 1.0f, nk, wide + nq);
         l.x_k = wide + nq;
       }
       if (a.x_v != NULL) {
-        for (size_t i = 0; i < nk; i++) wide[nq + nk + i] = mha_element_f32(a.x_v, a.dtype, (int64_t)i);
+        mha_widen_row(kr, a.dtype, a.x_v, 1.0f, nk, wide + nq + nk);
         l.x_v = wide + nq + nk;
       }
       l.dtype = MHA_DTYPE_F32;
@@ -257,12 +258,7 @@ mha_status mha_mpi_layer_forward(const mha_mpi_layer* L, const mha_layer_args* c
         const float* p = all + (size_t)r * n;
         for (size_t i = 0; i < n; i++) sum[i] += p[i];
       }
-      uint16_t* out16 = (uint16_t*)a.out;
-      if (a.dtype == MHA_DTYPE_BF16) {
-        for (size_t i = 0; i < n; i++) out16[i] = mha_f32_to_bf16(sum[i]);
-      } else if (a.dtype == MHA_DTYPE_F16) {
-        for (size_t i = 0; i < n; i++) out16[i] = mha_f32_to_f16(sum[i]);
-      }
+      if (wide != NULL) mha_narrow_row(kr, a.dtype, n, sum, a.out);
       mha_mpi_lap(&t0, &mha_mpi_timing_now.compute_s);
     }
   }
