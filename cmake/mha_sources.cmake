@@ -85,7 +85,15 @@ if(MHA_ARCH STREQUAL "x86")
   # has it (isa-select.c checks it)
   set_source_files_properties(${MHA_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
   set_source_files_properties(${MHA_AVX512F_SOURCES} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mfma")
-  list(APPEND MHA_SOURCES ${MHA_AVX2_SOURCES} ${MHA_AVX512F_SOURCES})
+  # AVX512-BF16 (vdpbf16ps) and AVX512BW (16-bit shuffles, masks): run where isa-select.c
+  # finds both; the table itself is plain C over the AVX-512F one
+  set(MHA_AVX512_BF16_SOURCES
+    kernels/bf16-gemm/bf16-gemm-dp-12x32-avx512bf16.c
+    kernels/bf16-gemm/bf16-pack-avx512bw.c)
+  set_source_files_properties(${MHA_AVX512_BF16_SOURCES} PROPERTIES COMPILE_OPTIONS
+    "-mavx512f;-mavx512bw;-mavx512vl;-mavx512bf16;-mfma")
+  list(APPEND MHA_SOURCES ${MHA_AVX2_SOURCES} ${MHA_AVX512F_SOURCES} ${MHA_AVX512_BF16_SOURCES}
+    kernels/config/table-avx512-bf16.c)
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_X86)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
 endif()

@@ -154,14 +154,18 @@ typedef enum mha_isa {
   MHA_ISA_AVX2 = 2,    /* x86-64 AVX2 + FMA */
   MHA_ISA_AVX512F = 3, /* x86-64 AVX-512F */
   MHA_ISA_NEON = 4,    /* AArch64 Advanced SIMD */
-  MHA_ISA_NEON_BF16 = 5 /* AArch64 Advanced SIMD + BF16 (Armv8.6 FEAT_BF16: BFMMLA): the neon set,
-                           and bf16 attention on the BF16 unit (see mha_attention) */
+  MHA_ISA_NEON_BF16 = 5, /* AArch64 Advanced SIMD + BF16 (Armv8.6 FEAT_BF16: BFMMLA): the neon set,
+                            and bf16 attention on the BF16 unit (see mha_attention) */
+  MHA_ISA_AVX512_BF16 = 6 /* x86-64 AVX-512F/BW + AVX512-BF16 (vdpbf16ps: AMD Zen 4 and later, Intel
+                             Cooper Lake, Sapphire Rapids and later): the avx512f set, and bf16
+                             attention on the BF16 unit (see mha_attention) */
 } mha_isa;
 
 /* One past the largest mha_isa value: concrete sets are [MHA_ISA_SCALAR, MHA_ISA_COUNT). */
-#define MHA_ISA_COUNT 6
+#define MHA_ISA_COUNT 7
 
-/* "default", "scalar", "avx2", "avx512f", "neon", "neon_bf16"; "unknown" for other values. */
+/* "default", "scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16"; "unknown" for
+ * other values. */
 MHA_API const char* mha_isa_name(mha_isa isa);
 
 /* 1 if this build contains the kernel set and the CPU can run it, else 0
@@ -567,10 +571,10 @@ typedef enum mha_dtype {
  * are identical for any thread count and batch composition, per kernel set.
  *
  * The BF16 form (since 0.6): a bf16 call whose K and V are bf16, on a set
- * with a BF16 unit (MHA_ISA_NEON_BF16: Armv8.6 BFMMLA), computes the
- * products on the unit: S = scale·(Q·Kᵀ), the bf16 products summed in fp32
- * by the unit (its sums rounded to odd, subnormals flushed to zero, as
- * BFMMLA does), scaled in fp32; the online softmax, its max and sum in fp32;
+ * with a BF16 unit (MHA_ISA_NEON_BF16: Armv8.6 BFMMLA; MHA_ISA_AVX512_BF16:
+ * vdpbf16ps), computes the products on the unit: S = scale·(Q·Kᵀ), the bf16
+ * products summed in fp32 by the unit (subnormals flushed to zero; BFMMLA
+ * rounds its sums to odd, vdpbf16ps to nearest even), scaled in fp32; the online softmax, its max and sum in fp32;
  * the probabilities P rounded to bf16 (to nearest even) for P·V, again
  * summed in fp32 by the unit; each row divided by its fp32 sum and rounded
  * once. Its error against exact attention on the bf16 inputs is the fp32
@@ -579,7 +583,7 @@ typedef enum mha_dtype {
  * of bf16. Weights and lse are fp32, from this form's scores. Bits are
  * identical for any thread count and batch composition, and a row gets the
  * same bits from a decode call and inside a prefill; they are not the
- * widening path's (MHA_ISA_NEON gives those on the same CPU). A Q rotated by
+ * widening path's (MHA_ISA_NEON and MHA_ISA_AVX512F give those on the same CPU). A Q rotated by
  * the call (the cache calls) is rounded to bf16 once, after the rotation.
  *
  * Returns the core's statuses, plus INVALID_ARGUMENT for another dtype or a
@@ -1168,7 +1172,7 @@ typedef struct mha_layer_args {
 
 /* The layer's BF16 form (since 0.6). A plan made from bf16 weights
  * (mha_layer_desc.dtype = MHA_DTYPE_BF16) for a kernel set with a BF16 unit
- * (MHA_ISA_NEON_BF16) also packs them as bf16 for the unit, and a forward
+ * (MHA_ISA_NEON_BF16, MHA_ISA_AVX512_BF16) also packs them as bf16 for the unit, and a forward
  * with args.dtype = MHA_DTYPE_BF16 then runs on it:
  *   - the projections: the bf16 inputs times the bf16 weights (each product
  *     exact) summed in fp32 by the unit, + the bias in fp32;

@@ -262,7 +262,7 @@ static void check_oracle(tester* t) {
       /* the widening path's contract: where the default set computes bf16
        * on a BF16 unit, the set without it (that form: attention-bf16-test) */
       mha_isa def = MHA_ISA_DEFAULT;
-      if (mha_get_isa(&def) == MHA_STATUS_SUCCESS && def == MHA_ISA_NEON_BF16) p.d.isa = MHA_ISA_NEON;
+      if (mha_get_isa(&def) == MHA_STATUS_SUCCESS) p.d.isa = tester_widening_isa(def);
       if (check_ok(t, mha_attention(&p.d, dts[di], p.q, p.k, p.v, out, NULL), "16-bit call")) {
         /* the unit roundoff: |round(x) − x| <= u·|x| for a normal result */
         const double u = dts[di] == MHA_DTYPE_F16 ? 0x1p-11 : 0x1p-8;

@@ -2,16 +2,19 @@
  * The BF16 form of bf16 attention (include/mha.h, mha_attention: Q, K, V
  * and out bf16 on a set with a BF16 unit; kernels/mha/attention-bf16.c,
  * kernels/bf16-gemm/), on every such set this build and CPU run (neon_bf16:
- * AArch64 with FEAT_BF16; CI runs it under qemu). Elsewhere the test is
- * skipped (exit 77), saying why.
+ * AArch64 with FEAT_BF16, CI runs it under qemu; avx512_bf16: x86-64 with
+ * AVX512-BF16, where the CPU has it). Elsewhere the test is skipped (exit
+ * 77), saying why.
  *
- *   1. The table: every field but the BF16 form's is the neon set's (so the
- *      rest of the suite, run on neon, covers neon_bf16's fp32 and f16 paths).
- *   2. The kernels: the packings against their definition (odd rows, k
- *      tails, zero rows; P rounded bitwise as mha_f32_to_bf16); the gemm
- *      exact on small integers for every m, n in 1..8, kq 1..5, alpha,
- *      accumulate, nothing written outside m×n; a row's bits the same alone
- *      and inside a full tile (random values).
+ *   1. The table: every field but the BF16 form's is the widening set's
+ *      (neon, avx512f: so the rest of the suite, run there, covers the
+ *      set's fp32 and f16 paths).
+ *   2. The kernels: the packings (A, A from fp32, B, B from its columns)
+ *      against each layout's definition (odd rows, k tails, k across the
+ *      packers' blocks, zero rows; P rounded bitwise as mha_f32_to_bf16);
+ *      the gemm exact on small integers for every m, n of the tile, kq
+ *      1..5, alpha, accumulate, nothing written outside m×n; a row's bits
+ *      the same alone and inside a full tile (random values).
  *   3. Accuracy: |out − oracle| (double, on the bf16 inputs) within the fp32
  *      core's derived tolerance, plus 2^-8·max|v| (P rounded to bf16: each
  *      weight within 2^-8 of itself, the weights summing to 1) and half an
@@ -61,76 +64,107 @@ static uint16_t poison16(void) { return 0x7fa5; }
 
 static void check_table(tester* t, const mha_kernels* kb) {
   tester_context(t, "table %s", kb->name);
-  const mha_kernels* kn = mha_kernels_for(MHA_ISA_NEON);
-  if (!tester_check(t, kn != NULL, "the neon set is available beside neon_bf16")) return;
+  const mha_isa wide = tester_widening_isa(kb->isa);
+  const mha_kernels* kn = mha_kernels_for(wide);
+  if (!tester_check(t, kn != NULL, "the %s set is available beside %s", mha_isa_name(wide), kb->name)) return;
   mha_kernels a = *kb, b = *kn;
-  tester_check(t, a.bf16_gemm && a.bf16_pack_rows && a.bf16_pack_rows_f32 && a.bf16_pack_cols,
+  tester_check(t, a.bf16_gemm && a.bf16_pack_a && a.bf16_pack_a_f32 && a.bf16_pack_b && a.bf16_pack_b_cols,
                "the BF16 form's kernels are set");
-  tester_check(t, !b.bf16_gemm && !b.bf16_pack_rows && !b.bf16_pack_rows_f32 && !b.bf16_pack_cols,
-               "the neon set has no BF16 form");
+  tester_check(t, a.bf16_mr >= 2 && a.bf16_mr % 2 == 0 && a.bf16_nr >= 8 && a.bf16_nr % 8 == 0,
+               "the tile (%d × %d): even rows, columns a multiple of 8", a.bf16_mr, a.bf16_nr);
+  tester_check(t, !b.bf16_gemm && !b.bf16_pack_a && !b.bf16_pack_a_f32 && !b.bf16_pack_b && !b.bf16_pack_b_cols,
+               "the %s set has no BF16 form", b.name);
   a.isa = b.isa;
   a.name = b.name;
-  a.bf16_gemm = NULL, a.bf16_pack_rows = NULL, a.bf16_pack_rows_f32 = NULL, a.bf16_pack_cols = NULL;
-  tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the neon set's");
+  a.bf16_gemm = NULL, a.bf16_pack_a = NULL, a.bf16_pack_a_f32 = NULL, a.bf16_pack_b = NULL, a.bf16_pack_b_cols = NULL;
+  a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr;
+  tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the %s set's", b.name);
 }
 
 /* ---- 2. the kernels ---- */
 
-/* element (i, p) of a packed [rows × k] matrix (bf16-gemm.h) */
-static uint16_t packed_at(const uint16_t* x, size_t k, size_t i, size_t p) {
+/* The sets' layouts (bf16-gemm.h), from their definitions: where element
+ * (i, p) of A, and (j, p) of B, of a packed [rows × k] matrix lies. */
+static size_t a_index(const mha_kernels* kr, size_t k, size_t i, size_t p) {
   const size_t kq = (k + 3) / 4;
-  return x[(i / 2) * 8 * kq + (p / 4) * 8 + (i % 2) * 4 + p % 4];
+  if (kr->isa == MHA_ISA_AVX512_BF16) return i * 4 * kq + p; /* rows */
+  return (i / 2) * 8 * kq + (p / 4) * 8 + (i % 2) * 4 + p % 4; /* row pairs in quads */
+}
+
+static size_t b_index(const mha_kernels* kr, size_t k, size_t j, size_t p) {
+  const size_t kq = (k + 3) / 4;
+  if (kr->isa == MHA_ISA_AVX512_BF16) return (j / 32) * 128 * kq + (p / 2) * 64 + (j % 32) * 2 + p % 2; /* panels */
+  return a_index(kr, k, j, p);
+}
+
+/* A's elements for `rows` rows (padded as the set packs them) */
+static size_t a_elems(const mha_kernels* kr, size_t rows, size_t k) {
+  const size_t kq = (k + 3) / 4;
+  return (kr->isa == MHA_ISA_AVX512_BF16 ? rows : (rows + 1) / 2 * 2) * 4 * kq;
 }
 
 static void check_packing(tester* t, const mha_kernels* kr) {
   tester_context(t, "%s: packing", kr->name);
-  for (size_t rows = 1; rows <= 9; rows++) {
-    for (size_t k = 1; k <= 21; k += (k < 9 ? 1 : 4)) {
-      const size_t kq = (k + 3) / 4, n = (rows + 1) / 2 * 8 * kq;
-      uint16_t* src = tester_alloc(rows * k * 2);
+  const size_t NR = (size_t)kr->bf16_nr;
+  static const size_t ks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 21, 31, 32, 33, 64, 67, 100};
+  for (size_t rows = 1; rows <= 2 * NR + 1; rows += (rows < 13 ? 1 : NR - 1)) {
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+      const size_t k = ks[ki], kq = (k + 3) / 4, n = a_elems(kr, rows, k);
+      const size_t brows = (rows + NR - 1) / NR * NR, nb = brows * 4 * kq;
+      uint16_t* src = tester_alloc(brows * k * 2);
       float* srcf = tester_alloc(rows * k * sizeof(float));
-      const uint16_t* p16[9];
-      const float* p32[9];
+      const uint16_t** p16 = tester_alloc(brows * sizeof(uint16_t*));
+      const float** p32 = tester_alloc(rows * sizeof(float*));
       fill_bf16(t, src, rows * k);
+      memset(src + rows * k, 0, (brows - rows) * k * 2); /* B's padding rows: zero rows */
       tester_fill(t, srcf, rows * k);
-      for (size_t i = 0; i < rows; i++) p16[i] = src + i * k, p32[i] = srcf + i * k;
+      for (size_t i = 0; i < brows; i++) p16[i] = src + i * k;
+      for (size_t i = 0; i < rows; i++) p32[i] = srcf + i * k;
       uint16_t* dst = tester_alloc((n + GUARD) * 2);
       uint16_t* dstf = tester_alloc((n + GUARD) * 2);
+      uint16_t* dstb = tester_alloc((nb + GUARD) * 2);
       for (size_t i = 0; i < n + GUARD; i++) dst[i] = dstf[i] = poison16();
-      kr->bf16_pack_rows(rows, k, p16, dst);
-      kr->bf16_pack_rows_f32(rows, k, p32, dstf);
-      int ok = 1, okf = 1, guard = 1;
-      for (size_t i = 0; i < (rows + 1) / 2 * 2; i++) {
+      for (size_t i = 0; i < nb + GUARD; i++) dstb[i] = poison16();
+      kr->bf16_pack_a(rows, k, p16, dst);
+      kr->bf16_pack_a_f32(rows, k, p32, dstf);
+      kr->bf16_pack_b(brows, k, p16, dstb);
+      int ok = 1, okf = 1, okb = 1, guard = 1;
+      for (size_t i = 0; i < n / (4 * kq); i++) {
         for (size_t p = 0; p < 4 * kq; p++) {
           const int in = i < rows && p < k;
-          ok &= packed_at(dst, k, i, p) == (in ? src[i * k + p] : 0);
-          okf &= packed_at(dstf, k, i, p) == (in ? mha_f32_to_bf16(srcf[i * k + p]) : 0);
+          ok &= dst[a_index(kr, k, i, p)] == (in ? src[i * k + p] : 0);
+          okf &= dstf[a_index(kr, k, i, p)] == (in ? mha_f32_to_bf16(srcf[i * k + p]) : 0);
         }
       }
+      for (size_t j = 0; j < brows; j++) {
+        for (size_t p = 0; p < 4 * kq; p++) okb &= dstb[b_index(kr, k, j, p)] == (p < k ? src[j * k + p] : 0);
+      }
       for (size_t i = n; i < n + GUARD; i++) guard &= dst[i] == poison16() && dstf[i] == poison16();
-      tester_check(t, ok, "pack_rows: rows %zu, k %zu: the layout, zeros past the rows and k", rows, k);
-      tester_check(t, okf, "pack_rows_f32: rows %zu, k %zu: rounded as mha_f32_to_bf16", rows, k);
-      tester_check(t, guard, "pack_rows: nothing written past the packed rows");
-      free(src), free(srcf), free(dst), free(dstf);
+      for (size_t i = nb; i < nb + GUARD; i++) guard &= dstb[i] == poison16();
+      tester_check(t, ok, "pack_a: rows %zu, k %zu: the layout, zeros past the rows and k", rows, k);
+      tester_check(t, okf, "pack_a_f32: rows %zu, k %zu: rounded as mha_f32_to_bf16", rows, k);
+      tester_check(t, okb, "pack_b: rows %zu, k %zu: the layout, zeros past k", brows, k);
+      tester_check(t, guard, "rows %zu, k %zu: nothing written past the packed rows", rows, k);
+      free(src), free(srcf), free(p16), free(p32), free(dst), free(dstf), free(dstb);
     }
   }
   for (size_t k = 4; k <= 12; k += 4) {
-    for (size_t n = 1; n <= 19; n++) {
-      const size_t n8 = (n + 7) / 8 * 8, size = n8 / 2 * 8 * (k / 4);
+    for (size_t n = 1; n <= 2 * NR + 3; n += (n < 19 ? 1 : 7)) {
+      const size_t nr = (n + NR - 1) / NR * NR, size = nr * k;
       uint16_t* src = tester_alloc(k * n * 2);
       fill_bf16(t, src, k * n);
       const uint16_t* rows[12];
       for (size_t p = 0; p < k; p++) rows[p] = src + p * n;
       uint16_t* dst = tester_alloc((size + GUARD) * 2);
       for (size_t i = 0; i < size + GUARD; i++) dst[i] = poison16();
-      kr->bf16_pack_cols(k, n, rows, dst);
+      kr->bf16_pack_b_cols(k, n, rows, dst);
       int ok = 1, guard = 1;
-      for (size_t c = 0; c < n8; c++) {
-        for (size_t p = 0; p < k; p++) ok &= packed_at(dst, k, c, p) == (c < n ? src[p * n + c] : 0);
+      for (size_t c = 0; c < nr; c++) {
+        for (size_t p = 0; p < k; p++) ok &= dst[b_index(kr, k, c, p)] == (c < n ? src[p * n + c] : 0);
       }
       for (size_t i = size; i < size + GUARD; i++) guard &= dst[i] == poison16();
-      tester_check(t, ok, "pack_cols: k %zu, n %zu: the transpose's layout, zero columns to 8", k, n);
-      tester_check(t, guard, "pack_cols: nothing written past the packed columns");
+      tester_check(t, ok, "pack_b_cols: k %zu, n %zu: the transpose's layout, zero rows to %zu", k, n, NR);
+      tester_check(t, guard, "pack_b_cols: nothing written past the packed rows");
       free(src), free(dst);
     }
   }
@@ -138,30 +172,34 @@ static void check_packing(tester* t, const mha_kernels* kr) {
 
 static void check_gemm(tester* t, const mha_kernels* kr) {
   tester_context(t, "%s: gemm", kr->name);
-  enum { LDC = 11 };
+  const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr, LDC = NR + 3, CR = MR + 1;
+  float* c = tester_alloc(CR * LDC * sizeof(float));
+  float* c0 = tester_alloc(CR * LDC * sizeof(float));
+  float* full = tester_alloc(MR * NR * sizeof(float));
+  float* one = tester_alloc(NR * sizeof(float));
   for (size_t kq = 1; kq <= 5; kq++) {
-    const size_t ld = 8 * kq;
-    uint16_t* a = tester_alloc(4 * ld * 2);
-    uint16_t* b = tester_alloc(4 * ld * 2);
-    for (size_t i = 0; i < 4 * ld; i++) a[i] = int_bf16(t), b[i] = int_bf16(t);
-    for (size_t m = 1; m <= 8; m++) {
-      for (size_t n = 1; n <= 8; n++) {
+    const size_t k = 4 * kq, na = a_elems(kr, MR, k), nb = NR * k;
+    uint16_t* a = tester_alloc(na * 2);
+    uint16_t* b = tester_alloc(nb * 2);
+    for (size_t i = 0; i < na; i++) a[i] = int_bf16(t);
+    for (size_t i = 0; i < nb; i++) b[i] = int_bf16(t);
+    for (size_t m = 1; m <= MR; m++) {
+      for (size_t n = 1; n <= NR; n++) {
         for (int acc = 0; acc <= 1; acc++) {
           const float alpha = acc ? 1.0f : 0.5f;
-          float c[9 * LDC], c0[9 * LDC];
-          for (size_t i = 0; i < 9 * LDC; i++) c0[i] = (float)(tester_below(t, 9) - 4);
-          memcpy(c, c0, sizeof c);
+          for (size_t i = 0; i < CR * LDC; i++) c0[i] = (float)(tester_below(t, 9) - 4);
+          memcpy(c, c0, CR * LDC * sizeof(float));
           kr->bf16_gemm(m, n, kq, a, b, alpha, c, LDC, acc);
           int ok = 1, untouched = 1;
-          for (size_t i = 0; i < 9; i++) {
+          for (size_t i = 0; i < CR; i++) {
             for (size_t j = 0; j < LDC; j++) {
               if (i >= m || j >= n) {
                 untouched &= memcmp(&c[i * LDC + j], &c0[i * LDC + j], sizeof(float)) == 0;
                 continue;
               }
               double s = 0.0;
-              for (size_t p = 0; p < 4 * kq; p++) {
-                s += (double)mha_bf16_to_f32(packed_at(a, 4 * kq, i, p)) * mha_bf16_to_f32(packed_at(b, 4 * kq, j, p));
+              for (size_t p = 0; p < k; p++) {
+                s += (double)mha_bf16_to_f32(a[a_index(kr, k, i, p)]) * mha_bf16_to_f32(b[b_index(kr, k, j, p)]);
               }
               const double want = alpha * s + (acc ? c0[i * LDC + j] : 0.0);
               ok &= c[i * LDC + j] == (float)want;
@@ -172,23 +210,23 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
         }
       }
     }
-    /* random values: each row the same bits alone (m = 1, its pair's other
-     * row 0) and in a full tile */
-    fill_bf16(t, a, 4 * ld);
-    fill_bf16(t, b, 4 * ld);
-    float full[8 * 8], one[8];
-    kr->bf16_gemm(8, 8, kq, a, b, 0.75f, full, 8, 0);
+    /* random values: each row the same bits alone (m = 1, as row 0; a pair's
+     * other row 0) and in a full tile */
+    fill_bf16(t, a, na);
+    fill_bf16(t, b, nb);
+    kr->bf16_gemm(MR, NR, kq, a, b, 0.75f, full, NR, 0);
     int same = 1;
-    for (size_t i = 0; i < 8; i++) {
-      uint16_t alone[40 * 2];
-      memset(alone, 0, sizeof alone);
-      for (size_t q = 0; q < kq; q++) memcpy(alone + 8 * q, a + (i / 2) * ld + 8 * q + 4 * (i % 2), 4 * 2);
-      kr->bf16_gemm(1, 8, kq, alone, b, 0.75f, one, 8, 0);
-      same &= memcmp(one, full + 8 * i, sizeof one) == 0;
+    uint16_t* alone = tester_alloc(a_elems(kr, 2, k) * 2);
+    for (size_t i = 0; i < MR; i++) {
+      memset(alone, 0, a_elems(kr, 2, k) * 2);
+      for (size_t p = 0; p < k; p++) alone[a_index(kr, k, 0, p)] = a[a_index(kr, k, i, p)];
+      kr->bf16_gemm(1, NR, kq, alone, b, 0.75f, one, NR, 0);
+      same &= memcmp(one, full + NR * i, NR * sizeof(float)) == 0;
     }
     tester_check(t, same, "kq %zu: a row's bits alone and in a full tile", kq);
-    free(a), free(b);
+    free(a), free(b), free(alone);
   }
+  free(c), free(c0), free(full), free(one);
 }
 
 /* ---- 3 and 4. the attention calls ---- */
@@ -617,7 +655,7 @@ int main(void) {
   }
   if (sets == 0) {
     printf("attention-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "
-           "(neon_bf16: AArch64 with FEAT_BF16)\n");
+           "(neon_bf16: AArch64 with FEAT_BF16; avx512_bf16: x86-64 with AVX512-BF16)\n");
     return 77;
   }
   return tester_finish(&t);

@@ -2,12 +2,14 @@
  * The layer's BF16 form (include/mha.h, "The layer's BF16 form"; kernels/mha/
  * layer-bf16.c, gemm-bf16.c): a plan made from bf16 weights on a set with a
  * BF16 unit, forwards with bf16 x and out. On every such set this build and
- * CPU run (neon_bf16: AArch64 with FEAT_BF16; CI runs it under qemu);
+ * CPU run (neon_bf16: AArch64 with FEAT_BF16, CI runs it under qemu;
+ * avx512_bf16: x86-64 with AVX512-BF16, where the CPU has it);
  * elsewhere the test is skipped (exit 77), saying why.
  *
  *   1. The GEMM (white box): C = A·W + b exact on small integers (every sum
  *      exact in fp32, so any order gives it) for M, K, N around the tiles
- *      (1, 7, 8, 9, 64, 65, 130 rows; K 1, 4, 5, 67; N 1, 7, 8, 9, 33),
+ *      (8×8 Arm, 12×32 x86: 1, 7, 8, 9, 12, 13, 64, 65, 97, 130 rows; K 1,
+ *      4, 5, 67; N 1, 7, 8, 9, 31, 33, 65),
  *      weights given as fp32 and as bf16, with and without a bias, 1-3
  *      workers; nothing written outside the M×N block of C (ldc > N).
  *   2. Accuracy: out against the double layer oracle on the bf16 inputs and
@@ -18,7 +20,7 @@
  *      causal, weights), cross with separate K and V inputs (kv_len,
  *      Dv != D, OUT_IN), packed in_proj with an additive mask, no W_o. The
  *      plan is in the BF16 form, and its out is not the widening path's
- *      (neon) — a silent fallback fails here.
+ *      (neon, avx512f) — a silent fallback fails here.
  *   3. Bits: the same for 1-3 threads, the caller's workspace and the
  *      caller's pool (with a trace, which holds the four GEMMs' tiles and the
  *      attention units); an entry alone and inside its batch; out with and
@@ -50,7 +52,8 @@ static uint16_t poison16(void) { return 0x7fa5; }
 /* ---- 1. the GEMM ---- */
 
 static void check_gemm(tester* t, const mha_kernels* kr) {
-  static const int64_t Ms[] = {1, 7, 8, 9, 64, 65, 130}, Ks[] = {1, 4, 5, 67}, Ns[] = {1, 7, 8, 9, 33};
+  static const int64_t Ms[] = {1, 7, 8, 9, 12, 13, 64, 65, 97, 130}, Ks[] = {1, 4, 5, 67},
+                       Ns[] = {1, 7, 8, 9, 31, 33, 65};
   for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
       for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
@@ -71,7 +74,7 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
         }
         for (int64_t j = 0; j < N; j++) bias[j] = (float)(tester_below(t, 33) - 16);
         mha_packed_bf16 pw;
-        if (!check_ok(t, mha_packed_bf16_alloc(K, N, &pw), "alloc")) continue;
+        if (!check_ok(t, mha_packed_bf16_alloc(kr, K, N, &pw), "alloc")) continue;
         /* IN_OUT: element (k, n) at k·N + n */
         if (!check_ok(t, mha_packed_bf16_fill(kr, &pw, wdt == MHA_DTYPE_BF16 ? (const void*)w16 : (const void*)w, wdt,
                                               N, 1),
@@ -218,7 +221,7 @@ static void check_accuracy(tester* t, const bf16_layer* L, const mha_layer* plan
     tester_check_close(t, "out against the oracle", p->out_size, got, want, tol);
     tester_check(t, guard, "nothing written past out");
     if (w) tester_check_close(t, "weights against the oracle", p->weights_size, w, want_w, tol_w);
-    /* the widening path (the neon set, the same plan inputs) gives other bits */
+    /* the widening path (neon, avx512f: the same plan inputs) gives other bits */
     uint16_t* wide = tester_alloc(p->out_size * 2);
     mha_layer_args aw = bf16_args(L, wide, NULL, 2);
     if (check_ok(t, mha_layer_forward(widening, &aw), "widening forward")) {
@@ -363,11 +366,11 @@ static void check_layer(tester* t, mha_isa isa, const char* what, const layer_ca
   tester_context(t, "%s: %s", mha_isa_name(isa), what);
   mha_layer *plan = NULL, *widening = NULL;
   mha_layer_desc dw = L.desc;
-  dw.isa = MHA_ISA_NEON; /* the same bf16 weights, widened: the path without the unit */
+  dw.isa = tester_widening_isa(isa); /* the same bf16 weights, widened: the path without the unit */
   if (check_ok(t, mha_layer_create(&L.desc, &plan), "create") &&
-      check_ok(t, mha_layer_create(&dw, &widening), "create on neon")) {
+      check_ok(t, mha_layer_create(&dw, &widening), "create on the widening set")) {
     tester_check(t, plan->bf16_form == 1, "the plan is in the BF16 form");
-    tester_check(t, widening->bf16_form == 0, "the neon plan is not");
+    tester_check(t, widening->bf16_form == 0, "the widening set's plan is not");
     check_accuracy(t, &L, plan, widening);
     check_bits(t, &L, plan);
     check_pool_trace(t, &L, plan);
@@ -406,7 +409,7 @@ int main(void) {
   }
   if (sets == 0) {
     printf("layer-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "
-           "(neon_bf16: AArch64 with FEAT_BF16)\n");
+           "(neon_bf16: AArch64 with FEAT_BF16; avx512_bf16: x86-64 with AVX512-BF16)\n");
     return 77;
   }
   return tester_finish(&t);

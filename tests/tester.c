@@ -171,12 +171,21 @@ static int isa_in_list(const char* list, const char* name) {
   return 0;
 }
 
+mha_isa tester_widening_isa(mha_isa isa) {
+  switch (isa) {
+    case MHA_ISA_NEON_BF16: return MHA_ISA_NEON;
+    case MHA_ISA_AVX512_BF16: return MHA_ISA_AVX512F;
+    default: return isa;
+  }
+}
+
 isa_list tester_available_isas(tester* t) {
   isa_list list;
   list.count = 0;
-  /* up to neon: neon_bf16's table is neon's but for the BF16 form of bf16
-   * calls (config/table-neon-bf16.c; attention-bf16-test checks both), so
-   * the suite's fp32 and f16 paths run once on AArch64 under qemu, not twice */
+  /* up to neon: neon_bf16's and avx512_bf16's tables are neon's and
+   * avx512f's but for the BF16 form of bf16 calls (config/table-*-bf16.c;
+   * attention-bf16-test checks both), so the suite's fp32 and f16 paths run
+   * once per unit, not twice */
   /* MHA_TEST_ISAS="neon,..." restricts the list (set by tests/CMakeLists.txt
    * for the long ISA-looping tests under an emulator only; announced) */
   const char* only = getenv("MHA_TEST_ISAS");

@@ -1,13 +1,22 @@
 /* BF16 matrix-unit kernels: products of bf16 values accumulated in fp32 by
- * the CPU's matrix instructions (Arm BF16: BFMMLA), over operands packed once
- * into the instructions' layout. Contracts: config/kernels.h, kernels/README.md.
+ * the CPU's matrix instructions (Arm BF16: BFMMLA; AVX512-BF16: vdpbf16ps),
+ * over operands packed once into the instructions' layout. Contracts:
+ * config/kernels.h, kernels/README.md. Each layout pads k with zeros to kq
+ * quads (4·kq values) and puts A's row i (i even) and B's block of NR rows
+ * from row j (j a multiple of NR) at element i·4·kq and j·4·kq.
  *
- * The packed layout ("row pairs in quads"): a matrix X of `rows` rows and k
- * columns is stored as ⌈rows/2⌉ row pairs, pair after pair, each pair ⌈k/4⌉
- * quads of 8 values: X[2p][4q .. 4q+3] then X[2p+1][4q .. 4q+3]. A missing
- * row or column is 0. Pair p starts at element p·8·⌈k/4⌉: the stride of the
- * kernels' `ldp`. BFMMLA takes one quad of a pair of A and one of a pair of
- * B and adds their four 2×2 dot products of 4 terms to a 2×2 fp32 tile. */
+ * Arm, "row pairs in quads" (A and B alike, NR 8): a matrix X of `rows`
+ * rows is stored as ⌈rows/2⌉ row pairs, pair after pair, each pair kq quads
+ * of 8 values: X[2p][4q .. 4q+3] then X[2p+1][4q .. 4q+3]. A missing row or
+ * column is 0. Pair p starts at element p·8·kq: the stride of the kernels'
+ * `ldp`. BFMMLA takes one quad of a pair of A and one of a pair of B and
+ * adds their four 2×2 dot products of 4 terms to a 2×2 fp32 tile.
+ *
+ * x86, "rows; panels of k-pairs" (NR 32): A is its rows, 4·kq values apart
+ * (a broadcast 32-bit word is one row's k-pair); B is panels of 32 rows,
+ * each panel 2·kq k-pairs of 32 rows' (X[j][2t], X[j][2t+1]) words side by
+ * side — 64 values, two zmm registers: the 16-row halves vdpbf16ps takes.
+ * Row j's k-pair t lies at element (j/32)·128·kq + 64·t + 2·(j%32). */
 #ifndef MHA_KERNELS_BF16_GEMM_H
 #define MHA_KERNELS_BF16_GEMM_H
 
@@ -38,5 +47,25 @@ void mha_bf16_pack_rows_f32__neon(size_t rows, size_t k, const float* const* src
  * ones zero) of k rows, row p at src[p] (k a multiple of 4: pass a zero row
  * for a padding row), into dst. Reads n values of every src[p]. */
 void mha_bf16_pack_cols__neon(size_t k, size_t n, const uint16_t* const* src, uint16_t* dst);
+
+/* C[m×n] = alpha·A·Bᵀ, or C += alpha·A·Bᵀ (accumulate), on the x86 layout:
+ * A's rows at a (row stride 4·kq), B's panel at b; m <= 12, n <= 32. Per
+ * element: acc = 0; acc = vdpbf16ps(acc, k-pair t) for t = 0 .. 2·kq−1
+ * (subnormal inputs and outputs flushed, sums rounded to nearest even); then
+ * alpha·acc, plus C's value when accumulating. */
+void mha_bf16_gemm_dp_ukernel_12x32__avx512bf16(size_t m, size_t n, size_t kq, const uint16_t* a,
+                                                const uint16_t* b, float alpha, float* c, size_t ldc,
+                                                int accumulate);
+
+/* A's rows [0, rows) of k values (bf16; fp32 rounded bitwise as mha_f32_to_bf16) to rows of 4·⌈k/4⌉ */
+void mha_bf16_pack_a__avx512bw(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);
+void mha_bf16_pack_a_f32__avx512bw(size_t rows, size_t k, const float* const* src, uint16_t* dst);
+
+/* B's rows [0, rows) (rows a multiple of 32) of k values each into panels of k-pairs */
+void mha_bf16_pack_b__avx512bw(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);
+
+/* B from its columns: n columns (B's rows: n rounded up to 32, the missing
+ * ones zero) of k rows (k a multiple of 4), row p at src[p], into panels */
+void mha_bf16_pack_b_cols__avx512bw(size_t k, size_t n, const uint16_t* const* src, uint16_t* dst);
 
 #endif

@@ -12,8 +12,8 @@
 #include "config/kernels.h"
 #include "mha/internal.h"
 
-static const char* const mha_isa_names[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f",
-                                                         "neon",    "neon_bf16"};
+static const char* const mha_isa_names[MHA_ISA_COUNT] = {"default", "scalar",    "avx2",       "avx512f",
+                                                         "neon",    "neon_bf16", "avx512_bf16"};
 
 const char* mha_isa_name(mha_isa isa) {
   if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return "unknown";
@@ -28,6 +28,18 @@ static int mha_cpu_has_f16c(void) {
   unsigned eax, ebx, ecx, edx;
   return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
 }
+
+/* AVX512-BF16: CPUID leaf 7 subleaf 1, EAX bit 5 (the OS's zmm state is
+ * checked by __builtin_cpu_supports("avx512f")); the set's packers also
+ * need AVX512BW (leaf 7 subleaf 0, EBX bit 30), present on every such CPU. */
+static int mha_cpu_has_avx512_bf16(void) {
+  unsigned eax, ebx, ecx, edx;
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+  if (__get_cpuid_max(0, NULL) < 7) return 0;
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  (void)ebx, (void)ecx, (void)edx;
+  return (eax & (1u << 5)) != 0;
+}
 #endif
 
 /* Is the ISA compiled in, and can this CPU run it? */
@@ -40,6 +52,7 @@ static int mha_cpu_runs(mha_isa isa) {
              mha_cpu_has_f16c();
     case MHA_ISA_AVX512F:
       return __builtin_cpu_supports("avx512f");
+    case MHA_ISA_AVX512_BF16: return mha_cpu_has_avx512_bf16();
 #endif
 #if defined(MHA_ENABLE_NEON)
     case MHA_ISA_NEON: return 1; /* Advanced SIMD is mandatory on AArch64 */
@@ -56,6 +69,7 @@ static const mha_kernels* mha_table_of(mha_isa isa) {
 #if defined(MHA_ENABLE_X86)
     case MHA_ISA_AVX2: return mha_kernels_avx2();
     case MHA_ISA_AVX512F: return mha_kernels_avx512f();
+    case MHA_ISA_AVX512_BF16: return mha_kernels_avx512_bf16();
 #endif
 #if defined(MHA_ENABLE_NEON)
     case MHA_ISA_NEON: return mha_kernels_neon();
@@ -98,7 +112,8 @@ static int mha_select_from_env(void) {
       return (int)isa;
     }
   }
-  static const mha_isa best_first[] = {MHA_ISA_AVX512F, MHA_ISA_AVX2, MHA_ISA_NEON_BF16, MHA_ISA_NEON};
+  static const mha_isa best_first[] = {MHA_ISA_AVX512_BF16, MHA_ISA_AVX512F, MHA_ISA_AVX2,
+                                       MHA_ISA_NEON_BF16,   MHA_ISA_NEON};
   for (size_t i = 0; i < sizeof best_first / sizeof best_first[0]; i++) {
     if (mha_isa_available(best_first[i])) return (int)best_first[i];
   }
@@ -120,7 +135,7 @@ static mha_status mha_selection_error(int sel) {
   if (env == NULL) env = "";
   mha_status st = (mha_status)(-sel - 1);
   if (st == MHA_STATUS_UNKNOWN_ISA) {
-    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16)", env);
+    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16, avx512_bf16)", env);
   }
   return mha_error(st, "MHA_ISA=%.40s: this CPU or this build cannot run it", env);
 }
@@ -177,7 +192,7 @@ mha_status mha_set_isa_by_name(const char* name) {
   mha_isa isa;
   if (!mha_parse_isa(name, &isa)) {
     return mha_error(MHA_STATUS_UNKNOWN_ISA,
-                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16)",
+                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16, avx512_bf16)",
                      name);
   }
   return mha_set_isa(isa);

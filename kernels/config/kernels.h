@@ -122,14 +122,21 @@ typedef void (*mha_f32_vscale_fn)(size_t n, float* x, float alpha);
 typedef void (*mha_f32_vexp2_scale_fn)(size_t n, float* x, float c, float alpha);
 
 /* The BF16 matrix form (a set with a BF16 matrix unit; kernels/bf16-gemm/):
- * operands packed as row pairs in quads (bf16-gemm.h).
- * bf16_gemm: C[m×n] = alpha·A·Bᵀ (or += with accumulate), m, n <= 8, kq quads
- *   of k, pair strides 8·kq; B packed to a multiple of 8 rows. Per element
+ * C = alpha·A·Bᵀ on operands packed once into the unit's layout
+ * (bf16-gemm.h defines each set's), k padded with zeros to kq quads (4·kq
+ * values). Every layout keeps one rule the drivers rely on: A's row i (i a
+ * multiple of 2) and B's block of bf16_nr rows from row j (j a multiple of
+ * bf16_nr) start at element i·4·kq and j·4·kq.
+ * bf16_gemm: C[m×n] = alpha·A·Bᵀ (or += with accumulate), m <= bf16_mr,
+ *   n <= bf16_nr; A from its row 0, B from its block's row 0. Per element
  *   the same instructions wherever it lies in a tile.
- * bf16_pack_rows / bf16_pack_rows_f32: rows [0, rows) of k values at src[i]
- *   (bf16, or fp32 rounded to nearest even), zero-padded to ⌈k/4⌉ quads.
- * bf16_pack_cols: the n columns of k rows (k a multiple of 4) at src[p], as
- *   the rows of the transpose, padded with zero columns to a multiple of 8. */
+ * bf16_pack_a / bf16_pack_a_f32: A's rows [0, rows) of k values at src[i]
+ *   (bf16, or fp32 rounded to nearest even, bitwise mha_f32_to_bf16); rows
+ *   even, or the last written as a zero-padded pair where the layout pairs them.
+ * bf16_pack_b: B's rows [0, rows) (rows a multiple of bf16_nr) of k values at src[i].
+ * bf16_pack_b_cols: B from its columns: the n columns of k rows (k a
+ *   multiple of 4) at src[p] as B's rows, padded with zero rows to a
+ *   multiple of bf16_nr. */
 typedef void (*mha_bf16_gemm_fn)(size_t m, size_t n, size_t kq, const uint16_t* a, const uint16_t* b,
                                  float alpha, float* c, size_t ldc, int accumulate);
 typedef void (*mha_bf16_pack_rows_fn)(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);
@@ -195,9 +202,11 @@ typedef struct mha_kernels {
   /* The BF16 matrix form of a bf16 call (io and K/V bf16): NULL on the sets
    * without a BF16 unit, which widen to fp32 instead (kernels/mha/attention-bf16.c) */
   mha_bf16_gemm_fn bf16_gemm;
-  mha_bf16_pack_rows_fn bf16_pack_rows;
-  mha_bf16_pack_rows_f32_fn bf16_pack_rows_f32;
-  mha_bf16_pack_cols_fn bf16_pack_cols;
+  int bf16_mr, bf16_nr; /* bf16_gemm's tile: rows of A, rows of B (C's columns) */
+  mha_bf16_pack_rows_fn bf16_pack_a;
+  mha_bf16_pack_rows_f32_fn bf16_pack_a_f32;
+  mha_bf16_pack_rows_fn bf16_pack_b;
+  mha_bf16_pack_cols_fn bf16_pack_b_cols;
 } mha_kernels;
 
 /* The kernel table of each ISA; NULL when the ISA is not compiled in. */
@@ -206,6 +215,7 @@ const mha_kernels* mha_kernels_avx2(void);
 const mha_kernels* mha_kernels_avx512f(void);
 const mha_kernels* mha_kernels_neon(void);
 const mha_kernels* mha_kernels_neon_bf16(void);
+const mha_kernels* mha_kernels_avx512_bf16(void);
 
 /* The table in use (chosen once from MHA_ISA or the CPU). On failure
  * (bad MHA_ISA) returns the status and sets the error message; *out is

@@ -15,9 +15,13 @@ static void mha_kernels_neon_bf16_build(void) {
   t.isa = MHA_ISA_NEON_BF16;
   t.name = "neon_bf16";
   t.bf16_gemm = mha_bf16_gemm_mmla_ukernel_8x8__neonbf16;
-  t.bf16_pack_rows = mha_bf16_pack_rows__neon;
-  t.bf16_pack_rows_f32 = mha_bf16_pack_rows_f32__neon;
-  t.bf16_pack_cols = mha_bf16_pack_cols__neon;
+  t.bf16_mr = 8;
+  t.bf16_nr = 8;
+  /* A and B share the layout (bf16-gemm.h) */
+  t.bf16_pack_a = mha_bf16_pack_rows__neon;
+  t.bf16_pack_a_f32 = mha_bf16_pack_rows_f32__neon;
+  t.bf16_pack_b = mha_bf16_pack_rows__neon;
+  t.bf16_pack_b_cols = mha_bf16_pack_cols__neon;
   mha_kernels_neon_bf16_table = t;
 }
 

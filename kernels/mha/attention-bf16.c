@@ -1,6 +1,6 @@
 /*
  * The BF16 matrix form of a bf16 call (Q, K, V and out bf16) on a set with a
- * BF16 unit (kr->bf16_gemm; the neon_bf16 set): the scores are products of
+ * BF16 unit (kr->bf16_gemm; the neon_bf16 and avx512_bf16 sets): the scores are products of
  * the bf16 Q and K rows accumulated in fp32 by the unit, times scale·log2(e)
  * (or the modifier's scale) in fp32 afterwards; the probabilities P are
  * rounded to bf16 (to nearest even) for P·V, whose products the unit
@@ -10,7 +10,9 @@
  * once, after the rotation.
  *
  * Operands are packed per item (Q) and per key block (K, P, V) into the
- * unit's layout (kernels/bf16-gemm/bf16-gemm.h) in the item's scratch. Each
+ * unit's layout (kernels/bf16-gemm/bf16-gemm.h) in the item's scratch, and
+ * multiplied in the set's tiles (bf16_mr rows × bf16_nr columns): A's row i
+ * at element i·4·kq, B's block from row j at j·4·kq, in every layout. Each
  * row's scores and P·V terms are the same instructions in the same order
  * whatever rows share its item and whichever form (decode or prefill) the
  * call takes, so the bits do not depend on the threads, the batch or the
@@ -36,23 +38,24 @@ void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch
     }
     sc->bf16.rows16[r] = q;
   }
-  p->kr->bf16_pack_rows(R, D, sc->bf16.rows16, sc->bf16.qb);
+  p->kr->bf16_pack_a(R, D, sc->bf16.rows16, sc->bf16.qb);
 }
 
 void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
                      size_t nk) {
   const mha_kernels* kr = p->kr;
-  const size_t D = (size_t)p->d->D, NK = (size_t)p->nk, kq = (D + 3) / 4, n8 = (nk + 7) / 8 * 8;
-  for (size_t j = 0; j < n8; j++) {
+  const size_t D = (size_t)p->d->D, NK = (size_t)p->nk, kq = (D + 3) / 4;
+  const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr, nr = (nk + NR - 1) / NR * NR;
+  for (size_t j = 0; j < nr; j++) {
     sc->bf16.rows16[j] = j < nk ? mha_kv_row(p, 0, b, g, j0 + (int64_t)j) : sc->bf16.zero;
   }
-  kr->bf16_pack_rows(n8, D, sc->bf16.rows16, sc->bf16.kb);
-  for (size_t j = 0; j < nk; j += 8) {
-    const size_t n = nk - j < 8 ? nk - j : 8;
-    for (size_t i = 0; i < R; i += 8) {
-      const size_t m = R - i < 8 ? R - i : 8;
-      kr->bf16_gemm(m, n, kq, sc->bf16.qb + i / 2 * 8 * kq, sc->bf16.kb + j / 2 * 8 * kq, p->qscale,
-                    sc->s + i * NK + j, NK, 0);
+  kr->bf16_pack_b(nr, D, sc->bf16.rows16, sc->bf16.kb);
+  for (size_t j = 0; j < nk; j += NR) {
+    const size_t n = nk - j < NR ? nk - j : NR;
+    for (size_t i = 0; i < R; i += MR) {
+      const size_t m = R - i < MR ? R - i : MR;
+      kr->bf16_gemm(m, n, kq, sc->bf16.qb + i * 4 * kq, sc->bf16.kb + j * 4 * kq, p->qscale, sc->s + i * NK + j,
+                    NK, 0);
     }
   }
 }
@@ -68,8 +71,9 @@ int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
                 int careful) {
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk, kq = (nk + 3) / 4;
+  const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr;
   for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
-  kr->bf16_pack_rows_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
+  kr->bf16_pack_a_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
   /* V's rows; when careful, a row with a non-finite value is left out (its
    * terms are added alone by the caller, mha_attention_pv) */
   int any_bad = 0;
@@ -83,13 +87,12 @@ int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
     }
     sc->bf16.rows16[j] = row;
   }
-  kr->bf16_pack_cols(4 * kq, Dv, sc->bf16.rows16, sc->bf16.vb);
-  for (size_t c = 0; c < Dv; c += 8) {
-    const size_t n = Dv - c < 8 ? Dv - c : 8;
-    for (size_t i = 0; i < R; i += 8) {
-      const size_t m = R - i < 8 ? R - i : 8;
-      kr->bf16_gemm(m, n, kq, sc->bf16.pb + i / 2 * 8 * kq, sc->bf16.vb + c / 2 * 8 * kq, 1.0f,
-                    sc->o + i * Dv + c, Dv, 1);
+  kr->bf16_pack_b_cols(4 * kq, Dv, sc->bf16.rows16, sc->bf16.vb);
+  for (size_t c = 0; c < Dv; c += NR) {
+    const size_t n = Dv - c < NR ? Dv - c : NR;
+    for (size_t i = 0; i < R; i += MR) {
+      const size_t m = R - i < MR ? R - i : MR;
+      kr->bf16_gemm(m, n, kq, sc->bf16.pb + i * 4 * kq, sc->bf16.vb + c * 4 * kq, 1.0f, sc->o + i * Dv + c, Dv, 1);
     }
   }
   return any_bad;

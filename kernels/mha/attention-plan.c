@@ -143,7 +143,8 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
     /* the BF16 form's parts (mha_scratch_of), whether or not a call takes
      * the form: the plan is made before it knows the types. The sizes are
      * counted here checked, then computed plainly by mha_bf16_sizes_of. */
-    const size_t rows2 = rows + 1, nk8 = NK + 8, D4 = D + 4, nk4 = NK + 4, Dv8 = Dv + 8;
+    const size_t NR = (size_t)kr->bf16_nr;
+    const size_t rows2 = rows + 1, nk8 = NK + NR, D4 = D + 4, nk4 = NK + 4, Dv8 = Dv + NR;
     size_t u16 = 0;
     mha_count(&u16, rows2, D4, &bad);
     mha_count(&u16, nk8, D4, &bad);

@@ -21,7 +21,7 @@
  *   attention-run.c      the parallel stages over one plan or many (varlen)
  *   attention-rows.c     an item's rows: query packing, visible keys, scores
  *   attention-item.c     the flash loop of one (item, key range)
- *   attention-bf16.c     its scores and P·V on a BF16 unit (bf16 calls on neon_bf16)
+ *   attention-bf16.c     its scores and P·V on a BF16 unit (bf16 calls on neon_bf16, avx512_bf16)
  *   attention-decode.c   the merge of an item's key ranges (decode)
  *   attention-weights.c  the inspection passes (per head, chosen, mean)
  */
@@ -253,8 +253,8 @@ typedef struct mha_scratch {
 } mha_scratch;
 
 /* The BF16 form's scratch parts (sets with kr->bf16_gemm): bf16 elements of
- * the packed Q, K block, P and Vᵀ (row pairs in quads, kernels/bf16-gemm/:
- * B operands padded to 8 rows) and of the rotated Q rows; floats of the
+ * the packed Q, K block, P and Vᵀ (the set's layout, kernels/bf16-gemm/:
+ * B operands padded to bf16_nr rows) and of the rotated Q rows; floats of the
  * zero row; row pointers. mha_attn_plan_make checks their sum for overflow
  * before mha_scratch_of uses them. */
 typedef struct mha_bf16_sizes {
@@ -262,9 +262,10 @@ typedef struct mha_bf16_sizes {
 } mha_bf16_sizes;
 
 static inline mha_bf16_sizes mha_bf16_sizes_of(const mha_attn_plan* p) {
-  const size_t rows2 = ((size_t)p->rows + 1) / 2 * 2, nk8 = ((size_t)p->nk + 7) / 8 * 8;
+  const size_t NR = (size_t)p->kr->bf16_nr;
+  const size_t rows2 = ((size_t)p->rows + 1) / 2 * 2, nk8 = ((size_t)p->nk + NR - 1) / NR * NR;
   const size_t D4 = ((size_t)p->d->D + 3) / 4 * 4, nk4 = ((size_t)p->nk + 3) / 4 * 4;
-  const size_t Dv8 = ((size_t)p->d->Dv + 7) / 8 * 8;
+  const size_t Dv8 = ((size_t)p->d->Dv + NR - 1) / NR * NR;
   mha_bf16_sizes z;
   z.qb = rows2 * D4;
   z.kb = nk8 * D4;

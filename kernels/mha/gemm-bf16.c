@@ -3,35 +3,38 @@
  * the layer's BF16 form (layer-forward.c). bf16 rows of A times weights
  * packed once as bf16, accumulated in fp32 by the unit.
  *
- *   W [K×N] is packed as the N rows of Wᵀ in the set's pair layout
- *   (bf16_pack_rows_f32: each weight rounded to bf16 — exact for weights
- *   that are bf16 values), N padded with zero rows to a multiple of 8, ⌈K/4⌉
- *   quads deep: the 8 columns [8j, 8j + 8) are row pairs 4j .. 4j + 3, at
- *   element 4j·8·kq. A's rows are packed the same way once per call (the
- *   pack stage), then C is computed in tiles of rows × columns, each element
- *   by one micro-kernel call over the whole K: its bits do not depend on the
- *   tiling, the thread count or the row count, and the bias is added after
- *   (acc + b, one fp32 addition).
+ *   W [K×N] is packed as the N rows of Wᵀ, B of the set's layout
+ *   (bf16-gemm.h; each weight rounded to bf16 — exact for weights that are
+ *   bf16 values), N padded with zero rows to a multiple of the set's NR,
+ *   ⌈K/4⌉ quads deep: the NR columns from column j at element j·4·kq. A's
+ *   rows are packed as A once per call (the pack stage, 8 rows per unit),
+ *   then C is computed in tiles of rows × columns, each element by one
+ *   micro-kernel call over the whole K: its bits do not depend on the tiling,
+ *   the thread count or the row count, and the bias is added after (acc + b,
+ *   one fp32 addition).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "mha/internal.h"
 
-/* Rows of C per tile: 8 micro-kernel rows (64 rows of A: K = 4096 bf16 in
- * 512 KiB of L2); columns per tile: 32 micro-kernel columns. Shrunk for
- * few tiles (a decode step), as the fp32 grid: halve columns, then rows. */
-enum { MHA_BF16_MTILE = 64, MHA_BF16_NTILE = 256, MHA_BF16_UNITS_PER_THREAD = 4 };
+/* Rows of C per tile: 8 micro-kernel rows (64 rows of A on Arm, 96 on x86:
+ * K = 4096 bf16 in 512 or 768 KiB of L2); columns per tile: 256 (32 Arm
+ * micro-kernel columns, 8 x86 ones). Shrunk for few tiles (a decode step),
+ * as the fp32 grid: halve columns, then rows, while they stay whole tiles. */
+enum { MHA_BF16_MTILES = 8, MHA_BF16_NTILE = 256, MHA_BF16_UNITS_PER_THREAD = 4 };
 
 static int64_t mha_round8(int64_t x) { return (x + 7) / 8 * 8; }
 
-mha_status mha_packed_bf16_alloc(int64_t K, int64_t N, mha_packed_bf16* out) {
+static int64_t mha_round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+mha_status mha_packed_bf16_alloc(const mha_kernels* kr, int64_t K, int64_t N, mha_packed_bf16* out) {
   memset(out, 0, sizeof *out);
   out->K = K;
   out->N = N;
   out->kq = (K + 3) / 4;
-  /* N rounded to 8 rows of 4·kq values; sizes checked by the plan's validation */
-  const size_t n = (size_t)mha_round8(N) * (size_t)(4 * out->kq);
+  /* N rounded to NR rows of 4·kq values; sizes checked by the plan's validation */
+  const size_t n = (size_t)mha_round_up(N, kr->bf16_nr) * (size_t)(4 * out->kq);
   out->data = calloc(n > 0 ? n : 1, sizeof(uint16_t));
   if (out->data == NULL) return mha_error(MHA_STATUS_OUT_OF_MEMORY, "mha_layer_create: cannot allocate %zu bytes of bf16 weights", n * 2);
   return MHA_STATUS_SUCCESS;
@@ -39,21 +42,25 @@ mha_status mha_packed_bf16_alloc(int64_t K, int64_t N, mha_packed_bf16* out) {
 
 mha_status mha_packed_bf16_fill(const mha_kernels* kr, mha_packed_bf16* dst, const void* w, mha_dtype dtype,
                                 int64_t stride_k, int64_t stride_n) {
-  /* eight columns at a time, gathered as fp32 rows of Wᵀ and packed */
-  const int64_t K = dst->K, kq = dst->kq;
-  float* rows = malloc((size_t)(8 * K) * sizeof(float));
-  if (rows == NULL) return mha_error(MHA_STATUS_OUT_OF_MEMORY, "mha_layer_create: cannot allocate the bf16 packing rows");
-  const float* src[8];
-  for (int64_t j0 = 0; j0 < dst->N; j0 += 8) {
-    for (int64_t r = 0; r < 8; r++) {
-      float* row = rows + r * K;
+  /* NR columns at a time, gathered as fp32 rows of Wᵀ, rounded to bf16 and packed */
+  const int64_t K = dst->K, kq = dst->kq, NR = kr->bf16_nr;
+  float* row = malloc((size_t)K * sizeof(float));
+  uint16_t* rows = malloc((size_t)(NR * K) * sizeof(uint16_t));
+  const uint16_t** src = malloc((size_t)NR * sizeof(uint16_t*));
+  if (row == NULL || rows == NULL || src == NULL) {
+    free(row), free(rows), free(src);
+    return mha_error(MHA_STATUS_OUT_OF_MEMORY, "mha_layer_create: cannot allocate the bf16 packing rows");
+  }
+  for (int64_t j0 = 0; j0 < dst->N; j0 += NR) {
+    for (int64_t r = 0; r < NR; r++) {
       const int64_t j = j0 + r;
       for (int64_t kk = 0; kk < K; kk++) row[kk] = j < dst->N ? mha_element_f32(w, dtype, kk * stride_k + j * stride_n) : 0.0f;
-      src[r] = row;
+      kr->narrow_bf16((size_t)K, row, rows + r * K);
+      src[r] = rows + r * K;
     }
-    kr->bf16_pack_rows_f32(8, (size_t)K, src, dst->data + (j0 / 2) * 8 * kq);
+    kr->bf16_pack_b((size_t)NR, (size_t)K, src, dst->data + j0 * 4 * kq);
   }
-  free(rows);
+  free(row), free(rows), free(src);
   return MHA_STATUS_SUCCESS;
 }
 
@@ -91,25 +98,25 @@ static void mha_gemm_bf16_pack_worker(void* ctx, int worker) {
   for (int64_t g; (g = mha_claim(&r->next_pack, groups)) >= 0;) {
     const uint16_t* src[8];
     for (int64_t i = 0; i < 8; i++) src[i] = 8 * g + i < r->M ? r->a + (8 * g + i) * r->lda : r->zero_row;
-    r->kr->bf16_pack_rows(8, (size_t)K, src, r->ap + (8 * g / 2) * 8 * kq);
+    r->kr->bf16_pack_a(8, (size_t)K, src, r->ap + 8 * g * 4 * kq);
   }
 }
 
 static void mha_gemm_bf16_worker(void* ctx, int worker) {
   mha_gemm_bf16_run* r = ctx;
-  const int64_t N = r->w->N, kq = r->kq;
+  const int64_t N = r->w->N, kq = r->kq, MR = r->kr->bf16_mr, NR = r->kr->bf16_nr;
   for (int64_t t; (t = mha_claim(&r->next, r->tiles)) >= 0;) {
     const int64_t start = r->tracer != NULL ? mha_now_ns() : 0;
     const int64_t i0 = (t / r->nt) * r->mtile, j0 = (t % r->nt) * r->ntile;
     const int64_t i1 = i0 + r->mtile < r->M ? i0 + r->mtile : r->M;
     const int64_t j1 = j0 + r->ntile < N ? j0 + r->ntile : N;
-    for (int64_t j = j0; j < j1; j += 8) { /* a B group (8 columns × K) serves the tile's rows */
-      const int64_t n = j1 - j < 8 ? j1 - j : 8;
-      const uint16_t* b = r->w->data + (j / 2) * 8 * kq;
-      for (int64_t i = i0; i < i1; i += 8) {
-        const int64_t m = i1 - i < 8 ? i1 - i : 8;
+    for (int64_t j = j0; j < j1; j += NR) { /* a B block (NR columns × K) serves the tile's rows */
+      const int64_t n = j1 - j < NR ? j1 - j : NR;
+      const uint16_t* b = r->w->data + j * 4 * kq;
+      for (int64_t i = i0; i < i1; i += MR) {
+        const int64_t m = i1 - i < MR ? i1 - i : MR;
         float* c = r->c + i * r->ldc + j;
-        r->kr->bf16_gemm((size_t)m, (size_t)n, (size_t)kq, r->ap + (i / 2) * 8 * kq, b, 1.0f, c, (size_t)r->ldc, 0);
+        r->kr->bf16_gemm((size_t)m, (size_t)n, (size_t)kq, r->ap + i * 4 * kq, b, 1.0f, c, (size_t)r->ldc, 0);
         if (r->bias != NULL) {
           for (int64_t ii = 0; ii < m; ii++) {
             for (int64_t jj = 0; jj < n; jj++) c[ii * r->ldc + jj] += r->bias[j + jj];
@@ -147,16 +154,17 @@ void mha_gemm_bf16_packed(const mha_kernels* kr, int64_t M, const uint16_t* a_pa
   r.kr = kr, r.M = M, r.K = w->K, r.kq = w->kq, r.w = w, r.bias = bias, r.c = c, r.ldc = ldc;
   r.ap = (uint16_t*)a_packed;
   r.tracer = team.tracer;
-  r.mtile = MHA_BF16_MTILE;
+  const int64_t MR = kr->bf16_mr, NR = kr->bf16_nr;
+  r.mtile = MHA_BF16_MTILES * MR;
   r.ntile = MHA_BF16_NTILE;
   const int64_t want = (int64_t)MHA_BF16_UNITS_PER_THREAD * (team.workers > 1 ? team.workers : 1);
   for (;;) {
     r.nt = (w->N + r.ntile - 1) / r.ntile;
     r.tiles = ((M + r.mtile - 1) / r.mtile) * r.nt;
     if (r.tiles >= want || team.workers <= 1) break;
-    if (r.ntile > 8) {
+    if (r.ntile > NR && (r.ntile / 2) % NR == 0) {
       r.ntile /= 2;
-    } else if (r.mtile > 8) {
+    } else if (r.mtile > MR && (r.mtile / 2) % MR == 0) {
       r.mtile /= 2;
     } else {
       break;

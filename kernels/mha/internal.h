@@ -114,13 +114,14 @@ void mha_gemm_f32(const mha_kernels* kernels, int64_t M, const float* a, int64_t
                   const mha_packed_w* w, const float* bias, float* c, int64_t ldc, mha_team team);
 
 /* The layer's BF16 form (kernels/mha/gemm-bf16.c; a kernel set with
- * bf16_gemm): W [K×N] packed once as the N rows of Wᵀ in the set's pair
- * layout, N padded to 8 zero rows, kq = ⌈K/4⌉ quads. */
+ * bf16_gemm): W [K×N] packed once as the N rows of Wᵀ, B of the set's
+ * layout (bf16-gemm.h), N padded with zero rows to a multiple of bf16_nr,
+ * kq = ⌈K/4⌉ quads. */
 typedef struct mha_packed_bf16 {
   uint16_t* data;
   int64_t K, N, kq;
 } mha_packed_bf16;
-mha_status mha_packed_bf16_alloc(int64_t K, int64_t N, mha_packed_bf16* out);
+mha_status mha_packed_bf16_alloc(const mha_kernels* kernels, int64_t K, int64_t N, mha_packed_bf16* out);
 /* Packs W (dtype's elements: element (k, n) at index k·stride_k + n·stride_n
  * of w, widened exactly, then rounded to bf16 — exact for bf16 weights). */
 mha_status mha_packed_bf16_fill(const mha_kernels* kernels, mha_packed_bf16* dst, const void* w, mha_dtype dtype,

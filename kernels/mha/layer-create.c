@@ -191,7 +191,7 @@ mha_status mha_layer_create(const mha_layer_desc* caller, mha_layer** out) {
     const int64_t sk[4] = {sq_k, sk_k, sv_k, out_in ? 1 : dm}, sn[4] = {sq_n, sk_n, sv_n, out_in ? H * Dv : 1};
     for (int i = 0; i < 4; i++) {
       if (w[i] == NULL) continue; /* no W_o */
-      if ((st = mha_packed_bf16_alloc(K[i], N[i], &L->w16[i])) != MHA_STATUS_SUCCESS ||
+      if ((st = mha_packed_bf16_alloc(kr, K[i], N[i], &L->w16[i])) != MHA_STATUS_SUCCESS ||
           (st = mha_packed_bf16_fill(kr, &L->w16[i], w[i], dt, sk[i], sn[i])) != MHA_STATUS_SUCCESS) {
         goto fail;
       }

@@ -107,7 +107,7 @@ def test_varlen_dtype_packed_and_over_a_cache():
     # bf16 bits, and an out= of the right dtype written in place (isa: the widening
     # path's contract; the BF16 form has its own)
     qb, kb, vb = (bf16_bits(a.astype(np.float32)) for a in (q16, k16, v16))
-    isa = "neon" if mha.isa_available("neon_bf16") else None
+    isa = {"neon_bf16": "neon", "avx512_bf16": "avx512f"}.get(mha.get_isa())
     outb = np.full((14, H, D), 0x7FA5, np.uint16)
     got = mha.attention_varlen(qb, kb, vb, cu_q, cu_k, causal=True, dtype="bf16", out=outb, isa=isa)
     assert got is outb
@@ -172,7 +172,7 @@ def test_layer_weights_dtype(dtype):
     x = rng.uniform(-1, 1, (2, 7, d_model)).astype(np.float32)
     np.testing.assert_array_equal(layer.forward(x, causal=True), ref_layer.forward(x, causal=True))
     x16 = x.astype(np.float16) if dtype == "f16" else bf16_bits(x)
-    if dtype == "bf16" and layer.isa == "neon_bf16":
+    if dtype == "bf16" and layer.isa in ("neon_bf16", "avx512_bf16"):
         # bf16 weights and x on a BF16 unit: the layer's BF16 form (mha.h), not the
         # widening path's bits; within its bound of the float32 forward
         got = bf16_value(layer.forward(x16, dtype=dtype))
