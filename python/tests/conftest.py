@@ -25,6 +25,13 @@ def rng(request):
     return np.random.default_rng(seed)
 
 
+def widening_isa():
+    """The kernel set whose bf16 calls widen to float32 (the contract these tests
+    check bitwise): the default one, or where the default has a BF16 unit
+    (neon_bf16, avx512_bf16: its BF16 form has its own bound) its sibling."""
+    return {"neon_bf16": "neon", "avx512_bf16": "avx512f"}.get(mha.get_isa())
+
+
 def rand(rng, shape, lo=-1.0, hi=1.0):
     """Random float32 in [lo, hi], with no exact zeros."""
     a = rng.uniform(lo, hi, shape)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mha
+from conftest import widening_isa
 
 
 def bf16_bits(x):
@@ -51,14 +52,15 @@ def test_bf16_bits_bitwise_and_out_view():
     rng = np.random.default_rng(2)
     B, H, Tq, Tk, D = 1, 3, 17, 40, 16
     q, k, v = (random_bf16(rng, (B, H, t, D)) for t in (Tq, Tk, Tk))
-    out = mha.attention(q, k, v, dtype="bf16", window=(5, 0), causal=True)
-    ref = mha.attention(bf16_value(q), bf16_value(k), bf16_value(v), window=(5, 0), causal=True)
+    isa = widening_isa()  # the widening path's contract; the BF16 form has its own
+    out = mha.attention(q, k, v, dtype="bf16", window=(5, 0), causal=True, isa=isa)
+    ref = mha.attention(bf16_value(q), bf16_value(k), bf16_value(v), window=(5, 0), causal=True, isa=isa)
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out, bf16_bits(ref))
     # an out= view (every other head of a larger buffer) written in place
     big = np.full((B, 2 * H, Tq, D), 0x7FA5, np.uint16)
     view = big[:, ::2]
-    got = mha.attention(q, k, v, dtype="bf16", window=(5, 0), causal=True, out=view)
+    got = mha.attention(q, k, v, dtype="bf16", window=(5, 0), causal=True, out=view, isa=isa)
     assert got is view
     np.testing.assert_array_equal(view, bf16_bits(ref))
     assert (big[:, 1::2] == 0x7FA5).all()
@@ -107,7 +109,7 @@ def test_varlen_dtype_packed_and_over_a_cache():
     # bf16 bits, and an out= of the right dtype written in place (isa: the widening
     # path's contract; the BF16 form has its own)
     qb, kb, vb = (bf16_bits(a.astype(np.float32)) for a in (q16, k16, v16))
-    isa = {"neon_bf16": "neon", "avx512_bf16": "avx512f"}.get(mha.get_isa())
+    isa = widening_isa()
     outb = np.full((14, H, D), 0x7FA5, np.uint16)
     got = mha.attention_varlen(qb, kb, vb, cu_q, cu_k, causal=True, dtype="bf16", out=outb, isa=isa)
     assert got is outb

@@ -18,7 +18,7 @@ import pytest
 
 import mha
 from mha import _lib
-from conftest import assert_close, available_isas, nan_like, rand, ref_attention
+from conftest import assert_close, available_isas, nan_like, rand, ref_attention, widening_isa
 from test_variants import alibi, ref as ref_variants
 
 DTYPES = ["f16", "bf16"]
@@ -534,8 +534,9 @@ def test_paged_16bit_q_and_out(rng, io):
     qf = rand(rng, (B, H, 3, D))
     q16 = qf.astype(np.float16) if io == "f16" else to_bf16(qf)
     q32 = q16.astype(np.float32) if io == "f16" else (q16.astype(np.uint32) << 16).view(np.float32)
-    got = mha.attention_paged(q16, kp, vp, table, kv_len=lens, kv_dtype=kd, causal=True, dtype=io)
-    want = mha.attention_paged(q32, kp, vp, table, kv_len=lens, kv_dtype=kd, causal=True)
+    isa = widening_isa()  # a bf16 pool and q on a BF16 unit: its BF16 form, its own bound
+    got = mha.attention_paged(q16, kp, vp, table, kv_len=lens, kv_dtype=kd, causal=True, dtype=io, isa=isa)
+    want = mha.attention_paged(q32, kp, vp, table, kv_len=lens, kv_dtype=kd, causal=True, isa=isa)
     assert got.dtype == q16.dtype
     want16 = want.astype(np.float16) if io == "f16" else to_bf16(want)
     assert np.array_equal(got.view(np.uint16), want16.view(np.uint16))
