@@ -3,7 +3,7 @@
  * (mha_layer_desc.dtype) once in setup, mha_layer_forward() with x and out
  * in that type (mha_layer_args.dtype) timed, with a workspace of
  * mha_layer_workspace_size() bytes as the fp32 row. On a set with a BF16
- * unit (neon_bf16) the bf16 row is the layer's BF16 form; elsewhere both
+ * unit (neon_bf16, avx512_bf16) the bf16 row is the layer's BF16 form; elsewhere both
  * rows widen to the fp32 kernels. The shape's inputs and weights hold values
  * of the type (bench-data.c rounds them), so the fp32 row of the same preset
  * computes on the same values: the two rows' ratio is the type's cost.

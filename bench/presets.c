@@ -114,7 +114,7 @@ static mha_bench_shape mha_bench_real[] = {
     C16("attn16",      1,  32, 8,  2048,        128, 1,     1),
     C16("attn16",      1,  32, 8,  2048,        128, 1,     2),
     /* the gpt2 layer with weights, x and out in f16 / bf16 (a bf16 checkpoint
-     * served in bf16; on neon_bf16 the bf16 row is the layer's BF16 form) */
+     * served in bf16; on neon_bf16 and avx512_bf16 the bf16 row is the layer's BF16 form) */
     L16("layer16",     1,  12, 12, 1024,  768,       1,     0),
     L16("layer16",     1,  12, 12, 1024,  768,       1,     1),
     L16("layer16",     1,  12, 12, 1024,  768,       1,     2),

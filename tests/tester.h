@@ -87,7 +87,7 @@ typedef struct isa_list {
   int count;
 } isa_list;
 
-/* The ISAs this build and CPU run, up to neon (neon_bf16: attention-bf16-test);
+/* The ISAs this build and CPU run, up to neon (neon_bf16, avx512_bf16: attention-bf16-test);
  * prints and counts the others in t->skipped_isas. MHA_TEST_ISAS (a comma
  * list of names) keeps only those it names, and fails the test when that
  * leaves none. */
