@@ -113,11 +113,17 @@ static mha_bench_shape mha_bench_real[] = {
     C16("attn16",      1,  32, 8,  2048,        128, 1,     0),
     C16("attn16",      1,  32, 8,  2048,        128, 1,     1),
     C16("attn16",      1,  32, 8,  2048,        128, 1,     2),
+    /* ... and unmasked at the long_core shape (D 64: the softmax's share is twice D 128's) */
+    C16("attn16",      1,  8,  8,  8192,        64,  0,     0),
+    C16("attn16",      1,  8,  8,  8192,        64,  0,     2),
     /* the gpt2 layer with weights, x and out in f16 / bf16 (a bf16 checkpoint
      * served in bf16; on neon_bf16 and avx512_bf16 the bf16 row is the layer's BF16 form) */
     L16("layer16",     1,  12, 12, 1024,  768,       1,     0),
     L16("layer16",     1,  12, 12, 1024,  768,       1,     1),
     L16("layer16",     1,  12, 12, 1024,  768,       1,     2),
+    /* ... and the bert_base shape (B 8, T 512, unmasked) */
+    L16("layer16",     8,  12, 12, 512,   768,       0,     0),
+    L16("layer16",     8,  12, 12, 512,   768,       0,     2),
     /* a stolen core: decode (as above, Hkv 8) and a tiny decode that gets few
      * workers, each quiet and with CPU 0 busy, on OpenMP and on a pthread pool */
     /*      H   Hkv  Tk    D    busy */

@@ -11,7 +11,8 @@
  *      set's fp32 and f16 paths).
  *   2. The kernels: the packings (A, A from fp32, B, B from its columns)
  *      against each layout's definition (odd rows, k tails, k across the
- *      packers' blocks, zero rows; P rounded bitwise as mha_f32_to_bf16);
+ *      packers' blocks, zero rows; P rounded as mha_f32_to_bf16, special
+ *      values included: a subnormal may become a zero of its sign);
  *      the gemm exact on small integers for every m, n of the tile, kq
  *      1..5, alpha, accumulate, nothing written outside m×n; a row's bits
  *      the same alone and inside a full tile (random values).
@@ -97,6 +98,24 @@ static size_t b_index(const mha_kernels* kr, size_t k, size_t j, size_t p) {
   return a_index(kr, k, j, p);
 }
 
+/* pack_a_f32's contract (config/kernels.h): x rounded to nearest even, as
+ * mha_f32_to_bf16; an fp32 subnormal may become a zero of its sign, a NaN any NaN */
+static int p_rounded(uint16_t got, float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if (isnan(x)) return (got & 0x7f80u) == 0x7f80u && (got & 0x7fu) != 0;
+  if ((u & 0x7f800000u) == 0 && (u & 0x7fffffu) != 0 && got == (uint16_t)(u >> 16 & 0x8000u)) return 1;
+  return got == mha_f32_to_bf16(x);
+}
+
+/* Special values among P's random ones: subnormals, NaN, infinities, the
+ * largest float (rounds to inf), ties to even, 0 */
+static void add_specials(float* x, size_t n) {
+  static const uint32_t bits[] = {0x00000001u, 0x807fffffu, 0x00400000u, 0x7fc00001u, 0x7f800000u, 0xff800000u,
+                                  0x7f7fffffu, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0x00000000u, 0x80000000u};
+  for (size_t i = 0; i < sizeof bits / sizeof bits[0] && 3 * i < n; i++) memcpy(&x[3 * i], &bits[i], sizeof(float));
+}
+
 /* A's elements for `rows` rows (padded as the set packs them) */
 static size_t a_elems(const mha_kernels* kr, size_t rows, size_t k) {
   const size_t kq = (k + 3) / 4;
@@ -118,6 +137,7 @@ static void check_packing(tester* t, const mha_kernels* kr) {
       fill_bf16(t, src, rows * k);
       memset(src + rows * k, 0, (brows - rows) * k * 2); /* B's padding rows: zero rows */
       tester_fill(t, srcf, rows * k);
+      add_specials(srcf, rows * k);
       for (size_t i = 0; i < brows; i++) p16[i] = src + i * k;
       for (size_t i = 0; i < rows; i++) p32[i] = srcf + i * k;
       uint16_t* dst = tester_alloc((n + GUARD) * 2);
@@ -133,7 +153,7 @@ static void check_packing(tester* t, const mha_kernels* kr) {
         for (size_t p = 0; p < 4 * kq; p++) {
           const int in = i < rows && p < k;
           ok &= dst[a_index(kr, k, i, p)] == (in ? src[i * k + p] : 0);
-          okf &= dstf[a_index(kr, k, i, p)] == (in ? mha_f32_to_bf16(srcf[i * k + p]) : 0);
+          okf &= in ? p_rounded(dstf[a_index(kr, k, i, p)], srcf[i * k + p]) : dstf[a_index(kr, k, i, p)] == 0;
         }
       }
       for (size_t j = 0; j < brows; j++) {
@@ -142,7 +162,7 @@ static void check_packing(tester* t, const mha_kernels* kr) {
       for (size_t i = n; i < n + GUARD; i++) guard &= dst[i] == poison16() && dstf[i] == poison16();
       for (size_t i = nb; i < nb + GUARD; i++) guard &= dstb[i] == poison16();
       tester_check(t, ok, "pack_a: rows %zu, k %zu: the layout, zeros past the rows and k", rows, k);
-      tester_check(t, okf, "pack_a_f32: rows %zu, k %zu: rounded as mha_f32_to_bf16", rows, k);
+      tester_check(t, okf, "pack_a_f32: rows %zu, k %zu: rounded to nearest even (special values too)", rows, k);
       tester_check(t, okb, "pack_b: rows %zu, k %zu: the layout, zeros past k", brows, k);
       tester_check(t, guard, "rows %zu, k %zu: nothing written past the packed rows", rows, k);
       free(src), free(srcf), free(p16), free(p32), free(dst), free(dstf), free(dstb);

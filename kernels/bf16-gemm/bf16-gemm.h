@@ -57,9 +57,10 @@ void mha_bf16_gemm_dp_ukernel_12x32__avx512bf16(size_t m, size_t n, size_t kq, c
                                                 const uint16_t* b, float alpha, float* c, size_t ldc,
                                                 int accumulate);
 
-/* A's rows [0, rows) of k values (bf16; fp32 rounded bitwise as mha_f32_to_bf16) to rows of 4·⌈k/4⌉ */
+/* A's rows [0, rows) of k values (bf16; fp32 rounded to nearest even by
+ * vcvtne2ps2bf16, an fp32 subnormal to a zero of its sign) to rows of 4·⌈k/4⌉ */
 void mha_bf16_pack_a__avx512bw(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);
-void mha_bf16_pack_a_f32__avx512bw(size_t rows, size_t k, const float* const* src, uint16_t* dst);
+void mha_bf16_pack_a_f32__avx512bf16(size_t rows, size_t k, const float* const* src, uint16_t* dst);
 
 /* B's rows [0, rows) (rows a multiple of 32) of k values each into panels of k-pairs */
 void mha_bf16_pack_b__avx512bw(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);

@@ -1,17 +1,17 @@
 /* Packing into the x86 bf16 layout (bf16-gemm.h): A's rows (bf16 copied,
- * fp32 rounded to nearest even as mha_f32_to_bf16), B's rows into panels of
+ * fp32 rounded to nearest even by vcvtne2ps2bf16), B's rows into panels of
  * k-pairs (a 32-bit transpose: 16 rows × 16 k-pairs at a time by unpacks
  * and 128-bit shuffles), and B from its columns (V: two rows' values
  * interleaved by 16 bits with vpermt2w). Tails value by value or masked:
- * nothing is read past a row's k (or n) values. No BF16 instruction here.
- * Compiled with the AVX512-BF16 set's flags (-mavx512f -mavx512bw ...). */
+ * nothing is read past a row's k (or n) values. The one BF16 instruction
+ * is the fp32 rounding's. Compiled with the AVX512-BF16 set's flags
+ * (-mavx512f -mavx512bw -mavx512bf16 ...). */
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "bf16-gemm/bf16-gemm.h"
-#include "kv-gemm/kv-gemm.h"
 
 enum { MHA_BF16_X86_NR = 32 };
 
@@ -23,11 +23,27 @@ void mha_bf16_pack_a__avx512bw(size_t rows, size_t k, const uint16_t* const* src
   }
 }
 
-void mha_bf16_pack_a_f32__avx512bw(size_t rows, size_t k, const float* const* src, uint16_t* dst) {
+/* P's rows: vcvtne2ps2bf16 (AVX512-BF16) rounds 32 values to nearest even
+ * in one instruction; it reads an fp32 subnormal as a zero of its sign —
+ * the value vdpbf16ps itself reads a bf16 subnormal as, so the products are
+ * the integer rounding's (config/kernels.h) */
+void mha_bf16_pack_a_f32__avx512bf16(size_t rows, size_t k, const float* const* src, uint16_t* dst) {
   const size_t ld = (k + 3) / 4 * 4;
   for (size_t r = 0; r < rows; r++) {
-    mha_bf16_narrow__avx512f(k, src[r], dst + r * ld);
-    memset(dst + r * ld + k, 0, (ld - k) * sizeof(uint16_t));
+    const float* x = src[r];
+    uint16_t* y = dst + r * ld;
+    size_t c = 0;
+    for (; c + 32 <= k; c += 32) {
+      const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + c + 16), _mm512_loadu_ps(x + c));
+      _mm512_storeu_si512(y + c, (__m512i)h);
+    }
+    for (; c < ld; c += 32) { /* the tail: values past k loaded as 0, stored up to ld */
+      const size_t nk = k > c ? k - c : 0, nl = ld - c < 32 ? ld - c : 32;
+      const __mmask16 lo = (__mmask16)(nk >= 16 ? 0xffffu : (1u << nk) - 1u);
+      const __mmask16 hi = (__mmask16)(nk >= 32 ? 0xffffu : nk > 16 ? (1u << (nk - 16)) - 1u : 0u);
+      const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + c + 16), _mm512_maskz_loadu_ps(lo, x + c));
+      _mm512_mask_storeu_epi16(y + c, (__mmask32)(nl == 32 ? 0xffffffffu : (1u << nl) - 1u), (__m512i)h);
+    }
   }
 }
 

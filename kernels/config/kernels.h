@@ -131,8 +131,10 @@ typedef void (*mha_f32_vexp2_scale_fn)(size_t n, float* x, float c, float alpha)
  *   n <= bf16_nr; A from its row 0, B from its block's row 0. Per element
  *   the same instructions wherever it lies in a tile.
  * bf16_pack_a / bf16_pack_a_f32: A's rows [0, rows) of k values at src[i]
- *   (bf16, or fp32 rounded to nearest even, bitwise mha_f32_to_bf16); rows
- *   even, or the last written as a zero-padded pair where the layout pairs them.
+ *   (bf16, or fp32 rounded to nearest even: mha_f32_to_bf16's bits, except
+ *   that an fp32 subnormal may become a zero of its sign — the value the
+ *   units read a bf16 subnormal as — and a NaN any quiet NaN); rows even, or
+ *   the last written as a zero-padded pair where the layout pairs them.
  * bf16_pack_b: B's rows [0, rows) (rows a multiple of bf16_nr) of k values at src[i].
  * bf16_pack_b_cols: B from its columns: the n columns of k rows (k a
  *   multiple of 4) at src[p] as B's rows, padded with zero rows to a

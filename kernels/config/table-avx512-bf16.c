@@ -18,7 +18,7 @@ static void mha_kernels_avx512_bf16_build(void) {
   t.bf16_mr = 12;
   t.bf16_nr = 32;
   t.bf16_pack_a = mha_bf16_pack_a__avx512bw;
-  t.bf16_pack_a_f32 = mha_bf16_pack_a_f32__avx512bw;
+  t.bf16_pack_a_f32 = mha_bf16_pack_a_f32__avx512bf16;
   t.bf16_pack_b = mha_bf16_pack_b__avx512bw;
   t.bf16_pack_b_cols = mha_bf16_pack_b_cols__avx512bw;
   mha_kernels_avx512_bf16_table = t;
