@@ -41,21 +41,80 @@ void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch
   p->kr->bf16_pack_a(R, D, sc->bf16.rows16, sc->bf16.qb);
 }
 
+/* The pre-pass's block of a key block (K at its start, V after it): the
+ * K rows rounded up to NR keys, and V's Dv columns rounded up to NR, ⌈nk/4⌉
+ * quads of keys deep */
+static size_t mha_bf16_k_elems(const mha_kernels* kr, size_t D, size_t nk) {
+  const size_t NR = (size_t)kr->bf16_nr;
+  return (nk + NR - 1) / NR * NR * ((D + 3) / 4 * 4);
+}
+
+size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk) {
+  const size_t NR = (size_t)kr->bf16_nr;
+  const size_t v = (Dv + NR - 1) / NR * NR * ((nk + 3) / 4 * 4);
+  return (mha_bf16_k_elems(kr, D, nk) + v + 1) / 2 + 16; /* + 16: V starts 64-byte aligned */
+}
+
+static uint16_t* mha_bf16_kv_v(const mha_attn_plan* p, uint16_t* blk) {
+  const size_t k = mha_bf16_k_elems(p->kr, (size_t)p->d->D, (size_t)p->nk);
+  return blk + (k + 31) / 32 * 32;
+}
+
+/* The keys of block kb of (b, g): [j0, j0 + n), n up to the entry's kv_end */
+static size_t mha_bf16_block_keys(const mha_attn_plan* p, int64_t b, int64_t kb, int64_t* j0) {
+  const int64_t kv_end = mha_kv_end(p, b);
+  *j0 = kb * p->nk;
+  return (size_t)(kv_end - *j0 < p->nk ? kv_end - *j0 : p->nk);
+}
+
+void mha_bf16_pack_kv_part(const mha_attn_plan* p, int64_t unit) {
+  const mha_attention_desc* d = p->d;
+  const int64_t blk = unit / MHA_KT_PARTS, part = unit % MHA_KT_PARTS;
+  if (part > 1) return;
+  const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
+  int64_t j0;
+  const size_t nk = mha_bf16_block_keys(p, b, kb, &j0);
+  const mha_kernels* kr = p->kr;
+  const size_t NR = (size_t)kr->bf16_nr, D = (size_t)d->D, Dv = (size_t)d->Dv;
+  uint16_t* out = (uint16_t*)mha_kt_block(p, b, g, kb);
+  /* row pointers on the stack: NR (K) at a time, or the block's keys (V;
+   * the plan takes the pre-pass only for nk <= MHA_BF16_PREPASS_KEYS) */
+  const uint16_t* rows[MHA_BF16_PREPASS_KEYS] = {0};
+  if (part == 0) {
+    const size_t nr = (nk + NR - 1) / NR * NR, kq = (D + 3) / 4;
+    for (size_t j = 0; j < nr; j += NR) {
+      for (size_t r = 0; r < NR; r++) rows[r] = j + r < nk ? mha_kv_row(p, 0, b, g, j0 + (int64_t)(j + r)) : p->kv_zero;
+      kr->bf16_pack_b(NR, D, rows, out + j * 4 * kq);
+    }
+    return;
+  }
+  /* V: the rows of 4·⌈nk/4⌉ keys (zero past nk), packed whole: a V block's
+   * columns as B's rows */
+  const size_t k4 = (nk + 3) / 4 * 4;
+  for (size_t j = 0; j < k4; j++) rows[j] = j < nk ? mha_kv_row(p, 1, b, g, j0 + (int64_t)j) : p->kv_zero;
+  kr->bf16_pack_b_cols(k4, Dv, rows, mha_bf16_kv_v(p, out));
+}
+
 void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
                      size_t nk) {
   const mha_kernels* kr = p->kr;
   const size_t D = (size_t)p->d->D, NK = (size_t)p->nk, kq = (D + 3) / 4;
   const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr, nr = (nk + NR - 1) / NR * NR;
-  for (size_t j = 0; j < nr; j++) {
-    sc->bf16.rows16[j] = j < nk ? mha_kv_row(p, 0, b, g, j0 + (int64_t)j) : sc->bf16.zero;
+  const uint16_t* kb;
+  if (p->kv_zero != NULL) {
+    kb = (const uint16_t*)mha_kt_block(p, b, g, j0 / p->nk); /* the pre-pass's (j0 a block start) */
+  } else {
+    for (size_t j = 0; j < nr; j++) {
+      sc->bf16.rows16[j] = j < nk ? mha_kv_row(p, 0, b, g, j0 + (int64_t)j) : sc->bf16.zero;
+    }
+    kr->bf16_pack_b(nr, D, sc->bf16.rows16, sc->bf16.kb);
+    kb = sc->bf16.kb;
   }
-  kr->bf16_pack_b(nr, D, sc->bf16.rows16, sc->bf16.kb);
   for (size_t j = 0; j < nk; j += NR) {
     const size_t n = nk - j < NR ? nk - j : NR;
     for (size_t i = 0; i < R; i += MR) {
       const size_t m = R - i < MR ? R - i : MR;
-      kr->bf16_gemm(m, n, kq, sc->bf16.qb + i * 4 * kq, sc->bf16.kb + j * 4 * kq, p->qscale, sc->s + i * NK + j,
-                    NK, 0);
+      kr->bf16_gemm(m, n, kq, sc->bf16.qb + i * 4 * kq, kb + j * 4 * kq, p->qscale, sc->s + i * NK + j, NK, 0);
     }
   }
 }
@@ -74,6 +133,23 @@ int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
   const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr;
   for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
   kr->bf16_pack_a_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
+  if (p->kv_zero != NULL && !careful) {
+    /* the pre-pass's V block: its rows past the item's nk (to the block's
+     * own ⌈nk_block/4⌉ quads) meet P's zero padding — a finite value adds
+     * +0, the bits of a zero row; a non-finite one makes the row non-finite
+     * and the item reruns carefully, packing its own block */
+    int64_t jb;
+    const size_t kqb = (mha_bf16_block_keys(p, pos.b, j0 / p->nk, &jb) + 3) / 4;
+    const uint16_t* vb = mha_bf16_kv_v(p, (uint16_t*)mha_kt_block(p, pos.b, pos.g, j0 / p->nk));
+    for (size_t c = 0; c < Dv; c += NR) {
+      const size_t n = Dv - c < NR ? Dv - c : NR;
+      for (size_t i = 0; i < R; i += MR) {
+        const size_t m = R - i < MR ? R - i : MR;
+        kr->bf16_gemm(m, n, kq, sc->bf16.pb + i * 4 * kq, vb + c * 4 * kqb, 1.0f, sc->o + i * Dv + c, Dv, 1);
+      }
+    }
+    return 0;
+  }
   /* V's rows; when careful, a row with a non-finite value is left out (its
    * terms are added alone by the caller, mha_attention_pv) */
   int any_bad = 0;

@@ -160,6 +160,16 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   if (p->kt_blocks > 0) {
     size_t blk = 0;
     mha_count(&blk, D, NK, &bad);
+    if (kr->bf16_gemm != NULL && !bad && D < ((size_t)1 << 24) && Dv < ((size_t)1 << 24) && NK < ((size_t)1 << 24)) {
+      /* the BF16 form's K and V of a block, whether or not a call takes the
+       * form (the plan is made before it knows the types), and a zero row */
+      const size_t kv = mha_bf16_kv_block_floats(kr, D, Dv, NK);
+      if (kv > blk) blk = kv;
+      mha_count(&p->kt_n, (D > Dv ? D : Dv) / 2 + 1, 1, &bad);
+    } else if (kr->bf16_gemm != NULL) {
+      bad = 1;
+    }
+    p->kt_blk = blk;
     mha_count(&p->kt_n, (size_t)p->kt_blocks, blk, &bad);
   }
   if (p->nsplit > 1) {
@@ -294,13 +304,19 @@ void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const 
   p->esz = mha_dtype_size(p->dt);
   p->v_in_place = p->dt == MHA_DTYPE_F32 && p->page == 0;
   p->bf16_form = p->kr->bf16_gemm != NULL && io_dt == MHA_DTYPE_BF16 && p->dt == MHA_DTYPE_BF16;
-  /* the BF16 form packs each K block as it uses it (attention-bf16.c): no
-   * Kᵀ pre-pass units (the plan was made before the types were known) */
-  if (p->bf16_form) p->kt_blocks = 0;
   p->out = out;
   p->weights = weights;
   float* at = *shared;
   p->kt = p->kt_n ? at : NULL;
+  p->kv_zero = NULL;
+  if (p->bf16_form && p->kt != NULL && p->nk <= MHA_BF16_PREPASS_KEYS && p->kr->bf16_nr <= MHA_BF16_PREPASS_KEYS) {
+    /* the pre-pass packs K and V blocks in the set's B layout once per call
+     * (attention-bf16.c); its padding rows read this zero row, written here,
+     * before the stages */
+    uint16_t* zero = (uint16_t*)(p->kt + (size_t)p->kt_blocks * p->kt_blk);
+    memset(zero, 0, (size_t)(p->d->D > p->d->Dv ? p->d->D : p->d->Dv) * sizeof(uint16_t));
+    p->kv_zero = zero;
+  }
   at += p->kt_n;
   p->partial = p->part_n ? at : NULL;
   at += p->part_n;

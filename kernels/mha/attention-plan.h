@@ -74,7 +74,11 @@ typedef struct mha_attn_plan {
   int use_nt;        /* few rows: scores as dot products with K in place */
   int qt;            /* the tiled form on a set with gemm_at: an item's Q packed
                         transposed, [D][R], the A of S = Q·Kᵀ and the B of Sᵀ = K·Qᵀ */
-  float* kt;         /* else: Kᵀ per key block, packed once, [B][Hkv][nkb][D][nk] */
+  float* kt;         /* else: Kᵀ per key block, packed once, [B][Hkv][nkb][D][nk]; in the
+                        BF16 form the block's K and V in the set's B layout
+                        (attention-bf16.c), kt_blk floats a block either way */
+  size_t kt_blk;     /* floats per key block of kt */
+  const uint16_t* kv_zero; /* the BF16 form's zero row (max(D, Dv) values) after kt's blocks */
   int64_t nsplit;    /* key ranges per item (decode); 1 otherwise */
   int64_t split_len; /* keys per range, a multiple of nk */
   float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
@@ -186,7 +190,7 @@ static inline void mha_put_lse(const mha_attn_plan* p, int64_t b, int64_t h, int
 
 /* The packed Kᵀ of key block kb of (b, g). */
 static inline float* mha_kt_block(const mha_attn_plan* p, int64_t b, int64_t g, int64_t kb) {
-  return p->kt + (size_t)(((b * p->d->Hkv + g) * p->nkb + kb) * p->d->D * p->nk);
+  return p->kt + (size_t)((b * p->d->Hkv + g) * p->nkb + kb) * p->kt_blk;
 }
 
 /* Packing units per key block: quarters of its keys, so that a B = 1
@@ -349,6 +353,14 @@ size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_p
  * returning 1 when careful left out a V row holding a NaN or an infinity
  * (sc->bad) */
 void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc);
+/* the pre-pass of the BF16 form: part 0 of a key block packs its K, part 1
+ * its V (parts 2 and 3 nothing), into the block's kt area */
+void mha_bf16_pack_kv_part(const mha_attn_plan* p, int64_t unit);
+/* The BF16 form's pre-pass serves key blocks of up to this many keys (every
+ * set's attn_nk is 64) and B blocks of up to this many rows (bf16_nr) */
+enum { MHA_BF16_PREPASS_KEYS = 64 };
+/* floats of one key block's K and V in the set's B layout (the pre-pass) */
+size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk);
 void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
                      size_t nk);
 int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R, int64_t j0, size_t nk,

@@ -13,6 +13,10 @@
 /* The pre-pass: Kᵀ of one quarter of a key block (unit = block · 4 + part),
  * into the block's [D × nk]; keys past kv_len left out. */
 void mha_pack_kt_part(const mha_attn_plan* p, int64_t unit) {
+  if (p->kv_zero != NULL) {
+    mha_bf16_pack_kv_part(p, unit); /* the BF16 form's K and V (attention-bf16.c) */
+    return;
+  }
   const mha_attention_desc* d = p->d;
   const int64_t blk = unit / MHA_KT_PARTS, part = unit % MHA_KT_PARTS;
   const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
