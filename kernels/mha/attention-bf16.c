@@ -9,8 +9,11 @@
  * sum is over the unrounded P). Q rotated in the call is rounded to bf16
  * once, after the rotation.
  *
- * Operands are packed per item (Q) and per key block (K, P, V) into the
- * unit's layout (kernels/bf16-gemm/bf16-gemm.h) in the item's scratch, and
+ * Operands are packed into the unit's layout (kernels/bf16-gemm/bf16-gemm.h):
+ * Q per item and P per key block in the item's scratch; K and V per key block
+ * once per call by the pre-pass (mha_bf16_pack_kv_part, in the Kᵀ pre-pass's
+ * workspace) where several query blocks share them, else (a decode step, the
+ * careful rerun) per item in its scratch. They are
  * multiplied in the set's tiles (bf16_mr rows × bf16_nr columns): A's row i
  * at element i·4·kq, B's block from row j at j·4·kq, in every layout. Each
  * row's scores and P·V terms are the same instructions in the same order
@@ -102,7 +105,9 @@ void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, in
   const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr, nr = (nk + NR - 1) / NR * NR;
   const uint16_t* kb;
   if (p->kv_zero != NULL) {
-    kb = (const uint16_t*)mha_kt_block(p, b, g, j0 / p->nk); /* the pre-pass's (j0 a block start) */
+    /* the pre-pass's block (j0 a block start): its keys past nk give
+     * scores in columns no tile stores */
+    kb = (const uint16_t*)mha_kt_block(p, b, g, j0 / p->nk);
   } else {
     for (size_t j = 0; j < nr; j++) {
       sc->bf16.rows16[j] = j < nk ? mha_kv_row(p, 0, b, g, j0 + (int64_t)j) : sc->bf16.zero;
@@ -133,19 +138,17 @@ int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
   const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr;
   for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
   kr->bf16_pack_a_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
-  if (p->kv_zero != NULL && !careful) {
-    /* the pre-pass's V block: its rows past the item's nk (to the block's
-     * own ⌈nk_block/4⌉ quads) meet P's zero padding — a finite value adds
-     * +0, the bits of a zero row; a non-finite one makes the row non-finite
-     * and the item reruns carefully, packing its own block */
-    int64_t jb;
-    const size_t kqb = (mha_bf16_block_keys(p, pos.b, j0 / p->nk, &jb) + 3) / 4;
+  int64_t jb;
+  if (p->kv_zero != NULL && !careful && mha_bf16_block_keys(p, pos.b, j0 / p->nk, &jb) == nk) {
+    /* the pre-pass's V block, packed from the same rows as the item would
+     * pack (all the block's keys: not a causal diagonal or window edge,
+     * which the item packs itself) */
     const uint16_t* vb = mha_bf16_kv_v(p, (uint16_t*)mha_kt_block(p, pos.b, pos.g, j0 / p->nk));
     for (size_t c = 0; c < Dv; c += NR) {
       const size_t n = Dv - c < NR ? Dv - c : NR;
       for (size_t i = 0; i < R; i += MR) {
         const size_t m = R - i < MR ? R - i : MR;
-        kr->bf16_gemm(m, n, kq, sc->bf16.pb + i * 4 * kq, vb + c * 4 * kqb, 1.0f, sc->o + i * Dv + c, Dv, 1);
+        kr->bf16_gemm(m, n, kq, sc->bf16.pb + i * 4 * kq, vb + c * 4 * kq, 1.0f, sc->o + i * Dv + c, Dv, 1);
       }
     }
     return 0;

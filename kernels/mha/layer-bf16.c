@@ -21,10 +21,37 @@
  */
 #include "mha/layer-plan.h"
 
-/* rows × cols fp32 values at src (row stride ld) rounded into dst (the same layout) */
-static void mha_round_columns(const mha_kernels* kr, int64_t rows, int64_t cols, const float* src, uint16_t* dst,
-                              int64_t ld) {
-  for (int64_t i = 0; i < rows; i++) mha_narrow_row(kr, MHA_DTYPE_BF16, (size_t)cols, src + i * ld, dst + i * ld);
+/* rows × cols fp32 values at src (row stride ld) rounded into dst (the same
+ * layout), in units of 64 rows on the team's workers: each value alone, so
+ * the bits are the serial loop's */
+typedef struct mha_round_run {
+  const mha_kernels* kr;
+  int64_t rows, cols, ld, next;
+  const float* src;
+  uint16_t* dst;
+} mha_round_run;
+
+enum { MHA_ROUND_ROWS = 64 };
+
+static void mha_round_worker(void* ctx, int worker) {
+  (void)worker;
+  mha_round_run* r = ctx;
+  const int64_t units = (r->rows + MHA_ROUND_ROWS - 1) / MHA_ROUND_ROWS;
+  for (int64_t u; (u = mha_claim(&r->next, units)) >= 0;) {
+    const int64_t i1 = (u + 1) * MHA_ROUND_ROWS < r->rows ? (u + 1) * MHA_ROUND_ROWS : r->rows;
+    for (int64_t i = u * MHA_ROUND_ROWS; i < i1; i++) {
+      mha_narrow_row(r->kr, MHA_DTYPE_BF16, (size_t)r->cols, r->src + i * r->ld, r->dst + i * r->ld);
+    }
+  }
+}
+
+static void mha_round_columns(const mha_kernels* kr, mha_team team, int64_t rows, int64_t cols, const float* src,
+                              uint16_t* dst, int64_t ld) {
+  mha_round_run r = {kr, rows, cols, ld, 0, src, dst};
+  team.tracer = NULL;
+  /* the size rule (parallel.h): 6 bytes moved a value, 2 a byte */
+  team.workers = mha_workers_for(team.workers, 12.0 * (double)rows * (double)cols);
+  mha_team_run(team, mha_round_worker, &r);
 }
 
 mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c, int64_t b0,
@@ -72,9 +99,9 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   }
   /* 2. Q, K and V rounded once (the columns the core reads) */
   const int64_t ldk = c->self ? ldq : ldkv;
-  mha_round_columns(kr, rows_q, H * D, qbuf, q16, ldq);
-  mha_round_columns(kr, rows_k, Hkv * D, kvbuf, kv16, ldk);
-  mha_round_columns(kr, rows_k, Hkv * Dv, kvbuf + L->nk, kv16 + L->nk, ldk);
+  mha_round_columns(kr, team, rows_q, H * D, qbuf, q16, ldq);
+  mha_round_columns(kr, team, rows_k, Hkv * D, kvbuf, kv16, ldk);
+  mha_round_columns(kr, team, rows_k, Hkv * Dv, kvbuf + L->nk, kv16 + L->nk, ldk);
 
   /* 3. the core on this chunk's entries of the masks and weights */
   mha_attention_desc cd = c->cd;
@@ -93,7 +120,7 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
     mha_trace_gemm(tracer, 3);
     mha_gemm_bf16_pack(kr, rows_q, cat16, H * Dv, H * Dv, ap, team);
     mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_O], L->bo, out, L->d_model, team);
-    mha_narrow_row(kr, MHA_DTYPE_BF16, (size_t)(rows_q * width), out, out16);
+    mha_round_columns(kr, team, rows_q, width, out, out16, width);
   }
   return st;
 }
