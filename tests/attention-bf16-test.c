@@ -78,7 +78,7 @@ static void check_table(tester* t, const mha_kernels* kb) {
   a.isa = b.isa;
   a.name = b.name;
   a.bf16_gemm = NULL, a.bf16_pack_a = NULL, a.bf16_pack_a_f32 = NULL, a.bf16_pack_b = NULL, a.bf16_pack_b_cols = NULL;
-  a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr;
+  a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr, a.bf16_a_rows = b.bf16_a_rows;
   tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the %s set's", b.name);
 }
 

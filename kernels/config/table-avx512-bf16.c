@@ -17,6 +17,7 @@ static void mha_kernels_avx512_bf16_build(void) {
   t.bf16_gemm = mha_bf16_gemm_dp_ukernel_12x32__avx512bf16;
   t.bf16_mr = 12;
   t.bf16_nr = 32;
+  t.bf16_a_rows = 1;
   t.bf16_pack_a = mha_bf16_pack_a__avx512bw;
   t.bf16_pack_a_f32 = mha_bf16_pack_a_f32__avx512bf16;
   t.bf16_pack_b = mha_bf16_pack_b__avx512bw;

@@ -83,6 +83,7 @@ typedef struct mha_gemm_bf16_run {
   const float* bias;
   float* c;
   int64_t ldc;
+  uint16_t* c16; /* C rounded to bf16 too (the same layout), or NULL */
   uint16_t* ap;             /* A packed: ⌈M/8⌉·8 rows */
   const uint16_t* zero_row; /* 4·kq zeros, after them */
   int64_t next_pack, next;
@@ -129,6 +130,11 @@ static void mha_gemm_bf16_worker(void* ctx, int worker) {
           }
         }
       }
+      if (r->c16 != NULL) { /* the A block's rows of the tile, rounded while in cache */
+        for (int64_t ii = i; ii < i + m; ii++) {
+          mha_narrow_row(r->kr, MHA_DTYPE_BF16, (size_t)(j1 - j0), r->c + ii * r->ldc + j0, r->c16 + ii * r->ldc + j0);
+        }
+      }
     }
     if (r->tracer == NULL) continue;
     mha_trace_event ev = {start, mha_now_ns(), worker, MHA_TRACE_GEMM, 0, r->tracer->gemm, 0, mha_trace_i32(i0),
@@ -137,9 +143,12 @@ static void mha_gemm_bf16_worker(void* ctx, int worker) {
   }
 }
 
-void mha_gemm_bf16_pack(const mha_kernels* kr, int64_t M, const uint16_t* a, int64_t lda, int64_t K,
-                        uint16_t* a_packed, mha_team team) {
+const uint16_t* mha_gemm_bf16_pack(const mha_kernels* kr, int64_t M, const uint16_t* a, int64_t lda, int64_t K,
+                                   uint16_t* a_packed, mha_team team) {
   const int64_t kq = (K + 3) / 4;
+  /* already A's layout (K a multiple of 4: no padding to zero), and the
+   * kernels read rows < M only */
+  if (kr->bf16_a_rows && K % 4 == 0 && lda == K) return a;
   mha_gemm_bf16_run r;
   memset(&r, 0, sizeof r);
   r.kr = kr, r.M = M, r.K = K, r.kq = kq, r.a = a, r.lda = lda, r.ap = a_packed;
@@ -151,13 +160,14 @@ void mha_gemm_bf16_pack(const mha_kernels* kr, int64_t M, const uint16_t* a, int
   team.workers = mha_workers_for(team.workers, 2.0 * 2.0 * 2.0 * (double)M * (double)K);
   if (team.workers > (M + 7) / 8) team.workers = (int)((M + 7) / 8);
   mha_team_run(team, mha_gemm_bf16_pack_worker, &r);
+  return a_packed;
 }
 
 void mha_gemm_bf16_packed(const mha_kernels* kr, int64_t M, const uint16_t* a_packed, const mha_packed_bf16* w,
-                          const float* bias, float* c, int64_t ldc, mha_team team) {
+                          const float* bias, float* c, int64_t ldc, uint16_t* c16, mha_team team) {
   mha_gemm_bf16_run r;
   memset(&r, 0, sizeof r);
-  r.kr = kr, r.M = M, r.K = w->K, r.kq = w->kq, r.w = w, r.bias = bias, r.c = c, r.ldc = ldc;
+  r.kr = kr, r.M = M, r.K = w->K, r.kq = w->kq, r.w = w, r.bias = bias, r.c = c, r.ldc = ldc, r.c16 = c16;
   r.ap = (uint16_t*)a_packed;
   r.tracer = team.tracer;
   const int64_t MR = kr->bf16_mr, NR = kr->bf16_nr;

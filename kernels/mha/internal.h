@@ -128,16 +128,20 @@ mha_status mha_packed_bf16_fill(const mha_kernels* kernels, mha_packed_bf16* dst
                                 int64_t stride_k, int64_t stride_n);
 void mha_packed_bf16_free(mha_packed_bf16* pw);
 /* A's M rows of K bf16 values (row stride lda) packed for the unit into
- * a_packed, mha_gemm_bf16_pack_elems(M, K) elements, on the team's workers. */
+ * a_packed, mha_gemm_bf16_pack_elems(M, K) elements, on the team's workers;
+ * returns the packed A to pass on: a_packed, or a itself where the set's A
+ * layout is its rows (bf16_a_rows) and they are laid out so already (K a
+ * multiple of 4, lda = K). */
 size_t mha_gemm_bf16_pack_elems(int64_t M, int64_t K);
-void mha_gemm_bf16_pack(const mha_kernels* kernels, int64_t M, const uint16_t* a, int64_t lda, int64_t K,
+const uint16_t* mha_gemm_bf16_pack(const mha_kernels* kernels, int64_t M, const uint16_t* a, int64_t lda, int64_t K,
                         uint16_t* a_packed, mha_team team);
 /* C[M×N] = A·W (+ bias: acc + b) from A packed by mha_gemm_bf16_pack (with
  * W's K): products in bf16 accumulated in fp32 by the set's unit, each
  * element one micro-kernel call over the whole K, so its bits depend on
- * neither the team nor M. */
+ * neither the team nor M. c16 (or NULL): C also rounded to bf16 into it,
+ * the same layout, each tile as it is done (mha_narrow_row's bits). */
 void mha_gemm_bf16_packed(const mha_kernels* kernels, int64_t M, const uint16_t* a_packed, const mha_packed_bf16* w,
-                          const float* bias, float* c, int64_t ldc, mha_team team);
+                          const float* bias, float* c, int64_t ldc, uint16_t* c16, mha_team team);
 
 /* The attention core after validation (kernels/mha/attention.c).
  * workspace: NULL (allocated here), or mha_attention_workspace_floats()

@@ -7,52 +7,20 @@
  *      packed once per input (self-attention: x_q once for Q, K and V), W the
  *      plan's bf16 panels; fp32 accumulators, + bias in fp32; written as the
  *      fp32 path writes them (head h of Q at column h·D of a row of ldq);
- *   2. Q, K and V rounded once to bf16, in the same layout (the K/V cache
- *      output takes the fp32 projections, rounded to its own dtype: for a bf16
- *      cache the same values the attention reads);
+ *   2. Q, K and V rounded once to bf16, in the same layout, by the GEMM as
+ *      each tile is done (the K/V cache output takes the fp32 projections,
+ *      rounded to its own dtype: for a bf16 cache the same values the
+ *      attention reads);
  *   3. the core's BF16 form on them (attention-bf16.c), its output rounded to
  *      bf16: the concatenation, or the caller's out without W_o;
  *   4. the output projection on the unit from the bf16 concatenation, + b_o,
- *      each value rounded once into out.
+ *      each value rounded once into out as its tile is done.
  *
  * Every element sees the same operations whatever the chunking, the batch
  * and the threads: the GEMM's elements are one micro-kernel call each, and
  * the core's schedule is a function of one entry's shape.
  */
 #include "mha/layer-plan.h"
-
-/* rows × cols fp32 values at src (row stride ld) rounded into dst (the same
- * layout), in units of 64 rows on the team's workers: each value alone, so
- * the bits are the serial loop's */
-typedef struct mha_round_run {
-  const mha_kernels* kr;
-  int64_t rows, cols, ld, next;
-  const float* src;
-  uint16_t* dst;
-} mha_round_run;
-
-enum { MHA_ROUND_ROWS = 64 };
-
-static void mha_round_worker(void* ctx, int worker) {
-  (void)worker;
-  mha_round_run* r = ctx;
-  const int64_t units = (r->rows + MHA_ROUND_ROWS - 1) / MHA_ROUND_ROWS;
-  for (int64_t u; (u = mha_claim(&r->next, units)) >= 0;) {
-    const int64_t i1 = (u + 1) * MHA_ROUND_ROWS < r->rows ? (u + 1) * MHA_ROUND_ROWS : r->rows;
-    for (int64_t i = u * MHA_ROUND_ROWS; i < i1; i++) {
-      mha_narrow_row(r->kr, MHA_DTYPE_BF16, (size_t)r->cols, r->src + i * r->ld, r->dst + i * r->ld);
-    }
-  }
-}
-
-static void mha_round_columns(const mha_kernels* kr, mha_team team, int64_t rows, int64_t cols, const float* src,
-                              uint16_t* dst, int64_t ld) {
-  mha_round_run r = {kr, rows, cols, ld, 0, src, dst};
-  team.tracer = NULL;
-  /* the size rule (parallel.h): 6 bytes moved a value, 2 a byte */
-  team.workers = mha_workers_for(team.workers, 12.0 * (double)rows * (double)cols);
-  mha_team_run(team, mha_round_worker, &r);
-}
 
 mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, const mha_layer_call* c, int64_t b0,
                                 int64_t nb, float* buf, mha_tracer* tracer) {
@@ -80,28 +48,24 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   const float* bv = L->bqkv ? L->bqkv + L->nq + L->nk : NULL;
   const mha_packed_bf16* w = L->w16;
 
-  /* 1. the projections: three GEMMs, traced as 0 Q, 1 K, 2 V (mha.h) */
+  /* 1. the projections: three GEMMs, traced as 0 Q, 1 K, 2 V (mha.h); each
+   * tile also rounded once to bf16 as it is done (2.) */
   mha_trace_gemm(tracer, 0);
-  mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
-  mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_Q], bq, qbuf, ldq, team);
+  const uint16_t* aq = mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
+  mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_Q], bq, qbuf, ldq, q16, team);
   if (c->self) {
     mha_trace_gemm(tracer, 1);
-    mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_K], bk, kvbuf, ldq, team);
+    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_K], bk, kvbuf, ldq, kv16, team);
     mha_trace_gemm(tracer, 2);
-    mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldq, team);
+    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldq, kv16 + L->nk, team);
   } else {
     mha_trace_gemm(tracer, 1);
-    mha_gemm_bf16_pack(kr, rows_k, x_k, L->d_kv, L->d_kv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_k, ap, &w[MHA_LAYER_W16_K], bk, kvbuf, ldkv, team);
+    const uint16_t* ak = mha_gemm_bf16_pack(kr, rows_k, x_k, L->d_kv, L->d_kv, ap, team);
+    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_K], bk, kvbuf, ldkv, kv16, team);
     mha_trace_gemm(tracer, 2);
-    if (x_v != NULL) mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_k, ap, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldkv, team);
+    if (x_v != NULL) ak = mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
+    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldkv, kv16 + L->nk, team);
   }
-  /* 2. Q, K and V rounded once (the columns the core reads) */
-  const int64_t ldk = c->self ? ldq : ldkv;
-  mha_round_columns(kr, team, rows_q, H * D, qbuf, q16, ldq);
-  mha_round_columns(kr, team, rows_k, Hkv * D, kvbuf, kv16, ldk);
-  mha_round_columns(kr, team, rows_k, Hkv * Dv, kvbuf + L->nk, kv16 + L->nk, ldk);
 
   /* 3. the core on this chunk's entries of the masks and weights */
   mha_attention_desc cd = c->cd;
@@ -118,9 +82,8 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   /* 4. the output projection, each value rounded once */
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
     mha_trace_gemm(tracer, 3);
-    mha_gemm_bf16_pack(kr, rows_q, cat16, H * Dv, H * Dv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_q, ap, &w[MHA_LAYER_W16_O], L->bo, out, L->d_model, team);
-    mha_round_columns(kr, team, rows_q, width, out, out16, width);
+    const uint16_t* ao = mha_gemm_bf16_pack(kr, rows_q, cat16, H * Dv, H * Dv, ap, team);
+    mha_gemm_bf16_packed(kr, rows_q, ao, &w[MHA_LAYER_W16_O], L->bo, out, L->d_model, out16, team);
   }
   return st;
 }
