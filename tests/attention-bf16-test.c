@@ -78,7 +78,7 @@ static void check_table(tester* t, const mha_kernels* kb) {
   a.isa = b.isa;
   a.name = b.name;
   a.bf16_gemm = NULL, a.bf16_pack_a = NULL, a.bf16_pack_a_f32 = NULL, a.bf16_pack_b = NULL, a.bf16_pack_b_cols = NULL;
-  a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr, a.bf16_a_rows = b.bf16_a_rows;
+  a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr, a.bf16_a_rows = b.bf16_a_rows, a.bf16_nk = b.bf16_nk;
   tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the %s set's", b.name);
 }
 
@@ -264,6 +264,9 @@ static const caseb cases[] = {
     {"kv_len + additive", 3, 2, 2, 17, 33, 16, 16, 0, 1, 1, 0},
     {"window, ALiBi, soft-cap, sinks", 1, 2, 1, 40, 40, 32, 32, 1, 0, 0, 1},
     {"ones", 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},
+    /* several of x86's 256-key blocks: the pre-packed K and V, a partial last block */
+    {"unmasked, 3 key blocks", 1, 2, 2, 100, 523, 64, 64, 0, 0, 0, 0},
+    {"causal, 3 key blocks, GQA", 1, 4, 2, 97, 521, 32, 48, 1, 0, 0, 0},
 };
 
 typedef struct problemb {
@@ -464,11 +467,13 @@ static void check_bits(tester* t, const problemb* p) {
 
 /* Rows of a causal self-attention prefill (the tiled form) against decode
  * calls (Tq 1: dot products with K and V in place) over the same keys:
- * bitwise. Up to 128 keys, where a decode call is one key range (a longer
- * one splits its keys and merges the ranges, on every set). */
-static void check_forms(tester* t, mha_isa isa) {
-  enum { H = 4, HKV = 2, T = 128, D = 64 };
-  tester_context(t, "%s: the decode and prefill forms", mha_isa_name(isa));
+ * bitwise. T 128, and T just under two of the BF16 form's key blocks (the
+ * set's bf16_nk or attn_nk: x86 475, Arm 91), where a decode call is still
+ * one key range (a longer one splits its keys and merges the ranges, on
+ * every set) over two blocks, the last partial. */
+static void check_forms_at(tester* t, mha_isa isa, int64_t T) {
+  enum { H = 4, HKV = 2, D = 64 };
+  tester_context(t, "%s: the decode and prefill forms, T %lld", mha_isa_name(isa), (long long)T);
   uint16_t* q = tester_alloc((size_t)(H * T * D) * 2);
   uint16_t* k = tester_alloc((size_t)(HKV * T * D) * 2);
   uint16_t* v = tester_alloc((size_t)(HKV * T * D) * 2);
@@ -482,7 +487,7 @@ static void check_forms(tester* t, mha_isa isa) {
   d.mask.causal = 1;
   d.num_threads = 2;
   if (!check_ok(t, mha_attention(&d, MHA_DTYPE_BF16, q, k, v, pre, NULL), "prefill")) goto done;
-  static const int64_t rows[] = {0, 1, 63, 64, 100, T - 1};
+  const int64_t rows[] = {0, 1, 63, 64, T / 2 + 3, T - 1};
   for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
     const int64_t i = rows[ri];
     mha_attention_desc dd;
@@ -502,6 +507,13 @@ static void check_forms(tester* t, mha_isa isa) {
   }
 done:
   free(q), free(k), free(v), free(pre);
+}
+
+static void check_forms(tester* t, mha_isa isa) {
+  const mha_kernels* kr = mha_kernels_for(isa);
+  const int64_t nk = kr->bf16_nk > 0 ? kr->bf16_nk : (int64_t)kr->attn_nk;
+  check_forms_at(t, isa, 128);
+  if (2 * nk - 37 != 128) check_forms_at(t, isa, 2 * nk - 37);
 }
 
 /* mha_attention_kv over a paged bf16 cache (blocks reversed) against

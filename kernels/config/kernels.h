@@ -207,6 +207,8 @@ typedef struct mha_kernels {
   int bf16_mr, bf16_nr; /* bf16_gemm's tile: rows of A, rows of B (C's columns) */
   int bf16_a_rows;      /* 1: A's layout is its rows, 4·kq values apart (packing
                            rows already so laid out is a copy: skipped) */
+  int bf16_nk;          /* the BF16 form's key block (0: attn_nk): its per-row
+                           softmax costs spread over more keys */
   mha_bf16_pack_rows_fn bf16_pack_a;
   mha_bf16_pack_rows_f32_fn bf16_pack_a_f32;
   mha_bf16_pack_rows_fn bf16_pack_b;

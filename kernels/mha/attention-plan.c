@@ -25,7 +25,7 @@ enum { MHA_DECODE_MIN_BLOCKS = 2, MHA_DECODE_MAX_RANGES = 64, MHA_DECODE_UNITS =
  * threads would like (query blocks shrink towards it; no result changes).
  * Every product is overflow-checked. */
 mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha_attention_desc* d,
-                                     int with_weights, int64_t want_items) {
+                                     int with_weights, int64_t want_items, int bf16_form) {
   static const char fn[] = "mha_attention_f32";
   memset(p, 0, sizeof *p);
   p->kr = kr;
@@ -43,7 +43,9 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   p->rot = d->rotary;
   p->rot_pos = d->rotary != NULL ? d->rotary->positions : NULL;
   p->G = d->H / d->Hkv;
-  p->nk = (int64_t)kr->attn_nk;
+  /* the BF16 form's key block: its softmax step and P·V take more keys a
+   * block for the same per-row costs (config/kernels.h) */
+  p->nk = bf16_form && kr->bf16_nk > 0 ? (int64_t)kr->bf16_nk : (int64_t)kr->attn_nk;
   p->nkb = d->Tk / p->nk + (d->Tk % p->nk != 0);
   const int64_t mr = (int64_t)kr->gemm_mr;
 
@@ -228,7 +230,7 @@ mha_status mha_attn_total(size_t scratch, int threads, size_t shared, size_t* fl
 mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_desc* d, int nthreads,
                                     int64_t* pack_units, int64_t* units) {
   mha_attn_plan p;
-  mha_status st = mha_attn_plan_make(&p, kr, d, 0, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
+  mha_status st = mha_attn_plan_make(&p, kr, d, 0, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads, 0);
   if (st != MHA_STATUS_SUCCESS) return st;
   *pack_units = p.kt_blocks * MHA_KT_PARTS;
   *units = p.units;
@@ -237,10 +239,18 @@ mha_status mha_attention_work_units(const mha_kernels* kr, const mha_attention_d
 
 mha_status mha_attention_workspace_floats(const mha_kernels* kr, const mha_attention_desc* d,
                                           int with_weights, int nthreads, size_t* floats) {
-  mha_attn_plan p;
-  mha_status st = mha_attn_plan_make(&p, kr, d, with_weights, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads);
-  if (st != MHA_STATUS_SUCCESS) return st;
-  return mha_attn_total(p.scratch, mha_attn_threads(nthreads, p.units, p.work), p.shared_n, floats);
+  /* one size for every call of the desc: the plain plan's, or on a set with
+   * a BF16 unit the larger of it and the BF16 form's (its own key block) */
+  *floats = 0;
+  for (int bf16 = 0; bf16 <= (kr->bf16_gemm != NULL); bf16++) {
+    mha_attn_plan p;
+    size_t n = 0;
+    mha_status st = mha_attn_plan_make(&p, kr, d, with_weights, (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads, bf16);
+    if (st == MHA_STATUS_SUCCESS) st = mha_attn_total(p.scratch, mha_attn_threads(nthreads, p.units, p.work), p.shared_n, &n);
+    if (st != MHA_STATUS_SUCCESS) return st;
+    if (n > *floats) *floats = n;
+  }
+  return MHA_STATUS_SUCCESS;
 }
 
 /* A caller's workspace, aligned up to 64 bytes, if it has the size that
@@ -303,7 +313,7 @@ void mha_attn_plan_bind(mha_attn_plan* p, const void* q, mha_dtype io_dt, const 
   }
   p->esz = mha_dtype_size(p->dt);
   p->v_in_place = p->dt == MHA_DTYPE_F32 && p->page == 0;
-  p->bf16_form = p->kr->bf16_gemm != NULL && io_dt == MHA_DTYPE_BF16 && p->dt == MHA_DTYPE_BF16;
+  p->bf16_form = mha_bf16_form_of(p->kr, io_dt, p->dt);
   p->out = out;
   p->weights = weights;
   float* at = *shared;

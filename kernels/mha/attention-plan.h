@@ -319,7 +319,14 @@ typedef struct mha_attn_stages {
 
 /* attention-plan.c */
 mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha_attention_desc* d,
-                              int with_weights, int64_t want_items);
+                              int with_weights, int64_t want_items, int bf16_form);
+
+/* Does a call take the BF16 form (attention-bf16.c)? Q and out bf16, K and
+ * V bf16, on a set with a BF16 unit. Its plan has the set's bf16_nk keys a
+ * block (mha_attn_plan_make's bf16_form), the others attn_nk. */
+static inline int mha_bf16_form_of(const mha_kernels* kr, mha_dtype io_dt, mha_dtype kv_dt) {
+  return kr->bf16_gemm != NULL && io_dt == MHA_DTYPE_BF16 && kv_dt == MHA_DTYPE_BF16;
+}
 /* The workers that share a plan's units: at most one per unit, at most one
  * per MHA_WORK_PER_WORKER of its work (parallel.h), at least 1. */
 int mha_attn_threads(int nthreads, int64_t units, double work);
@@ -358,7 +365,7 @@ void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch
 void mha_bf16_pack_kv_part(const mha_attn_plan* p, int64_t unit);
 /* The BF16 form's pre-pass serves key blocks of up to this many keys (every
  * set's attn_nk is 64) and B blocks of up to this many rows (bf16_nr) */
-enum { MHA_BF16_PREPASS_KEYS = 64 };
+enum { MHA_BF16_PREPASS_KEYS = 256 };
 /* floats of one key block's K and V in the set's B layout (the pre-pass) */
 size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk);
 void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,

@@ -150,7 +150,9 @@ mha_status mha_attention_run(const mha_kernels* kr, const mha_attention_desc* d,
                              void* out, float* weights, mha_team team, float* workspace) {
   static const char fn[] = "mha_attention_f32";
   mha_attn_plan p;
-  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, (int64_t)MHA_ATTN_UNITS_PER_THREAD * team.workers);
+  const int bf16 = mha_bf16_form_of(kr, io_dt, cache != NULL ? cache->dtype : MHA_DTYPE_F32);
+  mha_status st = mha_attn_plan_make(&p, kr, d, weights != NULL, (int64_t)MHA_ATTN_UNITS_PER_THREAD * team.workers,
+                                     bf16);
   if (st != MHA_STATUS_SUCCESS) return st;
   const int nthreads = team.workers = mha_attn_threads(team.workers, p.units, p.work);
   size_t total = 0;

@@ -201,7 +201,7 @@ static size_t mha_floats_for_bytes(size_t bytes) { return mha_round16((bytes + s
 
 /* A pass over the sequences making each plan (not kept): the sizes. */
 static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attention_desc* d,
-                                       const mha_varlen_batch* vb, int nthreads, mha_varlen_layout* l) {
+                                       const mha_varlen_batch* vb, int nthreads, int bf16, mha_varlen_layout* l) {
   memset(l, 0, sizeof *l);
   const int32_t* cu_q = vb->cu_q;
   const int64_t total_q = cu_q[d->B], want = (int64_t)MHA_ATTN_UNITS_PER_THREAD * nthreads;
@@ -211,7 +211,7 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
     mha_attention_desc s;
     mha_attn_plan p;
     mha_varlen_seq_desc(d, vb, b, &s);
-    mha_status st = mha_attn_plan_make(&p, kr, &s, 0, mha_varlen_want(want, s.Tq, total_q));
+    mha_status st = mha_attn_plan_make(&p, kr, &s, 0, mha_varlen_want(want, s.Tq, total_q), bf16);
     if (st != MHA_STATUS_SUCCESS) return st;
     l->nseq++;
     if (p.scratch > l->scratch) l->scratch = p.scratch;
@@ -239,10 +239,15 @@ static mha_status mha_varlen_layout_of(const mha_kernels* kr, const mha_attentio
 
 mha_status mha_attention_varlen_floats(const mha_kernels* kr, const mha_attention_desc* d,
                                        const mha_varlen_batch* vb, int nthreads, size_t* floats) {
-  mha_varlen_layout l;
-  mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, &l);
-  if (st == MHA_STATUS_SUCCESS) *floats = l.total;
-  return st;
+  /* one size for both forms of a set with a BF16 unit (as mha_attention_workspace_floats) */
+  *floats = 0;
+  for (int bf16 = 0; bf16 <= (kr->bf16_gemm != NULL); bf16++) {
+    mha_varlen_layout l;
+    mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, bf16, &l);
+    if (st != MHA_STATUS_SUCCESS) return st;
+    if (l.total > *floats) *floats = l.total;
+  }
+  return MHA_STATUS_SUCCESS;
 }
 
 /* The packed K/V row sequence b's keys start at (vb->cu_k). A sequence
@@ -280,7 +285,8 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
   const int32_t* cu_q = vb->cu_q;
   mha_varlen_layout l;
   const int nthreads = team.workers;
-  mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, &l);
+  const int bf16 = mha_bf16_form_of(kr, vb->io_dt, vb->cache != NULL ? vb->cache->dtype : MHA_DTYPE_F32);
+  mha_status st = mha_varlen_layout_of(kr, d, vb, nthreads, bf16, &l);
   if (st != MHA_STATUS_SUCCESS || l.nseq == 0) return st;
   team.workers = l.threads;
   float* ws = workspace;
@@ -312,7 +318,7 @@ mha_status mha_attention_varlen_run(const mha_kernels* kr, const mha_attention_d
     mha_attention_desc* s = &descs[i];
     mha_attn_plan* p = &plans[i];
     mha_varlen_seq_desc(d, vb, b, s);
-    (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q)); /* it passed above */
+    (void)mha_attn_plan_make(p, kr, s, 0, mha_varlen_want(want, s->Tq, total_q), bf16); /* it passed above */
     p->entry = b; /* the trace's batch: the sequence */
     if (p->rot_pos != NULL) p->rot_pos += cu_q[b]; /* positions [total_q]: this sequence's rows */
     p->lse_batch = 0; /* lse [total_q, H] */
