@@ -267,6 +267,8 @@ static const caseb cases[] = {
     /* several of x86's 256-key blocks: the pre-packed K and V, a partial last block */
     {"unmasked, 3 key blocks", 1, 2, 2, 100, 523, 64, 64, 0, 0, 0, 0},
     {"causal, 3 key blocks, GQA", 1, 4, 2, 97, 521, 32, 48, 1, 0, 0, 0},
+    /* a window of 10 keys far into the keys: items start past the first block */
+    {"window etc., 3 key blocks", 1, 2, 1, 600, 600, 32, 32, 1, 0, 0, 1},
 };
 
 typedef struct problemb {

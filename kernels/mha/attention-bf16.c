@@ -104,9 +104,9 @@ void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, in
   const size_t D = (size_t)p->d->D, NK = (size_t)p->nk, kq = (D + 3) / 4;
   const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr, nr = (nk + NR - 1) / NR * NR;
   const uint16_t* kb;
-  if (p->kv_zero != NULL) {
-    /* the pre-pass's block (j0 a block start): its keys past nk give
-     * scores in columns no tile stores */
+  if (p->kv_zero != NULL && j0 % p->nk == 0) {
+    /* the pre-pass's block (j0 a block start, as the flash loop's are): its
+     * keys past nk give scores in columns no tile stores */
     kb = (const uint16_t*)mha_kt_block(p, b, g, j0 / p->nk);
   } else {
     for (size_t j = 0; j < nr; j++) {
@@ -139,7 +139,7 @@ int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos,
   for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
   kr->bf16_pack_a_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
   int64_t jb;
-  if (p->kv_zero != NULL && !careful && mha_bf16_block_keys(p, pos.b, j0 / p->nk, &jb) == nk) {
+  if (p->kv_zero != NULL && !careful && mha_bf16_block_keys(p, pos.b, j0 / p->nk, &jb) == nk && jb == j0) {
     /* the pre-pass's V block, packed from the same rows as the item would
      * pack (all the block's keys: not a causal diagonal or window edge,
      * which the item packs itself) */
