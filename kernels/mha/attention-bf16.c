@@ -55,7 +55,7 @@ static size_t mha_bf16_k_elems(const mha_kernels* kr, size_t D, size_t nk) {
 size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk) {
   const size_t NR = (size_t)kr->bf16_nr;
   const size_t v = (Dv + NR - 1) / NR * NR * ((nk + 3) / 4 * 4);
-  return (mha_bf16_k_elems(kr, D, nk) + v + 1) / 2 + 16; /* + 16: V starts 64-byte aligned */
+  return (mha_bf16_k_elems(kr, D, nk) + v + 1) / 2 + 16; /* + 16: V starts at a multiple of 32 values */
 }
 
 static uint16_t* mha_bf16_kv_v(const mha_attn_plan* p, uint16_t* blk) {

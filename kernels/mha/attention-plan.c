@@ -167,6 +167,7 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
        * form (the plan is made before it knows the types), and a zero row */
       const size_t kv = mha_bf16_kv_block_floats(kr, D, Dv, NK);
       if (kv > blk) blk = kv;
+      blk = mha_round16(blk); /* every block 64-byte aligned (its V part too) */
       mha_count(&p->kt_n, (D > Dv ? D : Dv) / 2 + 1, 1, &bad);
     } else if (kr->bf16_gemm != NULL) {
       bad = 1;
