@@ -800,10 +800,23 @@ static uint16_t core_to16(int f16, float x) {
   return (uint16_t)(sign | (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024));
 }
 
+/* The set on which a bf16 call widens to fp32: the call's (the process
+ * default's for MHA_ISA_DEFAULT), or for a set with a BF16 unit the set it
+ * copies (include/mha.h: the BF16 form has its own contract, which
+ * attention-bf16-test checks against the oracle). */
+static mha_isa core_widening_isa(mha_isa isa) {
+  if (isa == MHA_ISA_DEFAULT && mha_get_isa(&isa) != MHA_STATUS_SUCCESS) return MHA_ISA_DEFAULT;
+  if (isa == MHA_ISA_NEON_BF16) return MHA_ISA_NEON;
+  if (isa == MHA_ISA_AVX512_BF16) return MHA_ISA_AVX512F;
+  return isa;
+}
+
 /* mha_attention on 16-bit copies of q, k and v (core_to16 of every buffer
  * element: the gaps stay NaN): it must succeed where the fp32 call did, give
- * bitwise the fp32 call on the widened copies rounded once (include/mha.h),
- * and write nothing outside out's view. */
+ * bitwise the fp32 call on the widened copies rounded once (include/mha.h;
+ * bf16 on the widening set), and write nothing outside out's view. Where the
+ * call's set computes bf16 on a BF16 unit, that call too must succeed and
+ * keep to out's view. */
 static void core_check_16(const core_case* c, const core_buffers* b) {
   /* both types from the seed corpus: odd Tq picks f16, checks bit 5 flips it */
   const int f16 = ((c->checks & CHECK_F16) != 0) != ((c->desc.Tq & 1) != 0);
@@ -812,6 +825,8 @@ static void core_check_16(const core_case* c, const core_buffers* b) {
   d.workspace = NULL;
   d.workspace_size = 0;
   d.lse = NULL;
+  const mha_isa own = d.isa;
+  if (!f16) d.isa = core_widening_isa(d.isa);
   uint16_t* x16[3];
   float* xw[3];
   for (int r = ROLE_Q; r <= ROLE_V; r++) {
@@ -851,6 +866,22 @@ static void core_check_16(const core_case* c, const core_buffers* b) {
     if (memcmp(&got, &want, sizeof got) != 0) {
       fuzz_finding("out[%zu] = %a, not the fp32 call's %a rounded (%a)", i, (double)got, (double)ow[i],
                    (double)want);
+    }
+  }
+  /* the call's own set, where it is not the widening one: its BF16 form */
+  mha_isa own_set = own;
+  if (own_set == MHA_ISA_DEFAULT && mha_get_isa(&own_set) != MHA_STATUS_SUCCESS) own_set = d.isa;
+  if (!f16 && own_set != d.isa) {
+    mha_attention_desc du = d;
+    du.isa = own_set;
+    for (size_t i = 0; i < n_out; i++) o16[i] = 0x7fa5;
+    st = mha_attention(&du, dt, x16[ROLE_Q], x16[ROLE_K], x16[ROLE_V], o16, NULL);
+    if (st != MHA_STATUS_SUCCESS) {
+      fuzz_finding("mha_attention (bf16, the BF16 form of %s) failed where the widening set succeeded: %s: %s",
+                   mha_isa_name(own_set), mha_status_string(st), mha_last_error());
+    }
+    for (size_t i = 0; i < n_out; i++) {
+      if (fuzz_is_poison(ow[i]) && o16[i] != 0x7fa5) fuzz_finding("the BF16 form wrote out[%zu], outside its view", i);
     }
   }
   for (int r = ROLE_Q; r <= ROLE_V; r++) free(x16[r]), free(xw[r]);
