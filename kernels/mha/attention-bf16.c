@@ -52,10 +52,12 @@ static size_t mha_bf16_k_elems(const mha_kernels* kr, size_t D, size_t nk) {
   return (nk + NR - 1) / NR * NR * ((D + 3) / 4 * 4);
 }
 
-size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk) {
+size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk, int* bad) {
   const size_t NR = (size_t)kr->bf16_nr;
-  const size_t v = (Dv + NR - 1) / NR * NR * ((nk + 3) / 4 * 4);
-  return (mha_bf16_k_elems(kr, D, nk) + v + 1) / 2 + 16; /* + 16: V starts at a multiple of 32 values */
+  size_t u16 = 0; /* K's rows and V's columns, each rounded up to NR; checked */
+  mha_count(&u16, nk / NR * NR + NR, D + 4, bad);
+  mha_count(&u16, Dv / NR * NR + NR, nk + 4, bad);
+  return u16 / 2 + 16 + 1; /* + 16: V starts at a multiple of 32 values */
 }
 
 static uint16_t* mha_bf16_kv_v(const mha_attn_plan* p, uint16_t* blk) {

@@ -162,15 +162,13 @@ mha_status mha_attn_plan_make(mha_attn_plan* p, const mha_kernels* kr, const mha
   if (p->kt_blocks > 0) {
     size_t blk = 0;
     mha_count(&blk, D, NK, &bad);
-    if (kr->bf16_gemm != NULL && !bad && D < ((size_t)1 << 24) && Dv < ((size_t)1 << 24) && NK < ((size_t)1 << 24)) {
+    if (kr->bf16_gemm != NULL) {
       /* the BF16 form's K and V of a block, whether or not a call takes the
        * form (the plan is made before it knows the types), and a zero row */
-      const size_t kv = mha_bf16_kv_block_floats(kr, D, Dv, NK);
+      const size_t kv = mha_bf16_kv_block_floats(kr, D, Dv, NK, &bad);
       if (kv > blk) blk = kv;
       blk = mha_round16(blk); /* every block 64-byte aligned (its V part too) */
       mha_count(&p->kt_n, (D > Dv ? D : Dv) / 2 + 1, 1, &bad);
-    } else if (kr->bf16_gemm != NULL) {
-      bad = 1;
     }
     p->kt_blk = blk;
     mha_count(&p->kt_n, (size_t)p->kt_blocks, blk, &bad);

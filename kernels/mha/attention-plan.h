@@ -78,7 +78,8 @@ typedef struct mha_attn_plan {
                         BF16 form the block's K and V in the set's B layout
                         (attention-bf16.c), kt_blk floats a block either way */
   size_t kt_blk;     /* floats per key block of kt */
-  const uint16_t* kv_zero; /* the BF16 form's zero row (max(D, Dv) values) after kt's blocks */
+  const uint16_t* kv_zero; /* the BF16 form's zero row (max(D, Dv) values) after kt's blocks;
+                              NULL: no pre-packed K and V (another form, or no pre-pass) */
   int64_t nsplit;    /* key ranges per item (decode); 1 otherwise */
   int64_t split_len; /* keys per range, a multiple of nk */
   float* partial;    /* nsplit > 1: per (item, range, row) O [Dv], m, l */
@@ -366,8 +367,9 @@ void mha_bf16_pack_kv_part(const mha_attn_plan* p, int64_t unit);
 /* The BF16 form's pre-pass serves key blocks of up to this many keys (every
  * set's attn_nk is 64) and B blocks of up to this many rows (bf16_nr) */
 enum { MHA_BF16_PREPASS_KEYS = 256 };
-/* floats of one key block's K and V in the set's B layout (the pre-pass) */
-size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk);
+/* floats of one key block's K and V in the set's B layout (the pre-pass),
+ * at least: counted with overflow checks (*bad set on overflow) */
+size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size_t nk, int* bad);
 void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
                      size_t nk);
 int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R, int64_t j0, size_t nk,
