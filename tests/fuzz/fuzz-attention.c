@@ -70,6 +70,7 @@
 
 #include "fuzz-common.h"
 #include "oracle.h"
+#include "tester.h"
 #include "tolerance.h"
 #include "variant-tolerance.h"
 
@@ -806,9 +807,7 @@ static uint16_t core_to16(int f16, float x) {
  * attention-bf16-test checks against the oracle). */
 static mha_isa core_widening_isa(mha_isa isa) {
   if (isa == MHA_ISA_DEFAULT && mha_get_isa(&isa) != MHA_STATUS_SUCCESS) return MHA_ISA_DEFAULT;
-  if (isa == MHA_ISA_NEON_BF16) return MHA_ISA_NEON;
-  if (isa == MHA_ISA_AVX512_BF16) return MHA_ISA_AVX512F;
-  return isa;
+  return tester_widening_isa(isa);
 }
 
 /* mha_attention on 16-bit copies of q, k and v (core_to16 of every buffer
