@@ -9,7 +9,9 @@
  *   mha_ab LIB_A LIB_B core  H Hkv T D   [options]
  *   mha_ab LIB_A LIB_B layer B T d_model H Hkv [options]
  *   options: --threads N (1)  --pairs N (15)  --isa NAME (each build's
- *            default)  --causal
+ *            default)  --causal  --bf16 (inputs, weights and out in bf16:
+ *            the core through mha_attention, the layer from bf16 weights;
+ *            the values are the fp32 run's rounded to bf16)
  *
  * LIB_A and LIB_B are paths to libmha.so files (a build of main and a build
  * of a branch, say); each is loaded with RTLD_LOCAL, so each runs its own
@@ -38,7 +40,8 @@ typedef struct build {
   void (*attention_desc_init)(mha_attention_desc*, size_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                               int64_t, int64_t);
   mha_status (*attention_workspace_size)(const mha_attention_desc*, int, size_t*);
-  mha_status (*attention)(const mha_attention_desc*, const float*, const float*, const float*, float*, float*);
+  mha_status (*attention)(const mha_attention_desc*, mha_dtype, const void*, const void*, const void*, void*,
+                          float*);
   void (*layer_desc_init)(mha_layer_desc*, size_t);
   void (*layer_args_init)(mha_layer_args*, size_t);
   mha_status (*layer_create)(const mha_layer_desc*, mha_layer**);
@@ -64,7 +67,7 @@ static int load(build* b, const char* path) {
   b->path = strdup(path);
   *(void**)&b->attention_desc_init = dlsym(h, "mha_attention_desc_init_sized");
   *(void**)&b->attention_workspace_size = dlsym(h, "mha_attention_workspace_size");
-  *(void**)&b->attention = dlsym(h, "mha_attention_f32");
+  *(void**)&b->attention = dlsym(h, "mha_attention");
   *(void**)&b->layer_desc_init = dlsym(h, "mha_layer_desc_init_sized");
   *(void**)&b->layer_args_init = dlsym(h, "mha_layer_args_init_sized");
   *(void**)&b->layer_create = dlsym(h, "mha_layer_create");
@@ -94,6 +97,17 @@ static float* random_floats(size_t n, uint32_t seed, float scale) {
   return x;
 }
 
+/* x[0..n) rounded to bf16 (nearest even; the inputs are finite), packed
+ * into the first n 16-bit values of the same array */
+static void to_bf16(float* x, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &x[i], sizeof u);
+    const uint16_t h = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    memcpy((char*)x + i * sizeof h, &h, sizeof h); /* bytes of x[0 .. i/2]: read already */
+  }
+}
+
 static double now_s(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -112,14 +126,15 @@ typedef struct job {
   mha_attention_desc ad;
   mha_layer* layer;
   mha_layer_args la;
-  const float *q, *k, *v;
-  float* out;
+  mha_dtype dtype;
+  const void *q, *k, *v;
+  void* out;
   void* workspace;
 } job;
 
 static int run(job* j) {
   const mha_status st = j->is_layer ? j->b->layer_forward(j->layer, &j->la)
-                                    : j->b->attention(&j->ad, j->q, j->k, j->v, j->out, NULL);
+                                    : j->b->attention(&j->ad, j->dtype, j->q, j->k, j->v, j->out, NULL);
   if (st != MHA_STATUS_SUCCESS) fprintf(stderr, "mha_ab: %s: %s\n", j->b->path, j->b->last_error());
   return st == MHA_STATUS_SUCCESS;
 }
@@ -138,7 +153,7 @@ static int usage(void) {
   fprintf(stderr,
           "usage: mha_ab LIB_A LIB_B core H Hkv T D [options]\n"
           "       mha_ab LIB_A LIB_B layer B T d_model H Hkv [options]\n"
-          "options: --threads N (1) --pairs N (15) --isa NAME --causal\n");
+          "options: --threads N (1) --pairs N (15) --isa NAME --causal --bf16\n");
   return 2;
 }
 
@@ -153,10 +168,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < nshape; i++) shape[i] = parse_positive(argv[4 + i], names[is_layer][i]);
   long threads = 1, pairs = 15;
   const char* isa = NULL;
-  int causal = 0;
+  int causal = 0, bf16 = 0;
   for (int i = 4 + nshape; i < argc; i++) {
     if (strcmp(argv[i], "--causal") == 0) {
       causal = 1;
+    } else if (strcmp(argv[i], "--bf16") == 0) {
+      bf16 = 1;
     } else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0) {
       threads = parse_positive(argv[++i], "--threads");
     } else if (i + 1 < argc && strcmp(argv[i], "--pairs") == 0) {
@@ -216,13 +233,24 @@ int main(int argc, char** argv) {
                           (size_t)(H * D * dm)};
     for (int i = 0; i < 4; i++) w[i] = random_floats(ws[i], 10 + (uint32_t)i, 0.05f);
   }
+  int ok = q != NULL && k != NULL && v != NULL && (!is_layer || (w[0] && w[1] && w[2] && w[3]));
+  /* --bf16: every array rounded to bf16 in place (the first half of each
+   * fp32 array's bytes then holds its bf16 values) */
+  const mha_dtype dtype = bf16 ? MHA_DTYPE_BF16 : MHA_DTYPE_F32;
+  const size_t esz = bf16 ? sizeof(uint16_t) : sizeof(float);
+  if (ok && bf16) {
+    to_bf16(q, nq), to_bf16(k, nkv), to_bf16(v, nkv);
+    if (is_layer) {
+      to_bf16(w[0], (size_t)(dm * H * D)), to_bf16(w[1], (size_t)(dm * Hkv * D));
+      to_bf16(w[2], (size_t)(dm * Hkv * D)), to_bf16(w[3], (size_t)(H * D * dm));
+    }
+  }
   job j[2];
   memset(j, 0, sizeof j);
-  int ok = q != NULL && k != NULL && v != NULL && (!is_layer || (w[0] && w[1] && w[2] && w[3]));
   for (int x = 0; x < 2 && ok; x++) {
     job* jb = &j[x];
-    jb->b = &b[x], jb->is_layer = is_layer, jb->q = q, jb->k = k, jb->v = v;
-    jb->out = malloc(nout * sizeof(float));
+    jb->b = &b[x], jb->is_layer = is_layer, jb->dtype = dtype, jb->q = q, jb->k = k, jb->v = v;
+    jb->out = malloc(nout * esz);
     size_t wsize = 0;
     if (jb->out == NULL) {
       ok = 0;
@@ -233,6 +261,7 @@ int main(int argc, char** argv) {
       b[x].layer_desc_init(&ld, sizeof ld);
       ld.d_model = dm, ld.H = H, ld.Hkv = Hkv;
       ld.w_q = w[0], ld.w_k = w[1], ld.w_v = w[2], ld.w_o = w[3];
+      ld.dtype = dtype;
       if (b[x].layer_create(&ld, &jb->layer) != MHA_STATUS_SUCCESS) {
         fprintf(stderr, "mha_ab: %s: %s\n", b[x].path, b[x].last_error());
         ok = 0;
@@ -241,6 +270,7 @@ int main(int argc, char** argv) {
       b[x].layer_args_init(&jb->la, sizeof jb->la);
       jb->la.B = B, jb->la.Tq = T, jb->la.x_q = q, jb->la.out = jb->out;
       jb->la.mask.causal = causal, jb->la.num_threads = (int)threads;
+      jb->la.dtype = dtype;
       ok = b[x].layer_workspace_size(jb->layer, &jb->la, &wsize) == MHA_STATUS_SUCCESS;
       jb->workspace = ok ? malloc(wsize ? wsize : 1) : NULL;
       jb->la.workspace = jb->workspace, jb->la.workspace_size = wsize;
@@ -267,13 +297,14 @@ int main(int argc, char** argv) {
     ratio[i] = t[0][i] / t[1][i];
   }
   if (rc == 0) {
-    const int same = memcmp(j[0].out, j[1].out, nout * sizeof(float)) == 0;
+    const int same = memcmp(j[0].out, j[1].out, nout * esz) == 0;
     qsort(t[0], (size_t)pairs, sizeof(double), cmp_double);
     qsort(t[1], (size_t)pairs, sizeof(double), cmp_double);
     qsort(ratio, (size_t)pairs, sizeof(double), cmp_double);
     char cpu[256];
     mha_bench_cpu_model(cpu, sizeof cpu);
-    printf("CPU: %s; %ld thread(s); %ld pairs; isa %s\n", cpu, threads, pairs, isa ? isa : "(default)");
+    printf("CPU: %s; %ld thread(s); %ld pairs; isa %s; %s\n", cpu, threads, pairs, isa ? isa : "(default)",
+           bf16 ? "bf16" : "fp32");
     if (is_layer) {
       printf("layer B %ld T %ld d_model %ld H %ld/%ld%s\n", B, T, dm, H, Hkv, causal ? " causal" : "");
     } else {

@@ -53,7 +53,7 @@ static uint16_t poison16(void) { return 0x7fa5; }
 
 static void check_gemm(tester* t, const mha_kernels* kr) {
   static const int64_t Ms[] = {1, 7, 8, 9, 12, 13, 64, 65, 97, 130}, Ks[] = {1, 4, 5, 67},
-                       Ns[] = {1, 7, 8, 9, 31, 33, 65};
+                       Ns[] = {1, 7, 8, 9, 31, 33, 65, 300}; /* 300: past a 256-column tile */
   for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
       for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
@@ -86,6 +86,7 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
         uint16_t* ap = tester_alloc(mha_gemm_bf16_pack_elems(M, K) * 2);
         float* c = tester_alloc((size_t)(M * ldc) * sizeof(float));
         uint16_t* c16 = tester_alloc((size_t)(M * ldc) * 2);
+        uint16_t* only16 = tester_alloc((size_t)(M * ldc) * 2);
         for (int workers = 1; workers <= 3; workers++) {
           tester_poison(c, (size_t)(M * ldc));
           for (int64_t i = 0; i < M * ldc; i++) c16[i] = poison16();
@@ -109,9 +110,14 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
           tester_check(t, exact, "%d workers: C exact", workers);
           tester_check(t, outside, "%d workers: nothing written past N (C and its bf16 copy)", workers);
           tester_check(t, rounded, "%d workers: the bf16 copy is C rounded (mha_f32_to_bf16)", workers);
+          /* without an fp32 C (c NULL): the same bf16 C, nothing past N */
+          for (int64_t i = 0; i < M * ldc; i++) only16[i] = poison16();
+          mha_gemm_bf16_packed(kr, M, ax, &pw, with_bias ? bias : NULL, NULL, ldc, only16, team);
+          tester_check(t, memcmp(only16, c16, (size_t)(M * ldc) * 2) == 0,
+                       "%d workers: the bf16 C alone (c NULL) = the bf16 copy, poison past N kept", workers);
         }
         mha_packed_bf16_free(&pw);
-        free(a), free(w), free(w16), free(bias), free(ap), free(c), free(c16);
+        free(a), free(w), free(w16), free(bias), free(ap), free(c), free(c16), free(only16);
       }
     }
   }

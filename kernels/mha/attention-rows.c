@@ -133,7 +133,7 @@ static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64
 }
 
 /* Packs an item's query rows into sc->qp, [R × D] or transposed [D × R]
- * (p->qt), and sets the keys [lo[r], lim[r]) each row sees. Returns the
+ * (p->qt; the BF16 form packs them as bf16 instead: mha_bf16_pack_q), and sets the keys [lo[r], lim[r]) each row sees. Returns the
  * largest lim, the end of the keys any row of the item sees, and in *first
  * the start of the first key block any row sees (key blocks outside every
  * row's keys are never visited). A 16-bit Q row is widened (exactly) into
@@ -147,6 +147,10 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scrat
   int64_t max_lim = 0, min_lo = INT64_MAX;
   for (size_t r = 0; r < R; r++) {
     const mha_row row = mha_item_row(p, g, q0, mq, r);
+    mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
+    if (lim[r] > max_lim) max_lim = lim[r];
+    if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
+    if (p->bf16_form) continue; /* Q is packed as bf16 below, not as fp32 qp */
     const int64_t at_q = b * d->q.batch + row.h * d->q.head + row.i * d->q.row;
     const float* src = sc->vclean;
     if (p->io_dt == MHA_DTYPE_F32) {
@@ -163,9 +167,6 @@ int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scrat
     } else {
       for (size_t c = 0; c < D; c++) qp[r * D + c] = src[c] * p->qscale;
     }
-    mha_row_interval(p, b, row.i, &lo[r], &lim[r]);
-    if (lim[r] > max_lim) max_lim = lim[r];
-    if (lim[r] > lo[r] && lo[r] < min_lo) min_lo = lo[r];
   }
   *first = max_lim == 0 ? 0 : min_lo / p->nk * p->nk;
   if (p->bf16_form) mha_bf16_pack_q(p, pos, sc);

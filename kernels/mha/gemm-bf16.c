@@ -23,6 +23,9 @@
  * micro-kernel columns, 8 x86 ones). Shrunk for few tiles (a decode step),
  * as the fp32 grid: halve columns, then rows, while they stay whole tiles. */
 enum { MHA_BF16_MTILES = 8, MHA_BF16_NTILE = 256, MHA_BF16_UNITS_PER_THREAD = 4 };
+/* the most rows of a set's bf16_gemm tile (bf16_mr: 8 on Arm, 12 on x86):
+ * the rows of the worker's fp32 tile when C is not kept */
+enum { MHA_BF16_TILE_ROWS = 16 };
 
 static int64_t mha_round8(int64_t x) { return (x + 7) / 8 * 8; }
 
@@ -106,6 +109,10 @@ static void mha_gemm_bf16_pack_worker(void* ctx, int worker) {
 static void mha_gemm_bf16_worker(void* ctx, int worker) {
   mha_gemm_bf16_run* r = ctx;
   const int64_t N = r->w->N, kq = r->kq, MR = r->kr->bf16_mr, NR = r->kr->bf16_nr;
+  /* without an fp32 C (r->c NULL: only the bf16 one is wanted), an A
+   * block's fp32 rows go to this tile, in L1, and only their rounding to
+   * memory: at M 4096, N 2304 the fp32 C would be 38 MB more written */
+  float tile[MHA_BF16_TILE_ROWS * MHA_BF16_NTILE];
   for (int64_t t; (t = mha_claim(&r->next, r->tiles)) >= 0;) {
     const int64_t start = r->tracer != NULL ? mha_now_ns() : 0;
     const int64_t i0 = (t / r->nt) * r->mtile, j0 = (t % r->nt) * r->ntile;
@@ -119,20 +126,24 @@ static void mha_gemm_bf16_worker(void* ctx, int worker) {
      * against 398 GFLOP/s with chunks of 256 values. */
     for (int64_t i = i0; i < i1; i += MR) {
       const int64_t m = i1 - i < MR ? i1 - i : MR;
+      /* the A block's rows of C: in C, or (row ii, column j) at
+       * tile[(ii - i)·NTILE + j - j0] */
+      float* cb = r->c != NULL ? r->c + i * r->ldc + j0 : tile;
+      const int64_t ldc = r->c != NULL ? r->ldc : MHA_BF16_NTILE;
       for (int64_t j = j0; j < j1; j += NR) {
         const int64_t n = j1 - j < NR ? j1 - j : NR;
         const uint16_t* b = r->w->data + j * 4 * kq;
-        float* c = r->c + i * r->ldc + j;
-        r->kr->bf16_gemm((size_t)m, (size_t)n, (size_t)kq, r->ap + i * 4 * kq, b, 1.0f, c, (size_t)r->ldc, 0);
+        float* c = cb + (j - j0);
+        r->kr->bf16_gemm((size_t)m, (size_t)n, (size_t)kq, r->ap + i * 4 * kq, b, 1.0f, c, (size_t)ldc, 0);
         if (r->bias != NULL) {
           for (int64_t ii = 0; ii < m; ii++) {
-            for (int64_t jj = 0; jj < n; jj++) c[ii * r->ldc + jj] += r->bias[j + jj];
+            for (int64_t jj = 0; jj < n; jj++) c[ii * ldc + jj] += r->bias[j + jj];
           }
         }
       }
       if (r->c16 != NULL) { /* the A block's rows of the tile, rounded while in cache */
-        for (int64_t ii = i; ii < i + m; ii++) {
-          mha_narrow_row(r->kr, MHA_DTYPE_BF16, (size_t)(j1 - j0), r->c + ii * r->ldc + j0, r->c16 + ii * r->ldc + j0);
+        for (int64_t ii = 0; ii < m; ii++) {
+          mha_narrow_row(r->kr, MHA_DTYPE_BF16, (size_t)(j1 - j0), cb + ii * ldc, r->c16 + (i + ii) * r->ldc + j0);
         }
       }
     }

@@ -139,7 +139,8 @@ const uint16_t* mha_gemm_bf16_pack(const mha_kernels* kernels, int64_t M, const 
  * W's K): products in bf16 accumulated in fp32 by the set's unit, each
  * element one micro-kernel call over the whole K, so its bits depend on
  * neither the team nor M. c16 (or NULL): C also rounded to bf16 into it,
- * the same layout, each tile as it is done (mha_narrow_row's bits). */
+ * the same layout, each tile as it is done (mha_narrow_row's bits); c may
+ * be NULL where c16 is not (then only the bf16 C is written). */
 void mha_gemm_bf16_packed(const mha_kernels* kernels, int64_t M, const uint16_t* a_packed, const mha_packed_bf16* w,
                           const float* bias, float* c, int64_t ldc, uint16_t* c16, mha_team team);
 

@@ -5,11 +5,11 @@
  *
  *   1. the projections on the unit (gemm-bf16.c): A = the caller's bf16 rows,
  *      packed once per input (self-attention: x_q once for Q, K and V), W the
- *      plan's bf16 panels; fp32 accumulators, + bias in fp32; written as the
- *      fp32 path writes them (head h of Q at column h·D of a row of ldq);
- *   2. Q, K and V rounded once to bf16, in the same layout, by the GEMM as
- *      each tile is done (the K/V cache output takes the fp32 projections,
- *      rounded to its own dtype: for a bf16 cache the same values the
+ *      plan's bf16 panels; fp32 accumulators, + bias in fp32;
+ *   2. Q, K and V rounded once to bf16 by the GEMM as each tile is done, in
+ *      the fp32 path's layout (head h of Q at column h·D of a row of ldq);
+ *      the fp32 K and V are kept only for the K/V cache output, which
+ *      rounds them to its own dtype (for a bf16 cache the same values the
  *      attention reads);
  *   3. the core's BF16 form on them (attention-bf16.c), its output rounded to
  *      bf16: the concatenation, or the caller's out without W_o;
@@ -32,16 +32,16 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   const uint16_t* x_k = a->x_k ? (const uint16_t*)a->x_k + b0 * c->Tk * L->d_kv : NULL;
   const uint16_t* x_v = a->x_v ? (const uint16_t*)a->x_v + b0 * c->Tk * L->d_kv : NULL;
   uint16_t* out16 = (uint16_t*)a->out + b0 * c->Tq * width;
-  /* the workspace: fp32 projections, the bf16 concatenation in the fp32
-   * one's part, then (n_x) the bf16 projections and packed A, the fp32
-   * output, the core's part */
+  /* the workspace: fp32 projections (K and V for a cache only), the bf16
+   * concatenation in the fp32 one's part, then (n_x) the bf16 projections
+   * and packed A, the fp32 output's part (unused: the GEMM rounds its
+   * tiles), the core's part */
   float* qbuf = buf;
   float* kvbuf = c->self ? qbuf + L->nq : buf + c->n_q;
   uint16_t* cat16 = (uint16_t*)(buf + c->n_q + c->n_kv);
   uint16_t* q16 = (uint16_t*)(buf + c->n_q + c->n_kv + c->n_cat);
   uint16_t* kv16 = c->self ? q16 + L->nq : q16 + c->n_q;
   uint16_t* ap = (uint16_t*)mha_align64(buf + c->n_q + c->n_kv + c->n_cat + (c->n_q + c->n_kv + 1) / 2);
-  float* out = buf + c->n_q + c->n_kv + c->n_cat + c->n_x;
   float* attn_ws = mha_align64(buf + c->n_q + c->n_kv + c->n_cat + c->n_x + c->n_out);
   const float* bq = L->bqkv;
   const float* bk = L->bqkv ? L->bqkv + L->nq : NULL;
@@ -49,22 +49,25 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   const mha_packed_bf16* w = L->w16;
 
   /* 1. the projections: three GEMMs, traced as 0 Q, 1 K, 2 V (mha.h); each
-   * tile also rounded once to bf16 as it is done (2.) */
+   * tile also rounded once to bf16 as it is done (2.). Only the bf16 Q, K
+   * and V are written, and the fp32 K and V where the cache takes them. */
+  float* kf = a->kv_cache != NULL ? kvbuf : NULL;
+  float* vf = a->kv_cache != NULL ? kvbuf + L->nk : NULL;
   mha_trace_gemm(tracer, 0);
   const uint16_t* aq = mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
-  mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_Q], bq, qbuf, ldq, q16, team);
+  mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_Q], bq, NULL, ldq, q16, team);
   if (c->self) {
     mha_trace_gemm(tracer, 1);
-    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_K], bk, kvbuf, ldq, kv16, team);
+    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_K], bk, kf, ldq, kv16, team);
     mha_trace_gemm(tracer, 2);
-    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldq, kv16 + L->nk, team);
+    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_V], bv, vf, ldq, kv16 + L->nk, team);
   } else {
     mha_trace_gemm(tracer, 1);
     const uint16_t* ak = mha_gemm_bf16_pack(kr, rows_k, x_k, L->d_kv, L->d_kv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_K], bk, kvbuf, ldkv, kv16, team);
+    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_K], bk, kf, ldkv, kv16, team);
     mha_trace_gemm(tracer, 2);
     if (x_v != NULL) ak = mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_V], bv, kvbuf + L->nk, ldkv, kv16 + L->nk, team);
+    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_V], bv, vf, ldkv, kv16 + L->nk, team);
   }
 
   /* 3. the core on this chunk's entries of the masks and weights */
@@ -83,7 +86,7 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   if (st == MHA_STATUS_SUCCESS && L->has_wo) {
     mha_trace_gemm(tracer, 3);
     const uint16_t* ao = mha_gemm_bf16_pack(kr, rows_q, cat16, H * Dv, H * Dv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_q, ao, &w[MHA_LAYER_W16_O], L->bo, out, L->d_model, out16, team);
+    mha_gemm_bf16_packed(kr, rows_q, ao, &w[MHA_LAYER_W16_O], L->bo, NULL, L->d_model, out16, team);
   }
   return st;
 }
