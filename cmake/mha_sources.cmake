@@ -89,7 +89,8 @@ if(MHA_ARCH STREQUAL "x86")
   # finds both; the table itself is plain C over the AVX-512F one
   set(MHA_AVX512_BF16_SOURCES
     kernels/bf16-gemm/bf16-gemm-dp-12x32-avx512bf16.c
-    kernels/bf16-gemm/bf16-pack-avx512bw.c)
+    kernels/bf16-gemm/bf16-pack-avx512bw.c
+    kernels/f32-softmax/f32-softmax-online-tile-pack-avx512bf16.c)
   set_source_files_properties(${MHA_AVX512_BF16_SOURCES} PROPERTIES COMPILE_OPTIONS
     "-mavx512f;-mavx512bw;-mavx512vl;-mavx512bf16;-mfma")
   list(APPEND MHA_SOURCES ${MHA_AVX2_SOURCES} ${MHA_AVX512F_SOURCES} ${MHA_AVX512_BF16_SOURCES}

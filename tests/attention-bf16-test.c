@@ -71,13 +71,18 @@ static void check_table(tester* t, const mha_kernels* kb) {
   mha_kernels a = *kb, b = *kn;
   tester_check(t, a.bf16_gemm && a.bf16_pack_a && a.bf16_pack_a_f32 && a.bf16_pack_b && a.bf16_pack_b_cols,
                "the BF16 form's kernels are set");
-  tester_check(t, a.bf16_mr >= 2 && a.bf16_mr % 2 == 0 && a.bf16_nr >= 8 && a.bf16_nr % 8 == 0,
-               "the tile (%d × %d): even rows, columns a multiple of 8", a.bf16_mr, a.bf16_nr);
-  tester_check(t, !b.bf16_gemm && !b.bf16_pack_a && !b.bf16_pack_a_f32 && !b.bf16_pack_b && !b.bf16_pack_b_cols,
+  tester_check(t, a.bf16_mr >= 2 && a.bf16_mr % 2 == 0 && a.bf16_mr <= 16 && a.bf16_nr >= 8 && a.bf16_nr % 8 == 0,
+               "the tile (%d × %d): even rows, at most 16 (the layer GEMM's fp32 tile), columns a multiple of 8",
+               a.bf16_mr, a.bf16_nr);
+  tester_check(t, a.bf16_softmax_tile_pack == NULL || a.bf16_a_rows,
+               "a fused softmax step packs P only where A's layout is its rows");
+  tester_check(t, !b.bf16_gemm && !b.bf16_pack_a && !b.bf16_pack_a_f32 && !b.bf16_pack_b && !b.bf16_pack_b_cols &&
+                      !b.bf16_softmax_tile_pack,
                "the %s set has no BF16 form", b.name);
   a.isa = b.isa;
   a.name = b.name;
   a.bf16_gemm = NULL, a.bf16_pack_a = NULL, a.bf16_pack_a_f32 = NULL, a.bf16_pack_b = NULL, a.bf16_pack_b_cols = NULL;
+  a.bf16_softmax_tile_pack = NULL;
   a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr, a.bf16_a_rows = b.bf16_a_rows, a.bf16_nk = b.bf16_nk;
   tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the %s set's", b.name);
 }

@@ -10,6 +10,9 @@
  *     no key visible yet (m' = −inf): all s are 0, alpha is 1, m and l unchanged.
  *   softmax_online_tile(rows, n, s, lds, m, l, alpha): per row, bitwise the
  *     row step with scale 1 and no mask.
+ *   bf16_softmax_tile_pack(rows, n, s, lds, m, l, alpha, pb) (the sets with
+ *     a BF16 unit that have it): bitwise the tile step, then bf16_pack_a_f32
+ *     of its rows into pb.
  *   vscale(n, x, alpha):          x ← x·alpha
  *   vexp2_scale(n, x, c, alpha):  x ← 2^(x − c)·alpha
  *
@@ -219,19 +222,17 @@ static void check_vector_helpers(tester* t, const mha_kernels* kr, size_t n) {
  * max below and above the block's, a row of -inf (nothing visible yet), a
  * row holding a NaN, one holding +inf; n multiples of the SIMD widths and
  * not; lds > n with the gap poisoned (the tile must not touch it). */
-static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) {
-  tester_context(t, "isa=%s softmax_online_tile rows=%zu n=%zu", kr->name, rows, n);
-  const size_t lds = n + 3;
-  float* st = malloc(rows * lds * sizeof(float));
-  float* sr = malloc(rows * lds * sizeof(float));
-  float* m = malloc(rows * 6 * sizeof(float));
-  if (st == NULL || sr == NULL || m == NULL) {
-    tester_check(t, 0, "out of memory");
-    free(st), free(sr), free(m);
-    return;
-  }
-  float *l = m + rows, *at = m + 2 * rows, *mr = m + 3 * rows, *lr = m + 4 * rows, *ar = m + 5 * rows;
+/* The tile tests' rows (row r at st + r·lds, n keys, the gap NaN) and
+ * states: fresh, max staying, moving, tying; an all -inf row, a NaN, a
+ * +inf; and (spread) every 7th row from −300 to 0, so that some p are
+ * subnormal in fp32 or zero (row 0, fresh: max 0 and a key at −130) */
+static void fill_tile_rows(tester* t, float* st, size_t rows, size_t n, size_t lds, float* m, float* l,
+                           int spread) {
   tester_fill_range(t, st, rows * lds, -8.0f, 8.0f);
+  for (size_t r = 0; spread && r < rows; r += 7) {
+    for (size_t j = 0; j < n; j++) st[r * lds + j] = (float)tester_uniform(t, -300.0, 0.0);
+  }
+  if (spread && n >= 2) st[0] = 0.0f, st[1] = -130.0f;
   for (size_t r = 0; r < rows; r++) {
     for (size_t j = n; j < lds; j++) st[r * lds + j] = NAN;
     switch (r % 5) {
@@ -248,6 +249,21 @@ static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) 
     st[2 * lds + n / 2] = NAN;
   }
   if (rows > 3) st[3 * lds + n - 1] = INFINITY;
+}
+
+static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) {
+  tester_context(t, "isa=%s softmax_online_tile rows=%zu n=%zu", kr->name, rows, n);
+  const size_t lds = n + 3;
+  float* st = malloc(rows * lds * sizeof(float));
+  float* sr = malloc(rows * lds * sizeof(float));
+  float* m = malloc(rows * 6 * sizeof(float));
+  if (st == NULL || sr == NULL || m == NULL) {
+    tester_check(t, 0, "out of memory");
+    free(st), free(sr), free(m);
+    return;
+  }
+  float *l = m + rows, *at = m + 2 * rows, *mr = m + 3 * rows, *lr = m + 4 * rows, *ar = m + 5 * rows;
+  fill_tile_rows(t, st, rows, n, lds, m, l, 0);
   memcpy(sr, st, rows * lds * sizeof(float));
   memcpy(mr, m, rows * sizeof(float));
   memcpy(lr, l, rows * sizeof(float));
@@ -266,6 +282,53 @@ static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) 
                bad, rows, first, first < rows ? (double)m[first] : 0.0, first < rows ? (double)mr[first] : 0.0,
                first < rows ? (double)l[first] : 0.0, first < rows ? (double)lr[first] : 0.0);
   free(st), free(sr), free(m);
+}
+
+/* The BF16 form's fused step (bf16_softmax_tile_pack) against the tile step
+ * and bf16_pack_a_f32 one after the other, bit for bit: m, l, alpha and
+ * every packed value, the padding to 4·⌈n/4⌉ included; nothing written past
+ * the rows' packed values (poison) */
+static void check_tile_pack(tester* t, const mha_kernels* kr, size_t rows, size_t n) {
+  tester_context(t, "isa=%s bf16_softmax_tile_pack rows=%zu n=%zu", kr->name, rows, n);
+  const size_t lds = n + 3, ldp = (n + 3) / 4 * 4, np = rows * ldp + 64;
+  float* st = malloc(rows * lds * sizeof(float));
+  float* sr = malloc(rows * lds * sizeof(float));
+  float* m = malloc(rows * 6 * sizeof(float));
+  uint16_t* pt = malloc(np * sizeof(uint16_t));
+  uint16_t* pr = malloc(np * sizeof(uint16_t));
+  const float** rowp = malloc(rows * sizeof(float*));
+  if (st == NULL || sr == NULL || m == NULL || pt == NULL || pr == NULL || rowp == NULL) {
+    tester_check(t, 0, "out of memory");
+    free(st), free(sr), free(m), free(pt), free(pr), free(rowp);
+    return;
+  }
+  float *l = m + rows, *at = m + 2 * rows, *mr = m + 3 * rows, *lr = m + 4 * rows, *ar = m + 5 * rows;
+  fill_tile_rows(t, st, rows, n, lds, m, l, 1);
+  memcpy(sr, st, rows * lds * sizeof(float));
+  memcpy(mr, m, rows * sizeof(float));
+  memcpy(lr, l, rows * sizeof(float));
+  for (size_t i = 0; i < np; i++) pt[i] = pr[i] = 0x7fa5; /* a NaN no packing writes */
+  kr->softmax_online_tile(rows, n, sr, lds, mr, lr, ar);
+  for (size_t r = 0; r < rows; r++) rowp[r] = sr + r * lds;
+  kr->bf16_pack_a_f32(rows, n, rowp, pr);
+  kr->bf16_softmax_tile_pack(rows, n, st, lds, m, l, at, pt);
+  size_t bad = 0, first = rows, past = 0, subnormal = 0;
+  for (size_t r = 0; r < rows; r++) {
+    const int same = memcmp(pt + r * ldp, pr + r * ldp, ldp * sizeof(uint16_t)) == 0 &&
+                     memcmp(&m[r], &mr[r], sizeof(float)) == 0 && memcmp(&l[r], &lr[r], sizeof(float)) == 0 &&
+                     memcmp(&at[r], &ar[r], sizeof(float)) == 0;
+    if (!same && bad++ == 0) first = r;
+    for (size_t j = 0; j < n; j++) {
+      const float p = sr[r * lds + j];
+      subnormal += p != 0.0f && fabsf(p) < FLT_MIN;
+    }
+  }
+  for (size_t i = rows * ldp; i < np; i++) past += pt[i] != 0x7fa5;
+  tester_check(t, bad == 0, "%zu of %zu rows differ from the tile step + bf16_pack_a_f32; first row %zu", bad, rows,
+               first);
+  tester_check(t, past == 0, "%zu values written past the rows' packed P", past);
+  if (n >= 2) tester_check(t, subnormal > 0, "the spread rows give no subnormal p (test inputs)");
+  free(st), free(sr), free(m), free(pt), free(pr), free(rowp);
 }
 
 /* The transposed tile step against the row step, bit for bit: the same rows
@@ -385,6 +448,18 @@ int main(void) {
       continue;
     }
     test_kernel(&t, kr);
+  }
+  /* the sets with a BF16 unit (not in the list above: their fp32 kernels
+   * are the base set's): the fused step of the BF16 form */
+  static const mha_isa bf16_sets[] = {MHA_ISA_NEON_BF16, MHA_ISA_AVX512_BF16};
+  for (size_t i = 0; i < COUNT(bf16_sets); i++) {
+    const mha_kernels* kr = mha_isa_available(bf16_sets[i]) ? mha_kernels_for(bf16_sets[i]) : NULL;
+    if (kr == NULL || kr->bf16_softmax_tile_pack == NULL) continue;
+    static const size_t rows[] = {1, 2, 5, 12, 48, 63, 64, 65, 130};
+    static const size_t n[] = {1, 7, 16, 17, 32, 48, 64, 65, 128, 256};
+    for (size_t r = 0; r < COUNT(rows); r++) {
+      for (size_t k = 0; k < COUNT(n); k++) check_tile_pack(&t, kr, rows[r], n[k]);
+    }
   }
   return tester_finish(&t);
 }

@@ -144,6 +144,13 @@ typedef void (*mha_bf16_gemm_fn)(size_t m, size_t n, size_t kq, const uint16_t* 
 typedef void (*mha_bf16_pack_rows_fn)(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);
 typedef void (*mha_bf16_pack_rows_f32_fn)(size_t rows, size_t k, const float* const* src, uint16_t* dst);
 typedef void (*mha_bf16_pack_cols_fn)(size_t k, size_t n, const uint16_t* const* src, uint16_t* dst);
+/* The tile step (mha_f32_softmax_online_tile_fn: the same rows, m, l and
+ * alpha, bit for bit) fused with P's packing: P's rows go to pb as
+ * bf16_pack_a_f32 would pack the step's rows of s (A's rows for bf16_gemm,
+ * 4·⌈n/4⌉ values apart from pb: the sets whose A layout is its rows), not
+ * to s, whose rows are then unspecified. */
+typedef void (*mha_bf16_softmax_tile_pack_fn)(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
+                                              float* alpha, uint16_t* pb);
 
 typedef struct mha_kernels {
   mha_isa isa;
@@ -213,6 +220,9 @@ typedef struct mha_kernels {
   mha_bf16_pack_rows_f32_fn bf16_pack_a_f32;
   mha_bf16_pack_rows_fn bf16_pack_b;
   mha_bf16_pack_cols_fn bf16_pack_b_cols;
+  /* the softmax tile step with P packed for P·V, or NULL (then the step and
+   * bf16_pack_a_f32 run one after the other: the same bits) */
+  mha_bf16_softmax_tile_pack_fn bf16_softmax_tile_pack;
 } mha_kernels;
 
 /* The kernel table of each ISA; NULL when the ISA is not compiled in. */

@@ -6,6 +6,7 @@
 
 #include "bf16-gemm/bf16-gemm.h"
 #include "config/kernels.h"
+#include "f32-softmax/f32-softmax.h"
 
 static mha_kernels mha_kernels_avx512_bf16_table;
 static pthread_once_t mha_kernels_avx512_bf16_once = PTHREAD_ONCE_INIT;
@@ -25,6 +26,7 @@ static void mha_kernels_avx512_bf16_build(void) {
   t.bf16_pack_a_f32 = mha_bf16_pack_a_f32__avx512bf16;
   t.bf16_pack_b = mha_bf16_pack_b__avx512bw;
   t.bf16_pack_b_cols = mha_bf16_pack_b_cols__avx512bw;
+  t.bf16_softmax_tile_pack = mha_f32_softmax_online_tile_pack__avx512bf16;
   mha_kernels_avx512_bf16_table = t;
 }
 

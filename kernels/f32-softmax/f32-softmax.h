@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/kernels.h" /* MHA_LOG2E_F, mha_f32_softmax_online_row_fn */
 
@@ -70,6 +71,8 @@ void mha_f32_softmax_online_tile_t__avx512f(size_t rows, size_t n, float* st, si
                                             float* l, float* alpha);
 void mha_f32_vscale__avx512f(size_t n, float* x, float alpha);
 void mha_f32_vexp2_scale__avx512f(size_t n, float* x, float c, float alpha);
+void mha_f32_softmax_online_tile_pack__avx512bf16(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
+                                                   float* alpha, uint16_t* pb);
 
 float mha_f32_softmax_online_row__neon(size_t n, size_t n_valid, float* s, float scale,
                                        const float* add, float* m, float* l);

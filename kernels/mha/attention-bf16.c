@@ -134,12 +134,14 @@ static int mha_bf16_any_nonfinite(const uint16_t* x, size_t n) {
 }
 
 int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R, int64_t j0, size_t nk,
-                int careful) {
+                int careful, int p_packed) {
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk, kq = (nk + 3) / 4;
   const size_t MR = (size_t)kr->bf16_mr, NR = (size_t)kr->bf16_nr;
-  for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
-  kr->bf16_pack_a_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
+  if (!p_packed) { /* else the softmax step packed P (bf16_softmax_tile_pack) */
+    for (size_t r = 0; r < R; r++) sc->bf16.rows32[r] = sc->s + r * NK;
+    kr->bf16_pack_a_f32(R, nk, sc->bf16.rows32, sc->bf16.pb);
+  }
   int64_t jb;
   if (p->kv_zero != NULL && !careful && mha_bf16_block_keys(p, pos.b, j0 / p->nk, &jb) == nk && jb == j0) {
     /* the pre-pass's V block, packed from the same rows as the item would

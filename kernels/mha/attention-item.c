@@ -72,12 +72,12 @@ static void mha_attention_pv_bad(const mha_attn_plan* p, const mha_scratch* sc, 
  * the same bits however rows are grouped (threads, B); a row that sees no
  * such key gets the plain GEMM's bits. */
 static void mha_attention_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R,
-                             int64_t j0, size_t nk, int careful, int pt) {
+                             int64_t j0, size_t nk, int careful, int pt, int p_packed) {
   const mha_kernels* kr = p->kr;
   const size_t Dv = (size_t)p->d->Dv, NK = (size_t)p->nk;
   if (p->bf16_form) {
     /* bf16(P)·V on the BF16 unit, in every form (attention-bf16.c) */
-    if (mha_bf16_pv(p, sc, pos, R, j0, nk, careful)) mha_attention_pv_bad(p, sc, pos, R, j0, nk);
+    if (mha_bf16_pv(p, sc, pos, R, j0, nk, careful, p_packed)) mha_attention_pv_bad(p, sc, pos, R, j0, nk);
     return;
   }
   /* an fp32 contiguous V in place: prefill, and decode on the sets whose
@@ -192,9 +192,14 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     }
     const int whole = plain && all_lo <= j0 && j0 + (int64_t)nk <= all_lim;
     const int pt = whole && tile_t && nk % 16 == 0; /* P transposed in sc->s */
+    /* the BF16 form's P packed by the step itself (not in the careful
+     * rerun, whose V fix-up reads the fp32 P) */
+    const int p_packed = whole && !careful && p->bf16_form && kr->bf16_softmax_tile_pack != NULL;
     mha_scores(p, sc, R, pos.b, pos.g, j0, nk, pt);
     if (pt) {
       kr->softmax_online_tile_t(R, nk, sc->s, R, sc->m, sc->l, sc->alpha);
+    } else if (p_packed) {
+      kr->bf16_softmax_tile_pack(R, nk, sc->s, NK, sc->m, sc->l, sc->alpha, sc->bf16.pb);
     } else if (whole) {
       kr->softmax_online_tile(R, nk, sc->s, NK, sc->m, sc->l, sc->alpha);
     } else {
@@ -219,7 +224,7 @@ static void mha_item_flash(const mha_attn_plan* p, const mha_scratch* sc, mha_it
     for (size_t r = 0; r < R; r++) {
       if (sc->alpha[r] != 1.0f) kr->vscale(Dv, sc->o + r * Dv, sc->alpha[r]);
     }
-    mha_attention_pv(p, sc, pos, R, j0, nk, careful, pt);
+    mha_attention_pv(p, sc, pos, R, j0, nk, careful, pt, p_packed);
   }
 }
 

@@ -359,7 +359,8 @@ size_t mha_row_prepare(const mha_attn_plan* p, const mha_scratch* sc, mha_item_p
 /* attention-bf16.c: the BF16 form (p->bf16_form): the item's Q packed (at
  * its setup), S = scale·Q·Kᵀ of a key block into sc->s, and O += bf16(P)·V,
  * returning 1 when careful left out a V row holding a NaN or an infinity
- * (sc->bad) */
+ * (sc->bad); with p_packed the softmax step has packed P already
+ * (bf16_softmax_tile_pack), else P is packed from sc->s */
 void mha_bf16_pack_q(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc);
 /* the pre-pass of the BF16 form: part 0 of a key block packs its K, part 1
  * its V (parts 2 and 3 nothing), into the block's kt area */
@@ -373,7 +374,7 @@ size_t mha_bf16_kv_block_floats(const mha_kernels* kr, size_t D, size_t Dv, size
 void mha_bf16_scores(const mha_attn_plan* p, const mha_scratch* sc, size_t R, int64_t b, int64_t g, int64_t j0,
                      size_t nk);
 int mha_bf16_pv(const mha_attn_plan* p, const mha_scratch* sc, mha_item_pos pos, size_t R, int64_t j0, size_t nk,
-                int careful);
+                int careful, int p_packed);
 
 /* attention-item.c: one (item, key range) */
 void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, float* scratch);
