@@ -241,6 +241,10 @@ int mha_bench_fma_available(mha_isa isa);
 /* Runs `reps` rounds of independent FMAs on `threads` OpenMP threads and
  * returns the FLOPs executed (2 per lane per FMA). */
 double mha_bench_fma_run(mha_isa isa, int threads, int64_t reps);
+/* The same for a BF16 unit's dot products (the BF16 form's peak): only
+ * avx512_bf16 (vdpbf16ps, 4 FLOPs per lane); returns the FLOPs executed */
+int mha_bench_dp_bf16_available(mha_isa isa);
+double mha_bench_dp_bf16_run(mha_isa isa, int threads, int64_t reps);
 
 /* A read-only pass over a buffer of `bytes` (first touched by the threads
  * that read it). */

@@ -3,9 +3,10 @@
 //   mha_bench [--quick | --full | --smoke] [--benchmark_* flags]
 //
 // Two passes:
-//   1. the machine probes (FMA peak per ISA and thread count, read bandwidth
-//      per thread count) run first; their results become the report's
-//      context and the denominators of pct_peak and pct_bw;
+//   1. the machine probes (FMA peak per ISA and thread count, the BF16
+//      unit's dot-product peak where there is one, read bandwidth per thread
+//      count) run first; their results become the report's context and the
+//      denominators of pct_peak and pct_bw;
 //   2. everything else: micro-kernels per ISA, the presets for mha and its
 //      peers. The probe rows are replayed at the top of the console table
 //      and the JSON, so one report holds everything.
@@ -48,6 +49,7 @@ Options g_opt;
 
 std::map<std::pair<int, int>, double> g_peak_isa;  // (isa, threads) -> GFLOP/s
 std::map<int, double> g_peak;                      // threads -> best over ISAs
+std::map<int, double> g_peak_bf16;                 // threads -> the BF16 unit's dot-product peak
 std::map<int, double> g_bw;                        // threads -> GB/s
 std::vector<Run> g_probe_rows;                     // replayed in pass 2
 std::vector<std::string> g_skipped;                // what quick mode left out, and why
@@ -58,11 +60,22 @@ double Peak(int threads) {
 }
 
 const mha_isa kIsas[] = {MHA_ISA_SCALAR, MHA_ISA_AVX2, MHA_ISA_AVX512F, MHA_ISA_NEON};
+// the sets with a BF16 unit that have a dot-product probe (bench/peak-probe-avx512bf16.c)
+const mha_isa kBf16Isas[] = {MHA_ISA_AVX512_BF16};
+
+// A bf16 row (dtype:2 in its name) of the core or the layer runs the BF16
+// form on a set with a BF16 unit: its products run at that unit's rate.
+bool RunsBf16Form(const std::string& name) {
+  const std::string isa = mha_bench_active_isa();
+  return name.find("/dtype:2/") != std::string::npos && (isa == "avx512_bf16" || isa == "neon_bf16");
+}
 
 // The peak a benchmark is measured against: a micro-kernel of a SIMD ISA
-// ("ukernel/..__avx2") against that ISA's FMA probe; everything else (and the
-// scalar kernels, which have no probe of their own) against the machine's best.
-double PeakFor(const std::string& family, int threads) {
+// ("ukernel/..__avx2") against that ISA's FMA probe; a bf16 row of the BF16
+// form against the BF16 unit's probe (none on Arm yet: then the FMA's, as
+// before); everything else (and the scalar kernels, which have no probe of
+// their own) against the machine's best.
+double PeakFor(const std::string& family, const std::string& name, int threads) {
   if (family.rfind("ukernel/", 0) == 0) {
     for (mha_isa isa : kIsas) {
       const std::string tag = std::string("__") + mha_isa_name(isa);
@@ -71,6 +84,10 @@ double PeakFor(const std::string& family, int threads) {
         if (it != g_peak_isa.end()) return it->second;
       }
     }
+  }
+  if (RunsBf16Form(name)) {
+    auto it = g_peak_bf16.find(threads);
+    if (it != g_peak_bf16.end()) return it->second;
   }
   return Peak(threads);
 }
@@ -148,6 +165,26 @@ void RegisterProbes() {
           ->Apply(ProbeTiming);
     }
   }
+  for (mha_isa isa : kBf16Isas) {
+    if (!mha_bench_dp_bf16_available(isa)) continue;
+    for (int t : ProbeThreads()) {
+      std::string name = std::string("probe/dp_bf16_") + mha_isa_name(isa);
+      benchmark::RegisterBenchmark(name.c_str(), [isa, t](benchmark::State& state) {
+        const int64_t reps = int64_t{1} << 20;
+        for (int i = 0; i < 8; i++) mha_bench_dp_bf16_run(isa, t, reps / 4);
+        double flops = 0.0;
+        for (auto _ : state) flops = mha_bench_dp_bf16_run(isa, t, reps);
+        state.counters["GFLOPS"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate,
+                                                      benchmark::Counter::OneK::kIs1000);
+        state.SetLabel(mha_isa_name(isa));
+      })
+          ->ArgNames({"threads"})
+          ->Arg(t)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Apply(ProbeTiming);
+    }
+  }
   const size_t bytes = BandwidthBytes();
   for (int t : ProbeThreads()) {
     benchmark::RegisterBenchmark("probe/mem_read", [bytes, t](benchmark::State& state) {
@@ -204,6 +241,9 @@ class ProbeCapture : public benchmark::BenchmarkReporter {
             g_peak[t] = std::max(g_peak[t], g);
           }
         }
+        for (mha_isa isa : kBf16Isas) {
+          if (fam == std::string("probe/dp_bf16_") + mha_isa_name(isa)) g_peak_bf16[t] = r.counters.at("GFLOPS").value;
+        }
       }
     }
   }
@@ -232,7 +272,7 @@ void Derive(Run& r) {
   if (t <= 0) t = 1;
   const bool relative = r.run_type == Run::RT_Aggregate && r.aggregate_unit == benchmark::kPercentage;  // cv
   auto g = r.counters.find("GFLOPS");
-  const double peak = PeakFor(r.run_name.function_name, t);
+  const double peak = PeakFor(r.run_name.function_name, r.run_name.str(), t);
   if (g != r.counters.end() && peak > 0) {
     r.counters["pct_peak"] = benchmark::Counter(relative ? g->second.value : 100.0 * g->second.value / peak);
   }
@@ -644,6 +684,10 @@ void AddContext() {
   }
   benchmark::AddCustomContext("peak_gflops", best > 0 ? Fixed(best, 1) : "unmeasured (no FMA probe for this ISA)");
   benchmark::AddCustomContext("peak_isa", peak_isa.empty() ? "none" : peak_isa);
+  // not peak_gflops_*: readers take the best of those as the FMA peak
+  for (const auto& kv : g_peak_bf16) {
+    benchmark::AddCustomContext("bf16_peak_gflops_t" + std::to_string(kv.first), Fixed(kv.second, 1));
+  }
   for (const auto& kv : g_bw) {
     benchmark::AddCustomContext("mem_read_GBps_t" + std::to_string(kv.first), Fixed(kv.second, 1));
   }

@@ -65,7 +65,9 @@ once as above, then each round times every system quiet, then busy. Rows have pr
 quiet | busy | busy / quiet (--json defaults to out/bench/stolen-peers.json).
 
 Writes a JSON of rows and prints a Markdown table: median time, GFLOP/s,
-% of the FMA peak (decode: GB/s and % of the read probe, K and V counted as
+% of the FMA peak (a bf16 row: of the BF16 unit's dot-product peak where
+mha_bench probed one, bf16_peak_gflops_t<n>; pct_peak_of says which)
+(decode: GB/s and % of the read probe, K and V counted as
 stored: 2 bytes an element in a 16-bit cache) and mha's speed-up over each peer
 (peer time / mha time). Peaks come from the mha_bench JSON
 (--probe-json), measured in the same run by scripts/bench.sh --peers.
@@ -866,10 +868,11 @@ def busy_core(cpu):
 
 
 def probe_peaks(path, threads):
-    """(FMA peak GFLOP/s, read GB/s) at `threads`, from an mha_bench JSON's context
-    (peak_gflops_<isa>_t<n>, mem_read_GBps_t<n>: the probes of the same run)."""
+    """(FMA peak GFLOP/s, read GB/s, BF16 unit's peak GFLOP/s or None) at `threads`, from
+    an mha_bench JSON's context (peak_gflops_<isa>_t<n>, mem_read_GBps_t<n>,
+    bf16_peak_gflops_t<n>: the probes of the same run)."""
     if not path or not os.path.exists(path):
-        return None, None
+        return None, None, None
     ctx = json.load(open(path)).get("context", {})
 
     def num(v):
@@ -881,7 +884,8 @@ def probe_peaks(path, threads):
              if k.startswith("peak_gflops_") and k.endswith(f"_t{threads}")]
     peaks = [v for v in peaks if v]
     return (max(peaks) if peaks else num(ctx.get("peak_gflops")),
-            num(ctx.get(f"mem_read_GBps_t{threads}")))
+            num(ctx.get(f"mem_read_GBps_t{threads}")),
+            num(ctx.get(f"bf16_peak_gflops_t{threads}")))
 
 
 def cpu_model():
@@ -1054,8 +1058,9 @@ def main():
     fams = {f: Family(ctx, f, args.lib) for f in families}
     tmax = max(args.threads)
     peaks = {}  # threads → (FMA peak GFLOP/s, read GB/s)
+    bf16_peaks = {}  # threads → the BF16 unit's dot-product peak (None: not probed)
     for n in args.threads:
-        peak, bw = probe_peaks(args.probe_json, n)
+        peak, bw, bf16_peaks[n] = probe_peaks(args.probe_json, n)
         if n == tmax:
             peak, bw = args.peak_gflops or peak, args.read_gbps or bw
         peaks[n] = (peak, bw)
@@ -1139,8 +1144,12 @@ def main():
             if n in check:
                 row["nrmse"] = check[n]
                 row["nrmse_tol"] = kv_tolerance(p, n)
-            if peak:
-                row["pct_peak"] = 100.0 * row["gflops"] / peak
+            # a bf16 row against the BF16 unit's peak where it was probed (the
+            # products every bf16 system here runs on it), else the FMA's
+            unit_peak = bf16_peaks[threads] if row["precision"] == "bf16" else None
+            if unit_peak or peak:
+                row["pct_peak"] = 100.0 * row["gflops"] / (unit_peak or peak)
+                row["pct_peak_of"] = "bf16" if unit_peak else "fma"
             if p[5] == 1:
                 row["gbps"] = kv_bytes(p) / t / 1e9
                 if bw:

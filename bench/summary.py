@@ -136,7 +136,9 @@ def table(ctx, rows, peer_ctx):
                     "the same library, same process layout).")
     head += ["speed-up = that system's time / mha's time at the same thread count (> 1: mha is "
              "faster). precision: what the system computes in; % peak is of the fp32 FMA peak "
-             "at the row's thread count (a bf16 row can pass 100).", "",
+             "at the row's thread count, a bf16 row's of the BF16 unit's dot-product peak where "
+             "it was probed (vdpbf16ps: bf16_peak_gflops in the context; else the FMA's, and "
+             "a bf16 row can pass 100).", "",
              "| preset | shape | threads | system | precision | median | GFLOP/s | % peak | GB/s | "
              "% read probe | mha speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
