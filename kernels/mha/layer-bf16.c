@@ -32,17 +32,16 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   const uint16_t* x_k = a->x_k ? (const uint16_t*)a->x_k + b0 * c->Tk * L->d_kv : NULL;
   const uint16_t* x_v = a->x_v ? (const uint16_t*)a->x_v + b0 * c->Tk * L->d_kv : NULL;
   uint16_t* out16 = (uint16_t*)a->out + b0 * c->Tq * width;
-  /* the workspace: fp32 projections (K and V for a cache only), the bf16
-   * concatenation in the fp32 one's part, then (n_x) the bf16 projections
-   * and packed A, the fp32 output's part (unused: the GEMM rounds its
-   * tiles), the core's part */
-  float* qbuf = buf;
-  float* kvbuf = c->self ? qbuf + L->nq : buf + c->n_q;
-  uint16_t* cat16 = (uint16_t*)(buf + c->n_q + c->n_kv);
-  uint16_t* q16 = (uint16_t*)(buf + c->n_q + c->n_kv + c->n_cat);
+  /* the workspace: the fp32 projections (n_p32: only with a K/V cache
+   * output, which takes the fp32 K and V), the bf16 concatenation in the
+   * fp32 one's part, then (n_x) the bf16 projections and packed A, the
+   * core's part */
+  float* kvbuf = c->n_p32 == 0 ? NULL : c->self ? buf + L->nq : buf + c->n_q;
+  uint16_t* cat16 = (uint16_t*)(buf + c->n_p32);
+  uint16_t* q16 = (uint16_t*)(buf + c->n_p32 + c->n_cat);
   uint16_t* kv16 = c->self ? q16 + L->nq : q16 + c->n_q;
-  uint16_t* ap = (uint16_t*)mha_align64(buf + c->n_q + c->n_kv + c->n_cat + (c->n_q + c->n_kv + 1) / 2);
-  float* attn_ws = mha_align64(buf + c->n_q + c->n_kv + c->n_cat + c->n_x + c->n_out);
+  uint16_t* ap = (uint16_t*)mha_align64(buf + c->n_p32 + c->n_cat + (c->n_q + c->n_kv + 1) / 2);
+  float* attn_ws = mha_align64(buf + c->n_p32 + c->n_cat + c->n_x + c->n_out);
   const float* bq = L->bqkv;
   const float* bk = L->bqkv ? L->bqkv + L->nq : NULL;
   const float* bv = L->bqkv ? L->bqkv + L->nq + L->nk : NULL;
@@ -52,7 +51,7 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
    * tile also rounded once to bf16 as it is done (2.). Only the bf16 Q, K
    * and V are written, and the fp32 K and V where the cache takes them. */
   float* kf = a->kv_cache != NULL ? kvbuf : NULL;
-  float* vf = a->kv_cache != NULL ? kvbuf + L->nk : NULL;
+  float* vf = a->kv_cache != NULL ? kvbuf + L->nk : NULL; /* kvbuf is not NULL then (n_p32) */
   mha_trace_gemm(tracer, 0);
   const uint16_t* aq = mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
   mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_Q], bq, NULL, ldq, q16, team);

@@ -78,6 +78,7 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   c->n_kv = c->chunk * ekv;
   c->n_cat = c->chunk * ecat;
   c->n_x = c->n_out = 0;
+  c->n_p32 = c->n_q + c->n_kv;
   if (c->dt != MHA_DTYPE_F32) {
     /* one chunk's inputs widened, and its fp32 output before the rounding
      * (products checked above: each is at most the caller's arrays) */
@@ -95,6 +96,8 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
       if (!c->self && mha_gemm_bf16_pack_elems(rk, L->d_kv) > np) np = mha_gemm_bf16_pack_elems(rk, L->d_kv);
       if (L->has_wo && mha_gemm_bf16_pack_elems(rq, H * Dv) > np) np = mha_gemm_bf16_pack_elems(rq, H * Dv);
       c->n_x = (c->n_q + c->n_kv + 1) / 2 + ((int64_t)np + 1) / 2 + 16;
+      c->n_out = 0;
+      if (a->kv_cache == NULL) c->n_p32 = 0;
     }
   }
 
@@ -131,7 +134,7 @@ static mha_status mha_layer_call_make(const char* fn, const mha_layer* L, const 
   if (st != MHA_STATUS_SUCCESS) return st;
   if (n_last > c->n_attn) c->n_attn = n_last;
   /* the core's part starts 64-byte aligned */
-  c->total = (size_t)(c->n_q + c->n_kv + c->n_cat + c->n_x + c->n_out) + 16 + c->n_attn;
+  c->total = (size_t)(c->n_p32 + c->n_cat + c->n_x + c->n_out) + 16 + c->n_attn;
   if (c->total > (SIZE_MAX - 128) / sizeof(float)) {
     return mha_error(MHA_STATUS_SIZE_OVERFLOW, "%s: workspace size overflows", fn);
   }

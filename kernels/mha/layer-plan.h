@@ -45,10 +45,13 @@ typedef struct mha_layer_call {
   size_t esz;                     /* their bytes per element */
   int64_t n_x, n_out;             /* 16-bit: floats of one chunk's widened inputs (the BF16
                                      form: its bf16 Q/K/V, concatenation and packed A) and fp32
-                                     output */
+                                     output (none in the BF16 form: its GEMM rounds each tile) */
   int64_t B, Tq, Tk, ldq, ldkv;
   int64_t chunk;                  /* batch entries per chunk */
   int64_t n_q, n_kv, n_cat;       /* floats of one chunk's projections and concatenation */
+  int64_t n_p32;                  /* floats of the fp32 projections' part of the workspace:
+                                     n_q + n_kv, or 0 in the BF16 form without a K/V cache
+                                     output (its GEMMs write only bf16 Q, K and V) */
   mha_attention_desc cd;          /* the core's view of one chunk (B = chunk; pointers at run time) */
   int nthreads;
   size_t n_attn, total;
