@@ -141,48 +141,38 @@ std::vector<int> ProbeThreads() {
   return ts;
 }
 
+// One probe row per thread count: run(isa, threads, reps) executes `reps`
+// rounds on `threads` threads and returns the FLOPs it executed.
+void RegisterPeakProbe(const std::string& name, mha_isa isa, double (*run)(mha_isa, int, int64_t)) {
+  for (int t : ProbeThreads()) {
+    benchmark::RegisterBenchmark(name.c_str(), [isa, t, run](benchmark::State& state) {
+      // 2^20 rounds of 12–16 independent FMAs (or dot products) per thread:
+      // a few milliseconds a call
+      const int64_t reps = int64_t{1} << 20;
+      // untimed warm-up: on a VM an idle vCPU takes milliseconds to wake,
+      // and the turbo clock takes a moment to settle
+      for (int i = 0; i < 8; i++) run(isa, t, reps / 4);
+      double flops = 0.0;
+      for (auto _ : state) flops = run(isa, t, reps);
+      state.counters["GFLOPS"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate,
+                                                    benchmark::Counter::OneK::kIs1000);
+      state.SetLabel(mha_isa_name(isa));
+    })
+        ->ArgNames({"threads"})
+        ->Arg(t)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Apply(ProbeTiming);
+  }
+}
+
 void RegisterProbes() {
   for (mha_isa isa : kIsas) {
-    if (!mha_bench_fma_available(isa)) continue;
-    for (int t : ProbeThreads()) {
-      std::string name = std::string("probe/fma_") + mha_isa_name(isa);
-      benchmark::RegisterBenchmark(name.c_str(), [isa, t](benchmark::State& state) {
-        // 2^20 rounds of 12–16 FMAs per thread: a few milliseconds a call
-        const int64_t reps = int64_t{1} << 20;
-        // untimed warm-up: on a VM an idle vCPU takes milliseconds to wake,
-        // and the turbo clock takes a moment to settle
-        for (int i = 0; i < 8; i++) mha_bench_fma_run(isa, t, reps / 4);
-        double flops = 0.0;
-        for (auto _ : state) flops = mha_bench_fma_run(isa, t, reps);
-        state.counters["GFLOPS"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate,
-                                                      benchmark::Counter::OneK::kIs1000);
-        state.SetLabel(mha_isa_name(isa));
-      })
-          ->ArgNames({"threads"})
-          ->Arg(t)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond)
-          ->Apply(ProbeTiming);
-    }
+    if (mha_bench_fma_available(isa)) RegisterPeakProbe(std::string("probe/fma_") + mha_isa_name(isa), isa, mha_bench_fma_run);
   }
   for (mha_isa isa : kBf16Isas) {
-    if (!mha_bench_dp_bf16_available(isa)) continue;
-    for (int t : ProbeThreads()) {
-      std::string name = std::string("probe/dp_bf16_") + mha_isa_name(isa);
-      benchmark::RegisterBenchmark(name.c_str(), [isa, t](benchmark::State& state) {
-        const int64_t reps = int64_t{1} << 20;
-        for (int i = 0; i < 8; i++) mha_bench_dp_bf16_run(isa, t, reps / 4);
-        double flops = 0.0;
-        for (auto _ : state) flops = mha_bench_dp_bf16_run(isa, t, reps);
-        state.counters["GFLOPS"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate,
-                                                      benchmark::Counter::OneK::kIs1000);
-        state.SetLabel(mha_isa_name(isa));
-      })
-          ->ArgNames({"threads"})
-          ->Arg(t)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond)
-          ->Apply(ProbeTiming);
+    if (mha_bench_dp_bf16_available(isa)) {
+      RegisterPeakProbe(std::string("probe/dp_bf16_") + mha_isa_name(isa), isa, mha_bench_dp_bf16_run);
     }
   }
   const size_t bytes = BandwidthBytes();
