@@ -523,6 +523,52 @@ static void check_forms(tester* t, mha_isa isa) {
   if (2 * nk - 37 != 128) check_forms_at(t, isa, 2 * nk - 37);
 }
 
+/* The careful rerun: a NaN (then an infinity) in the V row of the last key,
+ * which only the last query row sees (causal, T over two key blocks). Its
+ * item runs again with the V guard, every key block by the step and P's
+ * packing one after the other; the clean call took the fused step
+ * (bf16_softmax_tile_pack, where the set has it) on the blocks its rows see
+ * whole. Every other row: bitwise the clean call's; the last row's column
+ * holding the value: NaN, or not finite for the infinity (p·inf). */
+static void check_careful(tester* t, mha_isa isa) {
+  enum { H = 4, HKV = 2, D = 64 };
+  const mha_kernels* kr = mha_kernels_for(isa);
+  const int64_t T = 2 * (kr->bf16_nk > 0 ? kr->bf16_nk : (int64_t)kr->attn_nk) - 37;
+  const size_t nq = (size_t)(H * T * D), nkv = (size_t)(HKV * T * D);
+  uint16_t *q = tester_alloc(nq * 2), *k = tester_alloc(nkv * 2), *v = tester_alloc(nkv * 2);
+  uint16_t *ref = tester_alloc(nq * 2), *out = tester_alloc(nq * 2);
+  fill_bf16(t, q, nq);
+  fill_bf16(t, k, nkv);
+  fill_bf16(t, v, nkv);
+  mha_attention_desc d;
+  mha_attention_desc_init(&d, 1, H, HKV, T, T, D, D);
+  d.isa = isa;
+  d.mask.causal = 1;
+  static const uint16_t bad[] = {0x7fc0, 0x7f80}; /* NaN, +inf */
+  for (int threads = 1; threads <= 2; threads++) {
+    d.num_threads = threads;
+    tester_context(t, "%s: the careful rerun, T %lld, %d thread(s)", mha_isa_name(isa), (long long)T, threads);
+    if (!check_ok(t, mha_attention(&d, MHA_DTYPE_BF16, q, k, v, ref, NULL), "clean")) break;
+    for (size_t bi = 0; bi < sizeof bad / sizeof bad[0]; bi++) {
+      for (int64_t g = 0; g < HKV; g++) v[(size_t)((g * T + T - 1) * D + 5)] = bad[bi];
+      for (size_t i = 0; i < nq; i++) out[i] = poison16();
+      if (check_ok(t, mha_attention(&d, MHA_DTYPE_BF16, q, k, v, out, NULL), "a bad V row")) {
+        int same = 1, last = 1;
+        for (int64_t h = 0; h < H; h++) {
+          same &= memcmp(out + h * T * D, ref + h * T * D, (size_t)((T - 1) * D) * 2) == 0;
+          const float x = mha_bf16_to_f32(out[(size_t)((h * T + T - 1) * D + 5)]);
+          last &= bi == 0 ? isnan(x) : !isfinite(x);
+        }
+        tester_check(t, same, "value %#x in key %lld's V row: every row that cannot see it bitwise the clean call",
+                     bad[bi], (long long)(T - 1));
+        tester_check(t, last, "value %#x: the last row's column 5 is %s", bad[bi], bi == 0 ? "NaN" : "not finite");
+      }
+      for (int64_t g = 0; g < HKV; g++) v[(size_t)((g * T + T - 1) * D + 5)] = int_bf16(t);
+    }
+  }
+  free(q), free(k), free(v), free(ref), free(out);
+}
+
 /* mha_attention_kv over a paged bf16 cache (blocks reversed) against
  * mha_attention on the same values in contiguous views: bitwise. */
 static void check_cache(tester* t, mha_isa isa) {
@@ -688,6 +734,7 @@ int main(void) {
       problem_free(&p);
     }
     check_forms(&t, (mha_isa)i);
+    check_careful(&t, (mha_isa)i);
     check_cache(&t, (mha_isa)i);
     check_varlen(&t, (mha_isa)i);
     check_varlen_packed(&t, (mha_isa)i);
