@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -695,6 +696,15 @@ bool HasFlag(const std::vector<std::string>& args, const char* prefix) {
   return false;
 }
 
+// the path of --benchmark_out=PATH (the last one given)
+std::string OutPath(const std::vector<std::string>& args) {
+  std::string path;
+  for (const std::string& a : args) {
+    if (a.rfind("--benchmark_out=", 0) == 0) path = a.substr(std::strlen("--benchmark_out="));
+  }
+  return path;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -758,7 +768,15 @@ int main(int argc, char** argv) {
   Forward display(benchmark::CreateDefaultDisplayReporter(), g_opt.console, true);
   if (g_opt.has_out) {
     Forward file(new benchmark::JSONReporter, false, false);
-    benchmark::RunSpecifiedBenchmarks(&display, &file);
+    if (benchmark::RunSpecifiedBenchmarks(&display, &file) == 0 && !g_opt.list_only) {
+      // a filter that matched only probes: Google Benchmark wrote no file, so
+      // the report is the context and the probe rows alone
+      std::ofstream out(OutPath(user));
+      file.SetOutputStream(&out);
+      file.SetErrorStream(&std::cerr);
+      file.ReportContext(benchmark::BenchmarkReporter::Context());
+      file.Finalize();
+    }
   } else {
     benchmark::RunSpecifiedBenchmarks(&display);
   }
