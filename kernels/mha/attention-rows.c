@@ -133,10 +133,11 @@ static void mha_row_interval(const mha_attn_plan* p, int64_t b, int64_t i, int64
 }
 
 /* Packs an item's query rows into sc->qp, [R × D] or transposed [D × R]
- * (p->qt; the BF16 form packs them as bf16 instead: mha_bf16_pack_q), and sets the keys [lo[r], lim[r]) each row sees. Returns the
- * largest lim, the end of the keys any row of the item sees, and in *first
- * the start of the first key block any row sees (key blocks outside every
- * row's keys are never visited). A 16-bit Q row is widened (exactly) into
+ * (p->qt; the BF16 form packs them as bf16 instead: mha_bf16_pack_q), and
+ * sets the keys [lo[r], lim[r]) each row sees. Returns the largest lim,
+ * the end of the keys any row of the item sees, and in *first the start of
+ * the first key block any row sees (key blocks outside every row's keys are
+ * never visited). A 16-bit Q row is widened (exactly) into
  * sc->vclean first, free before the flash loop. */
 int64_t mha_item_setup(const mha_attn_plan* p, mha_item_pos pos, const mha_scratch* sc, int64_t* first) {
   const int64_t b = pos.b, g = pos.g, q0 = pos.q0, mq = pos.mq;

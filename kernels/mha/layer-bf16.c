@@ -33,9 +33,9 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   const uint16_t* x_v = a->x_v ? (const uint16_t*)a->x_v + b0 * c->Tk * L->d_kv : NULL;
   uint16_t* out16 = (uint16_t*)a->out + b0 * c->Tq * width;
   /* the workspace: the fp32 projections (n_p32: only with a K/V cache
-   * output, which takes the fp32 K and V), the bf16 concatenation in the
-   * fp32 one's part, then (n_x) the bf16 projections and packed A, the
-   * core's part */
+   * output, which takes the fp32 K and V: kvbuf NULL without one), the
+   * bf16 concatenation in the fp32 one's part, then (n_x) the bf16
+   * projections and packed A, the core's part */
   float* kvbuf = c->n_p32 == 0 ? NULL : c->self ? buf + L->nq : buf + c->n_q;
   uint16_t* cat16 = (uint16_t*)(buf + c->n_p32);
   uint16_t* q16 = (uint16_t*)(buf + c->n_p32 + c->n_cat);
@@ -50,20 +50,19 @@ mha_status mha_layer_chunk_bf16(const mha_layer* L, const mha_layer_args* a, con
   /* 1. the projections: three GEMMs, traced as 0 Q, 1 K, 2 V (mha.h); each
    * tile also rounded once to bf16 as it is done (2.). Only the bf16 Q, K
    * and V are written, and the fp32 K and V where the cache takes them. */
-  float* kf = a->kv_cache != NULL ? kvbuf : NULL;
-  float* vf = a->kv_cache != NULL ? kvbuf + L->nk : NULL; /* kvbuf is not NULL then (n_p32) */
+  float* vf = kvbuf != NULL ? kvbuf + L->nk : NULL;
   mha_trace_gemm(tracer, 0);
   const uint16_t* aq = mha_gemm_bf16_pack(kr, rows_q, x_q, L->d_model, L->d_model, ap, team);
   mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_Q], bq, NULL, ldq, q16, team);
   if (c->self) {
     mha_trace_gemm(tracer, 1);
-    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_K], bk, kf, ldq, kv16, team);
+    mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_K], bk, kvbuf, ldq, kv16, team);
     mha_trace_gemm(tracer, 2);
     mha_gemm_bf16_packed(kr, rows_q, aq, &w[MHA_LAYER_W16_V], bv, vf, ldq, kv16 + L->nk, team);
   } else {
     mha_trace_gemm(tracer, 1);
     const uint16_t* ak = mha_gemm_bf16_pack(kr, rows_k, x_k, L->d_kv, L->d_kv, ap, team);
-    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_K], bk, kf, ldkv, kv16, team);
+    mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_K], bk, kvbuf, ldkv, kv16, team);
     mha_trace_gemm(tracer, 2);
     if (x_v != NULL) ak = mha_gemm_bf16_pack(kr, rows_k, x_v, L->d_kv, L->d_kv, ap, team);
     mha_gemm_bf16_packed(kr, rows_k, ak, &w[MHA_LAYER_W16_V], bv, vf, ldkv, kv16 + L->nk, team);
