@@ -386,7 +386,7 @@ static void core_expect_shape(core_case* c) {
   if (c->var.lse == LSE_OWN && sizes_ok) fuzz_view_extent(&c->view[ROLE_LSE], &c->extent[ROLE_LSE]);
   const int64_t work = fuzz_mul_sat(
       fuzz_mul_sat(fuzz_mul_sat(fuzz_mul_sat(d->B, d->H), d->Tq), d->Tk), fuzz_add_sat(d->D, d->Dv));
-  c->small = sizes_ok && work <= FUZZ_MAX_WORK;
+  c->small = sizes_ok && work <= FUZZ_MAX_WORK && fuzz_mul_sat(fuzz_mul_sat(d->B, d->H), d->Tq) <= FUZZ_MAX_ROWS;
   if (!c->small) { /* a valid but huge problem may not fit in memory or size_t */
     fuzz_allow(e, MHA_STATUS_SIZE_OVERFLOW);
     fuzz_allow(e, MHA_STATUS_OUT_OF_MEMORY);

@@ -37,6 +37,12 @@
  * the oracle, all instrumented. Decode with Tk = 2048, H = 4, D = Dv = 64
  * still fits. */
 #define FUZZ_MAX_WORK ((int64_t)1 << 20)
+/* ... and above this many query rows (B·H·Tq): a row costs its setup, a
+ * softmax step and its output whatever its keys, and under the fuzzer's
+ * comparison tracing about 13 µs over the run's calls on a Zen 4 — 16 × 16
+ * × 2048 rows of one key each (2^20 multiply-adds) took 7–27 s, past the
+ * 10 s timeout. */
+#define FUZZ_MAX_ROWS ((int64_t)1 << 15)
 
 /* ------------------------------------------------------------------------ */
 /* Decoding                                                                 */

@@ -85,7 +85,8 @@
  * rows; a sequence without keys: Tk = 1 with kv_len {0}, and then zeros and
  * lse -inf or its sink), and keep its bits at another thread count and with
  * other bounds (whose workspace query must not change either). Batches above
- * FUZZ_MAX_WORK multiply-adds are only queried and validated.
+ * FUZZ_MAX_WORK multiply-adds or FUZZ_MAX_ROWS query rows are only queried and
+ * validated.
  */
 #include <float.h>
 #include <limits.h>
@@ -549,13 +550,14 @@ static void vl_expect_shape(vl_case* c) {
   }
 
   /* the real work: Σ len_q·len_k·H·(D + Dv) */
-  int64_t work = 0;
+  int64_t work = 0, rows = 0;
   for (int64_t b = 0; b < c->nseq; b++) {
     const int64_t lk = c->len_k[b] > 0 ? c->len_k[b] : 1;
     work = fuzz_add_sat(work, fuzz_mul_sat(c->len_q[b], lk));
+    rows = fuzz_add_sat(rows, c->len_q[b]);
   }
   work = fuzz_mul_sat(fuzz_mul_sat(work, d->H), fuzz_add_sat(d->D, d->Dv));
-  c->small = sizes_ok && c->offsets_ok && work <= FUZZ_MAX_WORK;
+  c->small = sizes_ok && c->offsets_ok && work <= FUZZ_MAX_WORK && fuzz_mul_sat(rows, d->H) <= FUZZ_MAX_ROWS;
   if (!c->small) { /* a valid but huge problem may not fit in memory or size_t */
     fuzz_allow(e, MHA_STATUS_SIZE_OVERFLOW);
     fuzz_allow(e, MHA_STATUS_OUT_OF_MEMORY);
