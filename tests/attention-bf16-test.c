@@ -274,6 +274,9 @@ static const caseb cases[] = {
     {"causal, 3 key blocks, GQA", 1, 4, 2, 97, 521, 32, 48, 1, 0, 0, 0},
     /* a window of 10 keys far into the keys: items start past the first block */
     {"window etc., 3 key blocks", 1, 2, 1, 600, 600, 32, 32, 1, 0, 0, 1},
+    /* entry 1's kv_len ends in the first block: the pre-pass's blocks past
+     * it hold no key (a negative count read as a size ran past K, stop 38) */
+    {"kv_len short of 2 key blocks", 3, 2, 1, 100, 523, 3, 9, 0, 1, 0, 0},
 };
 
 typedef struct problemb {
@@ -302,7 +305,11 @@ static void problem_make(tester* t, const caseb* cs, mha_isa isa, problemb* p) {
   p->d.mask.causal = cs->causal;
   if (cs->kv_len) {
     p->kv_len = tester_alloc((size_t)cs->B * sizeof(int32_t));
-    for (int64_t b = 0; b < cs->B; b++) p->kv_len[b] = (int32_t)(b == 0 ? cs->Tk : 1 + tester_below(t, cs->Tk));
+    /* entry 0 all keys, entry 1 at most a quarter of them, the others any */
+    for (int64_t b = 0; b < cs->B; b++) {
+      const int64_t most = b == 1 ? (cs->Tk + 3) / 4 : cs->Tk;
+      p->kv_len[b] = (int32_t)(b == 0 ? cs->Tk : 1 + tester_below(t, most));
+    }
     p->d.mask.kv_len = p->kv_len;
   }
   if (cs->additive) {

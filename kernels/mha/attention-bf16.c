@@ -65,10 +65,13 @@ static uint16_t* mha_bf16_kv_v(const mha_attn_plan* p, uint16_t* blk) {
   return blk + (k + 31) / 32 * 32;
 }
 
-/* The keys of block kb of (b, g): [j0, j0 + n), n up to the entry's kv_end */
+/* The keys of block kb of (b, g): [j0, j0 + n), n up to the entry's kv_end;
+ * 0 for a block wholly past it (a kv_len shorter than the call's Tk: the
+ * pre-pass visits every block of Tk) */
 static size_t mha_bf16_block_keys(const mha_attn_plan* p, int64_t b, int64_t kb, int64_t* j0) {
   const int64_t kv_end = mha_kv_end(p, b);
   *j0 = kb * p->nk;
+  if (kv_end <= *j0) return 0;
   return (size_t)(kv_end - *j0 < p->nk ? kv_end - *j0 : p->nk);
 }
 
@@ -79,6 +82,7 @@ void mha_bf16_pack_kv_part(const mha_attn_plan* p, int64_t unit) {
   const int64_t kb = blk % p->nkb, g = (blk / p->nkb) % d->Hkv, b = blk / (p->nkb * d->Hkv);
   int64_t j0;
   const size_t nk = mha_bf16_block_keys(p, b, kb, &j0);
+  if (nk == 0) return; /* past the entry's kv_len: no item reads this block */
   const mha_kernels* kr = p->kr;
   const size_t NR = (size_t)kr->bf16_nr, D = (size_t)d->D, Dv = (size_t)d->Dv;
   uint16_t* out = (uint16_t*)mha_kt_block(p, b, g, kb);

@@ -236,6 +236,10 @@ ATTENTION_SEEDS = {
     "nonfinite-kv-inf-additive": attention(B=1, Hkv=1, group=2, Tq=8, Tk=40,
                                      m=mask(additive="full", content="some_-inf"),
                                      checks=CHECKS_ALL | BAD_INF),
+    # an even Tq: the bf16 rerun, the BF16 form on a set with a BF16 unit; kv_len 0 for
+    # entry 0: the K/V pre-pass's blocks past it hold no key (they ran past K, stop 38)
+    "bf16-prefill-kvlen-past-blocks": attention(B=2, Hkv=1, group=2, Tq=32, Tk=520, D=4, Dv=4,
+                                                m=mask(kv_len="empty_and_full")),
     # layouts, workspaces, values, kernel sets
     "strides-padded-broadcast": attention(B=2, Hkv=2, group=2, Tq=5, Tk=7, D=9, Dv=3,
                                           q=("padded", 3, 5, 7), k="zero_batch", v=("unit_zero", 1),
