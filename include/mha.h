@@ -617,7 +617,9 @@ MHA_API mha_status mha_attention(const mha_attention_desc* desc, mha_dtype dtype
  * a sequence's bits depend on nothing else in the batch, on the bounds Tq
  * and Tk, or on the thread count. A sequence without keys (len_k = 0)
  * outputs zeros, lse −inf (its sink's value with sinks), as a row that sees
- * no key does; one without queries is skipped.
+ * no key does; one without queries is skipped. A batch of no query rows
+ * (no key rows) has q, out and lse (k and v) address nothing: they still
+ * must not be NULL, but the overlap rule does not apply to them.
  *
  * Cost: time O(Σ_b len_q·len_k) (less under causal and windows) and a
  * workspace of per-thread tiles plus O(real rows and keys): Kᵀ of the

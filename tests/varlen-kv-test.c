@@ -458,6 +458,19 @@ static void check_errors(tester* t) {
   check_ok(t, mha_attention_varlen_kv_f32(&d, cu_q, used, q, &tc, out), "lse apart from the table");
   d.lse = NULL;
   tester_check(t, memcmp(big, table, sizeof table) == 0, "the block table was written");
+  {
+    /* no query rows: q, out and lse address nothing (the call was refused:
+     * "out overlaps q"); nothing written */
+    const int32_t none[B + 1] = {0, 0, 0};
+    float buf[8];
+    for (int i = 0; i < 8; i++) buf[i] = (float)i;
+    mha_attention_desc e = d;
+    e.lse = buf + 2;
+    check_ok(t, mha_attention_varlen_kv_f32(&e, none, used, buf, &cache, buf + 1), "no query rows, buffers close");
+    int same = 1;
+    for (int i = 0; i < 8; i++) same &= buf[i] == (float)i;
+    tester_check(t, same, "no query rows: nothing written");
+  }
   free(big);
 
   /* the workspace: exactly the reported size works (same bits), less fails */

@@ -204,6 +204,32 @@ static void check_errors(tester* t) {
   tester_check_failure(t, "out not injective", mha_attention_varlen_f32(&d, good, good, q, k, v, out),
                        MHA_STATUS_INVALID_STRIDE, "out");
   d.out = (mha_strides){0, 8, 16};
+  {
+    /* no query rows: q, out and lse address nothing, so buffers that would
+     * overlap a row's span do not overlap (the call was refused: "out
+     * overlaps q"); nothing is written */
+    const int32_t none[3] = {0, 0, 0};
+    float buf[20];
+    for (int i = 0; i < 20; i++) buf[i] = (float)i;
+    mha_attention_desc e = d;
+    e.lse = buf + 2;
+    check_ok(t, mha_attention_varlen_f32(&e, none, good, buf, k, v, buf + 1), "no query rows, buffers packed close");
+    check_ok(t, mha_attention_varlen(&e, MHA_DTYPE_BF16, none, good, buf, k, v, buf + 1), "the same in bf16");
+    int same = 1;
+    for (int i = 0; i < 20; i++) same &= buf[i] == (float)i;
+    tester_check(t, same, "no query rows: nothing written");
+    /* no key rows: k and v address nothing, out may lie where a row of k
+     * would; every row outputs zeros */
+    float kbuf[4 + 4 * 16];
+    for (int i = 0; i < 4 + 4 * 16; i++) kbuf[i] = NAN;
+    check_ok(t, mha_attention_varlen_f32(&d, good, none, q, kbuf, kbuf, kbuf + 4), "no key rows, out over k's span");
+    int zeros = 1;
+    for (int i = 4; i < 4 + 4 * 16; i++) zeros &= kbuf[i] == 0.0f; /* 4 rows × 2 heads × 8 */
+    tester_check(t, zeros, "no key rows: zeros out");
+    tester_stale_error();
+    tester_check_failure(t, "out over q with rows", mha_attention_varlen_f32(&d, good, good, q, k, v, q + 1),
+                         MHA_STATUS_INVALID_STRIDE, "overlaps");
+  }
   size_t bytes = 0;
   check_ok(t, mha_attention_varlen_workspace_size(&d, good, good, &bytes), "workspace size");
   void* ws = tester_alloc(bytes);

@@ -69,8 +69,13 @@ static mha_status mha_varlen_kv_call(const char* fn, const mha_attention_desc* c
                              {"rotary->positions", rot.positions, npos},
                              {"cache->k_scales", cache->k_scales, nscale},
                              {"cache->v_scales", cache->v_scales, nscale}};
-  if ((st = mha_attention_check_overlap(fn, &flat, mha_dtype_size(io_dt), q, NULL, NULL, out, NULL, inputs, 10)) !=
-      MHA_STATUS_SUCCESS) {
+  /* no query rows: q, out and lse address nothing (the flat view's one row
+   * is a stand-in for the checks of the strides), so they overlap nothing */
+  const int no_q = cu_seqlens_q[d.B] == 0;
+  mha_attention_desc spans = flat;
+  if (no_q) spans.lse = NULL;
+  if ((st = mha_attention_check_overlap(fn, &spans, mha_dtype_size(io_dt), no_q ? NULL : q, NULL, NULL,
+                                        no_q ? NULL : out, NULL, inputs, 10)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   const mha_varlen_batch batch = {cu_seqlens_q, NULL, seqused_k, cache, fn, io_dt};

@@ -95,9 +95,15 @@ static mha_status mha_varlen_call(const char* fn, const mha_attention_desc* call
   /* the offsets are inputs like the rest: no output may overwrite them */
   const size_t ncu = (size_t)(desc->B + 1) * sizeof(int32_t);
   const mha_span offsets[] = {{"cu_seqlens_q", cu_seqlens_q, ncu}, {"cu_seqlens_k", cu_seqlens_k, ncu}};
+  /* no query (key) rows: q, out and lse (k and v) address nothing — the flat
+   * view's one row is a stand-in for the checks of the strides — so they
+   * overlap nothing */
+  const int no_q = cu_seqlens_q[desc->B] == 0, no_k = cu_seqlens_k[desc->B] == 0;
+  mha_attention_desc spans = flat;
+  if (no_q) spans.lse = NULL;
   if ((st = mha_attention_validate(fn, &flat, q, k, v, out, 0)) != MHA_STATUS_SUCCESS ||
-      (st = mha_attention_check_overlap(fn, &flat, mha_dtype_size(dtype), q, k, v, out, NULL, offsets, 2)) !=
-          MHA_STATUS_SUCCESS) {
+      (st = mha_attention_check_overlap(fn, &spans, mha_dtype_size(dtype), no_q ? NULL : q, no_k ? NULL : k,
+                                        no_k ? NULL : v, no_q ? NULL : out, NULL, offsets, 2)) != MHA_STATUS_SUCCESS) {
     return st;
   }
   if (dtype != MHA_DTYPE_F32) {
