@@ -459,7 +459,7 @@ static void check_bits(tester* t, const problemb* p) {
   }
   /* a NaN in the V rows of keys the additive mask hides from every row
    * (inside the key blocks the rows visit): every row's bits unchanged */
-  if (p->add != NULL) {
+  if (p->add != NULL && cs->Tk > 3) {
     enum { HIDDEN = 3 };
     problemb bad = *p;
     bad.add = tester_alloc(p->nw * sizeof(float));
@@ -470,13 +470,53 @@ static void check_bits(tester* t, const problemb* p) {
     bad.v = tester_alloc(p->nv * 2);
     memcpy(bad.v, p->v, p->nv * 2);
     for (int64_t b = 0; b < cs->B; b++) {
-      for (int64_t g = 0; g < cs->Hkv; g++) bad.v[(size_t)(((b * cs->Hkv + g) * cs->Tk + HIDDEN) * cs->Dv + 1)] = 0x7fc0;
+      for (int64_t g = 0; g < cs->Hkv; g++) bad.v[(size_t)(((b * cs->Hkv + g) * cs->Tk + HIDDEN) * cs->Dv + (cs->Dv > 1))] = 0x7fc0; /* inside key 3's row */
     }
     uint16_t* out = run(t, &bad, &bad.d, NULL, "key 3 hidden, its V rows NaN");
     if (out && clean) tester_check(t, memcmp(out, clean, p->nout * 2) == 0, "a NaN in V rows no row sees: bitwise");
     free(out), free(clean), free(bad.v), free(bad.add);
   }
   free(ref);
+}
+
+/* Random shapes (drawn from the test's seed): sizes 1 up to past two of the
+ * BF16 form's key blocks and past one item's rows, odd widths, GQA, every
+ * mask kind and the variants in any combination, each case through the
+ * oracle and the bits checks above. The fixed cases pin the paths; this
+ * sweep finds the combinations nobody listed (a kv_len that ends blocks
+ * before Tk under a multi-item prefill ran past K until stop 38). */
+static void check_sweep(tester* t, mha_isa isa) {
+  enum { CASES = 40 };
+  for (int n = 0; n < CASES; n++) {
+    caseb cs;
+    char name[96];
+    for (;;) {
+      cs.Hkv = 1 + tester_below(t, 2);
+      cs.H = cs.Hkv * (1 + tester_below(t, 3));
+      cs.B = 1 + tester_below(t, 3);
+      cs.Tq = 1 + tester_below(t, tester_below(t, 2) ? 16 : 200);
+      cs.Tk = 1 + tester_below(t, tester_below(t, 2) ? 40 : 700);
+      cs.D = 1 + tester_below(t, 80);
+      cs.Dv = tester_below(t, 2) ? cs.D : 1 + tester_below(t, 80);
+      /* the oracle in double: at most 2^25 multiply-adds a case */
+      if (cs.B * cs.H * cs.Tq * cs.Tk * (cs.D + cs.Dv) <= ((int64_t)1 << 25)) break;
+    }
+    cs.causal = (int)tester_below(t, 2);
+    cs.kv_len = tester_below(t, 2) == 0;
+    cs.additive = tester_below(t, 4) == 0;
+    cs.variants = tester_below(t, 4) == 0;
+    snprintf(name, sizeof name, "sweep %d: B %lld H %lld/%lld Tq %lld Tk %lld D %lld/%lld%s%s%s%s", n,
+             (long long)cs.B, (long long)cs.H, (long long)cs.Hkv, (long long)cs.Tq, (long long)cs.Tk,
+             (long long)cs.D, (long long)cs.Dv, cs.causal ? " causal" : "", cs.kv_len ? " kv_len" : "",
+             cs.additive ? " additive" : "", cs.variants ? " variants" : "");
+    cs.name = name;
+    problemb p;
+    problem_make(t, &cs, isa, &p);
+    tester_context(t, "%s: %s", mha_isa_name(isa), name);
+    check_accuracy(t, &p);
+    check_bits(t, &p);
+    problem_free(&p);
+  }
 }
 
 /* Rows of a causal self-attention prefill (the tiled form) against decode
@@ -740,6 +780,7 @@ int main(void) {
       check_bits(&t, &p);
       problem_free(&p);
     }
+    check_sweep(&t, (mha_isa)i);
     check_forms(&t, (mha_isa)i);
     check_careful(&t, (mha_isa)i);
     check_cache(&t, (mha_isa)i);
