@@ -479,12 +479,56 @@ static void check_bits(tester* t, const problemb* p) {
   free(ref);
 }
 
+/* The problem's K and V in a paged bf16 cache (a drawn page size, the
+ * blocks in a drawn order): the cache call bitwise the views' call. */
+static void check_paged(tester* t, const problemb* p) {
+  const caseb* cs = p->cs;
+  const int64_t page = (int64_t)16 << tester_below(t, 5); /* 16 .. 256 */
+  const int64_t nb = (cs->Tk + page - 1) / page, blocks = cs->B * nb;
+  int32_t* table = tester_alloc((size_t)blocks * sizeof(int32_t));
+  for (int64_t i = 0; i < blocks; i++) table[i] = (int32_t)i;
+  for (int64_t i = blocks - 1; i > 0; i--) { /* Fisher-Yates */
+    const int64_t j = tester_below(t, i + 1);
+    const int32_t x = table[i];
+    table[i] = table[j], table[j] = x;
+  }
+  const size_t pool_k = (size_t)(blocks * cs->Hkv * page * cs->D), pool_v = (size_t)(blocks * cs->Hkv * page * cs->Dv);
+  uint16_t* kc = tester_alloc(pool_k * 2);
+  uint16_t* vc = tester_alloc(pool_v * 2);
+  for (size_t i = 0; i < pool_k; i++) kc[i] = poison16();
+  for (size_t i = 0; i < pool_v; i++) vc[i] = poison16();
+  for (int64_t b = 0; b < cs->B; b++) {
+    for (int64_t g = 0; g < cs->Hkv; g++) {
+      for (int64_t j = 0; j < cs->Tk; j++) {
+        const int64_t blk = table[b * nb + j / page], at = (blk * cs->Hkv + g) * page + j % page;
+        const int64_t src = (b * cs->Hkv + g) * cs->Tk + j;
+        memcpy(kc + at * cs->D, p->k + src * cs->D, (size_t)cs->D * 2);
+        memcpy(vc + at * cs->Dv, p->v + src * cs->Dv, (size_t)cs->Dv * 2);
+      }
+    }
+  }
+  mha_kv_cache c;
+  mha_kv_cache_init_paged(&c, MHA_DTYPE_BF16, kc, vc, blocks, page, cs->Hkv, cs->D, cs->Dv, table, nb);
+  uint16_t* ref = run(t, p, &p->d, NULL, "views");
+  uint16_t* out = tester_alloc((p->nout + GUARD) * 2);
+  for (size_t i = 0; i < p->nout + GUARD; i++) out[i] = poison16();
+  if (ref != NULL && check_ok(t, mha_attention_kv(&p->d, MHA_DTYPE_BF16, p->q, &c, out, NULL), "paged cache")) {
+    tester_check(t, memcmp(out, ref, p->nout * 2) == 0, "a paged cache (page %lld): bitwise the views' call",
+                 (long long)page);
+    int guard = 1;
+    for (size_t i = p->nout; i < p->nout + GUARD; i++) guard &= out[i] == poison16();
+    tester_check(t, guard, "paged cache: nothing written past out");
+  }
+  free(table), free(kc), free(vc), free(ref), free(out);
+}
+
 /* Random shapes (drawn from the test's seed): sizes 1 up to past two of the
  * BF16 form's key blocks and past one item's rows, odd widths, GQA, every
  * mask kind and the variants in any combination, each case through the
  * oracle and the bits checks above. The fixed cases pin the paths; this
  * sweep finds the combinations nobody listed (a kv_len that ends blocks
- * before Tk under a multi-item prefill ran past K until stop 38). */
+ * before Tk under a multi-item prefill ran past K until stop 38). Each case
+ * also through a paged cache of a drawn page size. */
 static void check_sweep(tester* t, mha_isa isa) {
   enum { CASES = 40 };
   for (int n = 0; n < CASES; n++) {
@@ -515,6 +559,7 @@ static void check_sweep(tester* t, mha_isa isa) {
     tester_context(t, "%s: %s", mha_isa_name(isa), name);
     check_accuracy(t, &p);
     check_bits(t, &p);
+    check_paged(t, &p);
     problem_free(&p);
   }
 }
