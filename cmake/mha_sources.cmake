@@ -111,6 +111,7 @@ if(MHA_ARCH STREQUAL "arm64")
     kernels/f32-gemm/f32-gemm-nt-4x4-neon.c
     kernels/f32-scoremod/f32-scoremod-neon.c
     kernels/f32-softmax/f32-softmax-online-neon.c
+    kernels/f32-softmax/f32-softmax-online-tile-pack-neon.c
     kernels/kv-gemm/kv-gemm-nt-4x4-neon.c
     kernels/kv-gemm/kv-gemm-pv-8x12-neon.c
     kernels/kv-gemm/kv-narrow-neon.c

@@ -146,9 +146,9 @@ typedef void (*mha_bf16_pack_rows_f32_fn)(size_t rows, size_t k, const float* co
 typedef void (*mha_bf16_pack_cols_fn)(size_t k, size_t n, const uint16_t* const* src, uint16_t* dst);
 /* The tile step (mha_f32_softmax_online_tile_fn: the same rows, m, l and
  * alpha, bit for bit) fused with P's packing: P's rows go to pb as
- * bf16_pack_a_f32 would pack the step's rows of s (A's rows for bf16_gemm,
- * 4·⌈n/4⌉ values apart from pb: the sets whose A layout is its rows), not
- * to s, whose rows are then unspecified. */
+ * bf16_pack_a_f32 would pack the step's rows of s (A for bf16_gemm, in the
+ * set's layout: x86 its rows, Arm its row pairs), not to s, whose rows are
+ * then unspecified. */
 typedef void (*mha_bf16_softmax_tile_pack_fn)(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
                                               float* alpha, uint16_t* pb);
 

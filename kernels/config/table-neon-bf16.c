@@ -6,6 +6,7 @@
 
 #include "bf16-gemm/bf16-gemm.h"
 #include "config/kernels.h"
+#include "f32-softmax/f32-softmax.h"
 
 static mha_kernels mha_kernels_neon_bf16_table;
 static pthread_once_t mha_kernels_neon_bf16_once = PTHREAD_ONCE_INIT;
@@ -22,6 +23,8 @@ static void mha_kernels_neon_bf16_build(void) {
   t.bf16_pack_a_f32 = mha_bf16_pack_rows_f32__neon;
   t.bf16_pack_b = mha_bf16_pack_rows__neon;
   t.bf16_pack_b_cols = mha_bf16_pack_cols__neon;
+  /* the softmax step packs P's row pairs itself (f32-softmax/) */
+  t.bf16_softmax_tile_pack = mha_f32_softmax_online_tile_pack__neon;
   mha_kernels_neon_bf16_table = t;
 }
 

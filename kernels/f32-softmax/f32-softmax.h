@@ -80,5 +80,7 @@ void mha_f32_softmax_online_tile__neon(size_t rows, size_t n, float* s, size_t l
                                          float* l, float* alpha);
 void mha_f32_vscale__neon(size_t n, float* x, float alpha);
 void mha_f32_vexp2_scale__neon(size_t n, float* x, float c, float alpha);
+void mha_f32_softmax_online_tile_pack__neon(size_t rows, size_t n, float* s, size_t lds, float* m, float* l,
+                                            float* alpha, uint16_t* pb);
 
 #endif
