@@ -36,7 +36,7 @@ void mha_attention_merge(const mha_attn_plan* p, int64_t item, float* scratch) {
     const mha_row row = mha_item_row(p, pos.g, pos.q0, pos.mq, r);
     const float inv = L == 0.0f ? 0.0f : 1.0f / L;
     mha_put_out_row(p, pos.b, row.h, row.i, sc.acc, inv);
-    if (p->d->lse != NULL) mha_put_lse(p, pos.b, row.h, row.i, mha_lse(M, L, mha_head_sink(p->d, row.h)));
+    mha_put_lse(p, pos.b, row.h, row.i, M, L, mha_head_sink(p->d, row.h));
     sc.m[r] = M;
     sc.l[r] = L;
   }

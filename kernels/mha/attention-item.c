@@ -270,8 +270,7 @@ void mha_attention_item(const mha_attn_plan* p, int64_t item, int64_t split, flo
     const float inv = sc.l[r] == 0.0f ? 0.0f : 1.0f / sc.l[r];
     mha_put_out_row(p, pos.b, row.h, row.i, sc.o + r * Dv, inv);
     /* one key range (split 0): the row's sink is in its (m, l) */
-    /* (a log2 per row: only where lse is asked for) */
-    if (d->lse != NULL) mha_put_lse(p, pos.b, row.h, row.i, mha_lse(sc.m[r], sc.l[r], mha_head_sink(d, row.h)));
+    mha_put_lse(p, pos.b, row.h, row.i, sc.m[r], sc.l[r], mha_head_sink(d, row.h));
   }
   if (p->weights != NULL) mha_attention_weights(p, pos, &sc, first, max_lim);
 }
