@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "bf16-gemm/bf16-gemm.h"
+#include "bf16-layout.h"
 #include "config/kernels.h"
 #include "kv-gemm/kv-convert.h"
 #include "mha.h"
@@ -86,20 +87,6 @@ static void check_table(tester* t, const mha_kernels* kb) {
 }
 
 /* ---- 2. the kernels ---- */
-
-/* The sets' layouts (bf16-gemm.h), from their definitions: where element
- * (i, p) of A, and (j, p) of B, of a packed [rows × k] matrix lies. */
-static size_t a_index(const mha_kernels* kr, size_t k, size_t i, size_t p) {
-  const size_t kq = (k + 3) / 4;
-  if (kr->isa == MHA_ISA_AVX512_BF16) return i * 4 * kq + p; /* rows */
-  return (i / 2) * 8 * kq + (p / 4) * 8 + (i % 2) * 4 + p % 4; /* row pairs in quads */
-}
-
-static size_t b_index(const mha_kernels* kr, size_t k, size_t j, size_t p) {
-  const size_t kq = (k + 3) / 4;
-  if (kr->isa == MHA_ISA_AVX512_BF16) return (j / 32) * 128 * kq + (p / 2) * 64 + (j % 32) * 2 + p % 2; /* panels */
-  return a_index(kr, k, j, p);
-}
 
 /* pack_a_f32's contract (config/kernels.h): x rounded to nearest even, as
  * mha_f32_to_bf16; an fp32 subnormal may become a zero of its sign, a NaN any NaN */
@@ -155,12 +142,12 @@ static void check_packing(tester* t, const mha_kernels* kr) {
       for (size_t i = 0; i < n / (4 * kq); i++) {
         for (size_t p = 0; p < 4 * kq; p++) {
           const int in = i < rows && p < k;
-          ok &= dst[a_index(kr, k, i, p)] == (in ? src[i * k + p] : 0);
-          okf &= in ? p_rounded(dstf[a_index(kr, k, i, p)], srcf[i * k + p]) : dstf[a_index(kr, k, i, p)] == 0;
+          ok &= dst[bf16_a_index(kr, k, i, p)] == (in ? src[i * k + p] : 0);
+          okf &= in ? p_rounded(dstf[bf16_a_index(kr, k, i, p)], srcf[i * k + p]) : dstf[bf16_a_index(kr, k, i, p)] == 0;
         }
       }
       for (size_t j = 0; j < brows; j++) {
-        for (size_t p = 0; p < 4 * kq; p++) okb &= dstb[b_index(kr, k, j, p)] == (p < k ? src[j * k + p] : 0);
+        for (size_t p = 0; p < 4 * kq; p++) okb &= dstb[bf16_b_index(kr, k, j, p)] == (p < k ? src[j * k + p] : 0);
       }
       for (size_t i = n; i < n + GUARD; i++) guard &= dst[i] == poison16() && dstf[i] == poison16();
       for (size_t i = nb; i < nb + GUARD; i++) guard &= dstb[i] == poison16();
@@ -183,7 +170,7 @@ static void check_packing(tester* t, const mha_kernels* kr) {
       kr->bf16_pack_b_cols(k, n, rows, dst);
       int ok = 1, guard = 1;
       for (size_t c = 0; c < nr; c++) {
-        for (size_t p = 0; p < k; p++) ok &= dst[b_index(kr, k, c, p)] == (c < n ? src[p * n + c] : 0);
+        for (size_t p = 0; p < k; p++) ok &= dst[bf16_b_index(kr, k, c, p)] == (c < n ? src[p * n + c] : 0);
       }
       for (size_t i = size; i < size + GUARD; i++) guard &= dst[i] == poison16();
       tester_check(t, ok, "pack_b_cols: k %zu, n %zu: the transpose's layout, zero rows to %zu", k, n, NR);
@@ -222,7 +209,7 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
               }
               double s = 0.0;
               for (size_t p = 0; p < k; p++) {
-                s += (double)mha_bf16_to_f32(a[a_index(kr, k, i, p)]) * mha_bf16_to_f32(b[b_index(kr, k, j, p)]);
+                s += (double)mha_bf16_to_f32(a[bf16_a_index(kr, k, i, p)]) * mha_bf16_to_f32(b[bf16_b_index(kr, k, j, p)]);
               }
               const double want = alpha * s + (acc ? c0[i * LDC + j] : 0.0);
               ok &= c[i * LDC + j] == (float)want;
@@ -242,7 +229,7 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
     uint16_t* alone = tester_alloc(a_elems(kr, 2, k) * 2);
     for (size_t i = 0; i < MR; i++) {
       memset(alone, 0, a_elems(kr, 2, k) * 2);
-      for (size_t p = 0; p < k; p++) alone[a_index(kr, k, 0, p)] = a[a_index(kr, k, i, p)];
+      for (size_t p = 0; p < k; p++) alone[bf16_a_index(kr, k, 0, p)] = a[bf16_a_index(kr, k, i, p)];
       kr->bf16_gemm(1, NR, kq, alone, b, 0.75f, one, NR, 0);
       same &= memcmp(one, full + NR * i, NR * sizeof(float)) == 0;
     }
@@ -337,11 +324,15 @@ static void problem_free(problemb* p) {
   free(p->q), free(p->k), free(p->v), free(p->add), free(p->slopes), free(p->sinks), free(p->kv_len);
 }
 
-/* out of one call, poisoned first and guarded; NULL on failure */
-static uint16_t* run(tester* t, const problemb* p, const mha_attention_desc* d, float* w, const char* what) {
+/* out of one call (over the problem's views, or K and V from cache),
+ * poisoned first and guarded; NULL on failure */
+static uint16_t* run_on(tester* t, const problemb* p, const mha_attention_desc* d, const mha_kv_cache* cache,
+                        float* w, const char* what) {
   uint16_t* out = tester_alloc((p->nout + GUARD) * 2);
   for (size_t i = 0; i < p->nout + GUARD; i++) out[i] = poison16();
-  if (!check_ok(t, mha_attention(d, MHA_DTYPE_BF16, p->q, p->k, p->v, out, w), what)) {
+  const mha_status st = cache != NULL ? mha_attention_kv(d, MHA_DTYPE_BF16, p->q, cache, out, w)
+                                      : mha_attention(d, MHA_DTYPE_BF16, p->q, p->k, p->v, out, w);
+  if (!check_ok(t, st, what)) {
     free(out);
     return NULL;
   }
@@ -349,6 +340,10 @@ static uint16_t* run(tester* t, const problemb* p, const mha_attention_desc* d, 
   for (size_t i = p->nout; i < p->nout + GUARD; i++) guard &= out[i] == poison16();
   tester_check(t, guard, "%s: nothing written past out", what);
   return out;
+}
+
+static uint16_t* run(tester* t, const problemb* p, const mha_attention_desc* d, float* w, const char* what) {
+  return run_on(t, p, d, NULL, w, what);
 }
 
 static void check_accuracy(tester* t, const problemb* p) {
@@ -508,14 +503,10 @@ static void check_paged(tester* t, const problemb* p) {
   mha_kv_cache c;
   mha_kv_cache_init_paged(&c, MHA_DTYPE_BF16, kc, vc, blocks, page, cs->Hkv, cs->D, cs->Dv, table, nb);
   uint16_t* ref = run(t, p, &p->d, NULL, "views");
-  uint16_t* out = tester_alloc((p->nout + GUARD) * 2);
-  for (size_t i = 0; i < p->nout + GUARD; i++) out[i] = poison16();
-  if (ref != NULL && check_ok(t, mha_attention_kv(&p->d, MHA_DTYPE_BF16, p->q, &c, out, NULL), "paged cache")) {
+  uint16_t* out = run_on(t, p, &p->d, &c, NULL, "paged cache");
+  if (ref != NULL && out != NULL) {
     tester_check(t, memcmp(out, ref, p->nout * 2) == 0, "a paged cache (page %lld): bitwise the views' call",
                  (long long)page);
-    int guard = 1;
-    for (size_t i = p->nout; i < p->nout + GUARD; i++) guard &= out[i] == poison16();
-    tester_check(t, guard, "paged cache: nothing written past out");
   }
   free(table), free(kc), free(vc), free(ref), free(out);
 }

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16-layout.h"
 #include "config/kernels.h"
 #include "guarded-buffer.h"
 #include "tester.h"
@@ -292,14 +293,6 @@ static void check_tile(tester* t, const mha_kernels* kr, size_t rows, size_t n) 
  * and bf16_pack_a_f32 one after the other, bit for bit: m, l, alpha and
  * every packed value, the padding to 4·⌈n/4⌉ included; nothing written past
  * the rows' packed values (poison) */
-/* where value p of packed row i lies (bf16-gemm.h): x86 A's rows, Arm row
- * pairs in quads (the last pair of an odd count padded with a zero row) */
-static size_t a_index(const mha_kernels* kr, size_t k, size_t i, size_t p) {
-  const size_t kq = (k + 3) / 4;
-  if (kr->bf16_a_rows) return i * 4 * kq + p;
-  return (i / 2) * 8 * kq + (p / 4) * 8 + (i % 2) * 4 + p % 4;
-}
-
 static void check_tile_pack(tester* t, const mha_kernels* kr, size_t rows, size_t n) {
   tester_context(t, "isa=%s bf16_softmax_tile_pack rows=%zu n=%zu", kr->name, rows, n);
   /* the packed rows: rows (x86) or pairs of rows (Arm) of 4·⌈n/4⌉ values */
@@ -330,7 +323,7 @@ static void check_tile_pack(tester* t, const mha_kernels* kr, size_t rows, size_
   for (size_t r = 0; r < rows; r++) {
     int same = memcmp(&m[r], &mr[r], sizeof(float)) == 0 && memcmp(&l[r], &lr[r], sizeof(float)) == 0 &&
                memcmp(&at[r], &ar[r], sizeof(float)) == 0;
-    for (size_t j = 0; j < ldp; j++) same &= pt[a_index(kr, n, r, j)] == pr[a_index(kr, n, r, j)];
+    for (size_t j = 0; j < ldp; j++) same &= pt[bf16_a_index(kr, n, r, j)] == pr[bf16_a_index(kr, n, r, j)];
     if (!same && bad++ == 0) first = r;
     for (size_t j = 0; j < n; j++) {
       const float p = sr[r * lds + j];
@@ -339,7 +332,7 @@ static void check_tile_pack(tester* t, const mha_kernels* kr, size_t rows, size_
   }
   /* an odd count's padding row (Arm) as the packing writes it */
   for (size_t j = 0; rows % 2 == 1 && !kr->bf16_a_rows && j < ldp; j++) {
-    bad += pt[a_index(kr, n, rows, j)] != pr[a_index(kr, n, rows, j)];
+    bad += pt[bf16_a_index(kr, n, rows, j)] != pr[bf16_a_index(kr, n, rows, j)];
   }
   for (size_t i = used; i < np; i++) past += pt[i] != 0x7fa5;
   tester_check(t, bad == 0, "%zu of %zu rows differ from the tile step + bf16_pack_a_f32; first row %zu", bad, rows,
