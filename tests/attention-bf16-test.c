@@ -75,6 +75,10 @@ static void check_table(tester* t, const mha_kernels* kb) {
   tester_check(t, a.bf16_mr >= 2 && a.bf16_mr % 2 == 0 && a.bf16_mr <= 16 && a.bf16_nr >= 8 && a.bf16_nr % 8 == 0,
                "the tile (%d × %d): even rows, at most 16 (the layer GEMM's fp32 tile), columns a multiple of 8",
                a.bf16_mr, a.bf16_nr);
+  /* the layer GEMM's K chunk: B's k-range from k0 at + k0·NR holds in the
+   * x86 layout (panels of k-pairs), not in Arm's pairs of quads */
+  tester_check(t, a.bf16_kc == 0 || (a.bf16_kc > 0 && a.bf16_kc % 4 == 0 && a.bf16_a_rows),
+               "the K chunk (%d): none, or a multiple of 4 on the x86 layout", a.bf16_kc);
   tester_check(t, !b.bf16_gemm && !b.bf16_pack_a && !b.bf16_pack_a_f32 && !b.bf16_pack_b && !b.bf16_pack_b_cols &&
                       !b.bf16_softmax_tile_pack,
                "the %s set has no BF16 form", b.name);
@@ -83,6 +87,7 @@ static void check_table(tester* t, const mha_kernels* kb) {
   a.bf16_gemm = NULL, a.bf16_pack_a = NULL, a.bf16_pack_a_f32 = NULL, a.bf16_pack_b = NULL, a.bf16_pack_b_cols = NULL;
   a.bf16_softmax_tile_pack = NULL;
   a.bf16_mr = b.bf16_mr, a.bf16_nr = b.bf16_nr, a.bf16_a_rows = b.bf16_a_rows, a.bf16_nk = b.bf16_nk;
+  a.bf16_kc = b.bf16_kc;
   tester_check(t, memcmp(&a, &b, sizeof a) == 0, "every other field is the %s set's", b.name);
 }
 

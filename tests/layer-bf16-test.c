@@ -51,6 +51,80 @@ static uint16_t poison16(void) { return 0x7fa5; }
 
 /* ---- 1. the GEMM ---- */
 
+/* One GEMM case: C exact on small integers (every product and partial sum
+ * an integer below 2^24, so any order of the sums gives the one answer),
+ * for 1-3 workers, nothing written past N, the bf16 copy C rounded. */
+static void check_gemm_case(tester* t, const mha_kernels* kr, int64_t M, int64_t K, int64_t N, int64_t lda,
+                            int variant) {
+  const int64_t ldc = N + 3;
+  const int with_bias = variant & 1;
+  const mha_dtype wdt = variant & 2 ? MHA_DTYPE_BF16 : MHA_DTYPE_F32;
+  tester_context(t, "%s: gemm M %lld K %lld N %lld, lda %lld, %s weights%s", kr->name, (long long)M, (long long)K,
+                 (long long)N, (long long)lda, wdt == MHA_DTYPE_BF16 ? "bf16" : "fp32", with_bias ? ", bias" : "");
+  uint16_t* a = tester_alloc((size_t)(M * lda) * 2);
+  float* w = tester_alloc((size_t)(K * N) * sizeof(float));
+  uint16_t* w16 = tester_alloc((size_t)(K * N) * 2);
+  float* bias = tester_alloc((size_t)N * sizeof(float));
+  double* want = tester_alloc((size_t)(M * N) * sizeof(double));
+  for (int64_t i = 0; i < M * lda; i++) a[i] = mha_f32_to_bf16((float)(tester_below(t, 17) - 8));
+  for (int64_t i = 0; i < K * N; i++) {
+    w[i] = (float)(tester_below(t, 17) - 8);
+    w16[i] = mha_f32_to_bf16(w[i]);
+  }
+  for (int64_t j = 0; j < N; j++) bias[j] = (float)(tester_below(t, 33) - 16);
+  for (int64_t i = 0; i < M; i++) {
+    for (int64_t j = 0; j < N; j++) {
+      double sum = with_bias ? bias[j] : 0.0;
+      for (int64_t k = 0; k < K; k++) sum += (double)mha_bf16_to_f32(a[i * lda + k]) * w[k * N + j];
+      want[i * N + j] = sum;
+    }
+  }
+  mha_packed_bf16 pw;
+  uint16_t* ap = tester_alloc(mha_gemm_bf16_pack_elems(M, K) * 2);
+  float* c = tester_alloc((size_t)(M * ldc) * sizeof(float));
+  uint16_t* c16 = tester_alloc((size_t)(M * ldc) * 2);
+  uint16_t* only16 = tester_alloc((size_t)(M * ldc) * 2);
+  if (check_ok(t, mha_packed_bf16_alloc(kr, K, N, &pw), "alloc")) {
+    /* IN_OUT: element (k, n) at k·N + n */
+    if (check_ok(t, mha_packed_bf16_fill(kr, &pw, wdt == MHA_DTYPE_BF16 ? (const void*)w16 : (const void*)w, wdt,
+                                         N, 1),
+                 "fill")) {
+      for (int workers = 1; workers <= 3; workers++) {
+        tester_poison(c, (size_t)(M * ldc));
+        for (int64_t i = 0; i < M * ldc; i++) c16[i] = poison16();
+        const mha_team team = {NULL, workers, NULL};
+        const uint16_t* ax = mha_gemm_bf16_pack(kr, M, a, lda, K, ap, team);
+        if (kr->bf16_kc > 0 && K > kr->bf16_kc) {
+          tester_check(t, ax == ap, "%d workers: K past bf16_kc: A packed chunk by chunk, not read in place", workers);
+        }
+        mha_gemm_bf16_packed(kr, M, ax, &pw, with_bias ? bias : NULL, c, ldc, c16, team);
+        int exact = 1, outside = 1, rounded = 1;
+        for (int64_t i = 0; i < M; i++) {
+          for (int64_t j = 0; j < ldc; j++) {
+            const float got = c[i * ldc + j];
+            if (j >= N) {
+              outside &= isnan(got) && c16[i * ldc + j] == poison16();
+              continue;
+            }
+            rounded &= c16[i * ldc + j] == mha_f32_to_bf16(got);
+            exact &= (double)got == want[i * N + j];
+          }
+        }
+        tester_check(t, exact, "%d workers: C exact", workers);
+        tester_check(t, outside, "%d workers: nothing written past N (C and its bf16 copy)", workers);
+        tester_check(t, rounded, "%d workers: the bf16 copy is C rounded (mha_f32_to_bf16)", workers);
+        /* without an fp32 C (c NULL): the same bf16 C, nothing past N */
+        for (int64_t i = 0; i < M * ldc; i++) only16[i] = poison16();
+        mha_gemm_bf16_packed(kr, M, ax, &pw, with_bias ? bias : NULL, NULL, ldc, only16, team);
+        tester_check(t, memcmp(only16, c16, (size_t)(M * ldc) * 2) == 0,
+                     "%d workers: the bf16 C alone (c NULL) = the bf16 copy, poison past N kept", workers);
+      }
+    }
+    mha_packed_bf16_free(&pw);
+  }
+  free(a), free(w), free(w16), free(bias), free(want), free(ap), free(c), free(c16), free(only16);
+}
+
 static void check_gemm(tester* t, const mha_kernels* kr) {
   static const int64_t Ms[] = {1, 7, 8, 9, 12, 13, 64, 65, 97, 130}, Ks[] = {1, 4, 5, 67},
                        Ns[] = {1, 7, 8, 9, 31, 33, 65, 300}; /* 300: past a 256-column tile */
@@ -58,66 +132,20 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
       for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
         /* lda = K half the time: x86 reads such rows in place when K % 4 == 0 */
-        const int64_t M = Ms[mi], K = Ks[ki], N = Ns[ni], lda = (mi + ni) % 2 ? K + 2 : K, ldc = N + 3;
-        const int variant = (int)((mi + ki + ni) % 4); /* bias × weights' dtype */
-        const int with_bias = variant & 1;
-        const mha_dtype wdt = variant & 2 ? MHA_DTYPE_BF16 : MHA_DTYPE_F32;
-        tester_context(t, "%s: gemm M %lld K %lld N %lld, %s weights%s", kr->name, (long long)M, (long long)K,
-                       (long long)N, wdt == MHA_DTYPE_BF16 ? "bf16" : "fp32", with_bias ? ", bias" : "");
-        uint16_t* a = tester_alloc((size_t)(M * lda) * 2);
-        float* w = tester_alloc((size_t)(K * N) * sizeof(float));
-        uint16_t* w16 = tester_alloc((size_t)(K * N) * 2);
-        float* bias = tester_alloc((size_t)N * sizeof(float));
-        for (int64_t i = 0; i < M * lda; i++) a[i] = mha_f32_to_bf16((float)(tester_below(t, 17) - 8));
-        for (int64_t i = 0; i < K * N; i++) {
-          w[i] = (float)(tester_below(t, 17) - 8);
-          w16[i] = mha_f32_to_bf16(w[i]);
-        }
-        for (int64_t j = 0; j < N; j++) bias[j] = (float)(tester_below(t, 33) - 16);
-        mha_packed_bf16 pw;
-        if (!check_ok(t, mha_packed_bf16_alloc(kr, K, N, &pw), "alloc")) continue;
-        /* IN_OUT: element (k, n) at k·N + n */
-        if (!check_ok(t, mha_packed_bf16_fill(kr, &pw, wdt == MHA_DTYPE_BF16 ? (const void*)w16 : (const void*)w, wdt,
-                                              N, 1),
-                      "fill")) {
-          mha_packed_bf16_free(&pw);
-          continue;
-        }
-        uint16_t* ap = tester_alloc(mha_gemm_bf16_pack_elems(M, K) * 2);
-        float* c = tester_alloc((size_t)(M * ldc) * sizeof(float));
-        uint16_t* c16 = tester_alloc((size_t)(M * ldc) * 2);
-        uint16_t* only16 = tester_alloc((size_t)(M * ldc) * 2);
-        for (int workers = 1; workers <= 3; workers++) {
-          tester_poison(c, (size_t)(M * ldc));
-          for (int64_t i = 0; i < M * ldc; i++) c16[i] = poison16();
-          const mha_team team = {NULL, workers, NULL};
-          const uint16_t* ax = mha_gemm_bf16_pack(kr, M, a, lda, K, ap, team);
-          mha_gemm_bf16_packed(kr, M, ax, &pw, with_bias ? bias : NULL, c, ldc, c16, team);
-          int exact = 1, outside = 1, rounded = 1;
-          for (int64_t i = 0; i < M; i++) {
-            for (int64_t j = 0; j < ldc; j++) {
-              const float got = c[i * ldc + j];
-              if (j >= N) {
-                outside &= isnan(got) && c16[i * ldc + j] == poison16();
-                continue;
-              }
-              rounded &= c16[i * ldc + j] == mha_f32_to_bf16(got);
-              double want = with_bias ? bias[j] : 0.0;
-              for (int64_t k = 0; k < K; k++) want += (double)mha_bf16_to_f32(a[i * lda + k]) * w[k * N + j];
-              exact &= (double)got == want;
-            }
-          }
-          tester_check(t, exact, "%d workers: C exact", workers);
-          tester_check(t, outside, "%d workers: nothing written past N (C and its bf16 copy)", workers);
-          tester_check(t, rounded, "%d workers: the bf16 copy is C rounded (mha_f32_to_bf16)", workers);
-          /* without an fp32 C (c NULL): the same bf16 C, nothing past N */
-          for (int64_t i = 0; i < M * ldc; i++) only16[i] = poison16();
-          mha_gemm_bf16_packed(kr, M, ax, &pw, with_bias ? bias : NULL, NULL, ldc, only16, team);
-          tester_check(t, memcmp(only16, c16, (size_t)(M * ldc) * 2) == 0,
-                       "%d workers: the bf16 C alone (c NULL) = the bf16 copy, poison past N kept", workers);
-        }
-        mha_packed_bf16_free(&pw);
-        free(a), free(w), free(w16), free(bias), free(ap), free(c), free(c16), free(only16);
+        const int64_t K = Ks[ki], lda = (mi + ni) % 2 ? K + 2 : K;
+        check_gemm_case(t, kr, Ms[mi], K, Ns[ni], lda, (int)((mi + ki + ni) % 4));
+      }
+    }
+  }
+  /* K past the set's chunk (bf16_kc, x86 768): K one chunk and one value,
+   * two chunks exactly, two and a part quad; A packed chunk by chunk (not
+   * read in place even where lda = K) */
+  static const int64_t Ms2[] = {1, 13, 97}, Ks2[] = {769, 1536, 1541}, Ns2[] = {33, 300};
+  for (size_t mi = 0; mi < sizeof Ms2 / sizeof Ms2[0]; mi++) {
+    for (size_t ki = 0; ki < sizeof Ks2 / sizeof Ks2[0]; ki++) {
+      for (size_t ni = 0; ni < sizeof Ns2 / sizeof Ns2[0]; ni++) {
+        const int64_t K = Ks2[ki], lda = (mi + ki + ni) % 2 ? K + 2 : K;
+        check_gemm_case(t, kr, Ms2[mi], K, Ns2[ni], lda, (int)((mi + ki + ni) % 4));
       }
     }
   }

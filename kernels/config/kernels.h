@@ -216,6 +216,9 @@ typedef struct mha_kernels {
                            rows already so laid out is a copy: skipped) */
   int bf16_nk;          /* the BF16 form's key block (0: attn_nk): its per-row
                            softmax costs spread over more keys */
+  int bf16_kc;          /* the layer GEMM's K chunk where K is longer (a multiple
+                           of 4; 0: K whole): a layout whose B block reads the
+                           values from k0 at + k0·NR only (kernels/mha/gemm-bf16.c) */
   mha_bf16_pack_rows_fn bf16_pack_a;
   mha_bf16_pack_rows_f32_fn bf16_pack_a_f32;
   mha_bf16_pack_rows_fn bf16_pack_b;

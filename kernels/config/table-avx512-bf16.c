@@ -22,6 +22,12 @@ static void mha_kernels_avx512_bf16_build(void) {
   /* 256 keys a block: Zen 4, 2 threads, long_core 460 → 435 ms and bert_base's
    * core 27.5 → 24.9 ms against 64 (128: halfway) */
   t.bf16_nk = 256;
+  /* the layer GEMM's K in chunks of 768 where longer: an A block's chunk
+   * (12 rows, 18 KB) and its C rows (12 KB) in a 32 KB L1. Zen 4, 2
+   * threads, llama_prefill_gqa's layer (K 4096): the Q and output
+   * projections 160-167 ms each against 198-254 with K whole (chunks of
+   * 512: 170-187; 1024: 160-174) */
+  t.bf16_kc = 768;
   t.bf16_pack_a = mha_bf16_pack_a__avx512bw;
   t.bf16_pack_a_f32 = mha_bf16_pack_a_f32__avx512bf16;
   t.bf16_pack_b = mha_bf16_pack_b__avx512bw;
