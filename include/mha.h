@@ -224,12 +224,13 @@ MHA_API mha_status mha_set_isa_by_name(const char* name);
  * workspace size queries count them the same way, so pass the same pool and
  * num_threads to the query and the call.
  *
- * Stack: a task uses about 20 KB of its thread's stack (the deepest frames:
- * the bf16 layer GEMM's 16.8 KB fp32 tile, the AVX2 transposed softmax
- * step's 8.6 KB; GCC -fstack-usage, x86-64 Release), and the calling thread
- * a few KB more: a pool whose threads have 64 KB of stack is enough (a bf16
- * layer forward and the AVX2 and AVX-512 cores ran on a 32 KB thread, not
- * on a 24 KB one; sanitizer builds need more).
+ * Stack: a task uses up to about 40 KB of its thread's stack (the deepest
+ * frame: the bf16 layer GEMM's worker, 35 KB — its 16 KB fp32 tile and an
+ * 18 KB chunk of A; then the AVX2 transposed softmax step's 8.6 KB; GCC
+ * -fstack-usage, x86-64 Release), and the calling thread a few KB more: a
+ * pool whose threads have 64 KB of stack is enough (a bf16 layer forward ran
+ * on a 48 KB thread, not on a 40 KB one; the AVX2 and AVX-512 fp32 cores on
+ * 32 KB; sanitizer builds need more).
  *
  * Bits: those of the OpenMP default, whoever runs the units and however many
  * tasks run at once. Errors: parallel_for NULL or num_threads < 1 is

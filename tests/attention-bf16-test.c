@@ -200,8 +200,10 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
     for (size_t i = 0; i < nb; i++) b[i] = int_bf16(t);
     for (size_t m = 1; m <= MR; m++) {
       for (size_t n = 1; n <= NR; n++) {
-        for (int acc = 0; acc <= 1; acc++) {
-          const float alpha = acc ? 1.0f : 0.5f;
+        /* accumulate 2 (continue from C's values): the sets that take the
+         * layer GEMM's K in chunks (bf16_kc) */
+        for (int acc = 0; acc <= (kr->bf16_kc > 0 ? 2 : 1); acc++) {
+          const float alpha = acc == 1 ? 1.0f : 0.5f;
           for (size_t i = 0; i < CR * LDC; i++) c0[i] = (float)(tester_below(t, 9) - 4);
           memcpy(c, c0, CR * LDC * sizeof(float));
           kr->bf16_gemm(m, n, kq, a, b, alpha, c, LDC, acc);
@@ -216,7 +218,7 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
               for (size_t p = 0; p < k; p++) {
                 s += (double)mha_bf16_to_f32(a[bf16_a_index(kr, k, i, p)]) * mha_bf16_to_f32(b[bf16_b_index(kr, k, j, p)]);
               }
-              const double want = alpha * s + (acc ? c0[i * LDC + j] : 0.0);
+              const double want = acc == 2 ? alpha * (c0[i * LDC + j] + s) : alpha * s + (acc ? c0[i * LDC + j] : 0.0);
               ok &= c[i * LDC + j] == (float)want;
             }
           }
@@ -239,6 +241,38 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
       same &= memcmp(one, full + NR * i, NR * sizeof(float)) == 0;
     }
     tester_check(t, same, "kq %zu: a row's bits alone and in a full tile", kq);
+    if (kr->bf16_kc > 0 && kq > 1) {
+      /* K in two chunks, the second continuing the first's stored chain:
+       * bitwise one call over K (kernels/mha/gemm-bf16.c) */
+      const size_t kq1 = kq / 2, k1 = 4 * kq1, k2 = k - k1;
+      uint16_t* a1 = tester_alloc(a_elems(kr, MR, k1) * 2);
+      uint16_t* a2 = tester_alloc(a_elems(kr, MR, k2) * 2);
+      uint16_t* b1 = tester_alloc(NR * k1 * 2);
+      uint16_t* b2 = tester_alloc(NR * k2 * 2);
+      for (size_t i = 0; i < MR; i++) {
+        for (size_t p = 0; p < k; p++) {
+          const uint16_t v = a[bf16_a_index(kr, k, i, p)];
+          if (p < k1) a1[bf16_a_index(kr, k1, i, p)] = v;
+          else a2[bf16_a_index(kr, k2, i, p - k1)] = v;
+        }
+      }
+      for (size_t j = 0; j < NR; j++) {
+        for (size_t p = 0; p < k; p++) {
+          const uint16_t v = b[bf16_b_index(kr, k, j, p)];
+          if (p < k1) b1[bf16_b_index(kr, k1, j, p)] = v;
+          else b2[bf16_b_index(kr, k2, j, p - k1)] = v;
+        }
+      }
+      kr->bf16_gemm(MR, NR, kq, a, b, 1.0f, full, NR, 0);
+      tester_poison(c, CR * LDC);
+      kr->bf16_gemm(MR, NR, kq1, a1, b1, 1.0f, c, LDC, 0);
+      kr->bf16_gemm(MR, NR, kq - kq1, a2, b2, 1.0f, c, LDC, 2);
+      int chained = 1;
+      for (size_t i = 0; i < MR; i++) chained &= memcmp(c + i * LDC, full + i * NR, NR * sizeof(float)) == 0;
+      tester_check(t, chained, "kq %zu: two chunks (%zu + %zu quads, the second continuing) = one call, bit for bit",
+                   kq, kq1, kq - kq1);
+      free(a1), free(a2), free(b1), free(b2);
+    }
     free(a), free(b), free(alone);
   }
   free(c), free(c0), free(full), free(one);

@@ -94,9 +94,6 @@ static void check_gemm_case(tester* t, const mha_kernels* kr, int64_t M, int64_t
         for (int64_t i = 0; i < M * ldc; i++) c16[i] = poison16();
         const mha_team team = {NULL, workers, NULL};
         const uint16_t* ax = mha_gemm_bf16_pack(kr, M, a, lda, K, ap, team);
-        if (kr->bf16_kc > 0 && K > kr->bf16_kc) {
-          tester_check(t, ax == ap, "%d workers: K past bf16_kc: A packed chunk by chunk, not read in place", workers);
-        }
         mha_gemm_bf16_packed(kr, M, ax, &pw, with_bias ? bias : NULL, c, ldc, c16, team);
         int exact = 1, outside = 1, rounded = 1;
         for (int64_t i = 0; i < M; i++) {
@@ -125,6 +122,41 @@ static void check_gemm_case(tester* t, const mha_kernels* kr, int64_t M, int64_t
   free(a), free(w), free(w16), free(bias), free(want), free(ap), free(c), free(c16), free(only16);
 }
 
+/* Random bf16 values, K past the set's chunk: a row of C has the same bits
+ * computed alone (M 1: one call over K) as in a call of 97 rows (blocks of
+ * many rows take K in chunks, each continuing the last: gemm-bf16.c) */
+static void check_gemm_rows_alone(tester* t, const mha_kernels* kr, int64_t K) {
+  const int64_t M = 97, N = 300;
+  tester_context(t, "%s: gemm rows alone, M %lld K %lld N %lld, random values", kr->name, (long long)M,
+                 (long long)K, (long long)N);
+  uint16_t* a = tester_alloc((size_t)(M * K) * 2);
+  uint16_t* w16 = tester_alloc((size_t)(K * N) * 2);
+  for (int64_t i = 0; i < M * K; i++) a[i] = mha_f32_to_bf16((float)tester_uniform(t, -1.0, 1.0));
+  for (int64_t i = 0; i < K * N; i++) w16[i] = mha_f32_to_bf16((float)tester_uniform(t, -1.0, 1.0));
+  uint16_t* ap = tester_alloc(mha_gemm_bf16_pack_elems(M, K) * 2);
+  float* c = tester_alloc((size_t)(M * N) * sizeof(float));
+  float* row = tester_alloc((size_t)N * sizeof(float));
+  mha_packed_bf16 pw;
+  if (check_ok(t, mha_packed_bf16_alloc(kr, K, N, &pw), "alloc")) {
+    if (check_ok(t, mha_packed_bf16_fill(kr, &pw, w16, MHA_DTYPE_BF16, N, 1), "fill")) {
+      const mha_team team = {NULL, 2, NULL};
+      tester_poison(c, (size_t)(M * N));
+      mha_gemm_bf16_packed(kr, M, mha_gemm_bf16_pack(kr, M, a, K, K, ap, team), &pw, NULL, c, N, NULL, team);
+      static const int64_t rows[] = {0, 5, 11, 12, 50, 95, 96};
+      int same = 1;
+      for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        tester_poison(row, (size_t)N);
+        const uint16_t* ar = a + rows[r] * K;
+        mha_gemm_bf16_packed(kr, 1, mha_gemm_bf16_pack(kr, 1, ar, K, K, ap, team), &pw, NULL, row, N, NULL, team);
+        same &= memcmp(row, c + rows[r] * N, (size_t)N * sizeof(float)) == 0;
+      }
+      tester_check(t, same, "rows 0, 5, 11, 12, 50, 95, 96 alone: the bits of the 97-row call");
+    }
+    mha_packed_bf16_free(&pw);
+  }
+  free(a), free(w16), free(ap), free(c), free(row);
+}
+
 static void check_gemm(tester* t, const mha_kernels* kr) {
   static const int64_t Ms[] = {1, 7, 8, 9, 12, 13, 64, 65, 97, 130}, Ks[] = {1, 4, 5, 67},
                        Ns[] = {1, 7, 8, 9, 31, 33, 65, 300}; /* 300: past a 256-column tile */
@@ -137,9 +169,9 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
       }
     }
   }
-  /* K past the set's chunk (bf16_kc, x86 768): K one chunk and one value,
-   * two chunks exactly, two and a part quad; A packed chunk by chunk (not
-   * read in place even where lda = K) */
+  /* K past the set's chunk (bf16_kc, x86 768), which blocks of many rows
+   * take in chunks: K one chunk and one value, two chunks exactly, two and
+   * a part quad */
   static const int64_t Ms2[] = {1, 13, 97}, Ks2[] = {769, 1536, 1541}, Ns2[] = {33, 300};
   for (size_t mi = 0; mi < sizeof Ms2 / sizeof Ms2[0]; mi++) {
     for (size_t ki = 0; ki < sizeof Ks2 / sizeof Ks2[0]; ki++) {
@@ -149,6 +181,8 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
       }
     }
   }
+  check_gemm_rows_alone(t, kr, 1541);
+  check_gemm_rows_alone(t, kr, 3076);
 }
 
 /* ---- 2. and 3. the layer ---- */

@@ -25,14 +25,26 @@ static inline __attribute__((always_inline)) __m512bh mha_bcast_pair(const uint1
 }
 
 /* The tile with M rows of A (M = 1..12): rows 0 .. M of c (row stride ldc),
- * columns [0, n) (n <= 32; a partial half stored masked). */
+ * columns [0, n) (n <= 32; a partial half loaded and stored masked).
+ * accumulate: 0 C = alpha·acc, 1 C += alpha·acc, 2 (continue) the
+ * accumulators start from C's values instead of 0, then C = alpha·acc. */
 static inline __attribute__((always_inline)) void mha_dp_tile(const int M, size_t n, size_t kq, const uint16_t* a,
                                                               const uint16_t* b, float alpha, float* c, size_t ldc,
                                                               int accumulate) {
   const size_t lda = 4 * kq, kp = 2 * kq;
+  const __mmask16 k0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+  const __mmask16 k1 = n > 16 ? (__mmask16)((1u << (n - 16)) - 1u) : (__mmask16)0;
   __m512 acc[12][2];
+  if (accumulate == 2) {
 #pragma GCC unroll 12
-  for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < M; i++) {
+      acc[i][0] = _mm512_maskz_loadu_ps(k0, c + (size_t)i * ldc);
+      acc[i][1] = _mm512_maskz_loadu_ps(k1, c + (size_t)i * ldc + 16);
+    }
+  } else {
+#pragma GCC unroll 12
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  }
   for (size_t t = 0; t < kp; t++) {
     if (M == 12) MHA_MCA_BEGIN("bf16_gemm_dp_12x32__avx512bf16.kstep"); /* the full tile's */
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + 64 * t);
@@ -51,7 +63,7 @@ static inline __attribute__((always_inline)) void mha_dp_tile(const int M, size_
     for (int i = 0; i < M; i++) {
       float* r = c + (size_t)i * ldc;
       __m512 y0 = _mm512_mul_ps(acc[i][0], va), y1 = _mm512_mul_ps(acc[i][1], va);
-      if (accumulate) {
+      if (accumulate == 1) {
         y0 = _mm512_add_ps(y0, _mm512_loadu_ps(r));
         y1 = _mm512_add_ps(y1, _mm512_loadu_ps(r + 16));
       }
@@ -60,13 +72,11 @@ static inline __attribute__((always_inline)) void mha_dp_tile(const int M, size_
     }
     return;
   }
-  const __mmask16 k0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
-  const __mmask16 k1 = n > 16 ? (__mmask16)((1u << (n - 16)) - 1u) : (__mmask16)0;
 #pragma GCC unroll 12
   for (int i = 0; i < M; i++) {
     float* r = c + (size_t)i * ldc;
     __m512 y0 = _mm512_mul_ps(acc[i][0], va), y1 = _mm512_mul_ps(acc[i][1], va);
-    if (accumulate) {
+    if (accumulate == 1) {
       y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(k0, r));
       y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(k1, r + 16));
     }

@@ -52,7 +52,9 @@ void mha_bf16_pack_cols__neon(size_t k, size_t n, const uint16_t* const* src, ui
  * A's rows at a (row stride 4·kq), B's panel at b; m <= 12, n <= 32. Per
  * element: acc = 0; acc = vdpbf16ps(acc, k-pair t) for t = 0 .. 2·kq−1
  * (subnormal inputs and outputs flushed, sums rounded to nearest even); then
- * alpha·acc, plus C's value when accumulating. */
+ * alpha·acc, plus C's value when accumulating (1). accumulate 2 (continue):
+ * acc starts from C's value instead of 0, then C = alpha·acc — a chain
+ * split at a k-pair (B's panel read from k0 at b + 32·k0) is one call's bits. */
 void mha_bf16_gemm_dp_ukernel_12x32__avx512bf16(size_t m, size_t n, size_t kq, const uint16_t* a,
                                                 const uint16_t* b, float alpha, float* c, size_t ldc,
                                                 int accumulate);

@@ -127,9 +127,12 @@ typedef void (*mha_f32_vexp2_scale_fn)(size_t n, float* x, float c, float alpha)
  * values). Every layout keeps one rule the drivers rely on: A's row i (i a
  * multiple of 2) and B's block of bf16_nr rows from row j (j a multiple of
  * bf16_nr) start at element i·4·kq and j·4·kq.
- * bf16_gemm: C[m×n] = alpha·A·Bᵀ (or += with accumulate), m <= bf16_mr,
- *   n <= bf16_nr; A from its row 0, B from its block's row 0. Per element
- *   the same instructions wherever it lies in a tile.
+ * bf16_gemm: C[m×n] = alpha·A·Bᵀ (accumulate 0), or C += alpha·A·Bᵀ (1),
+ *   m <= bf16_mr, n <= bf16_nr; A from its row 0, B from its block's row 0.
+ *   Per element the same instructions wherever it lies in a tile. On the
+ *   sets with a bf16_kc, also accumulate 2 (continue): each element's chain
+ *   starts from C's value instead of 0, then C = alpha·acc — a chain over K
+ *   in two calls (the second with A and B from k0) is bitwise one call.
  * bf16_pack_a / bf16_pack_a_f32: A's rows [0, rows) of k values at src[i]
  *   (bf16, or fp32 rounded to nearest even: mha_f32_to_bf16's bits, except
  *   that an fp32 subnormal may become a zero of its sign — the value the
@@ -217,8 +220,9 @@ typedef struct mha_kernels {
   int bf16_nk;          /* the BF16 form's key block (0: attn_nk): its per-row
                            softmax costs spread over more keys */
   int bf16_kc;          /* the layer GEMM's K chunk where K is longer (a multiple
-                           of 4; 0: K whole): a layout whose B block reads the
-                           values from k0 at + k0·NR only (kernels/mha/gemm-bf16.c) */
+                           of 4, at most 768; 0: K whole): bf16_gemm continues
+                           (accumulate 2), and the layout holds a B block's
+                           values from k0 at + k0·NR (x86; kernels/mha/gemm-bf16.c) */
   mha_bf16_pack_rows_fn bf16_pack_a;
   mha_bf16_pack_rows_f32_fn bf16_pack_a_f32;
   mha_bf16_pack_rows_fn bf16_pack_b;

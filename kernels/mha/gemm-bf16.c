@@ -8,18 +8,19 @@
  *   bf16 values), N padded with zero rows to a multiple of the set's NR,
  *   ⌈K/4⌉ quads deep: the NR columns from column j at element j·4·kq. A's
  *   rows are packed as A once per call (the pack stage, 8 rows per unit),
- *   then C is computed in tiles of rows × columns.
+ *   then C is computed in tiles of rows × columns, each element by one
+ *   chain of the unit's steps over the whole K: its bits do not depend on
+ *   the tiling, the thread count or the row count, and the bias is added
+ *   after (acc + b, one fp32 addition).
  *
- *   K is taken in chunks of kc values (mha_gemm_bf16_kc: the set's bf16_kc
- *   where K is longer, else all of K): A is packed chunk by chunk (chunk c,
- *   from k0 = c·kc, is the ⌈M/8⌉·8 rows' values [k0, k0 + kc) as A of that
- *   depth, at element ⌈M/8⌉·8·k0), so that an A block's chunk stays in L1
- *   while it meets every B panel of the tile; B's panel reads the chunk at
- *   + k0·NR (the x86 layout's k-pairs are the panel's steps). An element of
- *   C is one micro-kernel call per chunk in chunk order, the first storing,
- *   the rest adding theirs to it (acc + C, fp32), then + bias: a function
- *   of K alone, so its bits do not depend on the tiling, the thread count
- *   or the row count.
+ *   Where K is longer than the set's bf16_kc (x86: an A block of 12 rows
+ *   × K no longer fits L1, and its rows, 2·K bytes apart, alias in its
+ *   sets) an A block of several rows takes K in chunks: the block's chunk
+ *   copied into a contiguous buffer on the stack, that serves every panel
+ *   of the tile, the micro-kernel continuing each element's chain from the
+ *   value the previous chunk stored (accumulate 2: the same steps as one
+ *   call over K, bit for bit). Blocks of few rows (a decode step's) stream
+ *   B and gain nothing from it: one call over K.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,16 +35,16 @@ enum { MHA_BF16_MTILES = 8, MHA_BF16_NTILE = 256, MHA_BF16_UNITS_PER_THREAD = 4 
 /* the most rows of a set's bf16_gemm tile (bf16_mr: 8 on Arm, 12 on x86):
  * the rows of the worker's fp32 tile when C is not kept */
 enum { MHA_BF16_TILE_ROWS = 16 };
+/* the most values of K a chunk holds and the most rows of its A block (the
+ * stack buffer of an A block's chunk: 18 KB), and the fewest rows of an A block
+ * that takes K in chunks (Zen 4, K 4096, N 4096, one worker, M rows: M 6
+ * 1.16 ms with K whole against 1.27 in chunks; 8: 1.63 against 1.52; 12:
+ * 3.31 against 2.17; 2048, two workers: 185 against 164) */
+enum { MHA_BF16_KC_MAX = 768, MHA_BF16_KC_ROWS = 12, MHA_BF16_KC_MIN_ROWS = 8 };
 
 static int64_t mha_round8(int64_t x) { return (x + 7) / 8 * 8; }
 
 static int64_t mha_round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-
-/* The compute stage's K chunk: the set's bf16_kc values where K is longer,
- * else the whole K (config/kernels.h) */
-static int64_t mha_gemm_bf16_kc(const mha_kernels* kr, int64_t K) {
-  return kr->bf16_kc > 0 && K > (int64_t)kr->bf16_kc ? (int64_t)kr->bf16_kc : K;
-}
 
 mha_status mha_packed_bf16_alloc(const mha_kernels* kr, int64_t K, int64_t N, mha_packed_bf16* out) {
   memset(out, 0, sizeof *out);
@@ -107,52 +108,58 @@ typedef struct mha_gemm_bf16_run {
   const mha_tracer* tracer;
 } mha_gemm_bf16_run;
 
-/* The pack stage: groups of 8 rows of A, chunk by chunk of K (the last
- * group's missing rows read the zero row at the end of the packed buffer). */
+/* The pack stage: groups of 8 rows of A (the last group's missing rows read
+ * the zero row at the end of the packed buffer). */
 static void mha_gemm_bf16_pack_worker(void* ctx, int worker) {
   (void)worker;
   mha_gemm_bf16_run* r = ctx;
-  const int64_t groups = (r->M + 7) / 8, K = r->K, kc = r->kc, rows = mha_round8(r->M);
+  const int64_t groups = (r->M + 7) / 8, K = r->K, kq = r->kq;
   for (int64_t g; (g = mha_claim(&r->next_pack, groups)) >= 0;) {
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-      const int64_t n = K - k0 < kc ? K - k0 : kc, kqc = (n + 3) / 4;
-      const uint16_t* src[8];
-      for (int64_t i = 0; i < 8; i++) src[i] = (8 * g + i < r->M ? r->a + (8 * g + i) * r->lda : r->zero_row) + k0;
-      r->kr->bf16_pack_a(8, (size_t)n, src, r->ap + rows * k0 + 8 * g * 4 * kqc);
-    }
+    const uint16_t* src[8];
+    for (int64_t i = 0; i < 8; i++) src[i] = 8 * g + i < r->M ? r->a + (8 * g + i) * r->lda : r->zero_row;
+    r->kr->bf16_pack_a(8, (size_t)K, src, r->ap + 8 * g * 4 * kq);
   }
 }
 
 static void mha_gemm_bf16_worker(void* ctx, int worker) {
   mha_gemm_bf16_run* r = ctx;
-  const int64_t N = r->w->N, K = r->K, kq = r->kq, kc = r->kc, MR = r->kr->bf16_mr, NR = r->kr->bf16_nr;
-  const int64_t rows = mha_round8(r->M); /* A's rows in each packed chunk */
+  const int64_t N = r->w->N, kq = r->kq, MR = r->kr->bf16_mr, NR = r->kr->bf16_nr;
   /* without an fp32 C (r->c NULL: only the bf16 one is wanted), an A
    * block's fp32 rows go to this tile, in L1, and only their rounding to
    * memory: at M 4096, N 2304 the fp32 C would be 38 MB more written */
   float tile[MHA_BF16_TILE_ROWS * MHA_BF16_NTILE];
+  /* an A block's chunk of K (where K is taken in chunks) */
+  uint16_t chunk[MHA_BF16_KC_ROWS * MHA_BF16_KC_MAX];
   for (int64_t t; (t = mha_claim(&r->next, r->tiles)) >= 0;) {
     const int64_t start = r->tracer != NULL ? mha_now_ns() : 0;
     const int64_t i0 = (t / r->nt) * r->mtile, j0 = (t % r->nt) * r->ntile;
     const int64_t i1 = i0 + r->mtile < r->M ? i0 + r->mtile : r->M;
     const int64_t j1 = j0 + r->ntile < N ? j0 + r->ntile : N;
-    /* an A block (MR rows × a chunk of K: in L1) serves the tile's columns:
-     * 443 against 422 GFLOP/s the other way round (B panels outer) at M
-     * 4096, K 768, N 2304 on a Zen 4, 2 threads. Where K is longer than an
-     * L1's worth of A (x86: bf16_kc), chunk by chunk (gemm-bf16.c's head). */
+    /* an A block (MR rows × K, or a chunk of K: in L1) serves the tile's
+     * columns: 443 against 422 GFLOP/s the other way round (B panels outer)
+     * at M 4096, K 768, N 2304 on a Zen 4, 2 threads. K 768 whole against
+     * chunks of 256 (stored and continued): 398 against 322-352 GFLOP/s;
+     * at K 4096 chunks of 768 are the faster (the file's head). */
     for (int64_t i = i0; i < i1; i += MR) {
       const int64_t m = i1 - i < MR ? i1 - i : MR;
       /* the A block's rows of C: in C, or (row ii, column j) at
        * tile[(ii - i)·NTILE + j - j0] */
       float* cb = r->c != NULL ? r->c + i * r->ldc + j0 : tile;
       const int64_t ldc = r->c != NULL ? r->ldc : MHA_BF16_NTILE;
-      for (int64_t k0 = 0; k0 < K; k0 += kc) {
-        const int64_t kqc = ((K - k0 < kc ? K - k0 : kc) + 3) / 4;
-        const uint16_t* a = r->ap + rows * k0 + i * 4 * kqc;
+      const uint16_t* ai = r->ap + i * 4 * kq;
+      /* K in chunks (the file's head), or whole */
+      const int64_t kc = r->kc > 0 && r->kc < r->K && m >= MHA_BF16_KC_MIN_ROWS ? r->kc : 4 * kq;
+      for (int64_t k0 = 0; k0 < 4 * kq; k0 += kc) {
+        const int64_t kqc = (4 * kq - k0 < kc ? 4 * kq - k0 : kc) / 4;
+        const uint16_t* a = ai;
+        if (kc < 4 * kq) {
+          for (int64_t ii = 0; ii < m; ii++) memcpy(chunk + ii * 4 * kqc, ai + ii * 4 * kq + k0, (size_t)(8 * kqc));
+          a = chunk;
+        }
         for (int64_t j = j0; j < j1; j += NR) {
           const int64_t n = j1 - j < NR ? j1 - j : NR;
           r->kr->bf16_gemm((size_t)m, (size_t)n, (size_t)kqc, a, r->w->data + j * 4 * kq + k0 * NR, 1.0f,
-                           cb + (j - j0), (size_t)ldc, k0 > 0);
+                           cb + (j - j0), (size_t)ldc, k0 > 0 ? 2 : 0);
         }
       }
       if (r->bias != NULL) {
@@ -176,13 +183,12 @@ static void mha_gemm_bf16_worker(void* ctx, int worker) {
 const uint16_t* mha_gemm_bf16_pack(const mha_kernels* kr, int64_t M, const uint16_t* a, int64_t lda, int64_t K,
                                    uint16_t* a_packed, mha_team team) {
   const int64_t kq = (K + 3) / 4;
-  const int64_t kc = mha_gemm_bf16_kc(kr, K);
-  /* already A's layout (one chunk, K a multiple of 4: no padding to zero),
-   * and the kernels read rows < M only */
-  if (kr->bf16_a_rows && kc == K && K % 4 == 0 && lda == K) return a;
+  /* already A's layout (K a multiple of 4: no padding to zero), and the
+   * kernels read rows < M only */
+  if (kr->bf16_a_rows && K % 4 == 0 && lda == K) return a;
   mha_gemm_bf16_run r;
   memset(&r, 0, sizeof r);
-  r.kr = kr, r.M = M, r.K = K, r.kq = kq, r.kc = kc, r.a = a, r.lda = lda, r.ap = a_packed;
+  r.kr = kr, r.M = M, r.K = K, r.kq = kq, r.a = a, r.lda = lda, r.ap = a_packed;
   uint16_t* zero_row = a_packed + (size_t)mha_round8(M) * (size_t)(4 * kq);
   memset(zero_row, 0, (size_t)(4 * kq) * sizeof(uint16_t));
   r.zero_row = zero_row;
@@ -198,11 +204,11 @@ void mha_gemm_bf16_packed(const mha_kernels* kr, int64_t M, const uint16_t* a_pa
                           const float* bias, float* c, int64_t ldc, uint16_t* c16, mha_team team) {
   mha_gemm_bf16_run r;
   memset(&r, 0, sizeof r);
-  r.kr = kr, r.M = M, r.K = w->K, r.kq = w->kq, r.kc = mha_gemm_bf16_kc(kr, w->K), r.w = w, r.bias = bias;
-  r.c = c, r.ldc = ldc, r.c16 = c16;
+  r.kr = kr, r.M = M, r.K = w->K, r.kq = w->kq, r.w = w, r.bias = bias, r.c = c, r.ldc = ldc, r.c16 = c16;
   r.ap = (uint16_t*)a_packed;
   r.tracer = team.tracer;
   const int64_t MR = kr->bf16_mr, NR = kr->bf16_nr;
+  r.kc = kr->bf16_kc > 0 && kr->bf16_kc <= MHA_BF16_KC_MAX && MR <= MHA_BF16_KC_ROWS ? kr->bf16_kc : 0;
   r.mtile = MHA_BF16_MTILES * MR;
   r.ntile = MHA_BF16_NTILE;
   const int64_t want = (int64_t)MHA_BF16_UNITS_PER_THREAD * (team.workers > 1 ? team.workers : 1);

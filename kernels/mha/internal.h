@@ -137,9 +137,9 @@ const uint16_t* mha_gemm_bf16_pack(const mha_kernels* kernels, int64_t M, const 
                         uint16_t* a_packed, mha_team team);
 /* C[M×N] = A·W (+ bias: acc + b) from A packed by mha_gemm_bf16_pack (with
  * W's K): products in bf16 accumulated in fp32 by the set's unit, each
- * element one micro-kernel call per chunk of K (gemm-bf16.c: the whole K,
- * or the set's bf16_kc values at a time where K is longer, the chunks'
- * sums added in order), a function of K alone, so its bits depend on
+ * element one chain of the unit's steps over the whole K (in one call, or,
+ * where K is longer than the set's bf16_kc, in chunks that continue it:
+ * gemm-bf16.c), so its bits depend on
  * neither the team nor M. c16 (or NULL): C also rounded to bf16 into it,
  * the same layout, each tile as it is done (mha_narrow_row's bits); c may
  * be NULL where c16 is not (then only the bf16 C is written). */
