@@ -22,11 +22,11 @@ static void mha_kernels_avx512_bf16_build(void) {
   /* 256 keys a block: Zen 4, 2 threads, long_core 460 → 435 ms and bert_base's
    * core 27.5 → 24.9 ms against 64 (128: halfway) */
   t.bf16_nk = 256;
-  /* the layer GEMM's K in chunks of 768 where longer: an A block's chunk
-   * (12 rows, 18 KB) and its C rows (12 KB) in a 32 KB L1. Zen 4, 2
-   * threads, llama_prefill_gqa's layer (K 4096): the Q and output
-   * projections 160-167 ms each against 198-254 with K whole (chunks of
-   * 512: 170-187; 1024: 160-174) */
+  /* the layer GEMM's K in chunks of 768 where longer (blocks of 8 rows or
+   * more): an A block's chunk (12 rows, 18 KB) and its C rows (12 KB) in a
+   * 32 KB L1. Zen 4, 2 threads: M 2048, K 4096, N 4096 164 ms against 185
+   * with K whole (chunks of 512: the same; K 768 split 512 + 256: 4%
+   * slower than whole), llama_prefill_gqa's layer 560 against 610 ms */
   t.bf16_kc = 768;
   t.bf16_pack_a = mha_bf16_pack_a__avx512bw;
   t.bf16_pack_a_f32 = mha_bf16_pack_a_f32__avx512bf16;
