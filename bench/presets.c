@@ -124,6 +124,10 @@ static mha_bench_shape mha_bench_real[] = {
     /* ... and the bert_base shape (B 8, T 512, unmasked) */
     L16("layer16",     8,  12, 12, 512,   768,       0,     0),
     L16("layer16",     8,  12, 12, 512,   768,       0,     2),
+    /* ... and llama_prefill's GQA layer (d_model 4096: the BF16 form's
+     * projections take K in chunks on avx512_bf16) */
+    L16("layer16",     1,  32, 8,  2048,  4096,      1,     0),
+    L16("layer16",     1,  32, 8,  2048,  4096,      1,     2),
     /* a stolen core: decode (as above, Hkv 8) and a tiny decode that gets few
      * workers, each quiet and with CPU 0 busy, on OpenMP and on a pthread pool */
     /*      H   Hkv  Tk    D    busy */
@@ -173,6 +177,7 @@ static const mha_bench_shape mha_bench_tiny[] = {
     L16("layer16",     1,  4,  4,  24,    48,        1,     0),
     L16("layer16",     1,  4,  4,  24,    48,        1,     1),
     L16("layer16",     1,  4,  4,  24,    48,        1,     2),
+    L16("layer16",     1,  4,  2,  24,    800,       1,     2), /* K 800: the chunked projections */
     STOLEN(8,  2,   100,  32,  0),
     STOLEN(8,  2,   100,  32,  1),
     STOLEN(4,  4,   48,   16,  0),
