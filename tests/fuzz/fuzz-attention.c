@@ -785,22 +785,6 @@ static void core_check_entry(const core_case* c, const core_buffers* b, const co
   core_result_free(&one);
 }
 
-/* x as a 16-bit value: bf16 truncated (any value will do; a NaN stays one),
- * f16 rounded (fuzz_round16) and encoded, a NaN as the quiet NaN. */
-static uint16_t core_to16(int f16, float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  if (!f16) return (uint16_t)(u >> 16);
-  if (isnan(x)) return 0x7e00;
-  const float v = fuzz_round16(x, 1), a = fabsf(v);
-  const uint16_t sign = (uint16_t)(signbit(v) ? 0x8000 : 0);
-  if (isinf(a)) return (uint16_t)(sign | 0x7c00);
-  if (a < 0x1p-14f) return (uint16_t)(sign | (uint16_t)(a * 0x1p24f)); /* subnormal: exact */
-  int e;
-  const float m = frexpf(a, &e); /* a = m·2^e, m in [0.5, 1): 11 bits of m exact */
-  return (uint16_t)(sign | (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024));
-}
-
 /* The set on which a bf16 call widens to fp32: the call's (the process
  * default's for MHA_ISA_DEFAULT), or for a set with a BF16 unit the set it
  * copies (include/mha.h: the BF16 form has its own contract, which
@@ -810,7 +794,7 @@ static mha_isa core_widening_isa(mha_isa isa) {
   return tester_widening_isa(isa);
 }
 
-/* mha_attention on 16-bit copies of q, k and v (core_to16 of every buffer
+/* mha_attention on 16-bit copies of q, k and v (fuzz_to16 of every buffer
  * element: the gaps stay NaN): it must succeed where the fp32 call did, give
  * bitwise the fp32 call on the widened copies rounded once (include/mha.h;
  * bf16 on the widening set), and write nothing outside out's view. Where the
@@ -834,7 +818,7 @@ static void core_check_16(const core_case* c, const core_buffers* b) {
     xw[r] = malloc(n * sizeof(float) + 1);
     if (x16[r] == NULL || xw[r] == NULL) exit(2);
     for (size_t i = 0; i < n; i++) {
-      x16[r][i] = core_to16(f16, b->ptr[r][i]);
+      x16[r][i] = fuzz_to16(b->ptr[r][i], f16);
       xw[r][i] = f16 ? fuzz_f16_to_f32(x16[r][i]) : fuzz_bf16_to_f32(x16[r][i]);
     }
   }

@@ -664,3 +664,17 @@ float fuzz_round16(float x, int f16) {
   const float f = (float)r; /* exact: a 16-bit value is a float */
   return signbit(x) ? -f : f;
 }
+
+uint16_t fuzz_to16(float x, int f16) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if (!f16) return (uint16_t)(u >> 16);
+  if (isnan(x)) return 0x7e00;
+  const float v = fuzz_round16(x, 1), a = fabsf(v);
+  const uint16_t sign = (uint16_t)(signbit(v) ? 0x8000 : 0);
+  if (isinf(a)) return (uint16_t)(sign | 0x7c00);
+  if (a < 0x1p-14f) return (uint16_t)(sign | (uint16_t)(a * 0x1p24f)); /* subnormal: exact */
+  int e;
+  const float m = frexpf(a, &e); /* a = m·2^e, m in [0.5, 1): 11 bits of m exact */
+  return (uint16_t)(sign | (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024));
+}

@@ -234,6 +234,11 @@ float fuzz_f16_to_f32(uint16_t h);
  * handled here. The result is a float holding the 16-bit value. */
 float fuzz_round16(float x, int f16);
 
+/* x as a 16-bit value: bf16 truncated (any value will do; a NaN stays one),
+ * f16 rounded (fuzz_round16) and encoded, a NaN as the quiet NaN; widen it
+ * for the value it holds. */
+uint16_t fuzz_to16(float x, int f16);
+
 /* ------------------------------------------------------------------------ */
 /* Checks                                                                   */
 /* ------------------------------------------------------------------------ */

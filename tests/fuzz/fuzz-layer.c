@@ -31,7 +31,9 @@
  *                     batch entry alone (all must give the same bits);
  *                     bit 3: NaN in a few elements of the key/value inputs
  *                     (x_q for self-attention; bit 4: +inf instead): the
- *                     rows that see those tokens turn NaN, the others must not
+ *                     rows that see those tokens turn NaN, the others must not;
+ *                     bit 5: the 16-bit forms after a successful forward
+ *                     (bf16; bit 6: f16), see layer_check_16
  *   alias             0xF0..0xF4: out = x_q, out = x_k, weights = out,
  *                     weights = x_q, workspace = out (same buffer)
  *
@@ -78,7 +80,15 @@ typedef enum {
   ALIAS_W_IS_X_Q,
   ALIAS_WORKSPACE_IS_OUT
 } alias_mode;
-enum { CHECK_THREADS = 1, CHECK_WEIGHTS = 2, CHECK_ENTRY = 4, CHECK_BAD_NAN = 8, CHECK_BAD_INF = 16 };
+enum {
+  CHECK_THREADS = 1,
+  CHECK_WEIGHTS = 2,
+  CHECK_ENTRY = 4,
+  CHECK_BAD_NAN = 8,
+  CHECK_BAD_INF = 16,
+  CHECK_16 = 32,
+  CHECK_F16 = 64
+};
 
 typedef struct layer_case {
   /* the plan */
@@ -601,6 +611,135 @@ static void layer_check_entry(const layer_case* c, const mha_layer* plan, fuzz_r
   layer_result_free(&one);
 }
 
+/* 16-bit copies of an array (fuzz_to16) and their widened values */
+static void layer_copy16(const float* x, size_t n, int f16, uint16_t** x16, float** xw) {
+  *x16 = malloc(n * sizeof(uint16_t) + 1);
+  *xw = malloc(n * sizeof(float) + 1);
+  if (*x16 == NULL || *xw == NULL) exit(2);
+  for (size_t i = 0; i < n; i++) {
+    (*x16)[i] = fuzz_to16(x[i], f16);
+    (*xw)[i] = f16 ? fuzz_f16_to_f32((*x16)[i]) : fuzz_bf16_to_f32((*x16)[i]);
+  }
+}
+
+/* One 16-bit forward of plan on x16 into a fresh out of exactly its size
+ * (ASan sees a write past it); it must succeed. */
+static uint16_t* layer_run16(const layer_case* c, const mha_layer* plan, mha_layer_args args, mha_dtype dt,
+                             uint16_t* const x16[3], const char* what) {
+  const size_t n_out = (size_t)c->nx[X_OUT];
+  uint16_t* out = malloc(n_out * sizeof(uint16_t));
+  if (out == NULL) exit(2);
+  for (size_t i = 0; i < n_out; i++) out[i] = 0x7fa5; /* a NaN in either type; no forward writes it */
+  args.dtype = dt;
+  args.x_q = (const float*)x16[0];
+  args.x_k = (const float*)x16[1];
+  args.x_v = (const float*)x16[2];
+  args.out = (float*)out;
+  args.weights = NULL;
+  args.workspace = NULL;
+  args.workspace_size = 0;
+  const mha_status st = mha_layer_forward(plan, &args);
+  if (st != MHA_STATUS_SUCCESS) {
+    fuzz_finding("the %s forward failed where the fp32 one succeeded: %s: %s", what, mha_status_string(st),
+                 mha_last_error());
+  }
+  for (size_t i = 0; i < n_out; i++) {
+    if (out[i] == 0x7fa5) fuzz_finding("the %s forward left out element %zu unwritten", what, i);
+  }
+  return out;
+}
+
+/* After a successful fp32 forward (include/mha.h, the layer's 16-bit forms):
+ *  1. x and out in the type on the case's plan: bitwise the fp32 forward on
+ *     the widened inputs, each output rounded once;
+ *  2. a plan from the weights and biases in the type: on the widening path
+ *     bitwise the plan from their widened values; where the plan's set has
+ *     a BF16 unit and the type is bf16 (the layer's BF16 form: its own
+ *     accuracy contract, layer-bf16-test) it must succeed, write nothing
+ *     past out and give the same bits at another thread count. */
+static void layer_check_16(const layer_case* c, const mha_layer* plan) {
+  const int f16 = (c->checks & CHECK_F16) != 0;
+  const mha_dtype dt = f16 ? MHA_DTYPE_F16 : MHA_DTYPE_BF16;
+  const mha_layer_args* a = &c->args;
+  const float* x[3] = {a->x_q, a->x_k, a->x_v};
+  const int64_t nxi[3] = {c->nx[X_Q], c->nx[X_K], c->nx[X_V]};
+  uint16_t* x16[3] = {NULL, NULL, NULL};
+  float* xw[3] = {NULL, NULL, NULL};
+  for (int i = 0; i < 3; i++) {
+    if (x[i] != NULL) layer_copy16(x[i], (size_t)nxi[i], f16, &x16[i], &xw[i]);
+  }
+  const size_t n_out = (size_t)c->nx[X_OUT];
+  mha_layer_args args = *a;
+  args.x_q = xw[0], args.x_k = xw[1], args.x_v = xw[2];
+  layer_result ref = layer_rerun(c, plan, args, 0, "fp32 (widened 16-bit inputs)");
+  uint16_t* o16 = layer_run16(c, plan, *a, dt, x16, "16-bit io");
+  for (size_t i = 0; i < n_out; i++) {
+    const float got = f16 ? fuzz_f16_to_f32(o16[i]) : fuzz_bf16_to_f32(o16[i]);
+    if (isnan(ref.out[i])) {
+      if (!isnan(got)) fuzz_finding("16-bit io: out[%zu] NaN in fp32, %g in 16 bits", i, (double)got);
+      continue;
+    }
+    const float want = fuzz_round16(ref.out[i], f16);
+    if (memcmp(&got, &want, sizeof got) != 0) {
+      fuzz_finding("16-bit io: out[%zu] = %a, not the fp32 forward's %a rounded (%a)", i, (double)got,
+                   (double)ref.out[i], (double)want);
+    }
+  }
+  /* 2. the plan from 16-bit weights, and the one from their widened values */
+  uint16_t* w16[W_COUNT] = {NULL};
+  float* ww[W_COUNT] = {NULL};
+  mha_layer_desc d16 = c->desc, dw = c->desc;
+  const float** f16p[W_COUNT] = {&d16.w_q, &d16.w_k, &d16.w_v, &d16.w_o, &d16.in_proj_weight,
+                                 &d16.b_q, &d16.b_k, &d16.b_v, &d16.b_o, &d16.in_proj_bias};
+  const float** fwp[W_COUNT] = {&dw.w_q, &dw.w_k, &dw.w_v, &dw.w_o, &dw.in_proj_weight,
+                                &dw.b_q, &dw.b_k, &dw.b_v, &dw.b_o, &dw.in_proj_bias};
+  for (int i = 0; i < W_COUNT; i++) {
+    if (c->w_copy[i] == NULL) continue;
+    layer_copy16(c->w_copy[i], (size_t)c->n[i], f16, &w16[i], &ww[i]);
+    *f16p[i] = (const float*)w16[i];
+    *fwp[i] = ww[i];
+  }
+  /* the case's desc is memset (struct_size 0: the 0.5 layout, without dtype) */
+  d16.struct_size = sizeof d16;
+  d16.dtype = dt;
+  mha_layer *p16 = NULL, *pw = NULL;
+  const mha_status s16 = mha_layer_create(&d16, &p16), sw = mha_layer_create(&dw, &pw);
+  if (s16 != MHA_STATUS_SUCCESS || sw != MHA_STATUS_SUCCESS) {
+    fuzz_finding("a plan from the %s weights (%s) or their widened values (%s) failed where the fp32 plan "
+                 "succeeded: %s", f16 ? "f16" : "bf16", mha_status_string(s16), mha_status_string(sw),
+                 mha_last_error());
+  } else {
+    mha_isa set = mha_layer_isa(p16);
+    /* the BF16 form: bf16 weights on a set with a BF16 unit */
+    const int form = !f16 && (set == MHA_ISA_AVX512_BF16 || set == MHA_ISA_NEON_BF16);
+    uint16_t* a16 = layer_run16(c, p16, *a, dt, x16, "16-bit weights");
+    if (!form) {
+      uint16_t* aw = layer_run16(c, pw, *a, dt, x16, "widened weights");
+      for (size_t i = 0; i < n_out; i++) {
+        if (a16[i] != aw[i] && !((a16[i] & 0x7fff) > (f16 ? 0x7c00 : 0x7f80) && (aw[i] & 0x7fff) > (f16 ? 0x7c00 : 0x7f80))) {
+          fuzz_finding("16-bit weights: out[%zu] = 0x%04x, the plan of their widened values 0x%04x", i, a16[i], aw[i]);
+        }
+      }
+      free(aw);
+    } else {
+      mha_layer_args t = *a;
+      t.num_threads = a->num_threads == 1 ? 2 : 1;
+      uint16_t* again = layer_run16(c, p16, t, dt, x16, "BF16 form, another thread count");
+      if (memcmp(a16, again, n_out * sizeof(uint16_t)) != 0) {
+        fuzz_finding("the layer's BF16 form: the bits differ at another thread count");
+      }
+      free(again);
+    }
+    free(a16);
+  }
+  mha_layer_destroy(p16);
+  mha_layer_destroy(pw);
+  for (int i = 0; i < W_COUNT; i++) free(w16[i]), free(ww[i]);
+  layer_result_free(&ref);
+  free(o16);
+  for (int i = 0; i < 3; i++) free(x16[i]), free(xw[i]);
+}
+
 static void layer_check_success(const layer_case* c, const mha_layer* plan,
                                 const mha_layer* scalar, fuzz_rng* r) {
   const mha_layer_args* a = &c->args;
@@ -627,6 +766,7 @@ static void layer_check_success(const layer_case* c, const mha_layer* plan,
     layer_result_free(&t);
   }
   if ((c->checks & CHECK_ENTRY) && a->B > 1) layer_check_entry(c, plan, r);
+  if (c->checks & CHECK_16) layer_check_16(c, plan);
 }
 
 /* Inputs never change; on failure nothing changes at all. */

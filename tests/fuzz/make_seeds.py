@@ -93,6 +93,7 @@ CORE_ALIAS = {"none": 0, "k=q": 0xF0, "v=k": 0xF1, "out=q": 0xF2, "out=v": 0xF3,
               "weights=out": 0xF4, "out=mask": 0xF5, "weights=k": 0xF6}
 CHECKS_ALL = 0x07  # reruns: threads, weights toggled, one entry
 BAD_NAN, BAD_INF = 0x08, 0x18  # NaN / +inf in a few K/V (layer: key/value input) elements
+LAYER_BF16, LAYER_F16 = 0x20, 0x60  # fuzz-layer: the 16-bit forms after a successful forward
 
 
 # The attention variants: trailing bytes after checks, written only when a
@@ -322,6 +323,17 @@ LAYER_SEEDS = {
                                        checks=CHECKS_ALL | BAD_INF),
     "workspace-exact": layer(d_model=16, H=4, B=3, Tq=5, workspace="exact", isa="scalar"),
     "workspace-misaligned": layer(d_model=16, H=2, B=2, Tq=5, workspace="misaligned", isa="avx2"),
+    # the 16-bit forms: x and out 16-bit on the plan, and a plan from 16-bit weights (bf16
+    # on a set with a BF16 unit: the layer's BF16 form); d_model 770 with narrow heads: the
+    # BF16 form's projections take K in chunks (blocks of 8 rows and more, K past 768)
+    "bf16-self-gqa-causal": layer(d_model=64, H=8, Hkv=2, biases="qkvo", B=2, Tq=12,
+                                  m=mask(causal=1), checks=CHECKS_ALL | LAYER_BF16),
+    "f16-cross-kvlen": layer(d_model=32, d_kv=48, H=4, B=2, Tq=6, Tk=20, inputs="cross",
+                             m=mask(kv_len="random"), weights=1, checks=CHECKS_ALL | LAYER_F16),
+    "bf16-k-past-chunk": layer(d_model=770, H=1, D=2, Dv=2, biases="qo", B=2, Tq=12,
+                               m=mask(causal=1), threads=2, checks=CHECKS_ALL | LAYER_BF16),
+    "bf16-in-proj-nonfinite": layer(d_model=32, H=4, form="in_proj", biases="p", B=2, Tq=9,
+                                    checks=CHECKS_ALL | BAD_NAN | LAYER_BF16),
     # what must be refused
     "bad-workspace-short": layer(workspace="short"),
     "bad-in-proj-with-w-q": layer(form="in_proj+w_q"),
