@@ -812,16 +812,7 @@ static void core_check_16(const core_case* c, const core_buffers* b) {
   if (!f16) d.isa = core_widening_isa(d.isa);
   uint16_t* x16[3];
   float* xw[3];
-  for (int r = ROLE_Q; r <= ROLE_V; r++) {
-    const size_t n = b->n[r];
-    x16[r] = malloc(n * sizeof(uint16_t) + 1);
-    xw[r] = malloc(n * sizeof(float) + 1);
-    if (x16[r] == NULL || xw[r] == NULL) exit(2);
-    for (size_t i = 0; i < n; i++) {
-      x16[r][i] = fuzz_to16(b->ptr[r][i], f16);
-      xw[r][i] = f16 ? fuzz_f16_to_f32(x16[r][i]) : fuzz_bf16_to_f32(x16[r][i]);
-    }
-  }
+  for (int r = ROLE_Q; r <= ROLE_V; r++) fuzz_copy16(b->ptr[r], b->n[r], f16, &x16[r], &xw[r]);
   const size_t n_out = b->n[ROLE_OUT];
   float* ow = malloc(n_out * sizeof(float) + 1);
   uint16_t* o16 = malloc(n_out * sizeof(uint16_t) + 1);
@@ -836,7 +827,7 @@ static void core_check_16(const core_case* c, const core_buffers* b) {
                  mha_status_string(st), mha_last_error());
   }
   for (size_t i = 0; i < n_out; i++) {
-    const float got = f16 ? fuzz_f16_to_f32(o16[i]) : fuzz_bf16_to_f32(o16[i]);
+    const float got = fuzz_widen16(o16[i], f16);
     if (fuzz_is_poison(ow[i])) { /* not written by the fp32 call: a gap of the view */
       if (o16[i] != 0x7fa5) fuzz_finding("mha_attention wrote out[%zu], outside its view", i);
       continue;

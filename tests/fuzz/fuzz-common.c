@@ -678,3 +678,15 @@ uint16_t fuzz_to16(float x, int f16) {
   const float m = frexpf(a, &e); /* a = m·2^e, m in [0.5, 1): 11 bits of m exact */
   return (uint16_t)(sign | (uint16_t)(((e + 14) << 10) + (int)(m * 2048.0f) - 1024));
 }
+
+float fuzz_widen16(uint16_t h, int f16) { return f16 ? fuzz_f16_to_f32(h) : fuzz_bf16_to_f32(h); }
+
+void fuzz_copy16(const float* x, size_t n, int f16, uint16_t** x16, float** xw) {
+  *x16 = malloc(n * sizeof(uint16_t) + 1);
+  *xw = malloc(n * sizeof(float) + 1);
+  if (*x16 == NULL || *xw == NULL) exit(2);
+  for (size_t i = 0; i < n; i++) {
+    (*x16)[i] = fuzz_to16(x[i], f16);
+    (*xw)[i] = fuzz_widen16((*x16)[i], f16);
+  }
+}

@@ -239,6 +239,13 @@ float fuzz_round16(float x, int f16);
  * for the value it holds. */
 uint16_t fuzz_to16(float x, int f16);
 
+/* h widened: fuzz_f16_to_f32 (f16 != 0) or fuzz_bf16_to_f32 */
+float fuzz_widen16(uint16_t h, int f16);
+
+/* n values of x as 16-bit copies (*x16, fuzz_to16) and their widened values
+ * (*xw), each a fresh allocation of n elements (exits when out of memory) */
+void fuzz_copy16(const float* x, size_t n, int f16, uint16_t** x16, float** xw);
+
 /* ------------------------------------------------------------------------ */
 /* Checks                                                                   */
 /* ------------------------------------------------------------------------ */

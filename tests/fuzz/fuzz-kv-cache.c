@@ -982,8 +982,7 @@ static float kv_new_value(const kv_case* c, fuzz_rng* r) {
       const unsigned e = (unsigned)((x >> 20) % emax); /* below the largest binade: h + 1 is finite */
       const uint16_t h = (uint16_t)(((unsigned)(x >> 63) << 15) | e << mbits |
                                     ((unsigned)x & ((1u << mbits) - 1u)));
-      const double a = f16 ? fuzz_f16_to_f32(h) : fuzz_bf16_to_f32(h);
-      const double b = f16 ? fuzz_f16_to_f32((uint16_t)(h + 1)) : fuzz_bf16_to_f32((uint16_t)(h + 1));
+      const double a = fuzz_widen16(h, f16), b = fuzz_widen16((uint16_t)(h + 1), f16);
       return (float)(0.5 * (a + b)); /* exact: one bit more than the format */
     }
     default: break;
@@ -1280,7 +1279,7 @@ static float kv_load(const kv_case* c, const unsigned char* pool, int64_t i) {
   }
   uint16_t h;
   memcpy(&h, pool + (size_t)i * sizeof h, sizeof h);
-  return c->cache.dtype == MHA_DTYPE_F16 ? fuzz_f16_to_f32(h) : fuzz_bf16_to_f32(h);
+  return fuzz_widen16(h, c->cache.dtype == MHA_DTYPE_F16);
 }
 
 /* After a successful write: every written element holds its new value,
