@@ -76,9 +76,14 @@ static void check_table(tester* t, const mha_kernels* kb) {
                "the tile (%d × %d): even rows, at most 16 (the layer GEMM's fp32 tile), columns a multiple of 8",
                a.bf16_mr, a.bf16_nr);
   /* the layer GEMM's K chunk: B's k-range from k0 at + k0·NR holds in the
-   * x86 layout (panels of k-pairs), not in Arm's pairs of quads */
-  tester_check(t, a.bf16_kc == 0 || (a.bf16_kc > 0 && a.bf16_kc % 4 == 0 && a.bf16_a_rows),
-               "the K chunk (%d): none, or a multiple of 4 on the x86 layout", a.bf16_kc);
+   * x86 layout (panels of k-pairs), not in Arm's pairs of quads; at most
+   * 768 values of at most 12 rows (gemm-bf16.c's stack buffer: a larger
+   * chunk or tile would be ignored there, K taken whole) */
+  tester_check(t,
+               a.bf16_kc == 0 || (a.bf16_kc > 0 && a.bf16_kc % 4 == 0 && a.bf16_kc <= 768 && a.bf16_mr <= 12 &&
+                                  a.bf16_a_rows),
+               "the K chunk (%d): none, or a multiple of 4 up to 768 on the x86 layout with at most 12 rows",
+               a.bf16_kc);
   tester_check(t, !b.bf16_gemm && !b.bf16_pack_a && !b.bf16_pack_a_f32 && !b.bf16_pack_b && !b.bf16_pack_b_cols &&
                       !b.bf16_softmax_tile_pack,
                "the %s set has no BF16 form", b.name);

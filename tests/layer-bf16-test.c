@@ -9,9 +9,12 @@
  *   1. The GEMM (white box): C = A·W + b exact on small integers (every sum
  *      exact in fp32, so any order gives it) for M, K, N around the tiles
  *      (8×8 Arm, 12×32 x86: 1, 7, 8, 9, 12, 13, 64, 65, 97, 130 rows; K 1,
- *      4, 5, 67; N 1, 7, 8, 9, 31, 33, 65),
+ *      4, 5, 67; N 1, 7, 8, 9, 31, 33, 65, 300; and past the K chunk of x86,
+ *      bf16_kc 768: M 1, 13, 97 × K 769, 1536, 1541 × N 33, 300),
  *      weights given as fp32 and as bf16, with and without a bias, 1-3
- *      workers; nothing written outside the M×N block of C (ldc > N).
+ *      workers; nothing written outside the M×N block of C (ldc > N). Rows
+ *      of random values alone (one call over K) = the same rows of a 97-row
+ *      call (blocks of 12 taking K in chunks) bit for bit, K 1541 and 3076.
  *   2. Accuracy: out against the double layer oracle on the bf16 inputs and
  *      weights, within the fp32 forward's derived bound with Q, K, V and the
  *      concatenation each perturbed by 2^-8 relative, plus the core's BF16

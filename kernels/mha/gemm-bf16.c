@@ -36,7 +36,8 @@ enum { MHA_BF16_MTILES = 8, MHA_BF16_NTILE = 256, MHA_BF16_UNITS_PER_THREAD = 4 
  * the rows of the worker's fp32 tile when C is not kept */
 enum { MHA_BF16_TILE_ROWS = 16 };
 /* the most values of K a chunk holds and the most rows of its A block (the
- * stack buffer of an A block's chunk: 18 KB), and the fewest rows of an A block
+ * stack buffer of an A block's chunk: 18 KB; attention-bf16-test's table
+ * check holds every set's bf16_kc and bf16_mr to them), and the fewest rows of an A block
  * that takes K in chunks (Zen 4, K 4096, N 4096, one worker, M rows: M 6
  * 1.16 ms with K whole against 1.27 in chunks; 8: 1.63 against 1.52; 12:
  * 3.31 against 2.17; 2048, two workers: 185 against 164) */
