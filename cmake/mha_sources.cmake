@@ -97,6 +97,22 @@ if(MHA_ARCH STREQUAL "x86")
     kernels/config/table-avx512-bf16.c)
   list(APPEND MHA_ISA_DEFINES MHA_ENABLE_X86)
   list(APPEND MHA_SIMD_LIBS PkgConfig::SLEEF)
+  # AMX-BF16 (-DMHA_AMX=ON): the amx_bf16 set. The instructions are inline
+  # assembly (kernels/bf16-gemm/amx-ops.h), so the file takes the AVX512-BF16
+  # flags of its epilogue only. MHA_AMX_EMULATE (tests only) runs them on the
+  # C model of tests/amx/ instead.
+  if(MHA_AMX)
+    set(MHA_AMX_SOURCES kernels/bf16-gemm/bf16-gemm-amx-32x32-amxbf16.c)
+    set_source_files_properties(${MHA_AMX_SOURCES} PROPERTIES COMPILE_OPTIONS
+      "-mavx512f;-mavx512bw;-mavx512vl;-mavx512bf16;-mfma")
+    list(APPEND MHA_SOURCES ${MHA_AMX_SOURCES} kernels/config/table-amx-bf16.c)
+    list(APPEND MHA_ISA_DEFINES MHA_ENABLE_AMX)
+    if(MHA_AMX_EMULATE)
+      list(APPEND MHA_SOURCES tests/amx/amx-emulate.c)
+      list(APPEND MHA_ISA_DEFINES MHA_AMX_EMULATE)
+      set(MHA_AMX_EMULATE_INCLUDE ${CMAKE_CURRENT_SOURCE_DIR}/tests/amx)
+    endif()
+  endif()
 endif()
 
 if(MHA_ARCH STREQUAL "arm64")

@@ -156,16 +156,22 @@ typedef enum mha_isa {
   MHA_ISA_NEON = 4,    /* AArch64 Advanced SIMD */
   MHA_ISA_NEON_BF16 = 5, /* AArch64 Advanced SIMD + BF16 (Armv8.6 FEAT_BF16: BFMMLA): the neon set,
                             and bf16 attention on the BF16 unit (see mha_attention) */
-  MHA_ISA_AVX512_BF16 = 6 /* x86-64 AVX-512F/BW + AVX512-BF16 (vdpbf16ps: AMD Zen 4 and later, Intel
-                             Cooper Lake, Sapphire Rapids and later): the avx512f set, and bf16
-                             attention on the BF16 unit (see mha_attention) */
+  MHA_ISA_AVX512_BF16 = 6, /* x86-64 AVX-512F/BW + AVX512-BF16 (vdpbf16ps: AMD Zen 4 and later, Intel
+                              Cooper Lake, Sapphire Rapids and later): the avx512f set, and bf16
+                              attention on the BF16 unit (see mha_attention) */
+  MHA_ISA_AMX_BF16 = 7 /* x86-64 AMX-BF16 (TDPBF16PS tiles: Intel Sapphire Rapids and later): the
+                          avx512_bf16 set with its BF16 form's products on AMX. Present only in a
+                          build configured with -DMHA_AMX=ON (off by default until its tests have
+                          run on an AMX CPU: README, "AMX"), on a CPU with AMX-TILE, AMX-BF16 and
+                          AVX512-BF16 whose Linux grants the process the tile state
+                          (arch_prctl ARCH_REQ_XCOMP_PERM, asked once); else not available */
 } mha_isa;
 
 /* One past the largest mha_isa value: concrete sets are [MHA_ISA_SCALAR, MHA_ISA_COUNT). */
-#define MHA_ISA_COUNT 7
+#define MHA_ISA_COUNT 8
 
-/* "default", "scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16"; "unknown" for
- * other values. */
+/* "default", "scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16", "amx_bf16";
+ * "unknown" for other values. */
 MHA_API const char* mha_isa_name(mha_isa isa);
 
 /* 1 if this build contains the kernel set and the CPU can run it, else 0

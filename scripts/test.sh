@@ -5,6 +5,8 @@
 #        scripts/test.sh --tsan          (ThreadSanitizer: clang 14 + libomp, build-tsan/)
 #        scripts/test.sh --memcheck      (valgrind memcheck over a gcc build, build-memcheck/)
 #        scripts/test.sh --aarch64       (scripts/cross-aarch64.sh: AArch64 cross build under qemu)
+#        scripts/test.sh --amx-emulate   (x86-64: the amx_bf16 set on tests/amx/'s C model of the AMX
+#                                         instructions, build-amx-emulate/; needs AVX512-BF16 to run)
 # MHA_BUILD_DIR=<dir> builds elsewhere (a second checkout's tree, a CI cache).
 #
 # --tsan: gcc's TSan reports false races inside libgomp, so this build uses
@@ -47,8 +49,21 @@ case "$mode" in
   --aarch64)
     exec bash scripts/cross-aarch64.sh
     ;;
+  --amx-emulate)
+    # -DMHA_AMX=ON with the instructions on the C model: the whole suite, the
+    # amx_bf16 set the default where the CPU has AVX512-BF16 (it is the
+    # set's only run on a CPU without AMX); such a build refuses to install,
+    # so the install and README tests are left out
+    if [[ "$(uname -m)" != x86_64 ]]; then
+      echo "test.sh --amx-emulate: x86-64 only"
+      exit 0
+    fi
+    dir=build-amx-emulate
+    flags=(-DCMAKE_BUILD_TYPE=Release -DMHA_AMX=ON -DMHA_AMX_EMULATE=ON -DMHA_BUILD_TESTS=ON -DMHA_BUILD_BENCH=OFF)
+    ctest_args+=(-LE "install|docs")
+    ;;
   *)
-    echo "usage: scripts/test.sh [--sanitize | --tsan | --memcheck | --aarch64]" >&2
+    echo "usage: scripts/test.sh [--sanitize | --tsan | --memcheck | --aarch64 | --amx-emulate]" >&2
     exit 2
     ;;
 esac

@@ -72,17 +72,18 @@ static void check_table(tester* t, const mha_kernels* kb) {
   mha_kernels a = *kb, b = *kn;
   tester_check(t, a.bf16_gemm && a.bf16_pack_a && a.bf16_pack_a_f32 && a.bf16_pack_b && a.bf16_pack_b_cols,
                "the BF16 form's kernels are set");
-  tester_check(t, a.bf16_mr >= 2 && a.bf16_mr % 2 == 0 && a.bf16_mr <= 16 && a.bf16_nr >= 8 && a.bf16_nr % 8 == 0,
-               "the tile (%d × %d): even rows, at most 16 (the layer GEMM's fp32 tile), columns a multiple of 8",
+  tester_check(t, a.bf16_mr >= 2 && a.bf16_mr % 2 == 0 && a.bf16_mr <= 32 && a.bf16_nr >= 8 && a.bf16_nr % 8 == 0,
+               "the tile (%d × %d): even rows, at most 32 (the layer GEMM's fp32 tile), columns a multiple of 8",
                a.bf16_mr, a.bf16_nr);
   /* the layer GEMM's K chunk: B's k-range from k0 at + k0·NR holds in the
    * x86 layout (panels of k-pairs), not in Arm's pairs of quads; at most
-   * 768 values of at most 12 rows (gemm-bf16.c's stack buffer: a larger
-   * chunk or tile would be ignored there, K taken whole) */
+   * 768 values and 12·768 of a block (gemm-bf16.c's stack buffer: a larger
+   * chunk would be ignored there, K taken whole); whole steps of the kernel
+   * (amx_bf16: 16 k-pairs, 32 values) */
   tester_check(t,
-               a.bf16_kc == 0 || (a.bf16_kc > 0 && a.bf16_kc % 4 == 0 && a.bf16_kc <= 768 && a.bf16_mr <= 12 &&
-                                  a.bf16_a_rows),
-               "the K chunk (%d): none, or a multiple of 4 up to 768 on the x86 layout with at most 12 rows",
+               a.bf16_kc == 0 || (a.bf16_kc > 0 && a.bf16_kc % (int)(4 * bf16_step_quads(kb)) == 0 &&
+                                  a.bf16_kc <= 768 && a.bf16_mr * a.bf16_kc <= 12 * 768 && a.bf16_a_rows),
+               "the K chunk (%d): none, or whole steps up to 768 values, 12·768 a block, on the x86 layout",
                a.bf16_kc);
   tester_check(t, !b.bf16_gemm && !b.bf16_pack_a && !b.bf16_pack_a_f32 && !b.bf16_pack_b && !b.bf16_pack_b_cols &&
                       !b.bf16_softmax_tile_pack,
@@ -119,7 +120,7 @@ static void add_specials(float* x, size_t n) {
 /* A's elements for `rows` rows (padded as the set packs them) */
 static size_t a_elems(const mha_kernels* kr, size_t rows, size_t k) {
   const size_t kq = (k + 3) / 4;
-  return (kr->isa == MHA_ISA_AVX512_BF16 ? rows : (rows + 1) / 2 * 2) * 4 * kq;
+  return (bf16_x86_layout(kr) ? rows : (rows + 1) / 2 * 2) * 4 * kq;
 }
 
 static void check_packing(tester* t, const mha_kernels* kr) {
@@ -197,8 +198,10 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
   float* c0 = tester_alloc(CR * LDC * sizeof(float));
   float* full = tester_alloc(MR * NR * sizeof(float));
   float* one = tester_alloc(NR * sizeof(float));
-  for (size_t kq = 1; kq <= 5; kq++) {
-    const size_t k = 4 * kq, na = a_elems(kr, MR, k), nb = NR * k;
+  /* kq 1..5; and across the AMX set's steps of 8 quads (every set runs them) */
+  static const size_t kqs[] = {1, 2, 3, 4, 5, 8, 9, 17, 24};
+  for (size_t kqi = 0; kqi < sizeof kqs / sizeof kqs[0]; kqi++) {
+    const size_t kq = kqs[kqi], k = 4 * kq, na = a_elems(kr, MR, k), nb = NR * k;
     uint16_t* a = tester_alloc(na * 2);
     uint16_t* b = tester_alloc(nb * 2);
     for (size_t i = 0; i < na; i++) a[i] = int_bf16(t);
@@ -246,10 +249,12 @@ static void check_gemm(tester* t, const mha_kernels* kr) {
       same &= memcmp(one, full + NR * i, NR * sizeof(float)) == 0;
     }
     tester_check(t, same, "kq %zu: a row's bits alone and in a full tile", kq);
-    if (kr->bf16_kc > 0 && kq > 1) {
+    /* the first chunk whole steps of the kernel (amx_bf16: 8 quads) */
+    const size_t kq1 = kq / 2 / bf16_step_quads(kr) * bf16_step_quads(kr);
+    if (kr->bf16_kc > 0 && kq1 > 0) {
       /* K in two chunks, the second continuing the first's stored chain:
        * bitwise one call over K (kernels/mha/gemm-bf16.c) */
-      const size_t kq1 = kq / 2, k1 = 4 * kq1, k2 = k - k1;
+      const size_t k1 = 4 * kq1, k2 = k - k1;
       uint16_t* a1 = tester_alloc(a_elems(kr, MR, k1) * 2);
       uint16_t* a2 = tester_alloc(a_elems(kr, MR, k2) * 2);
       uint16_t* b1 = tester_alloc(NR * k1 * 2);
@@ -847,6 +852,7 @@ int main(void) {
     const mha_kernels* kr = mha_kernels_for((mha_isa)i);
     if (kr == NULL || kr->bf16_gemm == NULL) continue;
     sets++;
+    printf("%s: the BF16 form of the %s set\n", t.name, kr->name);
     check_table(&t, kr);
     check_packing(&t, kr);
     check_gemm(&t, kr);
@@ -867,7 +873,8 @@ int main(void) {
   }
   if (sets == 0) {
     printf("attention-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "
-           "(neon_bf16: AArch64 with FEAT_BF16; avx512_bf16: x86-64 with AVX512-BF16)\n");
+           "(neon_bf16: AArch64 with FEAT_BF16; avx512_bf16: x86-64 with AVX512-BF16; amx_bf16: a build with "
+           "MHA_AMX on a CPU with AMX-BF16)\n");
     return 77;
   }
   return tester_finish(&t);

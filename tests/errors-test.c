@@ -409,7 +409,7 @@ static void test_names(tester* t) {
                "mha_status_string(11) is \"unknown status\"");
   tester_check(t, mha_status_string((mha_status)-1) != NULL, "mha_status_string(-1) is NULL");
 
-  const char* want[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16"};
+  const char* want[MHA_ISA_COUNT] = {"default", "scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16", "amx_bf16"};
   for (int i = 0; i < MHA_ISA_COUNT; i++) {
     const char* name = mha_isa_name((mha_isa)i);
     tester_check(t, name != NULL && strcmp(name, want[i]) == 0, "mha_isa_name(%d) = \"%s\"", i,

@@ -101,11 +101,15 @@ int main(int argc, char** argv) {
      * (exit 77, SKIP_RETURN_CODE in CTest), never as a silent pass */
     for (int i = MHA_ISA_SCALAR; i < MHA_ISA_COUNT; i++) {
       if (strcmp(mode, mha_isa_name((mha_isa)i)) == 0 && !mha_isa_available((mha_isa)i)) {
+        const int arm = i == MHA_ISA_NEON || i == MHA_ISA_NEON_BF16;
         printf("isa-env-test: SKIPPED: kernel set %s cannot be tested here: %s\n", mode,
 #if defined(__x86_64__) || defined(_M_X64)
-               i >= MHA_ISA_NEON ? "not built into an x86-64 library" : "this CPU lacks it"
+               arm ? "not built into an x86-64 library"
+               : i == MHA_ISA_AMX_BF16
+                   ? "not in this build (-DMHA_AMX=ON), or this CPU or OS does not grant AMX-BF16"
+                   : "this CPU lacks it"
 #elif defined(__aarch64__)
-               i < MHA_ISA_NEON ? "not built into an AArch64 library" : "this CPU lacks it"
+               !arm ? "not built into an AArch64 library" : "this CPU lacks it"
 #else
                "not built for this architecture"
 #endif

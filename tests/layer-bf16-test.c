@@ -465,6 +465,7 @@ int main(void) {
     const mha_kernels* kr = mha_kernels_for((mha_isa)i);
     if (kr == NULL || kr->bf16_gemm == NULL) continue;
     sets++;
+    printf("%s: the BF16 form of the %s set\n", t.name, kr->name);
     check_gemm(&t, kr);
     layer_case c;
     memset(&c, 0, sizeof c);
@@ -485,7 +486,8 @@ int main(void) {
   }
   if (sets == 0) {
     printf("layer-bf16-test: SKIPPED: no kernel set with a BF16 unit in this build on this CPU "
-           "(neon_bf16: AArch64 with FEAT_BF16; avx512_bf16: x86-64 with AVX512-BF16)\n");
+           "(neon_bf16: AArch64 with FEAT_BF16; avx512_bf16: x86-64 with AVX512-BF16; amx_bf16: a build with "
+           "MHA_AMX on a CPU with AMX-BF16)\n");
     return 77;
   }
   return tester_finish(&t);

@@ -175,6 +175,7 @@ mha_isa tester_widening_isa(mha_isa isa) {
   switch (isa) {
     case MHA_ISA_NEON_BF16: return MHA_ISA_NEON;
     case MHA_ISA_AVX512_BF16: return MHA_ISA_AVX512F;
+    case MHA_ISA_AMX_BF16: return MHA_ISA_AVX512F;
     default: return isa;
   }
 }

@@ -94,7 +94,7 @@ typedef struct isa_list {
 isa_list tester_available_isas(tester* t);
 
 /* The set whose table a set with a BF16 unit copies, but for its BF16 form
- * (neon_bf16: neon, avx512_bf16: avx512f): the widening path of bf16 calls
+ * (neon_bf16: neon, avx512_bf16 and amx_bf16: avx512f): the widening path of bf16 calls
  * on the same CPU. Any other set: itself. */
 mha_isa tester_widening_isa(mha_isa isa);
 

@@ -59,6 +59,19 @@ void mha_bf16_gemm_dp_ukernel_12x32__avx512bf16(size_t m, size_t n, size_t kq, c
                                                 const uint16_t* b, float alpha, float* c, size_t ldc,
                                                 int accumulate);
 
+/* The same contract (accumulate 0, 1, 2 as above; m <= 32, n <= 32) with
+ * AMX-BF16 on the same layout: A's rows read as tiles of 16 rows × 16
+ * k-pairs, B's panel halves as tiles of 16 k-pairs × 16 columns. Per
+ * element: acc = 0 (or C's value: continue); acc = TDPBF16PS(acc, step s)
+ * for each step of 16 k-pairs, the last padded with zero pairs; then
+ * alpha·acc, plus C's value when accumulating (1). A chain split at a
+ * multiple of 16 k-pairs (32 values: B's panel from k0 at b + 32·k0) is one
+ * call's bits. Loads its tile configuration and releases the tiles in each
+ * call. Only on a CPU (and an OS) that grants AMX: isa-select.c. */
+void mha_bf16_gemm_amx_ukernel_32x32__amxbf16(size_t m, size_t n, size_t kq, const uint16_t* a,
+                                              const uint16_t* b, float alpha, float* c, size_t ldc,
+                                              int accumulate);
+
 /* A's rows [0, rows) of k values (bf16; fp32 rounded to nearest even by
  * vcvtne2ps2bf16, an fp32 subnormal to a zero of its sign) to rows of 4·⌈k/4⌉ */
 void mha_bf16_pack_a__avx512bw(size_t rows, size_t k, const uint16_t* const* src, uint16_t* dst);

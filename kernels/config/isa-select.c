@@ -5,6 +5,10 @@
 #if defined(MHA_ENABLE_X86)
 #include <cpuid.h>
 #endif
+#if defined(MHA_ENABLE_AMX) && !defined(MHA_AMX_EMULATE)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(MHA_ENABLE_NEON)
 #include <sys/auxv.h>
 #endif
@@ -12,8 +16,8 @@
 #include "config/kernels.h"
 #include "mha/internal.h"
 
-static const char* const mha_isa_names[MHA_ISA_COUNT] = {"default", "scalar",    "avx2",       "avx512f",
-                                                         "neon",    "neon_bf16", "avx512_bf16"};
+static const char* const mha_isa_names[MHA_ISA_COUNT] = {"default", "scalar",    "avx2",        "avx512f",
+                                                         "neon",    "neon_bf16", "avx512_bf16", "amx_bf16"};
 
 const char* mha_isa_name(mha_isa isa) {
   if ((int)isa < 0 || (int)isa >= MHA_ISA_COUNT) return "unknown";
@@ -40,6 +44,42 @@ static int mha_cpu_has_avx512_bf16(void) {
   (void)ebx, (void)ecx, (void)edx;
   return (eax & (1u << 5)) != 0;
 }
+
+#if defined(MHA_ENABLE_AMX)
+/* AMX-BF16 as the library uses it: AVX512-BF16 (the set's packers and
+ * epilogues), CPUID leaf 7 EDX bits 24 (AMX-TILE) and 22 (AMX-BF16), the OS
+ * saving the tile state (XCR0 bits 17 and 18, read by XGETBV once OSXSAVE,
+ * leaf 1 ECX bit 27, says it may be), and Linux granting this process the
+ * tile data: ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, asked once (the
+ * grant is the process's; racing first calls ask twice, harmlessly). A
+ * refusal (an old kernel, a too-small sigaltstack of some thread, a seccomp
+ * filter) leaves the set unavailable, and the choice falls to avx512_bf16.
+ * The test build MHA_AMX_EMULATE runs the instructions' C model: it needs
+ * AVX512-BF16 only. */
+static int mha_cpu_grants_amx(void) {
+#if defined(MHA_AMX_EMULATE)
+  return 1;
+#else
+  unsigned eax, ebx, ecx, edx;
+  if (__get_cpuid_max(0, NULL) < 7) return 0;
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || (ecx & (1u << 27)) == 0) return 0;
+  unsigned xlo, xhi;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  (void)xhi;
+  if ((xlo & (3u << 17)) != (3u << 17)) return 0;
+  static atomic_int granted = ATOMIC_VAR_INIT(-1);
+  int g = atomic_load(&granted);
+  if (g < 0) {
+    /* ARCH_REQ_XCOMP_PERM (0x1023), XFEATURE_XTILEDATA (18): Linux >= 5.16 */
+    g = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    atomic_store(&granted, g);
+  }
+  return g;
+#endif
+}
+#endif
 #endif
 
 /* Is the ISA compiled in, and can this CPU run it? */
@@ -53,6 +93,9 @@ static int mha_cpu_runs(mha_isa isa) {
     case MHA_ISA_AVX512F:
       return __builtin_cpu_supports("avx512f");
     case MHA_ISA_AVX512_BF16: return mha_cpu_has_avx512_bf16();
+#if defined(MHA_ENABLE_AMX)
+    case MHA_ISA_AMX_BF16: return mha_cpu_has_avx512_bf16() && mha_cpu_grants_amx();
+#endif
 #endif
 #if defined(MHA_ENABLE_NEON)
     case MHA_ISA_NEON: return 1; /* Advanced SIMD is mandatory on AArch64 */
@@ -70,6 +113,9 @@ static const mha_kernels* mha_table_of(mha_isa isa) {
     case MHA_ISA_AVX2: return mha_kernels_avx2();
     case MHA_ISA_AVX512F: return mha_kernels_avx512f();
     case MHA_ISA_AVX512_BF16: return mha_kernels_avx512_bf16();
+#if defined(MHA_ENABLE_AMX)
+    case MHA_ISA_AMX_BF16: return mha_kernels_amx_bf16();
+#endif
 #endif
 #if defined(MHA_ENABLE_NEON)
     case MHA_ISA_NEON: return mha_kernels_neon();
@@ -112,8 +158,8 @@ static int mha_select_from_env(void) {
       return (int)isa;
     }
   }
-  static const mha_isa best_first[] = {MHA_ISA_AVX512_BF16, MHA_ISA_AVX512F, MHA_ISA_AVX2,
-                                       MHA_ISA_NEON_BF16,   MHA_ISA_NEON};
+  static const mha_isa best_first[] = {MHA_ISA_AMX_BF16,  MHA_ISA_AVX512_BF16, MHA_ISA_AVX512F,
+                                       MHA_ISA_AVX2,      MHA_ISA_NEON_BF16,   MHA_ISA_NEON};
   for (size_t i = 0; i < sizeof best_first / sizeof best_first[0]; i++) {
     if (mha_isa_available(best_first[i])) return (int)best_first[i];
   }
@@ -135,7 +181,7 @@ static mha_status mha_selection_error(int sel) {
   if (env == NULL) env = "";
   mha_status st = (mha_status)(-sel - 1);
   if (st == MHA_STATUS_UNKNOWN_ISA) {
-    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16, avx512_bf16)", env);
+    return mha_error(st, "MHA_ISA=%.40s is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16, avx512_bf16, amx_bf16)", env);
   }
   return mha_error(st, "MHA_ISA=%.40s: this CPU or this build cannot run it", env);
 }
@@ -192,7 +238,7 @@ mha_status mha_set_isa_by_name(const char* name) {
   mha_isa isa;
   if (!mha_parse_isa(name, &isa)) {
     return mha_error(MHA_STATUS_UNKNOWN_ISA,
-                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16, avx512_bf16)",
+                     "mha_set_isa_by_name: '%.40s' is not a known ISA (default, scalar, avx2, avx512f, neon, neon_bf16, avx512_bf16, amx_bf16)",
                      name);
   }
   return mha_set_isa(isa);

@@ -239,6 +239,7 @@ const mha_kernels* mha_kernels_avx512f(void);
 const mha_kernels* mha_kernels_neon(void);
 const mha_kernels* mha_kernels_neon_bf16(void);
 const mha_kernels* mha_kernels_avx512_bf16(void);
+const mha_kernels* mha_kernels_amx_bf16(void); /* a build with MHA_AMX only */
 
 /* The table in use (chosen once from MHA_ISA or the CPU). On failure
  * (bad MHA_ISA) returns the status and sets the error message; *out is

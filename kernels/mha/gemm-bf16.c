@@ -32,16 +32,17 @@
  * micro-kernel columns, 8 x86 ones). Shrunk for few tiles (a decode step),
  * as the fp32 grid: halve columns, then rows, while they stay whole tiles. */
 enum { MHA_BF16_MTILES = 8, MHA_BF16_NTILE = 256, MHA_BF16_UNITS_PER_THREAD = 4 };
-/* the most rows of a set's bf16_gemm tile (bf16_mr: 8 on Arm, 12 on x86):
- * the rows of the worker's fp32 tile when C is not kept */
-enum { MHA_BF16_TILE_ROWS = 16 };
-/* the most values of K a chunk holds and the most rows of its A block (the
- * stack buffer of an A block's chunk: 18 KB; attention-bf16-test's table
+/* the worker's fp32 tile when C is not kept: an A block's rows (bf16_mr: 8
+ * on Arm, 12 avx512_bf16, 32 amx_bf16) × the tile's columns, 16 KB (the
+ * columns halved where the rows are more than 16) */
+enum { MHA_BF16_TILE_FLOATS = 16 * MHA_BF16_NTILE };
+/* the most values of K a chunk holds and the most values of an A block's
+ * chunk (rows × chunk: the stack buffer, 18 KB; attention-bf16-test's table
  * check holds every set's bf16_kc and bf16_mr to them), and the fewest rows of an A block
  * that takes K in chunks (Zen 4, K 4096, N 4096, one worker, M rows: M 6
  * 1.16 ms with K whole against 1.27 in chunks; 8: 1.63 against 1.52; 12:
  * 3.31 against 2.17; 2048, two workers: 185 against 164) */
-enum { MHA_BF16_KC_MAX = 768, MHA_BF16_KC_ROWS = 12, MHA_BF16_KC_MIN_ROWS = 8 };
+enum { MHA_BF16_KC_MAX = 768, MHA_BF16_KC_VALUES = 12 * 768, MHA_BF16_KC_MIN_ROWS = 8 };
 
 static int64_t mha_round8(int64_t x) { return (x + 7) / 8 * 8; }
 
@@ -128,9 +129,9 @@ static void mha_gemm_bf16_worker(void* ctx, int worker) {
   /* without an fp32 C (r->c NULL: only the bf16 one is wanted), an A
    * block's fp32 rows go to this tile, in L1, and only their rounding to
    * memory: at M 4096, N 2304 the fp32 C would be 38 MB more written */
-  float tile[MHA_BF16_TILE_ROWS * MHA_BF16_NTILE];
+  float tile[MHA_BF16_TILE_FLOATS];
   /* an A block's chunk of K (where K is taken in chunks) */
-  uint16_t chunk[MHA_BF16_KC_ROWS * MHA_BF16_KC_MAX];
+  uint16_t chunk[MHA_BF16_KC_VALUES];
   for (int64_t t; (t = mha_claim(&r->next, r->tiles)) >= 0;) {
     const int64_t start = r->tracer != NULL ? mha_now_ns() : 0;
     const int64_t i0 = (t / r->nt) * r->mtile, j0 = (t % r->nt) * r->ntile;
@@ -144,9 +145,9 @@ static void mha_gemm_bf16_worker(void* ctx, int worker) {
     for (int64_t i = i0; i < i1; i += MR) {
       const int64_t m = i1 - i < MR ? i1 - i : MR;
       /* the A block's rows of C: in C, or (row ii, column j) at
-       * tile[(ii - i)·NTILE + j - j0] */
+       * tile[(ii - i)·ntile + j - j0] */
       float* cb = r->c != NULL ? r->c + i * r->ldc + j0 : tile;
-      const int64_t ldc = r->c != NULL ? r->ldc : MHA_BF16_NTILE;
+      const int64_t ldc = r->c != NULL ? r->ldc : r->ntile;
       const uint16_t* ai = r->ap + i * 4 * kq;
       /* K in chunks (the file's head), or whole */
       const int64_t kc = r->kc > 0 && r->kc < r->K && m >= MHA_BF16_KC_MIN_ROWS ? r->kc : 4 * kq;
@@ -209,9 +210,12 @@ void mha_gemm_bf16_packed(const mha_kernels* kr, int64_t M, const uint16_t* a_pa
   r.ap = (uint16_t*)a_packed;
   r.tracer = team.tracer;
   const int64_t MR = kr->bf16_mr, NR = kr->bf16_nr;
-  r.kc = kr->bf16_kc > 0 && kr->bf16_kc <= MHA_BF16_KC_MAX && MR <= MHA_BF16_KC_ROWS ? kr->bf16_kc : 0;
+  r.kc = kr->bf16_kc > 0 && kr->bf16_kc <= MHA_BF16_KC_MAX && MR * kr->bf16_kc <= MHA_BF16_KC_VALUES ? kr->bf16_kc
+                                                                                                 : 0;
   r.mtile = MHA_BF16_MTILES * MR;
   r.ntile = MHA_BF16_NTILE;
+  /* without an fp32 C, the tile's columns of an A block fit the worker's tile */
+  while (c == NULL && MR * r.ntile > MHA_BF16_TILE_FLOATS && r.ntile > NR) r.ntile /= 2;
   const int64_t want = (int64_t)MHA_BF16_UNITS_PER_THREAD * (team.workers > 1 ? team.workers : 1);
   for (;;) {
     r.nt = (w->N + r.ntile - 1) / r.ntile;

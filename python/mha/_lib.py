@@ -32,7 +32,7 @@ STATUS = {name[len("MHA_STATUS_"):]: value for value, name in STATUS_NAMES.items
 
 # enum mha_isa
 ISA_VALUES = {"default": 0, "scalar": 1, "avx2": 2, "avx512f": 3, "neon": 4, "neon_bf16": 5,
-              "avx512_bf16": 6}
+              "avx512_bf16": 6, "amx_bf16": 7}
 
 MHA_WEIGHTS_IN_OUT = 0
 MHA_WEIGHTS_OUT_IN = 1

@@ -8,7 +8,7 @@ from ._errors import _check
 
 
 #: The kernel set names mha knows (mha_isa_name), besides "default".
-ISAS = ("scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16")
+ISAS = ("scalar", "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16", "amx_bf16")
 
 
 def library_path():
@@ -18,7 +18,7 @@ def library_path():
 
 def isa_available(name):
     """True if this build of libmha contains the kernel set `name` ("scalar",
-    "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16") and the CPU runs it; False otherwise,
+    "avx2", "avx512f", "neon", "neon_bf16", "avx512_bf16", "amx_bf16") and the CPU runs it; False otherwise,
     including for names mha does not know and "default"."""
     value = _lib.ISA_VALUES.get(name)
     if value is None:

@@ -28,8 +28,8 @@ def rng(request):
 def widening_isa():
     """The kernel set whose bf16 calls widen to float32 (the contract these tests
     check bitwise): the default one, or where the default has a BF16 unit
-    (neon_bf16, avx512_bf16: its BF16 form has its own bound) its sibling."""
-    return {"neon_bf16": "neon", "avx512_bf16": "avx512f"}.get(mha.get_isa())
+    (neon_bf16, avx512_bf16, amx_bf16: its BF16 form has its own bound) its sibling."""
+    return {"neon_bf16": "neon", "avx512_bf16": "avx512f", "amx_bf16": "avx512f"}.get(mha.get_isa())
 
 
 def rand(rng, shape, lo=-1.0, hi=1.0):

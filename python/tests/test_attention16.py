@@ -174,7 +174,7 @@ def test_layer_weights_dtype(dtype):
     x = rng.uniform(-1, 1, (2, 7, d_model)).astype(np.float32)
     np.testing.assert_array_equal(layer.forward(x, causal=True), ref_layer.forward(x, causal=True))
     x16 = x.astype(np.float16) if dtype == "f16" else bf16_bits(x)
-    if dtype == "bf16" and layer.isa in ("neon_bf16", "avx512_bf16"):
+    if dtype == "bf16" and layer.isa in ("neon_bf16", "avx512_bf16", "amx_bf16"):
         # bf16 weights and x on a BF16 unit: the layer's BF16 form (mha.h), not the
         # widening path's bits; within its bound of the float32 forward
         got = bf16_value(layer.forward(x16, dtype=dtype))
