@@ -233,7 +233,8 @@ MHA_API mha_status mha_set_isa_by_name(const char* name);
  * Stack: a task uses up to about 40 KB of its thread's stack (the deepest
  * frame: the bf16 layer GEMM's worker, 35 KB — its 16 KB fp32 tile and an
  * 18 KB chunk of A; then the AVX2 transposed softmax step's 8.6 KB; GCC
- * -fstack-usage, x86-64 Release), and the calling thread a few KB more: a
+ * -fstack-usage, x86-64 Release; the amx_bf16 set's kernel adds 8.3 KB below
+ * that worker: about 44 KB), and the calling thread a few KB more: a
  * pool whose threads have 64 KB of stack is enough (a bf16 layer forward ran
  * on a 48 KB thread, not on a 40 KB one; the AVX2 and AVX-512 fp32 cores on
  * 32 KB; sanitizer builds need more).

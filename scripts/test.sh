@@ -6,7 +6,8 @@
 #        scripts/test.sh --memcheck      (valgrind memcheck over a gcc build, build-memcheck/)
 #        scripts/test.sh --aarch64       (scripts/cross-aarch64.sh: AArch64 cross build under qemu)
 #        scripts/test.sh --amx-emulate   (x86-64: the amx_bf16 set on tests/amx/'s C model of the AMX
-#                                         instructions, build-amx-emulate/; needs AVX512-BF16 to run)
+#                                         instructions, ASan + UBSan, build-amx-emulate/; the set runs
+#                                         where the CPU has AVX512-BF16)
 # MHA_BUILD_DIR=<dir> builds elsewhere (a second checkout's tree, a CI cache).
 #
 # --tsan: gcc's TSan reports false races inside libgomp, so this build uses
@@ -58,8 +59,11 @@ case "$mode" in
       echo "test.sh --amx-emulate: x86-64 only"
       exit 0
     fi
+    # under ASan + UBSan: the model reads and writes a tile's rows where the
+    # kernel points it, so a tile load past A or a store past C is reported
     dir=build-amx-emulate
-    flags=(-DCMAKE_BUILD_TYPE=Release -DMHA_AMX=ON -DMHA_AMX_EMULATE=ON -DMHA_BUILD_TESTS=ON -DMHA_BUILD_BENCH=OFF)
+    flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMHA_SANITIZE=address,undefined -DMHA_AMX=ON -DMHA_AMX_EMULATE=ON
+           -DMHA_BUILD_TESTS=ON -DMHA_BUILD_BENCH=OFF)
     ctest_args+=(-LE "install|docs")
     ;;
   *)
