@@ -2,7 +2,7 @@
 # The amx_bf16 set's checks on a machine with AMX, in one prepared run (the
 # set is built only with -DMHA_AMX=ON until these have passed: README, "AMX").
 #
-#   scripts/device-amx.sh prepare       here (x86-64, the project's packages installed): a
+#   scripts/device-amx.sh prepare [--openvino]  here (x86-64, the project's packages installed): a
 #                                       Release build with -DMHA_AMX=ON into build-amx/ (tests and
 #                                       mha_bench), and the shared libraries its programs load that
 #                                       a bare machine may lack (SLEEF, libgomp, Google Benchmark)
@@ -17,8 +17,17 @@
 #                                       OpenVINO where importable) on build-amx/libmha.so; logs in
 #                                       OUT (default out/device-amx)
 #
-# The device tool (../.library/device) runs it as, with build-amx carried:
+#   scripts/device-amx.sh peers [OUT]   there: bench/peers.py --bf16 only, with OpenVINO from
+#                                       wheels in .whl/ (prepare --openvino downloads them: 59 MB,
+#                                       too much to travel beside build-amx/ within 64 MiB, so a
+#                                       second call carries build-amx-lib/ — libmha.so and
+#                                       devlibs/, 4 MB — and .whl/ instead)
+#
+# The device tool (../.library/device) runs them as, with build-amx carried:
 #   bash scripts/device-amx.sh run "$OUT"
+# then, with build-amx-lib and .whl carried (both git-ignored: .whl/ by
+# .git/info/exclude):
+#   bash scripts/device-amx.sh peers "$OUT"
 # The tests' pass/fail lines come first (about 2 minutes on 16 cores), the
 # benchmarks after: a run cut short still says whether the set is correct.
 set -uo pipefail
@@ -44,7 +53,18 @@ case "$mode" in
     ls "$build/devlibs"
     # CTest's files hold this checkout's absolute path: `run` rewrites them to its own
     echo "$PWD" >"$build/devroot.txt"
-    du -sh "$build"
+    # the object files stay here (27 → 18 MB to carry)
+    rm -rf "$build"/CMakeFiles "$build"/*/CMakeFiles "$build"/*/*/CMakeFiles
+    rm -rf build-amx-lib && mkdir -p build-amx-lib
+    cp -L "$build/libmha.so" build-amx-lib/libmha.so
+    cp "$build"/devlibs/* build-amx-lib/
+    if [[ "${2:-}" == --openvino ]]; then
+      grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
+      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl openvino==2026.4.1 openvino-telemetry
+    fi
+    du -sh "$build" build-amx-lib
     ;;
   run)
     out=${2:-out/device-amx}
@@ -108,8 +128,20 @@ case "$mode" in
       --rounds 2 --json "$out/peers.json" 2>&1 | tee -a "$out/peers.txt"
     exit $((fails > 0))
     ;;
+  peers)
+    out=${2:-out/device-amx}
+    mkdir -p "$out"
+    export LD_LIBRARY_PATH="$PWD/build-amx-lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    if compgen -G '.whl/*.whl' >/dev/null; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    grep -m1 'model name' /proc/cpuinfo | tee "$out/peers-ov.txt"
+    PYTHONUNBUFFERED=1 timeout 560 python3 bench/peers.py --lib build-amx-lib/libmha.so --bf16 \
+      --threads "2,$(nproc)" --rounds 2 --json "$out/peers-ov.json" 2>&1 | tee -a "$out/peers-ov.txt"
+    ;;
   *)
-    echo "usage: scripts/device-amx.sh prepare | run [OUT]" >&2
+    echo "usage: scripts/device-amx.sh prepare [--openvino] | run [OUT] | peers [OUT]" >&2
     exit 2
     ;;
 esac
