@@ -90,7 +90,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, seqused_k=None
     keeps its own type (mha_attention_varlen_kv; kv_dtype as above). Each
     sequence is bitwise attention(..., dtype=) on it alone (attention_paged()
     over a cache): the float32 call on the widened values rounded once, or,
-    for bf16 on a set with a BF16 unit (neon_bf16, avx512_bf16), that set's BF16 form.
+    for bf16 on a set with a BF16 unit (neon_bf16, avx512_bf16, amx_bf16), that set's BF16 form.
     """
     L = _lib.lib()
     cache_mode = seqused_k is not None
