@@ -61,14 +61,16 @@ double Peak(int threads) {
 }
 
 const mha_isa kIsas[] = {MHA_ISA_SCALAR, MHA_ISA_AVX2, MHA_ISA_AVX512F, MHA_ISA_NEON};
-// the sets with a BF16 unit that have a dot-product probe (bench/peak-probe-avx512bf16.c)
-const mha_isa kBf16Isas[] = {MHA_ISA_AVX512_BF16};
+// the sets with a BF16 unit that have a dot-product probe (bench/peak-probe-avx512bf16.c;
+// amx_bf16: peak-probe-amxbf16.c, a build with -DMHA_AMX=ON)
+const mha_isa kBf16Isas[] = {MHA_ISA_AVX512_BF16, MHA_ISA_AMX_BF16};
 
 // A bf16 row (dtype:2 in its name) of the core or the layer runs the BF16
 // form on a set with a BF16 unit: its products run at that unit's rate.
 bool RunsBf16Form(const std::string& name) {
   const std::string isa = mha_bench_active_isa();
-  return name.find("/dtype:2/") != std::string::npos && (isa == "avx512_bf16" || isa == "neon_bf16");
+  return name.find("/dtype:2/") != std::string::npos &&
+         (isa == "avx512_bf16" || isa == "amx_bf16" || isa == "neon_bf16");
 }
 
 // The peak a benchmark is measured against: a micro-kernel of a SIMD ISA
@@ -233,7 +235,10 @@ class ProbeCapture : public benchmark::BenchmarkReporter {
           }
         }
         for (mha_isa isa : kBf16Isas) {
-          if (fam == std::string("probe/dp_bf16_") + mha_isa_name(isa)) g_peak_bf16[t] = r.counters.at("GFLOPS").value;
+          // the peak of the unit the bf16 rows run on: the active set's
+          if (fam == std::string("probe/dp_bf16_") + mha_isa_name(isa) && mha_bench_active_isa() == mha_isa_name(isa)) {
+            g_peak_bf16[t] = r.counters.at("GFLOPS").value;
+          }
         }
       }
     }
