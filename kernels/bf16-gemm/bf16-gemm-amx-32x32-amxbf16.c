@@ -40,6 +40,43 @@ static void mha_amx_copy_a(size_t m, size_t pairs, const uint16_t* a, size_t lda
   for (size_t i = 0; i < m; i++) memcpy(buf + 32 * i, a + i * lda, 4 * pairs);
 }
 
+/* The accumulator tiles from, or to, a 32 × 32 (two: else 16 × 32) fp32
+ * tile at c, rows ld floats apart */
+static inline __attribute__((always_inline)) void mha_amx_load_acc(const float* c, size_t ld, int two) {
+  MHA_AMX_TILELOADD(0, c, 4 * ld);
+  MHA_AMX_TILELOADD(1, c + 16, 4 * ld);
+  if (two) {
+    MHA_AMX_TILELOADD(2, c + 16 * ld, 4 * ld);
+    MHA_AMX_TILELOADD(3, c + 16 * ld + 16, 4 * ld);
+  }
+}
+
+static inline __attribute__((always_inline)) void mha_amx_store_acc(float* c, size_t ld, int two) {
+  MHA_AMX_TILESTORED(0, c, 4 * ld);
+  MHA_AMX_TILESTORED(1, c + 16, 4 * ld);
+  if (two) {
+    MHA_AMX_TILESTORED(2, c + 16 * ld, 4 * ld);
+    MHA_AMX_TILESTORED(3, c + 16 * ld + 16, 4 * ld);
+  }
+}
+
+/* One step of 16 k-pairs: A's row tiles at a0 and a1 (row strides s0, s1
+ * bytes; a1 read when two), B's panel step at b (its halves 32 values apart,
+ * rows 128 bytes apart) */
+static inline __attribute__((always_inline)) void mha_amx_step(const uint16_t* a0, size_t s0, const uint16_t* a1,
+                                                               size_t s1, const uint16_t* b, int two) {
+  MHA_AMX_TILELOADD(4, a0, s0);
+  MHA_AMX_TILELOADD(6, b, 128);
+  MHA_AMX_TILELOADD(7, b + 32, 128);
+  MHA_AMX_TDPBF16PS(0, 4, 6);
+  MHA_AMX_TDPBF16PS(1, 4, 7);
+  if (two) {
+    MHA_AMX_TILELOADD(5, a1, s1);
+    MHA_AMX_TDPBF16PS(2, 5, 6);
+    MHA_AMX_TDPBF16PS(3, 5, 7);
+  }
+}
+
 void mha_bf16_gemm_amx_ukernel_32x32__amxbf16(size_t m, size_t n, size_t kq, const uint16_t* a,
                                               const uint16_t* b, float alpha, float* c, size_t ldc,
                                               int accumulate) {
@@ -57,22 +94,14 @@ void mha_bf16_gemm_amx_ukernel_32x32__amxbf16(size_t m, size_t n, size_t kq, con
   MHA_AMX_LDTILECFG(&mha_amx_cfg_32x32);
   if (accumulate == 2) { /* continue: the chains start from C */
     if (whole) {
-      MHA_AMX_TILELOADD(0, c, 4 * ldc);
-      MHA_AMX_TILELOADD(1, c + 16, 4 * ldc);
-      if (two) {
-        MHA_AMX_TILELOADD(2, c + 16 * ldc, 4 * ldc);
-        MHA_AMX_TILELOADD(3, c + 16 * ldc + 16, 4 * ldc);
-      }
+      mha_amx_load_acc(c, ldc, two);
     } else {
       memset(cbuf, 0, sizeof cbuf);
       for (size_t i = 0; i < m; i++) {
         _mm512_store_ps(cbuf + 32 * i, _mm512_maskz_loadu_ps(k0, c + i * ldc));
         _mm512_store_ps(cbuf + 32 * i + 16, _mm512_maskz_loadu_ps(k1, c + i * ldc + 16));
       }
-      MHA_AMX_TILELOADD(0, cbuf, 128);
-      MHA_AMX_TILELOADD(1, cbuf + 16, 128);
-      MHA_AMX_TILELOADD(2, cbuf + 16 * 32, 128);
-      MHA_AMX_TILELOADD(3, cbuf + 16 * 32 + 16, 128);
+      mha_amx_load_acc(cbuf, 32, two);
     }
   } else {
     MHA_AMX_TILEZERO(0);
@@ -81,58 +110,31 @@ void mha_bf16_gemm_amx_ukernel_32x32__amxbf16(size_t m, size_t n, size_t kq, con
     MHA_AMX_TILEZERO(3);
   }
 
-  if (m0 < 16) memset(abuf[0], 0, sizeof abuf[0]);
-  if (two && m1 < 16) memset(abuf[1], 0, sizeof abuf[1]);
+  /* a row tile of 16 rows read in place (2·lda bytes a row), a partial one
+   * from its zero-padded copy */
+  const int copy0 = m0 < 16, copy1 = two && m1 < 16;
+  const uint16_t* a1 = two ? a + 16 * lda : a;
+  if (copy0) memset(abuf[0], 0, sizeof abuf[0]);
+  if (copy1) memset(abuf[1], 0, sizeof abuf[1]);
   for (size_t s = 0; s < steps; s++) {
-    const uint16_t* as = a + 32 * s;
-    if (m0 == 16) {
-      MHA_AMX_TILELOADD(4, as, 2 * lda);
-    } else {
-      mha_amx_copy_a(m0, 16, as, lda, abuf[0]);
-      MHA_AMX_TILELOADD(4, abuf[0], 64);
-    }
-    MHA_AMX_TILELOADD(6, b + 1024 * s, 128);
-    MHA_AMX_TILELOADD(7, b + 1024 * s + 32, 128);
-    MHA_AMX_TDPBF16PS(0, 4, 6);
-    MHA_AMX_TDPBF16PS(1, 4, 7);
-    if (two) {
-      if (m1 == 16) {
-        MHA_AMX_TILELOADD(5, as + 16 * lda, 2 * lda);
-      } else {
-        mha_amx_copy_a(m1, 16, as + 16 * lda, lda, abuf[1]);
-        MHA_AMX_TILELOADD(5, abuf[1], 64);
-      }
-      MHA_AMX_TDPBF16PS(2, 5, 6);
-      MHA_AMX_TDPBF16PS(3, 5, 7);
-    }
+    const uint16_t *as0 = a + 32 * s, *as1 = a1 + 32 * s;
+    if (copy0) mha_amx_copy_a(m0, 16, as0, lda, abuf[0]);
+    if (copy1) mha_amx_copy_a(m1, 16, as1, lda, abuf[1]);
+    mha_amx_step(copy0 ? abuf[0] : as0, copy0 ? 64 : 2 * lda, copy1 ? abuf[1] : as1, copy1 ? 64 : 2 * lda,
+                 b + 1024 * s, two);
   }
   if (rem > 0) { /* the last k-pairs, zero-padded to a whole step */
-    const uint16_t* as = a + 32 * steps;
     memset(abuf, 0, sizeof abuf);
     memset(bbuf, 0, sizeof bbuf);
-    mha_amx_copy_a(m0, rem, as, lda, abuf[0]);
-    if (two) mha_amx_copy_a(m1, rem, as + 16 * lda, lda, abuf[1]);
+    mha_amx_copy_a(m0, rem, a + 32 * steps, lda, abuf[0]);
+    if (two) mha_amx_copy_a(m1, rem, a1 + 32 * steps, lda, abuf[1]);
     memcpy(bbuf, b + 1024 * steps, 128 * rem);
-    MHA_AMX_TILELOADD(4, abuf[0], 64);
-    MHA_AMX_TILELOADD(6, bbuf, 128);
-    MHA_AMX_TILELOADD(7, bbuf + 32, 128);
-    MHA_AMX_TDPBF16PS(0, 4, 6);
-    MHA_AMX_TDPBF16PS(1, 4, 7);
-    if (two) {
-      MHA_AMX_TILELOADD(5, abuf[1], 64);
-      MHA_AMX_TDPBF16PS(2, 5, 6);
-      MHA_AMX_TDPBF16PS(3, 5, 7);
-    }
+    mha_amx_step(abuf[0], 64, abuf[1], 64, bbuf, two);
   }
 
   const __m512 va = _mm512_set1_ps(alpha);
   if (whole && accumulate != 1) { /* C = alpha·acc: the tiles straight to C */
-    MHA_AMX_TILESTORED(0, c, 4 * ldc);
-    MHA_AMX_TILESTORED(1, c + 16, 4 * ldc);
-    if (two) {
-      MHA_AMX_TILESTORED(2, c + 16 * ldc, 4 * ldc);
-      MHA_AMX_TILESTORED(3, c + 16 * ldc + 16, 4 * ldc);
-    }
+    mha_amx_store_acc(c, ldc, two);
     MHA_AMX_TILERELEASE();
     if (alpha != 1.0f) { /* 1·acc is acc: the same bits as the product */
       for (size_t i = 0; i < m; i++) {
@@ -143,12 +145,7 @@ void mha_bf16_gemm_amx_ukernel_32x32__amxbf16(size_t m, size_t n, size_t kq, con
     }
     return;
   }
-  MHA_AMX_TILESTORED(0, cbuf, 128);
-  MHA_AMX_TILESTORED(1, cbuf + 16, 128);
-  if (two) {
-    MHA_AMX_TILESTORED(2, cbuf + 16 * 32, 128);
-    MHA_AMX_TILESTORED(3, cbuf + 16 * 32 + 16, 128);
-  }
+  mha_amx_store_acc(cbuf, 32, two);
   MHA_AMX_TILERELEASE();
   for (size_t i = 0; i < m; i++) {
     float* r = c + i * ldc;
