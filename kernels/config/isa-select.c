@@ -50,8 +50,9 @@ static int mha_cpu_has_avx512_bf16(void) {
  * epilogues), CPUID leaf 7 EDX bits 24 (AMX-TILE) and 22 (AMX-BF16), the OS
  * saving the tile state (XCR0 bits 17 and 18, read by XGETBV once OSXSAVE,
  * leaf 1 ECX bit 27, says it may be), and Linux granting this process the
- * tile data: ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, asked once (the
- * grant is the process's; racing first calls ask twice, harmlessly). A
+ * tile data: ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, asked once
+ * (mha_isa_available keeps the answer; the grant is the process's, and
+ * racing first calls ask twice, harmlessly). A
  * refusal (an old kernel, a too-small sigaltstack of some thread, a seccomp
  * filter) leaves the set unavailable, and the choice falls to avx512_bf16.
  * The test build MHA_AMX_EMULATE runs the instructions' C model: it needs
@@ -69,14 +70,8 @@ static int mha_cpu_grants_amx(void) {
   __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
   (void)xhi;
   if ((xlo & (3u << 17)) != (3u << 17)) return 0;
-  static atomic_int granted = ATOMIC_VAR_INIT(-1);
-  int g = atomic_load(&granted);
-  if (g < 0) {
-    /* ARCH_REQ_XCOMP_PERM (0x1023), XFEATURE_XTILEDATA (18): Linux >= 5.16 */
-    g = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-    atomic_store(&granted, g);
-  }
-  return g;
+  /* ARCH_REQ_XCOMP_PERM (0x1023), XFEATURE_XTILEDATA (18): Linux >= 5.16 */
+  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
 #endif
 }
 #endif
