@@ -48,6 +48,7 @@
 
 #include "fuzz-common.h"
 #include "oracle.h"
+#include "tester.h"
 #include "tolerance.h"
 
 /* The arrays of a layer description. */
@@ -699,8 +700,8 @@ static void layer_check_16(const layer_case* c, const mha_layer* plan) {
                  mha_last_error());
   } else {
     mha_isa set = mha_layer_isa(p16);
-    /* the BF16 form: bf16 weights on a set with a BF16 unit */
-    const int form = !f16 && (set == MHA_ISA_AVX512_BF16 || set == MHA_ISA_NEON_BF16);
+    /* the BF16 form: bf16 weights on a set with a BF16 unit (one that widens on another) */
+    const int form = !f16 && tester_widening_isa(set) != set;
     uint16_t* a16 = layer_run16(c, p16, *a, dt, x16, "16-bit weights");
     if (!form) {
       uint16_t* aw = layer_run16(c, pw, *a, dt, x16, "widened weights");
