@@ -30,11 +30,11 @@ static void mha_amx_emu_check_tile(int t) {
 
 void mha_amx_emu_ldtilecfg(const void* cfg) {
   const unsigned char* p = cfg;
-  mha_amx_emu.count++;
-  if (p[0] == 0) { /* palette 0: the init state */
+  if (p[0] == 0) { /* palette 0: the init state (counted there) */
     mha_amx_emu_tilerelease();
     return;
   }
+  mha_amx_emu.count++;
   if (p[0] != 1) mha_amx_emu_fault("palette other than 0 or 1 (#GP)");
   for (int i = 2; i < 16; i++) {
     if (p[i] != 0) mha_amx_emu_fault("reserved configuration byte set (#GP)");
